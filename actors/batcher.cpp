@@ -1,0 +1,325 @@
+#include "actors/batcher.hpp"
+
+#include <set>
+#include <unordered_map>
+
+#include <caf/all.hpp>
+#include <spdlog/spdlog.h>
+
+#include "runtime/batch_assembly.hpp"
+#include "runtime/batching.hpp"
+#include "runtime/error.hpp"
+
+namespace actorserve {
+namespace {
+
+using std::chrono::duration_cast;
+using std::chrono::nanoseconds;
+
+time_point from_ns(int64_t ns) {
+  return time_point{nanoseconds{ns}};
+}
+
+struct queued_request {
+  infer_request req;
+  caf::typed_response_promise<infer_response> promise;
+  time_point enqueued;
+  time_point dispatched;
+};
+
+struct worker_slot {
+  worker_actor handle;
+  std::string name;
+  std::optional<uint64_t> batch; // the batch in flight, if any
+};
+
+struct in_flight_batch {
+  caf::actor_addr worker;
+  std::string worker_name;
+  std::vector<queued_request> requests; // answered ones are marked by a moved-from promise
+  std::vector<bool> answered;
+  uint32_t rows = 0;
+};
+
+struct batcher_state {
+  std::shared_ptr<const model_config> model;
+  gateway_actor gateway;
+  std::unique_ptr<batch_queue> queue;
+  std::unordered_map<request_id, queued_request> waiting;
+  std::vector<worker_slot> workers;
+  std::set<std::string> starting;
+  std::unordered_map<uint64_t, in_flight_batch> in_flight;
+  uint64_t next_batch_id = 1;
+  uint64_t batches = 0;
+  std::optional<time_point> tick_at; // when the scheduled tick fires
+  static inline const char* name = "batcher";
+};
+
+using batcher_ptr = batcher_actor::stateful_pointer<batcher_state>;
+
+void report_status(batcher_ptr self) {
+  auto& st = self->state;
+  model_status s;
+  s.model = st.model->name;
+  s.ready_workers = static_cast<uint32_t>(st.workers.size());
+  s.starting_workers = static_cast<uint32_t>(st.starting.size());
+  s.batches = st.batches;
+  self->send(st.gateway, status_atom::value, std::move(s));
+}
+
+void answer_error(queued_request& q, caf::error err) {
+  q.promise.deliver(std::move(err));
+}
+
+void schedule_tick(batcher_ptr self, time_point now) {
+  auto& st = self->state;
+  bool idle_worker = std::any_of(st.workers.begin(), st.workers.end(),
+                                 [](const worker_slot& w) { return !w.batch; });
+  auto next = st.queue->next_event(idle_worker);
+  for (auto& kv : st.in_flight)
+    for (std::size_t i = 0; i < kv.second.requests.size(); ++i)
+      if (!kv.second.answered[i]) {
+        auto d = from_ns(kv.second.requests[i].req.deadline_ns);
+        if (!next || d < *next)
+          next = d;
+      }
+  if (!next)
+    return;
+  if (st.tick_at && *st.tick_at <= *next)
+    return; // an earlier (or equal) tick is already on its way
+  st.tick_at = *next;
+  auto delay = *next > now ? duration_cast<nanoseconds>(*next - now) : nanoseconds{0};
+  self->delayed_send(self, delay, tick_atom::value);
+}
+
+caf::error deadline_error(const batcher_state& st, const queued_request& q, time_point now,
+                          bool in_flight) {
+  auto waited_us = duration_cast<std::chrono::microseconds>(now - q.enqueued).count();
+  return make_error(errc::deadline_exceeded,
+                    "request " + std::to_string(q.req.id) + " to model '" + st.model->name
+                      + "' reached its deadline after " + std::to_string(waited_us) + " us "
+                      + (in_flight ? "while its batch was running"
+                                   : "in the queue, before a worker was free"));
+}
+
+void dispatch(batcher_ptr self, worker_slot& w, batch_plan plan, time_point now) {
+  auto& st = self->state;
+  auto id = st.next_batch_id++;
+  in_flight_batch b;
+  b.worker = w.handle.address();
+  b.worker_name = w.name;
+  b.rows = plan.rows;
+  batch_job job;
+  job.batch_id = id;
+  for (auto rid : plan.ids) {
+    auto it = st.waiting.find(rid);
+    auto& q = it->second;
+    q.dispatched = now;
+    // The tensors go to the worker; the batcher keeps what it needs to answer.
+    infer_request kept;
+    kept.id = q.req.id;
+    kept.client_id = q.req.client_id;
+    kept.deadline_ns = q.req.deadline_ns;
+    job.requests.push_back(std::move(q.req));
+    q.req = std::move(kept);
+    b.requests.push_back(std::move(q));
+    st.waiting.erase(it);
+  }
+  b.answered.assign(b.requests.size(), false);
+  w.batch = id;
+  ++st.batches;
+  self->send(w.handle, execute_atom::value, std::move(job));
+  st.in_flight.emplace(id, std::move(b));
+}
+
+/// Expires what is due, dispatches what can go, and schedules the next tick.
+void pump(batcher_ptr self) {
+  auto& st = self->state;
+  auto now = steady_clock::now();
+  for (auto id : st.queue->expire(now)) {
+    auto it = st.waiting.find(id);
+    answer_error(it->second, deadline_error(st, it->second, now, false));
+    st.waiting.erase(it);
+  }
+  for (auto& kv : st.in_flight)
+    for (std::size_t i = 0; i < kv.second.requests.size(); ++i) {
+      auto& q = kv.second.requests[i];
+      if (!kv.second.answered[i] && from_ns(q.req.deadline_ns) <= now) {
+        kv.second.answered[i] = true;
+        answer_error(q, deadline_error(st, q, now, true));
+      }
+    }
+  for (auto& w : st.workers) {
+    if (w.batch)
+      continue;
+    auto plan = st.queue->pop_due(now);
+    if (!plan)
+      break;
+    dispatch(self, w, std::move(*plan), now);
+  }
+  schedule_tick(self, now);
+}
+
+/// Ends an in-flight batch: `outputs` answers its requests, or `err` fails them.
+void finish_batch(batcher_ptr self, uint64_t batch_id, batch_outputs* outputs,
+                  const caf::error& err) {
+  auto& st = self->state;
+  auto it = st.in_flight.find(batch_id);
+  if (it == st.in_flight.end())
+    return;
+  auto b = std::move(it->second);
+  st.in_flight.erase(it);
+  for (auto& w : st.workers)
+    if (w.batch == batch_id)
+      w.batch.reset();
+  for (std::size_t i = 0; i < b.requests.size(); ++i) {
+    if (b.answered[i])
+      continue;
+    auto& q = b.requests[i];
+    if (!outputs) {
+      answer_error(q, err);
+      continue;
+    }
+    infer_response r;
+    r.id = q.req.id;
+    r.model = st.model->name;
+    r.version = st.model->version;
+    r.client_id = std::move(q.req.client_id);
+    r.outputs = std::move(outputs->per_request[i]);
+    r.batch_rows = b.rows;
+    r.batch_requests = static_cast<uint32_t>(b.requests.size());
+    r.queue_ns = duration_cast<nanoseconds>(q.dispatched - q.enqueued).count();
+    r.compute_ns = outputs->compute_ns;
+    r.worker = b.worker_name;
+    q.promise.deliver(std::move(r));
+  }
+}
+
+batcher_actor::behavior_type batcher_fn(batcher_ptr self, std::shared_ptr<const model_config> model,
+                                        gateway_actor gateway) {
+  auto& st = self->state;
+  st.model = std::move(model);
+  st.gateway = std::move(gateway);
+  batching_options opts;
+  opts.max_batch_size = st.model->max_batch_size;
+  opts.max_queue_delay = std::chrono::microseconds(st.model->batching.max_queue_delay_us);
+  opts.preferred_batch_sizes = st.model->batching.preferred_batch_sizes;
+  opts.max_queue_size = st.model->batching.max_queue_size;
+  st.queue = std::make_unique<batch_queue>(opts);
+  self->set_down_handler([self](caf::down_msg& dm) {
+    auto& st = self->state;
+    auto it = std::find_if(st.workers.begin(), st.workers.end(),
+                           [&](const worker_slot& w) { return w.handle.address() == dm.source; });
+    if (it == st.workers.end())
+      return;
+    auto name = it->name;
+    auto batch = it->batch;
+    st.workers.erase(it);
+    spdlog::warn("batcher {}: worker {} is down ({})", st.model->name, name,
+                 caf::to_string(dm.reason));
+    if (batch)
+      finish_batch(self, *batch, nullptr,
+                   make_error(errc::worker_failed, "worker " + name + " of model '"
+                                                     + st.model->name
+                                                     + "' died while running this request's batch: "
+                                                     + error_message(dm.reason)));
+    report_status(self);
+    pump(self);
+  });
+  // Every accepted request gets an answer, also when the batcher itself goes away.
+  self->attach_functor([self](const caf::error& reason) {
+    auto& st = self->state;
+    auto err = make_error(errc::not_ready, "the batcher of model '" + st.model->name
+                                             + "' stopped: " + error_message(reason));
+    for (auto& kv : st.waiting)
+      kv.second.promise.deliver(err);
+    for (auto& kv : st.in_flight)
+      for (std::size_t i = 0; i < kv.second.requests.size(); ++i)
+        if (!kv.second.answered[i])
+          kv.second.requests[i].promise.deliver(err);
+    st.waiting.clear();
+    st.in_flight.clear();
+  });
+  return {
+    [self](infer_atom, infer_request& req) -> caf::result<infer_response> {
+      auto& st = self->state;
+      if (st.workers.empty() && st.starting.empty())
+        return make_error(errc::not_ready, "model '" + st.model->name
+                                             + "' has no ready worker and none starting");
+      auto now = steady_clock::now();
+      pending_request p;
+      p.id = req.id;
+      p.shape_key = shape_key(*st.model, req);
+      p.rows = request_rows(*st.model, req);
+      p.enqueued = now;
+      p.deadline = from_ns(req.deadline_ns);
+      switch (st.queue->push(std::move(p))) {
+        case admission::queue_full:
+          return make_error(errc::overloaded,
+                            "model '" + st.model->name + "' is overloaded: its queue holds "
+                              + std::to_string(st.queue->size()) + " requests (max_queue_size "
+                              + std::to_string(st.model->batching.max_queue_size) + ")");
+        case admission::too_many_rows:
+          return make_error(errc::invalid_input, "request batch dimension exceeds max_batch_size "
+                                                   + std::to_string(st.model->max_batch_size));
+        case admission::accepted:
+          break;
+      }
+      auto rp = self->make_response_promise<infer_response>();
+      auto id = req.id;
+      st.waiting.emplace(id, queued_request{std::move(req), rp, now, now});
+      pump(self);
+      return rp;
+    },
+    [self](worker_starting_atom, std::string& name) {
+      self->state.starting.insert(std::move(name));
+      report_status(self);
+    },
+    [self](given_up_atom, std::string& name) {
+      auto& st = self->state;
+      st.starting.erase(name);
+      report_status(self);
+      if (st.workers.empty() && st.starting.empty()) {
+        // Nothing will ever serve what is queued: fail it now rather than at its deadline.
+        auto err = make_error(errc::not_ready, "model '" + st.model->name
+                                                 + "' lost its last worker (" + name + ")");
+        for (auto& kv : st.waiting) {
+          st.queue->remove(kv.first);
+          kv.second.promise.deliver(err);
+        }
+        st.waiting.clear();
+      }
+    },
+    [self](worker_ready_atom, worker_actor& w, std::string& name) {
+      auto& st = self->state;
+      st.starting.erase(name);
+      self->monitor(w);
+      st.workers.push_back(worker_slot{std::move(w), name, std::nullopt});
+      spdlog::info("batcher {}: worker {} is ready ({} ready)", st.model->name, name,
+                   st.workers.size());
+      report_status(self);
+      pump(self);
+    },
+    [self](batch_done_atom, batch_outputs& out) {
+      finish_batch(self, out.batch_id, &out, caf::none);
+      pump(self);
+    },
+    [self](batch_failed_atom, uint64_t batch_id, caf::error& err) {
+      finish_batch(self, batch_id, nullptr, err);
+      pump(self);
+    },
+    [self](tick_atom) {
+      self->state.tick_at.reset(); // pump schedules the next one if anything is pending
+      pump(self);
+    },
+  };
+}
+
+} // namespace
+
+batcher_actor spawn_batcher(caf::actor_system& sys, std::shared_ptr<const model_config> model,
+                            gateway_actor gateway) {
+  return sys.spawn(batcher_fn, std::move(model), std::move(gateway));
+}
+
+} // namespace actorserve

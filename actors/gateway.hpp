@@ -1,0 +1,18 @@
+// actors/gateway.hpp — the front door inside the actor system: routes requests by model name and
+// version, assigns request ids and deadlines (the model's default timeout, or the request's
+// `timeout` parameter up to the model's maximum), validates inputs against the model's
+// declaration, and knows which models are ready from their batchers' status reports.
+#pragma once
+
+#include <memory>
+
+#include <caf/actor_system.hpp>
+
+#include "actors/interfaces.hpp"
+#include "runtime/config.hpp"
+
+namespace actorserve {
+
+gateway_actor spawn_gateway(caf::actor_system& sys, std::shared_ptr<const deployment_config> cfg);
+
+} // namespace actorserve

@@ -1,0 +1,37 @@
+// The typed interfaces of actorserve's actors, in one header because they refer to each other.
+// Each actor's own header says how to spawn it.
+#pragma once
+
+#include <string>
+
+#include <caf/typed_actor.hpp>
+#include <caf/replies_to.hpp>
+
+#include "runtime/messages.hpp"
+
+namespace actorserve {
+
+/// Runs batches of one model instance on one device; answers its batcher with
+/// batch_done/batch_failed messages.
+using worker_actor = caf::typed_actor<caf::reacts_to<execute_atom, batch_job>>;
+
+/// Collects one model's requests into batches for that model's workers.
+using batcher_actor = caf::typed_actor<
+  caf::replies_to<infer_atom, infer_request>::with<infer_response>,
+  caf::reacts_to<worker_starting_atom, std::string>,          // from the supervisor
+  caf::reacts_to<given_up_atom, std::string>,                 // from the supervisor
+  caf::reacts_to<worker_ready_atom, worker_actor, std::string>, // from a warmed-up worker
+  caf::reacts_to<batch_done_atom, batch_outputs>,
+  caf::reacts_to<batch_failed_atom, uint64_t, caf::error>,
+  caf::reacts_to<tick_atom>>;
+
+/// Routes requests by model, assigns ids and deadlines, validates, and knows readiness.
+using gateway_actor = caf::typed_actor<
+  caf::replies_to<infer_atom, infer_request>::with<infer_response>,
+  caf::replies_to<ready_atom>::with<bool>,                           // every model ready?
+  caf::replies_to<ready_atom, std::string, std::string>::with<bool>, // model, version ("" = any)
+  caf::replies_to<status_atom, std::string>::with<model_status>,
+  caf::reacts_to<register_atom, std::string, batcher_actor>,
+  caf::reacts_to<status_atom, model_status>>;
+
+} // namespace actorserve

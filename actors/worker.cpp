@@ -1,0 +1,106 @@
+#include "actors/worker.hpp"
+
+#include <chrono>
+
+#include <caf/all.hpp>
+#include <spdlog/spdlog.h>
+
+#include "runtime/batch_assembly.hpp"
+#include "runtime/error.hpp"
+#include "runtime/model_backend.hpp"
+
+namespace actorserve {
+
+std::string worker_spec::name() const {
+  return model->name + "/" + device + "/" + std::to_string(instance);
+}
+
+namespace {
+
+struct worker_state {
+  worker_spec spec;
+  std::string name;
+  batcher_actor batcher;
+  std::unique_ptr<model_backend> backend;
+  static inline const char* name_ = "worker";
+};
+
+using worker_ptr = worker_actor::stateful_pointer<worker_state>;
+
+/// Loads the model and runs the warm-up batches; throws on failure.
+void load_and_warm_up(worker_state& st) {
+  auto t0 = std::chrono::steady_clock::now();
+  st.backend = backend_registry::global().create(
+    st.spec.model->backend, backend_context{*st.spec.model, st.spec.device, st.spec.instance});
+  auto& m = *st.spec.model;
+  for (auto rows : m.warmup.batch_sizes)
+    for (uint32_t i = 0; i < m.warmup.iterations; ++i) {
+      auto inputs = warmup_inputs(m, rows);
+      auto outputs = st.backend->run(inputs);
+      std::vector<infer_request> one(1);
+      one[0].inputs = std::move(inputs);
+      split_batch(m, one, std::move(outputs)); // throws unless outputs match the declaration
+    }
+  auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(
+              std::chrono::steady_clock::now() - t0).count();
+  spdlog::info("worker {}: loaded and warmed up in {} ms", st.name, ms);
+}
+
+worker_actor::behavior_type worker_fn(worker_ptr self, worker_spec spec, batcher_actor batcher) {
+  auto& st = self->state;
+  st.spec = std::move(spec);
+  st.name = st.spec.name();
+  st.batcher = batcher;
+  try {
+    load_and_warm_up(st);
+  } catch (const std::exception& e) {
+    spdlog::error("worker {}: failed to start: {}", st.name, e.what());
+    self->quit(make_error(errc::worker_failed, st.name + " failed to start: " + e.what()));
+    return {[](execute_atom, batch_job&) {}};
+  }
+  self->send(batcher, worker_ready_atom::value, worker_actor{self}, st.name);
+  return {
+    [self](execute_atom, batch_job& job) {
+      auto& st = self->state;
+      auto& m = *st.spec.model;
+      auto t0 = std::chrono::steady_clock::now();
+      if (st.spec.fault_injection) {
+        for (auto& r : job.requests) {
+          if (r.fault == "crash") {
+            spdlog::warn("worker {}: fault injection: crashing", st.name);
+            // An exception escaping a handler kills the actor, like any bug would.
+            throw std::runtime_error("fault injection: worker " + st.name + " crashed");
+          }
+          if (r.fault == "throw") {
+            self->send(st.batcher, batch_failed_atom::value, job.batch_id,
+                       make_error(errc::inference_failed,
+                                  "worker " + st.name + ": fault injection: backend exception"));
+            return;
+          }
+        }
+      }
+      try {
+        auto inputs = assemble_batch(m, job.requests);
+        auto outputs = st.backend->run(inputs);
+        batch_outputs out;
+        out.batch_id = job.batch_id;
+        out.per_request = split_batch(m, job.requests, std::move(outputs));
+        out.compute_ns = std::chrono::duration_cast<std::chrono::nanoseconds>(
+                           std::chrono::steady_clock::now() - t0).count();
+        self->send(st.batcher, batch_done_atom::value, std::move(out));
+      } catch (const std::exception& e) {
+        spdlog::warn("worker {}: batch {} failed: {}", st.name, job.batch_id, e.what());
+        self->send(st.batcher, batch_failed_atom::value, job.batch_id,
+                   make_error(errc::inference_failed, "worker " + st.name + ": " + e.what()));
+      }
+    },
+  };
+}
+
+} // namespace
+
+worker_actor spawn_worker(caf::actor_system& sys, const worker_spec& spec, batcher_actor batcher) {
+  return sys.spawn<caf::detached>(worker_fn, spec, std::move(batcher));
+}
+
+} // namespace actorserve

@@ -1,0 +1,28 @@
+// actors/worker.hpp — one model instance on one device. Runs as a detached actor (its own
+// thread), so loading, warm-up and inference block nothing else. After warm-up it tells its
+// batcher it is ready; a batch that fails becomes batch_failed for exactly that batch.
+#pragma once
+
+#include <memory>
+#include <string>
+
+#include <caf/actor_system.hpp>
+
+#include "actors/interfaces.hpp"
+#include "runtime/config.hpp"
+
+namespace actorserve {
+
+struct worker_spec {
+  std::shared_ptr<const model_config> model;
+  std::string device = "cpu";
+  uint32_t instance = 0;
+  bool fault_injection = false; // honour infer_request::fault
+
+  /// "model/device/instance", e.g. "mlp/cpu/1": how logs and responses name the worker.
+  std::string name() const;
+};
+
+worker_actor spawn_worker(caf::actor_system& sys, const worker_spec& spec, batcher_actor batcher);
+
+} // namespace actorserve

@@ -1,0 +1,420 @@
+#include "net/http_server.hpp"
+
+#include <atomic>
+#include <charconv>
+#include <thread>
+#include <vector>
+
+#include <boost/asio.hpp>
+#include <boost/beast/core.hpp>
+#include <boost/beast/http.hpp>
+#include <caf/all.hpp>
+#include <spdlog/spdlog.h>
+
+#include "net/actor_bridge.hpp"
+#include "net/http_status.hpp"
+#include "net/kserve_codec.hpp"
+#include "runtime/error.hpp"
+
+namespace asio = boost::asio;
+namespace beast = boost::beast;
+namespace http = beast::http;
+using tcp = asio::ip::tcp;
+
+namespace actorserve {
+
+namespace {
+
+constexpr std::string_view server_name = "actorserve/0.1";
+constexpr std::size_t header_limit = 64 * 1024;
+// Extra time the bridge waits beyond a request's own deadline: the batcher answers at the
+// deadline itself, so this only matters if an actor is lost.
+constexpr auto bridge_grace = std::chrono::seconds(2);
+
+using response_t = http::response<http::string_body>;
+
+struct route {
+  enum kind_t { not_found, health_live, health_ready, server_meta, model_meta, model_ready,
+                model_infer } kind = not_found;
+  std::string model;
+  std::string version;
+};
+
+/// Splits "/v2/models/{name}[/versions/{v}][/ready|/infer]" and the health paths.
+route parse_route(std::string_view target) {
+  route r;
+  if (auto q = target.find('?'); q != std::string_view::npos)
+    target = target.substr(0, q);
+  if (target == "/v2" || target == "/v2/") {
+    r.kind = route::server_meta;
+    return r;
+  }
+  if (target == "/v2/health/live") {
+    r.kind = route::health_live;
+    return r;
+  }
+  if (target == "/v2/health/ready") {
+    r.kind = route::health_ready;
+    return r;
+  }
+  constexpr std::string_view prefix = "/v2/models/";
+  if (target.substr(0, prefix.size()) != prefix)
+    return r;
+  std::vector<std::string_view> parts;
+  auto rest = target.substr(prefix.size());
+  while (!rest.empty()) {
+    auto slash = rest.find('/');
+    parts.push_back(rest.substr(0, slash));
+    if (slash == std::string_view::npos)
+      break;
+    rest = rest.substr(slash + 1);
+  }
+  if (parts.empty() || parts[0].empty())
+    return r;
+  r.model = std::string(parts[0]);
+  std::size_t i = 1;
+  if (parts.size() >= 3 && parts[1] == "versions") {
+    r.version = std::string(parts[2]);
+    i = 3;
+  }
+  if (parts.size() == i)
+    r.kind = route::model_meta;
+  else if (parts.size() == i + 1 && parts[i] == "ready")
+    r.kind = route::model_ready;
+  else if (parts.size() == i + 1 && parts[i] == "infer")
+    r.kind = route::model_infer;
+  return r;
+}
+
+std::string error_body(const std::string& message) {
+  return "{\"error\":" + kserve::quote(message) + "}";
+}
+
+} // namespace
+
+struct http_server::impl {
+  caf::actor_system& sys;
+  gateway_actor gateway;
+  std::shared_ptr<const deployment_config> cfg;
+  asio::io_context ioc;
+  std::optional<asio::executor_work_guard<asio::io_context::executor_type>> work;
+  tcp::acceptor acceptor{ioc};
+  std::vector<std::thread> threads;
+
+  impl(caf::actor_system& s, gateway_actor g, std::shared_ptr<const deployment_config> c)
+    : sys(s), gateway(std::move(g)), cfg(std::move(c)) {
+  }
+
+  void accept();
+};
+
+namespace {
+
+class session : public std::enable_shared_from_this<session> {
+public:
+  session(tcp::socket&& socket, http_server::impl& srv)
+    : stream_(std::move(socket)), srv_(srv), http_(srv.cfg->server.http) {
+    buffer_.reserve(64 * 1024);
+  }
+
+  void start() {
+    asio::dispatch(stream_.get_executor(),
+                   beast::bind_front_handler(&session::read_header, shared_from_this()));
+  }
+
+private:
+  void read_header() {
+    parser_.emplace();
+    parser_->header_limit(header_limit);
+    parser_->body_limit(http_.max_body_bytes);
+    // The first request of a connection gets the header timeout; later ones the idle timeout.
+    stream_.expires_after(std::chrono::milliseconds(requests_ == 0 ? http_.header_timeout_ms
+                                                                   : http_.idle_timeout_ms));
+    http::async_read_header(stream_, buffer_, *parser_,
+                            beast::bind_front_handler(&session::on_header, shared_from_this()));
+  }
+
+  void on_header(beast::error_code ec, std::size_t) {
+    if (ec)
+      return fail_read(ec);
+    auto& req = parser_->get();
+    if (auto len = parser_->content_length(); len && *len > http_.max_body_bytes) {
+      keep_alive_ = false;
+      return send_error(http::status::payload_too_large,
+                        "request body of " + std::to_string(*len) + " bytes exceeds the limit of "
+                          + std::to_string(http_.max_body_bytes) + " bytes (max_body_bytes)");
+    }
+    if (auto len = parser_->content_length(); len && *len > buffer_.capacity())
+      buffer_.reserve(static_cast<std::size_t>(*len) + 4096); // big reads, not 512-byte ones
+    (void) req;
+    stream_.expires_after(std::chrono::milliseconds(http_.body_timeout_ms));
+    http::async_read(stream_, buffer_, *parser_,
+                     beast::bind_front_handler(&session::on_body, shared_from_this()));
+  }
+
+  void on_body(beast::error_code ec, std::size_t) {
+    if (ec == http::error::body_limit) {
+      keep_alive_ = false;
+      return send_error(http::status::payload_too_large,
+                        "request body exceeds the limit of " + std::to_string(http_.max_body_bytes)
+                          + " bytes (max_body_bytes)");
+    }
+    if (ec)
+      return fail_read(ec);
+    ++requests_;
+    stream_.expires_never(); // the request's own deadline bounds what follows
+    request_ = parser_->release();
+    keep_alive_ = request_.keep_alive();
+    handle();
+  }
+
+  void fail_read(beast::error_code ec) {
+    if (ec == http::error::end_of_stream || ec == asio::error::eof
+        || ec == beast::error::timeout || ec == asio::error::connection_reset
+        || ec == asio::error::operation_aborted) {
+      beast::error_code ignored;
+      stream_.socket().shutdown(tcp::socket::shutdown_both, ignored);
+      return;
+    }
+    // A malformed request: answer 400 and close, since the stream position is unknown.
+    keep_alive_ = false;
+    if (ec == http::error::header_limit)
+      return send_error(http::status::request_header_fields_too_large,
+                        "request header exceeds " + std::to_string(header_limit) + " bytes");
+    send_error(http::status::bad_request, "malformed HTTP request: " + ec.message());
+  }
+
+  void handle() {
+    auto r = parse_route(request_.target());
+    auto method = request_.method();
+    auto want = [&](http::verb v) {
+      if (method == v)
+        return true;
+      send_error(http::status::method_not_allowed,
+                 std::string(request_.method_string()) + " is not allowed on "
+                   + std::string(request_.target()) + "; use "
+                   + std::string(http::to_string(v)));
+      return false;
+    };
+    switch (r.kind) {
+      case route::not_found:
+        return send_error(http::status::not_found,
+                          "no route for " + std::string(request_.method_string()) + " "
+                            + std::string(request_.target()));
+      case route::health_live:
+        if (want(http::verb::get))
+          send_json(http::status::ok, "{\"live\":true}");
+        return;
+      case route::health_ready:
+        if (want(http::verb::get))
+          ask_ready({}, {});
+        return;
+      case route::server_meta:
+        if (want(http::verb::get))
+          send_json(http::status::ok,
+                    "{\"name\":\"actorserve\",\"version\":\"0.1.0\",\"extensions\":["
+                    "\"binary_tensor_data\",\"schedule_policy\"]}");
+        return;
+      case route::model_meta: {
+        if (!want(http::verb::get))
+          return;
+        auto* m = srv_.cfg->find_model(r.model);
+        if (!m)
+          return send_error(http::status::not_found, "unknown model '" + r.model + "'");
+        if (!r.version.empty() && r.version != m->version)
+          return send_error(http::status::not_found, "model '" + r.model + "' has no version '"
+                                                       + r.version + "'");
+        return send_json(http::status::ok, kserve::encode_model_metadata(*m));
+      }
+      case route::model_ready:
+        if (want(http::verb::get))
+          ask_ready(r.model, r.version);
+        return;
+      case route::model_infer:
+        if (want(http::verb::post))
+          infer(std::move(r));
+        return;
+    }
+  }
+
+  void ask_ready(std::string model, std::string version) {
+    auto self = shared_from_this();
+    auto done = [self, model](caf::expected<bool> ready) {
+      asio::post(self->stream_.get_executor(), [self, model, ready = std::move(ready)] {
+        if (!ready)
+          return self->send_error(static_cast<http::status>(http_status(ready.error())),
+                                  error_message(ready.error()));
+        auto body = std::string("{") + (model.empty() ? "" : "\"name\":" + kserve::quote(model) + ",")
+                    + "\"ready\":" + (*ready ? "true" : "false") + "}";
+        self->send_json(*ready ? http::status::ok : http::status::service_unavailable, body);
+      });
+    };
+    if (model.empty())
+      ask<bool>(srv_.sys, srv_.gateway, std::chrono::seconds(5), done, ready_atom::value);
+    else
+      ask<bool>(srv_.sys, srv_.gateway, std::chrono::seconds(5), done, ready_atom::value,
+                std::move(model), std::move(version));
+  }
+
+  void infer(route r) {
+    std::optional<std::size_t> json_length;
+    if (auto it = request_.find("Inference-Header-Content-Length"); it != request_.end()) {
+      std::size_t n = 0;
+      auto v = it->value();
+      auto res = std::from_chars(v.data(), v.data() + v.size(), n);
+      if (res.ec != std::errc{} || res.ptr != v.data() + v.size())
+        return send_error(http::status::bad_request,
+                          "Inference-Header-Content-Length must be a non-negative integer, got '"
+                            + std::string(v) + "'");
+      json_length = n;
+    }
+    auto decoded = kserve::decode_request(request_.body(), json_length);
+    request_.body().clear();
+    request_.body().shrink_to_fit();
+    if (!decoded)
+      return send_error(static_cast<http::status>(http_status(decoded.error())),
+                        error_message(decoded.error()));
+    auto* m = srv_.cfg->find_model(r.model);
+    auto timeout = std::chrono::microseconds(
+      decoded->request.timeout_us > 0
+        ? decoded->request.timeout_us
+        : static_cast<int64_t>(m ? m->default_timeout_us : 10'000'000));
+    auto self = shared_from_this();
+    auto options = std::make_shared<kserve::decoded_request>();
+    options->binary_output_default = decoded->binary_output_default;
+    options->binary_outputs = std::move(decoded->binary_outputs);
+    options->json_outputs = std::move(decoded->json_outputs);
+    decoded->request.model = std::move(r.model);
+    decoded->request.version = std::move(r.version);
+    ask<infer_response>(
+      srv_.sys, srv_.gateway, timeout + bridge_grace,
+      [self, options](caf::expected<infer_response> res) {
+        asio::post(self->stream_.get_executor(), [self, options, res = std::move(res)]() mutable {
+          if (!res)
+            return self->send_error(static_cast<http::status>(http_status(res.error())),
+                                    error_message(res.error()));
+          auto enc = kserve::encode_response(*res, *options);
+          self->send_body(http::status::ok, std::move(enc.body), enc.json_length);
+        });
+      },
+      infer_atom::value, std::move(decoded->request));
+  }
+
+  void send_error(http::status status, const std::string& message) {
+    if (static_cast<unsigned>(status) >= 500)
+      spdlog::debug("http: {} {}", static_cast<unsigned>(status), message);
+    send_json(status, error_body(message));
+  }
+
+  void send_json(http::status status, std::string body) {
+    send_body(status, std::move(body), std::nullopt);
+  }
+
+  void send_body(http::status status, std::string body, std::optional<std::size_t> json_length) {
+    auto res = std::make_shared<response_t>(status, request_.version() ? request_.version() : 11);
+    res->set(http::field::server, server_name);
+    if (json_length) {
+      res->set(http::field::content_type, "application/octet-stream");
+      res->set("Inference-Header-Content-Length", std::to_string(*json_length));
+    } else {
+      res->set(http::field::content_type, "application/json");
+    }
+    if (status == http::status::service_unavailable)
+      res->set(http::field::retry_after, "1");
+    res->keep_alive(keep_alive_);
+    res->body() = std::move(body);
+    res->prepare_payload();
+    stream_.expires_after(std::chrono::milliseconds(http_.body_timeout_ms));
+    http::async_write(stream_, *res,
+                      [self = shared_from_this(), res](beast::error_code ec, std::size_t) {
+                        self->on_write(ec);
+                      });
+  }
+
+  void on_write(beast::error_code ec) {
+    if (ec || !keep_alive_) {
+      beast::error_code ignored;
+      stream_.socket().shutdown(tcp::socket::shutdown_both, ignored);
+      return;
+    }
+    request_ = {};
+    read_header();
+  }
+
+  beast::tcp_stream stream_;
+  http_server::impl& srv_;
+  const http_config& http_;
+  beast::flat_buffer buffer_;
+  std::optional<http::request_parser<http::string_body>> parser_;
+  http::request<http::string_body> request_;
+  bool keep_alive_ = true;
+  uint64_t requests_ = 0;
+};
+
+} // namespace
+
+void http_server::impl::accept() {
+  acceptor.async_accept(asio::make_strand(ioc), [this](beast::error_code ec, tcp::socket socket) {
+    if (ec == asio::error::operation_aborted)
+      return;
+    if (!ec) {
+      socket.set_option(tcp::no_delay(true), ec);
+      std::make_shared<session>(std::move(socket), *this)->start();
+    } else {
+      spdlog::warn("http: accept failed: {}", ec.message());
+    }
+    accept();
+  });
+}
+
+http_server::http_server(caf::actor_system& sys, gateway_actor gateway,
+                         std::shared_ptr<const deployment_config> cfg)
+  : impl_(std::make_unique<impl>(sys, std::move(gateway), std::move(cfg))) {
+}
+
+http_server::~http_server() {
+  stop();
+}
+
+caf::expected<uint16_t> http_server::start() {
+  auto& h = impl_->cfg->server.http;
+  beast::error_code ec;
+  auto address = asio::ip::make_address(h.address, ec);
+  if (ec)
+    return make_error(errc::invalid_config,
+                      "server.http.address: not an IP address: \"" + h.address + "\"");
+  tcp::endpoint ep{address, h.port};
+  auto& acc = impl_->acceptor;
+  acc.open(ep.protocol(), ec);
+  if (!ec)
+    acc.set_option(asio::socket_base::reuse_address(true), ec);
+  if (!ec)
+    acc.bind(ep, ec);
+  if (!ec)
+    acc.listen(asio::socket_base::max_listen_connections, ec);
+  if (ec)
+    return make_error(errc::invalid_config, "cannot listen on " + h.address + ":"
+                                              + std::to_string(h.port) + ": " + ec.message());
+  auto port = acc.local_endpoint().port();
+  impl_->work.emplace(impl_->ioc.get_executor());
+  impl_->accept();
+  for (uint32_t i = 0; i < h.io_threads; ++i)
+    impl_->threads.emplace_back([this] { impl_->ioc.run(); });
+  return port;
+}
+
+void http_server::stop() {
+  if (!impl_ || impl_->threads.empty())
+    return;
+  asio::post(impl_->ioc, [this] {
+    beast::error_code ignored;
+    impl_->acceptor.close(ignored);
+  });
+  impl_->work.reset();
+  impl_->ioc.stop();
+  for (auto& t : impl_->threads)
+    t.join();
+  impl_->threads.clear();
+}
+
+} // namespace actorserve

@@ -1,0 +1,36 @@
+// The KServe v2 REST front: an asynchronous Boost.Beast server on its own I/O threads. It parses
+// and encodes on those threads and talks to the gateway actor by message; nothing here blocks a
+// CAF thread and nothing in CAF blocks an I/O thread.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+
+#include <caf/actor_system.hpp>
+#include <caf/expected.hpp>
+
+#include "actors/interfaces.hpp"
+#include "runtime/config.hpp"
+
+namespace actorserve {
+
+class http_server {
+public:
+  http_server(caf::actor_system& sys, gateway_actor gateway,
+              std::shared_ptr<const deployment_config> cfg);
+  ~http_server();
+
+  /// Binds the configured address and port (0 = any free port) and starts the I/O threads.
+  /// Returns the bound port.
+  caf::expected<uint16_t> start();
+
+  /// Stops accepting, closes connections and joins the I/O threads.
+  void stop();
+
+  struct impl; // public so that the connection sessions in the .cpp can refer to it
+
+private:
+  std::unique_ptr<impl> impl_;
+};
+
+} // namespace actorserve

@@ -1,0 +1,462 @@
+#include "net/kserve_codec.hpp"
+
+#include <algorithm>
+#include <charconv>
+#include <cmath>
+#include <cstring>
+#include <limits>
+
+#include <boost/json.hpp>
+
+#include "runtime/error.hpp"
+
+namespace json = boost::json;
+
+namespace actorserve::kserve {
+
+namespace {
+
+caf::error bad(std::string msg) {
+  return make_error(errc::invalid_input, std::move(msg));
+}
+
+std::string kind_name(const json::value& v) {
+  switch (v.kind()) {
+    case json::kind::null: return "null";
+    case json::kind::bool_: return "a boolean";
+    case json::kind::string: return "a string";
+    case json::kind::array: return "an array";
+    case json::kind::object: return "an object";
+    case json::kind::double_: return "a number (" + json::serialize(v) + ")";
+    default: return "an integer (" + json::serialize(v) + ")";
+  }
+}
+
+template <class T>
+void put(uint8_t*& p, T x) {
+  std::memcpy(p, &x, sizeof x);
+  p += sizeof x;
+}
+
+/// Writes one JSON element as `dtype` at p; returns an error text or "".
+template <class Int>
+bool to_int(const json::value& v, Int& out) {
+  if (v.is_int64()) {
+    auto x = v.get_int64();
+    if (x < static_cast<int64_t>(std::numeric_limits<Int>::min())
+        || (x > 0 && static_cast<uint64_t>(x) > static_cast<uint64_t>(std::numeric_limits<Int>::max())))
+      return false;
+    out = static_cast<Int>(x);
+    return true;
+  }
+  if (v.is_uint64()) {
+    auto x = v.get_uint64();
+    if (x > static_cast<uint64_t>(std::numeric_limits<Int>::max()))
+      return false;
+    out = static_cast<Int>(x);
+    return true;
+  }
+  return false;
+}
+
+bool write_element(const json::value& v, datatype dt, uint8_t*& p) {
+  switch (dt) {
+    case datatype::BOOL:
+      if (!v.is_bool())
+        return false;
+      put<uint8_t>(p, v.get_bool() ? 1 : 0);
+      return true;
+    case datatype::UINT8: { uint8_t x; if (!to_int(v, x)) return false; put(p, x); return true; }
+    case datatype::INT8: { int8_t x; if (!to_int(v, x)) return false; put(p, x); return true; }
+    case datatype::INT16: { int16_t x; if (!to_int(v, x)) return false; put(p, x); return true; }
+    case datatype::INT32: { int32_t x; if (!to_int(v, x)) return false; put(p, x); return true; }
+    case datatype::INT64: { int64_t x; if (!to_int(v, x)) return false; put(p, x); return true; }
+    case datatype::FP16:
+    case datatype::FP32:
+    case datatype::FP64: {
+      if (!v.is_number())
+        return false;
+      double x = v.to_number<double>();
+      if (dt == datatype::FP64)
+        put(p, x);
+      else if (dt == datatype::FP32)
+        put(p, static_cast<float>(x));
+      else
+        put(p, float_to_half(static_cast<float>(x)));
+      return true;
+    }
+  }
+  return false;
+}
+
+const char* expected_kind(datatype dt) {
+  switch (dt) {
+    case datatype::BOOL: return "true or false";
+    case datatype::FP16:
+    case datatype::FP32:
+    case datatype::FP64: return "a number";
+    default: return "an integer in range";
+  }
+}
+
+/// Counts leaf elements of a (possibly nested) array.
+bool count_leaves(const json::value& v, int64_t& n, int depth) {
+  if (depth > 32)
+    return false;
+  if (!v.is_array()) {
+    ++n;
+    return true;
+  }
+  for (auto& e : v.get_array())
+    if (!count_leaves(e, n, depth + 1))
+      return false;
+  return true;
+}
+
+caf::error write_leaves(const json::value& v, tensor& t, uint8_t*& p, int64_t& index) {
+  if (v.is_array()) {
+    for (auto& e : v.get_array())
+      if (auto err = write_leaves(e, t, p, index))
+        return err;
+    return caf::none;
+  }
+  if (!write_element(v, t.dtype, p))
+    return bad("input '" + t.name + "': data[" + std::to_string(index) + "] must be "
+               + expected_kind(t.dtype) + " for datatype " + std::string(to_string(t.dtype))
+               + ", got " + kind_name(v));
+  ++index;
+  return caf::none;
+}
+
+template <class T>
+void append_number(std::string& out, T x) {
+  char buf[64];
+  auto res = std::to_chars(buf, buf + sizeof buf, x);
+  out.append(buf, res.ptr);
+}
+
+void append_float(std::string& out, double x, bool single) {
+  if (!std::isfinite(x)) { // JSON has no NaN/Inf; Triton writes them as strings too
+    out += std::isnan(x) ? "\"NaN\"" : (x > 0 ? "\"Infinity\"" : "\"-Infinity\"");
+    return;
+  }
+  if (single)
+    append_number(out, static_cast<float>(x));
+  else
+    append_number(out, x);
+}
+
+std::string shape_json(const std::vector<int64_t>& shape) {
+  std::string s = "[";
+  for (std::size_t i = 0; i < shape.size(); ++i) {
+    if (i > 0)
+      s += ',';
+    s += std::to_string(shape[i]);
+  }
+  return s + "]";
+}
+
+} // namespace
+
+std::string quote(std::string_view s) {
+  return json::serialize(json::string_view(s.data(), s.size()));
+}
+
+bool decoded_request::want_binary(const std::string& output) const {
+  if (std::find(binary_outputs.begin(), binary_outputs.end(), output) != binary_outputs.end())
+    return true;
+  if (std::find(json_outputs.begin(), json_outputs.end(), output) != json_outputs.end())
+    return false;
+  return binary_output_default;
+}
+
+caf::error json_data_to_tensor(const json::value& data, tensor& t) {
+  auto count = element_count(t.shape);
+  if (!count)
+    return bad("input '" + t.name + "': invalid shape " + shape_to_string(t.shape));
+  int64_t n = 0;
+  if (!count_leaves(data, n, 0))
+    return bad("input '" + t.name + "': data is nested too deeply");
+  if (!data.is_array())
+    return bad("input '" + t.name + "': data must be an array, got " + kind_name(data));
+  if (n != *count)
+    return bad("input '" + t.name + "': shape " + shape_to_string(t.shape) + " needs "
+               + std::to_string(*count) + " elements, data has " + std::to_string(n));
+  t.data.resize(static_cast<std::size_t>(*count) * element_size(t.dtype));
+  uint8_t* p = t.data.data();
+  int64_t index = 0;
+  return write_leaves(data, t, p, index);
+}
+
+caf::expected<decoded_request> decode_request(std::string_view body,
+                                              std::optional<std::size_t> json_length) {
+  std::string_view json_part = body;
+  std::string_view binary_part;
+  if (json_length) {
+    if (*json_length > body.size())
+      return bad("Inference-Header-Content-Length is " + std::to_string(*json_length)
+                 + " but the body has only " + std::to_string(body.size()) + " bytes");
+    json_part = body.substr(0, *json_length);
+    binary_part = body.substr(*json_length);
+  }
+  json::error_code ec;
+  json::monotonic_resource mr;
+  auto doc = json::parse(json_part, ec, &mr);
+  if (ec)
+    return bad("request body is not valid JSON: " + ec.message());
+  if (!doc.is_object())
+    return bad("request body must be a JSON object, got " + kind_name(doc));
+  decoded_request out;
+  auto& req = out.request;
+  for (auto& kv : doc.get_object()) {
+    auto key = kv.key();
+    if (key != "id" && key != "parameters" && key != "inputs" && key != "outputs")
+      return bad("unknown key '" + std::string(key)
+                 + "' in the request; expected id, parameters, inputs, outputs");
+  }
+  auto& obj = doc.get_object();
+  if (auto it = obj.find("id"); it != obj.end()) {
+    if (!it->value().is_string())
+      return bad("'id' must be a string, got " + kind_name(it->value()));
+    req.client_id = std::string(it->value().get_string());
+  }
+  if (auto it = obj.find("parameters"); it != obj.end()) {
+    if (!it->value().is_object())
+      return bad("'parameters' must be an object, got " + kind_name(it->value()));
+    auto& params = it->value().get_object();
+    if (auto p = params.find("timeout"); p != params.end()) {
+      int64_t t = -1;
+      if (!to_int(p->value(), t) || t < 1)
+        return bad("parameter 'timeout' must be a positive integer (microseconds), got "
+                   + kind_name(p->value()));
+      req.timeout_us = t;
+    }
+    if (auto p = params.find("binary_data_output"); p != params.end()) {
+      if (!p->value().is_bool())
+        return bad("parameter 'binary_data_output' must be true or false, got "
+                   + kind_name(p->value()));
+      out.binary_output_default = p->value().get_bool();
+    }
+    if (auto p = params.find("actorserve_fault"); p != params.end()) {
+      if (!p->value().is_string())
+        return bad("parameter 'actorserve_fault' must be a string");
+      req.fault = std::string(p->value().get_string());
+      if (req.fault != "crash" && req.fault != "throw")
+        return bad("parameter 'actorserve_fault' must be \"crash\" or \"throw\", got \""
+                   + req.fault + "\"");
+    }
+  }
+  auto inputs_it = obj.find("inputs");
+  if (inputs_it == obj.end())
+    return bad("the request has no 'inputs'");
+  if (!inputs_it->value().is_array() || inputs_it->value().get_array().empty())
+    return bad("'inputs' must be a non-empty array");
+  std::size_t binary_offset = 0;
+  for (auto& in : inputs_it->value().get_array()) {
+    if (!in.is_object())
+      return bad("each element of 'inputs' must be an object, got " + kind_name(in));
+    auto& io = in.get_object();
+    tensor t;
+    auto name = io.find("name");
+    if (name == io.end() || !name->value().is_string())
+      return bad("an input has no string 'name'");
+    t.name = std::string(name->value().get_string());
+    for (auto& kv : io) {
+      auto key = kv.key();
+      if (key != "name" && key != "shape" && key != "datatype" && key != "parameters"
+          && key != "data")
+        return bad("input '" + t.name + "': unknown key '" + std::string(key) + "'");
+    }
+    auto dt = io.find("datatype");
+    if (dt == io.end() || !dt->value().is_string())
+      return bad("input '" + t.name + "': missing string 'datatype'");
+    auto dts = std::string(dt->value().get_string());
+    auto parsed = parse_datatype(dts);
+    if (!parsed)
+      return bad("input '" + t.name + "': unsupported datatype '" + dts
+                 + "'; expected BOOL, UINT8, INT8, INT16, INT32, INT64, FP16, FP32 or FP64");
+    t.dtype = *parsed;
+    auto shape = io.find("shape");
+    if (shape == io.end() || !shape->value().is_array())
+      return bad("input '" + t.name + "': missing 'shape' array");
+    for (auto& d : shape->value().get_array()) {
+      int64_t x;
+      if (!to_int(d, x) || x < 0)
+        return bad("input '" + t.name + "': shape must hold non-negative integers, got "
+                   + json::serialize(shape->value()));
+      t.shape.push_back(x);
+    }
+    auto count = element_count(t.shape);
+    if (!count || static_cast<uint64_t>(*count) > (uint64_t{1} << 40))
+      return bad("input '" + t.name + "': shape " + shape_to_string(t.shape) + " is too large");
+    std::optional<uint64_t> binary_size;
+    if (auto p = io.find("parameters"); p != io.end()) {
+      if (!p->value().is_object())
+        return bad("input '" + t.name + "': 'parameters' must be an object");
+      auto& po = p->value().get_object();
+      if (auto b = po.find("binary_data_size"); b != po.end()) {
+        uint64_t x;
+        if (!to_int(b->value(), x))
+          return bad("input '" + t.name + "': binary_data_size must be a non-negative integer");
+        binary_size = x;
+      }
+    }
+    auto data = io.find("data");
+    auto expected_bytes = static_cast<uint64_t>(*count) * element_size(t.dtype);
+    if (binary_size) {
+      if (data != io.end())
+        return bad("input '" + t.name + "': has both 'data' and binary_data_size");
+      if (!json_length)
+        return bad("input '" + t.name + "': binary_data_size given but the request has no "
+                   "Inference-Header-Content-Length header");
+      if (*binary_size != expected_bytes)
+        return bad("input '" + t.name + "': binary_data_size " + std::to_string(*binary_size)
+                   + " does not match shape " + shape_to_string(t.shape) + " of "
+                   + std::string(to_string(t.dtype)) + " (" + std::to_string(expected_bytes)
+                   + " bytes)");
+      if (binary_offset + *binary_size > binary_part.size())
+        return bad("input '" + t.name + "': binary data ends after "
+                   + std::to_string(binary_part.size() - binary_offset) + " of its "
+                   + std::to_string(*binary_size) + " bytes");
+      auto* p = reinterpret_cast<const uint8_t*>(binary_part.data()) + binary_offset;
+      t.data.assign(p, p + *binary_size);
+      binary_offset += *binary_size;
+    } else {
+      if (data == io.end())
+        return bad("input '" + t.name + "': has neither 'data' nor binary_data_size");
+      if (auto err = json_data_to_tensor(data->value(), t))
+        return err;
+    }
+    req.inputs.push_back(std::move(t));
+  }
+  if (binary_offset != binary_part.size())
+    return bad("the body carries " + std::to_string(binary_part.size() - binary_offset)
+               + " bytes of binary data that no input's binary_data_size claims");
+  if (auto it = obj.find("outputs"); it != obj.end()) {
+    if (!it->value().is_array())
+      return bad("'outputs' must be an array");
+    for (auto& o : it->value().get_array()) {
+      if (!o.is_object())
+        return bad("each element of 'outputs' must be an object");
+      auto& oo = o.get_object();
+      auto name = oo.find("name");
+      if (name == oo.end() || !name->value().is_string())
+        return bad("an output has no string 'name'");
+      auto oname = std::string(name->value().get_string());
+      req.outputs.push_back(oname);
+      if (auto p = oo.find("parameters"); p != oo.end() && p->value().is_object()) {
+        auto& po = p->value().get_object();
+        if (auto b = po.find("binary_data"); b != po.end()) {
+          if (!b->value().is_bool())
+            return bad("output '" + oname + "': binary_data must be true or false");
+          (b->value().get_bool() ? out.binary_outputs : out.json_outputs).push_back(oname);
+        }
+      }
+    }
+  }
+  return out;
+}
+
+void append_json_data(std::string& out, const tensor& t) {
+  out += '[';
+  auto n = static_cast<std::size_t>(element_count(t.shape).value_or(0));
+  const uint8_t* p = t.data.data();
+  for (std::size_t i = 0; i < n; ++i) {
+    if (i > 0)
+      out += ',';
+    switch (t.dtype) {
+      case datatype::BOOL: out += p[i] ? "true" : "false"; break;
+      case datatype::UINT8: append_number(out, static_cast<unsigned>(p[i])); break;
+      case datatype::INT8: append_number(out, static_cast<int>(static_cast<int8_t>(p[i]))); break;
+      case datatype::INT16: { int16_t x; std::memcpy(&x, p + 2 * i, 2); append_number(out, x); break; }
+      case datatype::INT32: { int32_t x; std::memcpy(&x, p + 4 * i, 4); append_number(out, x); break; }
+      case datatype::INT64: { int64_t x; std::memcpy(&x, p + 8 * i, 8); append_number(out, x); break; }
+      case datatype::FP16: { uint16_t x; std::memcpy(&x, p + 2 * i, 2); append_float(out, half_to_float(x), true); break; }
+      case datatype::FP32: { float x; std::memcpy(&x, p + 4 * i, 4); append_float(out, x, true); break; }
+      case datatype::FP64: { double x; std::memcpy(&x, p + 8 * i, 8); append_float(out, x, false); break; }
+    }
+  }
+  out += ']';
+}
+
+encoded_response encode_response(const infer_response& r, const decoded_request& req) {
+  encoded_response out;
+  std::string& s = out.body;
+  s.reserve(256);
+  s += "{\"model_name\":";
+  s += quote(r.model);
+  s += ",\"model_version\":";
+  s += quote(r.version);
+  if (!r.client_id.empty()) {
+    s += ",\"id\":";
+    s += quote(r.client_id);
+  }
+  s += ",\"parameters\":{\"batch_size\":";
+  append_number(s, r.batch_rows);
+  s += ",\"batch_requests\":";
+  append_number(s, r.batch_requests);
+  s += ",\"queue_us\":";
+  append_number(s, r.queue_ns / 1000);
+  s += ",\"compute_us\":";
+  append_number(s, r.compute_ns / 1000);
+  s += ",\"worker\":";
+  s += quote(r.worker);
+  s += "},\"outputs\":[";
+  std::vector<const tensor*> binary;
+  for (std::size_t i = 0; i < r.outputs.size(); ++i) {
+    auto& t = r.outputs[i];
+    if (i > 0)
+      s += ',';
+    s += "{\"name\":";
+    s += quote(t.name);
+    s += ",\"datatype\":\"";
+    s += to_string(t.dtype);
+    s += "\",\"shape\":";
+    s += shape_json(t.shape);
+    if (req.want_binary(t.name)) {
+      s += ",\"parameters\":{\"binary_data_size\":";
+      append_number(s, t.data.size());
+      s += '}';
+      binary.push_back(&t);
+    } else {
+      s += ",\"data\":";
+      append_json_data(s, t);
+    }
+    s += '}';
+  }
+  s += "]}";
+  if (!binary.empty()) {
+    out.json_length = s.size();
+    std::size_t total = s.size();
+    for (auto* t : binary)
+      total += t->data.size();
+    s.reserve(total);
+    for (auto* t : binary)
+      s.append(reinterpret_cast<const char*>(t->data.data()), t->data.size());
+  }
+  return out;
+}
+
+std::string encode_model_metadata(const model_config& m) {
+  auto specs = [&](const std::vector<tensor_spec>& v) {
+    std::string s = "[";
+    for (std::size_t i = 0; i < v.size(); ++i) {
+      if (i > 0)
+        s += ',';
+      std::vector<int64_t> shape;
+      if (m.max_batch_size > 0)
+        shape.push_back(-1);
+      shape.insert(shape.end(), v[i].dims.begin(), v[i].dims.end());
+      s += "{\"name\":" + quote(v[i].name) + ",\"datatype\":\"" + std::string(to_string(v[i].dtype))
+           + "\",\"shape\":" + shape_json(shape) + "}";
+    }
+    return s + "]";
+  };
+  std::string platform = m.backend == "torchscript" ? "pytorch_torchscript" : m.backend;
+  return "{\"name\":" + quote(m.name) + ",\"versions\":[" + quote(m.version)
+         + "],\"platform\":" + quote(platform) + ",\"max_batch_size\":"
+         + std::to_string(m.max_batch_size) + ",\"inputs\":" + specs(m.inputs)
+         + ",\"outputs\":" + specs(m.outputs) + "}";
+}
+
+} // namespace actorserve::kserve

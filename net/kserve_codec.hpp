@@ -1,0 +1,54 @@
+// KServe v2 / Open Inference Protocol bodies <-> actorserve messages: JSON tensors (flat or
+// nested row-major `data`) and the binary tensor data extension (Inference-Header-Content-Length,
+// binary_data_size, binary_data / binary_data_output). Pure functions; errors name the tensor.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include <boost/json/value.hpp>
+#include <caf/expected.hpp>
+
+#include "runtime/config.hpp"
+#include "runtime/messages.hpp"
+
+namespace actorserve::kserve {
+
+struct decoded_request {
+  infer_request request;
+  bool binary_output_default = false;      // request parameter binary_data_output
+  std::vector<std::string> binary_outputs; // outputs that asked for binary_data: true
+  std::vector<std::string> json_outputs;   // outputs that asked for binary_data: false
+  bool want_binary(const std::string& output) const;
+};
+
+/// Decodes an infer request body. `json_length` is the Inference-Header-Content-Length header
+/// when present (the JSON part is then followed by the binary tensor data).
+caf::expected<decoded_request> decode_request(std::string_view body,
+                                              std::optional<std::size_t> json_length);
+
+struct encoded_response {
+  std::string body;
+  std::optional<std::size_t> json_length; // set when binary data follows the JSON
+};
+
+/// Encodes an infer response; outputs go binary where `req` asked for it.
+encoded_response encode_response(const infer_response& r, const decoded_request& req);
+
+/// Appends the tensor's elements as JSON numbers/booleans, row-major, flat: "[1,2,3]".
+void append_json_data(std::string& out, const tensor& t);
+
+/// Converts JSON `data` (flat or nested arrays) into the tensor's byte buffer; the error names
+/// `t.name` and says what was expected.
+caf::error json_data_to_tensor(const boost::json::value& data, tensor& t);
+
+/// Model metadata as the protocol defines it (name, versions, platform, inputs, outputs).
+std::string encode_model_metadata(const model_config& m);
+
+/// `s` as a quoted, escaped JSON string.
+std::string quote(std::string_view s);
+
+} // namespace actorserve::kserve

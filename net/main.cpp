@@ -1,0 +1,181 @@
+// The actorserve executable: `serve` runs a deployment, `check-config` validates one.
+#include <csignal>
+#include <cstdio>
+#include <iostream>
+#include <string>
+
+#include <caf/all.hpp>
+#include <caf/io/middleman.hpp>
+#include <spdlog/sinks/stdout_color_sinks.h>
+#include <spdlog/spdlog.h>
+
+#include "actors/supervisor.hpp"
+#include "net/http_server.hpp"
+#include "runtime/config.hpp"
+#include "runtime/error.hpp"
+#include "runtime/model_backend.hpp"
+
+using namespace actorserve;
+
+namespace {
+
+const char* usage =
+  "usage:\n"
+  "  actorserve serve --config FILE [--address IP] [--port N]\n"
+  "      Serves the deployment over HTTP (KServe v2). --port 0 picks a free port; the bound\n"
+  "      address is printed as 'actorserve: listening on http://IP:PORT'. SIGINT/SIGTERM stop it.\n"
+  "  actorserve check-config FILE\n"
+  "      Validates a deployment file without serving; exit status 0 when valid.\n"
+  "  actorserve backends\n"
+  "      Lists the compiled-in model backends.\n";
+
+int check_config(const std::string& path) {
+  auto cfg = load_deployment(path, backend_registry::global().names());
+  if (!cfg) {
+    std::cerr << path << ": invalid deployment:\n" << error_message(cfg.error()) << "\n";
+    return 1;
+  }
+  std::cout << path << ": ok (" << cfg->models.size() << " model"
+            << (cfg->models.size() == 1 ? "" : "s") << ")\n";
+  return 0;
+}
+
+int serve(int argc, char** argv) {
+  std::string config_path, address;
+  int port = -1;
+  for (int i = 2; i < argc; ++i) {
+    std::string a = argv[i];
+    auto value = [&]() -> std::string {
+      if (i + 1 >= argc) {
+        std::cerr << "actorserve: " << a << " needs a value\n" << usage;
+        std::exit(2);
+      }
+      return argv[++i];
+    };
+    if (a == "--config")
+      config_path = value();
+    else if (a == "--address")
+      address = value();
+    else if (a == "--port") {
+      auto v = value();
+      try {
+        port = std::stoi(v);
+      } catch (...) {
+        port = -2;
+      }
+      if (port < 0 || port > 65535) {
+        std::cerr << "actorserve: --port must be 0..65535, got '" << v << "'\n";
+        return 2;
+      }
+    } else {
+      std::cerr << "actorserve: unknown argument '" << a << "'\n" << usage;
+      return 2;
+    }
+  }
+  if (config_path.empty()) {
+    std::cerr << "actorserve: serve needs --config FILE\n" << usage;
+    return 2;
+  }
+  auto t0 = std::chrono::steady_clock::now();
+  auto loaded = load_deployment(config_path, backend_registry::global().names());
+  if (!loaded) {
+    std::cerr << config_path << ": invalid deployment:\n" << error_message(loaded.error()) << "\n";
+    return 1;
+  }
+  if (!address.empty())
+    loaded->server.http.address = address;
+  if (port >= 0)
+    loaded->server.http.port = static_cast<uint16_t>(port);
+  auto cfg = std::make_shared<const deployment_config>(std::move(*loaded));
+
+  spdlog::set_default_logger(spdlog::stderr_color_mt("actorserve"));
+  spdlog::set_level(spdlog::level::from_str(cfg->server.log_level));
+  spdlog::set_pattern("%Y-%m-%dT%H:%M:%S.%e %^%l%$ %v");
+
+  // Signals are handled by this thread alone (sigwait below): block them before any thread starts.
+  sigset_t signals;
+  sigemptyset(&signals);
+  sigaddset(&signals, SIGINT);
+  sigaddset(&signals, SIGTERM);
+  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+
+  caf::actor_system_config sys_cfg;
+  sys_cfg.add_message_types<caf::id_block::actorserve>();
+  if (cfg->server.scheduler_threads > 0)
+    sys_cfg.set("scheduler.max-threads", static_cast<size_t>(cfg->server.scheduler_threads));
+  sys_cfg.set("logger.verbosity", caf::atom("quiet"));
+  int rc = 0;
+  {
+    caf::actor_system sys{sys_cfg};
+    auto supervisor = spawn_supervisor(sys, cfg);
+    gateway_actor gateway;
+    {
+      caf::scoped_actor self{sys};
+      self->request(supervisor, std::chrono::seconds(10), gateway_atom::value)
+        .receive([&](gateway_actor& g) { gateway = std::move(g); },
+                 [&](caf::error& e) {
+                   spdlog::critical("cannot reach the supervisor: {}", error_message(e));
+                 });
+    }
+    if (!gateway) {
+      caf::anon_send_exit(supervisor, caf::exit_reason::user_shutdown);
+      return 1;
+    }
+    http_server server{sys, gateway, cfg};
+    auto bound = server.start();
+    if (!bound) {
+      std::cerr << "actorserve: " << error_message(bound.error()) << "\n";
+      caf::anon_send_exit(supervisor, caf::exit_reason::user_shutdown);
+      return 1;
+    }
+    auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(
+                std::chrono::steady_clock::now() - t0).count();
+    std::printf("actorserve: listening on http://%s:%u (%zu models, %lld ms after start)\n",
+                cfg->server.http.address.c_str(), static_cast<unsigned>(*bound),
+                cfg->models.size(), static_cast<long long>(ms));
+    std::fflush(stdout);
+    int sig = 0;
+    sigwait(&signals, &sig);
+    spdlog::info("received signal {}: shutting down", sig);
+    server.stop();
+    caf::anon_send_exit(supervisor, caf::exit_reason::user_shutdown);
+    // The actor system's destructor waits for every actor; the server outlives it so that late
+    // callbacks of the bridge still find its executor.
+    sys.await_all_actors_done();
+  }
+  return rc;
+}
+
+} // namespace
+
+int main(int argc, char** argv) {
+  if (argc < 2) {
+    std::cerr << usage;
+    return 2;
+  }
+  std::string cmd = argv[1];
+  if (cmd == "serve")
+    return serve(argc, argv);
+  if (cmd == "check-config") {
+    if (argc != 3) {
+      std::cerr << usage;
+      return 2;
+    }
+    return check_config(argv[2]);
+  }
+  if (cmd == "backends") {
+    for (auto& n : backend_registry::global().names())
+      std::cout << n << "\n";
+    return 0;
+  }
+  if (cmd == "--help" || cmd == "-h" || cmd == "help") {
+    std::cout << usage;
+    return 0;
+  }
+  if (cmd == "--version") {
+    std::cout << "actorserve 0.1.0\n";
+    return 0;
+  }
+  std::cerr << "actorserve: unknown command '" << cmd << "'\n" << usage;
+  return 2;
+}

@@ -1,0 +1,207 @@
+#include "runtime/batch_assembly.hpp"
+
+#include <algorithm>
+#include <cstring>
+#include <stdexcept>
+
+#include "runtime/error.hpp"
+
+namespace actorserve {
+
+caf::error validate_request(const model_config& model, infer_request& req) {
+  auto bad = [&](std::string msg) { return make_error(errc::invalid_input, std::move(msg)); };
+  const bool batched = model.max_batch_size > 0;
+  std::vector<tensor> ordered;
+  ordered.reserve(model.inputs.size());
+  for (auto& t : req.inputs)
+    if (!model.find_input(t.name))
+      return bad("unexpected input '" + t.name + "' for model '" + model.name
+                 + "'; the model's inputs are " + [&] {
+                     std::string names;
+                     for (auto& s : model.inputs)
+                       names += (names.empty() ? "'" : ", '") + s.name + "'";
+                     return names;
+                   }());
+  int64_t rows = -1;
+  for (auto& spec : model.inputs) {
+    auto it = std::find_if(req.inputs.begin(), req.inputs.end(),
+                           [&](const tensor& t) { return t.name == spec.name; });
+    if (it == req.inputs.end())
+      return bad("missing input '" + spec.name + "' for model '" + model.name + "'");
+    if (std::count_if(req.inputs.begin(), req.inputs.end(),
+                      [&](const tensor& t) { return t.name == spec.name; }) > 1)
+      return bad("input '" + spec.name + "' appears more than once");
+    auto& t = *it;
+    if (t.dtype != spec.dtype)
+      return bad("input '" + spec.name + "': expected datatype " + std::string(to_string(spec.dtype))
+                 + ", got " + std::string(to_string(t.dtype)));
+    auto expected_rank = spec.dims.size() + (batched ? 1 : 0);
+    auto expected_shape = [&] {
+      std::string s = "[";
+      if (batched)
+        s += "-1";
+      for (std::size_t i = 0; i < spec.dims.size(); ++i)
+        s += (i > 0 || batched ? ", " : "") + std::to_string(spec.dims[i]);
+      return s + "]";
+    };
+    bool shape_ok = t.shape.size() == expected_rank;
+    for (std::size_t i = 0; shape_ok && i < spec.dims.size(); ++i) {
+      auto got = t.shape[i + (batched ? 1 : 0)];
+      shape_ok = got >= 0 && (spec.dims[i] < 0 || spec.dims[i] == got);
+    }
+    if (!shape_ok)
+      return bad("input '" + spec.name + "': expected shape " + expected_shape()
+                 + (batched ? " (-1 = batch dimension, 1 to " + std::to_string(model.max_batch_size)
+                                + ")"
+                            : "")
+                 + ", got " + shape_to_string(t.shape));
+    if (batched) {
+      auto n = t.shape[0];
+      if (n < 1 || n > static_cast<int64_t>(model.max_batch_size))
+        return bad("input '" + spec.name + "': batch dimension must be between 1 and "
+                   + std::to_string(model.max_batch_size) + " (max_batch_size of model '"
+                   + model.name + "'), got " + std::to_string(n));
+      if (rows >= 0 && rows != n)
+        return bad("input '" + spec.name + "': batch dimension " + std::to_string(n)
+                   + " differs from the other inputs' " + std::to_string(rows));
+      rows = n;
+    }
+    if (!t.consistent())
+      return bad("input '" + spec.name + "': shape " + shape_to_string(t.shape) + " of "
+                 + std::string(to_string(t.dtype)) + " needs "
+                 + std::to_string(element_count(t.shape).value_or(0) * element_size(t.dtype))
+                 + " bytes, got " + std::to_string(t.data.size()));
+    ordered.push_back(std::move(t));
+  }
+  for (auto& name : req.outputs)
+    if (!model.find_output(name))
+      return bad("unknown output '" + name + "' requested from model '" + model.name + "'");
+  req.inputs = std::move(ordered);
+  return caf::none;
+}
+
+uint32_t request_rows(const model_config& model, const infer_request& req) {
+  if (model.max_batch_size == 0 || req.inputs.empty() || req.inputs[0].shape.empty())
+    return 1;
+  return static_cast<uint32_t>(req.inputs[0].shape[0]);
+}
+
+std::string shape_key(const model_config& model, const infer_request& req) {
+  std::string key;
+  std::size_t skip = model.max_batch_size > 0 ? 1 : 0;
+  for (auto& t : req.inputs) {
+    for (std::size_t i = skip; i < t.shape.size(); ++i) {
+      key += std::to_string(t.shape[i]);
+      key += ',';
+    }
+    key += ';';
+  }
+  return key;
+}
+
+std::vector<tensor> assemble_batch(const model_config& model,
+                                   const std::vector<infer_request>& requests) {
+  if (requests.empty())
+    throw std::runtime_error("assemble_batch: empty batch");
+  if (model.max_batch_size == 0 || requests.size() == 1)
+    return requests.front().inputs;
+  std::vector<tensor> out;
+  out.reserve(model.inputs.size());
+  for (std::size_t i = 0; i < model.inputs.size(); ++i) {
+    tensor t;
+    auto& first = requests.front().inputs[i];
+    t.name = first.name;
+    t.dtype = first.dtype;
+    t.shape = first.shape;
+    t.shape[0] = 0;
+    std::size_t bytes = 0;
+    for (auto& r : requests)
+      bytes += r.inputs[i].data.size();
+    t.data.resize(bytes);
+    std::size_t offset = 0;
+    for (auto& r : requests) {
+      auto& part = r.inputs[i];
+      if (!part.data.empty())
+        std::memcpy(t.data.data() + offset, part.data.data(), part.data.size());
+      offset += part.data.size();
+      t.shape[0] += part.shape[0];
+    }
+    out.push_back(std::move(t));
+  }
+  return out;
+}
+
+std::vector<std::vector<tensor>> split_batch(const model_config& model,
+                                             const std::vector<infer_request>& requests,
+                                             std::vector<tensor>&& outputs) {
+  if (outputs.size() != model.outputs.size())
+    throw std::runtime_error("model '" + model.name + "' returned " + std::to_string(outputs.size())
+                             + " outputs, its configuration declares "
+                             + std::to_string(model.outputs.size()));
+  const bool batched = model.max_batch_size > 0;
+  int64_t total_rows = 0;
+  for (auto& r : requests)
+    total_rows += request_rows(model, r);
+  for (std::size_t i = 0; i < outputs.size(); ++i) {
+    auto& spec = model.outputs[i];
+    auto& t = outputs[i];
+    t.name = spec.name;
+    if (t.dtype != spec.dtype)
+      throw std::runtime_error("output '" + spec.name + "' of model '" + model.name + "' has datatype "
+                               + std::string(to_string(t.dtype)) + ", its configuration declares "
+                               + std::string(to_string(spec.dtype)));
+    if (!t.consistent())
+      throw std::runtime_error("output '" + spec.name + "' has " + std::to_string(t.data.size())
+                               + " bytes for shape " + shape_to_string(t.shape));
+    if (batched && (t.shape.empty() || t.shape[0] != total_rows))
+      throw std::runtime_error("output '" + spec.name + "' of model '" + model.name
+                               + "' has shape " + shape_to_string(t.shape)
+                               + ", expected the batch dimension " + std::to_string(total_rows)
+                               + " first");
+  }
+  auto wanted = [&](const infer_request& r, const std::string& name) {
+    return r.outputs.empty() || std::find(r.outputs.begin(), r.outputs.end(), name) != r.outputs.end();
+  };
+  std::vector<std::vector<tensor>> per_request(requests.size());
+  if (!batched || requests.size() == 1) {
+    for (auto& t : outputs)
+      if (wanted(requests.front(), t.name))
+        per_request.front().push_back(std::move(t));
+    return per_request;
+  }
+  for (auto& t : outputs) {
+    std::size_t row_bytes = total_rows > 0 ? t.data.size() / static_cast<std::size_t>(total_rows) : 0;
+    std::size_t offset = 0;
+    for (std::size_t r = 0; r < requests.size(); ++r) {
+      auto rows = request_rows(model, requests[r]);
+      auto bytes = row_bytes * rows;
+      if (wanted(requests[r], t.name)) {
+        tensor part;
+        part.name = t.name;
+        part.dtype = t.dtype;
+        part.shape = t.shape;
+        part.shape[0] = rows;
+        part.data.assign(t.data.begin() + static_cast<std::ptrdiff_t>(offset),
+                         t.data.begin() + static_cast<std::ptrdiff_t>(offset + bytes));
+        per_request[r].push_back(std::move(part));
+      }
+      offset += bytes;
+    }
+  }
+  return per_request;
+}
+
+std::vector<tensor> warmup_inputs(const model_config& model, uint32_t rows) {
+  std::vector<tensor> out;
+  for (auto& spec : model.inputs) {
+    tensor t;
+    t.name = spec.name;
+    t.dtype = spec.dtype;
+    t.shape = model.batched_shape(spec, rows);
+    t.data.assign(static_cast<std::size_t>(*element_count(t.shape)) * element_size(t.dtype), 0);
+    out.push_back(std::move(t));
+  }
+  return out;
+}
+
+} // namespace actorserve

@@ -1,0 +1,42 @@
+// Checking a request against its model's declared inputs, and turning requests into one batch
+// and a batch's outputs back into per-request outputs. Pure functions, used by the gateway
+// (validation) and by workers (assembly, on their own threads).
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include <caf/error.hpp>
+
+#include "runtime/config.hpp"
+#include "runtime/messages.hpp"
+
+namespace actorserve {
+
+/// Checks inputs (names, datatypes, ranks, dims, byte sizes, batch dimension against
+/// max_batch_size) and requested outputs. The error (errc::invalid_input) names the tensor, what
+/// was expected and what came. Also reorders `req.inputs` into the model's declared order.
+caf::error validate_request(const model_config& model, infer_request& req);
+
+/// The request's batch dimension (1 when the model does not batch). Call after validation.
+uint32_t request_rows(const model_config& model, const infer_request& req);
+
+/// Requests share a batch only when their keys are equal: the non-batch dimensions of every input.
+std::string shape_key(const model_config& model, const infer_request& req);
+
+/// Concatenates the requests' inputs along the batch dimension, in the model's input order.
+/// With max_batch_size 0 there must be exactly one request, whose inputs are used as they are.
+std::vector<tensor> assemble_batch(const model_config& model,
+                                   const std::vector<infer_request>& requests);
+
+/// Splits batch outputs back per request (by each request's rows), keeping only the outputs each
+/// request asked for. Throws std::runtime_error when the backend's outputs do not match the model's
+/// declared outputs (count, datatype, batch dimension).
+std::vector<std::vector<tensor>> split_batch(const model_config& model,
+                                             const std::vector<infer_request>& requests,
+                                             std::vector<tensor>&& outputs);
+
+/// Zero-filled inputs for a warm-up batch of `rows` (variable dimensions set to 1).
+std::vector<tensor> warmup_inputs(const model_config& model, uint32_t rows);
+
+} // namespace actorserve

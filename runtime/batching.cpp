@@ -1,0 +1,112 @@
+#include "runtime/batching.hpp"
+
+#include <algorithm>
+#include <unordered_map>
+
+namespace actorserve {
+
+batch_queue::batch_queue(batching_options opts) : opts_(std::move(opts)) {
+  std::sort(opts_.preferred_batch_sizes.begin(), opts_.preferred_batch_sizes.end());
+}
+
+admission batch_queue::push(pending_request req) {
+  if (opts_.max_batch_size > 0 && req.rows > opts_.max_batch_size)
+    return admission::too_many_rows;
+  if (queue_.size() >= opts_.max_queue_size)
+    return admission::queue_full;
+  queue_.push_back(std::move(req));
+  return admission::accepted;
+}
+
+std::vector<request_id> batch_queue::expire(time_point now) {
+  std::vector<request_id> out;
+  auto keep = std::stable_partition(queue_.begin(), queue_.end(),
+                                    [&](const pending_request& r) { return r.deadline > now; });
+  for (auto it = keep; it != queue_.end(); ++it)
+    out.push_back(it->id);
+  queue_.erase(keep, queue_.end());
+  return out;
+}
+
+bool batch_queue::remove(request_id id) {
+  auto it = std::find_if(queue_.begin(), queue_.end(),
+                         [&](const pending_request& r) { return r.id == id; });
+  if (it == queue_.end())
+    return false;
+  queue_.erase(it);
+  return true;
+}
+
+std::optional<batch_plan> batch_queue::pop_due(time_point now) {
+  if (queue_.empty())
+    return std::nullopt;
+  if (opts_.max_batch_size == 0) { // no batching: the oldest request runs alone, at once
+    batch_plan plan{{queue_.front().id}, queue_.front().rows};
+    queue_.pop_front();
+    return plan;
+  }
+  // Visit groups in the order of their oldest request; a group is identified by its key.
+  std::unordered_map<std::string, bool> visited;
+  for (std::size_t head = 0; head < queue_.size(); ++head) {
+    const auto& key = queue_[head].shape_key;
+    if (!visited.emplace(key, true).second)
+      continue;
+    // Rows this group could put in one batch: whole requests, in order, while they fit.
+    uint32_t fill = 0;
+    bool more = false; // requests of the group that did not fit
+    for (std::size_t i = head; i < queue_.size(); ++i) {
+      if (queue_[i].shape_key != key)
+        continue;
+      if (fill + queue_[i].rows > opts_.max_batch_size) {
+        more = true;
+        break;
+      }
+      fill += queue_[i].rows;
+    }
+    uint32_t target = 0; // how many rows to send now; 0 = not due
+    bool delay_over = now - queue_[head].enqueued >= opts_.max_queue_delay;
+    if (fill == opts_.max_batch_size || more || delay_over) {
+      target = fill;
+    } else {
+      for (auto it = opts_.preferred_batch_sizes.rbegin();
+           it != opts_.preferred_batch_sizes.rend(); ++it)
+        if (*it <= fill) {
+          target = *it;
+          break;
+        }
+    }
+    if (target == 0)
+      continue;
+    batch_plan plan;
+    for (auto it = queue_.begin() + static_cast<std::ptrdiff_t>(head); it != queue_.end();) {
+      if (it->shape_key == key && plan.rows + it->rows <= target) {
+        plan.rows += it->rows;
+        plan.ids.push_back(it->id);
+        it = queue_.erase(it);
+        if (plan.rows == target)
+          break;
+      } else {
+        ++it;
+      }
+    }
+    return plan;
+  }
+  return std::nullopt;
+}
+
+std::optional<time_point> batch_queue::next_event(bool with_batch_triggers) const {
+  std::optional<time_point> next;
+  auto consider = [&](time_point t) {
+    if (!next || t < *next)
+      next = t;
+  };
+  std::unordered_map<std::string, bool> seen;
+  for (auto& r : queue_) {
+    consider(r.deadline);
+    if (with_batch_triggers && seen.emplace(r.shape_key, true).second)
+      consider(opts_.max_batch_size == 0 ? r.enqueued : r.enqueued + opts_.max_queue_delay);
+  }
+  return next;
+}
+
+} // namespace actorserve

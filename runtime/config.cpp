@@ -1,0 +1,468 @@
+#include "runtime/config.hpp"
+
+#include <algorithm>
+#include <cmath>
+#include <filesystem>
+#include <fstream>
+#include <functional>
+#include <limits>
+#include <set>
+#include <sstream>
+
+#include <boost/json.hpp>
+
+#include "runtime/error.hpp"
+
+namespace json = boost::json;
+
+namespace actorserve {
+
+std::vector<int64_t> model_config::batched_shape(const tensor_spec& spec, int64_t rows,
+                                                 int64_t fill) const {
+  std::vector<int64_t> shape;
+  if (max_batch_size > 0)
+    shape.push_back(rows);
+  for (auto d : spec.dims)
+    shape.push_back(d < 0 ? fill : d);
+  return shape;
+}
+
+const tensor_spec* model_config::find_input(const std::string& name) const {
+  for (auto& s : inputs)
+    if (s.name == name)
+      return &s;
+  return nullptr;
+}
+
+const tensor_spec* model_config::find_output(const std::string& name) const {
+  for (auto& s : outputs)
+    if (s.name == name)
+      return &s;
+  return nullptr;
+}
+
+const model_config* deployment_config::find_model(const std::string& name) const {
+  for (auto& m : models)
+    if (m.name == name)
+      return &m;
+  return nullptr;
+}
+
+namespace {
+
+std::string describe(const json::value& v) {
+  switch (v.kind()) {
+    case json::kind::null: return "null";
+    case json::kind::bool_: return v.get_bool() ? "true" : "false";
+    case json::kind::string: return json::serialize(v);
+    case json::kind::array: return "an array";
+    case json::kind::object: return "an object";
+    default: return json::serialize(v);
+  }
+}
+
+/// Walks one JSON object, checking keys and types, and collects errors with their paths.
+class reader {
+public:
+  reader(std::vector<std::string>& errors, std::string path, const json::value& v)
+    : errors_(errors), path_(std::move(path)), obj_(nullptr) {
+    if (v.is_object())
+      obj_ = &v.get_object();
+    else
+      fail(path_, "expected an object, got " + describe(v));
+  }
+
+  ~reader() {
+    if (!obj_)
+      return;
+    for (auto& kv : *obj_)
+      if (!seen_.count(std::string(kv.key())))
+        fail(sub(kv.key()), "unknown key");
+  }
+
+  bool ok() const { return obj_ != nullptr; }
+
+  std::string sub(std::string_view key) const {
+    return path_.empty() ? std::string(key) : path_ + "." + std::string(key);
+  }
+
+  const json::value* get(std::string_view key, bool required = false) {
+    seen_.insert(std::string(key));
+    if (!obj_)
+      return nullptr;
+    auto it = obj_->find(key);
+    if (it == obj_->end()) {
+      if (required)
+        fail(sub(key), "required key is missing");
+      return nullptr;
+    }
+    return &it->value();
+  }
+
+  void fail(const std::string& path, const std::string& what) {
+    errors_.push_back(path + ": " + what);
+  }
+
+  void string(std::string_view key, std::string& out, bool required = false) {
+    if (auto v = get(key, required)) {
+      if (v->is_string())
+        out = std::string(v->get_string());
+      else
+        fail(sub(key), "expected a string, got " + describe(*v));
+    }
+  }
+
+  void boolean(std::string_view key, bool& out) {
+    if (auto v = get(key)) {
+      if (v->is_bool())
+        out = v->get_bool();
+      else
+        fail(sub(key), "expected true or false, got " + describe(*v));
+    }
+  }
+
+  template <class T>
+  void integer(std::string_view key, T& out, int64_t min, int64_t max = -1,
+               bool required = false) {
+    if (auto v = get(key, required))
+      integer_value(sub(key), *v, out, min, max);
+  }
+
+  template <class T>
+  bool integer_value(const std::string& path, const json::value& v, T& out, int64_t min,
+                     int64_t max = -1) {
+    if (max < 0)
+      max = static_cast<int64_t>(std::min<uint64_t>(std::numeric_limits<T>::max(),
+                                                     std::numeric_limits<int64_t>::max()));
+    int64_t x;
+    if (v.is_int64())
+      x = v.get_int64();
+    else if (v.is_uint64() && v.get_uint64() <= uint64_t(std::numeric_limits<int64_t>::max()))
+      x = static_cast<int64_t>(v.get_uint64());
+    else {
+      fail(path, "expected an integer, got " + describe(v));
+      return false;
+    }
+    if (x < min) {
+      fail(path, "must be >= " + std::to_string(min) + ", got " + std::to_string(x));
+      return false;
+    }
+    if (x > max) {
+      fail(path, "must be <= " + std::to_string(max) + ", got " + std::to_string(x));
+      return false;
+    }
+    out = static_cast<T>(x);
+    return true;
+  }
+
+  void number(std::string_view key, double& out, double min) {
+    if (auto v = get(key)) {
+      if (!v->is_number()) {
+        fail(sub(key), "expected a number, got " + describe(*v));
+        return;
+      }
+      double x = v->to_number<double>();
+      if (!(x >= min))
+        fail(sub(key), "must be >= " + json::serialize(json::value(min)) + ", got "
+                         + json::serialize(*v));
+      else
+        out = x;
+    }
+  }
+
+  template <class T>
+  void integer_list(std::string_view key, std::vector<T>& out, int64_t min) {
+    auto v = get(key);
+    if (!v)
+      return;
+    if (!v->is_array()) {
+      fail(sub(key), "expected an array of integers, got " + describe(*v));
+      return;
+    }
+    out.clear();
+    auto& arr = v->get_array();
+    for (std::size_t i = 0; i < arr.size(); ++i) {
+      T x{};
+      if (integer_value(sub(key) + "[" + std::to_string(i) + "]", arr[i], x, min))
+        out.push_back(x);
+    }
+  }
+
+  /// Calls `fn(path, element)` for each element of the array at `key`.
+  void array(std::string_view key, bool required,
+             const std::function<void(const std::string&, const json::value&)>& fn) {
+    auto v = get(key, required);
+    if (!v)
+      return;
+    if (!v->is_array()) {
+      fail(sub(key), "expected an array, got " + describe(*v));
+      return;
+    }
+    auto& arr = v->get_array();
+    for (std::size_t i = 0; i < arr.size(); ++i)
+      fn(sub(key) + "[" + std::to_string(i) + "]", arr[i]);
+  }
+
+  std::vector<std::string>& errors() { return errors_; }
+
+private:
+  std::vector<std::string>& errors_;
+  std::string path_;
+  const json::object* obj_;
+  std::set<std::string> seen_;
+};
+
+void read_http(reader& parent, http_config& h) {
+  auto v = parent.get("http");
+  if (!v)
+    return;
+  reader r(parent.errors(), parent.sub("http"), *v);
+  if (!r.ok())
+    return;
+  r.string("address", h.address);
+  r.integer("port", h.port, 0, 65535);
+  r.integer("io_threads", h.io_threads, 1, 256);
+  r.integer("max_body_bytes", h.max_body_bytes, 1024);
+  r.integer("header_timeout_ms", h.header_timeout_ms, 1);
+  r.integer("body_timeout_ms", h.body_timeout_ms, 1);
+  r.integer("idle_timeout_ms", h.idle_timeout_ms, 1);
+}
+
+void read_server(reader& root, server_config& s) {
+  auto v = root.get("server");
+  if (!v)
+    return;
+  reader r(root.errors(), "server", *v);
+  if (!r.ok())
+    return;
+  read_http(r, s.http);
+  r.integer("scheduler_threads", s.scheduler_threads, 0, 1024);
+  r.string("log_level", s.log_level);
+  static const std::set<std::string> levels{"trace", "debug", "info", "warn", "error", "off"};
+  if (!levels.count(s.log_level))
+    r.fail("server.log_level",
+           "expected one of trace, debug, info, warn, error, off, got \"" + s.log_level + "\"");
+  r.boolean("fault_injection", s.fault_injection);
+}
+
+void read_tensor_specs(reader& m, std::string_view key, std::vector<tensor_spec>& out) {
+  m.array(key, true, [&](const std::string& path, const json::value& v) {
+    reader r(m.errors(), path, v);
+    if (!r.ok())
+      return;
+    tensor_spec spec;
+    r.string("name", spec.name, true);
+    std::string dt;
+    r.string("datatype", dt, true);
+    if (!dt.empty()) {
+      if (auto parsed = parse_datatype(dt))
+        spec.dtype = *parsed;
+      else
+        r.fail(path + ".datatype", "expected one of BOOL, UINT8, INT8, INT16, INT32, INT64, "
+                                   "FP16, FP32, FP64, got \"" + dt + "\"");
+    }
+    if (auto dims = r.get("dims", true)) {
+      if (!dims->is_array()) {
+        r.fail(path + ".dims", "expected an array of integers, got " + describe(*dims));
+      } else {
+        auto& arr = dims->get_array();
+        for (std::size_t i = 0; i < arr.size(); ++i) {
+          int64_t d = 0;
+          auto dpath = path + ".dims[" + std::to_string(i) + "]";
+          if (r.integer_value(dpath, arr[i], d, -1)) {
+            if (d == 0)
+              r.fail(dpath, "must be -1 (variable) or >= 1, got 0");
+            else
+              spec.dims.push_back(d);
+          }
+        }
+      }
+    }
+    if (!spec.name.empty() && std::any_of(out.begin(), out.end(),
+                                          [&](auto& s) { return s.name == spec.name; }))
+      r.fail(path + ".name", "duplicate name \"" + spec.name + "\"");
+    out.push_back(std::move(spec));
+  });
+  if (auto v = m.get(key); v && v->is_array() && v->get_array().empty())
+    m.fail(m.sub(key), "must list at least one tensor");
+}
+
+bool valid_device(const std::string& d) {
+  if (d == "cpu")
+    return true;
+  if (d.rfind("cuda:", 0) != 0 || d.size() == 5 || d.size() > 8)
+    return false;
+  return std::all_of(d.begin() + 5, d.end(), [](char c) { return c >= '0' && c <= '9'; });
+}
+
+void read_model(const std::string& path, const json::value& v, std::vector<std::string>& errors,
+                const std::string& base_dir, const std::vector<std::string>& known_backends,
+                model_config& m) {
+  reader r(errors, path, v);
+  if (!r.ok())
+    return;
+  r.string("name", m.name, true);
+  if (auto nv = r.get("name"); nv && nv->is_string()) {
+    bool ok = !m.name.empty() && std::all_of(m.name.begin(), m.name.end(), [](char c) {
+      return std::isalnum(static_cast<unsigned char>(c)) || c == '_' || c == '-' || c == '.';
+    });
+    if (!ok)
+      r.fail(path + ".name", "must be non-empty letters, digits, '_', '-' or '.', got \""
+                               + m.name + "\"");
+  }
+  r.string("version", m.version);
+  if (m.version.empty() || m.version.find('/') != std::string::npos)
+    r.fail(path + ".version", "must be a non-empty string without '/'");
+  r.string("backend", m.backend);
+  if (std::find(known_backends.begin(), known_backends.end(), m.backend)
+      == known_backends.end()) {
+    std::string names;
+    for (auto& b : known_backends)
+      names += (names.empty() ? "" : ", ") + b;
+    r.fail(path + ".backend", "unknown backend \"" + m.backend + "\"; compiled-in backends: "
+                                + (names.empty() ? "none" : names));
+  }
+  r.string("path", m.path);
+  if (!m.path.empty() && std::filesystem::path(m.path).is_relative() && !base_dir.empty())
+    m.path = (std::filesystem::path(base_dir) / m.path).lexically_normal().string();
+  if (!m.path.empty() && !std::filesystem::exists(m.path))
+    r.fail(path + ".path", "no such file: \"" + m.path + "\"");
+  r.integer("max_batch_size", m.max_batch_size, 0, 1 << 20);
+  read_tensor_specs(r, "inputs", m.inputs);
+  read_tensor_specs(r, "outputs", m.outputs);
+  if (auto dv = r.get("devices")) {
+    if (!dv->is_array() || dv->get_array().empty()) {
+      r.fail(path + ".devices", "expected a non-empty array of \"cpu\" or \"cuda:N\", got "
+                                  + describe(*dv));
+    } else {
+      m.devices.clear();
+      auto& arr = dv->get_array();
+      for (std::size_t i = 0; i < arr.size(); ++i) {
+        auto dpath = path + ".devices[" + std::to_string(i) + "]";
+        if (!arr[i].is_string() || !valid_device(std::string(arr[i].get_string())))
+          r.fail(dpath, "expected \"cpu\" or \"cuda:N\", got " + describe(arr[i]));
+        else
+          m.devices.emplace_back(arr[i].get_string());
+      }
+    }
+  }
+  r.integer("instances", m.instances, 1, 256);
+  if (auto bv = r.get("batching")) {
+    reader b(errors, path + ".batching", *bv);
+    if (b.ok()) {
+      b.integer("max_queue_delay_us", m.batching.max_queue_delay_us, 0, 60'000'000);
+      b.integer_list("preferred_batch_sizes", m.batching.preferred_batch_sizes, 1);
+      b.integer("max_queue_size", m.batching.max_queue_size, 1, 1 << 24);
+      for (std::size_t i = 0; i < m.batching.preferred_batch_sizes.size(); ++i) {
+        auto p = m.batching.preferred_batch_sizes[i];
+        if (p > m.max_batch_size)
+          b.fail(path + ".batching.preferred_batch_sizes[" + std::to_string(i) + "]",
+                 "must be <= max_batch_size (" + std::to_string(m.max_batch_size) + "), got "
+                   + std::to_string(p));
+      }
+      std::sort(m.batching.preferred_batch_sizes.begin(), m.batching.preferred_batch_sizes.end());
+    }
+  }
+  if (auto wv = r.get("warmup")) {
+    reader w(errors, path + ".warmup", *wv);
+    if (w.ok()) {
+      w.integer_list("batch_sizes", m.warmup.batch_sizes, 1);
+      w.integer("iterations", m.warmup.iterations, 0, 10'000);
+      auto cap = std::max<uint32_t>(m.max_batch_size, 1);
+      for (std::size_t i = 0; i < m.warmup.batch_sizes.size(); ++i)
+        if (m.warmup.batch_sizes[i] > cap)
+          w.fail(path + ".warmup.batch_sizes[" + std::to_string(i) + "]",
+                 "must be <= max(max_batch_size, 1) (" + std::to_string(cap) + "), got "
+                   + std::to_string(m.warmup.batch_sizes[i]));
+    }
+  }
+  if (auto rv = r.get("restart")) {
+    reader rr(errors, path + ".restart", *rv);
+    if (rr.ok()) {
+      rr.integer("max_restarts", m.restart.max_restarts, 0, 1'000'000);
+      rr.integer("period_s", m.restart.period_s, 1, 86'400);
+      rr.integer("backoff_initial_ms", m.restart.backoff_initial_ms, 0, 3'600'000);
+      rr.integer("backoff_max_ms", m.restart.backoff_max_ms, 0, 3'600'000);
+      rr.number("backoff_factor", m.restart.backoff_factor, 1.0);
+      if (m.restart.backoff_max_ms < m.restart.backoff_initial_ms)
+        rr.fail(path + ".restart.backoff_max_ms",
+                "must be >= backoff_initial_ms (" + std::to_string(m.restart.backoff_initial_ms)
+                  + "), got " + std::to_string(m.restart.backoff_max_ms));
+    }
+  }
+  r.integer("default_timeout_us", m.default_timeout_us, 1);
+  r.integer("max_timeout_us", m.max_timeout_us, 1);
+  if (m.default_timeout_us > m.max_timeout_us)
+    r.fail(path + ".default_timeout_us", "must be <= max_timeout_us ("
+                                           + std::to_string(m.max_timeout_us) + "), got "
+                                           + std::to_string(m.default_timeout_us));
+  if (auto pv = r.get("parameters")) {
+    if (!pv->is_object()) {
+      r.fail(path + ".parameters", "expected an object, got " + describe(*pv));
+    } else {
+      for (auto& kv : pv->get_object()) {
+        auto& val = kv.value();
+        if (val.is_string())
+          m.parameters[std::string(kv.key())] = std::string(val.get_string());
+        else if (val.is_number() || val.is_bool())
+          m.parameters[std::string(kv.key())] = json::serialize(val);
+        else
+          r.fail(path + ".parameters." + std::string(kv.key()),
+                 "expected a string, number or boolean, got " + describe(val));
+      }
+    }
+  }
+}
+
+} // namespace
+
+caf::expected<deployment_config>
+parse_deployment(const std::string& json_text, const std::string& base_dir,
+                 const std::vector<std::string>& known_backends) {
+  json::error_code ec;
+  json::parse_options opts;
+  opts.allow_comments = false;
+  auto doc = json::parse(json_text, ec, {}, opts);
+  if (ec)
+    return make_error(errc::invalid_config, "(root): not valid JSON: " + ec.message());
+  deployment_config cfg;
+  std::vector<std::string> errors;
+  {
+    reader root(errors, "", doc);
+    if (root.ok()) {
+      read_server(root, cfg.server);
+      root.array("models", true, [&](const std::string& path, const json::value& v) {
+        model_config m;
+        read_model(path, v, errors, base_dir, known_backends, m);
+        if (!m.name.empty() && cfg.find_model(m.name))
+          errors.push_back(path + ".name: duplicate model name \"" + m.name + "\"");
+        cfg.models.push_back(std::move(m));
+      });
+      if (auto mv = root.get("models"); mv && mv->is_array() && mv->get_array().empty())
+        errors.push_back("models: must list at least one model");
+    }
+  }
+  for (auto& e : errors)
+    if (e.rfind(": ", 0) == 0)
+      e = "(root)" + e;
+  if (!errors.empty()) {
+    std::string all;
+    for (auto& e : errors)
+      all += (all.empty() ? "" : "\n") + e;
+    return make_error(errc::invalid_config, std::move(all));
+  }
+  return cfg;
+}
+
+caf::expected<deployment_config>
+load_deployment(const std::string& path, const std::vector<std::string>& known_backends) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in)
+    return make_error(errc::invalid_config, path + ": cannot open the deployment file");
+  std::stringstream ss;
+  ss << in.rdbuf();
+  auto dir = std::filesystem::absolute(path).parent_path().string();
+  return parse_deployment(ss.str(), dir, known_backends);
+}
+
+} // namespace actorserve

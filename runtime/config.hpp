@@ -1,0 +1,99 @@
+// The deployment file's model: typed structs with documented defaults (config/README.md lists
+// every key), parsed and validated in one place. Every error names the JSON path and the reason.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <string>
+#include <vector>
+
+#include <caf/expected.hpp>
+
+#include "runtime/tensor.hpp"
+
+namespace actorserve {
+
+struct http_config {
+  std::string address = "127.0.0.1";
+  uint16_t port = 8000;
+  uint32_t io_threads = 2;
+  uint64_t max_body_bytes = 64ull << 20;
+  uint32_t header_timeout_ms = 10'000; // time to receive a request's header
+  uint32_t body_timeout_ms = 60'000;   // time to receive its body
+  uint32_t idle_timeout_ms = 120'000;  // keep-alive connection without a request
+};
+
+struct server_config {
+  http_config http;
+  uint32_t scheduler_threads = 0; // CAF worker threads; 0 = CAF's default
+  std::string log_level = "info"; // trace, debug, info, warn, error, off
+  bool fault_injection = false;   // honour the test-only "actorserve_fault" request parameter
+};
+
+struct tensor_spec {
+  std::string name;
+  datatype dtype = datatype::FP32;
+  std::vector<int64_t> dims; // without the batch dimension when max_batch_size > 0; -1 = any
+};
+
+struct batching_config {
+  uint32_t max_queue_delay_us = 1000;
+  std::vector<uint32_t> preferred_batch_sizes;
+  uint32_t max_queue_size = 1024;
+};
+
+struct warmup_config {
+  std::vector<uint32_t> batch_sizes{1}; // each runs `iterations` times on zero inputs
+  uint32_t iterations = 1;
+};
+
+struct restart_config {
+  uint32_t max_restarts = 5; // within period_s; one more and the worker is given up
+  uint32_t period_s = 60;
+  uint32_t backoff_initial_ms = 100;
+  uint32_t backoff_max_ms = 10'000;
+  double backoff_factor = 2.0;
+};
+
+struct model_config {
+  std::string name;
+  std::string version = "1";
+  std::string backend = "torchscript";
+  std::string path; // resolved against the deployment file's folder
+  uint32_t max_batch_size = 0; // 0: the model takes no batch dimension; requests run one by one
+  std::vector<tensor_spec> inputs;
+  std::vector<tensor_spec> outputs;
+  std::vector<std::string> devices{"cpu"};
+  uint32_t instances = 1; // per device
+  batching_config batching;
+  warmup_config warmup;
+  restart_config restart;
+  uint64_t default_timeout_us = 10'000'000;
+  uint64_t max_timeout_us = 60'000'000;
+  std::map<std::string, std::string> parameters; // backend-specific, values as written
+
+  /// The full shape of input/output `spec` for a batch of `rows` (-1 dims replaced by `fill`).
+  std::vector<int64_t> batched_shape(const tensor_spec& spec, int64_t rows, int64_t fill = 1) const;
+  const tensor_spec* find_input(const std::string& name) const;
+  const tensor_spec* find_output(const std::string& name) const;
+};
+
+struct deployment_config {
+  server_config server;
+  std::vector<model_config> models;
+
+  const model_config* find_model(const std::string& name) const;
+};
+
+/// Parses and validates a deployment from JSON text. `base_dir` resolves relative model paths;
+/// `known_backends` are the backend names compiled in. On failure the error (errc::invalid_config)
+/// lists every problem, one per line, each starting with its JSON path.
+caf::expected<deployment_config>
+parse_deployment(const std::string& json_text, const std::string& base_dir,
+                 const std::vector<std::string>& known_backends);
+
+/// Reads `path` and parses it as above, relative paths resolving against its folder.
+caf::expected<deployment_config>
+load_deployment(const std::string& path, const std::vector<std::string>& known_backends);
+
+} // namespace actorserve

@@ -1,0 +1,117 @@
+// Every message type that actors exchange: plain structs with `inspect`, registered in one CAF
+// type-ID block (ADD to it at the end only) so any of them can cross the network. Atoms too.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include <caf/atom.hpp>
+#include <caf/meta/type_name.hpp>
+#include <caf/type_id.hpp>
+
+#include "runtime/tensor.hpp"
+
+namespace actorserve {
+
+using request_id = uint64_t;
+
+/// One inference request as the gateway admits it. Deadlines are steady-clock nanoseconds.
+struct infer_request {
+  request_id id = 0;
+  std::string model;
+  std::string version;                // "" = the model's only version
+  std::string client_id;              // the protocol's optional "id", echoed back
+  std::vector<tensor> inputs;         // batch dimension first when the model batches
+  std::vector<std::string> outputs;   // requested outputs; empty = all
+  int64_t timeout_us = -1;            // asked for by the client; -1 = the model's default
+  int64_t deadline_ns = 0;            // set by the gateway
+  std::string fault;                  // test-only fault switch; honoured only when enabled
+};
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, infer_request& x) {
+  return f(caf::meta::type_name("infer_request"), x.id, x.model, x.version, x.client_id, x.inputs,
+           x.outputs, x.timeout_us, x.deadline_ns, x.fault);
+}
+
+struct infer_response {
+  request_id id = 0;
+  std::string model;
+  std::string version;
+  std::string client_id;
+  std::vector<tensor> outputs;
+  uint32_t batch_rows = 0;  // rows in the batch this request ran in (all requests together)
+  uint32_t batch_requests = 0; // requests in that batch
+  int64_t queue_ns = 0;     // admitted by the batcher -> dispatched to a worker
+  int64_t compute_ns = 0;   // the worker's time for the whole batch
+  std::string worker;       // which worker instance ran it
+};
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, infer_response& x) {
+  return f(caf::meta::type_name("infer_response"), x.id, x.model, x.version, x.client_id,
+           x.outputs, x.batch_rows, x.batch_requests, x.queue_ns, x.compute_ns, x.worker);
+}
+
+/// A batch handed from a batcher to a worker: whole requests, concatenated by the worker.
+struct batch_job {
+  uint64_t batch_id = 0;
+  std::vector<infer_request> requests;
+};
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, batch_job& x) {
+  return f(caf::meta::type_name("batch_job"), x.batch_id, x.requests);
+}
+
+/// A worker's answer to a batch_job: outputs split back per request, in the job's order.
+struct batch_outputs {
+  uint64_t batch_id = 0;
+  std::vector<std::vector<tensor>> per_request;
+  int64_t compute_ns = 0;
+};
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, batch_outputs& x) {
+  return f(caf::meta::type_name("batch_outputs"), x.batch_id, x.per_request, x.compute_ns);
+}
+
+/// A batcher's report of its model's workers, pushed to the gateway on every change.
+struct model_status {
+  std::string model;
+  uint32_t ready_workers = 0;
+  uint32_t starting_workers = 0; // spawned but not yet warmed up
+  uint64_t batches = 0;
+};
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, model_status& x) {
+  return f(caf::meta::type_name("model_status"), x.model, x.ready_workers, x.starting_workers,
+           x.batches);
+}
+
+} // namespace actorserve
+
+CAF_BEGIN_TYPE_ID_BLOCK(actorserve, caf::first_custom_type_id)
+  CAF_ADD_TYPE_ID(actorserve, (actorserve::tensor))
+  CAF_ADD_TYPE_ID(actorserve, (actorserve::infer_request))
+  CAF_ADD_TYPE_ID(actorserve, (actorserve::infer_response))
+  CAF_ADD_TYPE_ID(actorserve, (actorserve::batch_job))
+  CAF_ADD_TYPE_ID(actorserve, (actorserve::batch_outputs))
+  CAF_ADD_TYPE_ID(actorserve, (actorserve::model_status))
+  CAF_ADD_TYPE_ID(actorserve, (std::vector<actorserve::tensor>))
+  CAF_ADD_ATOM(actorserve, actorserve, infer_atom, "infer")
+  CAF_ADD_ATOM(actorserve, actorserve, execute_atom, "execute")
+  CAF_ADD_ATOM(actorserve, actorserve, worker_ready_atom, "wready")
+  CAF_ADD_ATOM(actorserve, actorserve, batch_done_atom, "batchdone")
+  CAF_ADD_ATOM(actorserve, actorserve, batch_failed_atom, "batchfail")
+  CAF_ADD_ATOM(actorserve, actorserve, tick_atom, "tick")
+  CAF_ADD_ATOM(actorserve, actorserve, status_atom, "status")
+  CAF_ADD_ATOM(actorserve, actorserve, ready_atom, "ready")
+  CAF_ADD_ATOM(actorserve, actorserve, worker_starting_atom, "wstarting")
+  CAF_ADD_ATOM(actorserve, actorserve, restart_atom, "restart")
+  CAF_ADD_ATOM(actorserve, actorserve, gateway_atom, "gateway")
+  CAF_ADD_ATOM(actorserve, actorserve, register_atom, "register")
+  CAF_ADD_ATOM(actorserve, actorserve, given_up_atom, "givenup")
+CAF_END_TYPE_ID_BLOCK(actorserve)

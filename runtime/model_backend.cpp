@@ -1,0 +1,55 @@
+#include "runtime/model_backend.hpp"
+
+#include <stdexcept>
+
+namespace actorserve {
+
+model_backend::~model_backend() = default;
+
+backend_registry& backend_registry::global() {
+  static backend_registry instance;
+  return instance;
+}
+
+bool backend_registry::add(const std::string& name, backend_factory factory) {
+  std::lock_guard<std::mutex> guard{mtx_};
+  return factories_.emplace(name, std::move(factory)).second;
+}
+
+std::unique_ptr<model_backend> backend_registry::create(const std::string& name,
+                                                        const backend_context& ctx) const {
+  backend_factory f;
+  {
+    std::lock_guard<std::mutex> guard{mtx_};
+    auto it = factories_.find(name);
+    if (it == factories_.end()) {
+      std::string known;
+      for (auto& kv : factories_)
+        known += (known.empty() ? "" : ", ") + kv.first;
+      throw std::runtime_error("unknown backend \"" + name + "\"; compiled-in backends: "
+                               + (known.empty() ? "none" : known));
+    }
+    f = it->second;
+  }
+  return f(ctx);
+}
+
+std::vector<std::string> backend_registry::names() const {
+  std::lock_guard<std::mutex> guard{mtx_};
+  std::vector<std::string> out;
+  for (auto& kv : factories_)
+    out.push_back(kv.first);
+  return out;
+}
+
+backend_registrar::backend_registrar(const std::string& name, backend_factory factory) {
+  backend_registry::global().add(name, std::move(factory));
+}
+
+std::string backend_parameter(const model_config& m, const std::string& key,
+                              const std::string& fallback) {
+  auto it = m.parameters.find(key);
+  return it == m.parameters.end() ? fallback : it->second;
+}
+
+} // namespace actorserve

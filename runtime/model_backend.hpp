@@ -1,0 +1,66 @@
+// The boundary to model frameworks: a backend loads one model instance on one device, warms up
+// and runs batches. Backends are found by name in an open registry; users add their own by
+// linking a file that registers a factory (see examples/custom_backend).
+#pragma once
+
+#include <functional>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include "runtime/config.hpp"
+#include "runtime/tensor.hpp"
+
+namespace actorserve {
+
+struct backend_context {
+  const model_config& model;
+  std::string device; // "cpu" or "cuda:N"
+  uint32_t instance = 0;
+};
+
+class model_backend {
+public:
+  virtual ~model_backend();
+
+  /// Runs one batch. `inputs` follow the model's declared input order, each with the batch
+  /// dimension first when the model batches. Returns the model's outputs in declared order,
+  /// named, on the host. Throws std::exception with a useful message on failure.
+  virtual std::vector<tensor> run(std::vector<tensor>& inputs) = 0;
+};
+
+/// Creates a backend instance; throws std::exception (e.g. model file unreadable) on failure.
+using backend_factory = std::function<std::unique_ptr<model_backend>(const backend_context&)>;
+
+class backend_registry {
+public:
+  /// The process-wide registry that compiled-in backends add themselves to.
+  static backend_registry& global();
+
+  /// Adds `factory` under `name`; false if the name is taken.
+  bool add(const std::string& name, backend_factory factory);
+
+  /// Creates a backend; throws std::runtime_error naming the known backends if `name` is unknown.
+  std::unique_ptr<model_backend> create(const std::string& name, const backend_context& ctx) const;
+
+  std::vector<std::string> names() const;
+
+private:
+  mutable std::mutex mtx_;
+  std::map<std::string, backend_factory> factories_;
+};
+
+/// Registers a backend from a static initializer: `static backend_registrar reg{"name", f};`
+/// in a source file linked as an object (not from a static library, whose unused objects the
+/// linker drops).
+struct backend_registrar {
+  backend_registrar(const std::string& name, backend_factory factory);
+};
+
+/// Reads a backend parameter, or `fallback` when the model does not set it.
+std::string backend_parameter(const model_config& m, const std::string& key,
+                              const std::string& fallback);
+
+} // namespace actorserve

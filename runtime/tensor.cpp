@@ -1,0 +1,117 @@
+#include "runtime/tensor.hpp"
+
+#include <array>
+#include <cstring>
+#include <limits>
+
+namespace actorserve {
+
+namespace {
+
+constexpr std::array<std::string_view, 9> datatype_names{
+  "BOOL", "UINT8", "INT8", "INT16", "INT32", "INT64", "FP16", "FP32", "FP64"};
+constexpr std::array<std::size_t, 9> datatype_sizes{1, 1, 1, 2, 4, 8, 2, 4, 8};
+
+} // namespace
+
+std::optional<datatype> parse_datatype(std::string_view name) {
+  for (std::size_t i = 0; i < datatype_names.size(); ++i)
+    if (datatype_names[i] == name)
+      return static_cast<datatype>(i);
+  return std::nullopt;
+}
+
+std::string_view to_string(datatype x) {
+  return datatype_names[static_cast<std::size_t>(x)];
+}
+
+std::size_t element_size(datatype x) {
+  return datatype_sizes[static_cast<std::size_t>(x)];
+}
+
+std::optional<int64_t> element_count(const std::vector<int64_t>& shape) {
+  int64_t n = 1;
+  for (auto d : shape) {
+    if (d < 0)
+      return std::nullopt;
+    if (d != 0 && n > std::numeric_limits<int64_t>::max() / d)
+      return std::nullopt;
+    n *= d;
+  }
+  return n;
+}
+
+std::string shape_to_string(const std::vector<int64_t>& shape) {
+  std::string out = "[";
+  for (std::size_t i = 0; i < shape.size(); ++i) {
+    if (i > 0)
+      out += ", ";
+    out += std::to_string(shape[i]);
+  }
+  out += "]";
+  return out;
+}
+
+bool tensor::consistent() const {
+  auto n = element_count(shape);
+  return n && static_cast<uint64_t>(*n) * element_size(dtype) == data.size();
+}
+
+uint16_t float_to_half(float value) {
+  uint32_t f;
+  std::memcpy(&f, &value, sizeof f);
+  uint32_t sign = (f >> 16) & 0x8000u;
+  uint32_t exp = (f >> 23) & 0xffu;
+  uint32_t mant = f & 0x7fffffu;
+  if (exp == 0xff) // inf or NaN (keep NaN quiet)
+    return static_cast<uint16_t>(sign | 0x7c00u | (mant ? 0x200u : 0u));
+  int32_t e = static_cast<int32_t>(exp) - 127 + 15;
+  if (e >= 0x1f) // overflow: infinity
+    return static_cast<uint16_t>(sign | 0x7c00u);
+  if (e <= 0) { // subnormal or zero
+    if (e < -10)
+      return static_cast<uint16_t>(sign);
+    mant |= 0x800000u;
+    uint32_t shift = static_cast<uint32_t>(14 - e);
+    uint32_t half_mant = mant >> shift;
+    uint32_t rem = mant & ((1u << shift) - 1);
+    uint32_t halfway = 1u << (shift - 1);
+    if (rem > halfway || (rem == halfway && (half_mant & 1u)))
+      ++half_mant;
+    return static_cast<uint16_t>(sign | half_mant);
+  }
+  uint32_t half = sign | (static_cast<uint32_t>(e) << 10) | (mant >> 13);
+  uint32_t rem = mant & 0x1fffu;
+  if (rem > 0x1000u || (rem == 0x1000u && (half & 1u)))
+    ++half; // may carry into the exponent, which is the correct rounding
+  return static_cast<uint16_t>(half);
+}
+
+float half_to_float(uint16_t bits) {
+  uint32_t sign = (bits & 0x8000u) << 16;
+  uint32_t exp = (bits >> 10) & 0x1fu;
+  uint32_t mant = bits & 0x3ffu;
+  uint32_t f;
+  if (exp == 0) {
+    if (mant == 0) {
+      f = sign;
+    } else { // subnormal: normalise
+      int32_t e = -1;
+      do {
+        ++e;
+        mant <<= 1;
+      } while ((mant & 0x400u) == 0);
+      mant &= 0x3ffu;
+      f = sign | (static_cast<uint32_t>(127 - 15 - e) << 23) | (mant << 13);
+    }
+  } else if (exp == 0x1f) {
+    f = sign | 0x7f800000u | (mant << 13);
+  } else {
+    f = sign | ((exp + 127 - 15) << 23) | (mant << 13);
+  }
+  float out;
+  std::memcpy(&out, &f, sizeof out);
+  return out;
+}
+
+} // namespace actorserve

@@ -1,0 +1,53 @@
+// Tensors as they travel between actors and over the network: a name, a KServe v2 datatype, a
+// shape and one contiguous row-major byte buffer. Framework tensors exist only inside backends.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include <caf/meta/type_name.hpp>
+
+namespace actorserve {
+
+/// The KServe v2 / Open Inference Protocol datatypes that actorserve carries (BYTES not yet).
+enum class datatype : uint8_t { BOOL, UINT8, INT8, INT16, INT32, INT64, FP16, FP32, FP64 };
+
+/// Parses the protocol's spelling ("FP32"); nullopt for anything else.
+std::optional<datatype> parse_datatype(std::string_view name);
+
+/// The protocol's spelling of `x`.
+std::string_view to_string(datatype x);
+
+/// Bytes per element of `x`.
+std::size_t element_size(datatype x);
+
+/// Number of elements of `shape`, or nullopt if a dimension is negative or the count overflows.
+std::optional<int64_t> element_count(const std::vector<int64_t>& shape);
+
+/// Formats a shape as "[1, 3, 224, 224]" for error messages.
+std::string shape_to_string(const std::vector<int64_t>& shape);
+
+struct tensor {
+  std::string name;
+  datatype dtype = datatype::FP32;
+  std::vector<int64_t> shape;
+  std::vector<uint8_t> data; // row-major, little-endian, size == element_count * element_size
+
+  /// True when `data` holds exactly the bytes `shape` and `dtype` call for.
+  bool consistent() const;
+};
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, tensor& x) {
+  return f(caf::meta::type_name("tensor"), x.name, x.dtype, x.shape, x.data);
+}
+
+/// IEEE half precision conversion (round to nearest even), used by the codecs and backends.
+uint16_t float_to_half(float value);
+float half_to_float(uint16_t bits);
+
+} // namespace actorserve

@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# Installs everything actorserve's build, tests and quickstart need on Debian 12. Idempotent:
+# packages already present are skipped by apt and pip, and the venv is reused.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+debs=(build-essential cmake ccache pkg-config python3-venv
+      libcaf-dev libssl-dev libboost1.81-dev libboost-json1.81-dev
+      catch2 libspdlog-dev prometheus-cpp-dev curl)
+missing=()
+for p in "${debs[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if ((${#missing[@]})); then
+  SUDO=; [ "$(id -u)" = 0 ] || SUDO=sudo
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
+fi
+
+# PyPI torch 2.11.0 is the GPU machine's version; its wheel carries libtorch (headers, CMake config).
+PY=${PYTHON:-python3}
+if [ ! -x .venv/bin/python ]; then
+  "$PY" -m venv .venv
+fi
+if ! .venv/bin/python -c 'import torch, torchvision, sys; sys.exit(torch.__version__.split("+")[0] != "2.11.0")' 2>/dev/null; then
+  .venv/bin/pip install -q --disable-pip-version-check torch==2.11.0 torchvision==0.26.0
+fi
+echo "install-deps: done"
