@@ -53,6 +53,21 @@ struct batcher_state {
   uint64_t batches = 0;
   std::optional<time_point> tick_at; // when the scheduled tick fires
   static inline const char* name = "batcher";
+
+  // Every accepted request gets an answer, also when the batcher itself goes away (CAF
+  // destroys the state while the actor terminates, before attached functors run).
+  ~batcher_state() {
+    if (!model)
+      return;
+    auto err = make_error(errc::not_ready,
+                          "the batcher of model '" + model->name + "' stopped before answering");
+    for (auto& kv : waiting)
+      kv.second.promise.deliver(err);
+    for (auto& kv : in_flight)
+      for (std::size_t i = 0; i < kv.second.requests.size(); ++i)
+        if (!kv.second.answered[i])
+          kv.second.requests[i].promise.deliver(err);
+  }
 };
 
 using batcher_ptr = batcher_actor::stateful_pointer<batcher_state>;
@@ -135,7 +150,7 @@ void dispatch(batcher_ptr self, worker_slot& w, batch_plan plan, time_point now)
 /// Expires what is due, dispatches what can go, and schedules the next tick.
 void pump(batcher_ptr self) {
   auto& st = self->state;
-  auto now = steady_clock::now();
+  auto now = self->clock().now(); // the actor clock: virtual time in tests
   for (auto id : st.queue->expire(now)) {
     auto it = st.waiting.find(id);
     answer_error(it->second, deadline_error(st, it->second, now, false));
@@ -226,27 +241,13 @@ batcher_actor::behavior_type batcher_fn(batcher_ptr self, std::shared_ptr<const 
     report_status(self);
     pump(self);
   });
-  // Every accepted request gets an answer, also when the batcher itself goes away.
-  self->attach_functor([self](const caf::error& reason) {
-    auto& st = self->state;
-    auto err = make_error(errc::not_ready, "the batcher of model '" + st.model->name
-                                             + "' stopped: " + error_message(reason));
-    for (auto& kv : st.waiting)
-      kv.second.promise.deliver(err);
-    for (auto& kv : st.in_flight)
-      for (std::size_t i = 0; i < kv.second.requests.size(); ++i)
-        if (!kv.second.answered[i])
-          kv.second.requests[i].promise.deliver(err);
-    st.waiting.clear();
-    st.in_flight.clear();
-  });
   return {
     [self](infer_atom, infer_request& req) -> caf::result<infer_response> {
       auto& st = self->state;
       if (st.workers.empty() && st.starting.empty())
         return make_error(errc::not_ready, "model '" + st.model->name
                                              + "' has no ready worker and none starting");
-      auto now = steady_clock::now();
+      auto now = self->clock().now(); // the actor clock: virtual time in tests
       pending_request p;
       p.id = req.id;
       p.shape_key = shape_key(*st.model, req);

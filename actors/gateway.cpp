@@ -66,7 +66,7 @@ gateway_actor::behavior_type gateway_fn(gateway_ptr self,
       }
       req.id = st.next_id++;
       req.deadline_ns = std::chrono::duration_cast<std::chrono::nanoseconds>(
-                          std::chrono::steady_clock::now().time_since_epoch()).count()
+                          self->clock().now().time_since_epoch()).count()
                         + timeout_us * 1000;
       self->delegate(entry.batcher, infer_atom::value, std::move(req));
       return caf::delegated<infer_response>{};

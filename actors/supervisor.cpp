@@ -75,7 +75,7 @@ supervisor_actor::behavior_type supervisor_fn(supervisor_ptr self,
     if (st.shutting_down || dm.reason == caf::exit_reason::user_shutdown)
       return;
     auto name = slot.spec.name();
-    auto delay = slot.restarts.on_failure(steady_clock::now());
+    auto delay = slot.restarts.on_failure(self->clock().now());
     if (!delay) {
       slot.given_up = true;
       spdlog::critical("supervisor: giving up on worker {}: it failed {} times within {} s "

@@ -58,7 +58,7 @@ worker_actor::behavior_type worker_fn(worker_ptr self, worker_spec spec, batcher
     self->quit(make_error(errc::worker_failed, st.name + " failed to start: " + e.what()));
     return {[](execute_atom, batch_job&) {}};
   }
-  self->send(batcher, worker_ready_atom::value, worker_actor{self}, st.name);
+  self->send(batcher, worker_ready_atom::value, caf::actor_cast<worker_actor>(self), st.name);
   return {
     [self](execute_atom, batch_job& job) {
       auto& st = self->state;

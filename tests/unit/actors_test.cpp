@@ -1,0 +1,264 @@
+// Gateway and batcher under CAF's deterministic test coordinator: virtual time, no threads.
+#include <catch2/catch.hpp>
+
+#include <caf/all.hpp>
+
+#include "actors/batcher.hpp"
+#include "actors/gateway.hpp"
+#include "runtime/error.hpp"
+#include "test_support.hpp"
+
+using namespace actorserve;
+using namespace actorserve::test;
+using namespace std::chrono_literals;
+
+namespace {
+
+/// A worker that answers each batch with its inputs as outputs, or holds it when told to.
+struct fake_worker_state {
+  batcher_actor batcher;
+  std::vector<batch_job>* held = nullptr; // when set, jobs are kept instead of answered
+  std::vector<std::size_t>* batch_sizes = nullptr;
+  static inline const char* name = "fake_worker";
+};
+
+worker_actor::behavior_type
+fake_worker(worker_actor::stateful_pointer<fake_worker_state> self, batcher_actor batcher,
+            std::vector<batch_job>* held, std::vector<std::size_t>* sizes) {
+  self->state.batcher = batcher;
+  self->state.held = held;
+  self->state.batch_sizes = sizes;
+  self->send(batcher, worker_ready_atom::value, caf::actor_cast<worker_actor>(self),
+             std::string("m/fake/0"));
+  return {
+    [self](execute_atom, batch_job& job) {
+      if (self->state.batch_sizes)
+        self->state.batch_sizes->push_back(job.requests.size());
+      if (self->state.held) {
+        self->state.held->push_back(std::move(job));
+        return;
+      }
+      batch_outputs out;
+      out.batch_id = job.batch_id;
+      for (auto& r : job.requests) {
+        auto y = r.inputs.at(0);
+        y.name = "y";
+        out.per_request.push_back({y});
+      }
+      self->send(self->state.batcher, batch_done_atom::value, std::move(out));
+    },
+  };
+}
+
+struct fixture {
+  caf::actor_system_config cfg;
+  std::unique_ptr<caf::actor_system> sys;
+  caf::scheduler::test_coordinator* sched = nullptr;
+  std::shared_ptr<deployment_config> deployment = std::make_shared<deployment_config>();
+  gateway_actor gateway;
+  batcher_actor batcher;
+  std::vector<caf::actor> others;
+  std::vector<caf::expected<infer_response>> results;
+
+  explicit fixture(model_config m) {
+    cfg.set("scheduler.policy", caf::atom("testing"));
+    cfg.add_message_types<caf::id_block::actorserve>();
+    sys = std::make_unique<caf::actor_system>(cfg);
+    sched = &dynamic_cast<caf::scheduler::test_coordinator&>(sys->scheduler());
+    deployment->models.push_back(std::move(m));
+    gateway = spawn_gateway(*sys, deployment);
+    batcher = spawn_batcher(*sys, std::shared_ptr<const model_config>(deployment,
+                                                                      &deployment->models[0]),
+                            gateway);
+    caf::anon_send(gateway, register_atom::value, std::string("m"), batcher);
+    sched->run();
+  }
+
+  ~fixture() {
+    caf::anon_send_exit(gateway, caf::exit_reason::user_shutdown);
+    caf::anon_send_exit(batcher, caf::exit_reason::user_shutdown);
+    for (auto& a : others)
+      caf::anon_send_exit(a, caf::exit_reason::user_shutdown);
+    sched->run();
+  }
+
+  worker_actor add_worker(std::vector<batch_job>* held = nullptr,
+                          std::vector<std::size_t>* sizes = nullptr) {
+    auto w = sys->spawn(fake_worker, batcher, held, sizes);
+    others.push_back(caf::actor_cast<caf::actor>(w));
+    sched->run();
+    return w;
+  }
+
+  /// Sends a request through the gateway from a client actor; the answer lands in `results`.
+  void send(infer_request req) {
+    auto* out = &results;
+    auto gw = gateway;
+    auto client = sys->spawn([out, gw, req](caf::event_based_actor* self) {
+      self->request(gw, caf::infinite, infer_atom::value, req)
+        .then([out](infer_response& r) { out->emplace_back(std::move(r)); },
+              [out](caf::error& e) { out->emplace_back(std::move(e)); });
+    });
+    others.push_back(client);
+  }
+};
+
+model_config batching_model() {
+  auto m = small_model(8);
+  m.batching.max_queue_delay_us = 1000;
+  m.batching.max_queue_size = 4;
+  m.default_timeout_us = 50'000;
+  return m;
+}
+
+} // namespace
+
+TEST_CASE("the batcher forms one batch of the requests that arrive within the delay", "[actors]") {
+  fixture f{batching_model()};
+  std::vector<std::size_t> sizes;
+  f.add_worker(nullptr, &sizes);
+  for (int i = 0; i < 3; ++i)
+    f.send(request_with_rows(1, static_cast<float>(10 * i)));
+  f.sched->run();
+  CHECK(f.results.empty()); // waiting for the delay to fill the batch
+  f.sched->advance_time(1ms);
+  f.sched->run();
+  REQUIRE(f.results.size() == 3);
+  CHECK(sizes == std::vector<std::size_t>{3});
+  for (auto& r : f.results) {
+    REQUIRE(r);
+    CHECK(r->batch_requests == 3);
+    CHECK(r->batch_rows == 3);
+    CHECK(r->worker == "m/fake/0");
+  }
+  // Outputs come back to the request they belong to.
+  std::vector<float> firsts;
+  for (auto& r : f.results)
+    firsts.push_back(floats(r->outputs.at(0)).at(0));
+  std::sort(firsts.begin(), firsts.end());
+  CHECK(firsts == std::vector<float>{0, 10, 20});
+}
+
+TEST_CASE("a queued request is answered with a timeout at its deadline, not later", "[actors]") {
+  fixture f{batching_model()};
+  f.send(request_with_rows(1)); // no worker: nothing can run it...
+  f.sched->run();
+  // ...but with no worker at all (none starting either), the batcher fails fast.
+  REQUIRE(f.results.size() == 1);
+  CHECK(error_code(f.results[0].error()) == errc::not_ready);
+
+  f.results.clear();
+  caf::anon_send(f.batcher, worker_starting_atom::value, std::string("m/cpu/0"));
+  f.sched->run();
+  auto req = request_with_rows(1);
+  req.timeout_us = 5000;
+  f.send(req);
+  f.sched->run();
+  CHECK(f.results.empty());
+  f.sched->advance_time(4ms);
+  f.sched->run();
+  CHECK(f.results.empty());
+  f.sched->advance_time(1ms);
+  f.sched->run();
+  REQUIRE(f.results.size() == 1);
+  REQUIRE_FALSE(f.results[0]);
+  CHECK(error_code(f.results[0].error()) == errc::deadline_exceeded);
+  CHECK(error_message(f.results[0].error()).find("in the queue") != std::string::npos);
+}
+
+TEST_CASE("a full queue rejects with an overload error", "[actors]") {
+  fixture f{batching_model()}; // max_queue_size 4
+  caf::anon_send(f.batcher, worker_starting_atom::value, std::string("m/cpu/0"));
+  f.sched->run();
+  for (int i = 0; i < 5; ++i)
+    f.send(request_with_rows(1));
+  f.sched->run();
+  REQUIRE(f.results.size() == 1);
+  CHECK(error_code(f.results[0].error()) == errc::overloaded);
+}
+
+TEST_CASE("requests in flight on a worker that dies get an error naming the worker", "[actors]") {
+  fixture f{batching_model()};
+  std::vector<batch_job> held;
+  auto w = f.add_worker(&held);
+  f.send(request_with_rows(1));
+  f.send(request_with_rows(2));
+  f.sched->run();
+  f.sched->advance_time(1ms);
+  f.sched->run();
+  REQUIRE(held.size() == 1);
+  CHECK(f.results.empty());
+  caf::anon_send_exit(w, caf::exit_reason::kill);
+  f.sched->run();
+  REQUIRE(f.results.size() == 2);
+  for (auto& r : f.results) {
+    REQUIRE_FALSE(r);
+    CHECK(error_code(r.error()) == errc::worker_failed);
+    CHECK(error_message(r.error()).find("m/fake/0") != std::string::npos);
+  }
+}
+
+TEST_CASE("a failed batch fails exactly its own requests", "[actors]") {
+  auto m = batching_model();
+  m.max_batch_size = 1; // one request per batch
+  fixture f{m};
+  std::vector<batch_job> held;
+  f.add_worker(&held);
+  f.send(request_with_rows(1));
+  f.sched->run();
+  f.sched->advance_time(1ms);
+  f.sched->run();
+  REQUIRE(held.size() == 1);
+  caf::anon_send(f.batcher, batch_failed_atom::value, held[0].batch_id,
+                 make_error(errc::inference_failed, "boom"));
+  f.sched->run();
+  REQUIRE(f.results.size() == 1);
+  CHECK(error_message(f.results[0].error()) == "boom");
+}
+
+TEST_CASE("the gateway rejects unknown models, bad inputs and timeouts over the maximum",
+          "[actors]") {
+  fixture f{batching_model()};
+  f.add_worker();
+  auto unknown = request_with_rows(1);
+  unknown.model = "nope";
+  f.send(unknown);
+  auto wrong = request_with_rows(1);
+  wrong.inputs[0].shape = {1, 3};
+  f.send(wrong);
+  auto slow = request_with_rows(1);
+  slow.timeout_us = 100'000'000;
+  f.send(slow);
+  auto version = request_with_rows(1);
+  version.version = "2";
+  f.send(version);
+  f.sched->run();
+  REQUIRE(f.results.size() == 4);
+  CHECK(error_code(f.results[0].error()) == errc::model_not_found);
+  CHECK(error_code(f.results[1].error()) == errc::invalid_input);
+  CHECK(error_message(f.results[2].error())
+        == "parameter 'timeout' must be between 1 and 60000000 microseconds (max_timeout_us of "
+           "model 'm'), got 100000000");
+  CHECK(error_message(f.results[3].error())
+        == "model 'm' has no version '2' (it serves version '1')");
+}
+
+TEST_CASE("the gateway reports a model ready only while a worker of it is ready", "[actors]") {
+  fixture f{batching_model()};
+  auto ask_ready = [&] {
+    auto answer = std::make_shared<std::optional<bool>>();
+    auto gw = f.gateway;
+    f.others.push_back(f.sys->spawn([answer, gw](caf::event_based_actor* self) {
+      self->request(gw, caf::infinite, ready_atom::value).then([answer](bool b) { *answer = b; });
+    }));
+    f.sched->run();
+    REQUIRE(answer->has_value());
+    return **answer;
+  };
+  CHECK_FALSE(ask_ready());
+  auto w = f.add_worker();
+  CHECK(ask_ready());
+  caf::anon_send_exit(w, caf::exit_reason::kill);
+  f.sched->run();
+  CHECK_FALSE(ask_ready());
+}

@@ -1,0 +1,139 @@
+#include <catch2/catch.hpp>
+
+#include "runtime/batch_assembly.hpp"
+#include "runtime/error.hpp"
+#include "test_support.hpp"
+
+using namespace actorserve;
+using namespace actorserve::test;
+
+namespace {
+
+std::string validation_error(const model_config& m, infer_request r) {
+  auto err = validate_request(m, r);
+  return err ? error_message(err) : "";
+}
+
+} // namespace
+
+TEST_CASE("validation accepts a well-formed request and orders inputs as declared", "[validation]") {
+  auto m = small_model();
+  m.inputs.push_back(tensor_spec{"z", datatype::INT32, {-1}});
+  auto r = request_with_rows(2);
+  tensor z;
+  z.name = "z";
+  z.dtype = datatype::INT32;
+  z.shape = {2, 3};
+  z.data.resize(24);
+  r.inputs.insert(r.inputs.begin(), z);
+  CHECK_FALSE(validate_request(m, r));
+  CHECK(r.inputs[0].name == "x");
+  CHECK(r.inputs[1].name == "z");
+  CHECK(request_rows(m, r) == 2);
+}
+
+TEST_CASE("validation names the input and what was expected", "[validation]") {
+  auto m = small_model(4);
+  auto r = request_with_rows(1);
+  r.inputs[0].name = "q";
+  CHECK(validation_error(m, r) == "unexpected input 'q' for model 'm'; the model's inputs are 'x'");
+  r = request_with_rows(1);
+  r.inputs.clear();
+  CHECK(validation_error(m, r) == "missing input 'x' for model 'm'");
+  r = request_with_rows(1);
+  r.inputs[0].dtype = datatype::INT32;
+  CHECK(validation_error(m, r) == "input 'x': expected datatype FP32, got INT32");
+  r = request_with_rows(1);
+  r.inputs[0].shape = {1, 3};
+  CHECK(validation_error(m, r)
+        == "input 'x': expected shape [-1, 2] (-1 = batch dimension, 1 to 4), got [1, 3]");
+  r = request_with_rows(1);
+  r.inputs[0].shape = {2};
+  CHECK(validation_error(m, r)
+        == "input 'x': expected shape [-1, 2] (-1 = batch dimension, 1 to 4), got [2]");
+  r = request_with_rows(5);
+  CHECK(validation_error(m, r)
+        == "input 'x': batch dimension must be between 1 and 4 (max_batch_size of model 'm'), got 5");
+  r = request_with_rows(1);
+  r.inputs[0].data.pop_back();
+  CHECK(validation_error(m, r) == "input 'x': shape [1, 2] of FP32 needs 8 bytes, got 7");
+  r = request_with_rows(1);
+  r.inputs.push_back(r.inputs[0]);
+  CHECK(validation_error(m, r) == "input 'x' appears more than once");
+  r = request_with_rows(1);
+  r.outputs = {"nope"};
+  CHECK(validation_error(m, r) == "unknown output 'nope' requested from model 'm'");
+}
+
+TEST_CASE("validation of a model without batching takes shapes as declared", "[validation]") {
+  auto m = small_model(0);
+  auto r = request_with_rows(1);
+  r.inputs[0].shape = {2};
+  CHECK_FALSE(validate_request(m, r));
+  CHECK(request_rows(m, r) == 1);
+  r.inputs[0].shape = {1, 2};
+  CHECK(validation_error(m, r) == "input 'x': expected shape [2], got [1, 2]");
+}
+
+TEST_CASE("requests of different non-batch shapes get different shape keys", "[validation]") {
+  auto m = small_model();
+  m.inputs[0].dims = {-1};
+  auto a = request_with_rows(1);
+  auto b = request_with_rows(3);
+  CHECK(shape_key(m, a) == shape_key(m, b));
+  b.inputs[0].shape = {1, 6};
+  CHECK(shape_key(m, a) != shape_key(m, b));
+}
+
+TEST_CASE("a batch concatenates inputs along the batch dimension and splits outputs back",
+          "[assembly]") {
+  auto m = small_model();
+  std::vector<infer_request> reqs{request_with_rows(1, 0), request_with_rows(2, 10)};
+  auto batch = assemble_batch(m, reqs);
+  REQUIRE(batch.size() == 1);
+  CHECK(batch[0].shape == std::vector<int64_t>{3, 2});
+  CHECK(floats(batch[0]) == std::vector<float>{0, 1, 10, 11, 12, 13});
+  std::vector<tensor> outputs{fp32("ignored", {3, 2}, {1, 2, 3, 4, 5, 6})};
+  auto per = split_batch(m, reqs, std::move(outputs));
+  REQUIRE(per.size() == 2);
+  CHECK(per[0][0].name == "y");
+  CHECK(per[0][0].shape == std::vector<int64_t>{1, 2});
+  CHECK(floats(per[0][0]) == std::vector<float>{1, 2});
+  CHECK(per[1][0].shape == std::vector<int64_t>{2, 2});
+  CHECK(floats(per[1][0]) == std::vector<float>{3, 4, 5, 6});
+}
+
+TEST_CASE("split keeps only the outputs each request asked for", "[assembly]") {
+  auto m = small_model();
+  m.outputs.push_back(tensor_spec{"z", datatype::FP32, {1}});
+  std::vector<infer_request> reqs{request_with_rows(1), request_with_rows(1)};
+  reqs[0].outputs = {"z"};
+  auto per = split_batch(m, reqs, {fp32("", {2, 2}, {1, 2, 3, 4}), fp32("", {2, 1}, {7, 8})});
+  REQUIRE(per[0].size() == 1);
+  CHECK(per[0][0].name == "z");
+  CHECK(floats(per[0][0]) == std::vector<float>{7});
+  REQUIRE(per[1].size() == 2);
+  CHECK(floats(per[1][1]) == std::vector<float>{8});
+}
+
+TEST_CASE("split rejects outputs that do not match the declaration", "[assembly]") {
+  auto m = small_model();
+  std::vector<infer_request> reqs{request_with_rows(2)};
+  CHECK_THROWS_WITH(split_batch(m, reqs, {}),
+                    "model 'm' returned 0 outputs, its configuration declares 1");
+  tensor wrong = fp32("", {2, 2}, {1, 2, 3, 4});
+  wrong.dtype = datatype::INT32;
+  CHECK_THROWS_WITH(split_batch(m, reqs, {wrong}),
+                    "output 'y' of model 'm' has datatype INT32, its configuration declares FP32");
+  CHECK_THROWS_WITH(split_batch(m, reqs, {fp32("", {4, 1}, {1, 2, 3, 4})}),
+                    "output 'y' of model 'm' has shape [4, 1], expected the batch dimension 2 first");
+}
+
+TEST_CASE("warm-up inputs are zeros of the declared shape, variable dims set to 1", "[assembly]") {
+  auto m = small_model();
+  m.inputs[0].dims = {-1, 3};
+  auto in = warmup_inputs(m, 4);
+  REQUIRE(in.size() == 1);
+  CHECK(in[0].shape == std::vector<int64_t>{4, 1, 3});
+  CHECK(in[0].data == std::vector<uint8_t>(48, 0));
+}

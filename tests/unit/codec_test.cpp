@@ -1,0 +1,198 @@
+#include <catch2/catch.hpp>
+
+#include <boost/json.hpp>
+
+#include "net/kserve_codec.hpp"
+#include "runtime/error.hpp"
+#include "test_support.hpp"
+
+using namespace actorserve;
+using namespace actorserve::test;
+
+namespace {
+
+std::string decode_error(const std::string& body, std::optional<std::size_t> len = std::nullopt) {
+  auto r = kserve::decode_request(body, len);
+  REQUIRE_FALSE(r);
+  CHECK(error_code(r.error()) == errc::invalid_input);
+  return error_message(r.error());
+}
+
+tensor decode_single(const std::string& datatype, const std::string& shape,
+                     const std::string& data) {
+  auto body = R"({"inputs":[{"name":"t","datatype":")" + datatype + R"(","shape":)" + shape
+              + R"(,"data":)" + data + "}]}";
+  auto r = kserve::decode_request(body, std::nullopt);
+  if (!r)
+    FAIL(error_message(r.error()));
+  return r->request.inputs.at(0);
+}
+
+/// Encodes `t` as a response output in JSON and returns its "data" array as text.
+std::string encode_data(const tensor& t) {
+  std::string s;
+  kserve::append_json_data(s, t);
+  return s;
+}
+
+} // namespace
+
+TEST_CASE("JSON tensors decode and encode for every datatype", "[codec]") {
+  struct row {
+    const char* dtype;
+    const char* data;
+    std::vector<uint8_t> bytes;
+    const char* back;
+  };
+  std::vector<row> rows{
+    {"BOOL", "[true,false]", {1, 0}, "[true,false]"},
+    {"UINT8", "[0,255]", {0, 255}, "[0,255]"},
+    {"INT8", "[-128,127]", {0x80, 0x7f}, "[-128,127]"},
+    {"INT16", "[-2,300]", {0xfe, 0xff, 0x2c, 0x01}, "[-2,300]"},
+    {"INT32", "[-1,65536]", {0xff, 0xff, 0xff, 0xff, 0, 0, 1, 0}, "[-1,65536]"},
+    {"INT64", "[1,-9007199254740993]", {1, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xdf, 0xff},
+     "[1,-9007199254740993]"},
+    {"FP16", "[1.0,-2.5]", {0x00, 0x3c, 0x00, 0xc1}, "[1,-2.5]"},
+    {"FP32", "[0.1,2]", {0xcd, 0xcc, 0xcc, 0x3d, 0, 0, 0, 0x40}, "[0.1,2]"},
+    {"FP64", "[0.1,-3]", {0x9a, 0x99, 0x99, 0x99, 0x99, 0x99, 0xb9, 0x3f, 0, 0, 0, 0, 0, 0, 0x08, 0xc0},
+     "[0.1,-3]"},
+  };
+  for (auto& r : rows) {
+    INFO(r.dtype);
+    auto t = decode_single(r.dtype, "[2]", r.data);
+    CHECK(to_string(t.dtype) == r.dtype);
+    CHECK(t.data == r.bytes);
+    CHECK(encode_data(t) == r.back);
+  }
+}
+
+TEST_CASE("JSON data may be nested row-major arrays", "[codec]") {
+  auto t = decode_single("INT32", "[2,2]", "[[1,2],[3,4]]");
+  CHECK(t.shape == std::vector<int64_t>{2, 2});
+  CHECK(t.data.size() == 16);
+  CHECK(encode_data(t) == "[1,2,3,4]");
+}
+
+TEST_CASE("JSON data errors name the input, the element and what was expected", "[codec]") {
+  auto body = [](const char* dtype, const char* shape, const char* data) {
+    return std::string(R"({"inputs":[{"name":"img","datatype":")") + dtype + R"(","shape":)"
+           + shape + R"(,"data":)" + data + "}]}";
+  };
+  CHECK(decode_error(body("FP32", "[1,3]", "[1,2]"))
+        == "input 'img': shape [1, 3] needs 3 elements, data has 2");
+  CHECK(decode_error(body("INT8", "[2]", "[1,200]"))
+        == "input 'img': data[1] must be an integer in range for datatype INT8, got an integer (200)");
+  CHECK(decode_error(body("BOOL", "[1]", "[1]"))
+        == "input 'img': data[0] must be true or false for datatype BOOL, got an integer (1)");
+  CHECK(decode_error(body("FP32", "[1]", R"(["x"])"))
+        == "input 'img': data[0] must be a number for datatype FP32, got a string");
+  CHECK(decode_error(body("UINT8", "[1]", "[1.5]"))
+        == "input 'img': data[0] must be an integer in range for datatype UINT8, got a number (1.5E0)");
+  CHECK(decode_error(body("BYTES", "[1]", R"(["a"])"))
+        == "input 'img': unsupported datatype 'BYTES'; expected BOOL, UINT8, INT8, INT16, INT32, "
+           "INT64, FP16, FP32 or FP64");
+  CHECK(decode_error(body("FP32", "[-1]", "[]"))
+        == "input 'img': shape must hold non-negative integers, got [-1]");
+  CHECK(decode_error(body("FP32", "[1]", "3"))
+        == "input 'img': data must be an array, got an integer (3)");
+}
+
+TEST_CASE("malformed request bodies get precise errors", "[codec]") {
+  CHECK(decode_error("{").rfind("request body is not valid JSON", 0) == 0);
+  CHECK(decode_error("[]") == "request body must be a JSON object, got an array");
+  CHECK(decode_error("{}") == "the request has no 'inputs'");
+  CHECK(decode_error(R"({"inputs":[]})") == "'inputs' must be a non-empty array");
+  CHECK(decode_error(R"({"inputs":[{"name":"a","datatype":"FP32","shape":[1],"data":[1]}],"x":1})")
+        == "unknown key 'x' in the request; expected id, parameters, inputs, outputs");
+  CHECK(decode_error(R"({"inputs":[{"name":"a","datatype":"FP32","shape":[1],"data":[1],"dat":1}]})")
+        == "input 'a': unknown key 'dat'");
+  CHECK(decode_error(R"({"inputs":[{"name":"a","datatype":"FP32","shape":[1]}]})")
+        == "input 'a': has neither 'data' nor binary_data_size");
+  CHECK(decode_error(R"({"parameters":{"timeout":"soon"},"inputs":[{"name":"a","datatype":"FP32","shape":[1],"data":[1]}]})")
+        == "parameter 'timeout' must be a positive integer (microseconds), got a string");
+}
+
+TEST_CASE("request id, timeout and output options are decoded", "[codec]") {
+  auto r = kserve::decode_request(
+    R"({"id":"abc","parameters":{"timeout":2500,"binary_data_output":true},
+        "inputs":[{"name":"a","datatype":"FP32","shape":[1],"data":[1]}],
+        "outputs":[{"name":"o1","parameters":{"binary_data":false}},{"name":"o2"}]})",
+    std::nullopt);
+  REQUIRE(r);
+  CHECK(r->request.client_id == "abc");
+  CHECK(r->request.timeout_us == 2500);
+  CHECK(r->request.outputs == std::vector<std::string>{"o1", "o2"});
+  CHECK_FALSE(r->want_binary("o1"));
+  CHECK(r->want_binary("o2"));
+}
+
+TEST_CASE("binary tensor data follows the JSON header", "[codec]") {
+  std::string json = R"({"inputs":[{"name":"a","datatype":"FP32","shape":[2],"parameters":{"binary_data_size":8}},
+                                   {"name":"b","datatype":"UINT8","shape":[3],"parameters":{"binary_data_size":3}}]})";
+  float values[2] = {1.5f, -2.0f};
+  std::string body = json;
+  body.append(reinterpret_cast<const char*>(values), 8);
+  body += std::string("\x01\x02\x03", 3);
+  auto r = kserve::decode_request(body, json.size());
+  REQUIRE(r);
+  REQUIRE(r->request.inputs.size() == 2);
+  CHECK(floats(r->request.inputs[0]) == std::vector<float>{1.5f, -2.0f});
+  CHECK(r->request.inputs[1].data == std::vector<uint8_t>{1, 2, 3});
+}
+
+TEST_CASE("binary tensor data of the wrong size is rejected", "[codec]") {
+  std::string json = R"({"inputs":[{"name":"a","datatype":"FP32","shape":[2],"parameters":{"binary_data_size":6}}]})";
+  CHECK(decode_error(json + std::string(6, 'x'), json.size())
+        == "input 'a': binary_data_size 6 does not match shape [2] of FP32 (8 bytes)");
+  std::string ok = R"({"inputs":[{"name":"a","datatype":"FP32","shape":[2],"parameters":{"binary_data_size":8}}]})";
+  CHECK(decode_error(ok + std::string(4, 'x'), ok.size())
+        == "input 'a': binary data ends after 4 of its 8 bytes");
+  CHECK(decode_error(ok + std::string(12, 'x'), ok.size())
+        == "the body carries 4 bytes of binary data that no input's binary_data_size claims");
+  CHECK(decode_error(ok, std::nullopt)
+        == "input 'a': binary_data_size given but the request has no Inference-Header-Content-Length header");
+  CHECK(decode_error(ok, ok.size() + 10)
+        == "Inference-Header-Content-Length is " + std::to_string(ok.size() + 10)
+             + " but the body has only " + std::to_string(ok.size()) + " bytes");
+}
+
+TEST_CASE("responses encode outputs as JSON or binary as the request asked", "[codec]") {
+  infer_response res;
+  res.model = "m";
+  res.version = "1";
+  res.client_id = "req-\"7\"";
+  res.batch_rows = 3;
+  res.batch_requests = 2;
+  res.outputs = {fp32("y", {1, 2}, {0.5f, 1.0f}), fp32("z", {1, 1}, {4.0f})};
+  kserve::decoded_request opts;
+  auto json_only = kserve::encode_response(res, opts);
+  CHECK_FALSE(json_only.json_length);
+  auto doc = boost::json::parse(json_only.body).as_object();
+  CHECK(doc["model_name"] == "m");
+  CHECK(doc["id"] == "req-\"7\"");
+  CHECK(doc["parameters"].as_object()["batch_size"] == 3);
+  auto& y = doc["outputs"].as_array()[0].as_object();
+  CHECK(y["datatype"] == "FP32");
+  CHECK(boost::json::serialize(y["shape"]) == "[1,2]");
+  CHECK(boost::json::serialize(y["data"]) == "[5E-1,1]"); // floats print shortest: 1.0f as 1
+
+  opts.binary_outputs = {"z"};
+  auto mixed = kserve::encode_response(res, opts);
+  REQUIRE(mixed.json_length);
+  auto header = boost::json::parse(mixed.body.substr(0, *mixed.json_length)).as_object();
+  auto& z = header["outputs"].as_array()[1].as_object();
+  CHECK(z["parameters"].as_object()["binary_data_size"] == 4);
+  CHECK_FALSE(z.contains("data"));
+  REQUIRE(mixed.body.size() == *mixed.json_length + 4);
+  float back;
+  std::memcpy(&back, mixed.body.data() + *mixed.json_length, 4);
+  CHECK(back == 4.0f);
+}
+
+TEST_CASE("model metadata lists tensors with the batch dimension as -1", "[codec]") {
+  auto m = small_model(8);
+  auto doc = boost::json::parse(kserve::encode_model_metadata(m)).as_object();
+  CHECK(doc["name"] == "m");
+  CHECK(boost::json::serialize(doc["versions"]) == R"(["1"])");
+  CHECK(boost::json::serialize(doc["inputs"]) == R"([{"name":"x","datatype":"FP32","shape":[-1,2]}])");
+}

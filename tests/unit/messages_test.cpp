@@ -1,0 +1,136 @@
+#include <catch2/catch.hpp>
+
+#include <caf/all.hpp>
+
+#include "runtime/error.hpp"
+#include "runtime/messages.hpp"
+#include "test_support.hpp"
+
+using namespace actorserve;
+using namespace actorserve::test;
+
+namespace {
+
+bool operator_eq(const tensor& a, const tensor& b) {
+  return a.name == b.name && a.dtype == b.dtype && a.shape == b.shape && a.data == b.data;
+}
+
+bool operator_eq(const std::vector<tensor>& a, const std::vector<tensor>& b) {
+  if (a.size() != b.size())
+    return false;
+  for (std::size_t i = 0; i < a.size(); ++i)
+    if (!operator_eq(a[i], b[i]))
+      return false;
+  return true;
+}
+
+bool operator_eq(const infer_request& a, const infer_request& b) {
+  return a.id == b.id && a.model == b.model && a.version == b.version
+         && a.client_id == b.client_id && operator_eq(a.inputs, b.inputs)
+         && a.outputs == b.outputs && a.timeout_us == b.timeout_us
+         && a.deadline_ns == b.deadline_ns && a.fault == b.fault;
+}
+
+template <class T>
+T round_trip(caf::actor_system& sys, const T& x) {
+  std::vector<char> buf;
+  caf::binary_serializer sink{sys, buf};
+  T copy = x;
+  REQUIRE_FALSE(sink(copy));
+  T out;
+  caf::binary_deserializer source{sys, buf};
+  REQUIRE_FALSE(source(out));
+  return out;
+}
+
+infer_request sample_request() {
+  infer_request r = request_with_rows(2, 1.5f);
+  r.id = 42;
+  r.version = "1";
+  r.client_id = "client-7";
+  r.outputs = {"y"};
+  r.timeout_us = 1234;
+  r.deadline_ns = 987654321;
+  r.fault = "throw";
+  tensor b;
+  b.name = "mask";
+  b.dtype = datatype::BOOL;
+  b.shape = {2, 1};
+  b.data = {1, 0};
+  r.inputs.push_back(b);
+  return r;
+}
+
+} // namespace
+
+TEST_CASE("every registered message type survives CAF's binary serializer", "[messages]") {
+  caf::actor_system_config cfg;
+  cfg.add_message_types<caf::id_block::actorserve>();
+  caf::actor_system sys{cfg};
+  // Adding a type to the block without adding it here makes this fail.
+  CHECK(caf::id_block::actorserve::end - caf::id_block::actorserve::begin == 7);
+
+  auto t = round_trip(sys, fp32("x", {2, 2}, {1, 2, 3, 4}));
+  CHECK(operator_eq(t, fp32("x", {2, 2}, {1, 2, 3, 4})));
+
+  auto req = sample_request();
+  CHECK(operator_eq(round_trip(sys, req), req));
+
+  infer_response res;
+  res.id = 9;
+  res.model = "m";
+  res.version = "1";
+  res.client_id = "c";
+  res.outputs = {fp32("y", {1, 2}, {5, 6})};
+  res.batch_rows = 3;
+  res.batch_requests = 2;
+  res.queue_ns = 100;
+  res.compute_ns = 200;
+  res.worker = "m/cpu/0";
+  auto res2 = round_trip(sys, res);
+  CHECK(res2.id == 9);
+  CHECK(res2.model == "m");
+  CHECK(res2.version == "1");
+  CHECK(res2.client_id == "c");
+  CHECK(operator_eq(res2.outputs, res.outputs));
+  CHECK(res2.batch_rows == 3);
+  CHECK(res2.batch_requests == 2);
+  CHECK(res2.queue_ns == 100);
+  CHECK(res2.compute_ns == 200);
+  CHECK(res2.worker == "m/cpu/0");
+
+  batch_job job{7, {req, req}};
+  auto job2 = round_trip(sys, job);
+  CHECK(job2.batch_id == 7);
+  REQUIRE(job2.requests.size() == 2);
+  CHECK(operator_eq(job2.requests[1], req));
+
+  batch_outputs outs{8, {{fp32("y", {1}, {1})}, {}}, 55};
+  auto outs2 = round_trip(sys, outs);
+  CHECK(outs2.batch_id == 8);
+  REQUIRE(outs2.per_request.size() == 2);
+  CHECK(operator_eq(outs2.per_request[0], outs.per_request[0]));
+  CHECK(outs2.per_request[1].empty());
+  CHECK(outs2.compute_ns == 55);
+
+  model_status st{"m", 2, 1, 77};
+  auto st2 = round_trip(sys, st);
+  CHECK(st2.model == "m");
+  CHECK(st2.ready_workers == 2);
+  CHECK(st2.starting_workers == 1);
+  CHECK(st2.batches == 77);
+
+  std::vector<tensor> ts{fp32("a", {1}, {1}), fp32("b", {2}, {2, 3})};
+  CHECK(operator_eq(round_trip(sys, ts), ts));
+}
+
+TEST_CASE("project errors keep their code and message through serialization", "[messages]") {
+  caf::actor_system_config cfg;
+  cfg.add_message_types<caf::id_block::actorserve>();
+  caf::actor_system sys{cfg};
+  auto err = make_error(errc::overloaded, "queue full");
+  auto back = round_trip(sys, err);
+  CHECK(error_code(back) == errc::overloaded);
+  CHECK(error_message(back) == "queue full");
+  CHECK(error_code(caf::make_error(caf::sec::request_timeout)) == errc::deadline_exceeded);
+}

@@ -1,0 +1,57 @@
+#include <catch2/catch.hpp>
+
+#include "runtime/restart_policy.hpp"
+
+using namespace actorserve;
+using namespace std::chrono_literals;
+
+TEST_CASE("restart delays grow exponentially up to the maximum", "[restart]") {
+  restart_config cfg;
+  cfg.max_restarts = 10;
+  cfg.period_s = 60;
+  cfg.backoff_initial_ms = 100;
+  cfg.backoff_max_ms = 1000;
+  cfg.backoff_factor = 2.0;
+  restart_tracker r{cfg};
+  time_point t0{};
+  CHECK(r.on_failure(t0) == 100ms);
+  CHECK(r.on_failure(t0 + 1s) == 200ms);
+  CHECK(r.on_failure(t0 + 2s) == 400ms);
+  CHECK(r.on_failure(t0 + 3s) == 800ms);
+  CHECK(r.on_failure(t0 + 4s) == 1000ms);
+  CHECK(r.on_failure(t0 + 5s) == 1000ms);
+}
+
+TEST_CASE("more than max_restarts within the period gives the child up", "[restart]") {
+  restart_config cfg;
+  cfg.max_restarts = 3;
+  cfg.period_s = 10;
+  cfg.backoff_initial_ms = 10;
+  restart_tracker r{cfg};
+  time_point t0{};
+  CHECK(r.on_failure(t0));
+  CHECK(r.on_failure(t0 + 1s));
+  CHECK(r.on_failure(t0 + 2s));
+  CHECK_FALSE(r.on_failure(t0 + 3s));
+  CHECK(r.recent_restarts(t0 + 3s) == 3);
+}
+
+TEST_CASE("restarts older than the period are forgotten, and backoff starts over", "[restart]") {
+  restart_config cfg;
+  cfg.max_restarts = 2;
+  cfg.period_s = 10;
+  cfg.backoff_initial_ms = 50;
+  restart_tracker r{cfg};
+  time_point t0{};
+  CHECK(r.on_failure(t0) == 50ms);
+  CHECK(r.on_failure(t0 + 5s) == 100ms);
+  CHECK(r.recent_restarts(t0 + 12s) == 1);
+  CHECK(r.on_failure(t0 + 16s) == 50ms); // both old restarts are outside the window
+}
+
+TEST_CASE("max_restarts 0 never restarts", "[restart]") {
+  restart_config cfg;
+  cfg.max_restarts = 0;
+  restart_tracker r{cfg};
+  CHECK_FALSE(r.on_failure(time_point{}));
+}
