@@ -48,6 +48,7 @@ struct batcher_state {
   std::unordered_map<request_id, queued_request> waiting;
   std::vector<worker_slot> workers;
   std::set<std::string> starting;
+  std::set<std::string> given_up; // workers the supervisor will not restart
   std::unordered_map<uint64_t, in_flight_batch> in_flight;
   uint64_t next_batch_id = 1;
   uint64_t batches = 0;
@@ -230,6 +231,12 @@ batcher_actor::behavior_type batcher_fn(batcher_ptr self, std::shared_ptr<const 
     auto name = it->name;
     auto batch = it->batch;
     st.workers.erase(it);
+    // The supervisor restarts a crashed worker unless it gave it up: count it as starting, so
+    // that requests meanwhile wait (bounded by their deadlines) instead of failing fast.
+    bool replaced = std::any_of(st.workers.begin(), st.workers.end(),
+                                [&](const worker_slot& w) { return w.name == name; });
+    if (dm.reason != caf::exit_reason::user_shutdown && !st.given_up.count(name) && !replaced)
+      st.starting.insert(name);
     spdlog::warn("batcher {}: worker {} is down ({})", st.model->name, name,
                  caf::to_string(dm.reason));
     if (batch)
@@ -273,12 +280,14 @@ batcher_actor::behavior_type batcher_fn(batcher_ptr self, std::shared_ptr<const 
       return rp;
     },
     [self](worker_starting_atom, std::string& name) {
+      self->state.given_up.erase(name);
       self->state.starting.insert(std::move(name));
       report_status(self);
     },
     [self](given_up_atom, std::string& name) {
       auto& st = self->state;
       st.starting.erase(name);
+      st.given_up.insert(name);
       report_status(self);
       if (st.workers.empty() && st.starting.empty()) {
         // Nothing will ever serve what is queued: fail it now rather than at its deadline.

@@ -51,6 +51,17 @@ worker_actor::behavior_type worker_fn(worker_ptr self, worker_spec spec, batcher
   st.spec = std::move(spec);
   st.name = st.spec.name();
   st.batcher = batcher;
+  // An exception escaping a handler ends this worker (the supervisor restarts it); keep its
+  // text in the exit reason so that the requests it fails say what happened.
+  self->set_exception_handler([](caf::scheduled_actor*, std::exception_ptr& eptr) -> caf::error {
+    try {
+      std::rethrow_exception(eptr);
+    } catch (const std::exception& e) {
+      return make_error(errc::worker_failed, e.what());
+    } catch (...) {
+      return make_error(errc::worker_failed, "unknown exception");
+    }
+  });
   try {
     load_and_warm_up(st);
   } catch (const std::exception& e) {

@@ -178,6 +178,10 @@ private:
     }
     // A malformed request: answer 400 and close, since the stream position is unknown.
     keep_alive_ = false;
+    if (ec == http::error::body_limit) // the parser checks Content-Length against the limit
+      return send_error(http::status::payload_too_large,
+                        "request body exceeds the limit of " + std::to_string(http_.max_body_bytes)
+                          + " bytes (max_body_bytes)");
     if (ec == http::error::header_limit)
       return send_error(http::status::request_header_fields_too_large,
                         "request header exceeds " + std::to_string(header_limit) + " bytes");

@@ -93,6 +93,8 @@ int serve(int argc, char** argv) {
   spdlog::set_pattern("%Y-%m-%dT%H:%M:%S.%e %^%l%$ %v");
 
   // Signals are handled by this thread alone (sigwait below): block them before any thread starts.
+  // A peer that closes its socket (or our stdout) must not kill the server.
+  std::signal(SIGPIPE, SIG_IGN);
   sigset_t signals;
   sigemptyset(&signals);
   sigaddset(&signals, SIGINT);

@@ -48,7 +48,7 @@ std::optional<batch_plan> batch_queue::pop_due(time_point now) {
   // Visit groups in the order of their oldest request; a group is identified by its key.
   std::unordered_map<std::string, bool> visited;
   for (std::size_t head = 0; head < queue_.size(); ++head) {
-    const auto& key = queue_[head].shape_key;
+    const std::string key = queue_[head].shape_key; // a copy: the loop below erases head
     if (!visited.emplace(key, true).second)
       continue;
     // Rows this group could put in one batch: whole requests, in order, while they fit.

@@ -1,0 +1,310 @@
+// The real actorserve process serving the example "scale" backend (no libtorch needed): the
+// KServe v2 endpoints, every error status, deadlines, overload, batching and worker restarts.
+#include <catch2/catch.hpp>
+
+#include <atomic>
+#include <thread>
+
+#include <boost/json.hpp>
+
+#include "support.hpp"
+
+using namespace actorserve::itest;
+namespace json = boost::json;
+
+namespace {
+
+/// A deployment with one "scale" model (y = 2x + 1 on FP32 [batch, 4]); `model_extra` and
+/// `server_extra` are spliced into the model and server objects.
+std::string scale_config(const std::string& model_extra = "", const std::string& server_extra = "") {
+  return R"({"server": {"http": {"port": 0, "max_body_bytes": 4096})" + server_extra + R"(},
+    "models": [{"name": "scale", "backend": "scale", "max_batch_size": 8,
+      "inputs": [{"name": "x", "datatype": "FP32", "dims": [4]}],
+      "outputs": [{"name": "y", "datatype": "FP32", "dims": [4]}],
+      "restart": {"backoff_initial_ms": 50, "backoff_max_ms": 200},
+      "parameters": {"factor": 2, "bias": 1})" + model_extra + "}]}";
+}
+
+std::string infer_body(const std::string& params = "", const std::string& data = "[1,2,3,4]") {
+  return R"({"id": "t1", )" + (params.empty() ? "" : R"("parameters": {)" + params + "}, ")
+         + R"("inputs": [{"name": "x", "shape": [1, 4], "datatype": "FP32", "data": )" + data
+         + "}]}";
+}
+
+json::object parse(const http_response& r) {
+  INFO(r.body);
+  return json::parse(r.body).as_object();
+}
+
+std::string error_of(const http_response& r) {
+  INFO(r.body);
+  auto doc = parse(r);
+  REQUIRE(doc.contains("error"));
+  return std::string(doc["error"].as_string());
+}
+
+void check_still_serving(uint16_t port) {
+  http_client c{port};
+  auto r = c.post("/v2/models/scale/infer", infer_body());
+  REQUIRE(r.status == 200);
+  CHECK(json::serialize(parse(r)["outputs"].as_array()[0].as_object()["data"]) == "[3,5,7,9]");
+}
+
+} // namespace
+
+TEST_CASE("the server answers health, metadata and inference on loopback", "[integration]") {
+  server_process srv{write_temp_file("health.json", scale_config())};
+  REQUIRE(srv.wait_ready());
+  http_client c{srv.port()};
+  CHECK(c.get("/v2/health/live").status == 200);
+  auto ready = c.get("/v2/health/ready");
+  CHECK(ready.status == 200);
+  CHECK(ready.body == R"({"ready":true})");
+  auto meta = parse(c.get("/v2"));
+  CHECK(meta["name"] == "actorserve");
+  auto model = c.get("/v2/models/scale");
+  REQUIRE(model.status == 200);
+  CHECK(json::serialize(parse(model)["inputs"]) == R"([{"name":"x","datatype":"FP32","shape":[-1,4]}])");
+  CHECK(c.get("/v2/models/scale/versions/1").status == 200);
+  CHECK(c.get("/v2/models/scale/ready").status == 200);
+  CHECK(c.get("/v2/models/scale/versions/1/ready").status == 200);
+
+  auto r = c.post("/v2/models/scale/versions/1/infer", infer_body());
+  REQUIRE(r.status == 200);
+  auto doc = parse(r);
+  CHECK(doc["model_name"] == "scale");
+  CHECK(doc["model_version"] == "1");
+  CHECK(doc["id"] == "t1");
+  auto& out = doc["outputs"].as_array()[0].as_object();
+  CHECK(out["name"] == "y");
+  CHECK(json::serialize(out["shape"]) == "[1,4]");
+  CHECK(json::serialize(out["data"]) == "[3,5,7,9]");
+  CHECK(srv.stop() == 0); // SIGTERM: a clean shutdown
+}
+
+TEST_CASE("binary tensor data works in both directions", "[integration]") {
+  server_process srv{write_temp_file("binary.json", scale_config())};
+  REQUIRE(srv.wait_ready());
+  http_client c{srv.port()};
+  std::string header = R"({"inputs":[{"name":"x","shape":[2,4],"datatype":"FP32","parameters":{"binary_data_size":32}}],
+                           "outputs":[{"name":"y","parameters":{"binary_data":true}}]})";
+  float in[8] = {0, 1, 2, 3, 4, 5, 6, 7};
+  std::string body = header + std::string(reinterpret_cast<const char*>(in), sizeof in);
+  auto r = c.post("/v2/models/scale/infer", body,
+                  {{"Inference-Header-Content-Length", std::to_string(header.size())},
+                   {"Content-Type", "application/octet-stream"}});
+  REQUIRE(r.status == 200);
+  REQUIRE(r.headers.count("inference-header-content-length"));
+  auto json_len = std::stoul(r.headers["inference-header-content-length"]);
+  auto doc = json::parse(r.body.substr(0, json_len)).as_object();
+  auto& out = doc["outputs"].as_array()[0].as_object();
+  CHECK(out["parameters"].as_object()["binary_data_size"] == 32);
+  REQUIRE(r.body.size() == json_len + 32);
+  float y[8];
+  std::memcpy(y, r.body.data() + json_len, sizeof y);
+  for (int i = 0; i < 8; ++i)
+    CHECK(y[i] == 2 * in[i] + 1);
+}
+
+TEST_CASE("bad requests get the right status and a JSON error, and serving goes on",
+          "[integration]") {
+  server_process srv{write_temp_file("errors.json", scale_config())};
+  REQUIRE(srv.wait_ready());
+  http_client c{srv.port()};
+
+  auto r = c.post("/v2/models/scale/infer", "{\"inputs\": [");
+  CHECK(r.status == 400);
+  CHECK(error_of(r).rfind("request body is not valid JSON", 0) == 0);
+  CHECK(r.headers["content-type"] == "application/json");
+
+  r = c.post("/v2/models/scale/infer",
+             R"({"inputs":[{"name":"x","shape":[1,3],"datatype":"FP32","data":[1,2,3]}]})");
+  CHECK(r.status == 400);
+  CHECK(error_of(r) == "input 'x': expected shape [-1, 4] (-1 = batch dimension, 1 to 8), got [1, 3]");
+
+  r = c.post("/v2/models/scale/infer",
+             R"({"inputs":[{"name":"x","shape":[1,4],"datatype":"INT32","data":[1,2,3,4]}]})");
+  CHECK(r.status == 400);
+  CHECK(error_of(r) == "input 'x': expected datatype FP32, got INT32");
+
+  r = c.post("/v2/models/scale/infer",
+             R"({"inputs":[{"name":"x","shape":[1,4],"datatype":"FP32","data":[1,2,3]}]})");
+  CHECK(r.status == 400);
+  CHECK(error_of(r) == "input 'x': shape [1, 4] needs 4 elements, data has 3");
+
+  r = c.post("/v2/models/nope/infer", infer_body());
+  CHECK(r.status == 404);
+  CHECK(error_of(r) == "unknown model 'nope'");
+  CHECK(c.get("/v2/models/nope").status == 404);
+  CHECK(c.get("/v2/models/nope/ready").status == 404);
+  CHECK(c.get("/v2/models/scale/versions/7").status == 404);
+  CHECK(c.post("/v2/models/scale/versions/7/infer", infer_body()).status == 404);
+  CHECK(c.get("/v3/whatever").status == 404);
+  CHECK(c.get("/v2/models/scale/infer").status == 405);
+
+  r = c.post("/v2/models/scale/infer", infer_body(R"("timeout": 999999999999)"));
+  CHECK(r.status == 400);
+  CHECK(error_of(r).find("max_timeout_us") != std::string::npos);
+
+  r = c.post("/v2/models/scale/infer", infer_body(R"("actorserve_fault": "crash")"));
+  CHECK(r.status == 400); // the fault switch is off unless the deployment enables it
+  CHECK(error_of(r).find("fault_injection") != std::string::npos);
+
+  check_still_serving(srv.port());
+
+  // Over max_body_bytes (4096): 413, and the connection is closed rather than read on.
+  http_client big{srv.port()};
+  r = big.post("/v2/models/scale/infer", std::string(10000, ' '));
+  CHECK(r.status == 413);
+  CHECK(error_of(r).find("exceeds the limit of 4096 bytes") != std::string::npos);
+  check_still_serving(srv.port());
+  CHECK(srv.running());
+}
+
+TEST_CASE("concurrent requests are batched together", "[integration]") {
+  server_process srv{write_temp_file(
+    "batching.json", scale_config(R"(, "batching": {"max_queue_delay_us": 20000})"))};
+  REQUIRE(srv.wait_ready());
+  std::atomic<int> ok{0}, max_batch{0};
+  std::vector<std::thread> clients;
+  for (int i = 0; i < 32; ++i)
+    clients.emplace_back([&, i] {
+      http_client c{srv.port()};
+      auto v = std::to_string(i);
+      auto r = c.post("/v2/models/scale/infer", infer_body("", "[" + v + "," + v + "," + v + "," + v + "]"));
+      if (r.status != 200)
+        return;
+      auto doc = json::parse(r.body).as_object();
+      auto expected = std::to_string(2 * i + 1);
+      if (json::serialize(doc["outputs"].as_array()[0].as_object()["data"])
+          == "[" + expected + "," + expected + "," + expected + "," + expected + "]")
+        ++ok;
+      int size = static_cast<int>(doc["parameters"].as_object()["batch_requests"].as_int64());
+      int prev = max_batch.load();
+      while (size > prev && !max_batch.compare_exchange_weak(prev, size)) {
+      }
+    });
+  for (auto& t : clients)
+    t.join();
+  CHECK(ok == 32); // each answer is its own request's
+  CHECK(max_batch > 1);
+}
+
+TEST_CASE("a request is answered 504 at its deadline, queued or running", "[integration]") {
+  server_process srv{write_temp_file(
+    "deadline.json",
+    scale_config(R"(, "max_batch_size": 1, "batching": {"max_queue_delay_us": 0},
+                    "parameters": {"delay_us": 2000000}, "warmup": {"iterations": 0})"))};
+  REQUIRE(srv.wait_ready());
+  auto t0 = std::chrono::steady_clock::now();
+  http_response running, queued;
+  std::thread a([&] {
+    http_client c{srv.port()};
+    running = c.post("/v2/models/scale/infer", infer_body(R"("timeout": 200000)"));
+  });
+  std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  std::thread b([&] {
+    http_client c{srv.port()};
+    queued = c.post("/v2/models/scale/infer", infer_body(R"("timeout": 100000)"));
+  });
+  a.join();
+  b.join();
+  auto elapsed = std::chrono::steady_clock::now() - t0;
+  CHECK(running.status == 504);
+  CHECK(error_of(running).find("while its batch was running") != std::string::npos);
+  CHECK(queued.status == 504);
+  CHECK(error_of(queued).find("in the queue") != std::string::npos);
+  // Both came at their deadlines, long before the 2 s batch finished.
+  CHECK(elapsed < std::chrono::milliseconds(1500));
+}
+
+TEST_CASE("a full queue answers 503 with Retry-After", "[integration]") {
+  server_process srv{write_temp_file(
+    "overload.json",
+    scale_config(R"(, "max_batch_size": 1, "batching": {"max_queue_delay_us": 0, "max_queue_size": 2},
+                    "parameters": {"delay_us": 300000}, "warmup": {"iterations": 0})"))};
+  REQUIRE(srv.wait_ready());
+  std::vector<http_response> results(8);
+  std::vector<std::thread> clients;
+  for (int i = 0; i < 8; ++i)
+    clients.emplace_back([&, i] {
+      http_client c{srv.port()};
+      results[i] = c.post("/v2/models/scale/infer", infer_body());
+    });
+  for (auto& t : clients)
+    t.join();
+  int ok = 0, overloaded = 0;
+  for (auto& r : results) {
+    if (r.status == 200)
+      ++ok;
+    if (r.status == 503) {
+      ++overloaded;
+      CHECK(r.headers["retry-after"] == "1");
+      CHECK(error_of(r).find("overloaded") != std::string::npos);
+    }
+  }
+  CHECK(ok + overloaded == 8); // every request got exactly one of the two answers
+  CHECK(ok >= 3);              // one running and two queued
+  CHECK(overloaded >= 1);
+}
+
+TEST_CASE("a crashed worker is restarted and serving resumes", "[integration]") {
+  server_process srv{write_temp_file("crash.json", scale_config("", R"(, "fault_injection": true)"))};
+  REQUIRE(srv.wait_ready());
+  http_client c{srv.port()};
+  check_still_serving(srv.port());
+  for (int round = 0; round < 2; ++round) {
+    auto r = c.post("/v2/models/scale/infer", infer_body(R"("actorserve_fault": "crash")"));
+    CHECK(r.status == 500);
+    CHECK(error_of(r).find("worker scale/cpu/0") != std::string::npos);
+    CHECK(error_of(r).find("died") != std::string::npos);
+    // Requests meanwhile wait for the restarted worker (it is "starting"), then succeed.
+    check_still_serving(srv.port());
+  }
+  auto r = c.post("/v2/models/scale/infer", infer_body(R"("actorserve_fault": "throw")"));
+  CHECK(r.status == 500);
+  CHECK(error_of(r) == "worker scale/cpu/0: fault injection: backend exception");
+  check_still_serving(srv.port());
+  CHECK(srv.log().find("restarting in") != std::string::npos);
+}
+
+TEST_CASE("a worker that crashes too often is given up and the model reports not ready",
+          "[integration]") {
+  server_process srv{write_temp_file(
+    "giveup.json", scale_config(R"(, "restart": {"max_restarts": 1, "period_s": 60, "backoff_initial_ms": 10})",
+                                R"(, "fault_injection": true)"))};
+  REQUIRE(srv.wait_ready());
+  http_client c{srv.port()};
+  CHECK(c.post("/v2/models/scale/infer", infer_body(R"("actorserve_fault": "crash")")).status == 500);
+  check_still_serving(srv.port()); // restart 1 of 1
+  CHECK(c.post("/v2/models/scale/infer", infer_body(R"("actorserve_fault": "crash")")).status == 500);
+  // No restart left: the model is not ready and requests fail fast with 503.
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(5);
+  http_response ready;
+  do {
+    ready = c.get("/v2/models/scale/ready");
+  } while (ready.status != 503 && std::chrono::steady_clock::now() < deadline);
+  CHECK(ready.status == 503);
+  CHECK(c.get("/v2/health/ready").status == 503);
+  auto r = c.post("/v2/models/scale/infer", infer_body());
+  CHECK(r.status == 503);
+  CHECK(error_of(r).find("no ready worker") != std::string::npos);
+  CHECK(c.get("/v2/health/live").status == 200); // the process itself lives on
+  CHECK(srv.log().find("giving up on worker scale/cpu/0") != std::string::npos);
+}
+
+TEST_CASE("check-config validates a deployment file without serving", "[integration]") {
+  auto good = run_command({actorserve_binary(), "check-config", write_temp_file("good.json", scale_config())});
+  CHECK(good.first == 0);
+  CHECK(good.second.find(": ok (1 model)") != std::string::npos);
+  auto bad = run_command({actorserve_binary(), "check-config",
+                          write_temp_file("bad.json", scale_config(R"(, "instances": 0, "colour": "red")"))});
+  CHECK(bad.first == 1);
+  CHECK(bad.second.find("models[0].instances: must be >= 1, got 0") != std::string::npos);
+  CHECK(bad.second.find("models[0].colour: unknown key") != std::string::npos);
+  auto usage = run_command({actorserve_binary(), "serve"});
+  CHECK(usage.first == 2);
+  auto shipped = run_command({actorserve_binary(), "check-config",
+                              std::string(ACTORSERVE_SOURCE_DIR) + "/examples/custom_backend/scale.json"});
+  CHECK(shipped.first == 0);
+}

@@ -1,0 +1,247 @@
+#include "support.hpp"
+
+#include <cerrno>
+#include <csignal>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <fcntl.h>
+#include <filesystem>
+#include <fstream>
+#include <poll.h>
+#include <sstream>
+#include <stdexcept>
+#include <sys/wait.h>
+#include <thread>
+#include <unistd.h>
+
+#include <boost/asio.hpp>
+#include <boost/beast/core.hpp>
+#include <boost/beast/http.hpp>
+
+namespace asio = boost::asio;
+namespace beast = boost::beast;
+namespace http = beast::http;
+using tcp = asio::ip::tcp;
+
+namespace actorserve::itest {
+
+std::string actorserve_binary() {
+  // ACTORSERVE_TEST_BINARY runs the tests against another build or a wrapper (gdb, valgrind).
+  if (auto* env = std::getenv("ACTORSERVE_TEST_BINARY"))
+    return env;
+  return ACTORSERVE_BINARY;
+}
+
+std::string models_dir() {
+  return ACTORSERVE_TEST_MODELS;
+}
+
+std::string write_temp_file(const std::string& name, const std::string& text) {
+  static auto dir = [] {
+    auto d = std::filesystem::temp_directory_path()
+             / ("actorserve_itest_" + std::to_string(::getpid()));
+    std::filesystem::create_directories(d);
+    return d;
+  }();
+  auto path = dir / name;
+  std::ofstream(path) << text;
+  return path.string();
+}
+
+server_process::server_process(const std::string& config_path, std::chrono::seconds startup_timeout) {
+  log_path_ = write_temp_file("server_" + std::to_string(std::rand()) + ".log", "");
+  int out[2];
+  if (::pipe(out) != 0)
+    throw std::runtime_error("pipe failed");
+  pid_ = ::fork();
+  if (pid_ == 0) {
+    ::dup2(out[1], STDOUT_FILENO);
+    int log = ::open(log_path_.c_str(), O_WRONLY | O_TRUNC);
+    ::dup2(log, STDERR_FILENO);
+    ::close(out[0]);
+    auto bin = actorserve_binary();
+    ::execl(bin.c_str(), bin.c_str(), "serve", "--config", config_path.c_str(), "--port", "0",
+            static_cast<char*>(nullptr));
+    std::perror("exec actorserve");
+    ::_exit(127);
+  }
+  ::close(out[1]);
+  // Read stdout until the "listening on" line (or the process dies, or time runs out).
+  std::string seen;
+  auto deadline = std::chrono::steady_clock::now() + startup_timeout;
+  while (port_ == 0 && std::chrono::steady_clock::now() < deadline) {
+    pollfd p{out[0], POLLIN, 0};
+    if (::poll(&p, 1, 100) <= 0)
+      continue;
+    char buf[512];
+    auto n = ::read(out[0], buf, sizeof buf);
+    if (n <= 0)
+      break;
+    seen.append(buf, static_cast<std::size_t>(n));
+    auto pos = seen.find("listening on http://");
+    if (pos != std::string::npos) {
+      auto colon = seen.find(':', pos + 20);
+      auto end = seen.find(' ', colon);
+      if (colon != std::string::npos && end != std::string::npos)
+        port_ = static_cast<uint16_t>(std::stoi(seen.substr(colon + 1, end - colon - 1)));
+    }
+  }
+  ::close(out[0]);
+  if (port_ == 0) {
+    stop();
+    throw std::runtime_error("actorserve did not start; stdout: " + seen + "\nlog:\n" + log());
+  }
+}
+
+server_process::~server_process() {
+  stop();
+}
+
+bool server_process::running() const {
+  if (pid_ <= 0)
+    return false;
+  int status = 0;
+  return ::waitpid(pid_, &status, WNOHANG) == 0;
+}
+
+std::string server_process::log() const {
+  std::ifstream in(log_path_);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+int server_process::stop() {
+  if (pid_ <= 0)
+    return 0;
+  ::kill(pid_, SIGTERM);
+  int status = 0;
+  for (int i = 0; i < 200; ++i) {
+    if (::waitpid(pid_, &status, WNOHANG) == pid_) {
+      pid_ = -1;
+      return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  ::kill(pid_, SIGKILL);
+  ::waitpid(pid_, &status, 0);
+  pid_ = -1;
+  return -1;
+}
+
+bool server_process::wait_ready(std::chrono::milliseconds timeout) const {
+  auto deadline = std::chrono::steady_clock::now() + timeout;
+  while (std::chrono::steady_clock::now() < deadline) {
+    http_client c{port_, std::chrono::seconds(2)};
+    if (c.get("/v2/health/ready").status == 200)
+      return true;
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  return false;
+}
+
+struct http_client::impl {
+  asio::io_context ioc;
+  beast::tcp_stream stream{ioc};
+  uint16_t port;
+  std::chrono::milliseconds timeout;
+  bool connected = false;
+  beast::flat_buffer buffer;
+
+  http_response exchange(http::request<http::string_body>& req) {
+    http_response out;
+    beast::error_code ec;
+    for (int attempt = 0; attempt < 2; ++attempt) {
+      if (!connected) {
+        stream.expires_after(timeout);
+        stream.connect(tcp::endpoint{asio::ip::make_address("127.0.0.1"), port}, ec);
+        if (ec) {
+          out.error = "connect: " + ec.message();
+          return out;
+        }
+        connected = true;
+        buffer.clear();
+      }
+      stream.expires_after(timeout);
+      http::write(stream, req, ec);
+      if (ec) {
+        connected = false;
+        stream.socket().close();
+        continue; // the server may have closed an idle keep-alive connection: retry once
+      }
+      http::response_parser<http::string_body> parser;
+      parser.body_limit(1ull << 32);
+      http::read(stream, buffer, parser, ec);
+      if (ec) {
+        out.error = "read: " + ec.message();
+        connected = false;
+        stream.socket().close();
+        return out;
+      }
+      auto res = parser.release();
+      out.status = res.result_int();
+      out.body = std::move(res.body());
+      for (auto& f : res) {
+        std::string name(f.name_string());
+        for (auto& c : name)
+          c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+        out.headers[name] = std::string(f.value());
+      }
+      if (!res.keep_alive()) {
+        connected = false;
+        stream.socket().close();
+      }
+      return out;
+    }
+    return out;
+  }
+};
+
+http_client::http_client(uint16_t port, std::chrono::milliseconds timeout) : impl_(new impl) {
+  impl_->port = port;
+  impl_->timeout = timeout;
+}
+
+http_client::~http_client() {
+  delete impl_;
+}
+
+http_response http_client::get(const std::string& target) {
+  http::request<http::string_body> req{http::verb::get, target, 11};
+  req.set(http::field::host, "127.0.0.1");
+  req.keep_alive(true);
+  return impl_->exchange(req);
+}
+
+http_response http_client::post(const std::string& target, const std::string& body,
+                                const std::map<std::string, std::string>& headers) {
+  http::request<http::string_body> req{http::verb::post, target, 11};
+  req.set(http::field::host, "127.0.0.1");
+  req.set(http::field::content_type, "application/json");
+  for (auto& kv : headers)
+    req.set(kv.first, kv.second);
+  req.body() = body;
+  req.keep_alive(true);
+  req.prepare_payload();
+  return impl_->exchange(req);
+}
+
+std::pair<int, std::string> run_command(const std::vector<std::string>& argv) {
+  std::string cmd;
+  for (auto& a : argv)
+    cmd += "'" + a + "' ";
+  cmd += "2>&1";
+  std::string out;
+  FILE* p = ::popen(cmd.c_str(), "r");
+  if (!p)
+    return {-1, "popen failed"};
+  char buf[4096];
+  std::size_t n;
+  while ((n = std::fread(buf, 1, sizeof buf, p)) > 0)
+    out.append(buf, n);
+  int status = ::pclose(p);
+  return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, out};
+}
+
+} // namespace actorserve::itest

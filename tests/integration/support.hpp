@@ -1,0 +1,71 @@
+// Helpers for integration tests: run the real actorserve binary on a free loopback port and
+// talk to it over HTTP with a small synchronous client (every call bounded by a timeout).
+#pragma once
+
+#include <chrono>
+#include <map>
+#include <optional>
+#include <string>
+#include <sys/types.h>
+#include <vector>
+
+namespace actorserve::itest {
+
+/// Writes `text` to a fresh file in a per-test temporary folder and returns its path.
+std::string write_temp_file(const std::string& name, const std::string& text);
+
+/// Runs `actorserve serve --config FILE --port 0` and waits until it listens. Stops it (SIGTERM,
+/// then SIGKILL after 10 s) on destruction. stderr goes to a log file that failures print.
+class server_process {
+public:
+  explicit server_process(const std::string& config_path,
+                          std::chrono::seconds startup_timeout = std::chrono::seconds(30));
+  ~server_process();
+  server_process(const server_process&) = delete;
+  server_process& operator=(const server_process&) = delete;
+
+  uint16_t port() const { return port_; }
+  bool running() const;
+  std::string log() const;
+
+  /// Polls GET /v2/health/ready until it answers 200 or the timeout passes.
+  bool wait_ready(std::chrono::milliseconds timeout = std::chrono::seconds(30)) const;
+
+  /// SIGTERM and wait; returns the exit status (or -1 on timeout, after SIGKILL).
+  int stop();
+
+private:
+  pid_t pid_ = -1;
+  uint16_t port_ = 0;
+  std::string log_path_;
+};
+
+struct http_response {
+  unsigned status = 0; // 0: no answer (connection failed or timed out)
+  std::string body;
+  std::map<std::string, std::string> headers; // lower-case names
+  std::string error;                          // why status is 0
+};
+
+/// One keep-alive connection to 127.0.0.1:port.
+class http_client {
+public:
+  explicit http_client(uint16_t port, std::chrono::milliseconds timeout = std::chrono::seconds(30));
+  ~http_client();
+  http_response get(const std::string& target);
+  http_response post(const std::string& target, const std::string& body,
+                     const std::map<std::string, std::string>& headers = {});
+
+private:
+  struct impl;
+  impl* impl_;
+};
+
+/// Runs a command and returns its exit status and combined output.
+std::pair<int, std::string> run_command(const std::vector<std::string>& argv);
+
+/// The actorserve binary and the folder with the test models (set by CMake).
+std::string actorserve_binary();
+std::string models_dir();
+
+} // namespace actorserve::itest

@@ -1,0 +1,167 @@
+// The real actorserve process serving the TorchScript MLP made by examples/models/make_models.py:
+// outputs equal the model run directly in PyTorch, and concurrent requests are batched.
+#include <catch2/catch.hpp>
+
+#include <atomic>
+#include <cmath>
+#include <fstream>
+#include <mutex>
+#include <sstream>
+#include <thread>
+
+#include <boost/json.hpp>
+
+#include "support.hpp"
+
+using namespace actorserve::itest;
+namespace json = boost::json;
+
+namespace {
+
+std::string mlp_config(const std::string& extra = "") {
+  return R"({"server": {"http": {"port": 0}}, "models": [{"name": "mlp", "backend": "torchscript",
+    "path": ")" + models_dir() + R"(/mlp.pt", "max_batch_size": 64,
+    "inputs": [{"name": "input", "datatype": "FP32", "dims": [64]}],
+    "outputs": [{"name": "logits", "datatype": "FP32", "dims": [10]}],
+    "warmup": {"batch_sizes": [1, 8]})" + extra + "}]}";
+}
+
+json::object reference() {
+  std::ifstream in(models_dir() + "/mlp_reference.json");
+  REQUIRE(in);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return json::parse(ss.str()).as_object();
+}
+
+void check_close(const std::vector<double>& got, const std::vector<double>& want) {
+  REQUIRE(got.size() == want.size());
+  for (std::size_t i = 0; i < got.size(); ++i) {
+    INFO("element " << i);
+    CHECK(std::abs(got[i] - want[i]) <= 1e-5 + 1e-4 * std::abs(want[i]));
+  }
+}
+
+std::vector<double> flatten(const json::value& v) {
+  std::vector<double> out;
+  if (v.is_array()) {
+    for (auto& e : v.as_array()) {
+      auto sub = flatten(e);
+      out.insert(out.end(), sub.begin(), sub.end());
+    }
+  } else {
+    out.push_back(v.to_number<double>());
+  }
+  return out;
+}
+
+} // namespace
+
+#if ACTORSERVE_HAVE_TORCH
+
+TEST_CASE("MLP outputs over HTTP equal the model run directly in PyTorch", "[integration][torch]") {
+  server_process srv{write_temp_file("mlp.json", mlp_config())};
+  REQUIRE(srv.wait_ready());
+  http_client c{srv.port()};
+  auto ref = reference();
+  auto& inputs = ref["input"].as_array();
+  auto& logits = ref["logits"].as_array();
+
+  // One row per request, JSON in and out.
+  for (std::size_t i = 0; i < inputs.size(); ++i) {
+    auto body = R"({"inputs":[{"name":"input","shape":[1,64],"datatype":"FP32","data":)"
+                + json::serialize(inputs[i]) + "}]}";
+    auto r = c.post("/v2/models/mlp/infer", body);
+    REQUIRE(r.status == 200);
+    auto doc = json::parse(r.body).as_object();
+    auto& out = doc["outputs"].as_array()[0].as_object();
+    CHECK(json::serialize(out["shape"]) == "[1,10]");
+    check_close(flatten(out["data"]), flatten(logits[i]));
+  }
+
+  // All rows in one request, binary in and out.
+  std::vector<float> all;
+  for (auto v : flatten(ref["input"]))
+    all.push_back(static_cast<float>(v));
+  auto rows = std::to_string(inputs.size());
+  std::string header = R"({"inputs":[{"name":"input","shape":[)" + rows
+                       + R"(,64],"datatype":"FP32","parameters":{"binary_data_size":)"
+                       + std::to_string(all.size() * 4) + R"(}}],"parameters":{"binary_data_output":true}})";
+  auto r = c.post("/v2/models/mlp/infer",
+                  header + std::string(reinterpret_cast<const char*>(all.data()), all.size() * 4),
+                  {{"Inference-Header-Content-Length", std::to_string(header.size())}});
+  REQUIRE(r.status == 200);
+  auto len = std::stoul(r.headers["inference-header-content-length"]);
+  std::vector<float> out((r.body.size() - len) / 4);
+  std::memcpy(out.data(), r.body.data() + len, out.size() * 4);
+  check_close(std::vector<double>(out.begin(), out.end()), flatten(ref["logits"]));
+}
+
+TEST_CASE("32 concurrent MLP requests are served in batches larger than one",
+          "[integration][torch]") {
+  server_process srv{write_temp_file(
+    "mlp_batching.json", mlp_config(R"(, "batching": {"max_queue_delay_us": 5000})"))};
+  REQUIRE(srv.wait_ready());
+  auto ref = reference();
+  auto row = json::serialize(ref["input"].as_array()[0]);
+  auto want = flatten(ref["logits"].as_array()[0]);
+  std::atomic<int> max_batch{0};
+  std::vector<std::vector<double>> got(32);
+  std::mutex mtx;
+  std::vector<std::string> failures;
+  std::vector<std::thread> clients;
+  for (int i = 0; i < 32; ++i)
+    clients.emplace_back([&, i] {
+      http_client c{srv.port()};
+      auto r = c.post("/v2/models/mlp/infer",
+                      R"({"inputs":[{"name":"input","shape":[1,64],"datatype":"FP32","data":)" + row + "}]}");
+      if (r.status != 200) {
+        std::lock_guard<std::mutex> guard{mtx};
+        failures.push_back(std::to_string(r.status) + " " + r.body + r.error);
+        return;
+      }
+      auto doc = json::parse(r.body).as_object();
+      got[i] = flatten(doc["outputs"].as_array()[0].as_object()["data"]);
+      int size = static_cast<int>(doc["parameters"].as_object()["batch_requests"].as_int64());
+      int prev = max_batch.load();
+      while (size > prev && !max_batch.compare_exchange_weak(prev, size)) {
+      }
+    });
+  for (auto& t : clients)
+    t.join();
+  CHECK(failures.empty());
+  for (auto& f : failures)
+    WARN(f);
+  for (auto& g : got)
+    check_close(g, want); // batched results equal the single-row reference
+  CHECK(max_batch > 1);
+}
+
+TEST_CASE("a TorchScript file that cannot be loaded keeps the model not ready",
+          "[integration][torch]") {
+  auto bogus = write_temp_file("bogus.pt", "not a model");
+  auto cfg = R"({"server": {"http": {"port": 0}}, "models": [{"name": "broken", "backend": "torchscript",
+    "path": ")" + bogus + R"(", "max_batch_size": 4,
+    "inputs": [{"name": "input", "datatype": "FP32", "dims": [4]}],
+    "outputs": [{"name": "out", "datatype": "FP32", "dims": [4]}],
+    "restart": {"max_restarts": 1, "backoff_initial_ms": 10}}]})";
+  server_process srv{write_temp_file("broken.json", cfg)};
+  http_client c{srv.port()};
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+  while (srv.log().find("giving up on worker broken/cpu/0") == std::string::npos
+         && std::chrono::steady_clock::now() < deadline)
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  CHECK(srv.log().find("cannot load TorchScript file") != std::string::npos);
+  CHECK(c.get("/v2/models/broken/ready").status == 503);
+  auto r = c.post("/v2/models/broken/infer",
+                  R"({"inputs":[{"name":"input","shape":[1,4],"datatype":"FP32","data":[1,2,3,4]}]})");
+  CHECK(r.status == 503);
+}
+
+#else
+
+TEST_CASE("TorchScript integration tests", "[integration][torch]") {
+  WARN("SKIPPED: built without the TorchScript backend (ACTORSERVE_WITH_TORCH=OFF)");
+}
+
+#endif
