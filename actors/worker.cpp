@@ -19,10 +19,10 @@ namespace {
 
 struct worker_state {
   worker_spec spec;
-  std::string name;
+  std::string label; // "model/device/instance"
   batcher_actor batcher;
   std::unique_ptr<model_backend> backend;
-  static inline const char* name_ = "worker";
+  static inline const char* name = "worker";
 };
 
 using worker_ptr = worker_actor::stateful_pointer<worker_state>;
@@ -43,13 +43,13 @@ void load_and_warm_up(worker_state& st) {
     }
   auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(
               std::chrono::steady_clock::now() - t0).count();
-  spdlog::info("worker {}: loaded and warmed up in {} ms", st.name, ms);
+  spdlog::info("worker {}: loaded and warmed up in {} ms", st.label, ms);
 }
 
 worker_actor::behavior_type worker_fn(worker_ptr self, worker_spec spec, batcher_actor batcher) {
   auto& st = self->state;
   st.spec = std::move(spec);
-  st.name = st.spec.name();
+  st.label = st.spec.name();
   st.batcher = batcher;
   // An exception escaping a handler ends this worker (the supervisor restarts it); keep its
   // text in the exit reason so that the requests it fails say what happened.
@@ -65,11 +65,11 @@ worker_actor::behavior_type worker_fn(worker_ptr self, worker_spec spec, batcher
   try {
     load_and_warm_up(st);
   } catch (const std::exception& e) {
-    spdlog::error("worker {}: failed to start: {}", st.name, e.what());
-    self->quit(make_error(errc::worker_failed, st.name + " failed to start: " + e.what()));
+    spdlog::error("worker {}: failed to start: {}", st.label, e.what());
+    self->quit(make_error(errc::worker_failed, st.label + " failed to start: " + e.what()));
     return {[](execute_atom, batch_job&) {}};
   }
-  self->send(batcher, worker_ready_atom::value, caf::actor_cast<worker_actor>(self), st.name);
+  self->send(batcher, worker_ready_atom::value, caf::actor_cast<worker_actor>(self), st.label);
   return {
     [self](execute_atom, batch_job& job) {
       auto& st = self->state;
@@ -78,14 +78,14 @@ worker_actor::behavior_type worker_fn(worker_ptr self, worker_spec spec, batcher
       if (st.spec.fault_injection) {
         for (auto& r : job.requests) {
           if (r.fault == "crash") {
-            spdlog::warn("worker {}: fault injection: crashing", st.name);
+            spdlog::warn("worker {}: fault injection: crashing", st.label);
             // An exception escaping a handler kills the actor, like any bug would.
-            throw std::runtime_error("fault injection: worker " + st.name + " crashed");
+            throw std::runtime_error("fault injection: worker " + st.label + " crashed");
           }
           if (r.fault == "throw") {
             self->send(st.batcher, batch_failed_atom::value, job.batch_id,
                        make_error(errc::inference_failed,
-                                  "worker " + st.name + ": fault injection: backend exception"));
+                                  "worker " + st.label + ": fault injection: backend exception"));
             return;
           }
         }
@@ -100,9 +100,9 @@ worker_actor::behavior_type worker_fn(worker_ptr self, worker_spec spec, batcher
                            std::chrono::steady_clock::now() - t0).count();
         self->send(st.batcher, batch_done_atom::value, std::move(out));
       } catch (const std::exception& e) {
-        spdlog::warn("worker {}: batch {} failed: {}", st.name, job.batch_id, e.what());
+        spdlog::warn("worker {}: batch {} failed: {}", st.label, job.batch_id, e.what());
         self->send(st.batcher, batch_failed_atom::value, job.batch_id,
-                   make_error(errc::inference_failed, "worker " + st.name + ": " + e.what()));
+                   make_error(errc::inference_failed, "worker " + st.label + ": " + e.what()));
       }
     },
   };
