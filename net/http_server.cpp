@@ -146,8 +146,22 @@ private:
     }
     if (auto len = parser_->content_length(); len && *len > buffer_.capacity())
       buffer_.reserve(static_cast<std::size_t>(*len) + 4096); // big reads, not 512-byte ones
-    (void) req;
     stream_.expires_after(std::chrono::milliseconds(http_.body_timeout_ms));
+    if (beast::iequals(req[http::field::expect], "100-continue")) {
+      // curl and others wait (curl: 1 s) for this before sending a body over 1 KiB.
+      auto cont = std::make_shared<http::response<http::empty_body>>(http::status::continue_,
+                                                                     req.version());
+      return http::async_write(stream_, *cont,
+                               [self = shared_from_this(), cont](beast::error_code ec, std::size_t) {
+                                 if (ec)
+                                   return self->fail_read(ec);
+                                 self->read_body();
+                               });
+    }
+    read_body();
+  }
+
+  void read_body() {
     http::async_read(stream_, buffer_, *parser_,
                      beast::bind_front_handler(&session::on_body, shared_from_this()));
   }

@@ -1,5 +1,7 @@
 // The actorserve executable: `serve` runs a deployment, `check-config` validates one.
+#include <atomic>
 #include <csignal>
+#include <unistd.h>
 #include <cstdio>
 #include <iostream>
 #include <string>
@@ -18,6 +20,8 @@
 using namespace actorserve;
 
 namespace {
+
+std::atomic<bool> core_failed{false};
 
 const char* usage =
   "usage:\n"
@@ -105,6 +109,8 @@ int serve(int argc, char** argv) {
   sys_cfg.add_message_types<caf::id_block::actorserve>();
   if (cfg->server.scheduler_threads > 0)
     sys_cfg.set("scheduler.max-threads", static_cast<size_t>(cfg->server.scheduler_threads));
+  sys_cfg.set("scheduler.policy", cfg->server.scheduler_policy == "sharing" ? caf::atom("sharing")
+                                                                          : caf::atom("stealing"));
   sys_cfg.set("logger.verbosity", caf::atom("quiet"));
   int rc = 0;
   {
@@ -123,6 +129,16 @@ int serve(int argc, char** argv) {
       caf::anon_send_exit(supervisor, caf::exit_reason::user_shutdown);
       return 1;
     }
+    // Until supervision trees can restart them (a later issue), the loss of a core actor (the
+    // supervisor, gateway or a batcher) ends the process with status 1 rather than leaving it
+    // up but unable to serve; an orchestrator then restarts it.
+    supervisor->attach_functor([](const caf::error& reason) {
+      if (reason && reason != caf::exit_reason::user_shutdown) {
+        spdlog::critical("the supervisor stopped ({}): exiting", error_message(reason));
+        core_failed = true;
+        ::kill(::getpid(), SIGTERM);
+      }
+    });
     http_server server{sys, gateway, cfg};
     auto bound = server.start();
     if (!bound) {
@@ -145,7 +161,7 @@ int serve(int argc, char** argv) {
     // callbacks of the bridge still find its executor.
     sys.await_all_actors_done();
   }
-  return rc;
+  return core_failed ? 1 : rc;
 }
 
 } // namespace

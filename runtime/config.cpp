@@ -237,6 +237,10 @@ void read_server(reader& root, server_config& s) {
     return;
   read_http(r, s.http);
   r.integer("scheduler_threads", s.scheduler_threads, 0, 1024);
+  r.string("scheduler_policy", s.scheduler_policy);
+  if (s.scheduler_policy != "sharing" && s.scheduler_policy != "stealing")
+    r.fail("server.scheduler_policy",
+           "expected \"sharing\" or \"stealing\", got \"" + s.scheduler_policy + "\"");
   r.string("log_level", s.log_level);
   static const std::set<std::string> levels{"trace", "debug", "info", "warn", "error", "off"};
   if (!levels.count(s.log_level))

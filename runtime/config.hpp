@@ -26,6 +26,7 @@ struct http_config {
 struct server_config {
   http_config http;
   uint32_t scheduler_threads = 0; // CAF worker threads; 0 = CAF's default
+  std::string scheduler_policy = "sharing"; // CAF scheduler: "sharing" or "stealing"
   std::string log_level = "info"; // trace, debug, info, warn, error, off
   bool fault_injection = false;   // honour the test-only "actorserve_fault" request parameter
 };

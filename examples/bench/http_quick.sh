@@ -18,7 +18,10 @@ start=$(date +%s%N)
 build/net/actorserve serve --config "$config" --port $port --address 127.0.0.1 2>/tmp/http_quick.log >/dev/null &
 server=$!
 trap 'kill $server 2>/dev/null || true; rm -f "$body"' EXIT
-until curl -sf localhost:$port/v2/health/ready >/dev/null; do sleep 0.005; done
+until curl -sf localhost:$port/v2/health/ready >/dev/null; do
+  kill -0 $server 2>/dev/null || { echo "the server exited:"; cat /tmp/http_quick.log; exit 1; }
+  sleep 0.005
+done
 ready=$(date +%s%N)
 echo "start_to_ready_ms=$(( (ready - start) / 1000000 ))"
 for c in $concurrencies; do

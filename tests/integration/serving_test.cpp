@@ -308,3 +308,16 @@ TEST_CASE("check-config validates a deployment file without serving", "[integrat
                               std::string(ACTORSERVE_SOURCE_DIR) + "/examples/custom_backend/scale.json"});
   CHECK(shipped.first == 0);
 }
+
+TEST_CASE("a client that expects 100-continue gets it before sending its body", "[integration]") {
+  server_process srv{write_temp_file("continue.json", scale_config())};
+  REQUIRE(srv.wait_ready());
+  auto body = write_temp_file("continue_body.json", infer_body() + std::string(2000, ' '));
+  auto url = "http://127.0.0.1:" + std::to_string(srv.port()) + "/v2/models/scale/infer";
+  auto out = run_command({"curl", "-sv", "--max-time", "10", "-H", "Expect: 100-continue",
+                          "--data-binary", "@" + body, url});
+  CHECK(out.first == 0);
+  CHECK(out.second.find("< HTTP/1.1 100 Continue") != std::string::npos);
+  CHECK(out.second.find("< HTTP/1.1 200 OK") != std::string::npos);
+  CHECK(out.second.find("[3,5,7,9]") != std::string::npos);
+}

@@ -146,3 +146,12 @@ TEST_CASE("model paths resolve against the deployment file's folder and must exi
   CHECK(error_code(none.error()) == errc::invalid_config);
   std::filesystem::remove_all(dir);
 }
+
+TEST_CASE("config checks the scheduler policy", "[config]") {
+  auto cfg = parse_deployment(deployment(model_json(), R"({"scheduler_policy": "stealing"})"), "", backends);
+  REQUIRE(cfg);
+  CHECK(cfg->server.scheduler_policy == "stealing");
+  CHECK(parse_deployment(deployment(model_json()), "", backends)->server.scheduler_policy == "sharing");
+  CHECK(errors_of(deployment(model_json(), R"({"scheduler_policy": "fifo"})"))
+        == "server.scheduler_policy: expected \"sharing\" or \"stealing\", got \"fifo\"");
+}
