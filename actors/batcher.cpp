@@ -237,8 +237,11 @@ batcher_actor::behavior_type batcher_fn(batcher_ptr self, std::shared_ptr<const 
                                 [&](const worker_slot& w) { return w.name == name; });
     if (dm.reason != caf::exit_reason::user_shutdown && !st.given_up.count(name) && !replaced)
       st.starting.insert(name);
-    spdlog::warn("batcher {}: worker {} is down ({})", st.model->name, name,
-                 caf::to_string(dm.reason));
+    if (dm.reason == caf::exit_reason::user_shutdown)
+      spdlog::info("batcher {}: worker {} stopped", st.model->name, name);
+    else
+      spdlog::warn("batcher {}: worker {} is down ({})", st.model->name, name,
+                   error_message(dm.reason));
     if (batch)
       finish_batch(self, *batch, nullptr,
                    make_error(errc::worker_failed, "worker " + name + " of model '"

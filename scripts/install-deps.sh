@@ -25,4 +25,8 @@ fi
 if ! .venv/bin/python -c 'import torch, torchvision, sys; sys.exit(torch.__version__.split("+")[0] != "2.11.0")' 2>/dev/null; then
   .venv/bin/pip install -q --disable-pip-version-check torch==2.11.0 torchvision==0.26.0
 fi
+# Triton's own HTTP client: the integration tests check protocol compatibility with it.
+if ! .venv/bin/python -c 'import tritonclient.http' 2>/dev/null; then
+  .venv/bin/pip install -q --disable-pip-version-check "tritonclient[http]"
+fi
 echo "install-deps: done"

@@ -158,6 +158,19 @@ TEST_CASE("a TorchScript file that cannot be loaded keeps the model not ready",
   CHECK(r.status == 503);
 }
 
+TEST_CASE("NVIDIA Triton's Python HTTP client works against actorserve", "[integration][torch]") {
+  server_process srv{write_temp_file("mlp_triton.json", mlp_config())};
+  REQUIRE(srv.wait_ready());
+  auto out = run_command({std::string(ACTORSERVE_SOURCE_DIR) + "/.venv/bin/python",
+                          std::string(ACTORSERVE_SOURCE_DIR)
+                            + "/tests/integration/python/triton_client_test.py",
+                          "127.0.0.1:" + std::to_string(srv.port()),
+                          models_dir() + "/mlp_reference.json"});
+  INFO(out.second);
+  CHECK(out.first == 0);
+  CHECK(out.second.find("triton client: ok") != std::string::npos);
+}
+
 #else
 
 TEST_CASE("TorchScript integration tests", "[integration][torch]") {
