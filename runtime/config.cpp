@@ -27,25 +27,27 @@ std::vector<int64_t> model_config::batched_shape(const tensor_spec& spec, int64_
   return shape;
 }
 
+namespace {
+
+/// The element of `xs` whose `name` is `name`, or nullptr.
+template <class T>
+const T* find_named(const std::vector<T>& xs, const std::string& name) {
+  auto it = std::find_if(xs.begin(), xs.end(), [&](const T& x) { return x.name == name; });
+  return it == xs.end() ? nullptr : &*it;
+}
+
+} // namespace
+
 const tensor_spec* model_config::find_input(const std::string& name) const {
-  for (auto& s : inputs)
-    if (s.name == name)
-      return &s;
-  return nullptr;
+  return find_named(inputs, name);
 }
 
 const tensor_spec* model_config::find_output(const std::string& name) const {
-  for (auto& s : outputs)
-    if (s.name == name)
-      return &s;
-  return nullptr;
+  return find_named(outputs, name);
 }
 
 const model_config* deployment_config::find_model(const std::string& name) const {
-  for (auto& m : models)
-    if (m.name == name)
-      return &m;
-  return nullptr;
+  return find_named(models, name);
 }
 
 namespace {
@@ -282,8 +284,7 @@ void read_tensor_specs(reader& m, std::string_view key, std::vector<tensor_spec>
         }
       }
     }
-    if (!spec.name.empty() && std::any_of(out.begin(), out.end(),
-                                          [&](auto& s) { return s.name == spec.name; }))
+    if (!spec.name.empty() && find_named(out, spec.name))
       r.fail(path + ".name", "duplicate name \"" + spec.name + "\"");
     out.push_back(std::move(spec));
   });
