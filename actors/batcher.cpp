@@ -53,6 +53,8 @@ struct batcher_state {
   uint64_t next_batch_id = 1;
   uint64_t batches = 0;
   std::optional<time_point> tick_at; // when the scheduled tick fires
+  std::shared_ptr<metrics> stats;
+  model_metrics* mm = nullptr; // this model's entry in `stats`, if any
   static inline const char* name = "batcher";
 
   // Every accepted request gets an answer, also when the batcher itself goes away (CAF
@@ -131,6 +133,11 @@ void dispatch(batcher_ptr self, worker_slot& w, batch_plan plan, time_point now)
     auto it = st.waiting.find(rid);
     auto& q = it->second;
     q.dispatched = now;
+    if (st.mm) {
+      auto waited = duration_cast<nanoseconds>(now - q.enqueued).count();
+      st.mm->queue_seconds.observe(static_cast<double>(waited) * 1e-9);
+      st.mm->queue.add(waited);
+    }
     // The tensors go to the worker; the batcher keeps what it needs to answer.
     infer_request kept;
     kept.id = q.req.id;
@@ -173,7 +180,30 @@ void pump(batcher_ptr self) {
       break;
     dispatch(self, w, std::move(*plan), now);
   }
+  if (st.mm)
+    st.mm->queue_depth.store(static_cast<int64_t>(st.queue->size()), std::memory_order_relaxed);
   schedule_tick(self, now);
+}
+
+void record_batch(model_metrics& mm, const in_flight_batch& b, const batch_outputs& out) {
+  mm.execution_count.fetch_add(1, std::memory_order_relaxed);
+  mm.inference_count.fetch_add(b.rows, std::memory_order_relaxed);
+  mm.batch_rows.observe(b.rows);
+  mm.compute_seconds.observe(static_cast<double>(out.compute_ns) * 1e-9);
+  for (std::size_t i = 0; i < b.requests.size(); ++i) { // Triton counts compute per request
+    mm.compute_input.add(out.input_ns);
+    mm.compute_infer.add(out.infer_ns);
+    mm.compute_output.add(out.output_ns);
+  }
+  if (b.rows < mm.by_batch_size.size()) {
+    auto& s = mm.by_batch_size[b.rows];
+    s.compute_input.add(out.input_ns);
+    s.compute_infer.add(out.infer_ns);
+    s.compute_output.add(out.output_ns);
+  }
+  auto wall = std::chrono::duration_cast<std::chrono::milliseconds>(
+                std::chrono::system_clock::now().time_since_epoch()).count();
+  mm.last_inference_ms.store(static_cast<uint64_t>(wall), std::memory_order_relaxed);
 }
 
 /// Ends an in-flight batch: `outputs` answers its requests, or `err` fails them.
@@ -188,6 +218,8 @@ void finish_batch(batcher_ptr self, uint64_t batch_id, batch_outputs* outputs,
   for (auto& w : st.workers)
     if (w.batch == batch_id)
       w.batch.reset();
+  if (outputs && st.mm)
+    record_batch(*st.mm, b, *outputs);
   for (std::size_t i = 0; i < b.requests.size(); ++i) {
     if (b.answered[i])
       continue;
@@ -212,10 +244,12 @@ void finish_batch(batcher_ptr self, uint64_t batch_id, batch_outputs* outputs,
 }
 
 batcher_actor::behavior_type batcher_fn(batcher_ptr self, std::shared_ptr<const model_config> model,
-                                        gateway_actor gateway) {
+                                        gateway_actor gateway, std::shared_ptr<metrics> stats) {
   auto& st = self->state;
   st.model = std::move(model);
   st.gateway = std::move(gateway);
+  st.stats = std::move(stats);
+  st.mm = st.stats ? st.stats->model(st.model->name) : nullptr;
   batching_options opts;
   opts.max_batch_size = st.model->max_batch_size;
   opts.max_queue_delay = std::chrono::microseconds(st.model->batching.max_queue_delay_us);
@@ -276,6 +310,8 @@ batcher_actor::behavior_type batcher_fn(batcher_ptr self, std::shared_ptr<const 
         case admission::accepted:
           break;
       }
+      if (st.mm)
+        st.mm->queue_depth.store(static_cast<int64_t>(st.queue->size()), std::memory_order_relaxed);
       auto rp = self->make_response_promise<infer_response>();
       auto id = req.id;
       st.waiting.emplace(id, queued_request{std::move(req), rp, now, now});
@@ -331,8 +367,8 @@ batcher_actor::behavior_type batcher_fn(batcher_ptr self, std::shared_ptr<const 
 } // namespace
 
 batcher_actor spawn_batcher(caf::actor_system& sys, std::shared_ptr<const model_config> model,
-                            gateway_actor gateway) {
-  return sys.spawn(batcher_fn, std::move(model), std::move(gateway));
+                            gateway_actor gateway, std::shared_ptr<metrics> stats) {
+  return sys.spawn(batcher_fn, std::move(model), std::move(gateway), std::move(stats));
 }
 
 } // namespace actorserve

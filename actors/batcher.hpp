@@ -10,11 +10,13 @@
 
 #include "actors/interfaces.hpp"
 #include "runtime/config.hpp"
+#include "runtime/metrics.hpp"
 
 namespace actorserve {
 
-/// `gateway` receives a model_status whenever the model's worker counts change.
+/// `gateway` receives a model_status whenever the model's worker counts change; `stats` (may be
+/// null) receives queue depth, queue times, batch sizes and compute times.
 batcher_actor spawn_batcher(caf::actor_system& sys, std::shared_ptr<const model_config> model,
-                            gateway_actor gateway);
+                            gateway_actor gateway, std::shared_ptr<metrics> stats);
 
 } // namespace actorserve

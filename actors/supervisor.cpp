@@ -30,28 +30,39 @@ struct supervisor_state {
   std::vector<worker_slot> slots;
   std::unordered_map<caf::actor_addr, uint32_t> slot_of; // live worker -> slot
   bool shutting_down = false;
+  std::shared_ptr<metrics> stats;
   static inline const char* name = "supervisor";
 };
 
 using supervisor_ptr = supervisor_actor::stateful_pointer<supervisor_state>;
 
+worker_metrics* metrics_of(supervisor_ptr self, const worker_slot& slot) {
+  auto& stats = self->state.stats;
+  auto* mm = stats ? stats->model(slot.spec.model->name) : nullptr;
+  return mm ? mm->worker(slot.spec.name()) : nullptr;
+}
+
 void start_worker(supervisor_ptr self, uint32_t index) {
   auto& slot = self->state.slots[index];
   self->send(slot.batcher, worker_starting_atom::value, slot.spec.name());
-  slot.current = spawn_worker(self->system(), slot.spec, slot.batcher);
+  if (auto* wm = metrics_of(self, slot))
+    wm->set_phase(worker_phase::starting);
+  slot.current = spawn_worker(self->system(), slot.spec, slot.batcher, self->state.stats);
   self->monitor(slot.current);
   self->state.slot_of[slot.current.address()] = index;
 }
 
 supervisor_actor::behavior_type supervisor_fn(supervisor_ptr self,
-                                              std::shared_ptr<const deployment_config> cfg) {
+                                              std::shared_ptr<const deployment_config> cfg,
+                                              std::shared_ptr<metrics> stats) {
   auto& st = self->state;
   st.cfg = std::move(cfg);
+  st.stats = std::move(stats);
   st.gateway = spawn_gateway(self->system(), st.cfg);
   self->link_to(st.gateway);
   for (auto& m : st.cfg->models) {
     auto model = std::shared_ptr<const model_config>(st.cfg, &m); // shares the config's lifetime
-    auto b = spawn_batcher(self->system(), model, st.gateway);
+    auto b = spawn_batcher(self->system(), model, st.gateway, st.stats);
     self->link_to(b);
     st.batchers.push_back(b);
     self->send(st.gateway, register_atom::value, m.name, b);
@@ -72,12 +83,18 @@ supervisor_actor::behavior_type supervisor_fn(supervisor_ptr self,
     st.slot_of.erase(it);
     auto& slot = st.slots[index];
     slot.current = nullptr;
-    if (st.shutting_down || dm.reason == caf::exit_reason::user_shutdown)
+    auto* wm = metrics_of(self, slot);
+    if (st.shutting_down || dm.reason == caf::exit_reason::user_shutdown) {
+      if (wm)
+        wm->set_phase(worker_phase::stopped);
       return;
+    }
     auto name = slot.spec.name();
     auto delay = slot.restarts.on_failure(self->clock().now());
     if (!delay) {
       slot.given_up = true;
+      if (wm)
+        wm->set_phase(worker_phase::given_up);
       spdlog::critical("supervisor: giving up on worker {}: it failed {} times within {} s "
                        "(restart.max_restarts {}); last reason: {}",
                        name, slot.spec.model->restart.max_restarts + 1,
@@ -88,6 +105,10 @@ supervisor_actor::behavior_type supervisor_fn(supervisor_ptr self,
     }
     spdlog::warn("supervisor: worker {} died ({}); restarting in {} ms", name,
                  error_message(dm.reason), delay->count());
+    if (wm) {
+      wm->set_phase(worker_phase::restarting);
+      wm->restarts.fetch_add(1, std::memory_order_relaxed);
+    }
     self->send(slot.batcher, worker_starting_atom::value, name);
     self->delayed_send(self, *delay, restart_atom::value, index);
   });
@@ -116,8 +137,9 @@ supervisor_actor::behavior_type supervisor_fn(supervisor_ptr self,
 } // namespace
 
 supervisor_actor spawn_supervisor(caf::actor_system& sys,
-                                  std::shared_ptr<const deployment_config> cfg) {
-  return sys.spawn(supervisor_fn, std::move(cfg));
+                                  std::shared_ptr<const deployment_config> cfg,
+                                  std::shared_ptr<metrics> stats) {
+  return sys.spawn(supervisor_fn, std::move(cfg), std::move(stats));
 }
 
 } // namespace actorserve

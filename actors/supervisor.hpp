@@ -11,6 +11,7 @@
 
 #include "actors/interfaces.hpp"
 #include "runtime/config.hpp"
+#include "runtime/metrics.hpp"
 
 namespace actorserve {
 
@@ -18,7 +19,9 @@ using supervisor_actor = caf::typed_actor<
   caf::replies_to<gateway_atom>::with<gateway_actor>,
   caf::reacts_to<restart_atom, uint32_t>>; // internal: restart worker slot N after its backoff
 
+/// `stats` (may be null) is handed to batchers and workers, and records worker states and restarts.
 supervisor_actor spawn_supervisor(caf::actor_system& sys,
-                                  std::shared_ptr<const deployment_config> cfg);
+                                  std::shared_ptr<const deployment_config> cfg,
+                                  std::shared_ptr<metrics> stats);
 
 } // namespace actorserve

@@ -22,6 +22,8 @@ struct worker_state {
   std::string label; // "model/device/instance"
   batcher_actor batcher;
   std::unique_ptr<model_backend> backend;
+  std::shared_ptr<metrics> stats;        // keeps the registry alive
+  worker_metrics* own = nullptr;         // this worker's entry in it, if any
   static inline const char* name = "worker";
 };
 
@@ -46,11 +48,16 @@ void load_and_warm_up(worker_state& st) {
   spdlog::info("worker {}: loaded and warmed up in {} ms", st.label, ms);
 }
 
-worker_actor::behavior_type worker_fn(worker_ptr self, worker_spec spec, batcher_actor batcher) {
+worker_actor::behavior_type worker_fn(worker_ptr self, worker_spec spec, batcher_actor batcher,
+                                      std::shared_ptr<metrics> stats) {
   auto& st = self->state;
   st.spec = std::move(spec);
   st.label = st.spec.name();
   st.batcher = batcher;
+  st.stats = std::move(stats);
+  if (st.stats)
+    if (auto* mm = st.stats->model(st.spec.model->name))
+      st.own = mm->worker(st.label);
   // An exception escaping a handler ends this worker (the supervisor restarts it); keep its
   // text in the exit reason so that the requests it fails say what happened.
   self->set_exception_handler([](caf::scheduled_actor*, std::exception_ptr& eptr) -> caf::error {
@@ -69,6 +76,8 @@ worker_actor::behavior_type worker_fn(worker_ptr self, worker_spec spec, batcher
     self->quit(make_error(errc::worker_failed, st.label + " failed to start: " + e.what()));
     return {[](execute_atom, batch_job&) {}};
   }
+  if (st.own)
+    st.own->set_phase(worker_phase::ready);
   self->send(batcher, worker_ready_atom::value, caf::actor_cast<worker_actor>(self), st.label);
   return {
     [self](execute_atom, batch_job& job) {
@@ -91,13 +100,26 @@ worker_actor::behavior_type worker_fn(worker_ptr self, worker_spec spec, batcher
         }
       }
       try {
+        using std::chrono::steady_clock;
+        auto ns = [](steady_clock::time_point a, steady_clock::time_point b) {
+          return std::chrono::duration_cast<std::chrono::nanoseconds>(b - a).count();
+        };
         auto inputs = assemble_batch(m, job.requests);
+        auto t1 = steady_clock::now();
         auto outputs = st.backend->run(inputs);
+        auto t2 = steady_clock::now();
         batch_outputs out;
         out.batch_id = job.batch_id;
         out.per_request = split_batch(m, job.requests, std::move(outputs));
-        out.compute_ns = std::chrono::duration_cast<std::chrono::nanoseconds>(
-                           std::chrono::steady_clock::now() - t0).count();
+        auto t3 = steady_clock::now();
+        out.input_ns = ns(t0, t1);
+        out.infer_ns = ns(t1, t2);
+        out.output_ns = ns(t2, t3);
+        out.compute_ns = ns(t0, t3);
+        if (st.own) {
+          st.own->batches.fetch_add(1, std::memory_order_relaxed);
+          st.own->compute_seconds.observe(static_cast<double>(out.compute_ns) * 1e-9);
+        }
         self->send(st.batcher, batch_done_atom::value, std::move(out));
       } catch (const std::exception& e) {
         spdlog::warn("worker {}: batch {} failed: {}", st.label, job.batch_id, e.what());
@@ -110,8 +132,9 @@ worker_actor::behavior_type worker_fn(worker_ptr self, worker_spec spec, batcher
 
 } // namespace
 
-worker_actor spawn_worker(caf::actor_system& sys, const worker_spec& spec, batcher_actor batcher) {
-  return sys.spawn<caf::detached>(worker_fn, spec, std::move(batcher));
+worker_actor spawn_worker(caf::actor_system& sys, const worker_spec& spec, batcher_actor batcher,
+                          std::shared_ptr<metrics> stats) {
+  return sys.spawn<caf::detached>(worker_fn, spec, std::move(batcher), std::move(stats));
 }
 
 } // namespace actorserve

@@ -10,6 +10,7 @@
 
 #include "actors/interfaces.hpp"
 #include "runtime/config.hpp"
+#include "runtime/metrics.hpp"
 
 namespace actorserve {
 
@@ -23,6 +24,8 @@ struct worker_spec {
   std::string name() const;
 };
 
-worker_actor spawn_worker(caf::actor_system& sys, const worker_spec& spec, batcher_actor batcher);
+/// `stats` (may be null) receives the worker's batches, compute times and readiness.
+worker_actor spawn_worker(caf::actor_system& sys, const worker_spec& spec, batcher_actor batcher,
+                          std::shared_ptr<metrics> stats);
 
 } // namespace actorserve

@@ -35,7 +35,7 @@ using response_t = http::response<http::string_body>;
 
 struct route {
   enum kind_t { not_found, health_live, health_ready, server_meta, model_meta, model_ready,
-                model_infer } kind = not_found;
+                model_infer, model_stats, all_stats, prometheus } kind = not_found;
   std::string model;
   std::string version;
 };
@@ -55,6 +55,14 @@ route parse_route(std::string_view target) {
   }
   if (target == "/v2/health/ready") {
     r.kind = route::health_ready;
+    return r;
+  }
+  if (target == "/metrics") {
+    r.kind = route::prometheus;
+    return r;
+  }
+  if (target == "/v2/models/stats") {
+    r.kind = route::all_stats;
     return r;
   }
   constexpr std::string_view prefix = "/v2/models/";
@@ -83,6 +91,8 @@ route parse_route(std::string_view target) {
     r.kind = route::model_ready;
   else if (parts.size() == i + 1 && parts[i] == "infer")
     r.kind = route::model_infer;
+  else if (parts.size() == i + 1 && parts[i] == "stats")
+    r.kind = route::model_stats;
   return r;
 }
 
@@ -96,13 +106,15 @@ struct http_server::impl {
   caf::actor_system& sys;
   gateway_actor gateway;
   std::shared_ptr<const deployment_config> cfg;
+  std::shared_ptr<metrics> stats;
   asio::io_context ioc;
   std::optional<asio::executor_work_guard<asio::io_context::executor_type>> work;
   tcp::acceptor acceptor{ioc};
   std::vector<std::thread> threads;
 
-  impl(caf::actor_system& s, gateway_actor g, std::shared_ptr<const deployment_config> c)
-    : sys(s), gateway(std::move(g)), cfg(std::move(c)) {
+  impl(caf::actor_system& s, gateway_actor g, std::shared_ptr<const deployment_config> c,
+       std::shared_ptr<metrics> m)
+    : sys(s), gateway(std::move(g)), cfg(std::move(c)), stats(std::move(m)) {
   }
 
   void accept();
@@ -176,6 +188,7 @@ private:
     if (ec)
       return fail_read(ec);
     ++requests_;
+    received_ = std::chrono::steady_clock::now();
     stream_.expires_never(); // the request's own deadline bounds what follows
     request_ = parser_->release();
     keep_alive_ = request_.keep_alive();
@@ -252,6 +265,26 @@ private:
         if (want(http::verb::post))
           infer(std::move(r));
         return;
+      case route::prometheus:
+        if (want(http::verb::get))
+          send_body(http::status::ok, srv_.stats->prometheus_text(), std::nullopt,
+                    "text/plain; version=0.0.4; charset=utf-8");
+        return;
+      case route::all_stats:
+        if (want(http::verb::get))
+          send_json(http::status::ok, srv_.stats->statistics_json(""));
+        return;
+      case route::model_stats: {
+        if (!want(http::verb::get))
+          return;
+        auto* m = srv_.cfg->find_model(r.model);
+        if (!m)
+          return send_error(http::status::not_found, "unknown model '" + r.model + "'");
+        if (!r.version.empty() && r.version != m->version)
+          return send_error(http::status::not_found, "model '" + r.model + "' has no version '"
+                                                       + r.version + "'");
+        return send_json(http::status::ok, srv_.stats->statistics_json(r.model));
+      }
     }
   }
 
@@ -289,9 +322,13 @@ private:
     auto decoded = kserve::decode_request(request_.body(), json_length);
     request_.body().clear();
     request_.body().shrink_to_fit();
-    if (!decoded)
+    auto* mm = srv_.stats->model(r.model);
+    if (!decoded) {
+      if (mm)
+        account(*mm, errc::invalid_input);
       return send_error(static_cast<http::status>(http_status(decoded.error())),
                         error_message(decoded.error()));
+    }
     auto* m = srv_.cfg->find_model(r.model);
     auto timeout = std::chrono::microseconds(
       decoded->request.timeout_us > 0
@@ -304,10 +341,16 @@ private:
     options->json_outputs = std::move(decoded->json_outputs);
     decoded->request.model = std::move(r.model);
     decoded->request.version = std::move(r.version);
+    if (mm)
+      mm->in_flight.fetch_add(1, std::memory_order_relaxed);
     ask<infer_response>(
       srv_.sys, srv_.gateway, timeout + bridge_grace,
-      [self, options](caf::expected<infer_response> res) {
-        asio::post(self->stream_.get_executor(), [self, options, res = std::move(res)]() mutable {
+      [self, options, mm](caf::expected<infer_response> res) {
+        asio::post(self->stream_.get_executor(), [self, options, mm, res = std::move(res)]() mutable {
+          if (mm) {
+            mm->in_flight.fetch_sub(1, std::memory_order_relaxed);
+            self->account(*mm, res ? errc::none : error_code(res.error()));
+          }
           if (!res)
             return self->send_error(static_cast<http::status>(http_status(res.error())),
                                     error_message(res.error()));
@@ -316,6 +359,15 @@ private:
         });
       },
       infer_atom::value, std::move(decoded->request));
+  }
+
+  /// Counts a finished inference request of a known model: outcome, latency, Triton statistics.
+  void account(model_metrics& mm, errc outcome) {
+    auto ns = std::chrono::duration_cast<std::chrono::nanoseconds>(
+                std::chrono::steady_clock::now() - received_).count();
+    mm.count_request(outcome);
+    mm.request_seconds.observe(static_cast<double>(ns) * 1e-9);
+    (outcome == errc::none ? mm.success : mm.fail).add(ns);
   }
 
   void send_error(http::status status, const std::string& message) {
@@ -328,14 +380,16 @@ private:
     send_body(status, std::move(body), std::nullopt);
   }
 
-  void send_body(http::status status, std::string body, std::optional<std::size_t> json_length) {
+  void send_body(http::status status, std::string body, std::optional<std::size_t> json_length,
+                 const char* content_type = "application/json") {
+    srv_.stats->count_http_response(static_cast<unsigned>(status));
     auto res = std::make_shared<response_t>(status, request_.version() ? request_.version() : 11);
     res->set(http::field::server, server_name);
     if (json_length) {
       res->set(http::field::content_type, "application/octet-stream");
       res->set("Inference-Header-Content-Length", std::to_string(*json_length));
     } else {
-      res->set(http::field::content_type, "application/json");
+      res->set(http::field::content_type, content_type);
     }
     if (status == http::status::service_unavailable)
       res->set(http::field::retry_after, "1");
@@ -367,6 +421,7 @@ private:
   http::request<http::string_body> request_;
   bool keep_alive_ = true;
   uint64_t requests_ = 0;
+  std::chrono::steady_clock::time_point received_; // when the current request's body was read
 };
 
 } // namespace
@@ -386,8 +441,9 @@ void http_server::impl::accept() {
 }
 
 http_server::http_server(caf::actor_system& sys, gateway_actor gateway,
-                         std::shared_ptr<const deployment_config> cfg)
-  : impl_(std::make_unique<impl>(sys, std::move(gateway), std::move(cfg))) {
+                         std::shared_ptr<const deployment_config> cfg,
+                         std::shared_ptr<metrics> stats)
+  : impl_(std::make_unique<impl>(sys, std::move(gateway), std::move(cfg), std::move(stats))) {
 }
 
 http_server::~http_server() {

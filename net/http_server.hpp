@@ -11,13 +11,16 @@
 
 #include "actors/interfaces.hpp"
 #include "runtime/config.hpp"
+#include "runtime/metrics.hpp"
 
 namespace actorserve {
 
 class http_server {
 public:
+  /// `stats` counts requests by outcome and latency, and backs GET /metrics and the
+  /// statistics endpoints.
   http_server(caf::actor_system& sys, gateway_actor gateway,
-              std::shared_ptr<const deployment_config> cfg);
+              std::shared_ptr<const deployment_config> cfg, std::shared_ptr<metrics> stats);
   ~http_server();
 
   /// Binds the configured address and port (0 = any free port) and starts the I/O threads.

@@ -115,7 +115,8 @@ int serve(int argc, char** argv) {
   int rc = 0;
   {
     caf::actor_system sys{sys_cfg};
-    auto supervisor = spawn_supervisor(sys, cfg);
+    auto stats = std::make_shared<metrics>(*cfg);
+    auto supervisor = spawn_supervisor(sys, cfg, stats);
     gateway_actor gateway;
     {
       caf::scoped_actor self{sys};
@@ -139,7 +140,7 @@ int serve(int argc, char** argv) {
         ::kill(::getpid(), SIGTERM);
       }
     });
-    http_server server{sys, gateway, cfg};
+    http_server server{sys, gateway, cfg, stats};
     auto bound = server.start();
     if (!bound) {
       std::cerr << "actorserve: " << error_message(bound.error()) << "\n";

@@ -69,12 +69,16 @@ typename Inspector::result_type inspect(Inspector& f, batch_job& x) {
 struct batch_outputs {
   uint64_t batch_id = 0;
   std::vector<std::vector<tensor>> per_request;
-  int64_t compute_ns = 0;
+  int64_t compute_ns = 0; // the whole batch on the worker: input + infer + output
+  int64_t input_ns = 0;   // assembling the batch
+  int64_t infer_ns = 0;   // the backend's run
+  int64_t output_ns = 0;  // splitting the outputs
 };
 
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, batch_outputs& x) {
-  return f(caf::meta::type_name("batch_outputs"), x.batch_id, x.per_request, x.compute_ns);
+  return f(caf::meta::type_name("batch_outputs"), x.batch_id, x.per_request, x.compute_ns,
+           x.input_ns, x.infer_ns, x.output_ns);
 }
 
 /// A batcher's report of its model's workers, pushed to the gateway on every change.

@@ -321,3 +321,74 @@ TEST_CASE("a client that expects 100-continue gets it before sending its body", 
   CHECK(out.second.find("< HTTP/1.1 200 OK") != std::string::npos);
   CHECK(out.second.find("[3,5,7,9]") != std::string::npos);
 }
+
+namespace {
+
+/// The value of one series in a Prometheus text exposition, or -1 when absent.
+double series(const std::string& text, const std::string& name_and_labels) {
+  auto pos = text.find("\n" + name_and_labels + " ");
+  if (pos == std::string::npos)
+    return -1;
+  return std::stod(text.substr(pos + name_and_labels.size() + 2));
+}
+
+} // namespace
+
+TEST_CASE("metrics and statistics move by exactly the requests, batches and failures served",
+          "[integration][metrics]") {
+  server_process srv{write_temp_file(
+    "metrics.json", scale_config(R"(, "max_batch_size": 1, "batching": {"max_queue_delay_us": 0})"))};
+  REQUIRE(srv.wait_ready());
+  http_client c{srv.port()};
+  for (int i = 0; i < 5; ++i)
+    REQUIRE(c.post("/v2/models/scale/infer", infer_body()).status == 200);
+  for (int i = 0; i < 2; ++i)
+    REQUIRE(c.post("/v2/models/scale/infer",
+                   R"({"inputs":[{"name":"x","shape":[1,3],"datatype":"FP32","data":[1,2,3]}]})")
+              .status == 400);
+  auto text = c.get("/metrics");
+  REQUIRE(text.status == 200);
+  CHECK(text.headers["content-type"].rfind("text/plain; version=0.0.4", 0) == 0);
+  auto& t = text.body;
+  CHECK(series(t, R"(actorserve_requests_total{model="scale",outcome="success"})") == 5);
+  CHECK(series(t, R"(actorserve_requests_total{model="scale",outcome="invalid_input"})") == 2);
+  CHECK(series(t, R"(actorserve_request_duration_seconds_count{model="scale"})") == 7);
+  CHECK(series(t, R"(actorserve_batch_size_count{model="scale"})") == 5);
+  CHECK(series(t, R"(actorserve_queue_duration_seconds_count{model="scale"})") == 5);
+  CHECK(series(t, R"(actorserve_batches_total{device="cpu",model="scale",worker="scale/cpu/0"})") == 5);
+  CHECK(series(t, R"(actorserve_worker_state{device="cpu",model="scale",worker="scale/cpu/0",state="ready"})") == 1);
+  CHECK(series(t, R"(actorserve_requests_in_flight{model="scale"})") == 0);
+  CHECK(series(t, R"(actorserve_http_responses_total{code="400"})") == 2);
+
+  auto stats = c.get("/v2/models/scale/stats");
+  REQUIRE(stats.status == 200);
+  auto doc = parse(stats);
+  auto& s = doc["model_stats"].as_array().at(0).as_object();
+  CHECK(s["inference_count"] == 5);
+  CHECK(s["execution_count"] == 5);
+  auto& inf = s["inference_stats"].as_object();
+  CHECK(inf["success"].as_object()["count"] == 5);
+  CHECK(inf["fail"].as_object()["count"] == 2);
+  CHECK(inf["compute_infer"].as_object()["count"] == 5);
+  CHECK(s["batch_stats"].as_array().at(0).as_object()["batch_size"] == 1);
+  CHECK(c.get("/v2/models/stats").status == 200);
+  CHECK(c.get("/v2/models/nope/stats").status == 404);
+
+  // The exposition passes Prometheus' own checker.
+  auto file = write_temp_file("metrics.txt", t);
+  auto check = run_command({"sh", "-c", "promtool check metrics < '" + file + "'"});
+  INFO(check.second);
+  CHECK(check.first == 0);
+}
+
+TEST_CASE("a crash shows in the worker's restarts and failed requests", "[integration][metrics]") {
+  server_process srv{write_temp_file("metrics_crash.json", scale_config("", R"(, "fault_injection": true)"))};
+  REQUIRE(srv.wait_ready());
+  http_client c{srv.port()};
+  CHECK(c.post("/v2/models/scale/infer", infer_body(R"("actorserve_fault": "crash")")).status == 500);
+  check_still_serving(srv.port());
+  auto t = c.get("/metrics").body;
+  CHECK(series(t, R"(actorserve_requests_total{model="scale",outcome="worker_failed"})") == 1);
+  CHECK(series(t, R"(actorserve_requests_total{model="scale",outcome="success"})") == 1);
+  CHECK(series(t, R"(actorserve_worker_restarts_total{device="cpu",model="scale",worker="scale/cpu/0"})") == 1);
+}

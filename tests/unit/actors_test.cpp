@@ -69,7 +69,7 @@ struct fixture {
     gateway = spawn_gateway(*sys, deployment);
     batcher = spawn_batcher(*sys, std::shared_ptr<const model_config>(deployment,
                                                                       &deployment->models[0]),
-                            gateway);
+                            gateway, nullptr);
     caf::anon_send(gateway, register_atom::value, std::string("m"), batcher);
     sched->run();
   }

@@ -1,0 +1,269 @@
+#include "runtime/metrics.hpp"
+
+#include <chrono>
+#include <sstream>
+
+#include <boost/json.hpp>
+#include <prometheus/metric_family.h>
+#include <prometheus/text_serializer.h>
+
+namespace actorserve {
+
+namespace {
+
+const std::vector<double> latency_bounds{0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005,
+                                         0.01,    0.025,  0.05,    0.1,    0.25,  0.5,    1,
+                                         2.5,     5,      10,     30,     60};
+
+std::vector<double> batch_bounds(uint32_t max_batch_size) {
+  std::vector<double> out;
+  uint32_t cap = std::max<uint32_t>(max_batch_size, 1);
+  for (uint32_t b = 1; b < cap; b *= 2)
+    out.push_back(b);
+  out.push_back(cap);
+  return out;
+}
+
+using prometheus::ClientMetric;
+using prometheus::MetricFamily;
+using prometheus::MetricType;
+
+ClientMetric with_labels(std::vector<ClientMetric::Label> labels) {
+  ClientMetric m;
+  m.label = std::move(labels);
+  return m;
+}
+
+ClientMetric histogram_metric(const atomic_histogram& h, std::vector<ClientMetric::Label> labels) {
+  auto m = with_labels(std::move(labels));
+  auto snap = h.read();
+  m.histogram.sample_count = snap.count;
+  m.histogram.sample_sum = snap.sum;
+  for (std::size_t i = 0; i < h.bounds().size(); ++i)
+    m.histogram.bucket.push_back({snap.cumulative[i], h.bounds()[i]});
+  m.histogram.bucket.push_back({snap.cumulative.back(), std::numeric_limits<double>::infinity()});
+  return m;
+}
+
+MetricFamily family(std::string name, std::string help, MetricType type) {
+  MetricFamily f;
+  f.name = std::move(name);
+  f.help = std::move(help);
+  f.type = type;
+  return f;
+}
+
+uint64_t load(const std::atomic<uint64_t>& x) {
+  return x.load(std::memory_order_relaxed);
+}
+
+} // namespace
+
+atomic_histogram::atomic_histogram(std::vector<double> upper_bounds)
+  : bounds_(std::move(upper_bounds)),
+    counts_(new std::atomic<uint64_t>[bounds_.size() + 1]) {
+  for (std::size_t i = 0; i <= bounds_.size(); ++i)
+    counts_[i].store(0, std::memory_order_relaxed);
+}
+
+void atomic_histogram::observe(double value) noexcept {
+  auto it = std::lower_bound(bounds_.begin(), bounds_.end(), value);
+  counts_[static_cast<std::size_t>(it - bounds_.begin())].fetch_add(1, std::memory_order_relaxed);
+  count_.fetch_add(1, std::memory_order_relaxed);
+  double old = sum_.load(std::memory_order_relaxed);
+  while (!sum_.compare_exchange_weak(old, old + value, std::memory_order_relaxed)) {
+  }
+}
+
+atomic_histogram::snapshot atomic_histogram::read() const {
+  snapshot s;
+  uint64_t running = 0;
+  for (std::size_t i = 0; i <= bounds_.size(); ++i) {
+    running += counts_[i].load(std::memory_order_relaxed);
+    s.cumulative.push_back(running);
+  }
+  s.count = running; // consistent with the buckets even while observations race the scrape
+  s.sum = sum_.load(std::memory_order_relaxed);
+  return s;
+}
+
+void duration_stat::add(int64_t duration_ns) noexcept {
+  count.fetch_add(1, std::memory_order_relaxed);
+  ns.fetch_add(static_cast<uint64_t>(std::max<int64_t>(duration_ns, 0)), std::memory_order_relaxed);
+}
+
+const char* to_string(worker_phase x) {
+  switch (x) {
+    case worker_phase::starting: return "starting";
+    case worker_phase::ready: return "ready";
+    case worker_phase::restarting: return "restarting";
+    case worker_phase::given_up: return "given_up";
+    case worker_phase::stopped: return "stopped";
+  }
+  return "unknown";
+}
+
+const char* outcome_name(errc code) {
+  return code == errc::none ? "success" : to_string(code);
+}
+
+worker_metrics::worker_metrics(std::string n, std::string d)
+  : name(std::move(n)), device(std::move(d)), compute_seconds(latency_bounds) {
+}
+
+model_metrics::model_metrics(const model_config& m)
+  : name(m.name),
+    version(m.version),
+    request_seconds(latency_bounds),
+    queue_seconds(latency_bounds),
+    compute_seconds(latency_bounds),
+    batch_rows(batch_bounds(m.max_batch_size)),
+    by_batch_size(std::max<uint32_t>(m.max_batch_size, 1) + 1) {
+  for (auto& device : m.devices)
+    for (uint32_t i = 0; i < m.instances; ++i)
+      workers.push_back(std::make_unique<worker_metrics>(
+        m.name + "/" + device + "/" + std::to_string(i), device));
+}
+
+worker_metrics* model_metrics::worker(const std::string& worker_name) {
+  for (auto& w : workers)
+    if (w->name == worker_name)
+      return w.get();
+  return nullptr;
+}
+
+void model_metrics::count_request(errc outcome) noexcept {
+  requests[static_cast<std::size_t>(outcome)].fetch_add(1, std::memory_order_relaxed);
+}
+
+metrics::metrics(const deployment_config& cfg) {
+  for (auto& m : cfg.models) {
+    models_.emplace(m.name, std::make_unique<model_metrics>(m));
+    order_.push_back(m.name);
+  }
+}
+
+model_metrics* metrics::model(const std::string& name) {
+  auto it = models_.find(name);
+  return it == models_.end() ? nullptr : it->second.get();
+}
+
+void metrics::count_http_response(unsigned status) noexcept {
+  if (status < http_responses_.size())
+    http_responses_[status].fetch_add(1, std::memory_order_relaxed);
+}
+
+std::string metrics::prometheus_text() const {
+  std::vector<MetricFamily> out;
+  auto requests = family("actorserve_requests_total",
+                         "Inference requests answered, by model and outcome", MetricType::Counter);
+  auto latency = family("actorserve_request_duration_seconds",
+                        "End-to-end inference latency inside the server (body received to response "
+                        "ready)", MetricType::Histogram);
+  auto queue = family("actorserve_queue_duration_seconds",
+                      "Time requests waited in the batcher's queue", MetricType::Histogram);
+  auto compute = family("actorserve_compute_duration_seconds",
+                        "Time a worker took for one batch", MetricType::Histogram);
+  auto rows = family("actorserve_batch_size", "Rows per executed batch", MetricType::Histogram);
+  auto depth = family("actorserve_queue_depth", "Requests waiting in the batcher's queue",
+                      MetricType::Gauge);
+  auto in_flight = family("actorserve_requests_in_flight",
+                          "Requests accepted over HTTP and not yet answered", MetricType::Gauge);
+  auto batches = family("actorserve_batches_total", "Batches executed, by worker",
+                        MetricType::Counter);
+  auto state = family("actorserve_worker_state",
+                      "1 for the state each worker is in (starting, ready, restarting, given_up, "
+                      "stopped), else 0", MetricType::Gauge);
+  auto restarts = family("actorserve_worker_restarts_total", "Worker restarts by the supervisor",
+                         MetricType::Counter);
+  for (auto& name : order_) {
+    auto& m = *models_.at(name);
+    for (std::size_t i = 0; i < outcome_count; ++i) {
+      if (static_cast<errc>(i) == errc::invalid_config)
+        continue; // never the outcome of a request
+      auto c = with_labels({{"model", m.name}, {"outcome", outcome_name(static_cast<errc>(i))}});
+      c.counter.value = static_cast<double>(load(m.requests[i]));
+      requests.metric.push_back(std::move(c));
+    }
+    latency.metric.push_back(histogram_metric(m.request_seconds, {{"model", m.name}}));
+    queue.metric.push_back(histogram_metric(m.queue_seconds, {{"model", m.name}}));
+    rows.metric.push_back(histogram_metric(m.batch_rows, {{"model", m.name}}));
+    auto d = with_labels({{"model", m.name}});
+    d.gauge.value = static_cast<double>(m.queue_depth.load(std::memory_order_relaxed));
+    depth.metric.push_back(std::move(d));
+    auto f = with_labels({{"model", m.name}});
+    f.gauge.value = static_cast<double>(m.in_flight.load(std::memory_order_relaxed));
+    in_flight.metric.push_back(std::move(f));
+    for (auto& w : m.workers) {
+      std::vector<ClientMetric::Label> labels{{"device", w->device}, {"model", m.name},
+                                              {"worker", w->name}};
+      compute.metric.push_back(histogram_metric(w->compute_seconds, labels));
+      auto b = with_labels(labels);
+      b.counter.value = static_cast<double>(load(w->batches));
+      batches.metric.push_back(std::move(b));
+      auto r = with_labels(labels);
+      r.counter.value = static_cast<double>(load(w->restarts));
+      restarts.metric.push_back(std::move(r));
+      auto phase = w->phase.load(std::memory_order_relaxed);
+      for (int p = 0; p <= static_cast<int>(worker_phase::stopped); ++p) {
+        auto s = labels;
+        s.push_back({"state", to_string(static_cast<worker_phase>(p))});
+        auto g = with_labels(std::move(s));
+        g.gauge.value = p == phase ? 1 : 0;
+        state.metric.push_back(std::move(g));
+      }
+    }
+  }
+  auto http = family("actorserve_http_responses_total", "HTTP responses by status code",
+                     MetricType::Counter);
+  for (std::size_t code = 0; code < http_responses_.size(); ++code)
+    if (auto n = load(http_responses_[code])) {
+      auto c = with_labels({{"code", std::to_string(code)}});
+      c.counter.value = static_cast<double>(n);
+      http.metric.push_back(std::move(c));
+    }
+  for (auto* f : {&requests, &latency, &queue, &compute, &rows, &depth, &in_flight, &batches,
+                  &state, &restarts, &http})
+    if (!f->metric.empty())
+      out.push_back(std::move(*f));
+  return prometheus::TextSerializer{}.Serialize(out);
+}
+
+std::string metrics::statistics_json(const std::string& model) const {
+  namespace json = boost::json;
+  auto stat = [](const duration_stat& d) {
+    return json::object{{"count", load(d.count)}, {"ns", load(d.ns)}};
+  };
+  json::array all;
+  for (auto& name : order_) {
+    if (!model.empty() && name != model)
+      continue;
+    auto& m = *models_.at(name);
+    json::array batch_stats;
+    for (std::size_t rows = 1; rows < m.by_batch_size.size(); ++rows) {
+      auto& b = m.by_batch_size[rows];
+      if (load(b.compute_infer.count) == 0)
+        continue;
+      batch_stats.push_back(json::object{{"batch_size", rows},
+                                         {"compute_input", stat(b.compute_input)},
+                                         {"compute_infer", stat(b.compute_infer)},
+                                         {"compute_output", stat(b.compute_output)}});
+    }
+    all.push_back(json::object{
+      {"name", m.name},
+      {"version", m.version},
+      {"last_inference", load(m.last_inference_ms)},
+      {"inference_count", load(m.inference_count)},
+      {"execution_count", load(m.execution_count)},
+      {"inference_stats", json::object{{"success", stat(m.success)},
+                                       {"fail", stat(m.fail)},
+                                       {"queue", stat(m.queue)},
+                                       {"compute_input", stat(m.compute_input)},
+                                       {"compute_infer", stat(m.compute_infer)},
+                                       {"compute_output", stat(m.compute_output)}}},
+      {"batch_stats", std::move(batch_stats)}});
+  }
+  return json::serialize(json::object{{"model_stats", std::move(all)}});
+}
+
+} // namespace actorserve

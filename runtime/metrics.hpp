@@ -1,0 +1,115 @@
+// Metrics of the serving path: relaxed atomics only on the hot path (no lock that would serialize
+// request handling), preallocated per model and per worker from the deployment, exposed in the
+// Prometheus text format through prometheus-cpp's serializer, and as Triton-style statistics JSON.
+#pragma once
+
+#include <array>
+#include <atomic>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include "runtime/config.hpp"
+#include "runtime/error.hpp"
+
+namespace actorserve {
+
+/// A histogram whose observe() is a handful of relaxed atomic operations.
+class atomic_histogram {
+public:
+  explicit atomic_histogram(std::vector<double> upper_bounds);
+  void observe(double value) noexcept;
+
+  struct snapshot {
+    std::vector<uint64_t> cumulative; // one per bound, then +Inf
+    uint64_t count = 0;
+    double sum = 0;
+  };
+  snapshot read() const;
+  const std::vector<double>& bounds() const { return bounds_; }
+
+private:
+  std::vector<double> bounds_;
+  std::unique_ptr<std::atomic<uint64_t>[]> counts_; // bounds_.size() + 1
+  std::atomic<uint64_t> count_{0};
+  std::atomic<double> sum_{0};
+};
+
+/// A count and a cumulative duration, as Triton's statistics report them.
+struct duration_stat {
+  std::atomic<uint64_t> count{0};
+  std::atomic<uint64_t> ns{0};
+  void add(int64_t duration_ns) noexcept;
+};
+
+enum class worker_phase : int { starting = 0, ready, restarting, given_up, stopped };
+const char* to_string(worker_phase x);
+
+struct worker_metrics {
+  std::string name;   // "model/device/instance"
+  std::string device;
+  std::atomic<int> phase{static_cast<int>(worker_phase::starting)};
+  std::atomic<uint64_t> restarts{0};
+  std::atomic<uint64_t> batches{0};
+  atomic_histogram compute_seconds;
+  worker_metrics(std::string n, std::string d);
+  void set_phase(worker_phase p) noexcept { phase.store(static_cast<int>(p), std::memory_order_relaxed); }
+};
+
+/// Outcomes a request can end with: success, or the error code it was answered with.
+constexpr std::size_t outcome_count = static_cast<std::size_t>(errc::internal) + 1;
+const char* outcome_name(errc code); // errc::none -> "success"
+
+struct batch_size_stat {
+  duration_stat compute_input, compute_infer, compute_output;
+};
+
+struct model_metrics {
+  std::string name;
+  std::string version;
+  std::array<std::atomic<uint64_t>, outcome_count> requests{}; // by outcome
+  atomic_histogram request_seconds; // HTTP body received -> response ready
+  atomic_histogram queue_seconds;   // admitted by the batcher -> dispatched
+  atomic_histogram compute_seconds; // per batch, on the worker
+  atomic_histogram batch_rows;      // rows per executed batch
+  std::atomic<int64_t> queue_depth{0};
+  std::atomic<int64_t> in_flight{0}; // accepted over HTTP, not yet answered
+  // Triton-style statistics
+  duration_stat success, fail, queue, compute_input, compute_infer, compute_output;
+  std::atomic<uint64_t> inference_count{0}; // rows
+  std::atomic<uint64_t> execution_count{0}; // batches
+  std::atomic<uint64_t> last_inference_ms{0}; // wall clock, ms since the epoch
+  std::vector<batch_size_stat> by_batch_size; // index: rows (0 unused)
+  std::vector<std::unique_ptr<worker_metrics>> workers;
+
+  model_metrics(const model_config& m);
+  worker_metrics* worker(const std::string& worker_name);
+  void count_request(errc outcome) noexcept;
+};
+
+class metrics {
+public:
+  explicit metrics(const deployment_config& cfg);
+
+  /// nullptr for a model the deployment does not have. The map is fixed after construction,
+  /// so lookups need no lock.
+  model_metrics* model(const std::string& name);
+
+  /// HTTP responses by status code (also those for no model: 404s, bad routes).
+  void count_http_response(unsigned status) noexcept;
+
+  /// The Prometheus text exposition of everything.
+  std::string prometheus_text() const;
+
+  /// Triton's statistics extension JSON for one model, or all when `model` is empty.
+  std::string statistics_json(const std::string& model) const;
+
+private:
+  std::unordered_map<std::string, std::unique_ptr<model_metrics>> models_;
+  std::vector<std::string> order_; // deployment order, for stable output
+  std::array<std::atomic<uint64_t>, 600> http_responses_{};
+};
+
+} // namespace actorserve

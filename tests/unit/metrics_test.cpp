@@ -1,0 +1,76 @@
+#include <catch2/catch.hpp>
+
+#include <boost/json.hpp>
+
+#include "runtime/metrics.hpp"
+#include "test_support.hpp"
+
+using namespace actorserve;
+using namespace actorserve::test;
+
+TEST_CASE("atomic histograms count into the first bucket whose bound is not below the value",
+          "[metrics]") {
+  atomic_histogram h{{1, 2, 4}};
+  for (double v : {0.5, 1.0, 1.5, 4.0, 9.0})
+    h.observe(v);
+  auto s = h.read();
+  CHECK(s.cumulative == std::vector<uint64_t>{2, 3, 4, 5});
+  CHECK(s.count == 5);
+  CHECK(s.sum == Approx(16.0));
+}
+
+TEST_CASE("the Prometheus text names series by model, outcome and worker", "[metrics]") {
+  deployment_config cfg;
+  auto m = small_model(4);
+  m.instances = 2;
+  cfg.models.push_back(m);
+  metrics stats{cfg};
+  auto* mm = stats.model("m");
+  REQUIRE(mm);
+  CHECK_FALSE(stats.model("other"));
+  mm->count_request(errc::none);
+  mm->count_request(errc::none);
+  mm->count_request(errc::deadline_exceeded);
+  mm->batch_rows.observe(3);
+  REQUIRE(mm->worker("m/cpu/1"));
+  mm->worker("m/cpu/1")->set_phase(worker_phase::ready);
+  mm->worker("m/cpu/1")->restarts.fetch_add(2);
+  stats.count_http_response(404);
+  auto text = stats.prometheus_text();
+  auto has = [&](const std::string& line) {
+    INFO(line);
+    CHECK(text.find(line + "\n") != std::string::npos);
+  };
+  has("# TYPE actorserve_requests_total counter");
+  has("actorserve_requests_total{model=\"m\",outcome=\"success\"} 2");
+  has("actorserve_requests_total{model=\"m\",outcome=\"deadline_exceeded\"} 1");
+  has("actorserve_batch_size_bucket{model=\"m\",le=\"2\"} 0");
+  has("actorserve_batch_size_bucket{model=\"m\",le=\"4\"} 1");
+  has("actorserve_batch_size_count{model=\"m\"} 1");
+  has("actorserve_worker_state{device=\"cpu\",model=\"m\",worker=\"m/cpu/1\",state=\"ready\"} 1");
+  has("actorserve_worker_state{device=\"cpu\",model=\"m\",worker=\"m/cpu/0\",state=\"ready\"} 0");
+  has("actorserve_worker_restarts_total{device=\"cpu\",model=\"m\",worker=\"m/cpu/1\"} 2");
+  has("actorserve_http_responses_total{code=\"404\"} 1");
+  CHECK(text.find("invalid_config") == std::string::npos);
+}
+
+TEST_CASE("statistics follow Triton's statistics extension", "[metrics]") {
+  deployment_config cfg;
+  cfg.models.push_back(small_model(4));
+  metrics stats{cfg};
+  auto* mm = stats.model("m");
+  mm->success.add(1000);
+  mm->execution_count = 1;
+  mm->inference_count = 2;
+  mm->by_batch_size[2].compute_infer.add(500);
+  auto doc = boost::json::parse(stats.statistics_json("m")).as_object();
+  auto& s = doc["model_stats"].as_array().at(0).as_object();
+  CHECK(s["name"] == "m");
+  CHECK(s["inference_count"] == 2);
+  CHECK(s["execution_count"] == 1);
+  CHECK(boost::json::serialize(s["inference_stats"].as_object()["success"]) == R"({"count":1,"ns":1000})");
+  auto& b = s["batch_stats"].as_array();
+  REQUIRE(b.size() == 1);
+  CHECK(b[0].as_object()["batch_size"] == 2);
+  CHECK(boost::json::parse(stats.statistics_json("nope")).as_object()["model_stats"].as_array().empty());
+}
