@@ -392,3 +392,41 @@ TEST_CASE("a crash shows in the worker's restarts and failed requests", "[integr
   CHECK(series(t, R"(actorserve_requests_total{model="scale",outcome="success"})") == 1);
   CHECK(series(t, R"(actorserve_worker_restarts_total{device="cpu",model="scale",worker="scale/cpu/0"})") == 1);
 }
+
+TEST_CASE("a real Prometheus server scrapes actorserve and answers queries on its series",
+          "[integration][metrics]") {
+  server_process srv{write_temp_file("scraped.json", scale_config())};
+  REQUIRE(srv.wait_ready());
+  http_client c{srv.port()};
+  for (int i = 0; i < 3; ++i)
+    REQUIRE(c.post("/v2/models/scale/infer", infer_body()).status == 200);
+  auto prom_port = free_port();
+  auto prom_cfg = write_temp_file("prometheus.yml",
+                                  "global:\n  scrape_interval: 250ms\n"
+                                  "scrape_configs:\n  - job_name: actorserve\n"
+                                  "    static_configs:\n      - targets: ['127.0.0.1:"
+                                    + std::to_string(srv.port()) + "']\n");
+  auto data = write_temp_file("prometheus-data/.keep", "");
+  child_process prom{{"prometheus", "--config.file=" + prom_cfg,
+                      "--storage.tsdb.path=" + data.substr(0, data.rfind('/')),
+                      "--web.listen-address=127.0.0.1:" + std::to_string(prom_port)}};
+  // Ask Prometheus' HTTP API until the scraped value arrives (bounded).
+  std::string answer;
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(40);
+  while (std::chrono::steady_clock::now() < deadline) {
+    http_client q{prom_port, std::chrono::seconds(2)};
+    auto r = q.get("/api/v1/query?query=actorserve_requests_total%7Bmodel%3D%22scale%22%2C"
+                   "outcome%3D%22success%22%7D");
+    if (r.status == 200 && r.body.find("\"result\":[{") != std::string::npos) {
+      answer = r.body;
+      break;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  }
+  INFO(prom.log());
+  REQUIRE_FALSE(answer.empty());
+  auto doc = json::parse(answer).as_object();
+  auto& result = doc["data"].as_object()["result"].as_array().at(0).as_object();
+  CHECK(result["metric"].as_object()["job"] == "actorserve");
+  CHECK(result["value"].as_array().at(1) == "3");
+}

@@ -45,6 +45,7 @@ std::string write_temp_file(const std::string& name, const std::string& text) {
     return d;
   }();
   auto path = dir / name;
+  std::filesystem::create_directories(path.parent_path());
   std::ofstream(path) << text;
   return path.string();
 }
@@ -225,6 +226,62 @@ http_response http_client::post(const std::string& target, const std::string& bo
   req.keep_alive(true);
   req.prepare_payload();
   return impl_->exchange(req);
+}
+
+namespace {
+
+int terminate_child(pid_t pid) {
+  ::kill(pid, SIGTERM);
+  int status = 0;
+  for (int i = 0; i < 200; ++i) {
+    if (::waitpid(pid, &status, WNOHANG) == pid)
+      return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  ::kill(pid, SIGKILL);
+  ::waitpid(pid, &status, 0);
+  return -1;
+}
+
+std::string read_file(const std::string& path) {
+  std::ifstream in(path);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+} // namespace
+
+child_process::child_process(const std::vector<std::string>& argv) {
+  log_path_ = write_temp_file("child_" + std::to_string(std::rand()) + ".log", "");
+  pid_ = ::fork();
+  if (pid_ == 0) {
+    int log = ::open(log_path_.c_str(), O_WRONLY | O_TRUNC);
+    ::dup2(log, STDOUT_FILENO);
+    ::dup2(log, STDERR_FILENO);
+    std::vector<char*> args;
+    for (auto& a : argv)
+      args.push_back(const_cast<char*>(a.c_str()));
+    args.push_back(nullptr);
+    ::execvp(args[0], args.data());
+    std::perror("exec");
+    ::_exit(127);
+  }
+}
+
+child_process::~child_process() {
+  if (pid_ > 0)
+    terminate_child(pid_);
+}
+
+std::string child_process::log() const {
+  return read_file(log_path_);
+}
+
+uint16_t free_port() {
+  asio::io_context ioc;
+  tcp::acceptor acc{ioc, tcp::endpoint{asio::ip::make_address("127.0.0.1"), 0}};
+  return acc.local_endpoint().port();
 }
 
 std::pair<int, std::string> run_command(const std::vector<std::string>& argv) {

@@ -61,6 +61,24 @@ private:
   impl* impl_;
 };
 
+/// Another program (e.g. a Prometheus server) run for a test; output to a log file; SIGTERM,
+/// then SIGKILL after 10 s, on destruction.
+class child_process {
+public:
+  explicit child_process(const std::vector<std::string>& argv);
+  ~child_process();
+  child_process(const child_process&) = delete;
+  child_process& operator=(const child_process&) = delete;
+  std::string log() const;
+
+private:
+  pid_t pid_ = -1;
+  std::string log_path_;
+};
+
+/// A TCP port that was free on 127.0.0.1 a moment ago.
+uint16_t free_port();
+
 /// Runs a command and returns its exit status and combined output.
 std::pair<int, std::string> run_command(const std::vector<std::string>& argv);
 
