@@ -374,6 +374,10 @@ TEST_CASE("metrics and statistics move by exactly the requests, batches and fail
   CHECK(c.get("/v2/models/stats").status == 200);
   CHECK(c.get("/v2/models/nope/stats").status == 404);
 
+  // The shipped scrape configuration is valid.
+  auto cfg_check = run_command({"promtool", "check", "config",
+                                std::string(ACTORSERVE_SOURCE_DIR) + "/config/prometheus.yml"});
+  CHECK(cfg_check.first == 0);
   // The exposition passes Prometheus' own checker.
   auto file = write_temp_file("metrics.txt", t);
   auto check = run_command({"sh", "-c", "promtool check metrics < '" + file + "'"});

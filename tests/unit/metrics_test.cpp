@@ -1,5 +1,9 @@
 #include <catch2/catch.hpp>
 
+#include <fstream>
+#include <regex>
+#include <sstream>
+
 #include <boost/json.hpp>
 
 #include "runtime/metrics.hpp"
@@ -73,4 +77,32 @@ TEST_CASE("statistics follow Triton's statistics extension", "[metrics]") {
   REQUIRE(b.size() == 1);
   CHECK(b[0].as_object()["batch_size"] == 2);
   CHECK(boost::json::parse(stats.statistics_json("nope")).as_object()["model_stats"].as_array().empty());
+}
+
+TEST_CASE("every series the Grafana dashboard queries is one actorserve exports", "[metrics]") {
+  std::ifstream in(std::string(ACTORSERVE_SOURCE_DIR) + "/config/grafana/actorserve-dashboard.json");
+  REQUIRE(in);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  auto dash = boost::json::parse(ss.str()).as_object();
+  deployment_config cfg;
+  cfg.models.push_back(small_model(4));
+  metrics stats{cfg};
+  stats.count_http_response(200);
+  auto text = stats.prometheus_text();
+  std::regex name{"actorserve_[a-z_]+"};
+  int queries = 0;
+  for (auto& p : dash["panels"].as_array())
+    for (auto& t : p.as_object().at("targets").as_array()) {
+      std::string expr(t.as_object().at("expr").as_string());
+      ++queries;
+      for (std::sregex_iterator it(expr.begin(), expr.end(), name), end; it != end; ++it) {
+        auto series = it->str();
+        if (series.rfind("actorserve_gpu_", 0) == 0)
+          continue; // exported by GPU nodes only (NVML)
+        INFO(series);
+        CHECK(text.find("\n" + series) != std::string::npos);
+      }
+    }
+  CHECK(queries >= 8);
 }
