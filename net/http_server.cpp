@@ -14,6 +14,7 @@
 #include "net/actor_bridge.hpp"
 #include "net/http_status.hpp"
 #include "net/kserve_codec.hpp"
+#include "net/trace_context.hpp"
 #include "runtime/error.hpp"
 
 namespace asio = boost::asio;
@@ -189,6 +190,8 @@ private:
       return fail_read(ec);
     ++requests_;
     received_ = std::chrono::steady_clock::now();
+    auto tp = parser_->get()["traceparent"];
+    trace_ = continue_or_start_trace(std::string_view(tp.data(), tp.size()));
     stream_.expires_never(); // the request's own deadline bounds what follows
     request_ = parser_->release();
     keep_alive_ = request_.keep_alive();
@@ -341,6 +344,8 @@ private:
     options->json_outputs = std::move(decoded->json_outputs);
     decoded->request.model = std::move(r.model);
     decoded->request.version = std::move(r.version);
+    decoded->request.trace_id = trace_.trace_id;
+    options->timing = decoded->timing;
     if (mm)
       mm->in_flight.fetch_add(1, std::memory_order_relaxed);
     ask<infer_response>(
@@ -354,7 +359,9 @@ private:
           if (!res)
             return self->send_error(static_cast<http::status>(http_status(res.error())),
                                     error_message(res.error()));
-          auto enc = kserve::encode_response(*res, *options);
+          auto total = std::chrono::duration_cast<std::chrono::nanoseconds>(
+                         std::chrono::steady_clock::now() - self->received_).count();
+          auto enc = kserve::encode_response(*res, *options, total);
           self->send_body(http::status::ok, std::move(enc.body), enc.json_length);
         });
       },
@@ -393,6 +400,8 @@ private:
     }
     if (status == http::status::service_unavailable)
       res->set(http::field::retry_after, "1");
+    if (!trace_.trace_id.empty())
+      res->set("traceparent", trace_.header());
     res->keep_alive(keep_alive_);
     res->body() = std::move(body);
     res->prepare_payload();
@@ -410,6 +419,7 @@ private:
       return;
     }
     request_ = {};
+    trace_ = {};
     read_header();
   }
 
@@ -422,6 +432,7 @@ private:
   bool keep_alive_ = true;
   uint64_t requests_ = 0;
   std::chrono::steady_clock::time_point received_; // when the current request's body was read
+  trace_context trace_; // the current request's W3C trace, answered in its traceparent header
 };
 
 } // namespace

@@ -237,6 +237,11 @@ caf::expected<decoded_request> decode_request(std::string_view body,
                    + kind_name(p->value()));
       out.binary_output_default = p->value().get_bool();
     }
+    if (auto p = params.find("timing"); p != params.end()) {
+      if (!p->value().is_bool())
+        return bad("parameter 'timing' must be true or false, got " + kind_name(p->value()));
+      out.timing = p->value().get_bool();
+    }
     if (auto p = params.find("actorserve_fault"); p != params.end()) {
       if (!p->value().is_string())
         return bad("parameter 'actorserve_fault' must be a string");
@@ -379,7 +384,8 @@ void append_json_data(std::string& out, const tensor& t) {
   out += ']';
 }
 
-encoded_response encode_response(const infer_response& r, const decoded_request& req) {
+encoded_response encode_response(const infer_response& r, const decoded_request& req,
+                                 int64_t total_ns) {
   encoded_response out;
   std::string& s = out.body;
   s.reserve(256);
@@ -395,12 +401,17 @@ encoded_response encode_response(const infer_response& r, const decoded_request&
   append_number(s, r.batch_rows);
   s += ",\"batch_requests\":";
   append_number(s, r.batch_requests);
-  s += ",\"queue_us\":";
-  append_number(s, r.queue_ns / 1000);
-  s += ",\"compute_us\":";
-  append_number(s, r.compute_ns / 1000);
   s += ",\"worker\":";
   s += quote(r.worker);
+  if (req.timing) {
+    s += ",\"timing\":{\"queue_us\":";
+    append_number(s, r.queue_ns / 1000);
+    s += ",\"compute_us\":";
+    append_number(s, r.compute_ns / 1000);
+    s += ",\"total_us\":";
+    append_number(s, total_ns / 1000);
+    s += '}';
+  }
   s += "},\"outputs\":[";
   std::vector<const tensor*> binary;
   for (std::size_t i = 0; i < r.outputs.size(); ++i) {

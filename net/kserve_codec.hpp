@@ -22,6 +22,7 @@ struct decoded_request {
   bool binary_output_default = false;      // request parameter binary_data_output
   std::vector<std::string> binary_outputs; // outputs that asked for binary_data: true
   std::vector<std::string> json_outputs;   // outputs that asked for binary_data: false
+  bool timing = false;                     // request parameter timing: add a timing breakdown
   bool want_binary(const std::string& output) const;
 };
 
@@ -35,8 +36,10 @@ struct encoded_response {
   std::optional<std::size_t> json_length; // set when binary data follows the JSON
 };
 
-/// Encodes an infer response; outputs go binary where `req` asked for it.
-encoded_response encode_response(const infer_response& r, const decoded_request& req);
+/// Encodes an infer response; outputs go binary where `req` asked for it. `total_ns` is the
+/// server-side time of the request, reported when it asked for timing.
+encoded_response encode_response(const infer_response& r, const decoded_request& req,
+                                 int64_t total_ns = 0);
 
 /// Appends the tensor's elements as JSON numbers/booleans, row-major, flat: "[1,2,3]".
 void append_json_data(std::string& out, const tensor& t);

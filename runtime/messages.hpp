@@ -27,12 +27,13 @@ struct infer_request {
   int64_t timeout_us = -1;            // asked for by the client; -1 = the model's default
   int64_t deadline_ns = 0;            // set by the gateway
   std::string fault;                  // test-only fault switch; honoured only when enabled
+  std::string trace_id;               // W3C trace id (32 hex digits) for logs
 };
 
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, infer_request& x) {
   return f(caf::meta::type_name("infer_request"), x.id, x.model, x.version, x.client_id, x.inputs,
-           x.outputs, x.timeout_us, x.deadline_ns, x.fault);
+           x.outputs, x.timeout_us, x.deadline_ns, x.fault, x.trace_id);
 }
 
 struct infer_response {

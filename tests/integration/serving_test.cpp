@@ -434,3 +434,23 @@ TEST_CASE("a real Prometheus server scrapes actorserve and answers queries on it
   CHECK(result["metric"].as_object()["job"] == "actorserve");
   CHECK(result["value"].as_array().at(1) == "3");
 }
+
+TEST_CASE("traceparent is continued and timing is reported when asked for", "[integration][trace]") {
+  server_process srv{write_temp_file("trace.json", scale_config())};
+  REQUIRE(srv.wait_ready());
+  http_client c{srv.port()};
+  auto r = c.post("/v2/models/scale/infer", infer_body(R"("timing": true)"),
+                  {{"traceparent", "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"}});
+  REQUIRE(r.status == 200);
+  auto tp = r.headers["traceparent"];
+  CHECK(tp.rfind("00-4bf92f3577b34da6a3ce929d0e0e4736-", 0) == 0);
+  CHECK(tp.find("00f067aa0ba902b7") == std::string::npos); // our own span, not the caller's
+  auto params = parse(r)["parameters"].as_object();
+  REQUIRE(params.contains("timing"));
+  auto& timing = params["timing"].as_object();
+  CHECK(timing["total_us"].as_int64() >= timing["queue_us"].as_int64() + timing["compute_us"].as_int64());
+  // Without the parameter there is no breakdown, and a fresh trace is started.
+  r = c.post("/v2/models/scale/infer", infer_body());
+  CHECK_FALSE(parse(r)["parameters"].as_object().contains("timing"));
+  CHECK(r.headers["traceparent"].size() == 55);
+}

@@ -28,7 +28,7 @@ bool operator_eq(const infer_request& a, const infer_request& b) {
   return a.id == b.id && a.model == b.model && a.version == b.version
          && a.client_id == b.client_id && operator_eq(a.inputs, b.inputs)
          && a.outputs == b.outputs && a.timeout_us == b.timeout_us
-         && a.deadline_ns == b.deadline_ns && a.fault == b.fault;
+         && a.deadline_ns == b.deadline_ns && a.fault == b.fault && a.trace_id == b.trace_id;
 }
 
 template <class T>
@@ -52,6 +52,7 @@ infer_request sample_request() {
   r.timeout_us = 1234;
   r.deadline_ns = 987654321;
   r.fault = "throw";
+  r.trace_id = "4bf92f3577b34da6a3ce929d0e0e4736";
   tensor b;
   b.name = "mask";
   b.dtype = datatype::BOOL;

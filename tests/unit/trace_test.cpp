@@ -1,0 +1,33 @@
+#include <catch2/catch.hpp>
+
+#include "net/trace_context.hpp"
+
+using namespace actorserve;
+
+TEST_CASE("a valid traceparent is continued with a new span of this server", "[trace]") {
+  auto t = continue_or_start_trace("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01");
+  CHECK(t.trace_id == "4bf92f3577b34da6a3ce929d0e0e4736");
+  CHECK(t.parent_id == "00f067aa0ba902b7");
+  CHECK(t.flags == "01");
+  REQUIRE(t.span_id.size() == 16);
+  CHECK(t.span_id != t.parent_id);
+  CHECK(t.header() == "00-4bf92f3577b34da6a3ce929d0e0e4736-" + t.span_id + "-01");
+}
+
+TEST_CASE("a malformed traceparent starts a new trace", "[trace]") {
+  for (auto bad : {"", "garbage", "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7",
+                   "00-00000000000000000000000000000000-00f067aa0ba902b7-01",
+                   "00-4bf92f3577b34da6a3ce929d0e0e4736-0000000000000000-01",
+                   "00-4BF92F3577B34DA6A3CE929D0E0E4736-00f067aa0ba902b7-01",
+                   "ff-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+                   "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-extra"}) {
+    INFO(bad);
+    CHECK_FALSE(parse_traceparent(bad));
+    auto t = continue_or_start_trace(bad);
+    CHECK(t.trace_id.size() == 32);
+    CHECK(t.trace_id != "4bf92f3577b34da6a3ce929d0e0e4736");
+    CHECK(t.parent_id.empty());
+  }
+  // A later version may append fields.
+  CHECK(parse_traceparent("01-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-what"));
+}
