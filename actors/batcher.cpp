@@ -4,11 +4,11 @@
 #include <unordered_map>
 
 #include <caf/all.hpp>
-#include <spdlog/spdlog.h>
 
 #include "runtime/batch_assembly.hpp"
 #include "runtime/batching.hpp"
 #include "runtime/error.hpp"
+#include "runtime/log.hpp"
 
 namespace actorserve {
 namespace {
@@ -143,6 +143,7 @@ void dispatch(batcher_ptr self, worker_slot& w, batch_plan plan, time_point now)
     kept.id = q.req.id;
     kept.client_id = q.req.client_id;
     kept.deadline_ns = q.req.deadline_ns;
+    kept.trace_id = q.req.trace_id;
     job.requests.push_back(std::move(q.req));
     q.req = std::move(kept);
     b.requests.push_back(std::move(q));
@@ -225,6 +226,8 @@ void finish_batch(batcher_ptr self, uint64_t batch_id, batch_outputs* outputs,
       continue;
     auto& q = b.requests[i];
     if (!outputs) {
+      logging::warn({"batcher", st.model->name, q.req.id, q.req.trace_id, b.worker_name},
+                    "request failed with its batch: {}", error_message(err));
       answer_error(q, err);
       continue;
     }
@@ -272,10 +275,10 @@ batcher_actor::behavior_type batcher_fn(batcher_ptr self, std::shared_ptr<const 
     if (dm.reason != caf::exit_reason::user_shutdown && !st.given_up.count(name) && !replaced)
       st.starting.insert(name);
     if (dm.reason == caf::exit_reason::user_shutdown)
-      spdlog::info("batcher {}: worker {} stopped", st.model->name, name);
+      logging::info({"batcher", st.model->name, 0, {}, name}, "worker stopped");
     else
-      spdlog::warn("batcher {}: worker {} is down ({})", st.model->name, name,
-                   error_message(dm.reason));
+      logging::warn({"batcher", st.model->name, 0, {}, name}, "worker is down: {}",
+                    error_message(dm.reason));
     if (batch)
       finish_batch(self, *batch, nullptr,
                    make_error(errc::worker_failed, "worker " + name + " of model '"
@@ -344,8 +347,8 @@ batcher_actor::behavior_type batcher_fn(batcher_ptr self, std::shared_ptr<const 
       st.starting.erase(name);
       self->monitor(w);
       st.workers.push_back(worker_slot{std::move(w), name, std::nullopt});
-      spdlog::info("batcher {}: worker {} is ready ({} ready)", st.model->name, name,
-                   st.workers.size());
+      logging::info({"batcher", st.model->name, 0, {}, name}, "worker is ready ({} ready)",
+                    st.workers.size());
       report_status(self);
       pump(self);
     },

@@ -3,10 +3,10 @@
 #include <unordered_map>
 
 #include <caf/all.hpp>
-#include <spdlog/spdlog.h>
 
 #include "runtime/batch_assembly.hpp"
 #include "runtime/error.hpp"
+#include "runtime/log.hpp"
 
 namespace actorserve {
 namespace {
@@ -109,7 +109,7 @@ gateway_actor::behavior_type gateway_fn(gateway_ptr self,
       it->second.status = std::move(s);
       bool ready = it->second.status.ready_workers > 0;
       if (was_ready != ready)
-        spdlog::info("gateway: model '{}' is {}", it->first, ready ? "ready" : "NOT ready");
+        logging::info({"gateway", it->first}, "model is {}", ready ? "ready" : "NOT ready");
     },
   };
 }

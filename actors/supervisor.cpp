@@ -3,12 +3,12 @@
 #include <unordered_map>
 
 #include <caf/all.hpp>
-#include <spdlog/spdlog.h>
 
 #include "actors/batcher.hpp"
 #include "actors/gateway.hpp"
 #include "actors/worker.hpp"
 #include "runtime/error.hpp"
+#include "runtime/log.hpp"
 #include "runtime/restart_policy.hpp"
 
 namespace actorserve {
@@ -95,16 +95,18 @@ supervisor_actor::behavior_type supervisor_fn(supervisor_ptr self,
       slot.given_up = true;
       if (wm)
         wm->set_phase(worker_phase::given_up);
-      spdlog::critical("supervisor: giving up on worker {}: it failed {} times within {} s "
-                       "(restart.max_restarts {}); last reason: {}",
-                       name, slot.spec.model->restart.max_restarts + 1,
+      logging::critical({"supervisor", slot.spec.model->name, 0, {}, name},
+                        "giving up on worker {}: it failed {} times within {} s "
+                        "(restart.max_restarts {}); last reason: {}",
+                        name, slot.spec.model->restart.max_restarts + 1,
                        slot.spec.model->restart.period_s, slot.spec.model->restart.max_restarts,
                        error_message(dm.reason));
       self->send(slot.batcher, given_up_atom::value, name);
       return;
     }
-    spdlog::warn("supervisor: worker {} died ({}); restarting in {} ms", name,
-                 error_message(dm.reason), delay->count());
+    logging::warn({"supervisor", slot.spec.model->name, 0, {}, name},
+                  "worker {} died ({}); restarting in {} ms", name, error_message(dm.reason),
+                  delay->count());
     if (wm) {
       wm->set_phase(worker_phase::restarting);
       wm->restarts.fetch_add(1, std::memory_order_relaxed);
@@ -115,7 +117,7 @@ supervisor_actor::behavior_type supervisor_fn(supervisor_ptr self,
   self->set_exit_handler([self](caf::exit_msg& em) {
     // A linked gateway or batcher died, or we are told to stop: stop the whole tree.
     if (em.reason != caf::exit_reason::user_shutdown)
-      spdlog::critical("supervisor: a core actor exited: {}", error_message(em.reason));
+      logging::critical({"supervisor"}, "a core actor exited: {}", error_message(em.reason));
     self->state.shutting_down = true;
     for (auto& s : self->state.slots)
       if (s.current)
@@ -128,7 +130,9 @@ supervisor_actor::behavior_type supervisor_fn(supervisor_ptr self,
       auto& st = self->state;
       if (st.shutting_down || index >= st.slots.size() || st.slots[index].current)
         return;
-      spdlog::info("supervisor: restarting worker {}", st.slots[index].spec.name());
+      logging::info({"supervisor", st.slots[index].spec.model->name, 0, {},
+                     st.slots[index].spec.name()},
+                    "restarting worker {}", st.slots[index].spec.name());
       start_worker(self, index);
     },
   };

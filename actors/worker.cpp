@@ -3,10 +3,10 @@
 #include <chrono>
 
 #include <caf/all.hpp>
-#include <spdlog/spdlog.h>
 
 #include "runtime/batch_assembly.hpp"
 #include "runtime/error.hpp"
+#include "runtime/log.hpp"
 #include "runtime/model_backend.hpp"
 
 namespace actorserve {
@@ -45,7 +45,8 @@ void load_and_warm_up(worker_state& st) {
     }
   auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(
               std::chrono::steady_clock::now() - t0).count();
-  spdlog::info("worker {}: loaded and warmed up in {} ms", st.label, ms);
+  logging::info({"worker", st.spec.model->name, 0, {}, st.label}, "loaded and warmed up in {} ms",
+                ms);
 }
 
 worker_actor::behavior_type worker_fn(worker_ptr self, worker_spec spec, batcher_actor batcher,
@@ -72,7 +73,8 @@ worker_actor::behavior_type worker_fn(worker_ptr self, worker_spec spec, batcher
   try {
     load_and_warm_up(st);
   } catch (const std::exception& e) {
-    spdlog::error("worker {}: failed to start: {}", st.label, e.what());
+    logging::error({"worker", st.spec.model->name, 0, {}, st.label}, "failed to start: {}",
+                   e.what());
     self->quit(make_error(errc::worker_failed, st.label + " failed to start: " + e.what()));
     return {[](execute_atom, batch_job&) {}};
   }
@@ -87,7 +89,8 @@ worker_actor::behavior_type worker_fn(worker_ptr self, worker_spec spec, batcher
       if (st.spec.fault_injection) {
         for (auto& r : job.requests) {
           if (r.fault == "crash") {
-            spdlog::warn("worker {}: fault injection: crashing", st.label);
+            logging::warn({"worker", m.name, r.id, r.trace_id, st.label},
+                          "fault injection: crashing");
             // An exception escaping a handler kills the actor, like any bug would.
             throw std::runtime_error("fault injection: worker " + st.label + " crashed");
           }
@@ -122,7 +125,8 @@ worker_actor::behavior_type worker_fn(worker_ptr self, worker_spec spec, batcher
         }
         self->send(st.batcher, batch_done_atom::value, std::move(out));
       } catch (const std::exception& e) {
-        spdlog::warn("worker {}: batch {} failed: {}", st.label, job.batch_id, e.what());
+        logging::warn({"worker", m.name, 0, {}, st.label}, "batch {} of {} requests failed: {}",
+                      job.batch_id, job.requests.size(), e.what());
         self->send(st.batcher, batch_failed_atom::value, job.batch_id,
                    make_error(errc::inference_failed, "worker " + st.label + ": " + e.what()));
       }

@@ -9,13 +9,13 @@
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
 #include <caf/all.hpp>
-#include <spdlog/spdlog.h>
 
 #include "net/actor_bridge.hpp"
 #include "net/http_status.hpp"
 #include "net/kserve_codec.hpp"
 #include "net/trace_context.hpp"
 #include "runtime/error.hpp"
+#include "runtime/log.hpp"
 
 namespace asio = boost::asio;
 namespace beast = boost::beast;
@@ -220,6 +220,7 @@ private:
 
   void handle() {
     auto r = parse_route(request_.target());
+    current_model_ = r.model;
     auto method = request_.method();
     auto want = [&](http::verb v) {
       if (method == v)
@@ -379,7 +380,11 @@ private:
 
   void send_error(http::status status, const std::string& message) {
     if (static_cast<unsigned>(status) >= 500)
-      spdlog::debug("http: {} {}", static_cast<unsigned>(status), message);
+      logging::warn({"http", current_model_, 0, trace_.trace_id}, "{} {}: {}",
+                    static_cast<unsigned>(status), std::string(request_.target()), message);
+    else
+      logging::debug({"http", current_model_, 0, trace_.trace_id}, "{} {}: {}",
+                     static_cast<unsigned>(status), std::string(request_.target()), message);
     send_json(status, error_body(message));
   }
 
@@ -433,6 +438,7 @@ private:
   uint64_t requests_ = 0;
   std::chrono::steady_clock::time_point received_; // when the current request's body was read
   trace_context trace_; // the current request's W3C trace, answered in its traceparent header
+  std::string current_model_; // the model the current request addresses, for logs
 };
 
 } // namespace
@@ -445,7 +451,7 @@ void http_server::impl::accept() {
       socket.set_option(tcp::no_delay(true), ec);
       std::make_shared<session>(std::move(socket), *this)->start();
     } else {
-      spdlog::warn("http: accept failed: {}", ec.message());
+      logging::warn({"http"}, "accept failed: {}", ec.message());
     }
     accept();
   });

@@ -8,13 +8,12 @@
 
 #include <caf/all.hpp>
 #include <caf/io/middleman.hpp>
-#include <spdlog/sinks/stdout_color_sinks.h>
-#include <spdlog/spdlog.h>
 
 #include "actors/supervisor.hpp"
 #include "net/http_server.hpp"
 #include "runtime/config.hpp"
 #include "runtime/error.hpp"
+#include "runtime/log.hpp"
 #include "runtime/model_backend.hpp"
 
 using namespace actorserve;
@@ -92,9 +91,7 @@ int serve(int argc, char** argv) {
     loaded->server.http.port = static_cast<uint16_t>(port);
   auto cfg = std::make_shared<const deployment_config>(std::move(*loaded));
 
-  spdlog::set_default_logger(spdlog::stderr_color_mt("actorserve"));
-  spdlog::set_level(spdlog::level::from_str(cfg->server.log_level));
-  spdlog::set_pattern("%Y-%m-%dT%H:%M:%S.%e %^%l%$ %v");
+  logging::setup(cfg->server.log_level, cfg->server.log_format);
 
   // Signals are handled by this thread alone (sigwait below): block them before any thread starts.
   // A peer that closes its socket (or our stdout) must not kill the server.
@@ -123,7 +120,8 @@ int serve(int argc, char** argv) {
       self->request(supervisor, std::chrono::seconds(10), gateway_atom::value)
         .receive([&](gateway_actor& g) { gateway = std::move(g); },
                  [&](caf::error& e) {
-                   spdlog::critical("cannot reach the supervisor: {}", error_message(e));
+                   logging::critical({"main"}, "cannot reach the supervisor: {}",
+                                     error_message(e));
                  });
     }
     if (!gateway) {
@@ -135,7 +133,7 @@ int serve(int argc, char** argv) {
     // up but unable to serve; an orchestrator then restarts it.
     supervisor->attach_functor([](const caf::error& reason) {
       if (reason && reason != caf::exit_reason::user_shutdown) {
-        spdlog::critical("the supervisor stopped ({}): exiting", error_message(reason));
+        logging::critical({"main"}, "the supervisor stopped ({}): exiting", error_message(reason));
         core_failed = true;
         ::kill(::getpid(), SIGTERM);
       }
@@ -155,7 +153,7 @@ int serve(int argc, char** argv) {
     std::fflush(stdout);
     int sig = 0;
     sigwait(&signals, &sig);
-    spdlog::info("received signal {}: shutting down", sig);
+    logging::info({"main"}, "received signal {}: shutting down", sig);
     server.stop();
     caf::anon_send_exit(supervisor, caf::exit_reason::user_shutdown);
     // The actor system's destructor waits for every actor; the server outlives it so that late

@@ -248,6 +248,9 @@ void read_server(reader& root, server_config& s) {
   if (!levels.count(s.log_level))
     r.fail("server.log_level",
            "expected one of trace, debug, info, warn, error, off, got \"" + s.log_level + "\"");
+  r.string("log_format", s.log_format);
+  if (s.log_format != "text" && s.log_format != "json")
+    r.fail("server.log_format", "expected \"text\" or \"json\", got \"" + s.log_format + "\"");
   r.boolean("fault_injection", s.fault_injection);
 }
 

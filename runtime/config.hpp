@@ -28,6 +28,7 @@ struct server_config {
   uint32_t scheduler_threads = 0; // CAF worker threads; 0 = CAF's default
   std::string scheduler_policy = "sharing"; // CAF scheduler: "sharing" or "stealing"
   std::string log_level = "info"; // trace, debug, info, warn, error, off
+  std::string log_format = "text"; // "text" or "json" (JSON lines)
   bool fault_injection = false;   // honour the test-only "actorserve_fault" request parameter
 };
 

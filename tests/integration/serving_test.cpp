@@ -3,6 +3,7 @@
 #include <catch2/catch.hpp>
 
 #include <atomic>
+#include <sstream>
 #include <thread>
 
 #include <boost/json.hpp>
@@ -453,4 +454,36 @@ TEST_CASE("traceparent is continued and timing is reported when asked for", "[in
   r = c.post("/v2/models/scale/infer", infer_body());
   CHECK_FALSE(parse(r)["parameters"].as_object().contains("timing"));
   CHECK(r.headers["traceparent"].size() == 55);
+}
+
+TEST_CASE("with log_format json every log line is a JSON object; failures carry the trace id",
+          "[integration][trace]") {
+  server_process srv{write_temp_file(
+    "jsonlog.json", scale_config("", R"(, "log_format": "json", "fault_injection": true)"))};
+  REQUIRE(srv.wait_ready());
+  http_client c{srv.port()};
+  auto r = c.post("/v2/models/scale/infer", infer_body(R"("actorserve_fault": "throw")"),
+                  {{"traceparent", "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"}});
+  CHECK(r.status == 500);
+  srv.stop();
+  auto log = srv.log();
+  std::istringstream lines(log);
+  std::string line;
+  int parsed = 0;
+  bool failure_traced = false;
+  while (std::getline(lines, line)) {
+    if (line.empty())
+      continue;
+    INFO(line);
+    auto doc = json::parse(line).as_object(); // throws if any line is not JSON
+    CHECK(doc.contains("time"));
+    CHECK(doc.contains("level"));
+    CHECK(doc.contains("component"));
+    ++parsed;
+    if (doc.contains("trace_id") && doc["trace_id"] == "0af7651916cd43dd8448eb211c80319c"
+        && doc.contains("request_id") && doc["model"] == "scale")
+      failure_traced = true;
+  }
+  CHECK(parsed >= 3);
+  CHECK(failure_traced);
 }

@@ -155,3 +155,9 @@ TEST_CASE("config checks the scheduler policy", "[config]") {
   CHECK(errors_of(deployment(model_json(), R"({"scheduler_policy": "fifo"})"))
         == "server.scheduler_policy: expected \"sharing\" or \"stealing\", got \"fifo\"");
 }
+
+TEST_CASE("config checks the log format", "[config]") {
+  CHECK(errors_of(deployment(model_json(), R"({"log_format": "xml"})"))
+        == "server.log_format: expected \"text\" or \"json\", got \"xml\"");
+  CHECK(parse_deployment(deployment(model_json(), R"({"log_format": "json"})"), "", backends));
+}

@@ -31,3 +31,24 @@ TEST_CASE("a malformed traceparent starts a new trace", "[trace]") {
   // A later version may append fields.
   CHECK(parse_traceparent("01-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-what"));
 }
+
+#include <boost/json.hpp>
+
+#include "runtime/log.hpp"
+
+TEST_CASE("JSON log lines carry component, model, request and trace ids, escaped", "[trace]") {
+  auto line = logging::json_line("2026-11-27T00:00:00.000Z", "warning",
+                                 {"batcher", "mlp", 42, "4bf92f3577b34da6a3ce929d0e0e4736", "mlp/cpu/0"},
+                                 "worker said \"no\"\nand left");
+  auto doc = boost::json::parse(line).as_object();
+  CHECK(doc["level"] == "warning");
+  CHECK(doc["component"] == "batcher");
+  CHECK(doc["model"] == "mlp");
+  CHECK(doc["worker"] == "mlp/cpu/0");
+  CHECK(doc["request_id"] == 42);
+  CHECK(doc["trace_id"] == "4bf92f3577b34da6a3ce929d0e0e4736");
+  CHECK(doc["message"] == "worker said \"no\"\nand left");
+  auto minimal = boost::json::parse(logging::json_line("t", "info", {"http"}, "x")).as_object();
+  CHECK_FALSE(minimal.contains("model"));
+  CHECK_FALSE(minimal.contains("request_id"));
+}

@@ -1,0 +1,82 @@
+#include "runtime/log.hpp"
+
+#include <atomic>
+#include <chrono>
+#include <ctime>
+
+#include <boost/json.hpp>
+#include <spdlog/sinks/stdout_color_sinks.h>
+
+namespace actorserve::logging {
+
+namespace {
+
+std::atomic<bool> json_format{false};
+
+std::string quote(std::string_view s) {
+  return boost::json::serialize(boost::json::string_view(s.data(), s.size()));
+}
+
+std::string now_iso8601() {
+  auto now = std::chrono::system_clock::now();
+  auto secs = std::chrono::system_clock::to_time_t(now);
+  auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(now.time_since_epoch()).count() % 1000;
+  std::tm tm{};
+  gmtime_r(&secs, &tm);
+  char buf[40];
+  auto n = std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%S", &tm);
+  std::snprintf(buf + n, sizeof buf - n, ".%03lldZ", static_cast<long long>(ms));
+  return buf;
+}
+
+} // namespace
+
+void setup(const std::string& level, const std::string& format) {
+  auto logger = spdlog::stderr_color_mt("actorserve");
+  spdlog::set_default_logger(logger);
+  spdlog::set_level(spdlog::level::from_str(level));
+  json_format = format == "json";
+  // JSON lines carry their own time and level; text lines get them from spdlog's pattern.
+  spdlog::set_pattern(json_format ? "%v" : "%Y-%m-%dT%H:%M:%S.%e %^%l%$ %v");
+}
+
+std::string json_line(std::string_view time, std::string_view level, const fields& f,
+                      std::string_view message) {
+  std::string s = "{\"time\":" + quote(time) + ",\"level\":" + quote(level)
+                  + ",\"component\":" + quote(f.component);
+  if (!f.model.empty())
+    s += ",\"model\":" + quote(f.model);
+  if (!f.worker.empty())
+    s += ",\"worker\":" + quote(f.worker);
+  if (f.request_id != 0)
+    s += ",\"request_id\":" + std::to_string(f.request_id);
+  if (!f.trace_id.empty())
+    s += ",\"trace_id\":" + quote(f.trace_id);
+  s += ",\"message\":" + quote(message) + "}";
+  return s;
+}
+
+void write(spdlog::level::level_enum level, const fields& f, std::string_view message) {
+  if (json_format) {
+    auto lv = spdlog::level::to_string_view(level);
+    spdlog::log(level, "{}", json_line(now_iso8601(), std::string_view(lv.data(), lv.size()), f,
+                                       message));
+    return;
+  }
+  std::string line(f.component);
+  if (!f.model.empty())
+    line += " " + std::string(f.model);
+  line += ": ";
+  line += message;
+  if (f.request_id != 0 || !f.trace_id.empty()) {
+    line += " (";
+    if (f.request_id != 0)
+      line += "request " + std::to_string(f.request_id) + (f.trace_id.empty() ? "" : ", ");
+    if (!f.trace_id.empty())
+      line += "trace " + std::string(f.trace_id);
+    line += ")";
+  }
+  spdlog::log(level, "{}", line);
+}
+
+} // namespace actorserve::logging
