@@ -1,0 +1,53 @@
+// actorserve-direct: the model called directly from C++ through the same backend (no server),
+// at given batch sizes: the ceiling a serving system can approach. Prints rows/s and the time
+// per batch for each size.
+//   actorserve-direct CONFIG MODEL BATCH_SIZES(1,16,64) [SECONDS]
+#include <chrono>
+#include <cstdio>
+#include <iostream>
+#include <sstream>
+
+#include "runtime/batch_assembly.hpp"
+#include "runtime/error.hpp"
+#include "runtime/model_backend.hpp"
+
+using namespace actorserve;
+
+int main(int argc, char** argv) {
+  if (argc < 4) {
+    std::cerr << "usage: actorserve-direct CONFIG MODEL BATCH_SIZES [SECONDS]\n";
+    return 2;
+  }
+  auto cfg = load_deployment(argv[1], backend_registry::global().names());
+  if (!cfg) {
+    std::cerr << error_message(cfg.error()) << "\n";
+    return 1;
+  }
+  auto* m = cfg->find_model(argv[2]);
+  if (!m) {
+    std::cerr << "no model " << argv[2] << "\n";
+    return 1;
+  }
+  double seconds = argc > 4 ? std::stod(argv[4]) : 5;
+  auto backend = backend_registry::global().create(m->backend, backend_context{*m, "cpu", 0});
+  std::printf("%-10s %6s %12s %12s\n", "model", "batch", "rows_per_s", "us_per_batch");
+  std::stringstream sizes(argv[3]);
+  std::string item;
+  while (std::getline(sizes, item, ',')) {
+    auto rows = static_cast<uint32_t>(std::stoi(item));
+    auto inputs = warmup_inputs(*m, rows);
+    for (int i = 0; i < 5; ++i)
+      backend->run(inputs);
+    auto t0 = std::chrono::steady_clock::now();
+    auto stop = t0 + std::chrono::duration_cast<std::chrono::steady_clock::duration>(
+                       std::chrono::duration<double>(seconds));
+    uint64_t batches = 0;
+    while (std::chrono::steady_clock::now() < stop) {
+      backend->run(inputs);
+      ++batches;
+    }
+    double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    std::printf("%-10s %6u %12.0f %12.1f\n", m->name.c_str(), rows, batches * rows / secs,
+                secs / batches * 1e6);
+  }
+}

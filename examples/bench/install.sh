@@ -1,0 +1,9 @@
+#!/usr/bin/env bash
+# What the benchmark comparison needs beyond the project's own install: wrk, Ray Serve, aiohttp,
+# matplotlib (for the optional plot), in the project's venv.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+scripts/install-deps.sh
+command -v wrk >/dev/null || { SUDO=; [ "$(id -u)" = 0 ] || SUDO=sudo; $SUDO apt-get install -y -qq wrk; }
+.venv/bin/python -c 'import ray.serve, aiohttp, matplotlib' 2>/dev/null \
+  || .venv/bin/pip install -q --disable-pip-version-check "ray[serve]" aiohttp matplotlib
