@@ -113,6 +113,7 @@ int serve(int argc, char** argv) {
   {
     caf::actor_system sys{sys_cfg};
     auto stats = std::make_shared<metrics>(*cfg);
+    stats->set_gpu_monitor(gpu_monitor::open()); // none where no NVIDIA driver exists
     auto supervisor = spawn_supervisor(sys, cfg, stats);
     gateway_actor gateway;
     {

@@ -222,8 +222,28 @@ std::string metrics::prometheus_text() const {
       c.counter.value = static_cast<double>(n);
       http.metric.push_back(std::move(c));
     }
+  auto gpu_util = family("actorserve_gpu_utilization_ratio",
+                         "GPU busy fraction over NVML's last sample period", MetricType::Gauge);
+  auto gpu_used = family("actorserve_gpu_memory_used_bytes", "GPU memory in use (NVML)",
+                         MetricType::Gauge);
+  auto gpu_total = family("actorserve_gpu_memory_total_bytes", "GPU memory in all (NVML)",
+                          MetricType::Gauge);
+  if (gpu_)
+    for (auto& g : gpu_->sample()) {
+      std::vector<ClientMetric::Label> labels{{"device", "cuda:" + std::to_string(g.index)},
+                                              {"name", g.name}};
+      auto u = with_labels(labels);
+      u.gauge.value = g.utilization;
+      gpu_util.metric.push_back(std::move(u));
+      auto used = with_labels(labels);
+      used.gauge.value = static_cast<double>(g.memory_used);
+      gpu_used.metric.push_back(std::move(used));
+      auto total = with_labels(labels);
+      total.gauge.value = static_cast<double>(g.memory_total);
+      gpu_total.metric.push_back(std::move(total));
+    }
   for (auto* f : {&requests, &latency, &queue, &compute, &rows, &depth, &in_flight, &batches,
-                  &state, &restarts, &http})
+                  &state, &restarts, &http, &gpu_util, &gpu_used, &gpu_total})
     if (!f->metric.empty())
       out.push_back(std::move(*f));
   return prometheus::TextSerializer{}.Serialize(out);

@@ -13,6 +13,7 @@
 
 #include "runtime/config.hpp"
 #include "runtime/error.hpp"
+#include "runtime/gpu_monitor.hpp"
 
 namespace actorserve {
 
@@ -100,6 +101,9 @@ public:
   /// HTTP responses by status code (also those for no model: 404s, bad routes).
   void count_http_response(unsigned status) noexcept;
 
+  /// Where GPU series come from (sampled at each scrape); without one there are none.
+  void set_gpu_monitor(std::unique_ptr<gpu_monitor> m) { gpu_ = std::move(m); }
+
   /// The Prometheus text exposition of everything.
   std::string prometheus_text() const;
 
@@ -110,6 +114,7 @@ private:
   std::unordered_map<std::string, std::unique_ptr<model_metrics>> models_;
   std::vector<std::string> order_; // deployment order, for stable output
   std::array<std::atomic<uint64_t>, 600> http_responses_{};
+  std::unique_ptr<gpu_monitor> gpu_;
 };
 
 } // namespace actorserve

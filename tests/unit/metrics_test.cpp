@@ -106,3 +106,37 @@ TEST_CASE("every series the Grafana dashboard queries is one actorserve exports"
     }
   CHECK(queries >= 8);
 }
+
+namespace {
+
+struct fake_gpus : gpu_monitor {
+  std::vector<gpu_sample> sample() override {
+    return {gpu_sample{0, "NVIDIA H200", 0.75, 1ull << 30, 140ull << 30}};
+  }
+};
+
+} // namespace
+
+TEST_CASE("GPU series appear only when a GPU monitor samples devices", "[metrics][gpu]") {
+  deployment_config cfg;
+  cfg.models.push_back(small_model(4));
+  metrics stats{cfg};
+  auto none = stats.prometheus_text();
+  CHECK(none.find("actorserve_gpu_") == std::string::npos);
+  stats.set_gpu_monitor(std::make_unique<fake_gpus>());
+  auto text = stats.prometheus_text();
+  CHECK(text.find("actorserve_gpu_utilization_ratio{device=\"cuda:0\",name=\"NVIDIA H200\"} 0.75\n")
+        != std::string::npos);
+  CHECK(text.find("actorserve_gpu_memory_total_bytes{device=\"cuda:0\",name=\"NVIDIA H200\"} 150323855360\n")
+        != std::string::npos);
+}
+
+TEST_CASE("without an NVIDIA driver there is no GPU monitor", "[metrics][gpu]") {
+  auto m = gpu_monitor::open();
+  if (m) {
+    WARN("an NVIDIA driver is present: NVML sees " << m->sample().size() << " device(s)");
+    CHECK_FALSE(m->sample().empty());
+  } else {
+    SUCCEED("no NVML here: GPU series stay absent");
+  }
+}
