@@ -1,5 +1,6 @@
 #include "actors/batcher.hpp"
 
+#include <random>
 #include <set>
 #include <unordered_map>
 
@@ -7,6 +8,7 @@
 
 #include "runtime/batch_assembly.hpp"
 #include "runtime/batching.hpp"
+#include "runtime/circuit_breaker.hpp"
 #include "runtime/error.hpp"
 #include "runtime/log.hpp"
 
@@ -25,20 +27,27 @@ struct queued_request {
   caf::typed_response_promise<infer_response> promise;
   time_point enqueued;
   time_point dispatched;
+  pending_request pending;                 // how it sits in the batch queue (for requeueing)
+  uint32_t attempts = 0;                   // dispatches so far
+  std::vector<std::string> failures;       // what each failed attempt saw
+  std::vector<caf::actor_addr> excluded;   // workers that failed it: never again
+  bool model_threw = false;                // an earlier attempt failed inside the backend
 };
 
 struct worker_slot {
   worker_actor handle;
   std::string name;
   std::optional<uint64_t> batch; // the batch in flight, if any
+  circuit_breaker breaker;
 };
 
 struct in_flight_batch {
   caf::actor_addr worker;
   std::string worker_name;
-  std::vector<queued_request> requests; // answered ones are marked by a moved-from promise
+  std::vector<queued_request> requests; // answered ones are marked in `answered`
   std::vector<bool> answered;
   uint32_t rows = 0;
+  std::optional<time_point> hang_deadline; // dispatched + execution_timeout
 };
 
 struct batcher_state {
@@ -55,6 +64,7 @@ struct batcher_state {
   std::optional<time_point> tick_at; // when the scheduled tick fires
   std::shared_ptr<metrics> stats;
   model_metrics* mm = nullptr; // this model's entry in `stats`, if any
+  caf::actor supervisor;       // told about hung workers; may be null (tests)
   static inline const char* name = "batcher";
 
   // Every accepted request gets an answer, also when the batcher itself goes away (CAF
@@ -94,13 +104,21 @@ void schedule_tick(batcher_ptr self, time_point now) {
   bool idle_worker = std::any_of(st.workers.begin(), st.workers.end(),
                                  [](const worker_slot& w) { return !w.batch; });
   auto next = st.queue->next_event(idle_worker);
-  for (auto& kv : st.in_flight)
+  auto consider = [&](time_point t) {
+    if (!next || t < *next)
+      next = t;
+  };
+  for (auto& kv : st.in_flight) {
     for (std::size_t i = 0; i < kv.second.requests.size(); ++i)
-      if (!kv.second.answered[i]) {
-        auto d = from_ns(kv.second.requests[i].req.deadline_ns);
-        if (!next || d < *next)
-          next = d;
-      }
+      if (!kv.second.answered[i])
+        consider(from_ns(kv.second.requests[i].req.deadline_ns));
+    if (kv.second.hang_deadline)
+      consider(*kv.second.hang_deadline);
+  }
+  if (!st.queue->empty()) // an open breaker turning half-open may let queued work go
+    for (auto& w : st.workers)
+      if (!w.batch && w.breaker.state(now) == breaker_state::open)
+        consider(w.breaker.reopens_at());
   if (!next)
     return;
   if (st.tick_at && *st.tick_at <= *next)
@@ -120,16 +138,18 @@ caf::error deadline_error(const batcher_state& st, const queued_request& q, time
                                    : "in the queue, before a worker was free"));
 }
 
-void dispatch(batcher_ptr self, worker_slot& w, batch_plan plan, time_point now) {
+void dispatch(batcher_ptr self, worker_slot& w, const std::vector<request_id>& ids, time_point now) {
   auto& st = self->state;
   auto id = st.next_batch_id++;
   in_flight_batch b;
   b.worker = w.handle.address();
   b.worker_name = w.name;
-  b.rows = plan.rows;
+  if (st.model->execution_timeout_ms > 0)
+    b.hang_deadline = now + std::chrono::milliseconds(st.model->execution_timeout_ms);
   batch_job job;
   job.batch_id = id;
-  for (auto rid : plan.ids) {
+  const bool may_retry = st.model->max_retries > 0;
+  for (auto rid : ids) {
     auto it = st.waiting.find(rid);
     auto& q = it->second;
     q.dispatched = now;
@@ -138,22 +158,61 @@ void dispatch(batcher_ptr self, worker_slot& w, batch_plan plan, time_point now)
       st.mm->queue_seconds.observe(static_cast<double>(waited) * 1e-9);
       st.mm->queue.add(waited);
     }
-    // The tensors go to the worker; the batcher keeps what it needs to answer.
-    infer_request kept;
-    kept.id = q.req.id;
-    kept.client_id = q.req.client_id;
-    kept.deadline_ns = q.req.deadline_ns;
-    kept.trace_id = q.req.trace_id;
-    job.requests.push_back(std::move(q.req));
-    q.req = std::move(kept);
+    ++q.attempts;
+    b.rows += q.pending.rows;
+    if (may_retry) {
+      job.requests.push_back(q.req); // kept whole: a retry needs the inputs again
+    } else {
+      // The tensors go to the worker; the batcher keeps what it needs to answer.
+      infer_request kept;
+      kept.id = q.req.id;
+      kept.client_id = q.req.client_id;
+      kept.deadline_ns = q.req.deadline_ns;
+      kept.trace_id = q.req.trace_id;
+      job.requests.push_back(std::move(q.req));
+      q.req = std::move(kept);
+    }
     b.requests.push_back(std::move(q));
     st.waiting.erase(it);
   }
   b.answered.assign(b.requests.size(), false);
   w.batch = id;
+  w.breaker.on_dispatch(now);
   ++st.batches;
   self->send(w.handle, execute_atom::value, std::move(job));
   st.in_flight.emplace(id, std::move(b));
+}
+
+void finish_batch(batcher_ptr self, uint64_t batch_id, batch_outputs* outputs,
+                  const caf::error& err);
+
+/// A batch that outlived execution_timeout marks its worker hung: the worker takes no more
+/// work, the batch's requests are retried elsewhere, and the supervisor replaces the worker.
+void detect_hangs(batcher_ptr self, time_point now) {
+  auto& st = self->state;
+  std::vector<std::pair<uint64_t, std::string>> hung;
+  for (auto& kv : st.in_flight)
+    if (kv.second.hang_deadline && *kv.second.hang_deadline <= now)
+      hung.emplace_back(kv.first, kv.second.worker_name);
+  for (auto& [batch_id, name] : hung) {
+    auto it = std::find_if(st.workers.begin(), st.workers.end(),
+                           [&](const worker_slot& w) { return w.batch == batch_id; });
+    if (it != st.workers.end()) {
+      self->demonitor(it->handle.address());
+      st.workers.erase(it);
+      st.starting.insert(name); // the supervisor starts a replacement
+    }
+    logging::error({"batcher", st.model->name, 0, {}, name},
+                   "worker hung: its batch ran longer than execution_timeout_ms {}",
+                   st.model->execution_timeout_ms);
+    if (st.supervisor)
+      caf::anon_send(st.supervisor, worker_hung_atom::value, name);
+    finish_batch(self, batch_id, nullptr,
+                 make_error(errc::worker_failed,
+                            "worker " + name + " hung: the batch ran longer than "
+                              "execution_timeout_ms " + std::to_string(st.model->execution_timeout_ms)));
+    report_status(self);
+  }
 }
 
 /// Expires what is due, dispatches what can go, and schedules the next tick.
@@ -173,13 +232,24 @@ void pump(batcher_ptr self) {
         answer_error(q, deadline_error(st, q, now, true));
       }
     }
+  detect_hangs(self, now);
   for (auto& w : st.workers) {
-    if (w.batch)
+    if (w.batch || !w.breaker.allow(now))
       continue;
     auto plan = st.queue->pop_due(now);
     if (!plan)
       break;
-    dispatch(self, w, std::move(*plan), now);
+    // Requests that this worker already failed go back to the head of the queue.
+    std::vector<request_id> take;
+    for (auto rid : plan->ids) {
+      auto& q = st.waiting.at(rid);
+      if (std::find(q.excluded.begin(), q.excluded.end(), w.handle.address()) != q.excluded.end())
+        st.queue->requeue(q.pending);
+      else
+        take.push_back(rid);
+    }
+    if (!take.empty())
+      dispatch(self, w, take, now);
   }
   if (st.mm)
     st.mm->queue_depth.store(static_cast<int64_t>(st.queue->size()), std::memory_order_relaxed);
@@ -207,6 +277,52 @@ void record_batch(model_metrics& mm, const in_flight_batch& b, const batch_outpu
   mm.last_inference_ms.store(static_cast<uint64_t>(wall), std::memory_order_relaxed);
 }
 
+/// After a failed batch: re-dispatch the request to another worker when the failure was the
+/// worker's (it died, hung, or the backend threw) and the request has retries and time left;
+/// otherwise answer it with an error listing every failure it saw. A request on whose behalf the
+/// backend has already thrown once is not retried after a second throw: that is its data.
+void retry_or_fail(batcher_ptr self, queued_request&& q, const in_flight_batch& b,
+                   const caf::error& err, time_point now) {
+  auto& st = self->state;
+  auto code = error_code(err);
+  q.failures.push_back(error_message(err));
+  bool threw = code == errc::inference_failed;
+  bool retryable = (code == errc::worker_failed || threw) && !(threw && q.model_threw);
+  bool budget = q.attempts <= st.model->max_retries;
+  bool time_left = from_ns(q.req.deadline_ns) > now;
+  if (retryable && budget && time_left) {
+    q.model_threw = q.model_threw || threw;
+    q.excluded.push_back(b.worker);
+    logging::warn({"batcher", st.model->name, q.req.id, q.req.trace_id, b.worker_name},
+                  "retrying (attempt {} of {}) after: {}", q.attempts + 1,
+                  st.model->max_retries + 1, q.failures.back());
+    if (st.mm)
+      st.mm->retries.fetch_add(1, std::memory_order_relaxed);
+    auto id = q.req.id;
+    st.queue->requeue(q.pending);
+    st.waiting.emplace(id, std::move(q));
+    return;
+  }
+  logging::warn({"batcher", st.model->name, q.req.id, q.req.trace_id, b.worker_name},
+                "request failed: {}", q.failures.back());
+  if (q.failures.size() == 1) {
+    answer_error(q, err);
+    return;
+  }
+  std::string all;
+  for (std::size_t k = 0; k < q.failures.size(); ++k)
+    all += (k ? "; " : "") + std::string("[") + std::to_string(k + 1) + "] " + q.failures[k];
+  auto why = !time_left ? "its deadline passed"
+             : !budget  ? "its retries (retry.max_retries " + std::to_string(st.model->max_retries)
+                            + ") are used up"
+                        : std::string("the backend failed on it on two workers");
+  auto final_code = time_left ? code : errc::deadline_exceeded;
+  answer_error(q, make_error(final_code, "request " + std::to_string(q.req.id) + " to model '"
+                                           + st.model->name + "' failed after "
+                                           + std::to_string(q.failures.size()) + " attempts ("
+                                           + why + "): " + all));
+}
+
 /// Ends an in-flight batch: `outputs` answers its requests, or `err` fails them.
 void finish_batch(batcher_ptr self, uint64_t batch_id, batch_outputs* outputs,
                   const caf::error& err) {
@@ -216,9 +332,26 @@ void finish_batch(batcher_ptr self, uint64_t batch_id, batch_outputs* outputs,
     return;
   auto b = std::move(it->second);
   st.in_flight.erase(it);
+  auto now = self->clock().now();
   for (auto& w : st.workers)
-    if (w.batch == batch_id)
+    if (w.batch == batch_id) {
       w.batch.reset();
+      auto before = w.breaker.state(now);
+      if (outputs)
+        w.breaker.on_success(now);
+      else
+        w.breaker.on_failure(now);
+      auto after = w.breaker.state(now);
+      if (before != after)
+        logging::warn({"batcher", st.model->name, 0, {}, w.name}, "circuit breaker {} -> {}{}",
+                      to_string(before), to_string(after),
+                      after == breaker_state::open
+                        ? " for " + std::to_string(w.breaker.current_timeout().count()) + " ms"
+                        : std::string{});
+      if (st.mm)
+        if (auto* wm = st.mm->worker(w.name); wm && before != after)
+          wm->breaker_transitions[static_cast<std::size_t>(after)].fetch_add(1);
+    }
   if (outputs && st.mm)
     record_batch(*st.mm, b, *outputs);
   for (std::size_t i = 0; i < b.requests.size(); ++i) {
@@ -226,9 +359,7 @@ void finish_batch(batcher_ptr self, uint64_t batch_id, batch_outputs* outputs,
       continue;
     auto& q = b.requests[i];
     if (!outputs) {
-      logging::warn({"batcher", st.model->name, q.req.id, q.req.trace_id, b.worker_name},
-                    "request failed with its batch: {}", error_message(err));
-      answer_error(q, err);
+      retry_or_fail(self, std::move(q), b, err, now);
       continue;
     }
     infer_response r;
@@ -247,8 +378,10 @@ void finish_batch(batcher_ptr self, uint64_t batch_id, batch_outputs* outputs,
 }
 
 batcher_actor::behavior_type batcher_fn(batcher_ptr self, std::shared_ptr<const model_config> model,
-                                        gateway_actor gateway, std::shared_ptr<metrics> stats) {
+                                        gateway_actor gateway, std::shared_ptr<metrics> stats,
+                                        caf::actor supervisor) {
   auto& st = self->state;
+  st.supervisor = std::move(supervisor);
   st.model = std::move(model);
   st.gateway = std::move(gateway);
   st.stats = std::move(stats);
@@ -295,12 +428,25 @@ batcher_actor::behavior_type batcher_fn(batcher_ptr self, std::shared_ptr<const 
         return make_error(errc::not_ready, "model '" + st.model->name
                                              + "' has no ready worker and none starting");
       auto now = self->clock().now(); // the actor clock: virtual time in tests
+      if (st.starting.empty() && !st.workers.empty()
+          && std::all_of(st.workers.begin(), st.workers.end(), [&](const worker_slot& w) {
+               return w.breaker.state(now) == breaker_state::open;
+             })) {
+        auto soonest = st.workers.front().breaker.reopens_at();
+        for (auto& w : st.workers)
+          soonest = std::min(soonest, w.breaker.reopens_at());
+        auto ms = duration_cast<std::chrono::milliseconds>(soonest - now).count();
+        return make_error(errc::not_ready, "every worker of model '" + st.model->name
+                                             + "' has an open circuit breaker; the first probe "
+                                               "is allowed in " + std::to_string(ms) + " ms");
+      }
       pending_request p;
       p.id = req.id;
       p.shape_key = shape_key(*st.model, req);
       p.rows = request_rows(*st.model, req);
       p.enqueued = now;
       p.deadline = from_ns(req.deadline_ns);
+      auto pending = p;
       switch (st.queue->push(std::move(p))) {
         case admission::queue_full:
           return make_error(errc::overloaded,
@@ -317,7 +463,9 @@ batcher_actor::behavior_type batcher_fn(batcher_ptr self, std::shared_ptr<const 
         st.mm->queue_depth.store(static_cast<int64_t>(st.queue->size()), std::memory_order_relaxed);
       auto rp = self->make_response_promise<infer_response>();
       auto id = req.id;
-      st.waiting.emplace(id, queued_request{std::move(req), rp, now, now});
+      queued_request q{std::move(req), rp, now, now};
+      q.pending = std::move(pending);
+      st.waiting.emplace(id, std::move(q));
       pump(self);
       return rp;
     },
@@ -346,7 +494,13 @@ batcher_actor::behavior_type batcher_fn(batcher_ptr self, std::shared_ptr<const 
       auto& st = self->state;
       st.starting.erase(name);
       self->monitor(w);
-      st.workers.push_back(worker_slot{std::move(w), name, std::nullopt});
+      const auto& b = st.model->breaker;
+      breaker_config bc;
+      bc.failure_threshold = b.failure_threshold;
+      bc.reset_timeout = std::chrono::milliseconds(b.reset_timeout_ms);
+      bc.max_reset_timeout = std::chrono::milliseconds(b.max_reset_timeout_ms);
+      bc.backoff_factor = b.backoff_factor;
+      st.workers.push_back(worker_slot{std::move(w), name, std::nullopt, circuit_breaker{bc}});
       logging::info({"batcher", st.model->name, 0, {}, name}, "worker is ready ({} ready)",
                     st.workers.size());
       report_status(self);
@@ -360,6 +514,24 @@ batcher_actor::behavior_type batcher_fn(batcher_ptr self, std::shared_ptr<const 
       finish_batch(self, batch_id, nullptr, err);
       pump(self);
     },
+    [self](fault_atom, fault_spec& spec) -> caf::result<std::string> {
+      auto& st = self->state;
+      if (st.workers.empty())
+        return make_error(errc::not_ready, "model '" + st.model->name + "' has no ready worker");
+      auto it = st.workers.begin();
+      if (spec.worker.empty()) {
+        it += static_cast<std::ptrdiff_t>(std::random_device{}() % st.workers.size());
+      } else {
+        it = std::find_if(st.workers.begin(), st.workers.end(),
+                          [&](const worker_slot& w) { return w.name == spec.worker; });
+        if (it == st.workers.end())
+          return make_error(errc::invalid_input, "model '" + st.model->name
+                                                   + "' has no ready worker '" + spec.worker + "'");
+      }
+      spec.worker = it->name;
+      self->send(it->handle, fault_atom::value, spec);
+      return spec.worker;
+    },
     [self](tick_atom) {
       self->state.tick_at.reset(); // pump schedules the next one if anything is pending
       pump(self);
@@ -370,8 +542,10 @@ batcher_actor::behavior_type batcher_fn(batcher_ptr self, std::shared_ptr<const 
 } // namespace
 
 batcher_actor spawn_batcher(caf::actor_system& sys, std::shared_ptr<const model_config> model,
-                            gateway_actor gateway, std::shared_ptr<metrics> stats) {
-  return sys.spawn(batcher_fn, std::move(model), std::move(gateway), std::move(stats));
+                            gateway_actor gateway, std::shared_ptr<metrics> stats,
+                            caf::actor supervisor) {
+  return sys.spawn(batcher_fn, std::move(model), std::move(gateway), std::move(stats),
+                   std::move(supervisor));
 }
 
 } // namespace actorserve

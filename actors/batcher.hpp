@@ -15,8 +15,12 @@
 namespace actorserve {
 
 /// `gateway` receives a model_status whenever the model's worker counts change; `stats` (may be
-/// null) receives queue depth, queue times, batch sizes and compute times.
+/// null) receives queue depth, queue times, batch sizes and compute times; `supervisor` (may be
+/// null) is told `worker_hung_atom` when a worker's batch outlives execution_timeout_ms.
+/// Batches that fail because of their worker are retried on another worker (retry.max_retries);
+/// each worker has a circuit breaker (breaker.*).
 batcher_actor spawn_batcher(caf::actor_system& sys, std::shared_ptr<const model_config> model,
-                            gateway_actor gateway, std::shared_ptr<metrics> stats);
+                            gateway_actor gateway, std::shared_ptr<metrics> stats,
+                            caf::actor supervisor = {});
 
 } // namespace actorserve

@@ -96,6 +96,19 @@ gateway_actor::behavior_type gateway_fn(gateway_ptr self,
         return make_error(errc::model_not_found, "unknown model '" + model + "'");
       return it->second.status;
     },
+    [self](fault_atom, const std::string& model, fault_spec& spec) -> caf::result<std::string> {
+      auto& st = self->state;
+      if (!st.cfg->server.fault_injection)
+        return make_error(errc::model_not_found, "fault injection is disabled "
+                                                 "(server.fault_injection)");
+      auto it = st.models.find(model);
+      if (it == st.models.end())
+        return make_error(errc::model_not_found, "unknown model '" + model + "'");
+      if (!it->second.batcher)
+        return make_error(errc::not_ready, "model '" + model + "' is not ready yet");
+      self->delegate(it->second.batcher, fault_atom::value, std::move(spec));
+      return caf::delegated<std::string>{};
+    },
     [self](register_atom, const std::string& model, batcher_actor& b) {
       auto it = self->state.models.find(model);
       if (it != self->state.models.end())

@@ -13,7 +13,8 @@ namespace actorserve {
 
 /// Runs batches of one model instance on one device; answers its batcher with
 /// batch_done/batch_failed messages.
-using worker_actor = caf::typed_actor<caf::reacts_to<execute_atom, batch_job>>;
+using worker_actor = caf::typed_actor<caf::reacts_to<execute_atom, batch_job>,
+                                      caf::reacts_to<fault_atom, fault_spec>>;
 
 /// Collects one model's requests into batches for that model's workers.
 using batcher_actor = caf::typed_actor<
@@ -23,7 +24,8 @@ using batcher_actor = caf::typed_actor<
   caf::reacts_to<worker_ready_atom, worker_actor, std::string>, // from a warmed-up worker
   caf::reacts_to<batch_done_atom, batch_outputs>,
   caf::reacts_to<batch_failed_atom, uint64_t, caf::error>,
-  caf::reacts_to<tick_atom>>;
+  caf::reacts_to<tick_atom>,
+  caf::replies_to<fault_atom, fault_spec>::with<std::string>>; // arms a worker; names it
 
 /// Routes requests by model, assigns ids and deadlines, validates, and knows readiness.
 using gateway_actor = caf::typed_actor<
@@ -31,6 +33,7 @@ using gateway_actor = caf::typed_actor<
   caf::replies_to<ready_atom>::with<bool>,                           // every model ready?
   caf::replies_to<ready_atom, std::string, std::string>::with<bool>, // model, version ("" = any)
   caf::replies_to<status_atom, std::string>::with<model_status>,
+  caf::replies_to<fault_atom, std::string, fault_spec>::with<std::string>, // model, fault
   caf::reacts_to<register_atom, std::string, batcher_actor>,
   caf::reacts_to<status_atom, model_status>>;
 

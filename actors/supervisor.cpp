@@ -52,6 +52,35 @@ void start_worker(supervisor_ptr self, uint32_t index) {
   self->state.slot_of[slot.current.address()] = index;
 }
 
+/// A worker died or hung: restart it after its backoff, or give it up past its restart limit.
+void on_worker_failure(supervisor_ptr self, uint32_t index, const std::string& reason) {
+  auto& slot = self->state.slots[index];
+  auto name = slot.spec.name();
+  auto* wm = metrics_of(self, slot);
+  auto delay = slot.restarts.on_failure(self->clock().now());
+  if (!delay) {
+    slot.given_up = true;
+    if (wm)
+      wm->set_phase(worker_phase::given_up);
+    logging::critical({"supervisor", slot.spec.model->name, 0, {}, name},
+                      "giving up on worker {}: it failed {} times within {} s "
+                      "(restart.max_restarts {}); last reason: {}",
+                      name, slot.spec.model->restart.max_restarts + 1,
+                      slot.spec.model->restart.period_s, slot.spec.model->restart.max_restarts,
+                      reason);
+    self->send(slot.batcher, given_up_atom::value, name);
+    return;
+  }
+  logging::warn({"supervisor", slot.spec.model->name, 0, {}, name},
+                "worker {} died ({}); restarting in {} ms", name, reason, delay->count());
+  if (wm) {
+    wm->set_phase(worker_phase::restarting);
+    wm->restarts.fetch_add(1, std::memory_order_relaxed);
+  }
+  self->send(slot.batcher, worker_starting_atom::value, name);
+  self->delayed_send(self, *delay, restart_atom::value, index);
+}
+
 supervisor_actor::behavior_type supervisor_fn(supervisor_ptr self,
                                               std::shared_ptr<const deployment_config> cfg,
                                               std::shared_ptr<metrics> stats) {
@@ -62,7 +91,8 @@ supervisor_actor::behavior_type supervisor_fn(supervisor_ptr self,
   self->link_to(st.gateway);
   for (auto& m : st.cfg->models) {
     auto model = std::shared_ptr<const model_config>(st.cfg, &m); // shares the config's lifetime
-    auto b = spawn_batcher(self->system(), model, st.gateway, st.stats);
+    auto b = spawn_batcher(self->system(), model, st.gateway, st.stats,
+                           caf::actor_cast<caf::actor>(self));
     self->link_to(b);
     st.batchers.push_back(b);
     self->send(st.gateway, register_atom::value, m.name, b);
@@ -78,41 +108,16 @@ supervisor_actor::behavior_type supervisor_fn(supervisor_ptr self,
     auto& st = self->state;
     auto it = st.slot_of.find(dm.source);
     if (it == st.slot_of.end())
-      return;
+      return; // not a worker, or one already replaced (a hung worker whose call returned)
     auto index = it->second;
     st.slot_of.erase(it);
-    auto& slot = st.slots[index];
-    slot.current = nullptr;
-    auto* wm = metrics_of(self, slot);
+    st.slots[index].current = nullptr;
     if (st.shutting_down || dm.reason == caf::exit_reason::user_shutdown) {
-      if (wm)
+      if (auto* wm = metrics_of(self, st.slots[index]))
         wm->set_phase(worker_phase::stopped);
       return;
     }
-    auto name = slot.spec.name();
-    auto delay = slot.restarts.on_failure(self->clock().now());
-    if (!delay) {
-      slot.given_up = true;
-      if (wm)
-        wm->set_phase(worker_phase::given_up);
-      logging::critical({"supervisor", slot.spec.model->name, 0, {}, name},
-                        "giving up on worker {}: it failed {} times within {} s "
-                        "(restart.max_restarts {}); last reason: {}",
-                        name, slot.spec.model->restart.max_restarts + 1,
-                       slot.spec.model->restart.period_s, slot.spec.model->restart.max_restarts,
-                       error_message(dm.reason));
-      self->send(slot.batcher, given_up_atom::value, name);
-      return;
-    }
-    logging::warn({"supervisor", slot.spec.model->name, 0, {}, name},
-                  "worker {} died ({}); restarting in {} ms", name, error_message(dm.reason),
-                  delay->count());
-    if (wm) {
-      wm->set_phase(worker_phase::restarting);
-      wm->restarts.fetch_add(1, std::memory_order_relaxed);
-    }
-    self->send(slot.batcher, worker_starting_atom::value, name);
-    self->delayed_send(self, *delay, restart_atom::value, index);
+    on_worker_failure(self, index, error_message(dm.reason));
   });
   self->set_exit_handler([self](caf::exit_msg& em) {
     // A linked gateway or batcher died, or we are told to stop: stop the whole tree.
@@ -126,6 +131,21 @@ supervisor_actor::behavior_type supervisor_fn(supervisor_ptr self,
   });
   return {
     [self](gateway_atom) { return self->state.gateway; },
+    [self](worker_hung_atom, const std::string& name) {
+      // A blocked backend call cannot be cancelled: the hung worker's thread is abandoned (it
+      // ends when the call returns, if ever) and a replacement starts under the restart policy.
+      auto& st = self->state;
+      for (uint32_t i = 0; i < st.slots.size(); ++i) {
+        auto& slot = st.slots[i];
+        if (slot.spec.name() != name || !slot.current)
+          continue;
+        st.slot_of.erase(slot.current.address());
+        self->demonitor(slot.current.address());
+        self->send_exit(slot.current, caf::exit_reason::kill);
+        slot.current = nullptr;
+        on_worker_failure(self, i, "hung: a batch outlived execution_timeout_ms");
+      }
+    },
     [self](restart_atom, uint32_t index) {
       auto& st = self->state;
       if (st.shutting_down || index >= st.slots.size() || st.slots[index].current)

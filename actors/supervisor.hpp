@@ -17,7 +17,8 @@ namespace actorserve {
 
 using supervisor_actor = caf::typed_actor<
   caf::replies_to<gateway_atom>::with<gateway_actor>,
-  caf::reacts_to<restart_atom, uint32_t>>; // internal: restart worker slot N after its backoff
+  caf::reacts_to<restart_atom, uint32_t>,   // internal: restart worker slot N after its backoff
+  caf::reacts_to<worker_hung_atom, std::string>>; // from a batcher: replace this worker now
 
 /// `stats` (may be null) is handed to batchers and workers, and records worker states and restarts.
 supervisor_actor spawn_supervisor(caf::actor_system& sys,

@@ -1,6 +1,8 @@
 #include "actors/worker.hpp"
 
 #include <chrono>
+#include <random>
+#include <thread>
 
 #include <caf/all.hpp>
 
@@ -23,6 +25,8 @@ struct worker_state {
   batcher_actor batcher;
   std::unique_ptr<model_backend> backend;
   std::shared_ptr<metrics> stats;        // keeps the registry alive
+  fault_spec armed{"", "", 0, 1.0};      // injected fault for the next batches (count 0: none)
+  std::mt19937 rng{std::random_device{}()};
   worker_metrics* own = nullptr;         // this worker's entry in it, if any
   static inline const char* name = "worker";
 };
@@ -76,23 +80,47 @@ worker_actor::behavior_type worker_fn(worker_ptr self, worker_spec spec, batcher
     logging::error({"worker", st.spec.model->name, 0, {}, st.label}, "failed to start: {}",
                    e.what());
     self->quit(make_error(errc::worker_failed, st.label + " failed to start: " + e.what()));
-    return {[](execute_atom, batch_job&) {}};
+    return {[](execute_atom, batch_job&) {}, [](fault_atom, fault_spec&) {}};
   }
   if (st.own)
     st.own->set_phase(worker_phase::ready);
   self->send(batcher, worker_ready_atom::value, caf::actor_cast<worker_actor>(self), st.label);
   return {
+    [self](fault_atom, fault_spec& spec) {
+      logging::warn({"worker", self->state.spec.model->name, 0, {}, self->state.label},
+                    "fault armed: {} for the next {} batch(es), probability {}", spec.kind,
+                    spec.count, spec.probability);
+      self->state.armed = std::move(spec);
+    },
     [self](execute_atom, batch_job& job) {
       auto& st = self->state;
       auto& m = *st.spec.model;
       auto t0 = std::chrono::steady_clock::now();
+      std::string injected;
+      if (st.armed.count > 0) {
+        --st.armed.count;
+        if (std::uniform_real_distribution<double>(0, 1)(st.rng) < st.armed.probability)
+          injected = st.armed.kind;
+      }
       if (st.spec.fault_injection) {
         for (auto& r : job.requests) {
+          if (r.fault.empty() && !injected.empty())
+            r.fault = injected; // an armed fault acts through this batch's first request
+          injected.clear();
           if (r.fault == "crash") {
             logging::warn({"worker", m.name, r.id, r.trace_id, st.label},
                           "fault injection: crashing");
             // An exception escaping a handler kills the actor, like any bug would.
             throw std::runtime_error("fault injection: worker " + st.label + " crashed");
+          }
+          if (r.fault == "hang") { // like a stuck kernel: the call never returns
+            logging::warn({"worker", m.name, r.id, r.trace_id, st.label}, "fault injection: hanging");
+            std::this_thread::sleep_for(std::chrono::hours(1));
+          }
+          if (r.fault == "slow") {
+            logging::warn({"worker", m.name, r.id, r.trace_id, st.label},
+                          "fault injection: slowing down by 300 ms");
+            std::this_thread::sleep_for(std::chrono::milliseconds(300));
           }
           if (r.fault == "throw") {
             self->send(st.batcher, batch_failed_atom::value, job.batch_id,

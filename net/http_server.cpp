@@ -6,6 +6,7 @@
 #include <vector>
 
 #include <boost/asio.hpp>
+#include <boost/json.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
 #include <caf/all.hpp>
@@ -36,7 +37,7 @@ using response_t = http::response<http::string_body>;
 
 struct route {
   enum kind_t { not_found, health_live, health_ready, server_meta, model_meta, model_ready,
-                model_infer, model_stats, all_stats, prometheus } kind = not_found;
+                model_infer, model_stats, all_stats, prometheus, admin_faults } kind = not_found;
   std::string model;
   std::string version;
 };
@@ -60,6 +61,10 @@ route parse_route(std::string_view target) {
   }
   if (target == "/metrics") {
     r.kind = route::prometheus;
+    return r;
+  }
+  if (target == "/v2/admin/faults") {
+    r.kind = route::admin_faults;
     return r;
   }
   if (target == "/v2/models/stats") {
@@ -269,6 +274,10 @@ private:
         if (want(http::verb::post))
           infer(std::move(r));
         return;
+      case route::admin_faults:
+        if (want(http::verb::post))
+          arm_fault();
+        return;
       case route::prometheus:
         if (want(http::verb::get))
           send_body(http::status::ok, srv_.stats->prometheus_text(), std::nullopt,
@@ -309,6 +318,56 @@ private:
     else
       ask<bool>(srv_.sys, srv_.gateway, std::chrono::seconds(5), done, ready_atom::value,
                 std::move(model), std::move(version));
+  }
+
+  /// POST /v2/admin/faults {"model", "worker"?, "fault", "count"?, "probability"?}: arms a fault
+  /// in a worker. Answers 404 unless server.fault_injection is enabled.
+  void arm_fault() {
+    if (!srv_.cfg->server.fault_injection)
+      return send_error(http::status::not_found,
+                        "the fault injection endpoint is disabled (server.fault_injection)");
+    boost::system::error_code ec;
+    auto doc = boost::json::parse(request_.body(), ec);
+    if (ec || !doc.is_object())
+      return send_error(http::status::bad_request, "expected a JSON object with model and fault");
+    auto& o = doc.get_object();
+    auto str = [&](const char* key) -> std::string {
+      auto* v = o.if_contains(key);
+      return v && v->is_string() ? std::string(v->get_string()) : std::string();
+    };
+    fault_spec spec;
+    auto model = str("model");
+    spec.worker = str("worker");
+    spec.kind = str("fault");
+    if (auto* v = o.if_contains("count"); v && v->is_int64() && v->get_int64() > 0)
+      spec.count = static_cast<uint32_t>(v->get_int64());
+    if (auto* v = o.if_contains("probability"); v && v->is_number())
+      spec.probability = v->to_number<double>();
+    if (model.empty())
+      return send_error(http::status::bad_request, "'model' is required");
+    if (spec.kind != "crash" && spec.kind != "throw" && spec.kind != "hang" && spec.kind != "slow")
+      return send_error(http::status::bad_request,
+                        "'fault' must be \"crash\", \"throw\", \"hang\" or \"slow\", got \""
+                          + spec.kind + "\"");
+    if (!(spec.probability > 0 && spec.probability <= 1))
+      return send_error(http::status::bad_request, "'probability' must be in (0, 1]");
+    auto self = shared_from_this();
+    auto kind = spec.kind;
+    auto count = spec.count;
+    ask<std::string>(srv_.sys, srv_.gateway, std::chrono::seconds(5),
+                     [self, kind, count](caf::expected<std::string> worker) {
+                       asio::post(self->stream_.get_executor(), [self, kind, count, worker] {
+                         if (!worker)
+                           return self->send_error(
+                             static_cast<http::status>(http_status(worker.error())),
+                             error_message(worker.error()));
+                         self->send_json(http::status::ok,
+                                         "{\"worker\":" + kserve::quote(*worker) + ",\"fault\":"
+                                           + kserve::quote(kind) + ",\"count\":"
+                                           + std::to_string(count) + "}");
+                       });
+                     },
+                     fault_atom::value, std::move(model), std::move(spec));
   }
 
   void infer(route r) {

@@ -246,9 +246,10 @@ caf::expected<decoded_request> decode_request(std::string_view body,
       if (!p->value().is_string())
         return bad("parameter 'actorserve_fault' must be a string");
       req.fault = std::string(p->value().get_string());
-      if (req.fault != "crash" && req.fault != "throw")
-        return bad("parameter 'actorserve_fault' must be \"crash\" or \"throw\", got \""
-                   + req.fault + "\"");
+      if (req.fault != "crash" && req.fault != "throw" && req.fault != "hang"
+          && req.fault != "slow")
+        return bad("parameter 'actorserve_fault' must be \"crash\", \"throw\", \"hang\" or "
+                   "\"slow\", got \"" + req.fault + "\"");
     }
   }
   auto inputs_it = obj.find("inputs");

@@ -5,6 +5,7 @@
 #include <cstdio>
 #include <iostream>
 #include <string>
+#include <thread>
 
 #include <caf/all.hpp>
 #include <caf/io/middleman.hpp>
@@ -157,8 +158,14 @@ int serve(int argc, char** argv) {
     logging::info({"main"}, "received signal {}: shutting down", sig);
     server.stop();
     caf::anon_send_exit(supervisor, caf::exit_reason::user_shutdown);
-    // The actor system's destructor waits for every actor; the server outlives it so that late
-    // callbacks of the bridge still find its executor.
+    // The actor system's destructor waits for every actor. A worker abandoned as hung may be
+    // blocked in its backend forever: after a grace period the process exits regardless.
+    std::thread([] {
+      std::this_thread::sleep_for(std::chrono::seconds(5));
+      logging::warn({"main"}, "actors still running 5 s after shutdown began (a hung worker?): "
+                              "exiting without waiting for them");
+      std::_Exit(core_failed ? 1 : 0);
+    }).detach();
     sys.await_all_actors_done();
   }
   return core_failed ? 1 : rc;

@@ -54,6 +54,10 @@ public:
   /// waited max_queue_delay (then as much as fits is sent). Groups are served oldest first.
   std::optional<batch_plan> pop_due(time_point now);
 
+  /// Puts an admitted request back at the head of the queue (a retry, or a request its worker may
+  /// not take); not subject to max_queue_size, since it was admitted before.
+  void requeue(pending_request req) { queue_.push_front(std::move(req)); }
+
   /// Removes a request that left the queue by other means (e.g. cancelled); false if absent.
   bool remove(request_id id);
 

@@ -398,6 +398,25 @@ void read_model(const std::string& path, const json::value& v, std::vector<std::
                   + "), got " + std::to_string(m.restart.backoff_max_ms));
     }
   }
+  if (auto rv = r.get("retry")) {
+    reader rr(errors, path + ".retry", *rv);
+    if (rr.ok())
+      rr.integer("max_retries", m.max_retries, 0, 10);
+  }
+  if (auto bv = r.get("breaker")) {
+    reader b(errors, path + ".breaker", *bv);
+    if (b.ok()) {
+      b.integer("failure_threshold", m.breaker.failure_threshold, 1, 1'000'000);
+      b.integer("reset_timeout_ms", m.breaker.reset_timeout_ms, 1, 3'600'000);
+      b.integer("max_reset_timeout_ms", m.breaker.max_reset_timeout_ms, 1, 3'600'000);
+      b.number("backoff_factor", m.breaker.backoff_factor, 1.0);
+      if (m.breaker.max_reset_timeout_ms < m.breaker.reset_timeout_ms)
+        b.fail(path + ".breaker.max_reset_timeout_ms",
+               "must be >= reset_timeout_ms (" + std::to_string(m.breaker.reset_timeout_ms)
+                 + "), got " + std::to_string(m.breaker.max_reset_timeout_ms));
+    }
+  }
+  r.integer("execution_timeout_ms", m.execution_timeout_ms, 0, 86'400'000);
   r.integer("default_timeout_us", m.default_timeout_us, 1);
   r.integer("max_timeout_us", m.max_timeout_us, 1);
   if (m.default_timeout_us > m.max_timeout_us)

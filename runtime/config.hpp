@@ -57,6 +57,13 @@ struct restart_config {
   double backoff_factor = 2.0;
 };
 
+struct breaker_settings {
+  uint32_t failure_threshold = 3; // consecutive failed batches that open a worker's breaker
+  uint32_t reset_timeout_ms = 1000;
+  uint32_t max_reset_timeout_ms = 30'000;
+  double backoff_factor = 2.0;
+};
+
 struct model_config {
   std::string name;
   std::string version = "1";
@@ -70,6 +77,9 @@ struct model_config {
   batching_config batching;
   warmup_config warmup;
   restart_config restart;
+  uint32_t max_retries = 2;           // re-dispatches of a request after a worker-caused failure
+  breaker_settings breaker;
+  uint32_t execution_timeout_ms = 30'000; // a batch running longer marks its worker hung; 0 = off
   uint64_t default_timeout_us = 10'000'000;
   uint64_t max_timeout_us = 60'000'000;
   std::map<std::string, std::string> parameters; // backend-specific, values as written

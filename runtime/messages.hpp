@@ -96,6 +96,20 @@ typename Inspector::result_type inspect(Inspector& f, model_status& x) {
            x.batches);
 }
 
+/// A fault to inject into a worker (only where server.fault_injection is enabled): its next
+/// `count` batches each fail with `probability` in the way `kind` says (crash, throw, hang, slow).
+struct fault_spec {
+  std::string worker; // "model/device/instance"; empty = a random ready worker of the model
+  std::string kind;
+  uint32_t count = 1;
+  double probability = 1.0;
+};
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, fault_spec& x) {
+  return f(caf::meta::type_name("fault_spec"), x.worker, x.kind, x.count, x.probability);
+}
+
 } // namespace actorserve
 
 CAF_BEGIN_TYPE_ID_BLOCK(actorserve, caf::first_custom_type_id)
@@ -106,6 +120,7 @@ CAF_BEGIN_TYPE_ID_BLOCK(actorserve, caf::first_custom_type_id)
   CAF_ADD_TYPE_ID(actorserve, (actorserve::batch_outputs))
   CAF_ADD_TYPE_ID(actorserve, (actorserve::model_status))
   CAF_ADD_TYPE_ID(actorserve, (std::vector<actorserve::tensor>))
+  CAF_ADD_TYPE_ID(actorserve, (actorserve::fault_spec))
   CAF_ADD_ATOM(actorserve, actorserve, infer_atom, "infer")
   CAF_ADD_ATOM(actorserve, actorserve, execute_atom, "execute")
   CAF_ADD_ATOM(actorserve, actorserve, worker_ready_atom, "wready")
@@ -119,4 +134,6 @@ CAF_BEGIN_TYPE_ID_BLOCK(actorserve, caf::first_custom_type_id)
   CAF_ADD_ATOM(actorserve, actorserve, gateway_atom, "gateway")
   CAF_ADD_ATOM(actorserve, actorserve, register_atom, "register")
   CAF_ADD_ATOM(actorserve, actorserve, given_up_atom, "givenup")
+  CAF_ADD_ATOM(actorserve, actorserve, worker_hung_atom, "whung")
+  CAF_ADD_ATOM(actorserve, actorserve, fault_atom, "fault")
 CAF_END_TYPE_ID_BLOCK(actorserve)

@@ -176,6 +176,12 @@ std::string metrics::prometheus_text() const {
                       "stopped), else 0", MetricType::Gauge);
   auto restarts = family("actorserve_worker_restarts_total", "Worker restarts by the supervisor",
                          MetricType::Counter);
+  auto retries = family("actorserve_retries_total",
+                        "Requests re-dispatched to another worker after a worker-caused failure",
+                        MetricType::Counter);
+  auto breakers = family("actorserve_breaker_transitions_total",
+                         "Circuit breaker transitions of each worker, by the state entered",
+                         MetricType::Counter);
   for (auto& name : order_) {
     auto& m = *models_.at(name);
     for (std::size_t i = 0; i < outcome_count; ++i) {
@@ -194,6 +200,9 @@ std::string metrics::prometheus_text() const {
     auto f = with_labels({{"model", m.name}});
     f.gauge.value = static_cast<double>(m.in_flight.load(std::memory_order_relaxed));
     in_flight.metric.push_back(std::move(f));
+    auto rt = with_labels({{"model", m.name}});
+    rt.counter.value = static_cast<double>(load(m.retries));
+    retries.metric.push_back(std::move(rt));
     for (auto& w : m.workers) {
       std::vector<ClientMetric::Label> labels{{"device", w->device}, {"model", m.name},
                                               {"worker", w->name}};
@@ -204,6 +213,14 @@ std::string metrics::prometheus_text() const {
       auto r = with_labels(labels);
       r.counter.value = static_cast<double>(load(w->restarts));
       restarts.metric.push_back(std::move(r));
+      const char* states[] = {"closed", "open", "half_open"};
+      for (std::size_t k = 0; k < 3; ++k) {
+        auto s = labels;
+        s.push_back({"to", states[k]});
+        auto c = with_labels(std::move(s));
+        c.counter.value = static_cast<double>(load(w->breaker_transitions[k]));
+        breakers.metric.push_back(std::move(c));
+      }
       auto phase = w->phase.load(std::memory_order_relaxed);
       for (int p = 0; p <= static_cast<int>(worker_phase::stopped); ++p) {
         auto s = labels;
@@ -243,7 +260,7 @@ std::string metrics::prometheus_text() const {
       gpu_total.metric.push_back(std::move(total));
     }
   for (auto* f : {&requests, &latency, &queue, &compute, &rows, &depth, &in_flight, &batches,
-                  &state, &restarts, &http, &gpu_util, &gpu_used, &gpu_total})
+                  &state, &restarts, &retries, &breakers, &http, &gpu_util, &gpu_used, &gpu_total})
     if (!f->metric.empty())
       out.push_back(std::move(*f));
   return prometheus::TextSerializer{}.Serialize(out);

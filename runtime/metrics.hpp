@@ -54,6 +54,7 @@ struct worker_metrics {
   std::atomic<int> phase{static_cast<int>(worker_phase::starting)};
   std::atomic<uint64_t> restarts{0};
   std::atomic<uint64_t> batches{0};
+  std::array<std::atomic<uint64_t>, 3> breaker_transitions{}; // into closed, open, half_open
   atomic_histogram compute_seconds;
   worker_metrics(std::string n, std::string d);
   void set_phase(worker_phase p) noexcept { phase.store(static_cast<int>(p), std::memory_order_relaxed); }
@@ -77,6 +78,7 @@ struct model_metrics {
   atomic_histogram batch_rows;      // rows per executed batch
   std::atomic<int64_t> queue_depth{0};
   std::atomic<int64_t> in_flight{0}; // accepted over HTTP, not yet answered
+  std::atomic<uint64_t> retries{0};  // re-dispatches after worker-caused failures
   // Triton-style statistics
   duration_stat success, fail, queue, compute_input, compute_infer, compute_output;
   std::atomic<uint64_t> inference_count{0}; // rows

@@ -250,7 +250,10 @@ TEST_CASE("a full queue answers 503 with Retry-After", "[integration]") {
 }
 
 TEST_CASE("a crashed worker is restarted and serving resumes", "[integration]") {
-  server_process srv{write_temp_file("crash.json", scale_config("", R"(, "fault_injection": true)"))};
+  // A request that crashes every worker it meets would use up its retries on each restart:
+  // this test is about restarts, so retries are off.
+  server_process srv{write_temp_file("crash.json", scale_config(R"(, "retry": {"max_retries": 0})",
+                                                                R"(, "fault_injection": true)"))};
   REQUIRE(srv.wait_ready());
   http_client c{srv.port()};
   check_still_serving(srv.port());
@@ -272,7 +275,8 @@ TEST_CASE("a crashed worker is restarted and serving resumes", "[integration]") 
 TEST_CASE("a worker that crashes too often is given up and the model reports not ready",
           "[integration]") {
   server_process srv{write_temp_file(
-    "giveup.json", scale_config(R"(, "restart": {"max_restarts": 1, "period_s": 60, "backoff_initial_ms": 10})",
+    "giveup.json", scale_config(R"(, "restart": {"max_restarts": 1, "period_s": 60, "backoff_initial_ms": 10},
+                                    "retry": {"max_retries": 0})",
                                 R"(, "fault_injection": true)"))};
   REQUIRE(srv.wait_ready());
   http_client c{srv.port()};
@@ -387,7 +391,8 @@ TEST_CASE("metrics and statistics move by exactly the requests, batches and fail
 }
 
 TEST_CASE("a crash shows in the worker's restarts and failed requests", "[integration][metrics]") {
-  server_process srv{write_temp_file("metrics_crash.json", scale_config("", R"(, "fault_injection": true)"))};
+  server_process srv{write_temp_file("metrics_crash.json", scale_config(R"(, "retry": {"max_retries": 0})",
+                                                                        R"(, "fault_injection": true)"))};
   REQUIRE(srv.wait_ready());
   http_client c{srv.port()};
   CHECK(c.post("/v2/models/scale/infer", infer_body(R"("actorserve_fault": "crash")")).status == 500);
@@ -486,4 +491,95 @@ TEST_CASE("with log_format json every log line is a JSON object; failures carry 
   }
   CHECK(parsed >= 3);
   CHECK(failure_traced);
+}
+
+namespace {
+
+http_response arm(uint16_t port, const std::string& body) {
+  http_client c{port};
+  return c.post("/v2/admin/faults", body);
+}
+
+} // namespace
+
+TEST_CASE("the fault endpoint is off unless the deployment enables fault injection",
+          "[integration][faults]") {
+  server_process srv{write_temp_file("nofaults.json", scale_config())};
+  REQUIRE(srv.wait_ready());
+  auto r = arm(srv.port(), R"({"model":"scale","fault":"crash"})");
+  CHECK(r.status == 404);
+  CHECK(error_of(r).find("disabled") != std::string::npos);
+}
+
+TEST_CASE("a worker crash is retried on another worker and the client never sees it",
+          "[integration][faults][retry]") {
+  server_process srv{write_temp_file(
+    "retry.json", scale_config(R"(, "instances": 2, "max_batch_size": 1, "batching": {"max_queue_delay_us": 0})",
+                               R"(, "fault_injection": true)"))};
+  REQUIRE(srv.wait_ready());
+  auto armed = arm(srv.port(), R"({"model":"scale","worker":"scale/cpu/0","fault":"crash"})");
+  REQUIRE(armed.status == 200);
+  CHECK(parse(armed)["worker"] == "scale/cpu/0");
+  CHECK(arm(srv.port(), R"({"model":"scale","worker":"scale/cpu/9","fault":"crash"})").status == 400);
+  CHECK(arm(srv.port(), R"({"model":"scale","fault":"melt"})").status == 400);
+  for (int i = 0; i < 6; ++i)
+    check_still_serving(srv.port()); // the crashed batch's request is answered by scale/cpu/1
+  http_client c{srv.port()};
+  auto t = c.get("/metrics").body;
+  CHECK(series(t, R"(actorserve_retries_total{model="scale"})") == 1);
+  CHECK(series(t, R"(actorserve_requests_total{model="scale",outcome="success"})") == 6);
+  CHECK(series(t, R"(actorserve_requests_total{model="scale",outcome="worker_failed"})") == 0);
+  CHECK(srv.log().find("retrying (attempt 2 of 3)") != std::string::npos);
+}
+
+TEST_CASE("a hung worker is detected, its request retried elsewhere and the worker replaced",
+          "[integration][faults][hang]") {
+  server_process srv{write_temp_file(
+    "hang.json", scale_config(R"(, "instances": 2, "max_batch_size": 1, "execution_timeout_ms": 300,
+                                  "batching": {"max_queue_delay_us": 0})",
+                              R"(, "fault_injection": true)"))};
+  REQUIRE(srv.wait_ready());
+  REQUIRE(arm(srv.port(), R"({"model":"scale","worker":"scale/cpu/0","fault":"hang"})").status == 200);
+  auto t0 = std::chrono::steady_clock::now();
+  check_still_serving(srv.port()); // hangs on scale/cpu/0, answered by scale/cpu/1
+  CHECK(std::chrono::steady_clock::now() - t0 < std::chrono::seconds(5));
+  // The supervisor starts a replacement for the hung worker; both are ready again.
+  http_client c{srv.port()};
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+  std::string t;
+  while (std::chrono::steady_clock::now() < deadline) {
+    t = c.get("/metrics").body;
+    if (series(t, R"(actorserve_worker_state{device="cpu",model="scale",worker="scale/cpu/0",state="ready"})") == 1)
+      break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  CHECK(series(t, R"(actorserve_worker_state{device="cpu",model="scale",worker="scale/cpu/0",state="ready"})") == 1);
+  CHECK(series(t, R"(actorserve_worker_restarts_total{device="cpu",model="scale",worker="scale/cpu/0"})") == 1);
+  CHECK(srv.log().find("worker hung") != std::string::npos);
+  for (int i = 0; i < 4; ++i)
+    check_still_serving(srv.port());
+}
+
+TEST_CASE("failing batches open a worker's breaker and the model fails fast with 503",
+          "[integration][faults][breaker]") {
+  server_process srv{write_temp_file(
+    "breaker.json", scale_config(R"(, "max_batch_size": 1, "retry": {"max_retries": 0},
+                                     "breaker": {"failure_threshold": 2, "reset_timeout_ms": 400},
+                                     "batching": {"max_queue_delay_us": 0})",
+                                 R"(, "fault_injection": true)"))};
+  REQUIRE(srv.wait_ready());
+  REQUIRE(arm(srv.port(), R"({"model":"scale","fault":"throw","count":2})").status == 200);
+  http_client c{srv.port()};
+  CHECK(c.post("/v2/models/scale/infer", infer_body()).status == 500);
+  CHECK(c.post("/v2/models/scale/infer", infer_body()).status == 500);
+  auto r = c.post("/v2/models/scale/infer", infer_body());
+  CHECK(r.status == 503);
+  CHECK(r.headers["retry-after"] == "1");
+  CHECK(error_of(r).find("open circuit breaker") != std::string::npos);
+  std::this_thread::sleep_for(std::chrono::milliseconds(450));
+  check_still_serving(srv.port()); // the probe succeeds and closes the breaker
+  check_still_serving(srv.port());
+  auto t = c.get("/metrics").body;
+  CHECK(series(t, R"(actorserve_breaker_transitions_total{device="cpu",model="scale",worker="scale/cpu/0",to="open"})") == 1);
+  CHECK(series(t, R"(actorserve_breaker_transitions_total{device="cpu",model="scale",worker="scale/cpu/0",to="closed"})") == 1);
 }

@@ -47,6 +47,7 @@ fake_worker(worker_actor::stateful_pointer<fake_worker_state> self, batcher_acto
       }
       self->send(self->state.batcher, batch_done_atom::value, std::move(out));
     },
+    [](fault_atom, fault_spec&) {},
   };
 }
 
@@ -177,8 +178,11 @@ TEST_CASE("a full queue rejects with an overload error", "[actors]") {
   CHECK(error_code(f.results[0].error()) == errc::overloaded);
 }
 
-TEST_CASE("requests in flight on a worker that dies get an error naming the worker", "[actors]") {
-  fixture f{batching_model()};
+TEST_CASE("without retries, requests in flight on a worker that dies get an error naming it",
+          "[actors]") {
+  auto m = batching_model();
+  m.max_retries = 0;
+  fixture f{m};
   std::vector<batch_job> held;
   auto w = f.add_worker(&held);
   f.send(request_with_rows(1));
@@ -201,6 +205,7 @@ TEST_CASE("requests in flight on a worker that dies get an error naming the work
 TEST_CASE("a failed batch fails exactly its own requests", "[actors]") {
   auto m = batching_model();
   m.max_batch_size = 1; // one request per batch
+  m.max_retries = 0;
   fixture f{m};
   std::vector<batch_job> held;
   f.add_worker(&held);
@@ -261,4 +266,120 @@ TEST_CASE("the gateway reports a model ready only while a worker of it is ready"
   caf::anon_send_exit(w, caf::exit_reason::kill);
   f.sched->run();
   CHECK_FALSE(ask_ready());
+}
+
+TEST_CASE("requests of a worker that dies are retried on another worker", "[actors][retry]") {
+  fixture f{batching_model()};
+  std::vector<batch_job> held;
+  auto doomed = f.add_worker(&held);
+  f.send(request_with_rows(1, 7));
+  f.sched->run();
+  f.sched->advance_time(1ms);
+  f.sched->run();
+  REQUIRE(held.size() == 1);
+  f.add_worker(); // a healthy second worker
+  caf::anon_send_exit(doomed, caf::exit_reason::kill);
+  f.sched->run();
+  f.sched->advance_time(1ms);
+  f.sched->run();
+  REQUIRE(f.results.size() == 1);
+  REQUIRE(f.results[0]);
+  CHECK(floats(f.results[0]->outputs.at(0)).at(0) == 7);
+}
+
+TEST_CASE("a request the backend fails on two workers is not retried again and lists both",
+          "[actors][retry]") {
+  auto m = batching_model();
+  m.max_batch_size = 1;
+  fixture f{m};
+  std::vector<batch_job> held_a, held_b;
+  f.add_worker(&held_a);
+  f.send(request_with_rows(1));
+  f.sched->run();
+  f.sched->advance_time(1ms);
+  f.sched->run();
+  REQUIRE(held_a.size() == 1);
+  f.add_worker(&held_b);
+  caf::anon_send(f.batcher, batch_failed_atom::value, held_a[0].batch_id,
+                 make_error(errc::inference_failed, "boom on a"));
+  f.sched->run();
+  f.sched->advance_time(1ms);
+  f.sched->run();
+  REQUIRE(held_b.size() == 1); // retried on the other worker, never on the one that failed it
+  CHECK(held_a.size() == 1);
+  caf::anon_send(f.batcher, batch_failed_atom::value, held_b[0].batch_id,
+                 make_error(errc::inference_failed, "boom on b"));
+  f.sched->run();
+  REQUIRE(f.results.size() == 1);
+  REQUIRE_FALSE(f.results[0]);
+  auto msg = error_message(f.results[0].error());
+  CHECK(msg.find("failed after 2 attempts (the backend failed on it on two workers)") != std::string::npos);
+  CHECK(msg.find("[1] boom on a; [2] boom on b") != std::string::npos);
+}
+
+TEST_CASE("a worker whose breaker is open gets no batches until its reset timeout",
+          "[actors][breaker]") {
+  auto m = batching_model();
+  m.max_batch_size = 1;
+  m.max_retries = 0;
+  m.breaker.failure_threshold = 2;
+  m.breaker.reset_timeout_ms = 100;
+  fixture f{m};
+  std::vector<batch_job> held;
+  f.add_worker(&held);
+  for (int i = 0; i < 2; ++i) {
+    f.send(request_with_rows(1));
+    f.sched->run();
+    f.sched->advance_time(1ms);
+    f.sched->run();
+    REQUIRE(held.size() == static_cast<std::size_t>(i + 1));
+    caf::anon_send(f.batcher, batch_failed_atom::value, held.back().batch_id,
+                   make_error(errc::worker_failed, "flaky"));
+    f.sched->run();
+  }
+  // Open: with every worker open the model fails fast instead of queueing.
+  f.results.clear();
+  f.send(request_with_rows(1));
+  f.sched->run();
+  REQUIRE(f.results.size() == 1);
+  CHECK(error_code(f.results[0].error()) == errc::not_ready);
+  CHECK(error_message(f.results[0].error()).find("open circuit breaker") != std::string::npos);
+  // After the reset timeout one probe goes through; its success closes the breaker.
+  f.sched->advance_time(100ms);
+  f.results.clear();
+  f.send(request_with_rows(1));
+  f.sched->run();
+  f.sched->advance_time(1ms);
+  f.sched->run();
+  REQUIRE(held.size() == 3);
+  batch_outputs ok;
+  ok.batch_id = held.back().batch_id;
+  ok.per_request.push_back({fp32("y", {1, 2}, {0, 1})});
+  caf::anon_send(f.batcher, batch_done_atom::value, ok);
+  f.sched->run();
+  REQUIRE(f.results.size() == 1);
+  CHECK(f.results[0]);
+}
+
+TEST_CASE("a batch that outlives execution_timeout marks its worker hung and is retried",
+          "[actors][hang]") {
+  auto m = batching_model();
+  m.execution_timeout_ms = 50;
+  m.default_timeout_us = 1'000'000;
+  fixture f{m};
+  std::vector<batch_job> held;
+  f.add_worker(&held);
+  f.send(request_with_rows(1, 3));
+  f.sched->run();
+  f.sched->advance_time(1ms);
+  f.sched->run();
+  REQUIRE(held.size() == 1);
+  f.add_worker(); // a healthy one to take the retry
+  f.sched->advance_time(50ms);
+  f.sched->run();
+  f.sched->advance_time(1ms);
+  f.sched->run();
+  REQUIRE(f.results.size() == 1);
+  REQUIRE(f.results[0]);
+  CHECK(floats(f.results[0]->outputs.at(0)).at(0) == 3);
 }

@@ -69,7 +69,13 @@ TEST_CASE("every registered message type survives CAF's binary serializer", "[me
   cfg.add_message_types<caf::id_block::actorserve>();
   caf::actor_system sys{cfg};
   // Adding a type to the block without adding it here makes this fail.
-  CHECK(caf::id_block::actorserve::end - caf::id_block::actorserve::begin == 7);
+  CHECK(caf::id_block::actorserve::end - caf::id_block::actorserve::begin == 8);
+  fault_spec fs{"m/cpu/1", "hang", 3, 0.5};
+  auto fs2 = round_trip(sys, fs);
+  CHECK(fs2.worker == "m/cpu/1");
+  CHECK(fs2.kind == "hang");
+  CHECK(fs2.count == 3);
+  CHECK(fs2.probability == 0.5);
 
   auto t = round_trip(sys, fp32("x", {2, 2}, {1, 2, 3, 4}));
   CHECK(operator_eq(t, fp32("x", {2, 2}, {1, 2, 3, 4})));
