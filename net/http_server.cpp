@@ -47,30 +47,16 @@ route parse_route(std::string_view target) {
   route r;
   if (auto q = target.find('?'); q != std::string_view::npos)
     target = target.substr(0, q);
-  if (target == "/v2" || target == "/v2/") {
-    r.kind = route::server_meta;
-    return r;
-  }
-  if (target == "/v2/health/live") {
-    r.kind = route::health_live;
-    return r;
-  }
-  if (target == "/v2/health/ready") {
-    r.kind = route::health_ready;
-    return r;
-  }
-  if (target == "/metrics") {
-    r.kind = route::prometheus;
-    return r;
-  }
-  if (target == "/v2/admin/faults") {
-    r.kind = route::admin_faults;
-    return r;
-  }
-  if (target == "/v2/models/stats") {
-    r.kind = route::all_stats;
-    return r;
-  }
+  static constexpr std::pair<std::string_view, route::kind_t> fixed[] = {
+    {"/v2", route::server_meta},          {"/v2/", route::server_meta},
+    {"/v2/health/live", route::health_live}, {"/v2/health/ready", route::health_ready},
+    {"/metrics", route::prometheus},      {"/v2/admin/faults", route::admin_faults},
+    {"/v2/models/stats", route::all_stats}};
+  for (auto& [path, kind] : fixed)
+    if (target == path) {
+      r.kind = kind;
+      return r;
+    }
   constexpr std::string_view prefix = "/v2/models/";
   if (target.substr(0, prefix.size()) != prefix)
     return r;

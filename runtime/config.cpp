@@ -205,6 +205,13 @@ public:
       fn(sub(key) + "[" + std::to_string(i) + "]", arr[i]);
   }
 
+  /// Records "must be >= OTHER (bound), got value" at `path` when value < bound.
+  void not_below(const std::string& path, uint64_t value, const char* other, uint64_t bound) {
+    if (value < bound)
+      fail(path, "must be >= " + std::string(other) + " (" + std::to_string(bound) + "), got "
+                   + std::to_string(value));
+  }
+
   std::vector<std::string>& errors() { return errors_; }
 
 private:
@@ -392,10 +399,8 @@ void read_model(const std::string& path, const json::value& v, std::vector<std::
       rr.integer("backoff_initial_ms", m.restart.backoff_initial_ms, 0, 3'600'000);
       rr.integer("backoff_max_ms", m.restart.backoff_max_ms, 0, 3'600'000);
       rr.number("backoff_factor", m.restart.backoff_factor, 1.0);
-      if (m.restart.backoff_max_ms < m.restart.backoff_initial_ms)
-        rr.fail(path + ".restart.backoff_max_ms",
-                "must be >= backoff_initial_ms (" + std::to_string(m.restart.backoff_initial_ms)
-                  + "), got " + std::to_string(m.restart.backoff_max_ms));
+      rr.not_below(path + ".restart.backoff_max_ms", m.restart.backoff_max_ms,
+                   "backoff_initial_ms", m.restart.backoff_initial_ms);
     }
   }
   if (auto rv = r.get("retry")) {
@@ -410,10 +415,8 @@ void read_model(const std::string& path, const json::value& v, std::vector<std::
       b.integer("reset_timeout_ms", m.breaker.reset_timeout_ms, 1, 3'600'000);
       b.integer("max_reset_timeout_ms", m.breaker.max_reset_timeout_ms, 1, 3'600'000);
       b.number("backoff_factor", m.breaker.backoff_factor, 1.0);
-      if (m.breaker.max_reset_timeout_ms < m.breaker.reset_timeout_ms)
-        b.fail(path + ".breaker.max_reset_timeout_ms",
-               "must be >= reset_timeout_ms (" + std::to_string(m.breaker.reset_timeout_ms)
-                 + "), got " + std::to_string(m.breaker.max_reset_timeout_ms));
+      b.not_below(path + ".breaker.max_reset_timeout_ms", m.breaker.max_reset_timeout_ms,
+                  "reset_timeout_ms", m.breaker.reset_timeout_ms);
     }
   }
   r.integer("execution_timeout_ms", m.execution_timeout_ms, 0, 86'400'000);

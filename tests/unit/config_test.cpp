@@ -161,3 +161,18 @@ TEST_CASE("config checks the log format", "[config]") {
         == "server.log_format: expected \"text\" or \"json\", got \"xml\"");
   CHECK(parse_deployment(deployment(model_json(), R"({"log_format": "json"})"), "", backends));
 }
+
+TEST_CASE("config reads retry, breaker and hang-detection settings", "[config]") {
+  auto cfg = parse_deployment(
+    deployment(model_json(R"(, "retry": {"max_retries": 0}, "execution_timeout_ms": 0,
+                             "breaker": {"failure_threshold": 5, "reset_timeout_ms": 10, "max_reset_timeout_ms": 20})")),
+    "", backends);
+  REQUIRE(cfg);
+  CHECK(cfg->models[0].max_retries == 0);
+  CHECK(cfg->models[0].execution_timeout_ms == 0);
+  CHECK(cfg->models[0].breaker.failure_threshold == 5);
+  CHECK(errors_of(deployment(model_json(R"(, "breaker": {"reset_timeout_ms": 50, "max_reset_timeout_ms": 20})")))
+        == "models[0].breaker.max_reset_timeout_ms: must be >= reset_timeout_ms (50), got 20");
+  CHECK(errors_of(deployment(model_json(R"(, "retry": {"max_retries": 11})")))
+        == "models[0].retry.max_retries: must be <= 10, got 11");
+}
