@@ -99,10 +99,14 @@ void answer_error(queued_request& q, caf::error err) {
   q.promise.deliver(std::move(err));
 }
 
-void schedule_tick(batcher_ptr self, time_point now) {
+/// Schedules the next tick for the earliest deadline, hang deadline or breaker reopening and,
+/// when `batch_triggers`, the batching delay (false when the idle workers could not take what is
+/// due: a tick then would only spin until a busy worker is free, which wakes the batcher anyway).
+void schedule_tick(batcher_ptr self, time_point now, bool batch_triggers = true) {
   auto& st = self->state;
-  bool idle_worker = std::any_of(st.workers.begin(), st.workers.end(),
-                                 [](const worker_slot& w) { return !w.batch; });
+  bool idle_worker = batch_triggers
+                     && std::any_of(st.workers.begin(), st.workers.end(),
+                                    [](const worker_slot& w) { return !w.batch; });
   auto next = st.queue->next_event(idle_worker);
   auto consider = [&](time_point t) {
     if (!next || t < *next)
@@ -233,27 +237,30 @@ void pump(batcher_ptr self) {
       }
     }
   detect_hangs(self, now);
+  bool held_back = false; // due requests went back because the idle worker had failed them
   for (auto& w : st.workers) {
     if (w.batch || !w.breaker.allow(now))
       continue;
     auto plan = st.queue->pop_due(now);
     if (!plan)
       break;
-    // Requests that this worker already failed go back to the head of the queue.
-    std::vector<request_id> take;
+    // Requests that this worker already failed go back to the head of the queue, in order.
+    std::vector<request_id> take, back;
     for (auto rid : plan->ids) {
       auto& q = st.waiting.at(rid);
-      if (std::find(q.excluded.begin(), q.excluded.end(), w.handle.address()) != q.excluded.end())
-        st.queue->requeue(q.pending);
-      else
-        take.push_back(rid);
+      bool failed_here = std::find(q.excluded.begin(), q.excluded.end(), w.handle.address())
+                         != q.excluded.end();
+      (failed_here ? back : take).push_back(rid);
     }
+    for (auto it = back.rbegin(); it != back.rend(); ++it)
+      st.queue->requeue(st.waiting.at(*it).pending);
+    held_back = held_back || !back.empty();
     if (!take.empty())
       dispatch(self, w, take, now);
   }
   if (st.mm)
     st.mm->queue_depth.store(static_cast<int64_t>(st.queue->size()), std::memory_order_relaxed);
-  schedule_tick(self, now);
+  schedule_tick(self, now, !held_back);
 }
 
 void record_batch(model_metrics& mm, const in_flight_batch& b, const batch_outputs& out) {
