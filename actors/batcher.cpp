@@ -470,7 +470,11 @@ batcher_actor::behavior_type batcher_fn(batcher_ptr self, std::shared_ptr<const 
         st.mm->queue_depth.store(static_cast<int64_t>(st.queue->size()), std::memory_order_relaxed);
       auto rp = self->make_response_promise<infer_response>();
       auto id = req.id;
-      queued_request q{std::move(req), rp, now, now};
+      queued_request q;
+      q.req = std::move(req);
+      q.promise = rp;
+      q.enqueued = now;
+      q.dispatched = now;
       q.pending = std::move(pending);
       st.waiting.emplace(id, std::move(q));
       pump(self);
