@@ -60,6 +60,7 @@ struct batcher_state {
   std::set<std::string> given_up; // workers the supervisor will not restart
   std::unordered_map<uint64_t, in_flight_batch> in_flight;
   uint64_t next_batch_id = 1;
+  std::size_t next_worker = 0; // round robin: where the search for an idle worker starts
   uint64_t batches = 0;
   std::optional<time_point> tick_at; // when the scheduled tick fires
   std::shared_ptr<metrics> stats;
@@ -238,7 +239,10 @@ void pump(batcher_ptr self) {
     }
   detect_hangs(self, now);
   bool held_back = false; // due requests went back because the idle worker had failed them
-  for (auto& w : st.workers) {
+  // Round robin over the workers, so that every worker gets work (and a broken one shows).
+  auto n = st.workers.size();
+  for (std::size_t k = 0; k < n; ++k) {
+    auto& w = st.workers[(st.next_worker + k) % n];
     if (w.batch || !w.breaker.allow(now))
       continue;
     auto plan = st.queue->pop_due(now);
@@ -255,8 +259,10 @@ void pump(batcher_ptr self) {
     for (auto it = back.rbegin(); it != back.rend(); ++it)
       st.queue->requeue(st.waiting.at(*it).pending);
     held_back = held_back || !back.empty();
-    if (!take.empty())
+    if (!take.empty()) {
       dispatch(self, w, take, now);
+      st.next_worker = (st.next_worker + k + 1) % n;
+    }
   }
   if (st.mm)
     st.mm->queue_depth.store(static_cast<int64_t>(st.queue->size()), std::memory_order_relaxed);
