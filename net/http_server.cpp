@@ -241,17 +241,12 @@ private:
                     "{\"name\":\"actorserve\",\"version\":\"0.1.0\",\"extensions\":["
                     "\"binary_tensor_data\",\"schedule_policy\"]}");
         return;
-      case route::model_meta: {
+      case route::model_meta:
         if (!want(http::verb::get))
           return;
-        auto* m = srv_.cfg->find_model(r.model);
-        if (!m)
-          return send_error(http::status::not_found, "unknown model '" + r.model + "'");
-        if (!r.version.empty() && r.version != m->version)
-          return send_error(http::status::not_found, "model '" + r.model + "' has no version '"
-                                                       + r.version + "'");
-        return send_json(http::status::ok, kserve::encode_model_metadata(*m));
-      }
+        if (auto* m = addressed_model(r))
+          send_json(http::status::ok, kserve::encode_model_metadata(*m));
+        return;
       case route::model_ready:
         if (want(http::verb::get))
           ask_ready(r.model, r.version);
@@ -273,18 +268,28 @@ private:
         if (want(http::verb::get))
           send_json(http::status::ok, srv_.stats->statistics_json(""));
         return;
-      case route::model_stats: {
+      case route::model_stats:
         if (!want(http::verb::get))
           return;
-        auto* m = srv_.cfg->find_model(r.model);
-        if (!m)
-          return send_error(http::status::not_found, "unknown model '" + r.model + "'");
-        if (!r.version.empty() && r.version != m->version)
-          return send_error(http::status::not_found, "model '" + r.model + "' has no version '"
-                                                       + r.version + "'");
-        return send_json(http::status::ok, srv_.stats->statistics_json(r.model));
-      }
+        if (addressed_model(r))
+          send_json(http::status::ok, srv_.stats->statistics_json(r.model));
+        return;
     }
+  }
+
+  /// The model (and version) a route names, or nullptr after answering 404.
+  const model_config* addressed_model(const route& r) {
+    auto* m = srv_.cfg->find_model(r.model);
+    if (!m) {
+      send_error(http::status::not_found, "unknown model '" + r.model + "'");
+      return nullptr;
+    }
+    if (!r.version.empty() && r.version != m->version) {
+      send_error(http::status::not_found,
+                 "model '" + r.model + "' has no version '" + r.version + "'");
+      return nullptr;
+    }
+    return m;
   }
 
   void ask_ready(std::string model, std::string version) {
