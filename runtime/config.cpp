@@ -399,6 +399,10 @@ void read_model(const std::string& path, const json::value& v, std::vector<std::
       rr.integer("backoff_initial_ms", m.restart.backoff_initial_ms, 0, 3'600'000);
       rr.integer("backoff_max_ms", m.restart.backoff_max_ms, 0, 3'600'000);
       rr.number("backoff_factor", m.restart.backoff_factor, 1.0);
+      rr.number("backoff_jitter", m.restart.backoff_jitter, 0.0);
+      if (m.restart.backoff_jitter > 1.0)
+        rr.fail(path + ".restart.backoff_jitter",
+                "must be <= 1, got " + json::serialize(json::value(m.restart.backoff_jitter)));
       rr.not_below(path + ".restart.backoff_max_ms", m.restart.backoff_max_ms,
                    "backoff_initial_ms", m.restart.backoff_initial_ms);
     }

@@ -55,6 +55,7 @@ struct restart_config {
   uint32_t backoff_initial_ms = 100;
   uint32_t backoff_max_ms = 10'000;
   double backoff_factor = 2.0;
+  double backoff_jitter = 0.1; // each delay is scaled by a random factor in [1 - j, 1 + j]
 };
 
 struct breaker_settings {

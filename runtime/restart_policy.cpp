@@ -2,8 +2,17 @@
 
 #include <algorithm>
 #include <cmath>
+#include <random>
 
 namespace actorserve {
+
+restart_tracker::restart_tracker(restart_config cfg, std::function<double()> uniform)
+  : cfg_(cfg), uniform_(std::move(uniform)) {
+  if (!uniform_)
+    uniform_ = [rng = std::make_shared<std::mt19937_64>(std::random_device{}())] {
+      return std::uniform_real_distribution<double>(0, 1)(*rng);
+    };
+}
 
 void restart_tracker::forget_before(time_point now) {
   auto window = std::chrono::seconds(cfg_.period_s);
@@ -24,6 +33,7 @@ std::optional<std::chrono::milliseconds> restart_tracker::on_failure(time_point 
   double delay = cfg_.backoff_initial_ms
                  * std::pow(cfg_.backoff_factor, static_cast<double>(restarts_.size()));
   delay = std::min(delay, static_cast<double>(cfg_.backoff_max_ms));
+  delay *= 1.0 + cfg_.backoff_jitter * (2.0 * uniform_() - 1.0);
   restarts_.push_back(now);
   return std::chrono::milliseconds(static_cast<int64_t>(delay));
 }

@@ -12,6 +12,7 @@ TEST_CASE("restart delays grow exponentially up to the maximum", "[restart]") {
   cfg.backoff_initial_ms = 100;
   cfg.backoff_max_ms = 1000;
   cfg.backoff_factor = 2.0;
+  cfg.backoff_jitter = 0;
   restart_tracker r{cfg};
   time_point t0{};
   CHECK(r.on_failure(t0) == 100ms);
@@ -41,6 +42,7 @@ TEST_CASE("restarts older than the period are forgotten, and backoff starts over
   cfg.max_restarts = 2;
   cfg.period_s = 10;
   cfg.backoff_initial_ms = 50;
+  cfg.backoff_jitter = 0;
   restart_tracker r{cfg};
   time_point t0{};
   CHECK(r.on_failure(t0) == 50ms);
@@ -54,4 +56,18 @@ TEST_CASE("max_restarts 0 never restarts", "[restart]") {
   cfg.max_restarts = 0;
   restart_tracker r{cfg};
   CHECK_FALSE(r.on_failure(time_point{}));
+}
+
+TEST_CASE("restart delays are jittered within the configured fraction", "[restart]") {
+  restart_config cfg;
+  cfg.max_restarts = 10;
+  cfg.backoff_initial_ms = 1000;
+  cfg.backoff_jitter = 0.2;
+  std::vector<double> draws{0.0, 0.5, 0.999999};
+  std::size_t next = 0;
+  restart_tracker r{cfg, [&] { return draws[next++]; }};
+  time_point t0{};
+  CHECK(r.on_failure(t0) == 800ms);              // 1000 * (1 - 0.2)
+  CHECK(r.on_failure(t0 + 1s) == 2000ms);        // 2000 * 1
+  CHECK(r.on_failure(t0 + 2s)->count() == 4799); // 4000 * (1 + 0.2 * 0.999998), truncated
 }
