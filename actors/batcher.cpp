@@ -191,6 +191,24 @@ void dispatch(batcher_ptr self, worker_slot& w, const std::vector<request_id>& i
 void finish_batch(batcher_ptr self, uint64_t batch_id, batch_outputs* outputs,
                   const caf::error& err);
 
+/// Takes a worker out of service (it died or hung): its in-flight batch fails with `why` (and is
+/// retried where allowed). When `restarting`, and unless the supervisor gave it up, it counts as
+/// starting, so that requests meanwhile wait (bounded by their deadlines) instead of failing fast.
+void drop_worker(batcher_ptr self, std::vector<worker_slot>::iterator it, bool restarting,
+                 const caf::error& why) {
+  auto& st = self->state;
+  auto name = it->name;
+  auto batch = it->batch;
+  st.workers.erase(it);
+  bool replaced = std::any_of(st.workers.begin(), st.workers.end(),
+                              [&](const worker_slot& w) { return w.name == name; });
+  if (restarting && !st.given_up.count(name) && !replaced)
+    st.starting.insert(name);
+  if (batch)
+    finish_batch(self, *batch, nullptr, why);
+  report_status(self);
+}
+
 /// A batch that outlived execution_timeout marks its worker hung: the worker takes no more
 /// work, the batch's requests are retried elsewhere, and the supervisor replaces the worker.
 void detect_hangs(batcher_ptr self, time_point now) {
@@ -200,23 +218,23 @@ void detect_hangs(batcher_ptr self, time_point now) {
     if (kv.second.hang_deadline && *kv.second.hang_deadline <= now)
       hung.emplace_back(kv.first, kv.second.worker_name);
   for (auto& [batch_id, name] : hung) {
-    auto it = std::find_if(st.workers.begin(), st.workers.end(),
-                           [&](const worker_slot& w) { return w.batch == batch_id; });
-    if (it != st.workers.end()) {
-      self->demonitor(it->handle.address());
-      st.workers.erase(it);
-      st.starting.insert(name); // the supervisor starts a replacement
-    }
     logging::error({"batcher", st.model->name, 0, {}, name},
                    "worker hung: its batch ran longer than execution_timeout_ms {}",
                    st.model->execution_timeout_ms);
-    if (st.supervisor)
+    if (st.supervisor) // it starts a replacement
       caf::anon_send(st.supervisor, worker_hung_atom::value, name);
-    finish_batch(self, batch_id, nullptr,
-                 make_error(errc::worker_failed,
-                            "worker " + name + " hung: the batch ran longer than "
-                              "execution_timeout_ms " + std::to_string(st.model->execution_timeout_ms)));
-    report_status(self);
+    auto why = make_error(errc::worker_failed,
+                          "worker " + name + " hung: the batch ran longer than "
+                            "execution_timeout_ms "
+                            + std::to_string(st.model->execution_timeout_ms));
+    auto it = std::find_if(st.workers.begin(), st.workers.end(),
+                           [&](const worker_slot& w) { return w.batch == batch_id; });
+    if (it == st.workers.end()) {
+      finish_batch(self, batch_id, nullptr, why);
+      continue;
+    }
+    self->demonitor(it->handle.address());
+    drop_worker(self, it, true, why);
   }
 }
 
@@ -412,26 +430,18 @@ batcher_actor::behavior_type batcher_fn(batcher_ptr self, std::shared_ptr<const 
     if (it == st.workers.end())
       return;
     auto name = it->name;
-    auto batch = it->batch;
-    st.workers.erase(it);
-    // The supervisor restarts a crashed worker unless it gave it up: count it as starting, so
-    // that requests meanwhile wait (bounded by their deadlines) instead of failing fast.
-    bool replaced = std::any_of(st.workers.begin(), st.workers.end(),
-                                [&](const worker_slot& w) { return w.name == name; });
-    if (dm.reason != caf::exit_reason::user_shutdown && !st.given_up.count(name) && !replaced)
-      st.starting.insert(name);
-    if (dm.reason == caf::exit_reason::user_shutdown)
+    bool shutdown = dm.reason == caf::exit_reason::user_shutdown;
+    if (shutdown)
       logging::info({"batcher", st.model->name, 0, {}, name}, "worker stopped");
     else
       logging::warn({"batcher", st.model->name, 0, {}, name}, "worker is down: {}",
                     error_message(dm.reason));
-    if (batch)
-      finish_batch(self, *batch, nullptr,
-                   make_error(errc::worker_failed, "worker " + name + " of model '"
-                                                     + st.model->name
-                                                     + "' died while running this request's batch: "
-                                                     + error_message(dm.reason)));
-    report_status(self);
+    // The supervisor restarts a crashed worker unless it gives it up.
+    drop_worker(self, it, !shutdown,
+                make_error(errc::worker_failed, "worker " + name + " of model '"
+                                                  + st.model->name
+                                                  + "' died while running this request's batch: "
+                                                  + error_message(dm.reason)));
     pump(self);
   });
   return {

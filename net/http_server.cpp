@@ -336,10 +336,9 @@ private:
       spec.probability = v->to_number<double>();
     if (model.empty())
       return send_error(http::status::bad_request, "'model' is required");
-    if (spec.kind != "crash" && spec.kind != "throw" && spec.kind != "hang" && spec.kind != "slow")
-      return send_error(http::status::bad_request,
-                        "'fault' must be \"crash\", \"throw\", \"hang\" or \"slow\", got \""
-                          + spec.kind + "\"");
+    if (!is_fault_kind(spec.kind))
+      return send_error(http::status::bad_request, "'fault' must be " + std::string(fault_kinds_text)
+                                                     + ", got \"" + spec.kind + "\"");
     if (!(spec.probability > 0 && spec.probability <= 1))
       return send_error(http::status::bad_request, "'probability' must be in (0, 1]");
     auto self = shared_from_this();

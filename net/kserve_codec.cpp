@@ -246,10 +246,9 @@ caf::expected<decoded_request> decode_request(std::string_view body,
       if (!p->value().is_string())
         return bad("parameter 'actorserve_fault' must be a string");
       req.fault = std::string(p->value().get_string());
-      if (req.fault != "crash" && req.fault != "throw" && req.fault != "hang"
-          && req.fault != "slow")
-        return bad("parameter 'actorserve_fault' must be \"crash\", \"throw\", \"hang\" or "
-                   "\"slow\", got \"" + req.fault + "\"");
+      if (!is_fault_kind(req.fault))
+        return bad("parameter 'actorserve_fault' must be " + std::string(fault_kinds_text)
+                   + ", got \"" + req.fault + "\"");
     }
   }
   auto inputs_it = obj.find("inputs");

@@ -105,6 +105,12 @@ struct fault_spec {
   double probability = 1.0;
 };
 
+/// The fault kinds workers understand, and how error messages list them.
+inline bool is_fault_kind(const std::string& kind) {
+  return kind == "crash" || kind == "throw" || kind == "hang" || kind == "slow";
+}
+constexpr const char* fault_kinds_text = "\"crash\", \"throw\", \"hang\" or \"slow\"";
+
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, fault_spec& x) {
   return f(caf::meta::type_name("fault_spec"), x.worker, x.kind, x.count, x.probability);
