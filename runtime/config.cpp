@@ -190,6 +190,16 @@ public:
     }
   }
 
+  /// Calls `fn(sub_reader)` for the object at `key`, when present; the sub-reader reports its
+  /// unknown keys when `fn` returns.
+  void object(std::string_view key, const std::function<void(reader&)>& fn) {
+    if (auto v = get(key)) {
+      reader sub_reader(errors_, sub(key), *v);
+      if (sub_reader.ok())
+        fn(sub_reader);
+    }
+  }
+
   /// Calls `fn(path, element)` for each element of the array at `key`.
   void array(std::string_view key, bool required,
              const std::function<void(const std::string&, const json::value&)>& fn) {
@@ -221,13 +231,8 @@ private:
   std::set<std::string> seen_;
 };
 
-void read_http(reader& parent, http_config& h) {
-  auto v = parent.get("http");
-  if (!v)
-    return;
-  reader r(parent.errors(), parent.sub("http"), *v);
-  if (!r.ok())
-    return;
+/// Reads the "server.http" object.
+void read_http(reader& r, http_config& h) {
   r.string("address", h.address);
   r.integer("port", h.port, 0, 65535);
   r.integer("io_threads", h.io_threads, 1, 256);
@@ -237,14 +242,9 @@ void read_http(reader& parent, http_config& h) {
   r.integer("idle_timeout_ms", h.idle_timeout_ms, 1);
 }
 
-void read_server(reader& root, server_config& s) {
-  auto v = root.get("server");
-  if (!v)
-    return;
-  reader r(root.errors(), "server", *v);
-  if (!r.ok())
-    return;
-  read_http(r, s.http);
+/// Reads the "server" object.
+void read_server(reader& r, server_config& s) {
+  r.object("http", [&](reader& h) { read_http(h, s.http); });
   r.integer("scheduler_threads", s.scheduler_threads, 0, 1024);
   r.string("scheduler_policy", s.scheduler_policy);
   if (s.scheduler_policy != "sharing" && s.scheduler_policy != "stealing")
@@ -362,67 +362,51 @@ void read_model(const std::string& path, const json::value& v, std::vector<std::
     }
   }
   r.integer("instances", m.instances, 1, 256);
-  if (auto bv = r.get("batching")) {
-    reader b(errors, path + ".batching", *bv);
-    if (b.ok()) {
-      b.integer("max_queue_delay_us", m.batching.max_queue_delay_us, 0, 60'000'000);
-      b.integer_list("preferred_batch_sizes", m.batching.preferred_batch_sizes, 1);
-      b.integer("max_queue_size", m.batching.max_queue_size, 1, 1 << 24);
-      for (std::size_t i = 0; i < m.batching.preferred_batch_sizes.size(); ++i) {
-        auto p = m.batching.preferred_batch_sizes[i];
-        if (p > m.max_batch_size)
-          b.fail(path + ".batching.preferred_batch_sizes[" + std::to_string(i) + "]",
-                 "must be <= max_batch_size (" + std::to_string(m.max_batch_size) + "), got "
-                   + std::to_string(p));
-      }
-      std::sort(m.batching.preferred_batch_sizes.begin(), m.batching.preferred_batch_sizes.end());
+  r.object("batching", [&](reader& b) {
+    b.integer("max_queue_delay_us", m.batching.max_queue_delay_us, 0, 60'000'000);
+    b.integer_list("preferred_batch_sizes", m.batching.preferred_batch_sizes, 1);
+    b.integer("max_queue_size", m.batching.max_queue_size, 1, 1 << 24);
+    for (std::size_t i = 0; i < m.batching.preferred_batch_sizes.size(); ++i) {
+      auto p = m.batching.preferred_batch_sizes[i];
+      if (p > m.max_batch_size)
+        b.fail(path + ".batching.preferred_batch_sizes[" + std::to_string(i) + "]",
+               "must be <= max_batch_size (" + std::to_string(m.max_batch_size) + "), got "
+                 + std::to_string(p));
     }
-  }
-  if (auto wv = r.get("warmup")) {
-    reader w(errors, path + ".warmup", *wv);
-    if (w.ok()) {
-      w.integer_list("batch_sizes", m.warmup.batch_sizes, 1);
-      w.integer("iterations", m.warmup.iterations, 0, 10'000);
-      auto cap = std::max<uint32_t>(m.max_batch_size, 1);
-      for (std::size_t i = 0; i < m.warmup.batch_sizes.size(); ++i)
-        if (m.warmup.batch_sizes[i] > cap)
-          w.fail(path + ".warmup.batch_sizes[" + std::to_string(i) + "]",
-                 "must be <= max(max_batch_size, 1) (" + std::to_string(cap) + "), got "
-                   + std::to_string(m.warmup.batch_sizes[i]));
-    }
-  }
-  if (auto rv = r.get("restart")) {
-    reader rr(errors, path + ".restart", *rv);
-    if (rr.ok()) {
-      rr.integer("max_restarts", m.restart.max_restarts, 0, 1'000'000);
-      rr.integer("period_s", m.restart.period_s, 1, 86'400);
-      rr.integer("backoff_initial_ms", m.restart.backoff_initial_ms, 0, 3'600'000);
-      rr.integer("backoff_max_ms", m.restart.backoff_max_ms, 0, 3'600'000);
-      rr.number("backoff_factor", m.restart.backoff_factor, 1.0);
-      rr.number("backoff_jitter", m.restart.backoff_jitter, 0.0);
-      if (m.restart.backoff_jitter > 1.0)
-        rr.fail(path + ".restart.backoff_jitter",
-                "must be <= 1, got " + json::serialize(json::value(m.restart.backoff_jitter)));
-      rr.not_below(path + ".restart.backoff_max_ms", m.restart.backoff_max_ms,
-                   "backoff_initial_ms", m.restart.backoff_initial_ms);
-    }
-  }
-  if (auto rv = r.get("retry")) {
-    reader rr(errors, path + ".retry", *rv);
-    if (rr.ok())
-      rr.integer("max_retries", m.max_retries, 0, 10);
-  }
-  if (auto bv = r.get("breaker")) {
-    reader b(errors, path + ".breaker", *bv);
-    if (b.ok()) {
-      b.integer("failure_threshold", m.breaker.failure_threshold, 1, 1'000'000);
-      b.integer("reset_timeout_ms", m.breaker.reset_timeout_ms, 1, 3'600'000);
-      b.integer("max_reset_timeout_ms", m.breaker.max_reset_timeout_ms, 1, 3'600'000);
-      b.number("backoff_factor", m.breaker.backoff_factor, 1.0);
-      b.not_below(path + ".breaker.max_reset_timeout_ms", m.breaker.max_reset_timeout_ms,
-                  "reset_timeout_ms", m.breaker.reset_timeout_ms);
-    }
-  }
+    std::sort(m.batching.preferred_batch_sizes.begin(), m.batching.preferred_batch_sizes.end());
+  });
+  r.object("warmup", [&](reader& w) {
+    w.integer_list("batch_sizes", m.warmup.batch_sizes, 1);
+    w.integer("iterations", m.warmup.iterations, 0, 10'000);
+    auto cap = std::max<uint32_t>(m.max_batch_size, 1);
+    for (std::size_t i = 0; i < m.warmup.batch_sizes.size(); ++i)
+      if (m.warmup.batch_sizes[i] > cap)
+        w.fail(path + ".warmup.batch_sizes[" + std::to_string(i) + "]",
+               "must be <= max(max_batch_size, 1) (" + std::to_string(cap) + "), got "
+                 + std::to_string(m.warmup.batch_sizes[i]));
+  });
+  r.object("restart", [&](reader& rr) {
+    rr.integer("max_restarts", m.restart.max_restarts, 0, 1'000'000);
+    rr.integer("period_s", m.restart.period_s, 1, 86'400);
+    rr.integer("backoff_initial_ms", m.restart.backoff_initial_ms, 0, 3'600'000);
+    rr.integer("backoff_max_ms", m.restart.backoff_max_ms, 0, 3'600'000);
+    rr.number("backoff_factor", m.restart.backoff_factor, 1.0);
+    rr.number("backoff_jitter", m.restart.backoff_jitter, 0.0);
+    if (m.restart.backoff_jitter > 1.0)
+      rr.fail(path + ".restart.backoff_jitter",
+              "must be <= 1, got " + json::serialize(json::value(m.restart.backoff_jitter)));
+    rr.not_below(path + ".restart.backoff_max_ms", m.restart.backoff_max_ms,
+                 "backoff_initial_ms", m.restart.backoff_initial_ms);
+  });
+  r.object("retry", [&](reader& rr) { rr.integer("max_retries", m.max_retries, 0, 10); });
+  r.object("breaker", [&](reader& b) {
+    b.integer("failure_threshold", m.breaker.failure_threshold, 1, 1'000'000);
+    b.integer("reset_timeout_ms", m.breaker.reset_timeout_ms, 1, 3'600'000);
+    b.integer("max_reset_timeout_ms", m.breaker.max_reset_timeout_ms, 1, 3'600'000);
+    b.number("backoff_factor", m.breaker.backoff_factor, 1.0);
+    b.not_below(path + ".breaker.max_reset_timeout_ms", m.breaker.max_reset_timeout_ms,
+                "reset_timeout_ms", m.breaker.reset_timeout_ms);
+  });
   r.integer("execution_timeout_ms", m.execution_timeout_ms, 0, 86'400'000);
   r.integer("default_timeout_us", m.default_timeout_us, 1);
   r.integer("max_timeout_us", m.max_timeout_us, 1);
@@ -464,7 +448,7 @@ parse_deployment(const std::string& json_text, const std::string& base_dir,
   {
     reader root(errors, "", doc);
     if (root.ok()) {
-      read_server(root, cfg.server);
+      root.object("server", [&](reader& server) { read_server(server, cfg.server); });
       root.array("models", true, [&](const std::string& path, const json::value& v) {
         model_config m;
         read_model(path, v, errors, base_dir, known_backends, m);
