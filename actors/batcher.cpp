@@ -37,8 +37,14 @@ struct queued_request {
 struct worker_slot {
   worker_actor handle;
   std::string name;
-  std::optional<uint64_t> batch; // the batch in flight, if any
+  uint32_t capacity = 1;        // batches it holds at once
+  std::vector<uint64_t> batches; // the batches in flight on it
   circuit_breaker breaker;
+
+  bool has_room() const { return batches.size() < capacity; }
+  bool holds(uint64_t batch) const {
+    return std::find(batches.begin(), batches.end(), batch) != batches.end();
+  }
 };
 
 struct in_flight_batch {
@@ -107,7 +113,7 @@ void schedule_tick(batcher_ptr self, time_point now, bool batch_triggers = true)
   auto& st = self->state;
   bool idle_worker = batch_triggers
                      && std::any_of(st.workers.begin(), st.workers.end(),
-                                    [](const worker_slot& w) { return !w.batch; });
+                                    [](const worker_slot& w) { return w.has_room(); });
   auto next = st.queue->next_event(idle_worker);
   auto consider = [&](time_point t) {
     if (!next || t < *next)
@@ -122,7 +128,7 @@ void schedule_tick(batcher_ptr self, time_point now, bool batch_triggers = true)
   }
   if (!st.queue->empty()) // an open breaker turning half-open may let queued work go
     for (auto& w : st.workers)
-      if (!w.batch && w.breaker.state(now) == breaker_state::open)
+      if (w.batches.empty() && w.breaker.state(now) == breaker_state::open)
         consider(w.breaker.reopens_at());
   if (!next)
     return;
@@ -181,7 +187,7 @@ void dispatch(batcher_ptr self, worker_slot& w, const std::vector<request_id>& i
     st.waiting.erase(it);
   }
   b.answered.assign(b.requests.size(), false);
-  w.batch = id;
+  w.batches.push_back(id);
   w.breaker.on_dispatch(now);
   ++st.batches;
   self->send(w.handle, execute_atom::value, std::move(job));
@@ -198,14 +204,14 @@ void drop_worker(batcher_ptr self, std::vector<worker_slot>::iterator it, bool r
                  const caf::error& why) {
   auto& st = self->state;
   auto name = it->name;
-  auto batch = it->batch;
+  auto batches = it->batches;
   st.workers.erase(it);
   bool replaced = std::any_of(st.workers.begin(), st.workers.end(),
                               [&](const worker_slot& w) { return w.name == name; });
   if (restarting && !st.given_up.count(name) && !replaced)
     st.starting.insert(name);
-  if (batch)
-    finish_batch(self, *batch, nullptr, why);
+  for (auto batch : batches)
+    finish_batch(self, batch, nullptr, why);
   report_status(self);
 }
 
@@ -228,7 +234,7 @@ void detect_hangs(batcher_ptr self, time_point now) {
                             "execution_timeout_ms "
                             + std::to_string(st.model->execution_timeout_ms));
     auto it = std::find_if(st.workers.begin(), st.workers.end(),
-                           [&](const worker_slot& w) { return w.batch == batch_id; });
+                           [&](const worker_slot& w) { return w.holds(batch_id); });
     if (it == st.workers.end()) {
       finish_batch(self, batch_id, nullptr, why);
       continue;
@@ -236,6 +242,13 @@ void detect_hangs(batcher_ptr self, time_point now) {
     self->demonitor(it->handle.address());
     drop_worker(self, it, true, why);
   }
+}
+
+std::size_t max_capacity(const batcher_state& st) {
+  std::size_t c = 1;
+  for (auto& w : st.workers)
+    c = std::max<std::size_t>(c, w.capacity);
+  return c;
 }
 
 /// Expires what is due, dispatches what can go, and schedules the next tick.
@@ -257,11 +270,13 @@ void pump(batcher_ptr self) {
     }
   detect_hangs(self, now);
   bool held_back = false; // due requests went back because the idle worker had failed them
-  // Round robin over the workers, so that every worker gets work (and a broken one shows).
+  // Round robin over the workers, so that every worker gets work (and a broken one shows); a
+  // worker that holds several batches gets one per round.
   auto n = st.workers.size();
-  for (std::size_t k = 0; k < n; ++k) {
-    auto& w = st.workers[(st.next_worker + k) % n];
-    if (w.batch || !w.breaker.allow(now))
+  auto base = st.next_worker;
+  for (std::size_t k = 0; k < n * max_capacity(st); ++k) {
+    auto& w = st.workers[(base + k) % n];
+    if (!w.has_room() || !w.breaker.allow(now))
       continue;
     auto plan = st.queue->pop_due(now);
     if (!plan)
@@ -279,7 +294,7 @@ void pump(batcher_ptr self) {
     held_back = held_back || !back.empty();
     if (!take.empty()) {
       dispatch(self, w, take, now);
-      st.next_worker = (st.next_worker + k + 1) % n;
+      st.next_worker = (base + k + 1) % n;
     }
   }
   if (st.mm)
@@ -365,8 +380,8 @@ void finish_batch(batcher_ptr self, uint64_t batch_id, batch_outputs* outputs,
   st.in_flight.erase(it);
   auto now = self->clock().now();
   for (auto& w : st.workers)
-    if (w.batch == batch_id) {
-      w.batch.reset();
+    if (w.holds(batch_id)) {
+      w.batches.erase(std::find(w.batches.begin(), w.batches.end(), batch_id));
       auto before = w.breaker.state(now);
       if (outputs)
         w.breaker.on_success(now);
@@ -517,7 +532,7 @@ batcher_actor::behavior_type batcher_fn(batcher_ptr self, std::shared_ptr<const 
         st.waiting.clear();
       }
     },
-    [self](worker_ready_atom, worker_actor& w, std::string& name) {
+    [self](worker_ready_atom, worker_actor& w, std::string& name, uint32_t capacity) {
       auto& st = self->state;
       st.starting.erase(name);
       self->monitor(w);
@@ -527,7 +542,8 @@ batcher_actor::behavior_type batcher_fn(batcher_ptr self, std::shared_ptr<const 
       bc.reset_timeout = std::chrono::milliseconds(b.reset_timeout_ms);
       bc.max_reset_timeout = std::chrono::milliseconds(b.max_reset_timeout_ms);
       bc.backoff_factor = b.backoff_factor;
-      st.workers.push_back(worker_slot{std::move(w), name, std::nullopt, circuit_breaker{bc}});
+      st.workers.push_back(
+        worker_slot{std::move(w), name, std::max<uint32_t>(capacity, 1), {}, circuit_breaker{bc}});
       logging::info({"batcher", st.model->name, 0, {}, name}, "worker is ready ({} ready)",
                     st.workers.size());
       report_status(self);

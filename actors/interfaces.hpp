@@ -21,7 +21,8 @@ using batcher_actor = caf::typed_actor<
   caf::replies_to<infer_atom, infer_request>::with<infer_response>,
   caf::reacts_to<worker_starting_atom, std::string>,          // from the supervisor
   caf::reacts_to<given_up_atom, std::string>,                 // from the supervisor
-  caf::reacts_to<worker_ready_atom, worker_actor, std::string>, // from a warmed-up worker
+  // from a warmed-up worker: itself, its name, how many batches it can hold at once
+  caf::reacts_to<worker_ready_atom, worker_actor, std::string, uint32_t>,
   caf::reacts_to<batch_done_atom, batch_outputs>,
   caf::reacts_to<batch_failed_atom, uint64_t, caf::error>,
   caf::reacts_to<tick_atom>,

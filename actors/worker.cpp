@@ -1,10 +1,15 @@
 #include "actors/worker.hpp"
 
 #include <chrono>
+#include <condition_variable>
+#include <deque>
+#include <mutex>
 #include <random>
+#include <set>
 #include <thread>
 
 #include <caf/all.hpp>
+#include <fmt/format.h>
 
 #include "runtime/batch_assembly.hpp"
 #include "runtime/error.hpp"
@@ -19,6 +24,66 @@ std::string worker_spec::name() const {
 
 namespace {
 
+using std::chrono::steady_clock;
+
+/// A batch the backend started, with what answering it needs.
+struct started_batch {
+  batch_job job; // owns the request tensors the backend's views point into
+  std::unique_ptr<pending_batch> pending;
+  steady_clock::time_point t0, t1; // received, started
+};
+
+struct worker_state;
+void answer(const worker_state& st, started_batch& b);
+
+/// Waits for started batches on its own thread and answers the batcher, so that the worker's
+/// thread stages and starts the next batch while the device still runs this one. Used when the
+/// backend holds more than one batch at once (gpu.inflight_batches).
+class completer {
+public:
+  explicit completer(const worker_state& st) : st_(st), thread_([this] { loop(); }) {}
+
+  ~completer() {
+    {
+      std::lock_guard<std::mutex> guard{mtx_};
+      stop_ = true;
+    }
+    cv_.notify_all();
+    thread_.join(); // answers what is queued first
+  }
+
+  void push(started_batch b) {
+    {
+      std::lock_guard<std::mutex> guard{mtx_};
+      queue_.push_back(std::move(b));
+    }
+    cv_.notify_all();
+  }
+
+private:
+  void loop() {
+    for (;;) {
+      started_batch b;
+      {
+        std::unique_lock<std::mutex> lock{mtx_};
+        cv_.wait(lock, [this] { return stop_ || !queue_.empty(); });
+        if (queue_.empty())
+          return;
+        b = std::move(queue_.front());
+        queue_.pop_front();
+      }
+      answer(st_, b);
+    }
+  }
+
+  const worker_state& st_;
+  std::mutex mtx_;
+  std::condition_variable cv_;
+  std::deque<started_batch> queue_;
+  bool stop_ = false;
+  std::thread thread_;
+};
+
 struct worker_state {
   worker_spec spec;
   std::string label; // "model/device/instance"
@@ -28,18 +93,66 @@ struct worker_state {
   fault_spec armed{"", "", 0, 1.0};      // injected fault for the next batches (count 0: none)
   std::mt19937 rng{std::random_device{}()};
   worker_metrics* own = nullptr;         // this worker's entry in it, if any
+  std::unique_ptr<completer> waiter;      // when the backend holds several batches; last member:
+                                          // destroyed (joined) first
   static inline const char* name = "worker";
 };
+
+/// Waits for a started batch's outputs and answers the batcher: batch_done, or batch_failed
+/// when the backend threw. Runs on the worker's thread or on its completer's.
+void answer(const worker_state& st, started_batch& b) {
+  auto& m = *st.spec.model;
+  try {
+    auto outputs = b.pending->wait();
+    auto t2 = steady_clock::now();
+    auto ns = [](steady_clock::time_point x, steady_clock::time_point y) {
+      return std::chrono::duration_cast<std::chrono::nanoseconds>(y - x).count();
+    };
+    batch_outputs out;
+    out.batch_id = b.job.batch_id;
+    out.per_request = split_batch(m, b.job.requests, std::move(outputs));
+    auto t3 = steady_clock::now();
+    out.input_ns = ns(b.t0, b.t1);
+    out.infer_ns = ns(b.t1, t2);
+    out.output_ns = ns(t2, t3);
+    out.compute_ns = ns(b.t0, t3);
+    if (st.own) {
+      st.own->batches.fetch_add(1, std::memory_order_relaxed);
+      st.own->compute_seconds.observe(static_cast<double>(out.compute_ns) * 1e-9);
+    }
+    caf::anon_send(st.batcher, batch_done_atom::value, std::move(out));
+  } catch (const std::exception& e) {
+    logging::warn({"worker", m.name, 0, {}, st.label}, "batch {} of {} requests failed: {}",
+                  b.job.batch_id, b.job.requests.size(), e.what());
+    caf::anon_send(st.batcher, batch_failed_atom::value, b.job.batch_id,
+                   make_error(errc::inference_failed, "worker " + st.label + ": " + e.what()));
+  }
+}
+
+/// The batch sizes warm-up runs: the configured ones and, on a GPU, every bucket batches are
+/// padded to, so that cuDNN autotuning and CUDA graph capture never happen on a user's request.
+std::vector<uint32_t> warmup_sizes(const worker_spec& spec) {
+  std::set<uint32_t> sizes(spec.model->warmup.batch_sizes.begin(),
+                           spec.model->warmup.batch_sizes.end());
+  if (spec.device != "cpu")
+    for (auto b : spec.model->gpu_buckets())
+      sizes.insert(b);
+  return {sizes.rbegin(), sizes.rend()}; // largest first: allocations reach their peak once
+}
 
 using worker_ptr = worker_actor::stateful_pointer<worker_state>;
 
 /// Loads the model and runs the warm-up batches; throws on failure.
 void load_and_warm_up(worker_state& st) {
   auto t0 = std::chrono::steady_clock::now();
+  auto warn = [model = st.spec.model->name, label = st.label](const std::string& what) {
+    logging::warn({"worker", model, 0, {}, label}, "{}", what);
+  };
   st.backend = backend_registry::global().create(
-    st.spec.model->backend, backend_context{*st.spec.model, st.spec.device, st.spec.instance});
+    st.spec.model->backend,
+    backend_context{*st.spec.model, st.spec.device, st.spec.instance, warn});
   auto& m = *st.spec.model;
-  for (auto rows : m.warmup.batch_sizes)
+  for (auto rows : warmup_sizes(st.spec))
     for (uint32_t i = 0; i < m.warmup.iterations; ++i) {
       auto inputs = warmup_inputs(m, rows);
       auto outputs = st.backend->run(inputs);
@@ -49,8 +162,9 @@ void load_and_warm_up(worker_state& st) {
     }
   auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(
               std::chrono::steady_clock::now() - t0).count();
-  logging::info({"worker", st.spec.model->name, 0, {}, st.label}, "loaded and warmed up in {} ms",
-                ms);
+  logging::info({"worker", st.spec.model->name, 0, {}, st.label},
+                "loaded and warmed up in {} ms (batch sizes {}, {} batch(es) in flight)", ms,
+                fmt::join(warmup_sizes(st.spec), ","), st.backend->max_inflight());
 }
 
 worker_actor::behavior_type worker_fn(worker_ptr self, worker_spec spec, batcher_actor batcher,
@@ -84,7 +198,11 @@ worker_actor::behavior_type worker_fn(worker_ptr self, worker_spec spec, batcher
   }
   if (st.own)
     st.own->set_phase(worker_phase::ready);
-  self->send(batcher, worker_ready_atom::value, caf::actor_cast<worker_actor>(self), st.label);
+  auto capacity = st.backend->max_inflight();
+  if (capacity > 1)
+    st.waiter = std::make_unique<completer>(st);
+  self->send(batcher, worker_ready_atom::value, caf::actor_cast<worker_actor>(self), st.label,
+             capacity);
   return {
     [self](fault_atom, fault_spec& spec) {
       logging::warn({"worker", self->state.spec.model->name, 0, {}, self->state.label},
@@ -130,34 +248,24 @@ worker_actor::behavior_type worker_fn(worker_ptr self, worker_spec spec, batcher
           }
         }
       }
+      started_batch b;
+      b.t0 = t0;
       try {
-        using std::chrono::steady_clock;
-        auto ns = [](steady_clock::time_point a, steady_clock::time_point b) {
-          return std::chrono::duration_cast<std::chrono::nanoseconds>(b - a).count();
-        };
-        auto inputs = assemble_batch(m, job.requests);
-        auto t1 = steady_clock::now();
-        auto outputs = st.backend->run(inputs);
-        auto t2 = steady_clock::now();
-        batch_outputs out;
-        out.batch_id = job.batch_id;
-        out.per_request = split_batch(m, job.requests, std::move(outputs));
-        auto t3 = steady_clock::now();
-        out.input_ns = ns(t0, t1);
-        out.infer_ns = ns(t1, t2);
-        out.output_ns = ns(t2, t3);
-        out.compute_ns = ns(t0, t3);
-        if (st.own) {
-          st.own->batches.fetch_add(1, std::memory_order_relaxed);
-          st.own->compute_seconds.observe(static_cast<double>(out.compute_ns) * 1e-9);
-        }
-        self->send(st.batcher, batch_done_atom::value, std::move(out));
+        auto views = gather_batch(m, job.requests);
+        b.pending = st.backend->start(views);
       } catch (const std::exception& e) {
         logging::warn({"worker", m.name, 0, {}, st.label}, "batch {} of {} requests failed: {}",
                       job.batch_id, job.requests.size(), e.what());
         self->send(st.batcher, batch_failed_atom::value, job.batch_id,
                    make_error(errc::inference_failed, "worker " + st.label + ": " + e.what()));
+        return;
       }
+      b.t1 = steady_clock::now();
+      b.job = std::move(job);
+      if (st.waiter)
+        st.waiter->push(std::move(b));
+      else
+        answer(st, b);
     },
   };
 }

@@ -39,6 +39,10 @@ int check_config(const std::string& path) {
     std::cerr << path << ": invalid deployment:\n" << error_message(cfg.error()) << "\n";
     return 1;
   }
+  if (auto err = resolve_devices(*cfg, backend_registry::global().cuda_devices())) {
+    std::cerr << path << ": invalid deployment:\n" << error_message(err) << "\n";
+    return 1;
+  }
   std::cout << path << ": ok (" << cfg->models.size() << " model"
             << (cfg->models.size() == 1 ? "" : "s") << ")\n";
   return 0;
@@ -84,6 +88,10 @@ int serve(int argc, char** argv) {
   auto loaded = load_deployment(config_path, backend_registry::global().names());
   if (!loaded) {
     std::cerr << config_path << ": invalid deployment:\n" << error_message(loaded.error()) << "\n";
+    return 1;
+  }
+  if (auto err = resolve_devices(*loaded, backend_registry::global().cuda_devices())) {
+    std::cerr << config_path << ": invalid deployment:\n" << error_message(err) << "\n";
     return 1;
   }
   if (!address.empty())

@@ -99,35 +99,62 @@ std::string shape_key(const model_config& model, const infer_request& req) {
   return key;
 }
 
+std::size_t batch_input::bytes() const {
+  std::size_t n = 0;
+  for (auto* p : parts)
+    n += p->data.size();
+  return n;
+}
+
+void batch_input::copy_to(uint8_t* dst) const {
+  for (auto* p : parts) {
+    if (!p->data.empty())
+      std::memcpy(dst, p->data.data(), p->data.size());
+    dst += p->data.size();
+  }
+}
+
+tensor batch_input::concatenate() const {
+  if (parts.size() == 1)
+    return *parts.front();
+  tensor t;
+  t.name = name;
+  t.dtype = dtype;
+  t.shape = shape;
+  t.data.resize(bytes());
+  copy_to(t.data.data());
+  return t;
+}
+
+std::vector<batch_input> gather_batch(const model_config& model,
+                                      const std::vector<infer_request>& requests) {
+  if (requests.empty())
+    throw std::runtime_error("gather_batch: empty batch");
+  if (model.max_batch_size == 0 && requests.size() != 1)
+    throw std::runtime_error("gather_batch: a model without batching takes one request a batch");
+  std::vector<batch_input> out(requests.front().inputs.size());
+  for (std::size_t i = 0; i < out.size(); ++i) {
+    auto& b = out[i];
+    auto& first = requests.front().inputs[i];
+    b.name = first.name;
+    b.dtype = first.dtype;
+    b.shape = first.shape;
+    if (model.max_batch_size > 0)
+      b.shape[0] = 0;
+    for (auto& r : requests) {
+      b.parts.push_back(&r.inputs[i]);
+      if (model.max_batch_size > 0)
+        b.shape[0] += r.inputs[i].shape[0];
+    }
+  }
+  return out;
+}
+
 std::vector<tensor> assemble_batch(const model_config& model,
                                    const std::vector<infer_request>& requests) {
-  if (requests.empty())
-    throw std::runtime_error("assemble_batch: empty batch");
-  if (model.max_batch_size == 0 || requests.size() == 1)
-    return requests.front().inputs;
   std::vector<tensor> out;
-  out.reserve(model.inputs.size());
-  for (std::size_t i = 0; i < model.inputs.size(); ++i) {
-    tensor t;
-    auto& first = requests.front().inputs[i];
-    t.name = first.name;
-    t.dtype = first.dtype;
-    t.shape = first.shape;
-    t.shape[0] = 0;
-    std::size_t bytes = 0;
-    for (auto& r : requests)
-      bytes += r.inputs[i].data.size();
-    t.data.resize(bytes);
-    std::size_t offset = 0;
-    for (auto& r : requests) {
-      auto& part = r.inputs[i];
-      if (!part.data.empty())
-        std::memcpy(t.data.data() + offset, part.data.data(), part.data.size());
-      offset += part.data.size();
-      t.shape[0] += part.shape[0];
-    }
-    out.push_back(std::move(t));
-  }
+  for (auto& b : gather_batch(model, requests))
+    out.push_back(b.concatenate());
   return out;
 }
 

@@ -24,6 +24,24 @@ uint32_t request_rows(const model_config& model, const infer_request& req);
 /// Requests share a batch only when their keys are equal: the non-batch dimensions of every input.
 std::string shape_key(const model_config& model, const infer_request& req);
 
+/// One input of a batch as views of its requests' tensors, concatenated along the batch
+/// dimension only when a backend copies them (straight into its staging buffer, if it has one).
+struct batch_input {
+  std::string name;
+  datatype dtype = datatype::FP32;
+  std::vector<int64_t> shape;        // the whole batch's
+  std::vector<const tensor*> parts;  // each request's tensor, in batch order
+
+  std::size_t bytes() const;
+  void copy_to(uint8_t* dst) const;  // writes bytes() bytes
+  tensor concatenate() const;
+};
+
+/// Views of the requests' inputs, in the model's input order (requests must stay alive while
+/// the views are used). With max_batch_size 0 there must be exactly one request.
+std::vector<batch_input> gather_batch(const model_config& model,
+                                      const std::vector<infer_request>& requests);
+
 /// Concatenates the requests' inputs along the batch dimension, in the model's input order.
 /// With max_batch_size 0 there must be exactly one request, whose inputs are used as they are.
 std::vector<tensor> assemble_batch(const model_config& model,

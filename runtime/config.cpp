@@ -63,6 +63,12 @@ std::string describe(const json::value& v) {
   }
 }
 
+std::string format_number(double x) {
+  if (x == std::floor(x) && std::abs(x) < 1e15)
+    return std::to_string(static_cast<int64_t>(x));
+  return json::serialize(json::value(x));
+}
+
 /// Walks one JSON object, checking keys and types, and collects errors with their paths.
 class reader {
 public:
@@ -190,6 +196,32 @@ public:
     }
   }
 
+  /// Reads an array of exactly `count` numbers, each > `above`.
+  void number_list(std::string_view key, std::vector<double>& out, std::size_t count,
+                   double above) {
+    auto v = get(key);
+    if (!v)
+      return;
+    if (!v->is_array() || v->get_array().size() != count) {
+      fail(sub(key), "expected an array of " + std::to_string(count) + " numbers, got "
+                       + json::serialize(*v));
+      return;
+    }
+    std::vector<double> xs;
+    auto& arr = v->get_array();
+    for (std::size_t i = 0; i < arr.size(); ++i) {
+      auto p = sub(key) + "[" + std::to_string(i) + "]";
+      if (!arr[i].is_number())
+        fail(p, "expected a number, got " + describe(arr[i]));
+      else if (!(arr[i].to_number<double>() > above))
+        fail(p, "must be > " + format_number(above) + ", got " + json::serialize(arr[i]));
+      else
+        xs.push_back(arr[i].to_number<double>());
+    }
+    if (xs.size() == count)
+      out = std::move(xs);
+  }
+
   /// Calls `fn(sub_reader)` for the object at `key`, when present; the sub-reader reports its
   /// unknown keys when `fn` returns.
   void object(std::string_view key, const std::function<void(reader&)>& fn) {
@@ -303,11 +335,70 @@ void read_tensor_specs(reader& m, std::string_view key, std::vector<tensor_spec>
 }
 
 bool valid_device(const std::string& d) {
-  if (d == "cpu")
+  if (d == "cpu" || d == "all")
     return true;
   if (d.rfind("cuda:", 0) != 0 || d.size() == 5 || d.size() > 8)
     return false;
   return std::all_of(d.begin() + 5, d.end(), [](char c) { return c >= '0' && c <= '9'; });
+}
+
+void read_gpu(reader& r, const std::string& path, model_config& m) {
+  r.object("gpu", [&](reader& g) {
+    g.string("precision", m.gpu.precision);
+    if (m.gpu.precision != "fp32" && m.gpu.precision != "fp16" && m.gpu.precision != "bf16")
+      g.fail(path + ".gpu.precision",
+             "expected \"fp32\", \"fp16\" or \"bf16\", got \"" + m.gpu.precision + "\"");
+    g.boolean("channels_last", m.gpu.channels_last);
+    g.boolean("cudnn_benchmark", m.gpu.cudnn_benchmark);
+    g.boolean("cuda_graphs", m.gpu.cuda_graphs);
+    g.integer("inflight_batches", m.gpu.inflight_batches, 1, 4);
+    g.integer_list("batch_buckets", m.gpu.batch_buckets, 1);
+    auto& b = m.gpu.batch_buckets;
+    for (std::size_t i = 0; i < b.size(); ++i)
+      if (b[i] > m.max_batch_size)
+        g.fail(path + ".gpu.batch_buckets[" + std::to_string(i) + "]",
+               "must be <= max_batch_size (" + std::to_string(m.max_batch_size) + "), got "
+                 + std::to_string(b[i]));
+    std::sort(b.begin(), b.end());
+    b.erase(std::unique(b.begin(), b.end()), b.end());
+  });
+}
+
+void read_preprocess(reader& r, const std::string& path, model_config& m) {
+  r.object("preprocess", [&](reader& p) {
+    auto& pp = m.preprocess;
+    pp.enabled = true;
+    p.string("input", pp.input);
+    if (pp.input.empty() && !m.inputs.empty())
+      pp.input = m.inputs.front().name;
+    if (auto rv = p.get("resize")) {
+      std::vector<uint32_t> hw;
+      p.integer_list("resize", hw, 1);
+      if (!rv->is_array() || rv->get_array().size() != 2)
+        p.fail(path + ".preprocess.resize", "expected [height, width], got " + json::serialize(*rv));
+      else if (hw.size() == 2) {
+        pp.resize_height = hw[0];
+        pp.resize_width = hw[1];
+      }
+    }
+    p.number("scale", pp.scale, 0.0);
+    p.number_list("mean", pp.mean, 3, -1e30);
+    p.number_list("std", pp.stdev, 3, 0.0);
+    auto* in = m.find_input(pp.input);
+    auto ipath = path + ".preprocess.input";
+    if (m.max_batch_size == 0) {
+      p.fail(path + ".preprocess", "needs a batching model (max_batch_size >= 1)");
+    } else if (!in) {
+      p.fail(ipath, "names no declared input: \"" + pp.input + "\"");
+    } else if (in->dtype != datatype::UINT8 || in->dims.size() != 3 || in->dims[2] != 3) {
+      p.fail(ipath, "input \"" + pp.input
+                      + "\" must be declared UINT8 with dims [height, width, 3] (raw images)");
+    } else if ((in->dims[0] < 1 || in->dims[1] < 1) && pp.resize_height == 0) {
+      p.fail(ipath, "input \"" + pp.input
+                      + "\" has a variable image size: give preprocess.resize so that "
+                        "batches share one shape");
+    }
+  });
 }
 
 void read_model(const std::string& path, const json::value& v, std::vector<std::string>& errors,
@@ -346,16 +437,21 @@ void read_model(const std::string& path, const json::value& v, std::vector<std::
   read_tensor_specs(r, "inputs", m.inputs);
   read_tensor_specs(r, "outputs", m.outputs);
   if (auto dv = r.get("devices")) {
-    if (!dv->is_array() || dv->get_array().empty()) {
-      r.fail(path + ".devices", "expected a non-empty array of \"cpu\" or \"cuda:N\", got "
-                                  + describe(*dv));
+    const char* expected = "expected \"all\", \"cpu\" or a non-empty array of \"cpu\" / "
+                           "\"cuda:N\" / \"all\", got ";
+    if (dv->is_string() && (dv->get_string() == "all" || dv->get_string() == "cpu")) {
+      m.devices = {std::string(dv->get_string())};
+    } else if (!dv->is_array() || dv->get_array().empty()) {
+      r.fail(path + ".devices", expected + describe(*dv));
     } else {
       m.devices.clear();
       auto& arr = dv->get_array();
       for (std::size_t i = 0; i < arr.size(); ++i) {
         auto dpath = path + ".devices[" + std::to_string(i) + "]";
         if (!arr[i].is_string() || !valid_device(std::string(arr[i].get_string())))
-          r.fail(dpath, "expected \"cpu\" or \"cuda:N\", got " + describe(arr[i]));
+          r.fail(dpath, "expected \"cpu\", \"cuda:N\" or \"all\", got " + describe(arr[i]));
+        else if (std::count(m.devices.begin(), m.devices.end(), arr[i].get_string()))
+          r.fail(dpath, "duplicate device " + json::serialize(arr[i]));
         else
           m.devices.emplace_back(arr[i].get_string());
       }
@@ -407,6 +503,8 @@ void read_model(const std::string& path, const json::value& v, std::vector<std::
     b.not_below(path + ".breaker.max_reset_timeout_ms", m.breaker.max_reset_timeout_ms,
                 "reset_timeout_ms", m.breaker.reset_timeout_ms);
   });
+  read_gpu(r, path, m);
+  read_preprocess(r, path, m);
   r.integer("execution_timeout_ms", m.execution_timeout_ms, 0, 86'400'000);
   r.integer("default_timeout_us", m.default_timeout_us, 1);
   r.integer("max_timeout_us", m.max_timeout_us, 1);
@@ -433,6 +531,49 @@ void read_model(const std::string& path, const json::value& v, std::vector<std::
 }
 
 } // namespace
+
+std::vector<uint32_t> model_config::gpu_buckets() const {
+  if (max_batch_size == 0)
+    return {};
+  auto b = gpu.batch_buckets;
+  if (b.empty())
+    for (uint32_t x = 1; x < max_batch_size; x *= 2)
+      b.push_back(x);
+  if (b.empty() || b.back() != max_batch_size)
+    b.push_back(max_batch_size);
+  return b;
+}
+
+caf::error resolve_devices(deployment_config& cfg, int cuda_devices) {
+  std::string errors;
+  for (std::size_t i = 0; i < cfg.models.size(); ++i) {
+    auto& m = cfg.models[i];
+    std::vector<std::string> out;
+    auto add = [&](const std::string& d) {
+      if (std::find(out.begin(), out.end(), d) == out.end())
+        out.push_back(d);
+    };
+    for (auto& d : m.devices) {
+      if (d == "all") {
+        for (int g = 0; g < cuda_devices; ++g)
+          add("cuda:" + std::to_string(g));
+        if (cuda_devices == 0)
+          add("cpu");
+      } else if (d.rfind("cuda:", 0) == 0 && std::stoi(d.substr(5)) >= cuda_devices) {
+        errors += (errors.empty() ? "" : "\n") + std::string("models[") + std::to_string(i)
+                  + "].devices: model '" + m.name + "' asks for " + d
+                  + ", which does not exist: this machine has " + std::to_string(cuda_devices)
+                  + " usable CUDA device(s)";
+      } else {
+        add(d);
+      }
+    }
+    m.devices = std::move(out);
+  }
+  if (!errors.empty())
+    return make_error(errc::invalid_config, errors);
+  return caf::none;
+}
 
 caf::expected<deployment_config>
 parse_deployment(const std::string& json_text, const std::string& base_dir,

@@ -65,6 +65,30 @@ struct breaker_settings {
   double backoff_factor = 2.0;
 };
 
+/// How a model runs on a GPU (ignored on the CPU). config/README.md explains each key.
+struct gpu_settings {
+  std::string precision = "fp32"; // "fp32", "fp16" or "bf16": weights and floating inputs
+  bool channels_last = false;     // 4-D inputs and weights in NHWC memory order
+  bool cudnn_benchmark = true;    // cuDNN autotuner (runs during warm-up, per bucket)
+  bool cuda_graphs = false;       // capture the model per batch bucket and replay it
+  std::vector<uint32_t> batch_buckets; // batches are padded up to one; empty: powers of two
+                                       // up to max_batch_size, and max_batch_size
+  uint32_t inflight_batches = 1;  // batches a GPU worker holds at once (2: copy overlaps compute)
+};
+
+/// Turns raw images (the client sends UINT8 [H, W, 3]) into the model's normalized
+/// [3, H', W'] floating input: y = (x * scale - mean[c]) / std[c], optionally resized
+/// (bilinear). Runs as a CUDA kernel on GPU workers and on the CPU otherwise.
+struct preprocess_settings {
+  bool enabled = false;
+  std::string input;            // the declared UINT8 input it applies to
+  uint32_t resize_height = 0;   // 0: keep the image's size
+  uint32_t resize_width = 0;
+  double scale = 1.0 / 255.0;
+  std::vector<double> mean{0.0, 0.0, 0.0};
+  std::vector<double> stdev{1.0, 1.0, 1.0};
+};
+
 struct model_config {
   std::string name;
   std::string version = "1";
@@ -84,6 +108,12 @@ struct model_config {
   uint64_t default_timeout_us = 10'000'000;
   uint64_t max_timeout_us = 60'000'000;
   std::map<std::string, std::string> parameters; // backend-specific, values as written
+  gpu_settings gpu;
+  preprocess_settings preprocess;
+
+  /// The batch sizes a GPU worker pads to and warms up (sorted; the last is max_batch_size).
+  /// Empty when the model does not batch.
+  std::vector<uint32_t> gpu_buckets() const;
 
   /// The full shape of input/output `spec` for a batch of `rows` (-1 dims replaced by `fill`).
   std::vector<int64_t> batched_shape(const tensor_spec& spec, int64_t rows, int64_t fill = 1) const;
@@ -104,6 +134,10 @@ struct deployment_config {
 caf::expected<deployment_config>
 parse_deployment(const std::string& json_text, const std::string& base_dir,
                  const std::vector<std::string>& known_backends);
+
+/// Replaces "all" in every model's devices by the `cuda_devices` GPUs ("cpu" when there are none)
+/// and checks that every "cuda:N" exists; the error (errc::invalid_config) names the model.
+caf::error resolve_devices(deployment_config& cfg, int cuda_devices);
 
 /// Reads `path` and parses it as above, relative paths resolving against its folder.
 caf::expected<deployment_config>

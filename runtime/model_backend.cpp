@@ -6,6 +6,30 @@ namespace actorserve {
 
 model_backend::~model_backend() = default;
 
+pending_batch::~pending_batch() = default;
+
+namespace {
+
+/// Outputs computed synchronously by start(), handed out by wait().
+class finished_batch : public pending_batch {
+public:
+  explicit finished_batch(std::vector<tensor> outputs) : outputs_(std::move(outputs)) {}
+  std::vector<tensor> wait() override { return std::move(outputs_); }
+
+private:
+  std::vector<tensor> outputs_;
+};
+
+} // namespace
+
+std::unique_ptr<pending_batch> model_backend::start(const std::vector<batch_input>& inputs) {
+  std::vector<tensor> assembled;
+  assembled.reserve(inputs.size());
+  for (auto& in : inputs)
+    assembled.push_back(in.concatenate());
+  return std::make_unique<finished_batch>(run(assembled));
+}
+
 backend_registry& backend_registry::global() {
   static backend_registry instance;
   return instance;
@@ -40,6 +64,20 @@ std::vector<std::string> backend_registry::names() const {
   for (auto& kv : factories_)
     out.push_back(kv.first);
   return out;
+}
+
+int backend_registry::cuda_devices() const {
+  std::function<int()> f;
+  {
+    std::lock_guard<std::mutex> guard{mtx_};
+    f = cuda_counter_;
+  }
+  return f ? f() : 0;
+}
+
+void backend_registry::set_cuda_device_counter(std::function<int()> counter) {
+  std::lock_guard<std::mutex> guard{mtx_};
+  cuda_counter_ = std::move(counter);
 }
 
 backend_registrar::backend_registrar(const std::string& name, backend_factory factory) {

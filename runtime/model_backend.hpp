@@ -10,6 +10,7 @@
 #include <string>
 #include <vector>
 
+#include "runtime/batch_assembly.hpp"
 #include "runtime/config.hpp"
 #include "runtime/tensor.hpp"
 
@@ -19,11 +20,30 @@ struct backend_context {
   const model_config& model;
   std::string device; // "cpu" or "cuda:N"
   uint32_t instance = 0;
+  std::function<void(const std::string&)> warn = {}; // logs a warning as the worker's
+};
+
+/// A batch started on a device; its outputs are fetched with wait(), possibly on another thread.
+class pending_batch {
+public:
+  virtual ~pending_batch();
+
+  /// Blocks until the batch's outputs are on the host and returns them (as run() does); throws
+  /// std::exception when the batch failed.
+  virtual std::vector<tensor> wait() = 0;
 };
 
 class model_backend {
 public:
   virtual ~model_backend();
+
+  /// Starts a batch from views of its requests' inputs (valid until wait() returns). The default
+  /// concatenates them and calls run() at once; a GPU backend copies them into its pinned staging
+  /// buffer, enqueues the copies and kernels and returns while the device works.
+  virtual std::unique_ptr<pending_batch> start(const std::vector<batch_input>& inputs);
+
+  /// How many started batches this instance can hold before the oldest is waited for.
+  virtual uint32_t max_inflight() const { return 1; }
 
   /// Runs one batch. `inputs` follow the model's declared input order, each with the batch
   /// dimension first when the model batches. Returns the model's outputs in declared order,
@@ -47,9 +67,15 @@ public:
 
   std::vector<std::string> names() const;
 
+  /// CUDA devices usable by the compiled-in backends (0 when none can use a GPU).
+  int cuda_devices() const;
+  /// Set by a backend that can count them (the TorchScript backend does).
+  void set_cuda_device_counter(std::function<int()> counter);
+
 private:
   mutable std::mutex mtx_;
   std::map<std::string, backend_factory> factories_;
+  std::function<int()> cuda_counter_;
 };
 
 /// Registers a backend from a static initializer: `static backend_registrar reg{"name", f};`

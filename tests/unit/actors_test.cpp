@@ -24,12 +24,12 @@ struct fake_worker_state {
 
 worker_actor::behavior_type
 fake_worker(worker_actor::stateful_pointer<fake_worker_state> self, batcher_actor batcher,
-            std::vector<batch_job>* held, std::vector<std::size_t>* sizes) {
+            std::vector<batch_job>* held, std::vector<std::size_t>* sizes, uint32_t capacity) {
   self->state.batcher = batcher;
   self->state.held = held;
   self->state.batch_sizes = sizes;
   self->send(batcher, worker_ready_atom::value, caf::actor_cast<worker_actor>(self),
-             std::string("m/fake/0"));
+             std::string("m/fake/0"), capacity);
   return {
     [self](execute_atom, batch_job& job) {
       if (self->state.batch_sizes)
@@ -84,8 +84,8 @@ struct fixture {
   }
 
   worker_actor add_worker(std::vector<batch_job>* held = nullptr,
-                          std::vector<std::size_t>* sizes = nullptr) {
-    auto w = sys->spawn(fake_worker, batcher, held, sizes);
+                          std::vector<std::size_t>* sizes = nullptr, uint32_t capacity = 1) {
+    auto w = sys->spawn(fake_worker, batcher, held, sizes, capacity);
     others.push_back(caf::actor_cast<caf::actor>(w));
     sched->run();
     return w;
@@ -382,4 +382,30 @@ TEST_CASE("a batch that outlives execution_timeout marks its worker hung and is 
   REQUIRE(f.results.size() == 1);
   REQUIRE(f.results[0]);
   CHECK(floats(f.results[0]->outputs.at(0)).at(0) == 3);
+}
+
+TEST_CASE("a worker that holds two batches gets a second one while the first runs, not a third",
+          "[actors]") {
+  auto m = small_model(2);
+  m.batching.max_queue_delay_us = 0;
+  m.batching.max_queue_size = 16;
+  fixture f{m};
+  std::vector<batch_job> held;
+  auto w = f.add_worker(&held, nullptr, 2);
+  for (int i = 0; i < 3; ++i)
+    f.send(request_with_rows(2, static_cast<float>(i)));
+  f.sched->run();
+  REQUIRE(held.size() == 2); // two full batches in flight, the third waits
+  CHECK(f.results.empty());
+  // The first finishes: the third goes to the worker at once.
+  batch_outputs out;
+  out.batch_id = held[0].batch_id;
+  for (auto& r : held[0].requests)
+    out.per_request.push_back({r.inputs.at(0)});
+  out.per_request[0][0].name = "y";
+  caf::anon_send(f.batcher, batch_done_atom::value, std::move(out));
+  f.sched->run();
+  CHECK(f.results.size() == 1);
+  CHECK(held.size() == 3);
+  (void) w;
 }

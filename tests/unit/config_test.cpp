@@ -92,7 +92,7 @@ TEST_CASE("config checks datatypes, dims, devices and names", "[config]") {
            "FP16, FP32, FP64, got \"FLOAT\"\n"
            "models[0].inputs[0].dims[0]: must be -1 (variable) or >= 1, got 0\n"
            "models[0].inputs[0].dims[1]: must be >= -1, got -2\n"
-           "models[0].devices[0]: expected \"cpu\" or \"cuda:N\", got \"gpu0\"");
+           "models[0].devices[0]: expected \"cpu\", \"cuda:N\" or \"all\", got \"gpu0\"");
   CHECK(errors_of(deployment(model_json() + "," + model_json()))
         == "models[1].name: duplicate model name \"m\"");
 }
@@ -175,4 +175,101 @@ TEST_CASE("config reads retry, breaker and hang-detection settings", "[config]")
         == "models[0].breaker.max_reset_timeout_ms: must be >= reset_timeout_ms (50), got 20");
   CHECK(errors_of(deployment(model_json(R"(, "retry": {"max_retries": 11})")))
         == "models[0].retry.max_retries: must be <= 10, got 11");
+}
+
+TEST_CASE("gpu settings parse with defaults and buckets padded batches use", "[config][gpu]") {
+  auto cfg = parse_deployment(deployment(model_json()), "", backends);
+  REQUIRE(cfg);
+  auto& m = cfg->models[0];
+  CHECK(m.gpu.precision == "fp32");
+  CHECK(m.gpu.cudnn_benchmark);
+  CHECK_FALSE(m.gpu.cuda_graphs);
+  CHECK(m.gpu.inflight_batches == 1);
+  CHECK(m.gpu_buckets() == std::vector<uint32_t>{1, 2, 4, 8});
+  cfg = parse_deployment(deployment(model_json(R"(, "max_batch_size": 6,
+    "gpu": {"precision": "fp16", "channels_last": true, "cuda_graphs": true,
+            "inflight_batches": 2, "batch_buckets": [4, 1, 4]})")), "", backends);
+  REQUIRE(cfg);
+  auto& g = cfg->models[0];
+  CHECK(g.gpu.precision == "fp16");
+  CHECK(g.gpu.channels_last);
+  CHECK(g.gpu.cuda_graphs);
+  CHECK(g.gpu.inflight_batches == 2);
+  CHECK(g.gpu_buckets() == std::vector<uint32_t>{1, 4, 6}); // max_batch_size always a bucket
+  CHECK(errors_of(deployment(model_json(R"(, "gpu": {"precision": "int8"})")))
+        == "models[0].gpu.precision: expected \"fp32\", \"fp16\" or \"bf16\", got \"int8\"");
+  CHECK(errors_of(deployment(model_json(R"(, "gpu": {"batch_buckets": [16]})")))
+        == "models[0].gpu.batch_buckets[0]: must be <= max_batch_size (8), got 16");
+  CHECK(errors_of(deployment(model_json(R"(, "gpu": {"inflight_batches": 9})")))
+        == "models[0].gpu.inflight_batches: must be <= 4, got 9");
+  CHECK(errors_of(deployment(model_json(R"(, "gpu": {"graphs": true})")))
+        == "models[0].gpu.graphs: unknown key");
+}
+
+namespace {
+
+std::string image_model(const std::string& preprocess, const std::string& dims = "[32, 32, 3]") {
+  return R"({"name": "img", "backend": "scale", "max_batch_size": 4,
+             "inputs": [{"name": "image", "datatype": "UINT8", "dims": )"
+         + dims + R"(}],
+             "outputs": [{"name": "y", "datatype": "FP32", "dims": [4]}], "preprocess": )"
+         + preprocess + "}";
+}
+
+} // namespace
+
+TEST_CASE("preprocess settings name a raw image input and check it", "[config][gpu]") {
+  auto cfg = parse_deployment(
+    deployment(image_model(R"({"resize": [24, 20], "mean": [0.485, 0.456, 0.406],
+                               "std": [0.229, 0.224, 0.225]})")),
+    "", backends);
+  REQUIRE(cfg);
+  auto& p = cfg->models[0].preprocess;
+  CHECK(p.enabled);
+  CHECK(p.input == "image"); // the first input by default
+  CHECK(p.resize_height == 24);
+  CHECK(p.resize_width == 20);
+  CHECK(p.scale == Approx(1.0 / 255));
+  CHECK(p.stdev[2] == Approx(0.225));
+  CHECK(errors_of(deployment(image_model(R"({"std": [1, 0, 1]})")))
+        == "models[0].preprocess.std[1]: must be > 0, got 0");
+  CHECK(errors_of(deployment(image_model(R"({"mean": [1, 2]})")))
+        == "models[0].preprocess.mean: expected an array of 3 numbers, got [1,2]");
+  CHECK(errors_of(deployment(image_model(R"({"input": "x"})")))
+        == "models[0].preprocess.input: names no declared input: \"x\"");
+  CHECK(errors_of(deployment(image_model("{}", "[3, 32, 32]")))
+        == "models[0].preprocess.input: input \"image\" must be declared UINT8 with dims "
+           "[height, width, 3] (raw images)");
+  CHECK(errors_of(deployment(image_model("{}", "[-1, -1, 3]")))
+        == "models[0].preprocess.input: input \"image\" has a variable image size: give "
+           "preprocess.resize so that batches share one shape");
+  CHECK(errors_of(deployment(image_model(R"({"resize": [24]})")))
+        == "models[0].preprocess.resize: expected [height, width], got [24]");
+}
+
+TEST_CASE("devices resolve \"all\" to the GPUs there are and reject missing ones",
+          "[config][gpu]") {
+  auto parse = [](const std::string& devices) {
+    return parse_deployment(deployment(model_json(", \"devices\": " + devices)), "", backends);
+  };
+  auto cfg = parse(R"("all")");
+  REQUIRE(cfg);
+  auto two = *cfg;
+  REQUIRE_FALSE(resolve_devices(two, 2));
+  CHECK(two.models[0].devices == std::vector<std::string>{"cuda:0", "cuda:1"});
+  auto none = *cfg;
+  REQUIRE_FALSE(resolve_devices(none, 0));
+  CHECK(none.models[0].devices == std::vector<std::string>{"cpu"});
+  cfg = parse(R"(["cpu", "cuda:1"])");
+  REQUIRE(cfg);
+  auto err = resolve_devices(*cfg, 1);
+  REQUIRE(err);
+  CHECK(error_message(err)
+        == "models[0].devices: model 'm' asks for cuda:1, which does not exist: this machine has "
+           "1 usable CUDA device(s)");
+  CHECK(errors_of(deployment(model_json(R"(, "devices": ["cpu", "cpu"])")))
+        == "models[0].devices[1]: duplicate device \"cpu\"");
+  CHECK(errors_of(deployment(model_json(R"(, "devices": "gpu")")))
+        == "models[0].devices: expected \"all\", \"cpu\" or a non-empty array of \"cpu\" / "
+           "\"cuda:N\" / \"all\", got \"gpu\"");
 }
