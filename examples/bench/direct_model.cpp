@@ -1,6 +1,7 @@
 // actorserve-direct: the model called directly from C++ through the same backend (no server),
-// at given batch sizes: the ceiling a serving system can approach. Prints rows/s and the time
-// per batch for each size.
+// at given batch sizes, on the model's first configured device: the ceiling a serving system can
+// approach. Prints rows/s and the time per batch for each size. On a GPU each batch includes the
+// copy of its inputs in and its outputs out (and the preprocessing, if configured).
 //   actorserve-direct CONFIG MODEL BATCH_SIZES(1,16,64) [SECONDS]
 #include <chrono>
 #include <cstdio>
@@ -23,14 +24,25 @@ int main(int argc, char** argv) {
     std::cerr << error_message(cfg.error()) << "\n";
     return 1;
   }
+  if (auto err = resolve_devices(*cfg, backend_registry::global().cuda_devices())) {
+    std::cerr << error_message(err) << "\n";
+    return 1;
+  }
   auto* m = cfg->find_model(argv[2]);
   if (!m) {
     std::cerr << "no model " << argv[2] << "\n";
     return 1;
   }
   double seconds = argc > 4 ? std::stod(argv[4]) : 5;
-  auto backend = backend_registry::global().create(m->backend, backend_context{*m, "cpu", 0});
-  std::printf("%-10s %6s %12s %12s\n", "model", "batch", "rows_per_s", "us_per_batch");
+  auto device = m->devices.front();
+  auto backend = backend_registry::global().create(m->backend, backend_context{*m, device, 0});
+  if (device != "cpu") // what a worker's warm-up does: every bucket (cuDNN tuning, graph capture)
+    for (auto b : m->gpu_buckets()) {
+      auto in = warmup_inputs(*m, b);
+      backend->run(in);
+    }
+  std::printf("%-10s %-7s %6s %12s %12s\n", "model", "device", "batch", "rows_per_s",
+              "us_per_batch");
   std::stringstream sizes(argv[3]);
   std::string item;
   while (std::getline(sizes, item, ',')) {
@@ -47,7 +59,7 @@ int main(int argc, char** argv) {
       ++batches;
     }
     double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-    std::printf("%-10s %6u %12.0f %12.1f\n", m->name.c_str(), rows, batches * rows / secs,
-                secs / batches * 1e6);
+    std::printf("%-10s %-7s %6u %12.0f %12.1f\n", m->name.c_str(), device.c_str(), rows,
+                batches * rows / secs, secs / batches * 1e6);
   }
 }

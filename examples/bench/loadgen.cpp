@@ -6,7 +6,7 @@
 //
 //   actorserve-loadgen --port P --path /v2/models/mlp/infer --body FILE [--json-length N]
 //                      [--concurrency 1,16,64 | --rate R] [--duration S] [--warmup S]
-//                      [--label NAME] [--csv FILE] [--json FILE]
+//                      [--threads T] [--label NAME] [--csv FILE] [--json FILE]
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
@@ -16,6 +16,7 @@
 #include <memory>
 #include <sstream>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include <boost/asio.hpp>
@@ -40,6 +41,7 @@ struct options {
   std::vector<int> concurrency{1, 16, 64};
   double rate = 0;       // > 0: open loop
   int open_connections = 256;
+  int threads = 1;        // closed loop: connections spread over this many I/O threads
   double duration = 10;
   double warmup = 2;
   std::string label = "run";
@@ -205,7 +207,7 @@ void progress(run_state& st, const std::string& what, clock_type::time_point sta
   });
 }
 
-result run(const options& o, const std::string& mode, double load) {
+result run_one(const options& o, const std::string& mode, double load, bool show) {
   result r;
   r.label = o.label;
   r.mode = mode;
@@ -221,7 +223,8 @@ result run(const options& o, const std::string& mode, double load) {
   asio::steady_timer tick{ioc}, prog{ioc}, end{ioc};
   std::size_t last = 0;
   auto what = o.label + " " + mode + "=" + std::to_string(static_cast<int>(load));
-  progress(st, what, start, prog, last);
+  if (show)
+    progress(st, what, start, prog, last);
   std::function<void(clock_type::time_point)> issue;
   if (mode == "concurrency") {
     for (int i = 0; i < static_cast<int>(load); ++i) {
@@ -254,8 +257,34 @@ result run(const options& o, const std::string& mode, double load) {
   end.expires_at(st.stop_at + std::chrono::milliseconds(200));
   end.async_wait([&](beast::error_code) { ioc.stop(); });
   ioc.run();
-  std::fprintf(stderr, "\r%80s\r", "");
+  if (show)
+    std::fprintf(stderr, "\r%80s\r", "");
   r.seconds = o.duration;
+  return r;
+}
+
+/// One run; a closed loop with --threads T > 1 runs T loops of load/T connections side by side
+/// (each on its own I/O thread) and merges what they measured.
+result run(const options& o, const std::string& mode, double load) {
+  int threads = mode == "concurrency" ? std::max(1, std::min(o.threads, static_cast<int>(load))) : 1;
+  std::vector<result> parts(static_cast<std::size_t>(threads));
+  std::vector<std::thread> pool;
+  int given = 0;
+  for (int t = 0; t < threads; ++t) {
+    int share = static_cast<int>(load) / threads + (t < static_cast<int>(load) % threads ? 1 : 0);
+    given += share;
+    pool.emplace_back([&, t, share] { parts[t] = run_one(o, mode, share, t == 0); });
+  }
+  for (auto& th : pool)
+    th.join();
+  result r = std::move(parts[0]);
+  r.load = load;
+  for (std::size_t t = 1; t < parts.size(); ++t) {
+    r.latencies_us.insert(r.latencies_us.end(), parts[t].latencies_us.begin(),
+                          parts[t].latencies_us.end());
+    for (auto& kv : parts[t].errors)
+      r.errors[kv.first] += kv.second;
+  }
   std::sort(r.latencies_us.begin(), r.latencies_us.end());
   return r;
 }
@@ -299,6 +328,7 @@ int main(int argc, char** argv) {
     else if (a == "--concurrency") o.concurrency = parse_list(v());
     else if (a == "--rate") o.rate = std::stod(v());
     else if (a == "--duration") o.duration = std::stod(v());
+    else if (a == "--threads") o.threads = std::stoi(v());
     else if (a == "--warmup") o.warmup = std::stod(v());
     else if (a == "--label") o.label = v();
     else if (a == "--csv") o.csv = v();

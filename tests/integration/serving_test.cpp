@@ -191,6 +191,35 @@ TEST_CASE("concurrent requests are batched together", "[integration]") {
   CHECK(max_batch > 1);
 }
 
+TEST_CASE("a worker holding two batches at once answers every request with its own outputs",
+          "[integration]") {
+  auto config = scale_config(R"(, "max_batch_size": 4, "batching": {"max_queue_delay_us": 0})");
+  auto params = std::string(R"("parameters": {"factor": 2, "bias": 1})");
+  config.replace(config.find(params), params.size(),
+                 R"("parameters": {"factor": 2, "bias": 1, "inflight": 2, "delay_us": 3000})");
+  server_process srv{write_temp_file("inflight.json", config)};
+  REQUIRE(srv.wait_ready());
+  std::atomic<int> ok{0};
+  std::vector<std::thread> clients;
+  for (int i = 0; i < 24; ++i)
+    clients.emplace_back([&, i] {
+      http_client c{srv.port()};
+      for (int k = 0; k < 3; ++k) {
+        auto v = std::to_string(i * 10 + k);
+        auto r = c.post("/v2/models/scale/infer", infer_body("", "[" + v + "," + v + "," + v + "," + v + "]"));
+        auto e = std::to_string(2 * (i * 10 + k) + 1);
+        if (r.status == 200
+            && json::serialize(json::parse(r.body).as_object()["outputs"].as_array()[0]
+                                 .as_object()["data"]) == "[" + e + "," + e + "," + e + "," + e + "]")
+          ++ok;
+      }
+    });
+  for (auto& t : clients)
+    t.join();
+  CHECK(ok == 72);
+  check_still_serving(srv.port());
+}
+
 TEST_CASE("a request is answered 504 at its deadline, queued or running", "[integration]") {
   server_process srv{write_temp_file(
     "deadline.json",

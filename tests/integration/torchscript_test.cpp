@@ -97,6 +97,38 @@ TEST_CASE("MLP outputs over HTTP equal the model run directly in PyTorch", "[int
   check_close(std::vector<double>(out.begin(), out.end()), flatten(ref["logits"]));
 }
 
+TEST_CASE("raw uint8 images are resized and normalized by the server as PyTorch does it",
+          "[integration][torch][preprocess]") {
+  std::ifstream in(models_dir() + "/convnet_reference.json");
+  REQUIRE(in);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  auto ref = json::parse(ss.str()).as_object();
+  auto config = R"({"server": {"http": {"port": 0}}, "models": [{"name": "convnet",
+    "backend": "torchscript", "path": ")" + models_dir() + R"(/convnet.pt", "max_batch_size": 4,
+    "inputs": [{"name": "image", "datatype": "UINT8", "dims": [32, 32, 3]}],
+    "outputs": [{"name": "logits", "datatype": "FP32", "dims": [10]}],
+    "preprocess": {"resize": [24, 24], "mean": )" + json::serialize(ref["mean"]) + R"(,
+                   "std": )" + json::serialize(ref["std"]) + "}}]}";
+  server_process srv{write_temp_file("convnet.json", config)};
+  REQUIRE(srv.wait_ready());
+  http_client c{srv.port()};
+  auto body = R"({"inputs":[{"name":"image","shape":[2,32,32,3],"datatype":"UINT8","data":)"
+              + json::serialize(ref["image"]) + "}]}";
+  auto r = c.post("/v2/models/convnet/infer", body);
+  REQUIRE(r.status == 200);
+  auto doc = json::parse(r.body).as_object();
+  auto& out = doc["outputs"].as_array()[0].as_object();
+  CHECK(json::serialize(out["shape"]) == "[2,10]");
+  check_close(flatten(out["data"]), flatten(ref["logits"]));
+  // The raw image is what the model declares: a preprocessed float tensor is refused.
+  auto wrong = c.post("/v2/models/convnet/infer",
+                      R"({"inputs":[{"name":"image","shape":[1,3,24,24],"datatype":"FP32",)"
+                      R"("data":[0]}]})");
+  CHECK(wrong.status == 400);
+  CHECK(wrong.body.find("image") != std::string::npos);
+}
+
 TEST_CASE("32 concurrent MLP requests are served in batches larger than one",
           "[integration][torch]") {
   server_process srv{write_temp_file(

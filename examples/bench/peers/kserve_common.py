@@ -19,6 +19,20 @@ def decode(body: bytes, json_length):
     return header, arr
 
 
+def wants_binary(header) -> bool:
+    outs = header.get("outputs") or []
+    return any((o.get("parameters") or {}).get("binary_data") for o in outs)
+
+
+def encode_binary(model, output_name, out: np.ndarray):
+    """The binary tensor extension's answer: (body, JSON header length)."""
+    out = np.ascontiguousarray(out, dtype=np.float32)
+    head = json.dumps({"model_name": model, "model_version": "1", "outputs": [{
+        "name": output_name, "datatype": "FP32", "shape": list(out.shape),
+        "parameters": {"binary_data_size": out.nbytes}}]}).encode()
+    return head + out.tobytes(), len(head)
+
+
 def encode(model, output_name, out: np.ndarray) -> bytes:
     return json.dumps({"model_name": model, "model_version": "1", "outputs": [{
         "name": output_name, "datatype": "FP32", "shape": list(out.shape),

@@ -8,6 +8,7 @@
 // pads batches up to a bucket (so warm-up covers every shape cuDNN and CUDA graphs see), runs the
 // image preprocessing kernel, optionally replays a CUDA graph captured per bucket, and copies the
 // outputs back asynchronously into pinned buffers; wait() blocks on the slot's event only.
+#include <atomic>
 #include <deque>
 #include <map>
 #include <optional>
@@ -131,7 +132,7 @@ struct gpu_slot {
   at::cuda::CUDAEvent copied;       // the host-to-device copy of host_in finished
   at::cuda::CUDAEvent consumed;     // the compute that read dev_in finished
   at::cuda::CUDAEvent done;         // host_out holds the outputs
-  bool busy = false;
+  std::atomic<bool> busy{false}; // set by start(), cleared by finish() on the completion thread
 };
 
 /// A captured CUDA graph for one bucket: replays read `inputs` and write `outputs`.
