@@ -113,7 +113,7 @@ void schedule_tick(batcher_ptr self, time_point now, bool batch_triggers = true)
   auto& st = self->state;
   bool idle_worker = batch_triggers
                      && std::any_of(st.workers.begin(), st.workers.end(),
-                                    [](const worker_slot& w) { return w.has_room(); });
+                                    [](const worker_slot& w) { return w.batches.empty(); });
   auto next = st.queue->next_event(idle_worker);
   auto consider = [&](time_point t) {
     if (!next || t < *next)
@@ -244,13 +244,6 @@ void detect_hangs(batcher_ptr self, time_point now) {
   }
 }
 
-std::size_t max_capacity(const batcher_state& st) {
-  std::size_t c = 1;
-  for (auto& w : st.workers)
-    c = std::max<std::size_t>(c, w.capacity);
-  return c;
-}
-
 /// Expires what is due, dispatches what can go, and schedules the next tick.
 void pump(batcher_ptr self) {
   auto& st = self->state;
@@ -270,31 +263,40 @@ void pump(batcher_ptr self) {
     }
   detect_hangs(self, now);
   bool held_back = false; // due requests went back because the idle worker had failed them
-  // Round robin over the workers, so that every worker gets work (and a broken one shows); a
-  // worker that holds several batches gets one per round.
+  // Round robin over the idle workers first, so that every worker gets work (and a broken one
+  // shows). Then a worker that holds several batches (a GPU worker staging the next batch while
+  // one computes) gets more, but only full ones: a partial batch waits and grows until a worker
+  // is idle, instead of being locked into a small batch that runs no sooner.
   auto n = st.workers.size();
   auto base = st.next_worker;
-  for (std::size_t k = 0; k < n * max_capacity(st); ++k) {
-    auto& w = st.workers[(base + k) % n];
-    if (!w.has_room() || !w.breaker.allow(now))
-      continue;
-    auto plan = st.queue->pop_due(now);
-    if (!plan)
-      break;
-    // Requests that this worker already failed go back to the head of the queue, in order.
-    std::vector<request_id> take, back;
-    for (auto rid : plan->ids) {
-      auto& q = st.waiting.at(rid);
-      bool failed_here = std::find(q.excluded.begin(), q.excluded.end(), w.handle.address())
-                         != q.excluded.end();
-      (failed_here ? back : take).push_back(rid);
-    }
-    for (auto it = back.rbegin(); it != back.rend(); ++it)
-      st.queue->requeue(st.waiting.at(*it).pending);
-    held_back = held_back || !back.empty();
-    if (!take.empty()) {
-      dispatch(self, w, take, now);
-      st.next_worker = (base + k + 1) % n;
+  for (bool prefetch : {false, true}) {
+    bool progress = true;
+    while (progress) {
+      progress = false;
+      for (std::size_t k = 0; k < n; ++k) {
+        auto& w = st.workers[(base + k) % n];
+        if (w.batches.empty() == prefetch || !w.has_room() || !w.breaker.allow(now))
+          continue;
+        auto plan = st.queue->pop_due(now, prefetch);
+        if (!plan)
+          break;
+        // Requests that this worker already failed go back to the head of the queue, in order.
+        std::vector<request_id> take, back;
+        for (auto rid : plan->ids) {
+          auto& q = st.waiting.at(rid);
+          bool failed_here = std::find(q.excluded.begin(), q.excluded.end(), w.handle.address())
+                             != q.excluded.end();
+          (failed_here ? back : take).push_back(rid);
+        }
+        for (auto it = back.rbegin(); it != back.rend(); ++it)
+          st.queue->requeue(st.waiting.at(*it).pending);
+        held_back = held_back || !back.empty();
+        if (!take.empty()) {
+          dispatch(self, w, take, now);
+          st.next_worker = (base + k + 1) % n;
+          progress = prefetch; // idle workers get one batch each per pump
+        }
+      }
     }
   }
   if (st.mm)

@@ -37,10 +37,12 @@ bool batch_queue::remove(request_id id) {
   return true;
 }
 
-std::optional<batch_plan> batch_queue::pop_due(time_point now) {
+std::optional<batch_plan> batch_queue::pop_due(time_point now, bool full_only) {
   if (queue_.empty())
     return std::nullopt;
   if (opts_.max_batch_size == 0) { // no batching: the oldest request runs alone, at once
+    if (full_only)
+      return std::nullopt;
     batch_plan plan{{queue_.front().id}, queue_.front().rows};
     queue_.pop_front();
     return plan;
@@ -65,7 +67,11 @@ std::optional<batch_plan> batch_queue::pop_due(time_point now) {
     }
     uint32_t target = 0; // how many rows to send now; 0 = not due
     bool delay_over = now - queue_[head].enqueued >= opts_.max_queue_delay;
-    if (fill == opts_.max_batch_size || more || delay_over) {
+    if (fill == opts_.max_batch_size || more) {
+      target = fill;
+    } else if (full_only) {
+      target = 0;
+    } else if (delay_over) {
       target = fill;
     } else {
       for (auto it = opts_.preferred_batch_sizes.rbegin();

@@ -52,7 +52,9 @@ public:
   /// shape-compatible requests is due when it fills max_batch_size, when it reaches one of the
   /// preferred sizes (the largest one it can fill is sent), or when its oldest request has
   /// waited max_queue_delay (then as much as fits is sent). Groups are served oldest first.
-  std::optional<batch_plan> pop_due(time_point now);
+  /// With `full_only`, only a group that fills max_batch_size is due (for a worker that is busy
+  /// and would only stage the batch: a partial batch waits to grow until a worker is idle).
+  std::optional<batch_plan> pop_due(time_point now, bool full_only = false);
 
   /// Puts an admitted request back at the head of the queue (a retry, or a request its worker may
   /// not take); not subject to max_queue_size, since it was admitted before.

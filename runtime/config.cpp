@@ -536,9 +536,13 @@ std::vector<uint32_t> model_config::gpu_buckets() const {
   if (max_batch_size == 0)
     return {};
   auto b = gpu.batch_buckets;
-  if (b.empty())
-    for (uint32_t x = 1; x < max_batch_size; x *= 2)
+  if (b.empty()) { // powers of two below the step, then every step: padding stays small
+    uint32_t step = std::max<uint32_t>(16, max_batch_size / 8);
+    for (uint32_t x = 1; x < std::min(step, max_batch_size); x *= 2)
       b.push_back(x);
+    for (uint32_t x = step; x < max_batch_size; x += step)
+      b.push_back(x);
+  }
   if (b.empty() || b.back() != max_batch_size)
     b.push_back(max_batch_size);
   return b;

@@ -74,10 +74,18 @@ pid=$!
 if wait_ready 18300 $pid; then
   stamp "ready"; grep -E "warmed up|capture|CUDA" "$OUT/actorserve.log" | head -5
   $PY examples/bench/gpu/check_server.py 18300 resnet50 examples/models/resnet50_fp16.pt | tee "$OUT/check.json"
+  (sleep $(( SECS / 2 + 3 )); fetch http://127.0.0.1:18300/metrics | grep -E "^actorserve_gpu" >"$OUT/gpu-metrics.txt") &
   lg actorserve 18300
-  fetch http://127.0.0.1:18300/metrics | grep -E "^actorserve_gpu|^nv_gpu" >"$OUT/gpu-metrics.txt"
+  wait
   fetch http://127.0.0.1:18300/v2/models/resnet50/stats >"$OUT/stats.json"
-  head -4 "$OUT/gpu-metrics.txt"
+  cat "$OUT/gpu-metrics.txt"
+  $PY - "$OUT/stats.json" <<'PY'
+import json, sys
+ms = json.load(open(sys.argv[1]))["model_stats"][0]
+rows = sum(b["compute_infer"]["count"] * b["batch_size"] for b in ms["batch_stats"]) or 1
+bat = sum(b["compute_infer"]["count"] for b in ms["batch_stats"]) or 1
+print(f"batches {bat}, mean batch {ms['inference_count'] / max(ms['execution_count'], 1):.1f} rows")
+PY
 else
   echo "actorserve did not become ready:"; tail -20 "$OUT/actorserve.log"
 fi

@@ -1,9 +1,11 @@
 // actorserve-direct: the model called directly from C++ through the same backend (no server),
 // at given batch sizes, on the model's first configured device: the ceiling a serving system can
 // approach. Prints rows/s and the time per batch for each size. On a GPU each batch includes the
-// copy of its inputs in and its outputs out (and the preprocessing, if configured).
+// copy of its inputs in and its outputs out (and the preprocessing, if configured), with as many
+// batches in flight as the backend holds (gpu.inflight_batches).
 //   actorserve-direct CONFIG MODEL BATCH_SIZES(1,16,64) [SECONDS]
 #include <chrono>
+#include <deque>
 #include <cstdio>
 #include <iostream>
 #include <sstream>
@@ -47,17 +49,27 @@ int main(int argc, char** argv) {
   std::string item;
   while (std::getline(sizes, item, ',')) {
     auto rows = static_cast<uint32_t>(std::stoi(item));
-    auto inputs = warmup_inputs(*m, rows);
+    std::vector<infer_request> one(1);
+    one[0].inputs = warmup_inputs(*m, rows);
+    auto views = gather_batch(*m, one);
     for (int i = 0; i < 5; ++i)
-      backend->run(inputs);
+      backend->start(views)->wait();
     auto t0 = std::chrono::steady_clock::now();
     auto stop = t0 + std::chrono::duration_cast<std::chrono::steady_clock::duration>(
                        std::chrono::duration<double>(seconds));
     uint64_t batches = 0;
+    // As a worker drives it: up to max_inflight() batches started before the oldest is waited for.
+    std::deque<std::unique_ptr<pending_batch>> started;
     while (std::chrono::steady_clock::now() < stop) {
-      backend->run(inputs);
-      ++batches;
+      if (started.size() >= backend->max_inflight()) {
+        started.front()->wait();
+        started.pop_front();
+        ++batches;
+      }
+      started.push_back(backend->start(views));
     }
+    for (; !started.empty(); started.pop_front(), ++batches)
+      started.front()->wait();
     double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     std::printf("%-10s %-7s %6u %12.0f %12.1f\n", m->name.c_str(), device.c_str(), rows,
                 batches * rows / secs, secs / batches * 1e6);

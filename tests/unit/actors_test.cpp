@@ -409,3 +409,24 @@ TEST_CASE("a worker that holds two batches gets a second one while the first run
   CHECK(held.size() == 3);
   (void) w;
 }
+
+TEST_CASE("a partial batch is not staged on a busy worker but waits until one is idle",
+          "[actors]") {
+  auto m = small_model(4);
+  m.batching.max_queue_delay_us = 0;
+  m.batching.max_queue_size = 16;
+  fixture f{m};
+  std::vector<batch_job> held;
+  f.add_worker(&held, nullptr, 2);
+  f.send(request_with_rows(4));
+  f.sched->run();
+  REQUIRE(held.size() == 1); // a full batch on the idle worker
+  f.send(request_with_rows(1));
+  f.send(request_with_rows(2));
+  f.sched->run();
+  CHECK(held.size() == 1); // 3 rows of 4: they wait and may still grow
+  f.send(request_with_rows(1));
+  f.sched->run();
+  REQUIRE(held.size() == 2); // now full: staged in the worker's second slot
+  CHECK(held[1].requests.size() == 3);
+}

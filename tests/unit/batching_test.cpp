@@ -176,3 +176,20 @@ TEST_CASE("batcher policy removes a request on demand", "[batching]") {
   CHECK_FALSE(q.remove(1));
   CHECK(q.empty());
 }
+
+TEST_CASE("for a busy worker's spare slot only full batches are due", "[batching]") {
+  batch_queue q{opts(4, 0us, {2})};
+  q.push(req(1, t0));
+  q.push(req(2, t0));
+  q.push(req(3, t0));
+  CHECK_FALSE(q.pop_due(t0 + 1s, true)); // delay over and a preferred size filled: not full
+  q.push(req(4, t0, 2, "a")); // does not fit beside the three: the group counts as full
+  auto b = q.pop_due(t0, true);
+  REQUIRE(b);
+  CHECK(b->ids == std::vector<request_id>{1, 2, 3});
+  CHECK_FALSE(q.pop_due(t0, true)); // 2 rows of 4 left
+  CHECK(q.pop_due(t0)); // an idle worker takes it at once (zero delay)
+  batch_queue single{opts(0, 0us)};
+  single.push(req(9, t0));
+  CHECK_FALSE(single.pop_due(t0, true)); // without batching nothing is staged ahead
+}

@@ -186,6 +186,12 @@ TEST_CASE("gpu settings parse with defaults and buckets padded batches use", "[c
   CHECK_FALSE(m.gpu.cuda_graphs);
   CHECK(m.gpu.inflight_batches == 1);
   CHECK(m.gpu_buckets() == std::vector<uint32_t>{1, 2, 4, 8});
+  auto big = m;
+  big.max_batch_size = 128; // powers of two below 16, then steps of 16
+  CHECK(big.gpu_buckets() == std::vector<uint32_t>{1, 2, 4, 8, 16, 32, 48, 64, 80, 96, 112, 128});
+  big.max_batch_size = 1000; // steps of max/8
+  CHECK(big.gpu_buckets().size() == 7 + 8);
+  CHECK(big.gpu_buckets()[7] == 125);
   cfg = parse_deployment(deployment(model_json(R"(, "max_batch_size": 6,
     "gpu": {"precision": "fp16", "channels_last": true, "cuda_graphs": true,
             "inflight_batches": 2, "batch_buckets": [4, 1, 4]})")), "", backends);
