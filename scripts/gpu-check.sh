@@ -75,8 +75,9 @@ if wait_ready 18300 $pid; then
   stamp "ready"; grep -E "warmed up|capture|CUDA" "$OUT/actorserve.log" | head -5
   $PY examples/bench/gpu/check_server.py 18300 resnet50 examples/models/resnet50_fp16.pt | tee "$OUT/check.json"
   (sleep $(( SECS / 2 + 3 )); fetch http://127.0.0.1:18300/metrics | grep -E "^actorserve_gpu" >"$OUT/gpu-metrics.txt") &
+  mpid=$!
   lg actorserve 18300
-  wait
+  wait $mpid # (not a bare wait: the server is a child too)
   fetch http://127.0.0.1:18300/v2/models/resnet50/stats >"$OUT/stats.json"
   cat "$OUT/gpu-metrics.txt"
   $PY - "$OUT/stats.json" <<'PY'
