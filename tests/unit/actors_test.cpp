@@ -112,6 +112,14 @@ model_config batching_model() {
   return m;
 }
 
+/// Batches go out at once; the queue holds 16.
+model_config no_delay_model(uint32_t max_batch) {
+  auto m = small_model(max_batch);
+  m.batching.max_queue_delay_us = 0;
+  m.batching.max_queue_size = 16;
+  return m;
+}
+
 } // namespace
 
 TEST_CASE("the batcher forms one batch of the requests that arrive within the delay", "[actors]") {
@@ -386,12 +394,9 @@ TEST_CASE("a batch that outlives execution_timeout marks its worker hung and is 
 
 TEST_CASE("a worker that holds two batches gets a second one while the first runs, not a third",
           "[actors]") {
-  auto m = small_model(2);
-  m.batching.max_queue_delay_us = 0;
-  m.batching.max_queue_size = 16;
-  fixture f{m};
+  fixture f{no_delay_model(2)};
   std::vector<batch_job> held;
-  auto w = f.add_worker(&held, nullptr, 2);
+  f.add_worker(&held, nullptr, 2);
   for (int i = 0; i < 3; ++i)
     f.send(request_with_rows(2, static_cast<float>(i)));
   f.sched->run();
@@ -407,15 +412,11 @@ TEST_CASE("a worker that holds two batches gets a second one while the first run
   f.sched->run();
   CHECK(f.results.size() == 1);
   CHECK(held.size() == 3);
-  (void) w;
 }
 
 TEST_CASE("a partial batch is not staged on a busy worker but waits until one is idle",
           "[actors]") {
-  auto m = small_model(4);
-  m.batching.max_queue_delay_us = 0;
-  m.batching.max_queue_size = 16;
-  fixture f{m};
+  fixture f{no_delay_model(4)};
   std::vector<batch_job> held;
   f.add_worker(&held, nullptr, 2);
   f.send(request_with_rows(4));
