@@ -58,7 +58,7 @@ struct in_flight_batch {
 
 struct batcher_state {
   std::shared_ptr<const model_config> model;
-  gateway_actor gateway;
+  std::shared_ptr<model_directory> directory;
   std::unique_ptr<batch_queue> queue;
   std::unordered_map<request_id, queued_request> waiting;
   std::vector<worker_slot> workers;
@@ -71,7 +71,8 @@ struct batcher_state {
   std::optional<time_point> tick_at; // when the scheduled tick fires
   std::shared_ptr<metrics> stats;
   model_metrics* mm = nullptr; // this model's entry in `stats`, if any
-  caf::actor supervisor;       // told about hung workers; may be null (tests)
+  std::shared_ptr<handle_cell<caf::actor>> supervisor; // told about hung workers; may be null
+  caf::actor_addr self_addr;   // for clearing the directory entry when it stops
   static inline const char* name = "batcher";
 
   // Every accepted request gets an answer, also when the batcher itself goes away (CAF
@@ -79,6 +80,8 @@ struct batcher_state {
   ~batcher_state() {
     if (!model)
       return;
+    if (directory && self_addr)
+      directory->clear_batcher(model->name, self_addr);
     auto err = make_error(errc::not_ready,
                           "the batcher of model '" + model->name + "' stopped before answering");
     for (auto& kv : waiting)
@@ -99,7 +102,9 @@ void report_status(batcher_ptr self) {
   s.ready_workers = static_cast<uint32_t>(st.workers.size());
   s.starting_workers = static_cast<uint32_t>(st.starting.size());
   s.batches = st.batches;
-  self->send(st.gateway, status_atom::value, std::move(s));
+  if (st.directory && st.directory->set_status(std::move(s)))
+    logging::info({"batcher", st.model->name}, "model is {}",
+                  st.workers.empty() ? "NOT ready" : "ready");
 }
 
 void answer_error(queued_request& q, caf::error err) {
@@ -227,8 +232,8 @@ void detect_hangs(batcher_ptr self, time_point now) {
     logging::error({"batcher", st.model->name, 0, {}, name},
                    "worker hung: its batch ran longer than execution_timeout_ms {}",
                    st.model->execution_timeout_ms);
-    if (st.supervisor) // it starts a replacement
-      caf::anon_send(st.supervisor, worker_hung_atom::value, name);
+    if (auto sup = st.supervisor ? st.supervisor->get() : caf::actor{}) // it starts a replacement
+      caf::anon_send(sup, worker_hung_atom::value, name);
     auto why = make_error(errc::worker_failed,
                           "worker " + name + " hung: the batch ran longer than "
                             "execution_timeout_ms "
@@ -426,12 +431,16 @@ void finish_batch(batcher_ptr self, uint64_t batch_id, batch_outputs* outputs,
 }
 
 batcher_actor::behavior_type batcher_fn(batcher_ptr self, std::shared_ptr<const model_config> model,
-                                        gateway_actor gateway, std::shared_ptr<metrics> stats,
-                                        caf::actor supervisor) {
+                                        std::shared_ptr<model_directory> directory,
+                                        std::shared_ptr<metrics> stats,
+                                        std::shared_ptr<handle_cell<caf::actor>> supervisor) {
   auto& st = self->state;
   st.supervisor = std::move(supervisor);
   st.model = std::move(model);
-  st.gateway = std::move(gateway);
+  st.directory = std::move(directory);
+  st.self_addr = self->address();
+  if (st.directory)
+    st.directory->set_batcher(st.model->name, caf::actor_cast<batcher_actor>(self));
   st.stats = std::move(stats);
   st.mm = st.stats ? st.stats->model(st.model->name) : nullptr;
   batching_options opts;
@@ -587,10 +596,11 @@ batcher_actor::behavior_type batcher_fn(batcher_ptr self, std::shared_ptr<const 
 } // namespace
 
 batcher_actor spawn_batcher(caf::actor_system& sys, std::shared_ptr<const model_config> model,
-                            gateway_actor gateway, std::shared_ptr<metrics> stats,
-                            caf::actor supervisor) {
-  return sys.spawn(batcher_fn, std::move(model), std::move(gateway), std::move(stats),
-                   std::move(supervisor));
+                            std::shared_ptr<model_directory> directory,
+                            std::shared_ptr<metrics> stats,
+                            std::shared_ptr<handle_cell<caf::actor>> workers_supervisor) {
+  return sys.spawn(batcher_fn, std::move(model), std::move(directory), std::move(stats),
+                   std::move(workers_supervisor));
 }
 
 } // namespace actorserve

@@ -8,19 +8,24 @@
 
 #include <caf/actor_system.hpp>
 
+#include "actors/handle_cell.hpp"
 #include "actors/interfaces.hpp"
+#include "actors/model_directory.hpp"
 #include "runtime/config.hpp"
 #include "runtime/metrics.hpp"
 
 namespace actorserve {
 
-/// `gateway` receives a model_status whenever the model's worker counts change; `stats` (may be
-/// null) receives queue depth, queue times, batch sizes and compute times; `supervisor` (may be
-/// null) is told `worker_hung_atom` when a worker's batch outlives execution_timeout_ms.
+/// The batcher registers itself in `directory` and reports the model's worker counts there
+/// whenever they change (and clears its entry when it stops); `stats` (may be null) receives
+/// queue depth, queue times, batch sizes and compute times; the actor in `workers_supervisor`
+/// (may be null or empty) is told `worker_hung_atom` when a worker's batch outlives
+/// execution_timeout_ms.
 /// Batches that fail because of their worker are retried on another worker (retry.max_retries);
 /// each worker has a circuit breaker (breaker.*).
 batcher_actor spawn_batcher(caf::actor_system& sys, std::shared_ptr<const model_config> model,
-                            gateway_actor gateway, std::shared_ptr<metrics> stats,
-                            caf::actor supervisor = {});
+                            std::shared_ptr<model_directory> directory,
+                            std::shared_ptr<metrics> stats,
+                            std::shared_ptr<handle_cell<caf::actor>> workers_supervisor = {});
 
 } // namespace actorserve

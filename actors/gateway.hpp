@@ -9,10 +9,14 @@
 #include <caf/actor_system.hpp>
 
 #include "actors/interfaces.hpp"
+#include "actors/model_directory.hpp"
 #include "runtime/config.hpp"
 
 namespace actorserve {
 
-gateway_actor spawn_gateway(caf::actor_system& sys, std::shared_ptr<const deployment_config> cfg);
+/// The gateway routes by `directory`, which batchers keep current: it holds no state of its own
+/// worth keeping (request ids restart), so the root supervisor restarts it like any child.
+gateway_actor spawn_gateway(caf::actor_system& sys, std::shared_ptr<const deployment_config> cfg,
+                            std::shared_ptr<model_directory> directory);
 
 } // namespace actorserve

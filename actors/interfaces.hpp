@@ -34,8 +34,6 @@ using gateway_actor = caf::typed_actor<
   caf::replies_to<ready_atom>::with<bool>,                           // every model ready?
   caf::replies_to<ready_atom, std::string, std::string>::with<bool>, // model, version ("" = any)
   caf::replies_to<status_atom, std::string>::with<model_status>,
-  caf::replies_to<fault_atom, std::string, fault_spec>::with<std::string>, // model, fault
-  caf::reacts_to<register_atom, std::string, batcher_actor>,
-  caf::reacts_to<status_atom, model_status>>;
+  caf::replies_to<fault_atom, std::string, fault_spec>::with<std::string>>; // model, fault
 
 } // namespace actorserve

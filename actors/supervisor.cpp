@@ -1,169 +1,142 @@
 #include "actors/supervisor.hpp"
 
-#include <unordered_map>
-
 #include <caf/all.hpp>
 
 #include "actors/batcher.hpp"
 #include "actors/gateway.hpp"
+#include "actors/model_directory.hpp"
+#include "actors/supervision.hpp"
 #include "actors/worker.hpp"
-#include "runtime/error.hpp"
 #include "runtime/log.hpp"
-#include "runtime/restart_policy.hpp"
 
 namespace actorserve {
 namespace {
 
-/// One worker position in the tree: what to spawn, and its restart history.
-struct worker_slot {
-  worker_spec spec;
-  batcher_actor batcher;
-  restart_tracker restarts;
-  worker_actor current;
-  bool given_up = false;
-};
-
-struct supervisor_state {
-  std::shared_ptr<const deployment_config> cfg;
-  gateway_actor gateway;
-  std::vector<batcher_actor> batchers;
-  std::vector<worker_slot> slots;
-  std::unordered_map<caf::actor_addr, uint32_t> slot_of; // live worker -> slot
-  bool shutting_down = false;
-  std::shared_ptr<metrics> stats;
-  static inline const char* name = "supervisor";
-};
-
-using supervisor_ptr = supervisor_actor::stateful_pointer<supervisor_state>;
-
-worker_metrics* metrics_of(supervisor_ptr self, const worker_slot& slot) {
-  auto& stats = self->state.stats;
-  auto* mm = stats ? stats->model(slot.spec.model->name) : nullptr;
-  return mm ? mm->worker(slot.spec.name()) : nullptr;
+restart_strategy strategy_of(const restart_config& c) {
+  return parse_restart_strategy(c.strategy).value_or(restart_strategy::one_for_one);
 }
 
-void start_worker(supervisor_ptr self, uint32_t index) {
-  auto& slot = self->state.slots[index];
-  self->send(slot.batcher, worker_starting_atom::value, slot.spec.name());
-  if (auto* wm = metrics_of(self, slot))
-    wm->set_phase(worker_phase::starting);
-  slot.current = spawn_worker(self->system(), slot.spec, slot.batcher, self->state.stats);
-  self->monitor(slot.current);
-  self->state.slot_of[slot.current.address()] = index;
-}
+/// Everything the model's children share: the current batcher and workers supervisor.
+struct model_cells {
+  std::shared_ptr<handle_cell<batcher_actor>> batcher = std::make_shared<handle_cell<batcher_actor>>();
+  std::shared_ptr<handle_cell<caf::actor>> workers = std::make_shared<handle_cell<caf::actor>>();
+};
 
-/// A worker died or hung: restart it after its backoff, or give it up past its restart limit.
-void on_worker_failure(supervisor_ptr self, uint32_t index, const std::string& reason) {
-  auto& slot = self->state.slots[index];
-  auto name = slot.spec.name();
-  auto* wm = metrics_of(self, slot);
-  auto delay = slot.restarts.on_failure(self->clock().now());
-  if (!delay) {
-    slot.given_up = true;
+child_spec worker_child(const worker_spec& spec, const model_cells& cells,
+                        std::shared_ptr<metrics> stats) {
+  auto name = spec.name();
+  auto* wm = stats && stats->model(spec.model->name) ? stats->model(spec.model->name)->worker(name)
+                                                     : nullptr;
+  child_spec c;
+  c.id = name;
+  c.shutdown = std::chrono::milliseconds(spec.model->restart.shutdown_ms);
+  c.start = [spec, cells, stats, name, wm](caf::actor_system& sys, const caf::actor&) {
+    auto batcher = cells.batcher->get();
+    caf::anon_send(batcher, worker_starting_atom::value, name);
     if (wm)
-      wm->set_phase(worker_phase::given_up);
-    logging::critical({"supervisor", slot.spec.model->name, 0, {}, name},
-                      "giving up on worker {}: it failed {} times within {} s "
-                      "(restart.max_restarts {}); last reason: {}",
-                      name, slot.spec.model->restart.max_restarts + 1,
-                      slot.spec.model->restart.period_s, slot.spec.model->restart.max_restarts,
-                      reason);
-    self->send(slot.batcher, given_up_atom::value, name);
-    return;
-  }
-  logging::warn({"supervisor", slot.spec.model->name, 0, {}, name},
-                "worker {} died ({}); restarting in {} ms", name, reason, delay->count());
-  if (wm) {
-    wm->set_phase(worker_phase::restarting);
-    wm->restarts.fetch_add(1, std::memory_order_relaxed);
-  }
-  self->send(slot.batcher, worker_starting_atom::value, name);
-  self->delayed_send(self, *delay, restart_atom::value, index);
+      wm->set_phase(worker_phase::starting);
+    return caf::actor_cast<caf::actor>(spawn_worker(sys, spec, batcher, stats));
+  };
+  c.on_down = [cells, name, wm](bool will_restart, const std::string&) {
+    auto batcher = cells.batcher->get();
+    if (will_restart) {
+      caf::anon_send(batcher, worker_starting_atom::value, name); // requests wait for it
+      if (wm) {
+        wm->set_phase(worker_phase::restarting);
+        wm->restarts.fetch_add(1, std::memory_order_relaxed);
+      }
+    } else {
+      caf::anon_send(batcher, given_up_atom::value, name); // requests fail fast
+      if (wm)
+        wm->set_phase(worker_phase::given_up);
+    }
+  };
+  return c;
 }
 
-supervisor_actor::behavior_type supervisor_fn(supervisor_ptr self,
-                                              std::shared_ptr<const deployment_config> cfg,
-                                              std::shared_ptr<metrics> stats) {
-  auto& st = self->state;
-  st.cfg = std::move(cfg);
-  st.stats = std::move(stats);
-  st.gateway = spawn_gateway(self->system(), st.cfg);
-  self->link_to(st.gateway);
-  for (auto& m : st.cfg->models) {
-    auto model = std::shared_ptr<const model_config>(st.cfg, &m); // shares the config's lifetime
-    auto b = spawn_batcher(self->system(), model, st.gateway, st.stats,
-                           caf::actor_cast<caf::actor>(self));
-    self->link_to(b);
-    st.batchers.push_back(b);
-    self->send(st.gateway, register_atom::value, m.name, b);
-    for (auto& device : m.devices)
-      for (uint32_t i = 0; i < m.instances; ++i) {
-        worker_spec spec{model, device, i, st.cfg->server.fault_injection};
-        st.slots.push_back(worker_slot{spec, b, restart_tracker{m.restart}, {}, false});
-      }
-  }
-  for (uint32_t i = 0; i < st.slots.size(); ++i)
-    start_worker(self, i);
-  self->set_down_handler([self](caf::down_msg& dm) {
-    auto& st = self->state;
-    auto it = st.slot_of.find(dm.source);
-    if (it == st.slot_of.end())
-      return; // not a worker, or one already replaced (a hung worker whose call returned)
-    auto index = it->second;
-    st.slot_of.erase(it);
-    st.slots[index].current = nullptr;
-    if (st.shutting_down || dm.reason == caf::exit_reason::user_shutdown) {
-      if (auto* wm = metrics_of(self, st.slots[index]))
-        wm->set_phase(worker_phase::stopped);
-      return;
-    }
-    on_worker_failure(self, index, error_message(dm.reason));
-  });
-  self->set_exit_handler([self](caf::exit_msg& em) {
-    // A linked gateway or batcher died, or we are told to stop: stop the whole tree.
-    if (em.reason != caf::exit_reason::user_shutdown)
-      logging::critical({"supervisor"}, "a core actor exited: {}", error_message(em.reason));
-    self->state.shutting_down = true;
-    for (auto& s : self->state.slots)
-      if (s.current)
-        self->send_exit(s.current, caf::exit_reason::user_shutdown);
-    self->quit(em.reason);
-  });
-  return {
-    [self](gateway_atom) { return self->state.gateway; },
-    [self](worker_hung_atom, const std::string& name) {
-      // A blocked backend call cannot be cancelled: the hung worker's thread is abandoned (it
-      // ends when the call returns, if ever) and a replacement starts under the restart policy.
-      auto& st = self->state;
-      for (uint32_t i = 0; i < st.slots.size(); ++i) {
-        auto& slot = st.slots[i];
-        if (slot.spec.name() != name || !slot.current)
-          continue;
-        st.slot_of.erase(slot.current.address());
-        self->demonitor(slot.current.address());
-        self->send_exit(slot.current, caf::exit_reason::kill);
-        slot.current = nullptr;
-        on_worker_failure(self, i, "hung: a batch outlived execution_timeout_ms");
-      }
-    },
-    [self](restart_atom, uint32_t index) {
-      auto& st = self->state;
-      if (st.shutting_down || index >= st.slots.size() || st.slots[index].current)
-        return;
-      logging::info({"supervisor", st.slots[index].spec.model->name, 0, {},
-                     st.slots[index].spec.name()},
-                    "restarting worker {}", st.slots[index].spec.name());
-      start_worker(self, index);
-    },
+supervisor_spec workers_spec(const std::shared_ptr<const deployment_config>& cfg,
+                             std::shared_ptr<const model_config> model, const model_cells& cells,
+                             std::shared_ptr<metrics> stats) {
+  supervisor_spec s;
+  s.name = "workers " + model->name;
+  s.strategy = strategy_of(model->restart);
+  s.intensity = model->restart;
+  for (auto& device : model->devices)
+    for (uint32_t i = 0; i < model->instances; ++i)
+      s.children.push_back(
+        worker_child(worker_spec{model, device, i, cfg->server.fault_injection}, cells, stats));
+  return s;
+}
+
+supervisor_spec model_spec(const std::shared_ptr<const deployment_config>& cfg,
+                           std::shared_ptr<const model_config> model,
+                           std::shared_ptr<model_directory> directory,
+                           std::shared_ptr<metrics> stats) {
+  model_cells cells;
+  supervisor_spec s;
+  s.name = "model " + model->name;
+  s.strategy = restart_strategy::rest_for_one; // workers talk to the batcher started before them
+  s.intensity = model->restart;
+  s.intensity.max_restarts = model->model_max_restarts;
+  auto stop_time = std::chrono::milliseconds(model->restart.shutdown_ms);
+  child_spec batcher;
+  batcher.id = "batcher";
+  batcher.shutdown = stop_time;
+  batcher.start = [model, directory, stats, cells](caf::actor_system& sys, const caf::actor&) {
+    auto b = spawn_batcher(sys, model, directory, stats, cells.workers);
+    cells.batcher->set(b);
+    return caf::actor_cast<caf::actor>(b);
   };
+  child_spec workers;
+  workers.id = "workers";
+  workers.shutdown = stop_time * 2; // its own children stop within stop_time each, in turn
+  workers.start = [cfg, model, cells, stats](caf::actor_system& sys, const caf::actor&) {
+    auto w = spawn_supervisor_tree(sys, workers_spec(cfg, model, cells, stats));
+    cells.workers->set(w);
+    return w;
+  };
+  s.children = {std::move(batcher), std::move(workers)};
+  return s;
 }
 
 } // namespace
 
-supervisor_actor spawn_supervisor(caf::actor_system& sys,
-                                  std::shared_ptr<const deployment_config> cfg,
-                                  std::shared_ptr<metrics> stats) {
-  return sys.spawn(supervisor_fn, std::move(cfg), std::move(stats));
+node_handles spawn_node(caf::actor_system& sys, std::shared_ptr<const deployment_config> cfg,
+                        std::shared_ptr<metrics> stats) {
+  node_handles out;
+  out.gateway = std::make_shared<handle_cell<gateway_actor>>();
+  auto directory = std::make_shared<model_directory>(*cfg);
+  const auto& sv = cfg->server.supervision;
+  supervisor_spec root;
+  root.name = "root";
+  root.strategy = strategy_of(sv.restart);
+  root.intensity = sv.restart;
+  child_spec gateway;
+  gateway.id = "gateway";
+  gateway.shutdown = std::chrono::milliseconds(sv.restart.shutdown_ms);
+  gateway.start = [cfg, directory, cell = out.gateway](caf::actor_system& sys, const caf::actor&) {
+    auto g = spawn_gateway(sys, cfg, directory);
+    cell->set(g);
+    return caf::actor_cast<caf::actor>(g);
+  };
+  root.children.push_back(std::move(gateway));
+  for (auto& m : cfg->models) {
+    auto model = std::shared_ptr<const model_config>(cfg, &m); // shares the config's lifetime
+    child_spec c;
+    c.id = "model " + m.name;
+    c.restart = parse_restart_type(sv.model_restart).value_or(restart_type::temporary);
+    c.shutdown = std::chrono::milliseconds(m.restart.shutdown_ms) * 4;
+    c.start = [cfg, model, directory, stats](caf::actor_system& sys, const caf::actor&) {
+      return spawn_supervisor_tree(sys, model_spec(cfg, model, directory, stats));
+    };
+    c.on_down = [name = m.name](bool will_restart, const std::string& why) {
+      if (!will_restart)
+        logging::critical({"supervisor", name}, "model '{}' is no longer served: {}", name, why);
+    };
+    root.children.push_back(std::move(c));
+  }
+  out.root = spawn_supervisor_tree(sys, std::move(root));
+  return out;
 }
 
 } // namespace actorserve

@@ -1,28 +1,41 @@
-// actors/supervisor.hpp — the root of the actor tree: spawns the gateway, one batcher per model
-// and `instances` workers per model per device; monitors the workers and restarts a crashed one
-// with exponential backoff, within the model's restart-intensity limit (then it gives that
-// worker up, says so in the log, and the model reports not ready once no worker is left).
+// actors/supervisor.hpp — the node's supervision tree, built from generic supervisors
+// (actors/supervision.hpp) and the deployment file:
+//
+//   root (server.supervision: one_for_one by default)
+//   ├── gateway                                   permanent
+//   └── model <m>, one per model                  server.supervision.model_restart (temporary)
+//       (rest_for_one, restart.model_max_restarts)
+//       ├── batcher                               permanent
+//       └── workers <m> (restart.strategy, restart.max_restarts within restart.period_s)
+//           └── worker m/device/instance, ...     permanent, restart.shutdown_ms
+//
+// A worker that crashes or hangs is restarted by its workers supervisor after a backoff; past that
+// supervisor's intensity all the model's workers stop and the model supervisor restarts the
+// workers subtree; past the model supervisor's intensity the model stops (its batcher answers
+// what it holds) and the root applies model_restart: by default the model stays down (503,
+// not ready) while the node serves the others. A batcher crash restarts the model's workers
+// (they talk to it). Past the root's intensity the process exits with status 1.
 #pragma once
 
 #include <memory>
 
+#include <caf/actor.hpp>
 #include <caf/actor_system.hpp>
-#include <caf/typed_actor.hpp>
 
+#include "actors/handle_cell.hpp"
 #include "actors/interfaces.hpp"
 #include "runtime/config.hpp"
 #include "runtime/metrics.hpp"
 
 namespace actorserve {
 
-using supervisor_actor = caf::typed_actor<
-  caf::replies_to<gateway_atom>::with<gateway_actor>,
-  caf::reacts_to<restart_atom, uint32_t>,   // internal: restart worker slot N after its backoff
-  caf::reacts_to<worker_hung_atom, std::string>>; // from a batcher: replace this worker now
+struct node_handles {
+  caf::actor root;
+  std::shared_ptr<handle_cell<gateway_actor>> gateway; // the current gateway (set once started)
+};
 
 /// `stats` (may be null) is handed to batchers and workers, and records worker states and restarts.
-supervisor_actor spawn_supervisor(caf::actor_system& sys,
-                                  std::shared_ptr<const deployment_config> cfg,
-                                  std::shared_ptr<metrics> stats);
+node_handles spawn_node(caf::actor_system& sys, std::shared_ptr<const deployment_config> cfg,
+                        std::shared_ptr<metrics> stats);
 
 } // namespace actorserve

@@ -12,11 +12,17 @@
 #include <caf/event_based_actor.hpp>
 #include <caf/expected.hpp>
 
+#include "runtime/error.hpp"
+
 namespace actorserve {
 
 template <class Result, class Handle, class... Ts>
 void ask(caf::actor_system& sys, const Handle& dest, std::chrono::nanoseconds timeout,
          std::function<void(caf::expected<Result>)> done, Ts&&... xs) {
+  if (!dest) { // e.g. the gateway between a crash and its restart
+    done(make_error(errc::not_ready, "the server is restarting its gateway; try again"));
+    return;
+  }
   auto args = std::make_shared<std::tuple<std::decay_t<Ts>...>>(std::forward<Ts>(xs)...);
   sys.spawn([dest, timeout, done = std::move(done), args](caf::event_based_actor* self) {
     std::apply(

@@ -96,7 +96,7 @@ std::string error_body(const std::string& message) {
 
 struct http_server::impl {
   caf::actor_system& sys;
-  gateway_actor gateway;
+  std::shared_ptr<handle_cell<gateway_actor>> gateway; // replaced when the gateway restarts
   std::shared_ptr<const deployment_config> cfg;
   std::shared_ptr<metrics> stats;
   asio::io_context ioc;
@@ -104,7 +104,7 @@ struct http_server::impl {
   tcp::acceptor acceptor{ioc};
   std::vector<std::thread> threads;
 
-  impl(caf::actor_system& s, gateway_actor g, std::shared_ptr<const deployment_config> c,
+  impl(caf::actor_system& s, std::shared_ptr<handle_cell<gateway_actor>> g, std::shared_ptr<const deployment_config> c,
        std::shared_ptr<metrics> m)
     : sys(s), gateway(std::move(g)), cfg(std::move(c)), stats(std::move(m)) {
   }
@@ -305,9 +305,9 @@ private:
       });
     };
     if (model.empty())
-      ask<bool>(srv_.sys, srv_.gateway, std::chrono::seconds(5), done, ready_atom::value);
+      ask<bool>(srv_.sys, srv_.gateway->get(), std::chrono::seconds(5), done, ready_atom::value);
     else
-      ask<bool>(srv_.sys, srv_.gateway, std::chrono::seconds(5), done, ready_atom::value,
+      ask<bool>(srv_.sys, srv_.gateway->get(), std::chrono::seconds(5), done, ready_atom::value,
                 std::move(model), std::move(version));
   }
 
@@ -344,7 +344,7 @@ private:
     auto self = shared_from_this();
     auto kind = spec.kind;
     auto count = spec.count;
-    ask<std::string>(srv_.sys, srv_.gateway, std::chrono::seconds(5),
+    ask<std::string>(srv_.sys, srv_.gateway->get(), std::chrono::seconds(5),
                      [self, kind, count](caf::expected<std::string> worker) {
                        asio::post(self->stream_.get_executor(), [self, kind, count, worker] {
                          if (!worker)
@@ -399,7 +399,7 @@ private:
     if (mm)
       mm->in_flight.fetch_add(1, std::memory_order_relaxed);
     ask<infer_response>(
-      srv_.sys, srv_.gateway, timeout + bridge_grace,
+      srv_.sys, srv_.gateway->get(), timeout + bridge_grace,
       [self, options, mm](caf::expected<infer_response> res) {
         asio::post(self->stream_.get_executor(), [self, options, mm, res = std::move(res)]() mutable {
           if (mm) {
@@ -506,7 +506,7 @@ void http_server::impl::accept() {
   });
 }
 
-http_server::http_server(caf::actor_system& sys, gateway_actor gateway,
+http_server::http_server(caf::actor_system& sys, std::shared_ptr<handle_cell<gateway_actor>> gateway,
                          std::shared_ptr<const deployment_config> cfg,
                          std::shared_ptr<metrics> stats)
   : impl_(std::make_unique<impl>(sys, std::move(gateway), std::move(cfg), std::move(stats))) {

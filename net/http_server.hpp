@@ -9,6 +9,7 @@
 #include <caf/actor_system.hpp>
 #include <caf/expected.hpp>
 
+#include "actors/handle_cell.hpp"
 #include "actors/interfaces.hpp"
 #include "runtime/config.hpp"
 #include "runtime/metrics.hpp"
@@ -19,7 +20,7 @@ class http_server {
 public:
   /// `stats` counts requests by outcome and latency, and backs GET /metrics and the
   /// statistics endpoints.
-  http_server(caf::actor_system& sys, gateway_actor gateway,
+  http_server(caf::actor_system& sys, std::shared_ptr<handle_cell<gateway_actor>> gateway,
               std::shared_ptr<const deployment_config> cfg, std::shared_ptr<metrics> stats);
   ~http_server();
 

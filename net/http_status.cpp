@@ -17,6 +17,7 @@ unsigned http_status(const caf::error& err) {
     case errc::inference_failed: return 500;
     case errc::worker_failed: return 500;
     case errc::internal: return 500;
+    case errc::escalated: return 503;
   }
   return 500;
 }

@@ -123,32 +123,20 @@ int serve(int argc, char** argv) {
     caf::actor_system sys{sys_cfg};
     auto stats = std::make_shared<metrics>(*cfg);
     stats->set_gpu_monitor(gpu_monitor::open()); // none where no NVIDIA driver exists
-    auto supervisor = spawn_supervisor(sys, cfg, stats);
-    gateway_actor gateway;
-    {
-      caf::scoped_actor self{sys};
-      self->request(supervisor, std::chrono::seconds(10), gateway_atom::value)
-        .receive([&](gateway_actor& g) { gateway = std::move(g); },
-                 [&](caf::error& e) {
-                   logging::critical({"main"}, "cannot reach the supervisor: {}",
-                                     error_message(e));
-                 });
-    }
-    if (!gateway) {
-      caf::anon_send_exit(supervisor, caf::exit_reason::user_shutdown);
-      return 1;
-    }
-    // Until supervision trees can restart them (a later issue), the loss of a core actor (the
-    // supervisor, gateway or a batcher) ends the process with status 1 rather than leaving it
-    // up but unable to serve; an orchestrator then restarts it.
+    auto node = spawn_node(sys, cfg, stats);
+    auto supervisor = node.root;
+    // The tree restarts what fails inside it (actors/supervisor.hpp); when the root itself gives
+    // up (more failures than server.supervision allows) the process exits with status 1 and an
+    // orchestrator restarts it.
     supervisor->attach_functor([](const caf::error& reason) {
       if (reason && reason != caf::exit_reason::user_shutdown) {
-        logging::critical({"main"}, "the supervisor stopped ({}): exiting", error_message(reason));
+        logging::critical({"main"}, "the root supervisor stopped ({}): exiting",
+                          error_message(reason));
         core_failed = true;
         ::kill(::getpid(), SIGTERM);
       }
     });
-    http_server server{sys, gateway, cfg, stats};
+    http_server server{sys, node.gateway, cfg, stats};
     auto bound = server.start();
     if (!bound) {
       std::cerr << "actorserve: " << error_message(bound.error()) << "\n";

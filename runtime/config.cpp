@@ -12,6 +12,7 @@
 #include <boost/json.hpp>
 
 #include "runtime/error.hpp"
+#include "runtime/supervision_policy.hpp"
 
 namespace json = boost::json;
 
@@ -275,6 +276,26 @@ void read_http(reader& r, http_config& h) {
 }
 
 /// Reads the "server" object.
+/// The keys of a supervisor: intensity, backoff, strategy, children's shutdown time.
+void read_restart(reader& rr, const std::string& path, restart_config& c) {
+  rr.integer("max_restarts", c.max_restarts, 0, 1'000'000);
+  rr.integer("period_s", c.period_s, 1, 86'400);
+  rr.integer("backoff_initial_ms", c.backoff_initial_ms, 0, 3'600'000);
+  rr.integer("backoff_max_ms", c.backoff_max_ms, 0, 3'600'000);
+  rr.number("backoff_factor", c.backoff_factor, 1.0);
+  rr.number("backoff_jitter", c.backoff_jitter, 0.0);
+  if (c.backoff_jitter > 1.0)
+    rr.fail(path + ".backoff_jitter",
+            "must be <= 1, got " + json::serialize(json::value(c.backoff_jitter)));
+  rr.not_below(path + ".backoff_max_ms", c.backoff_max_ms, "backoff_initial_ms",
+               c.backoff_initial_ms);
+  rr.string("strategy", c.strategy);
+  if (!parse_restart_strategy(c.strategy))
+    rr.fail(path + ".strategy", "expected \"one_for_one\", \"one_for_all\" or \"rest_for_one\", "
+                                "got \"" + c.strategy + "\"");
+  rr.integer("shutdown_ms", c.shutdown_ms, 1, 3'600'000);
+}
+
 void read_server(reader& r, server_config& s) {
   r.object("http", [&](reader& h) { read_http(h, s.http); });
   r.integer("scheduler_threads", s.scheduler_threads, 0, 1024);
@@ -291,6 +312,14 @@ void read_server(reader& r, server_config& s) {
   if (s.log_format != "text" && s.log_format != "json")
     r.fail("server.log_format", "expected \"text\" or \"json\", got \"" + s.log_format + "\"");
   r.boolean("fault_injection", s.fault_injection);
+  r.object("supervision", [&](reader& sv) {
+    read_restart(sv, "server.supervision", s.supervision.restart);
+    sv.string("model_restart", s.supervision.model_restart);
+    if (!parse_restart_type(s.supervision.model_restart))
+      sv.fail("server.supervision.model_restart",
+              "expected \"permanent\", \"transient\" or \"temporary\", got \""
+                + s.supervision.model_restart + "\"");
+  });
 }
 
 void read_tensor_specs(reader& m, std::string_view key, std::vector<tensor_spec>& out) {
@@ -482,17 +511,8 @@ void read_model(const std::string& path, const json::value& v, std::vector<std::
                  + std::to_string(m.warmup.batch_sizes[i]));
   });
   r.object("restart", [&](reader& rr) {
-    rr.integer("max_restarts", m.restart.max_restarts, 0, 1'000'000);
-    rr.integer("period_s", m.restart.period_s, 1, 86'400);
-    rr.integer("backoff_initial_ms", m.restart.backoff_initial_ms, 0, 3'600'000);
-    rr.integer("backoff_max_ms", m.restart.backoff_max_ms, 0, 3'600'000);
-    rr.number("backoff_factor", m.restart.backoff_factor, 1.0);
-    rr.number("backoff_jitter", m.restart.backoff_jitter, 0.0);
-    if (m.restart.backoff_jitter > 1.0)
-      rr.fail(path + ".restart.backoff_jitter",
-              "must be <= 1, got " + json::serialize(json::value(m.restart.backoff_jitter)));
-    rr.not_below(path + ".restart.backoff_max_ms", m.restart.backoff_max_ms,
-                 "backoff_initial_ms", m.restart.backoff_initial_ms);
+    read_restart(rr, path + ".restart", m.restart);
+    rr.integer("model_max_restarts", m.model_max_restarts, 0, 1'000'000);
   });
   r.object("retry", [&](reader& rr) { rr.integer("max_retries", m.max_retries, 0, 10); });
   r.object("breaker", [&](reader& b) {

@@ -23,6 +23,23 @@ struct http_config {
   uint32_t idle_timeout_ms = 120'000;  // keep-alive connection without a request
 };
 
+struct restart_config {
+  uint32_t max_restarts = 5; // within period_s; one more and the supervisor gives up (escalates)
+  uint32_t period_s = 60;
+  uint32_t backoff_initial_ms = 100;
+  uint32_t backoff_max_ms = 10'000;
+  double backoff_factor = 2.0;
+  double backoff_jitter = 0.1; // each delay is scaled by a random factor in [1 - j, 1 + j]
+  std::string strategy = "one_for_one"; // one_for_one, one_for_all, rest_for_one
+  uint32_t shutdown_ms = 5000;          // a child asked to stop is killed after this long
+};
+
+/// The root of the supervision tree (server.supervision); see config/README.md for the tree.
+struct root_supervision_config {
+  restart_config restart{10, 60, 100, 10'000, 2.0, 0.1, "one_for_one", 5000};
+  std::string model_restart = "temporary"; // restart type of each model's subtree under the root
+};
+
 struct server_config {
   http_config http;
   uint32_t scheduler_threads = 0; // CAF worker threads; 0 = CAF's default
@@ -30,6 +47,7 @@ struct server_config {
   std::string log_level = "info"; // trace, debug, info, warn, error, off
   std::string log_format = "text"; // "text" or "json" (JSON lines)
   bool fault_injection = false;   // honour the test-only "actorserve_fault" request parameter
+  root_supervision_config supervision;
 };
 
 struct tensor_spec {
@@ -47,15 +65,6 @@ struct batching_config {
 struct warmup_config {
   std::vector<uint32_t> batch_sizes{1}; // each runs `iterations` times on zero inputs
   uint32_t iterations = 1;
-};
-
-struct restart_config {
-  uint32_t max_restarts = 5; // within period_s; one more and the worker is given up
-  uint32_t period_s = 60;
-  uint32_t backoff_initial_ms = 100;
-  uint32_t backoff_max_ms = 10'000;
-  double backoff_factor = 2.0;
-  double backoff_jitter = 0.1; // each delay is scaled by a random factor in [1 - j, 1 + j]
 };
 
 struct breaker_settings {
@@ -101,7 +110,9 @@ struct model_config {
   uint32_t instances = 1; // per device
   batching_config batching;
   warmup_config warmup;
-  restart_config restart;
+  restart_config restart;             // the model's workers supervisor
+  uint32_t model_max_restarts = 3;    // restarts of the model's workers subtree within
+                                      // restart.period_s before the model supervisor escalates
   uint32_t max_retries = 2;           // re-dispatches of a request after a worker-caused failure
   breaker_settings breaker;
   uint32_t execution_timeout_ms = 30'000; // a batch running longer marks its worker hung; 0 = off

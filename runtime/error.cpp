@@ -18,6 +18,7 @@ const char* to_string(errc x) {
     case errc::worker_failed: return "worker_failed";
     case errc::invalid_config: return "invalid_config";
     case errc::internal: return "internal";
+    case errc::escalated: return "escalated";
   }
   return "unknown";
 }

@@ -23,6 +23,7 @@ enum class errc : uint8_t {
   worker_failed,     // the worker died or was lost while running the request
   invalid_config,    // deployment file errors
   internal,          // a bug: should never reach a client
+  escalated,         // a supervisor exceeded its restart intensity and stopped its children
 };
 
 /// Short name of a code ("invalid_input").

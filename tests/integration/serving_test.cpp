@@ -301,10 +301,11 @@ TEST_CASE("a crashed worker is restarted and serving resumes", "[integration]") 
   CHECK(srv.log().find("restarting in") != std::string::npos);
 }
 
-TEST_CASE("a worker that crashes too often is given up and the model reports not ready",
-          "[integration]") {
+TEST_CASE("a worker that crashes too often exhausts its supervisors: the model stops, the node "
+          "serves on", "[integration][supervision]") {
   server_process srv{write_temp_file(
-    "giveup.json", scale_config(R"(, "restart": {"max_restarts": 1, "period_s": 60, "backoff_initial_ms": 10},
+    "giveup.json", scale_config(R"(, "restart": {"max_restarts": 1, "period_s": 60, "backoff_initial_ms": 10,
+                                                 "model_max_restarts": 0},
                                     "retry": {"max_retries": 0})",
                                 R"(, "fault_injection": true)"))};
   REQUIRE(srv.wait_ready());
@@ -312,7 +313,9 @@ TEST_CASE("a worker that crashes too often is given up and the model reports not
   CHECK(c.post("/v2/models/scale/infer", infer_body(R"("actorserve_fault": "crash")")).status == 500);
   check_still_serving(srv.port()); // restart 1 of 1
   CHECK(c.post("/v2/models/scale/infer", infer_body(R"("actorserve_fault": "crash")")).status == 500);
-  // No restart left: the model is not ready and requests fail fast with 503.
+  // No restart left in the workers' supervisor nor in the model's: the model stops (the root
+  // does not restart it: server.supervision.model_restart is "temporary" by default), is not
+  // ready, and requests fail fast with 503.
   auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(5);
   http_response ready;
   do {
@@ -322,9 +325,12 @@ TEST_CASE("a worker that crashes too often is given up and the model reports not
   CHECK(c.get("/v2/health/ready").status == 503);
   auto r = c.post("/v2/models/scale/infer", infer_body());
   CHECK(r.status == 503);
-  CHECK(error_of(r).find("no ready worker") != std::string::npos);
+  CHECK(error_of(r).find("model 'scale' is not available") != std::string::npos);
   CHECK(c.get("/v2/health/live").status == 200); // the process itself lives on
-  CHECK(srv.log().find("giving up on worker scale/cpu/0") != std::string::npos);
+  CHECK(srv.log().find("supervisor 'workers scale' gave up: more than 1 restarts within 60 s")
+        != std::string::npos);
+  CHECK(srv.log().find("supervisor 'model scale' gave up") != std::string::npos);
+  CHECK(srv.log().find("model 'scale' is no longer served") != std::string::npos);
 }
 
 TEST_CASE("check-config validates a deployment file without serving", "[integration]") {

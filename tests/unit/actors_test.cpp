@@ -56,6 +56,7 @@ struct fixture {
   std::unique_ptr<caf::actor_system> sys;
   caf::scheduler::test_coordinator* sched = nullptr;
   std::shared_ptr<deployment_config> deployment = std::make_shared<deployment_config>();
+  std::shared_ptr<model_directory> directory;
   gateway_actor gateway;
   batcher_actor batcher;
   std::vector<caf::actor> others;
@@ -67,11 +68,11 @@ struct fixture {
     sys = std::make_unique<caf::actor_system>(cfg);
     sched = &dynamic_cast<caf::scheduler::test_coordinator&>(sys->scheduler());
     deployment->models.push_back(std::move(m));
-    gateway = spawn_gateway(*sys, deployment);
+    directory = std::make_shared<model_directory>(*deployment);
+    gateway = spawn_gateway(*sys, deployment, directory);
     batcher = spawn_batcher(*sys, std::shared_ptr<const model_config>(deployment,
                                                                       &deployment->models[0]),
-                            gateway, nullptr);
-    caf::anon_send(gateway, register_atom::value, std::string("m"), batcher);
+                            directory, nullptr); // it registers itself in the directory
     sched->run();
   }
 

@@ -1,0 +1,48 @@
+// actors/supervision.hpp — a generic supervisor, as Erlang/OTP's: child specs with a restart
+// type and a shutdown timeout, a strategy (one_for_one, one_for_all, rest_for_one), restart
+// intensity (more than max_restarts within period_s: stop every child and exit with
+// errc::escalated, which its own supervisor sees as that child failing) and exponential backoff
+// with jitter between restarts. Supervisors supervise supervisors by a child spec whose start
+// spawns one. The node's tree (actors/node_tree.hpp) is built from these.
+#pragma once
+
+#include <chrono>
+#include <functional>
+#include <string>
+#include <vector>
+
+#include <caf/actor.hpp>
+#include <caf/actor_system.hpp>
+
+#include "runtime/config.hpp"
+#include "runtime/supervision_policy.hpp"
+
+namespace actorserve {
+
+struct child_spec {
+  std::string id; // unique among its siblings; logs and `worker_hung_atom` name it
+  restart_type restart = restart_type::permanent;
+  std::chrono::milliseconds shutdown{5000}; // after asking it to stop, wait this long, then kill
+  /// Spawns the child. `parent` is the supervisor. Throwing std::exception counts as the child
+  /// failing at once.
+  std::function<caf::actor(caf::actor_system&, const caf::actor& parent)> start;
+  /// Optional: the child is down (it failed, or was stopped by a strategy or at shutdown);
+  /// `will_restart` says whether it comes back.
+  std::function<void(bool will_restart, const std::string& why)> on_down = {};
+};
+
+struct supervisor_spec {
+  std::string name; // "root", "model mlp", ...
+  restart_strategy strategy = restart_strategy::one_for_one;
+  restart_config intensity;            // max_restarts, period_s and the backoff between restarts
+  std::vector<child_spec> children;    // started in this order, stopped in reverse
+  std::function<double()> uniform = {}; // jitter draws in [0, 1); tests pass fixed ones
+};
+
+/// Starts the supervisor, which starts its children in order. Messages it understands besides
+/// exit (stop everything, in reverse order, within each child's shutdown time):
+/// `(worker_hung_atom, child id)`: the child is stuck; it is abandoned (killed, no longer
+/// waited for) and handled as failed.
+caf::actor spawn_supervisor_tree(caf::actor_system& sys, supervisor_spec spec);
+
+} // namespace actorserve

@@ -1,0 +1,226 @@
+// The generic supervisor under CAF's deterministic test coordinator: strategies, restart types,
+// backoff, intensity and escalation to a parent supervisor, hung children, ordered shutdown.
+#include <catch2/catch.hpp>
+
+#include <map>
+
+#include <caf/all.hpp>
+
+#include "actors/supervision.hpp"
+#include "runtime/error.hpp"
+#include "runtime/messages.hpp"
+
+using namespace actorserve;
+using namespace std::chrono_literals;
+
+namespace {
+
+/// Records what happens to the children: "start a", "stop a", ... in order.
+struct journal {
+  std::vector<std::string> events;
+  std::map<std::string, caf::actor> current;
+  std::map<std::string, int> starts;
+};
+
+/// A child that quits normally on tick_atom, fails on ready_atom, and otherwise just lives.
+caf::behavior plain_child(caf::event_based_actor* self, std::shared_ptr<journal> j, std::string id) {
+  self->attach_functor([j, id](const caf::error&) { j->events.push_back("stop " + id); });
+  return {[self](tick_atom) { self->quit(); },
+          [self](ready_atom) { self->quit(make_error(errc::internal, "boom")); }};
+}
+
+child_spec child(std::shared_ptr<journal> j, const std::string& id,
+                 restart_type type = restart_type::permanent) {
+  child_spec c;
+  c.id = id;
+  c.restart = type;
+  c.shutdown = 1000ms;
+  c.start = [j, id](caf::actor_system& sys, const caf::actor&) {
+    auto a = sys.spawn(plain_child, j, id);
+    j->events.push_back("start " + id);
+    j->current[id] = a;
+    ++j->starts[id];
+    return a;
+  };
+  return c;
+}
+
+restart_config intensity(uint32_t max_restarts, uint32_t backoff_ms = 100,
+                         const char* strategy = "one_for_one") {
+  restart_config r;
+  r.max_restarts = max_restarts;
+  r.period_s = 60;
+  r.backoff_initial_ms = backoff_ms;
+  r.backoff_max_ms = 10'000;
+  r.backoff_factor = 2.0;
+  r.backoff_jitter = 0.0;
+  r.strategy = strategy;
+  return r;
+}
+
+struct fixture {
+  caf::actor_system_config cfg;
+  std::unique_ptr<caf::actor_system> sys;
+  caf::scheduler::test_coordinator* sched = nullptr;
+  std::shared_ptr<journal> j = std::make_shared<journal>();
+
+  fixture() {
+    cfg.set("scheduler.policy", caf::atom("testing"));
+    cfg.add_message_types<caf::id_block::actorserve>();
+    sys = std::make_unique<caf::actor_system>(cfg);
+    sched = &dynamic_cast<caf::scheduler::test_coordinator&>(sys->scheduler());
+  }
+
+  caf::actor start(restart_strategy strategy, std::vector<child_spec> children,
+                   restart_config r = intensity(5)) {
+    supervisor_spec s;
+    s.name = "test";
+    s.strategy = strategy;
+    s.intensity = r;
+    s.children = std::move(children);
+    auto sup = spawn_supervisor_tree(*sys, std::move(s));
+    sched->run();
+    return sup;
+  }
+
+  void crash(const std::string& id) {
+    caf::anon_send(j->current.at(id), ready_atom::value);
+    sched->run();
+  }
+
+  /// Runs the backoff timer out.
+  void after(std::chrono::milliseconds d) {
+    sched->advance_time(d);
+    sched->run();
+  }
+
+  std::vector<std::string> take() { return std::exchange(j->events, {}); }
+};
+
+using events = std::vector<std::string>;
+
+} // namespace
+
+TEST_CASE("one_for_one restarts the failed child alone, after its backoff", "[supervision]") {
+  fixture f;
+  auto sup = f.start(restart_strategy::one_for_one, {child(f.j, "a"), child(f.j, "b"), child(f.j, "c")});
+  CHECK(f.take() == events{"start a", "start b", "start c"});
+  f.crash("b");
+  CHECK(f.take() == events{"stop b"});
+  f.after(99ms);
+  CHECK(f.take().empty()); // backoff_initial_ms 100
+  f.after(1ms);
+  CHECK(f.take() == events{"start b"});
+  f.crash("b"); // the second restart within the period waits twice as long
+  f.take();
+  f.after(199ms);
+  CHECK(f.take().empty());
+  f.after(1ms);
+  CHECK(f.take() == events{"start b"});
+  caf::anon_send_exit(sup, caf::exit_reason::user_shutdown);
+  f.sched->run();
+}
+
+TEST_CASE("one_for_all stops the siblings in reverse order and restarts all in order",
+          "[supervision]") {
+  fixture f;
+  auto sup = f.start(restart_strategy::one_for_all, {child(f.j, "a"), child(f.j, "b"), child(f.j, "c")});
+  f.take();
+  f.crash("b");
+  f.after(100ms);
+  CHECK(f.take() == events{"stop b", "stop c", "stop a", "start a", "start b", "start c"});
+  caf::anon_send_exit(sup, caf::exit_reason::user_shutdown);
+  f.sched->run();
+}
+
+TEST_CASE("rest_for_one restarts the failed child and the ones started after it",
+          "[supervision]") {
+  fixture f;
+  auto sup = f.start(restart_strategy::rest_for_one, {child(f.j, "a"), child(f.j, "b"), child(f.j, "c")});
+  f.take();
+  f.crash("b");
+  f.after(100ms);
+  CHECK(f.take() == events{"stop b", "stop c", "start b", "start c"});
+  caf::anon_send_exit(sup, caf::exit_reason::user_shutdown);
+  f.sched->run();
+}
+
+TEST_CASE("transient children return only after abnormal exits, temporary ones never",
+          "[supervision]") {
+  fixture f;
+  auto sup = f.start(restart_strategy::one_for_one,
+                     {child(f.j, "t", restart_type::transient), child(f.j, "x", restart_type::temporary)});
+  f.take();
+  caf::anon_send(f.j->current.at("t"), tick_atom::value); // a normal exit
+  f.after(1s);
+  CHECK(f.take() == events{"stop t"});
+  f.crash("x");
+  f.after(1s);
+  CHECK(f.take() == events{"stop x"});
+  CHECK(f.j->starts["t"] == 1);
+  CHECK(f.j->starts["x"] == 1);
+  caf::anon_send_exit(sup, caf::exit_reason::user_shutdown);
+  f.sched->run();
+}
+
+TEST_CASE("past its intensity a supervisor stops its children and escalates to its parent",
+          "[supervision]") {
+  fixture f;
+  auto j = f.j;
+  child_spec inner;
+  inner.id = "inner";
+  inner.start = [j](caf::actor_system& sys, const caf::actor&) {
+    supervisor_spec s;
+    s.name = "inner";
+    s.intensity = intensity(1, 10);
+    s.children = {child(j, "a"), child(j, "b")};
+    j->events.push_back("start inner");
+    return spawn_supervisor_tree(sys, std::move(s));
+  };
+  std::vector<caf::error> exits;
+  auto outer = f.start(restart_strategy::one_for_one, {inner}, intensity(1, 50));
+  outer->attach_functor([&exits](const caf::error& e) { exits.push_back(e); });
+  CHECK(f.take() == events{"start inner", "start a", "start b"});
+  f.crash("a"); // restart 1 of 1
+  f.after(10ms);
+  CHECK(f.take() == events{"stop a", "start a"});
+  f.crash("a"); // one too many: inner stops b and a, and exits
+  CHECK(f.take() == events{"stop a", "stop b"});
+  f.after(50ms); // the outer supervisor restarts the inner one (its restart 1 of 1)
+  CHECK(f.take() == events{"start inner", "start a", "start b"});
+  f.crash("a");
+  f.after(10ms);
+  f.crash("a"); // inner escalates again; outer is past its own intensity: it escalates too
+  f.after(1s);
+  REQUIRE(exits.size() == 1);
+  CHECK(error_code(exits[0]) == errc::escalated);
+  CHECK(error_message(exits[0]).find("supervisor 'test' gave up: more than 1 restarts") == 0);
+}
+
+TEST_CASE("a hung child is abandoned and handled as failed", "[supervision]") {
+  fixture f;
+  auto sup = f.start(restart_strategy::one_for_one, {child(f.j, "a"), child(f.j, "w")});
+  f.take();
+  auto old = f.j->current.at("w");
+  caf::anon_send(sup, worker_hung_atom::value, std::string("w"));
+  f.sched->run();
+  f.after(100ms);
+  auto ev = f.take();
+  CHECK(ev == events{"stop w", "start w"}); // killed (it would never stop by itself) and replaced
+  CHECK(f.j->current.at("w") != old);
+  caf::anon_send_exit(sup, caf::exit_reason::user_shutdown);
+  f.sched->run();
+}
+
+TEST_CASE("a supervisor told to stop stops its children in reverse start order",
+          "[supervision]") {
+  fixture f;
+  auto sup = f.start(restart_strategy::one_for_one, {child(f.j, "a"), child(f.j, "b"), child(f.j, "c")});
+  f.take();
+  bool done = false;
+  sup->attach_functor([&done](const caf::error&) { done = true; });
+  caf::anon_send_exit(sup, caf::exit_reason::user_shutdown);
+  f.sched->run();
+  CHECK(f.take() == events{"stop c", "stop b", "stop a"});
+  CHECK(done);
+}
