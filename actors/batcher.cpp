@@ -543,7 +543,8 @@ batcher_actor::behavior_type batcher_fn(batcher_ptr self, std::shared_ptr<const 
         st.waiting.clear();
       }
     },
-    [self](worker_ready_atom, worker_actor& w, std::string& name, uint32_t capacity) {
+    [self](worker_ready_atom, caf::actor& handle, std::string& name, uint32_t capacity) {
+      auto w = caf::actor_cast<worker_actor>(handle);
       auto& st = self->state;
       st.starting.erase(name);
       self->monitor(w);
@@ -555,8 +556,11 @@ batcher_actor::behavior_type batcher_fn(batcher_ptr self, std::shared_ptr<const 
       bc.backoff_factor = b.backoff_factor;
       st.workers.push_back(
         worker_slot{std::move(w), name, std::max<uint32_t>(capacity, 1), {}, circuit_breaker{bc}});
-      logging::info({"batcher", st.model->name, 0, {}, name}, "worker is ready ({} ready)",
+      logging::info({"batcher", st.model->name, 0, {}, name}, "worker {} is ready ({} ready)", name,
                     st.workers.size());
+      if (st.mm) // (an isolated worker, in its own process, cannot say so itself)
+        if (auto* wm = st.mm->worker(name))
+          wm->set_phase(worker_phase::ready);
       report_status(self);
       pump(self);
     },

@@ -22,7 +22,8 @@ using batcher_actor = caf::typed_actor<
   caf::reacts_to<worker_starting_atom, std::string>,          // from the supervisor
   caf::reacts_to<given_up_atom, std::string>,                 // from the supervisor
   // from a warmed-up worker: itself, its name, how many batches it can hold at once
-  caf::reacts_to<worker_ready_atom, worker_actor, std::string, uint32_t>,
+  // (a plain caf::actor, so that it crosses process boundaries; it is a worker_actor)
+  caf::reacts_to<worker_ready_atom, caf::actor, std::string, uint32_t>,
   caf::reacts_to<batch_done_atom, batch_outputs>,
   caf::reacts_to<batch_failed_atom, uint64_t, caf::error>,
   caf::reacts_to<tick_atom>,

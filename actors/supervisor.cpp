@@ -7,7 +7,15 @@
 #include "actors/model_directory.hpp"
 #include "actors/supervision.hpp"
 #include "actors/worker.hpp"
+#include "actors/worker_process.hpp"
+#include "runtime/error.hpp"
 #include "runtime/log.hpp"
+
+#include <unistd.h>
+
+#include <random>
+
+#include <caf/io/middleman.hpp>
 
 namespace actorserve {
 namespace {
@@ -23,18 +31,21 @@ struct model_cells {
 };
 
 child_spec worker_child(const worker_spec& spec, const model_cells& cells,
-                        std::shared_ptr<metrics> stats) {
+                        std::shared_ptr<metrics> stats,
+                        std::shared_ptr<const process_endpoint> isolation) {
   auto name = spec.name();
   auto* wm = stats && stats->model(spec.model->name) ? stats->model(spec.model->name)->worker(name)
                                                      : nullptr;
   child_spec c;
   c.id = name;
   c.shutdown = std::chrono::milliseconds(spec.model->restart.shutdown_ms);
-  c.start = [spec, cells, stats, name, wm](caf::actor_system& sys, const caf::actor&) {
+  c.start = [spec, cells, stats, name, wm, isolation](caf::actor_system& sys, const caf::actor&) {
     auto batcher = cells.batcher->get();
     caf::anon_send(batcher, worker_starting_atom::value, name);
     if (wm)
       wm->set_phase(worker_phase::starting);
+    if (spec.model->isolation == "process") // a child process; the actor stands for it
+      return spawn_worker_process(sys, spec, *isolation);
     return caf::actor_cast<caf::actor>(spawn_worker(sys, spec, batcher, stats));
   };
   c.on_down = [cells, name, wm](bool will_restart, const std::string&) {
@@ -56,7 +67,8 @@ child_spec worker_child(const worker_spec& spec, const model_cells& cells,
 
 supervisor_spec workers_spec(const std::shared_ptr<const deployment_config>& cfg,
                              std::shared_ptr<const model_config> model, const model_cells& cells,
-                             std::shared_ptr<metrics> stats) {
+                             std::shared_ptr<metrics> stats,
+                             std::shared_ptr<const process_endpoint> isolation) {
   supervisor_spec s;
   s.name = "workers " + model->name;
   s.strategy = strategy_of(model->restart);
@@ -64,15 +76,16 @@ supervisor_spec workers_spec(const std::shared_ptr<const deployment_config>& cfg
   for (auto& device : model->devices)
     for (uint32_t i = 0; i < model->instances; ++i)
       s.children.push_back(
-        worker_child(worker_spec{model, device, i, cfg->server.fault_injection}, cells, stats));
+        worker_child(worker_spec{model, device, i, cfg->server.fault_injection}, cells, stats,
+                     isolation));
   return s;
 }
 
 supervisor_spec model_spec(const std::shared_ptr<const deployment_config>& cfg,
                            std::shared_ptr<const model_config> model,
                            std::shared_ptr<model_directory> directory,
-                           std::shared_ptr<metrics> stats) {
-  model_cells cells;
+                           std::shared_ptr<metrics> stats, model_cells cells,
+                           std::shared_ptr<const process_endpoint> isolation) {
   supervisor_spec s;
   s.name = "model " + model->name;
   s.strategy = restart_strategy::rest_for_one; // workers talk to the batcher started before them
@@ -90,8 +103,9 @@ supervisor_spec model_spec(const std::shared_ptr<const deployment_config>& cfg,
   child_spec workers;
   workers.id = "workers";
   workers.shutdown = stop_time * 2; // its own children stop within stop_time each, in turn
-  workers.start = [cfg, model, cells, stats](caf::actor_system& sys, const caf::actor&) {
-    auto w = spawn_supervisor_tree(sys, workers_spec(cfg, model, cells, stats));
+  workers.start = [cfg, model, cells, stats, isolation](caf::actor_system& sys,
+                                                       const caf::actor&) {
+    auto w = spawn_supervisor_tree(sys, workers_spec(cfg, model, cells, stats, isolation));
     cells.workers->set(w);
     return w;
   };
@@ -99,13 +113,56 @@ supervisor_spec model_spec(const std::shared_ptr<const deployment_config>& cfg,
   return s;
 }
 
+/// Publishes the worker broker on loopback when some model isolates its workers.
+caf::expected<std::shared_ptr<const process_endpoint>>
+start_isolation(caf::actor_system& sys, const deployment_config& cfg,
+                const std::map<std::string, model_cells>& cells) {
+  bool any = std::any_of(cfg.models.begin(), cfg.models.end(),
+                         [](const model_config& m) { return m.isolation == "process"; });
+  if (!any)
+    return std::shared_ptr<const process_endpoint>{};
+  if (cfg.source.empty())
+    return make_error(errc::invalid_config, "isolation \"process\" needs the deployment loaded "
+                                            "from a file (its workers load it too)");
+  auto ep = std::make_shared<process_endpoint>();
+  char exe[4096];
+  auto n = ::readlink("/proc/self/exe", exe, sizeof(exe) - 1);
+  if (n <= 0)
+    return make_error(errc::internal, "cannot find the actorserve executable (/proc/self/exe)");
+  ep->executable.assign(exe, static_cast<std::size_t>(n));
+  ep->config_path = cfg.source;
+  std::random_device rd;
+  for (int i = 0; i < 4; ++i)
+    ep->token += std::to_string(rd());
+  auto table = std::make_shared<batcher_cells>();
+  for (auto& [name, c] : cells)
+    (*table)[name] = c.batcher;
+  auto broker = spawn_worker_broker(sys, ep->token, table);
+  auto port = sys.middleman().publish(broker, 0, "127.0.0.1", true);
+  if (!port) {
+    caf::anon_send_exit(broker, caf::exit_reason::user_shutdown);
+    return make_error(errc::internal, "cannot publish the worker broker on 127.0.0.1: "
+                                        + error_message(port.error()));
+  }
+  ep->port = *port;
+  logging::info({"supervisor"}, "worker broker for isolated workers on 127.0.0.1:{}", *port);
+  return std::shared_ptr<const process_endpoint>(ep);
+}
+
 } // namespace
 
-node_handles spawn_node(caf::actor_system& sys, std::shared_ptr<const deployment_config> cfg,
-                        std::shared_ptr<metrics> stats) {
+caf::expected<node_handles> spawn_node(caf::actor_system& sys,
+                                       std::shared_ptr<const deployment_config> cfg,
+                                       std::shared_ptr<metrics> stats) {
   node_handles out;
   out.gateway = std::make_shared<handle_cell<gateway_actor>>();
   auto directory = std::make_shared<model_directory>(*cfg);
+  std::map<std::string, model_cells> cells; // one set per model for the node's lifetime
+  for (auto& m : cfg->models)
+    cells[m.name] = model_cells{};
+  auto isolation = start_isolation(sys, *cfg, cells);
+  if (!isolation)
+    return isolation.error();
   const auto& sv = cfg->server.supervision;
   supervisor_spec root;
   root.name = "root";
@@ -126,8 +183,9 @@ node_handles spawn_node(caf::actor_system& sys, std::shared_ptr<const deployment
     c.id = "model " + m.name;
     c.restart = parse_restart_type(sv.model_restart).value_or(restart_type::temporary);
     c.shutdown = std::chrono::milliseconds(m.restart.shutdown_ms) * 4;
-    c.start = [cfg, model, directory, stats](caf::actor_system& sys, const caf::actor&) {
-      return spawn_supervisor_tree(sys, model_spec(cfg, model, directory, stats));
+    c.start = [cfg, model, directory, stats, mc = cells[m.name],
+               iso = *isolation](caf::actor_system& sys, const caf::actor&) {
+      return spawn_supervisor_tree(sys, model_spec(cfg, model, directory, stats, mc, iso));
     };
     c.on_down = [name = m.name](bool will_restart, const std::string& why) {
       if (!will_restart)

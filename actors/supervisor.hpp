@@ -7,7 +7,9 @@
 //       (rest_for_one, restart.model_max_restarts)
 //       ├── batcher                               permanent
 //       └── workers <m> (restart.strategy, restart.max_restarts within restart.period_s)
-//           └── worker m/device/instance, ...     permanent, restart.shutdown_ms
+//           └── worker m/device/instance, ...     permanent, restart.shutdown_ms; with
+//                                                 isolation "process", a worker-process actor
+//                                                 owning the worker's child process
 //
 // A worker that crashes or hangs is restarted by its workers supervisor after a backoff; past that
 // supervisor's intensity all the model's workers stop and the model supervisor restarts the
@@ -21,6 +23,7 @@
 
 #include <caf/actor.hpp>
 #include <caf/actor_system.hpp>
+#include <caf/expected.hpp>
 
 #include "actors/handle_cell.hpp"
 #include "actors/interfaces.hpp"
@@ -35,7 +38,10 @@ struct node_handles {
 };
 
 /// `stats` (may be null) is handed to batchers and workers, and records worker states and restarts.
-node_handles spawn_node(caf::actor_system& sys, std::shared_ptr<const deployment_config> cfg,
-                        std::shared_ptr<metrics> stats);
+/// Models with `isolation: "process"` need the middleman loaded: their workers' broker is
+/// published on a loopback port. The error says why the node could not start.
+caf::expected<node_handles> spawn_node(caf::actor_system& sys,
+                                       std::shared_ptr<const deployment_config> cfg,
+                                       std::shared_ptr<metrics> stats);
 
 } // namespace actorserve

@@ -201,7 +201,7 @@ worker_actor::behavior_type worker_fn(worker_ptr self, worker_spec spec, batcher
   auto capacity = st.backend->max_inflight();
   if (capacity > 1)
     st.waiter = std::make_unique<completer>(st);
-  self->send(batcher, worker_ready_atom::value, caf::actor_cast<worker_actor>(self), st.label,
+  self->send(batcher, worker_ready_atom::value, caf::actor_cast<caf::actor>(self), st.label,
              capacity);
   return {
     [self](fault_atom, fault_spec& spec) {

@@ -11,6 +11,7 @@
 #include <caf/io/middleman.hpp>
 
 #include "actors/supervisor.hpp"
+#include "actors/worker_process.hpp"
 #include "net/http_server.hpp"
 #include "runtime/config.hpp"
 #include "runtime/error.hpp"
@@ -31,7 +32,37 @@ const char* usage =
   "  actorserve check-config FILE\n"
   "      Validates a deployment file without serving; exit status 0 when valid.\n"
   "  actorserve backends\n"
-  "      Lists the compiled-in model backends.\n";
+  "      Lists the compiled-in model backends.\n"
+  "  actorserve worker --config FILE --model M --device D --instance I --connect PORT\n"
+  "                    [--parent PID]\n"
+  "      Internal: an isolated worker process, started by the node it connects back to.\n";
+
+/// `actorserve worker ...`: the child side of process isolation.
+int worker(int argc, char** argv) {
+  std::string config, model, device = "cpu";
+  uint32_t instance = 0;
+  uint16_t port = 0;
+  long parent = 0;
+  for (int i = 2; i + 1 < argc; i += 2) {
+    std::string a = argv[i], v = argv[i + 1];
+    if (a == "--config") config = v;
+    else if (a == "--model") model = v;
+    else if (a == "--device") device = v;
+    else if (a == "--instance") instance = static_cast<uint32_t>(std::stoul(v));
+    else if (a == "--connect") port = static_cast<uint16_t>(std::stoul(v));
+    else if (a == "--parent") parent = std::stol(v);
+    else {
+      std::cerr << "actorserve worker: unknown option " << a << "\n" << usage;
+      return 2;
+    }
+  }
+  if (config.empty() || model.empty() || port == 0) {
+    std::cerr << "actorserve worker: --config, --model and --connect are required\n" << usage;
+    return 2;
+  }
+  std::signal(SIGPIPE, SIG_IGN);
+  return run_worker_process(config, model, device, instance, port, parent);
+}
 
 int check_config(const std::string& path) {
   auto cfg = load_deployment(path, backend_registry::global().names());
@@ -113,6 +144,7 @@ int serve(int argc, char** argv) {
 
   caf::actor_system_config sys_cfg;
   sys_cfg.add_message_types<caf::id_block::actorserve>();
+  sys_cfg.load<caf::io::middleman>(); // isolated workers connect back over loopback
   if (cfg->server.scheduler_threads > 0)
     sys_cfg.set("scheduler.max-threads", static_cast<size_t>(cfg->server.scheduler_threads));
   sys_cfg.set("scheduler.policy", cfg->server.scheduler_policy == "sharing" ? caf::atom("sharing")
@@ -123,7 +155,12 @@ int serve(int argc, char** argv) {
     caf::actor_system sys{sys_cfg};
     auto stats = std::make_shared<metrics>(*cfg);
     stats->set_gpu_monitor(gpu_monitor::open()); // none where no NVIDIA driver exists
-    auto node = spawn_node(sys, cfg, stats);
+    auto spawned = spawn_node(sys, cfg, stats);
+    if (!spawned) {
+      std::cerr << "actorserve: " << error_message(spawned.error()) << "\n";
+      return 1;
+    }
+    auto node = *spawned;
     auto supervisor = node.root;
     // The tree restarts what fails inside it (actors/supervisor.hpp); when the root itself gives
     // up (more failures than server.supervision allows) the process exits with status 1 and an
@@ -177,6 +214,8 @@ int main(int argc, char** argv) {
   std::string cmd = argv[1];
   if (cmd == "serve")
     return serve(argc, argv);
+  if (cmd == "worker")
+    return worker(argc, argv);
   if (cmd == "check-config") {
     if (argc != 3) {
       std::cerr << usage;

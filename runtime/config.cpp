@@ -523,6 +523,9 @@ void read_model(const std::string& path, const json::value& v, std::vector<std::
     b.not_below(path + ".breaker.max_reset_timeout_ms", m.breaker.max_reset_timeout_ms,
                 "reset_timeout_ms", m.breaker.reset_timeout_ms);
   });
+  r.string("isolation", m.isolation);
+  if (m.isolation != "none" && m.isolation != "process")
+    r.fail(path + ".isolation", "expected \"none\" or \"process\", got \"" + m.isolation + "\"");
   read_gpu(r, path, m);
   read_preprocess(r, path, m);
   r.integer("execution_timeout_ms", m.execution_timeout_ms, 0, 86'400'000);
@@ -645,7 +648,10 @@ load_deployment(const std::string& path, const std::vector<std::string>& known_b
   std::stringstream ss;
   ss << in.rdbuf();
   auto dir = std::filesystem::absolute(path).parent_path().string();
-  return parse_deployment(ss.str(), dir, known_backends);
+  auto cfg = parse_deployment(ss.str(), dir, known_backends);
+  if (cfg)
+    cfg->source = std::filesystem::absolute(path).string();
+  return cfg;
 }
 
 } // namespace actorserve

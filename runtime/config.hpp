@@ -121,6 +121,7 @@ struct model_config {
   std::map<std::string, std::string> parameters; // backend-specific, values as written
   gpu_settings gpu;
   preprocess_settings preprocess;
+  std::string isolation = "none"; // "process": each worker runs in a child process of the node
 
   /// The batch sizes a GPU worker pads to and warms up (sorted; the last is max_batch_size).
   /// Empty when the model does not batch.
@@ -135,6 +136,7 @@ struct model_config {
 struct deployment_config {
   server_config server;
   std::vector<model_config> models;
+  std::string source; // the file it was loaded from (isolated workers load it too); may be empty
 
   const model_config* find_model(const std::string& name) const;
 };

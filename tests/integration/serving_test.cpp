@@ -323,10 +323,18 @@ TEST_CASE("a worker that crashes too often exhausts its supervisors: the model s
   } while (ready.status != 503 && std::chrono::steady_clock::now() < deadline);
   CHECK(ready.status == 503);
   CHECK(c.get("/v2/health/ready").status == 503);
-  auto r = c.post("/v2/models/scale/infer", infer_body());
+  // (the model's supervisor stops the batcher a moment after its workers stopped)
+  http_response r;
+  do {
+    r = c.post("/v2/models/scale/infer", infer_body());
+  } while (r.status == 503 && error_of(r).find("not available") == std::string::npos
+           && std::chrono::steady_clock::now() < deadline);
   CHECK(r.status == 503);
   CHECK(error_of(r).find("model 'scale' is not available") != std::string::npos);
   CHECK(c.get("/v2/health/live").status == 200); // the process itself lives on
+  while (srv.log().find("is no longer served") == std::string::npos
+         && std::chrono::steady_clock::now() < deadline)
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
   CHECK(srv.log().find("supervisor 'workers scale' gave up: more than 1 restarts within 60 s")
         != std::string::npos);
   CHECK(srv.log().find("supervisor 'model scale' gave up") != std::string::npos);

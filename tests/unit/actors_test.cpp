@@ -28,7 +28,7 @@ fake_worker(worker_actor::stateful_pointer<fake_worker_state> self, batcher_acto
   self->state.batcher = batcher;
   self->state.held = held;
   self->state.batch_sizes = sizes;
-  self->send(batcher, worker_ready_atom::value, caf::actor_cast<worker_actor>(self),
+  self->send(batcher, worker_ready_atom::value, caf::actor_cast<caf::actor>(self),
              std::string("m/fake/0"), capacity);
   return {
     [self](execute_atom, batch_job& job) {

@@ -1,0 +1,52 @@
+// actors/worker_process.hpp — process isolation (models[].isolation: "process"). Each isolated
+// worker runs in a child process of the node (`actorserve worker ...`), which connects back over
+// CAF networking on loopback to the node's worker broker, gets its model's batcher and serves it
+// like any worker. In the node's supervision tree the worker is represented by a worker-process
+// actor that owns the OS process: it reports the process's exit (a segfault, abort, SIGKILL or a
+// sticky CUDA error that ends it) as its own failure, so the workers supervisor restarts it (a
+// new process, which reloads and re-warms the model before the batcher routes to it), and it kills
+// the process when it is stopped or abandoned as hung, which reclaims the memory (and the CUDA
+// context) that a blocked in-process call would keep. The same broker is how remote workers of
+// other machines will join (the cluster work).
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <string>
+
+#include <caf/actor.hpp>
+#include <caf/actor_system.hpp>
+
+#include "actors/handle_cell.hpp"
+#include "actors/interfaces.hpp"
+#include "actors/worker.hpp"
+
+namespace actorserve {
+
+/// How a worker process finds its node.
+struct process_endpoint {
+  std::string executable;  // the actorserve binary
+  std::string config_path; // the deployment file, which the worker loads too
+  uint16_t port = 0;       // the worker broker, published on 127.0.0.1
+  std::string token;       // shared secret a worker presents (passed in its environment)
+};
+
+using batcher_cells = std::map<std::string, std::shared_ptr<handle_cell<batcher_actor>>>;
+
+/// The broker worker processes register with: `(register_atom, worker name, token)` answers the
+/// current batcher of the worker's model as a caf::actor.
+caf::actor spawn_worker_broker(caf::actor_system& sys, std::string token,
+                               std::shared_ptr<const batcher_cells> batchers);
+
+/// Starts the worker's process and returns the actor that stands for it (see above).
+caf::actor spawn_worker_process(caf::actor_system& sys, const worker_spec& spec,
+                                const process_endpoint& endpoint);
+
+/// The child's side (`actorserve worker ...`): connects to the broker at `port`, runs the worker
+/// until it ends or the node goes away. Returns the process's exit status.
+int run_worker_process(const std::string& config_path, const std::string& model,
+                       const std::string& device, uint32_t instance, uint16_t port,
+                       long parent_pid);
+
+} // namespace actorserve
