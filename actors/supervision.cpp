@@ -1,6 +1,7 @@
 #include "actors/supervision.hpp"
 
 #include <deque>
+#include <unordered_set>
 #include <unordered_map>
 
 #include <caf/all.hpp>
@@ -24,6 +25,9 @@ struct tree_state {
   std::unique_ptr<restart_tracker> tracker;
   std::vector<child_state> kids;
   std::unordered_map<caf::actor_addr, std::size_t> index_of;
+  // Children whose link may still deliver an exit message (which must not be taken for the
+  // parent's): down and exit messages of one child come in either order.
+  std::unordered_set<caf::actor_addr> linked;
   std::deque<std::size_t> stop_queue;  // children to stop, one after another
   std::vector<std::size_t> to_restart; // start order; started when the backoff timer fires
   uint64_t restart_generation = 0;
@@ -60,6 +64,7 @@ void start_child(tree_actor* self, std::size_t i) {
   }
   self->monitor(child);
   self->link_to(child); // it goes down with us if we die abruptly
+  st.linked.insert(child.address());
   st.kids[i].handle = child;
   st.kids[i].stopping = false;
   st.index_of[child.address()] = i;
@@ -75,6 +80,7 @@ void forget(tree_actor* self, std::size_t i, bool abandon) {
   if (abandon) {
     self->demonitor(k.handle);
     self->unlink_from(k.handle);
+    st.linked.erase(k.handle.address());
     self->send_exit(k.handle, caf::exit_reason::kill);
   }
   k.handle = nullptr;
@@ -183,6 +189,8 @@ caf::behavior tree_fn(tree_actor* self, supervisor_spec spec) {
     if (it == st.index_of.end())
       return;
     auto i = it->second;
+    if (dm.reason == caf::exit_reason::normal) // a normal exit sends no exit message
+      st.linked.erase(dm.source);
     bool asked = st.kids[i].stopping;
     forget(self, i, false);
     if (asked || st.quitting) {
@@ -198,7 +206,7 @@ caf::behavior tree_fn(tree_actor* self, supervisor_spec spec) {
   });
   self->set_exit_handler([self](caf::exit_msg& em) {
     auto& st = self->state;
-    if (st.index_of.count(em.source))
+    if (st.linked.erase(em.source) > 0)
       return; // a child's exit: its down message handles it
     if (!st.quitting)
       stop_all_then_quit(self, em.reason);
