@@ -2,6 +2,8 @@
 // KServe v2 endpoints, every error status, deadlines, overload, batching and worker restarts.
 #include <catch2/catch.hpp>
 
+#include <signal.h>
+
 #include <atomic>
 #include <sstream>
 #include <thread>
@@ -646,4 +648,62 @@ TEST_CASE("failing batches open a worker's breaker and the model fails fast with
   auto t = c.get("/metrics").body;
   CHECK(series(t, R"(actorserve_breaker_transitions_total{device="cpu",model="scale",worker="scale/cpu/0",to="open"})") == 1);
   CHECK(series(t, R"(actorserve_breaker_transitions_total{device="cpu",model="scale",worker="scale/cpu/0",to="closed"})") == 1);
+}
+
+namespace {
+
+/// The pid of the newest process of isolated worker `name`, from the node's log (0 if none).
+long isolated_pid(const std::string& log, const std::string& name) {
+  auto key = "worker process " + name + " started (pid ";
+  auto pos = log.rfind(key);
+  return pos == std::string::npos ? 0 : std::stol(log.substr(pos + key.size()));
+}
+
+bool process_alive(long pid) {
+  return pid > 0 && ::kill(static_cast<pid_t>(pid), 0) == 0;
+}
+
+} // namespace
+
+TEST_CASE("isolated workers: a SIGKILLed one is replaced by a new process, a hung one is killed",
+          "[integration][isolation]") {
+  server_process srv{write_temp_file(
+    "isolated.json",
+    scale_config(R"(, "isolation": "process", "instances": 2, "execution_timeout_ms": 300)",
+                 R"(, "fault_injection": true)"))};
+  REQUIRE(srv.wait_ready());
+  http_client c{srv.port()};
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+  auto wait_for = [&](auto&& condition) {
+    while (!condition() && std::chrono::steady_clock::now() < deadline)
+      std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    return condition();
+  };
+  auto count = [&](const std::string& what) {
+    std::size_t n = 0;
+    auto log = srv.log();
+    for (auto p = log.find(what); p != std::string::npos; p = log.find(what, p + 1))
+      ++n;
+    return n;
+  };
+  REQUIRE(wait_for([&] { return count("worker scale/cpu/1 is ready") == 1; }));
+  auto victim = isolated_pid(srv.log(), "scale/cpu/0");
+  REQUIRE(process_alive(victim));
+  REQUIRE(::kill(static_cast<pid_t>(victim), SIGKILL) == 0);
+  check_still_serving(srv.port()); // the other worker answers meanwhile
+  CHECK(wait_for([&] { return count("worker scale/cpu/0 is ready") == 2; }));
+  auto replacement = isolated_pid(srv.log(), "scale/cpu/0");
+  CHECK(replacement != victim);
+  CHECK(process_alive(replacement));
+  CHECK(srv.log().find("worker process scale/cpu/0 (pid " + std::to_string(victim)
+                       + ") killed by signal 9") != std::string::npos);
+  // A hang: the request is retried on the other worker; the stuck process is killed, not kept.
+  auto r = c.post("/v2/admin/faults", R"({"model": "scale", "worker": "scale/cpu/1", "fault": "hang"})");
+  REQUIRE(r.status == 200);
+  auto stuck = isolated_pid(srv.log(), "scale/cpu/1");
+  for (int i = 0; i < 4; ++i)
+    check_still_serving(srv.port());
+  CHECK(wait_for([&] { return !process_alive(stuck); }));
+  CHECK(wait_for([&] { return count("worker scale/cpu/1 is ready") == 2; }));
+  check_still_serving(srv.port());
 }
