@@ -116,7 +116,7 @@ supervisor_spec model_spec(const std::shared_ptr<const deployment_config>& cfg,
 /// Publishes the worker broker on loopback when some model isolates its workers.
 caf::expected<std::shared_ptr<const process_endpoint>>
 start_isolation(caf::actor_system& sys, const deployment_config& cfg,
-                const std::map<std::string, model_cells>& cells) {
+                const std::map<std::string, model_cells>& cells, caf::actor& broker) {
   bool any = std::any_of(cfg.models.begin(), cfg.models.end(),
                          [](const model_config& m) { return m.isolation == "process"; });
   if (!any)
@@ -137,7 +137,7 @@ start_isolation(caf::actor_system& sys, const deployment_config& cfg,
   auto table = std::make_shared<batcher_cells>();
   for (auto& [name, c] : cells)
     (*table)[name] = c.batcher;
-  auto broker = spawn_worker_broker(sys, ep->token, table);
+  broker = spawn_worker_broker(sys, ep->token, table);
   auto port = sys.middleman().publish(broker, 0, "127.0.0.1", true);
   if (!port) {
     caf::anon_send_exit(broker, caf::exit_reason::user_shutdown);
@@ -160,7 +160,7 @@ caf::expected<node_handles> spawn_node(caf::actor_system& sys,
   std::map<std::string, model_cells> cells; // one set per model for the node's lifetime
   for (auto& m : cfg->models)
     cells[m.name] = model_cells{};
-  auto isolation = start_isolation(sys, *cfg, cells);
+  auto isolation = start_isolation(sys, *cfg, cells, out.broker);
   if (!isolation)
     return isolation.error();
   const auto& sv = cfg->server.supervision;

@@ -88,10 +88,23 @@ caf::behavior process_fn(process_actor* self, worker_spec spec, process_endpoint
   for (auto& e : env_strings)
     envp.push_back(e.data());
   envp.push_back(nullptr);
+  // The node blocks SIGTERM/SIGINT in all its threads (one thread waits for them); the child
+  // must not inherit that mask, or it would ignore the SIGTERM that stops it.
+  posix_spawnattr_t attr;
+  posix_spawnattr_init(&attr);
+  sigset_t none, defaults;
+  sigemptyset(&none);
+  sigemptyset(&defaults);
+  sigaddset(&defaults, SIGTERM);
+  sigaddset(&defaults, SIGINT);
+  sigaddset(&defaults, SIGPIPE);
+  posix_spawnattr_setsigmask(&attr, &none);
+  posix_spawnattr_setsigdefault(&attr, &defaults);
+  posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
   pid_t pid = -1;
-  if (int rc = ::posix_spawn(&pid, ep.executable.c_str(), nullptr, nullptr, argv.data(),
-                             envp.data());
-      rc != 0) {
+  int rc = ::posix_spawn(&pid, ep.executable.c_str(), nullptr, &attr, argv.data(), envp.data());
+  posix_spawnattr_destroy(&attr);
+  if (rc != 0) {
     self->quit(make_error(errc::worker_failed, "cannot start the process of worker " + st.label
                                                  + ": " + std::strerror(rc)));
     return {};

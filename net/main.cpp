@@ -178,6 +178,8 @@ int serve(int argc, char** argv) {
     if (!bound) {
       std::cerr << "actorserve: " << error_message(bound.error()) << "\n";
       caf::anon_send_exit(supervisor, caf::exit_reason::user_shutdown);
+      if (node.broker)
+        caf::anon_send_exit(node.broker, caf::exit_reason::user_shutdown);
       return 1;
     }
     auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(
@@ -191,6 +193,8 @@ int serve(int argc, char** argv) {
     logging::info({"main"}, "received signal {}: shutting down", sig);
     server.stop();
     caf::anon_send_exit(supervisor, caf::exit_reason::user_shutdown);
+    if (node.broker)
+      caf::anon_send_exit(node.broker, caf::exit_reason::user_shutdown);
     // The actor system's destructor waits for every actor. A worker abandoned as hung may be
     // blocked in its backend forever: after a grace period the process exits regardless.
     std::thread([] {

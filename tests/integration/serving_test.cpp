@@ -673,8 +673,8 @@ TEST_CASE("isolated workers: a SIGKILLed one is replaced by a new process, a hun
                  R"(, "fault_injection": true)"))};
   REQUIRE(srv.wait_ready());
   http_client c{srv.port()};
-  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
   auto wait_for = [&](auto&& condition) {
+    auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(15);
     while (!condition() && std::chrono::steady_clock::now() < deadline)
       std::this_thread::sleep_for(std::chrono::milliseconds(20));
     return condition();
