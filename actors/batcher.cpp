@@ -40,8 +40,10 @@ struct worker_slot {
   uint32_t capacity = 1;        // batches it holds at once
   std::vector<uint64_t> batches; // the batches in flight on it
   circuit_breaker breaker;
+  bool draining = false;         // leaving: no new batches; removed when `batches` is empty
+  std::optional<caf::typed_response_promise<bool>> drained;
 
-  bool has_room() const { return batches.size() < capacity; }
+  bool has_room() const { return !draining && batches.size() < capacity; }
   bool holds(uint64_t batch) const {
     return std::find(batches.begin(), batches.end(), batch) != batches.end();
   }
@@ -201,6 +203,24 @@ void dispatch(batcher_ptr self, worker_slot& w, const std::vector<request_id>& i
 
 void finish_batch(batcher_ptr self, uint64_t batch_id, batch_outputs* outputs,
                   const caf::error& err);
+
+/// Removes the leaving workers that have no batch left, and tells whoever asked.
+void remove_drained(batcher_ptr self) {
+  auto& st = self->state;
+  for (auto it = st.workers.begin(); it != st.workers.end();) {
+    if (!it->draining || !it->batches.empty()) {
+      ++it;
+      continue;
+    }
+    logging::info({"batcher", st.model->name, 0, {}, it->name}, "worker {} left (drained)",
+                  it->name);
+    self->demonitor(it->handle.address());
+    if (it->drained)
+      it->drained->deliver(true);
+    it = st.workers.erase(it);
+  }
+  report_status(self);
+}
 
 /// Takes a worker out of service (it died or hung): its in-flight batch fails with `why` (and is
 /// retried where allowed). When `restarting`, and unless the supervisor gave it up, it counts as
@@ -386,9 +406,12 @@ void finish_batch(batcher_ptr self, uint64_t batch_id, batch_outputs* outputs,
   auto b = std::move(it->second);
   st.in_flight.erase(it);
   auto now = self->clock().now();
+  bool done_draining = false;
   for (auto& w : st.workers)
     if (w.holds(batch_id)) {
       w.batches.erase(std::find(w.batches.begin(), w.batches.end(), batch_id));
+      if (w.draining && w.batches.empty())
+        done_draining = true;
       auto before = w.breaker.state(now);
       if (outputs)
         w.breaker.on_success(now);
@@ -405,6 +428,8 @@ void finish_batch(batcher_ptr self, uint64_t batch_id, batch_outputs* outputs,
         if (auto* wm = st.mm->worker(w.name); wm && before != after)
           wm->breaker_transitions[static_cast<std::size_t>(after)].fetch_add(1);
     }
+  if (done_draining)
+    remove_drained(self);
   if (outputs && st.mm)
     record_batch(*st.mm, b, *outputs);
   for (std::size_t i = 0; i < b.requests.size(); ++i) {
@@ -462,8 +487,11 @@ batcher_actor::behavior_type batcher_fn(batcher_ptr self, std::shared_ptr<const 
     else
       logging::warn({"batcher", st.model->name, 0, {}, name}, "worker is down: {}",
                     error_message(dm.reason));
-    // The supervisor restarts a crashed worker unless it gives it up.
-    drop_worker(self, it, !shutdown,
+    // The supervisor restarts a crashed local worker unless it gives it up (and says so again
+    // for an isolated one, whose process it restarts); a worker of another node of the cluster
+    // comes back only if its node rejoins, so requests do not wait for it.
+    bool local = dm.source.node() == self->node();
+    drop_worker(self, it, !shutdown && local,
                 make_error(errc::worker_failed, "worker " + name + " of model '"
                                                   + st.model->name
                                                   + "' died while running this request's batch: "
@@ -571,6 +599,24 @@ batcher_actor::behavior_type batcher_fn(batcher_ptr self, std::shared_ptr<const 
     [self](batch_failed_atom, uint64_t batch_id, caf::error& err) {
       finish_batch(self, batch_id, nullptr, err);
       pump(self);
+    },
+    [self](drain_atom, caf::actor& worker) -> caf::result<bool> {
+      auto& st = self->state;
+      auto it = std::find_if(st.workers.begin(), st.workers.end(), [&](const worker_slot& w) {
+        return w.handle.address() == worker.address();
+      });
+      if (it == st.workers.end())
+        return true; // not (or no longer) ours
+      it->draining = true;
+      logging::info({"batcher", st.model->name, 0, {}, it->name},
+                    "worker {} is leaving: {} batch(es) to finish", it->name, it->batches.size());
+      if (it->batches.empty()) {
+        remove_drained(self);
+        pump(self);
+        return true;
+      }
+      it->drained = self->make_response_promise<bool>();
+      return *it->drained;
     },
     [self](fault_atom, fault_spec& spec) -> caf::result<std::string> {
       auto& st = self->state;

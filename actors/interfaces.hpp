@@ -27,6 +27,8 @@ using batcher_actor = caf::typed_actor<
   caf::reacts_to<batch_done_atom, batch_outputs>,
   caf::reacts_to<batch_failed_atom, uint64_t, caf::error>,
   caf::reacts_to<tick_atom>,
+  // a worker leaving: no new batches for it; answers once its batches are done and it is removed
+  caf::replies_to<drain_atom, caf::actor>::with<bool>,
   caf::replies_to<fault_atom, fault_spec>::with<std::string>>; // arms a worker; names it
 
 /// Routes requests by model, assigns ids and deadlines, validates, and knows readiness.

@@ -3,6 +3,7 @@
 #include <caf/all.hpp>
 
 #include "actors/batcher.hpp"
+#include "actors/cluster.hpp"
 #include "actors/gateway.hpp"
 #include "actors/model_directory.hpp"
 #include "actors/supervision.hpp"
@@ -73,6 +74,8 @@ supervisor_spec workers_spec(const std::shared_ptr<const deployment_config>& cfg
   s.name = "workers " + model->name;
   s.strategy = strategy_of(model->restart);
   s.intensity = model->restart;
+  if (cfg->server.cluster.role == "front")
+    return s; // its workers are remote: worker nodes join the cluster port
   for (auto& device : model->devices)
     for (uint32_t i = 0; i < model->instances; ++i)
       s.children.push_back(
@@ -160,9 +163,31 @@ caf::expected<node_handles> spawn_node(caf::actor_system& sys,
   std::map<std::string, model_cells> cells; // one set per model for the node's lifetime
   for (auto& m : cfg->models)
     cells[m.name] = model_cells{};
-  auto isolation = start_isolation(sys, *cfg, cells, out.broker);
+  caf::actor iso_broker;
+  auto isolation = start_isolation(sys, *cfg, cells, iso_broker);
   if (!isolation)
     return isolation.error();
+  if (iso_broker)
+    out.brokers.push_back(iso_broker);
+  const auto& cl = cfg->server.cluster;
+  if (cl.listen_port != 0) { // worker nodes join here
+    auto table = std::make_shared<batcher_cells>();
+    for (auto& [name, c] : cells)
+      (*table)[name] = c.batcher;
+    auto broker = spawn_worker_broker(sys, "", table);
+    out.brokers.push_back(broker);
+    auto port = publish_front(sys, cl, broker);
+    if (!port) {
+      for (auto& b : out.brokers)
+        caf::anon_send_exit(b, caf::exit_reason::user_shutdown);
+      return make_error(errc::invalid_config,
+                        "cannot accept worker nodes on " + cl.listen_address + ":"
+                          + std::to_string(cl.listen_port) + ": " + error_message(port.error()));
+    }
+    logging::info({"cluster"}, "front node {}: worker nodes join on {}:{} ({})", node_name(cl),
+                  cl.listen_address, *port, cl.tls() ? "TLS, peers signed by the configured CA"
+                                                     : "no TLS");
+  }
   const auto& sv = cfg->server.supervision;
   supervisor_spec root;
   root.name = "root";

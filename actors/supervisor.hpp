@@ -35,7 +35,7 @@ namespace actorserve {
 struct node_handles {
   caf::actor root;
   std::shared_ptr<handle_cell<gateway_actor>> gateway; // the current gateway (set once started)
-  caf::actor broker; // isolated workers' broker (null without isolation): stop it with the root
+  std::vector<caf::actor> brokers; // isolated workers' and worker nodes' brokers: stop with root
 };
 
 /// `stats` (may be null) is handed to batchers and workers, and records worker states and restarts.

@@ -19,7 +19,8 @@
 namespace actorserve {
 
 std::string worker_spec::name() const {
-  return model->name + "/" + device + "/" + std::to_string(instance);
+  return model->name + "/" + (node.empty() ? "" : node + "/") + device + "/"
+         + std::to_string(instance);
 }
 
 namespace {
@@ -120,6 +121,7 @@ void answer(const worker_state& st, started_batch& b) {
       st.own->batches.fetch_add(1, std::memory_order_relaxed);
       st.own->compute_seconds.observe(static_cast<double>(out.compute_ns) * 1e-9);
     }
+    logging::debug({"worker", m.name, 0, {}, st.label}, "batch {} done", out.batch_id);
     caf::anon_send(st.batcher, batch_done_atom::value, std::move(out));
   } catch (const std::exception& e) {
     logging::warn({"worker", m.name, 0, {}, st.label}, "batch {} of {} requests failed: {}",
@@ -212,6 +214,8 @@ worker_actor::behavior_type worker_fn(worker_ptr self, worker_spec spec, batcher
     },
     [self](execute_atom, batch_job& job) {
       auto& st = self->state;
+      logging::debug({"worker", st.spec.model->name, 0, {}, st.label}, "batch {} of {} request(s)",
+                     job.batch_id, job.requests.size());
       auto& m = *st.spec.model;
       auto t0 = std::chrono::steady_clock::now();
       std::string injected;

@@ -19,8 +19,10 @@ struct worker_spec {
   std::string device = "cpu";
   uint32_t instance = 0;
   bool fault_injection = false; // honour infer_request::fault
+  std::string node = {};         // set on a worker node of a cluster: its node name
 
-  /// "model/device/instance", e.g. "mlp/cpu/1": how logs and responses name the worker.
+  /// "model/device/instance", e.g. "mlp/cpu/1" ("model/node/device/instance" on a worker node):
+  /// how logs and responses name the worker.
   std::string name() const;
 };
 

@@ -34,8 +34,9 @@ struct process_endpoint {
 
 using batcher_cells = std::map<std::string, std::shared_ptr<handle_cell<batcher_actor>>>;
 
-/// The broker worker processes register with: `(register_atom, worker name, token)` answers the
-/// current batcher of the worker's model as a caf::actor.
+/// The broker worker processes (and worker nodes of a cluster) register with:
+/// `(register_atom, worker name, token)` answers the current batcher of the worker's model as a
+/// caf::actor. An empty `token` accepts any (the cluster's, whose peers TLS authenticates).
 caf::actor spawn_worker_broker(caf::actor_system& sys, std::string token,
                                std::shared_ptr<const batcher_cells> batchers);
 

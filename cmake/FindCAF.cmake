@@ -47,7 +47,9 @@ if(CAF_FOUND)
       INTERFACE_LINK_LIBRARIES CAF::core)
   endif()
   if(CAF_openssl_FOUND AND NOT TARGET CAF::openssl)
-    find_package(OpenSSL REQUIRED)
+    find_package(OpenSSL QUIET)
+  endif()
+  if(CAF_openssl_FOUND AND OpenSSL_FOUND AND NOT TARGET CAF::openssl)
     add_library(CAF::openssl SHARED IMPORTED)
     set_target_properties(CAF::openssl PROPERTIES
       IMPORTED_LOCATION "${CAF_openssl_LIBRARY}"

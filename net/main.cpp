@@ -10,6 +10,7 @@
 #include <caf/all.hpp>
 #include <caf/io/middleman.hpp>
 
+#include "actors/cluster.hpp"
 #include "actors/supervisor.hpp"
 #include "actors/worker_process.hpp"
 #include "net/http_server.hpp"
@@ -144,13 +145,39 @@ int serve(int argc, char** argv) {
 
   caf::actor_system_config sys_cfg;
   sys_cfg.add_message_types<caf::id_block::actorserve>();
-  sys_cfg.load<caf::io::middleman>(); // isolated workers connect back over loopback
+  sys_cfg.load<caf::io::middleman>(); // isolated workers and cluster nodes connect over it
+  const auto& cluster = cfg->server.cluster;
+  if (cluster.tls() && !tls_available()) {
+    std::cerr << "actorserve: server.cluster.tls is set but this build has no TLS "
+                 "(libcaf_openssl/OpenSSL were not found when it was built)\n";
+    return 1;
+  }
+  configure_cluster(sys_cfg, cluster);
   if (cfg->server.scheduler_threads > 0)
     sys_cfg.set("scheduler.max-threads", static_cast<size_t>(cfg->server.scheduler_threads));
   sys_cfg.set("scheduler.policy", cfg->server.scheduler_policy == "sharing" ? caf::atom("sharing")
                                                                           : caf::atom("stealing"));
   sys_cfg.set("logger.verbosity", caf::atom("quiet"));
   int rc = 0;
+  if (cluster.role == "worker") { // no HTTP, no batchers: workers for the front nodes it joins
+    caf::actor_system sys{sys_cfg};
+    auto root = spawn_worker_node(sys, cfg);
+    std::printf("actorserve: worker node %s joining %zu front node(s)\n",
+                node_name(cluster).c_str(), cluster.seeds.size());
+    std::fflush(stdout);
+    int sig = 0;
+    sigwait(&signals, &sig);
+    logging::info({"main"}, "received signal {}: leaving the cluster (draining)", sig);
+    caf::anon_send_exit(root, caf::exit_reason::user_shutdown);
+    auto grace = std::chrono::milliseconds(cluster.drain_timeout_ms) + std::chrono::seconds(5);
+    std::thread([grace] {
+      std::this_thread::sleep_for(grace);
+      logging::warn({"main"}, "still running after the drain time: exiting");
+      std::_Exit(0);
+    }).detach();
+    sys.await_all_actors_done();
+    return 0;
+  }
   {
     caf::actor_system sys{sys_cfg};
     auto stats = std::make_shared<metrics>(*cfg);
@@ -178,8 +205,8 @@ int serve(int argc, char** argv) {
     if (!bound) {
       std::cerr << "actorserve: " << error_message(bound.error()) << "\n";
       caf::anon_send_exit(supervisor, caf::exit_reason::user_shutdown);
-      if (node.broker)
-        caf::anon_send_exit(node.broker, caf::exit_reason::user_shutdown);
+      for (auto& b : node.brokers)
+        caf::anon_send_exit(b, caf::exit_reason::user_shutdown);
       return 1;
     }
     auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(
@@ -193,8 +220,8 @@ int serve(int argc, char** argv) {
     logging::info({"main"}, "received signal {}: shutting down", sig);
     server.stop();
     caf::anon_send_exit(supervisor, caf::exit_reason::user_shutdown);
-    if (node.broker)
-      caf::anon_send_exit(node.broker, caf::exit_reason::user_shutdown);
+    for (auto& b : node.brokers)
+      caf::anon_send_exit(b, caf::exit_reason::user_shutdown);
     // The actor system's destructor waits for every actor. A worker abandoned as hung may be
     // blocked in its backend forever: after a grace period the process exits regardless.
     std::thread([] {

@@ -296,7 +296,7 @@ void read_restart(reader& rr, const std::string& path, restart_config& c) {
   rr.integer("shutdown_ms", c.shutdown_ms, 1, 3'600'000);
 }
 
-void read_server(reader& r, server_config& s) {
+void read_server(reader& r, server_config& s, const std::string& base_dir) {
   r.object("http", [&](reader& h) { read_http(h, s.http); });
   r.integer("scheduler_threads", s.scheduler_threads, 0, 1024);
   r.string("scheduler_policy", s.scheduler_policy);
@@ -312,6 +312,49 @@ void read_server(reader& r, server_config& s) {
   if (s.log_format != "text" && s.log_format != "json")
     r.fail("server.log_format", "expected \"text\" or \"json\", got \"" + s.log_format + "\"");
   r.boolean("fault_injection", s.fault_injection);
+  r.object("cluster", [&](reader& c) {
+    auto& cl = s.cluster;
+    c.string("role", cl.role);
+    if (cl.role != "both" && cl.role != "front" && cl.role != "worker")
+      c.fail("server.cluster.role",
+             "expected \"both\", \"front\" or \"worker\", got \"" + cl.role + "\"");
+    c.string("node_name", cl.node_name);
+    c.object("listen", [&](reader& l) {
+      l.string("address", cl.listen_address);
+      l.integer("port", cl.listen_port, 0, 65535);
+    });
+    c.array("seeds", false, [&](const std::string& p, const json::value& v) {
+      auto text = v.is_string() ? std::string(v.get_string()) : std::string();
+      auto colon = text.rfind(':');
+      bool ok = colon != std::string::npos && colon > 0 && colon + 1 < text.size()
+                && std::all_of(text.begin() + static_cast<std::ptrdiff_t>(colon) + 1, text.end(),
+                               [](char ch) { return ch >= '0' && ch <= '9'; });
+      if (!ok)
+        c.fail(p, "expected \"host:port\", got " + describe(v));
+      else
+        cl.seeds.push_back(text);
+    });
+    c.integer("heartbeat_ms", cl.heartbeat_ms, 10, 600'000);
+    c.integer("timeout_ms", cl.timeout_ms, 10, 3'600'000);
+    c.integer("reconnect_initial_ms", cl.reconnect_initial_ms, 1, 600'000);
+    c.integer("reconnect_max_ms", cl.reconnect_max_ms, 1, 3'600'000);
+    c.integer("drain_timeout_ms", cl.drain_timeout_ms, 0, 3'600'000);
+    c.object("tls", [&](reader& t) {
+      t.string("certificate", cl.tls_certificate, true);
+      t.string("key", cl.tls_key, true);
+      t.string("ca", cl.tls_ca, true);
+      for (auto* f : {&cl.tls_certificate, &cl.tls_key, &cl.tls_ca}) {
+        if (!f->empty() && std::filesystem::path(*f).is_relative() && !base_dir.empty())
+          *f = (std::filesystem::path(base_dir) / *f).lexically_normal().string();
+        if (!f->empty() && !std::filesystem::exists(*f))
+          t.fail("server.cluster.tls", "no such file: \"" + *f + "\"");
+      }
+    });
+    if (cl.role == "worker" && cl.seeds.empty())
+      c.fail("server.cluster.seeds", "a worker node needs at least one seed (a front node)");
+    if (cl.role == "front" && cl.listen_port == 0)
+      c.fail("server.cluster.listen.port", "a front node needs a port for worker nodes to join");
+  });
   r.object("supervision", [&](reader& sv) {
     read_restart(sv, "server.supervision", s.supervision.restart);
     sv.string("model_restart", s.supervision.model_restart);
@@ -616,7 +659,7 @@ parse_deployment(const std::string& json_text, const std::string& base_dir,
   {
     reader root(errors, "", doc);
     if (root.ok()) {
-      root.object("server", [&](reader& server) { read_server(server, cfg.server); });
+      root.object("server", [&](reader& server) { read_server(server, cfg.server, base_dir); });
       root.array("models", true, [&](const std::string& path, const json::value& v) {
         model_config m;
         read_model(path, v, errors, base_dir, known_backends, m);

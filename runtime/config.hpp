@@ -40,8 +40,26 @@ struct root_supervision_config {
   std::string model_restart = "temporary"; // restart type of each model's subtree under the root
 };
 
+/// Several nodes as one service (server.cluster): front nodes serve HTTP and batch; worker nodes
+/// join them over CAF networking and run workers for their batchers.
+struct cluster_config {
+  std::string role = "both";         // "both" (standalone), "front" or "worker"
+  std::string node_name;             // default: the host name and process id
+  std::string listen_address = "127.0.0.1"; // front: where worker nodes join
+  uint16_t listen_port = 0;          // front: 0 = accept no joins
+  std::vector<std::string> seeds;    // worker: front nodes to join, "host:port"
+  uint32_t heartbeat_ms = 500;       // CAF middleman heartbeats between nodes
+  uint32_t timeout_ms = 3000;        // a peer silent this long is taken as failed
+  uint32_t reconnect_initial_ms = 200;
+  uint32_t reconnect_max_ms = 5000;
+  uint32_t drain_timeout_ms = 10'000; // graceful leave: in-flight batches may finish this long
+  std::string tls_certificate, tls_key, tls_ca; // all three: TLS with peers signed by tls_ca
+  bool tls() const { return !tls_certificate.empty(); }
+};
+
 struct server_config {
   http_config http;
+  cluster_config cluster;
   uint32_t scheduler_threads = 0; // CAF worker threads; 0 = CAF's default
   std::string scheduler_policy = "sharing"; // CAF scheduler: "sharing" or "stealing"
   std::string log_level = "info"; // trace, debug, info, warn, error, off

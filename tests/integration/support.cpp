@@ -274,6 +274,14 @@ child_process::~child_process() {
     terminate_child(pid_);
 }
 
+void child_process::kill_now() {
+  if (pid_ <= 0)
+    return;
+  ::kill(pid_, SIGKILL);
+  ::waitpid(pid_, nullptr, 0);
+  pid_ = -1;
+}
+
 std::string child_process::log() const {
   return read_file(log_path_);
 }

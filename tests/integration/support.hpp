@@ -70,6 +70,9 @@ public:
   child_process(const child_process&) = delete;
   child_process& operator=(const child_process&) = delete;
   std::string log() const;
+  pid_t pid() const { return pid_; }
+  /// SIGKILL and reap (the destructor then does nothing).
+  void kill_now();
 
 private:
   pid_t pid_ = -1;

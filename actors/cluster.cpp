@@ -1,0 +1,208 @@
+#include "actors/cluster.hpp"
+
+#include <unistd.h>
+
+#include <caf/all.hpp>
+#include <caf/io/all.hpp>
+#if ACTORSERVE_WITH_TLS
+#include <caf/openssl/all.hpp>
+#endif
+
+#include "actors/interfaces.hpp"
+#include "actors/supervision.hpp"
+#include "actors/worker.hpp"
+#include "runtime/error.hpp"
+#include "runtime/log.hpp"
+
+namespace actorserve {
+namespace {
+
+struct agent_state {
+  worker_spec spec;
+  cluster_config cluster;
+  std::string host;
+  uint16_t port = 0;
+  caf::actor broker;
+  batcher_actor batcher;
+  caf::actor worker;
+  std::chrono::milliseconds backoff{0};
+  uint32_t failed_attempts = 0;
+  static inline const char* name = "cluster_agent";
+};
+
+using agent_actor = caf::stateful_actor<agent_state>;
+
+logging::fields agent_fields(agent_actor* self) {
+  return {"cluster", self->state.spec.model->name, 0, {}, {}};
+}
+
+void retry_later(agent_actor* self) {
+  auto& st = self->state;
+  auto wait = st.backoff;
+  st.backoff = std::min(std::chrono::milliseconds(st.cluster.reconnect_max_ms),
+                        std::max(std::chrono::milliseconds(st.cluster.reconnect_initial_ms),
+                                 st.backoff * 2));
+  self->delayed_send(self, wait, tick_atom::value);
+}
+
+/// Connects to the front (if not connected), registers the worker and starts it.
+void join(agent_actor* self) {
+  auto& st = self->state;
+  if (st.worker)
+    return;
+  if (!st.broker) {
+#if ACTORSERVE_WITH_TLS
+    auto b = st.cluster.tls() ? caf::openssl::remote_actor(self->system(), st.host, st.port)
+                              : self->system().middleman().remote_actor(st.host, st.port);
+#else
+    auto b = self->system().middleman().remote_actor(st.host, st.port);
+#endif
+    if (!b) {
+      if (st.failed_attempts++ % 10 == 0)
+        logging::warn(agent_fields(self), "cannot reach front {}:{} for worker {}: {}; retrying",
+                      st.host, st.port, st.spec.name(), error_message(b.error()));
+      retry_later(self);
+      return;
+    }
+    st.broker = *b;
+    self->monitor(st.broker);
+  }
+  self->request(st.broker, std::chrono::seconds(5), register_atom::value, st.spec.name(),
+                std::string())
+    .then(
+      [self](caf::actor& b) {
+        auto& st = self->state;
+        st.batcher = caf::actor_cast<batcher_actor>(b);
+        st.worker = caf::actor_cast<caf::actor>(
+          spawn_worker(self->system(), st.spec, st.batcher, nullptr));
+        self->monitor(st.worker);
+        st.backoff = std::chrono::milliseconds(st.cluster.reconnect_initial_ms);
+        st.failed_attempts = 0;
+        logging::info(agent_fields(self), "worker {} joined front {}:{}", st.spec.name(), st.host,
+                      st.port);
+      },
+      [self](caf::error& e) {
+        logging::warn(agent_fields(self), "front {}:{} refused worker {}: {}; retrying",
+                      self->state.host, self->state.port, self->state.spec.name(),
+                      error_message(e));
+        retry_later(self);
+      });
+}
+
+caf::behavior agent_fn(agent_actor* self, worker_spec spec, cluster_config cluster,
+                       std::string seed) {
+  auto& st = self->state;
+  st.spec = std::move(spec);
+  st.cluster = std::move(cluster);
+  auto colon = seed.rfind(':');
+  st.host = seed.substr(0, colon);
+  st.port = static_cast<uint16_t>(std::stoul(seed.substr(colon + 1)));
+  st.backoff = std::chrono::milliseconds(st.cluster.reconnect_initial_ms);
+  self->set_down_handler([self](caf::down_msg& dm) {
+    auto& st = self->state;
+    if (dm.source == st.worker.address()) {
+      logging::warn(agent_fields(self), "worker {} stopped ({}); joining again", st.spec.name(),
+                    error_message(dm.reason));
+      st.worker = nullptr;
+    } else if (dm.source == st.broker.address()) {
+      logging::warn(agent_fields(self), "lost front {}:{} ({}); rejoining", st.host, st.port,
+                    error_message(dm.reason));
+      st.broker = nullptr;
+      if (st.worker) { // it served that front's batcher: useless now
+        self->demonitor(st.worker);
+        self->send_exit(st.worker, caf::exit_reason::user_shutdown);
+        st.worker = nullptr;
+      }
+    } else {
+      return;
+    }
+    retry_later(self);
+  });
+  self->set_exit_handler([self](caf::exit_msg& em) { // leaving: drain, then stop the worker
+    auto& st = self->state;
+    if (!st.worker || !st.batcher) {
+      self->quit(em.reason);
+      return;
+    }
+    auto reason = em.reason;
+    auto finish = [self, reason] {
+      if (self->state.worker)
+        self->send_exit(self->state.worker, caf::exit_reason::user_shutdown);
+      self->quit(reason);
+    };
+    self->request(st.batcher, std::chrono::milliseconds(st.cluster.drain_timeout_ms),
+                  drain_atom::value, st.worker)
+      .then([finish](bool) { finish(); }, [finish](caf::error&) { finish(); });
+  });
+  self->send(self, tick_atom::value);
+  return {[self](tick_atom) { join(self); }};
+}
+
+} // namespace
+
+std::string node_name(const cluster_config& cluster) {
+  if (!cluster.node_name.empty())
+    return cluster.node_name;
+  char host[256] = {0};
+  ::gethostname(host, sizeof(host) - 1);
+  return std::string(host) + "-" + std::to_string(::getpid());
+}
+
+void configure_cluster(caf::actor_system_config& cfg, const cluster_config& cluster) {
+  cfg.set("middleman.heartbeat-interval",
+          caf::timespan{std::chrono::milliseconds(cluster.heartbeat_ms)});
+  cfg.set("middleman.connection-timeout",
+          caf::timespan{std::chrono::milliseconds(cluster.timeout_ms)});
+#if ACTORSERVE_WITH_TLS
+  if (cluster.tls()) {
+    cfg.load<caf::openssl::manager>();
+    cfg.set("openssl.certificate", cluster.tls_certificate);
+    cfg.set("openssl.key", cluster.tls_key);
+    cfg.set("openssl.cafile", cluster.tls_ca);
+  }
+#endif
+}
+
+bool tls_available() {
+  return ACTORSERVE_WITH_TLS != 0;
+}
+
+caf::expected<uint16_t> publish_front(caf::actor_system& sys, const cluster_config& cluster,
+                                      const caf::actor& broker) {
+  auto addr = cluster.listen_address.c_str();
+#if ACTORSERVE_WITH_TLS
+  if (cluster.tls())
+    return caf::openssl::publish(broker, cluster.listen_port, addr, true);
+#endif
+  return sys.middleman().publish(broker, cluster.listen_port, addr, true);
+}
+
+caf::actor spawn_worker_node(caf::actor_system& sys, std::shared_ptr<const deployment_config> cfg) {
+  const auto& cl = cfg->server.cluster;
+  auto name = node_name(cl);
+  supervisor_spec root;
+  root.name = "worker node " + name;
+  root.strategy = restart_strategy::one_for_one;
+  root.intensity = cfg->server.supervision.restart;
+  for (auto& seed : cl.seeds)
+    for (auto& m : cfg->models) {
+      auto model = std::shared_ptr<const model_config>(cfg, &m);
+      for (auto& device : m.devices)
+        for (uint32_t i = 0; i < m.instances; ++i) {
+          worker_spec spec{model, device, i, cfg->server.fault_injection, name};
+          child_spec c;
+          c.id = seed + " " + spec.name();
+          c.shutdown = std::chrono::milliseconds(cl.drain_timeout_ms) + std::chrono::seconds(1);
+          c.start = [spec, cl, seed](caf::actor_system& s, const caf::actor&) {
+            // detached: connecting (a TLS handshake included) blocks its own thread only
+            return s.spawn<caf::detached>(agent_fn, spec, cl, seed);
+          };
+          root.children.push_back(std::move(c));
+        }
+    }
+  logging::info({"cluster"}, "worker node {}: {} worker(s) for {} front(s)", name,
+                root.children.size(), cl.seeds.size());
+  return spawn_supervisor_tree(sys, std::move(root));
+}
+
+} // namespace actorserve

@@ -1,0 +1,230 @@
+// Cluster tests (ctest label "cluster"): a front node and worker nodes as separate processes on
+// 127.0.0.1. Remote workers serve with outputs equal to PyTorch's; a SIGKILLed worker node loses
+// no request and its restart rejoins and takes work; with TLS, a node whose certificate the
+// front's CA signed joins and one from another CA is refused. Prints detection and recovery times.
+#include <catch2/catch.hpp>
+
+#include <atomic>
+#include <cmath>
+#include <cstdio>
+#include <fstream>
+#include <mutex>
+#include <regex>
+#include <set>
+#include <sstream>
+#include <thread>
+
+#include <boost/json.hpp>
+
+#include "support.hpp"
+
+using namespace actorserve::itest;
+namespace json = boost::json;
+using clock_type = std::chrono::steady_clock;
+
+namespace {
+
+std::string mlp_model() {
+  return R"({"name": "mlp", "backend": "torchscript", "path": ")" + std::string(ACTORSERVE_TEST_MODELS)
+         + R"(/mlp.pt", "max_batch_size": 16,
+    "inputs": [{"name": "input", "datatype": "FP32", "dims": [64]}],
+    "outputs": [{"name": "logits", "datatype": "FP32", "dims": [10]}],
+    "batching": {"max_queue_delay_us": 0}, "parameters": {"intra_op_threads": 1}})";
+}
+
+std::string front_config(uint16_t cluster_port, const std::string& tls = "") {
+  return R"({"server": {"http": {"port": 0}, "cluster": {"role": "front", "node_name": "front",
+    "listen": {"port": )" + std::to_string(cluster_port) + "}" + tls + R"(}},
+    "models": [)" + mlp_model() + "]}";
+}
+
+std::string worker_config(const std::string& name, uint16_t front_port, const std::string& tls = "") {
+  return R"({"server": {"cluster": {"role": "worker", "node_name": ")" + name + R"(",
+    "seeds": ["127.0.0.1:)" + std::to_string(front_port) + R"("], "heartbeat_ms": 100,
+    "timeout_ms": 1000, "reconnect_initial_ms": 100, "reconnect_max_ms": 500)" + tls + R"(}},
+    "models": [)" + mlp_model() + "]}";
+}
+
+std::unique_ptr<child_process> start_worker_node(const std::string& name, const std::string& config) {
+  return std::make_unique<child_process>(std::vector<std::string>{
+    ACTORSERVE_BINARY, "serve", "--config", write_temp_file(name + ".json", config)});
+}
+
+/// Polls `condition` (evaluated once per round: it may have side effects) until true or `limit`.
+bool wait_for(const std::function<bool()>& condition, std::chrono::seconds limit = std::chrono::seconds(30)) {
+  auto until = clock_type::now() + limit;
+  for (;;) {
+    if (condition())
+      return true;
+    if (clock_type::now() >= until)
+      return false;
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+}
+
+std::size_t occurrences(const std::string& text, const std::string& what) {
+  std::size_t n = 0;
+  for (auto p = text.find(what); p != std::string::npos; p = text.find(what, p + 1))
+    ++n;
+  return n;
+}
+
+json::object reference() {
+  std::ifstream in(std::string(ACTORSERVE_TEST_MODELS) + "/mlp_reference.json");
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return json::parse(ss.str()).as_object();
+}
+
+std::string mlp_body(const json::value& row) {
+  return R"({"inputs":[{"name":"input","shape":[1,64],"datatype":"FP32","data":)"
+         + json::serialize(row) + "}]}";
+}
+
+/// Milliseconds since the epoch of a log line's local "YYYY-MM-DDTHH:MM:SS.mmm" stamp.
+double log_time_ms(const std::string& line) {
+  std::tm tm{};
+  int ms = 0;
+  if (std::sscanf(line.c_str(), "%d-%d-%dT%d:%d:%d.%d", &tm.tm_year, &tm.tm_mon, &tm.tm_mday,
+                  &tm.tm_hour, &tm.tm_min, &tm.tm_sec, &ms) != 7)
+    return -1;
+  tm.tm_year -= 1900;
+  tm.tm_mon -= 1;
+  tm.tm_isdst = -1;
+  return static_cast<double>(std::mktime(&tm)) * 1000.0 + ms;
+}
+
+double wall_ms() {
+  return std::chrono::duration<double, std::milli>(
+           std::chrono::system_clock::now().time_since_epoch()).count();
+}
+
+} // namespace
+
+TEST_CASE("cluster: remote workers serve, a SIGKILLed worker node loses nothing and rejoins",
+          "[cluster]") {
+  auto port = free_port();
+  server_process front{write_temp_file("front.json", front_config(port))};
+  auto w1 = start_worker_node("w1", worker_config("w1", port));
+  auto w2 = start_worker_node("w2", worker_config("w2", port));
+  REQUIRE(wait_for([&] {
+    auto log = front.log();
+    return occurrences(log, "worker mlp/w1/cpu/0 is ready") == 1
+           && occurrences(log, "worker mlp/w2/cpu/0 is ready") == 1;
+  }));
+
+  // Outputs equal the model run directly in PyTorch; both nodes take work.
+  auto ref = reference();
+  auto& inputs = ref["input"].as_array();
+  auto& logits = ref["logits"].as_array();
+  std::set<std::string> served_by;
+  http_client c{front.port()};
+  for (int round = 0; round < 3; ++round)
+    for (std::size_t i = 0; i < inputs.size(); ++i) {
+      auto r = c.post("/v2/models/mlp/infer", mlp_body(inputs[i]));
+      REQUIRE(r.status == 200);
+      auto doc = json::parse(r.body).as_object();
+      served_by.insert(std::string(doc["parameters"].as_object()["worker"].as_string()));
+      auto& out = doc["outputs"].as_array()[0].as_object()["data"].as_array();
+      auto& want = logits[i].as_array();
+      for (std::size_t k = 0; k < 10; ++k)
+        CHECK(std::abs(out[k].to_number<double>() - want[k].to_number<double>())
+              <= 1e-5 + 1e-4 * std::abs(want[k].to_number<double>()));
+    }
+  CHECK(served_by == std::set<std::string>{"mlp/w1/cpu/0", "mlp/w2/cpu/0"});
+
+  // Steady load; SIGKILL w1 in the middle: every request is still answered 200.
+  std::atomic<bool> stop{false};
+  std::atomic<int> ok{0}, failed{0};
+  std::mutex mtx;
+  std::vector<std::pair<double, double>> spans; // wall ms: sent, answered
+  std::vector<std::thread> clients;
+  for (int t = 0; t < 4; ++t)
+    clients.emplace_back([&, t] {
+      http_client cc{front.port()};
+      for (int i = 0; !stop; ++i) {
+        auto sent = wall_ms();
+        auto r = cc.post("/v2/models/mlp/infer", mlp_body(inputs[(t + i) % inputs.size()]));
+        (r.status == 200 ? ok : failed)++;
+        std::lock_guard<std::mutex> guard{mtx};
+        spans.emplace_back(sent, wall_ms());
+      }
+    });
+  std::this_thread::sleep_for(std::chrono::seconds(1));
+  auto killed_at = wall_ms();
+  w1->kill_now();
+  std::this_thread::sleep_for(std::chrono::seconds(2));
+  stop = true;
+  for (auto& t : clients)
+    t.join();
+  CHECK(failed == 0);
+  CHECK(ok > 100);
+  // Detection: the front's batcher sees w1's worker down; the requests in flight at the kill
+  // were retried on w2.
+  double detected = -1;
+  {
+    std::istringstream log(front.log());
+    std::string line;
+    while (std::getline(log, line))
+      if (line.find("worker is down") != std::string::npos && log_time_ms(line) >= killed_at - 5)
+        if (detected < 0)
+          detected = log_time_ms(line) - killed_at;
+  }
+  double recovered = 0;
+  for (auto& [sent, answered] : spans)
+    if (sent <= killed_at && answered >= killed_at)
+      recovered = std::max(recovered, answered - killed_at);
+  std::printf("cluster: SIGKILL of a worker node -> detected after %.0f ms; requests in flight at "
+              "the kill answered within %.0f ms; %d requests, %d failed\n",
+              detected, recovered, ok.load(), failed.load());
+  CHECK(detected >= 0);
+
+  // A restarted w1 rejoins by itself and takes work again.
+  w1 = start_worker_node("w1b", worker_config("w1", port));
+  REQUIRE(wait_for([&] { return occurrences(front.log(), "worker mlp/w1/cpu/0 is ready") == 2; }));
+  http_response last;
+  bool w1_serves = wait_for([&] {
+    last = c.post("/v2/models/mlp/infer", mlp_body(inputs[0]));
+    return last.status == 200 && last.body.find("mlp/w1/cpu/0") != std::string::npos;
+  }, std::chrono::seconds(10));
+  INFO("w1 log: " << w1->log());
+  INFO("last answer: " << last.status << " " << last.body.substr(0, 300) << " " << last.error);
+  INFO(front.log().substr(front.log().size() > 3000 ? front.log().size() - 3000 : 0));
+  CHECK(w1_serves);
+}
+
+TEST_CASE("cluster: with TLS a node signed by the front's CA joins, one from another CA is refused",
+          "[cluster][tls]") {
+  auto dir = write_temp_file("tls/.keep", "");
+  dir = dir.substr(0, dir.rfind('/'));
+  auto sh = [&](const std::string& cmd) {
+    return std::system(("cd '" + dir + "' && (" + cmd + ") >/dev/null 2>&1").c_str());
+  };
+  for (auto ca : {"ca1", "ca2"})
+    REQUIRE(sh(std::string("openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj /CN=") + ca
+               + " -keyout " + ca + ".key -out " + ca + ".pem") == 0);
+  for (auto [name, ca] : {std::pair<const char*, const char*>{"front", "ca1"}, {"good", "ca1"},
+                          {"bad", "ca2"}}) {
+    std::string n = name, a = ca;
+    REQUIRE(sh("openssl req -newkey rsa:2048 -nodes -subj /CN=" + n + " -keyout " + n + ".key -out "
+               + n + ".csr && openssl x509 -req -days 2 -in " + n + ".csr -CA " + a + ".pem -CAkey "
+               + a + ".key -CAcreateserial -out " + n + ".pem") == 0);
+  }
+  auto tls = [&](const std::string& n, const std::string& ca) {
+    return R"(, "tls": {"certificate": ")" + dir + "/" + n + R"(.pem", "key": ")" + dir + "/" + n
+           + R"(.key", "ca": ")" + dir + "/" + ca + R"(.pem"})";
+  };
+  auto port = free_port();
+  server_process front{write_temp_file("tfront.json", front_config(port, tls("front", "ca1")))};
+  auto good_node = start_worker_node("good", worker_config("good", port, tls("good", "ca1")));
+  auto bad = start_worker_node("bad", worker_config("bad", port, tls("bad", "ca2")));
+  REQUIRE(wait_for([&] { return occurrences(front.log(), "worker mlp/good/cpu/0 is ready") == 1; }));
+  CHECK(wait_for([&] { return bad->log().find("cannot reach front") != std::string::npos; }));
+  std::this_thread::sleep_for(std::chrono::milliseconds(500));
+  CHECK(front.log().find("mlp/bad/") == std::string::npos); // never admitted
+  http_client c{front.port()};
+  auto ref = reference();
+  auto r = c.post("/v2/models/mlp/infer", mlp_body(ref["input"].as_array()[0]));
+  CHECK(r.status == 200);
+  CHECK(r.body.find("mlp/good/cpu/0") != std::string::npos);
+}
