@@ -95,6 +95,18 @@ struct fixture {
   }
 
   std::vector<std::string> take() { return std::exchange(j->events, {}); }
+
+  /// Children a, b, c under `strategy`; b fails; what happens until the restart is done.
+  std::vector<std::string> events_after_b_fails(restart_strategy strategy) {
+    auto sup = start(strategy, {child(j, "a"), child(j, "b"), child(j, "c")});
+    take();
+    crash("b");
+    after(100ms);
+    auto ev = take();
+    caf::anon_send_exit(sup, caf::exit_reason::user_shutdown);
+    sched->run();
+    return ev;
+  }
 };
 
 using events = std::vector<std::string>;
@@ -124,25 +136,15 @@ TEST_CASE("one_for_one restarts the failed child alone, after its backoff", "[su
 TEST_CASE("one_for_all stops the siblings in reverse order and restarts all in order",
           "[supervision]") {
   fixture f;
-  auto sup = f.start(restart_strategy::one_for_all, {child(f.j, "a"), child(f.j, "b"), child(f.j, "c")});
-  f.take();
-  f.crash("b");
-  f.after(100ms);
-  CHECK(f.take() == events{"stop b", "stop c", "stop a", "start a", "start b", "start c"});
-  caf::anon_send_exit(sup, caf::exit_reason::user_shutdown);
-  f.sched->run();
+  CHECK(f.events_after_b_fails(restart_strategy::one_for_all)
+        == events{"stop b", "stop c", "stop a", "start a", "start b", "start c"});
 }
 
 TEST_CASE("rest_for_one restarts the failed child and the ones started after it",
           "[supervision]") {
   fixture f;
-  auto sup = f.start(restart_strategy::rest_for_one, {child(f.j, "a"), child(f.j, "b"), child(f.j, "c")});
-  f.take();
-  f.crash("b");
-  f.after(100ms);
-  CHECK(f.take() == events{"stop b", "stop c", "start b", "start c"});
-  caf::anon_send_exit(sup, caf::exit_reason::user_shutdown);
-  f.sched->run();
+  CHECK(f.events_after_b_fails(restart_strategy::rest_for_one)
+        == events{"stop b", "stop c", "start b", "start c"});
 }
 
 TEST_CASE("transient children return only after abnormal exits, temporary ones never",
