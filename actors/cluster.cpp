@@ -22,6 +22,8 @@ struct agent_state {
   cluster_config cluster;
   std::string host;
   uint16_t port = 0;
+  std::string token;
+  bool rejoin = true; // false: give up (exit) on any failure instead of joining again
   caf::actor broker;
   batcher_actor batcher;
   caf::actor worker;
@@ -36,8 +38,12 @@ logging::fields agent_fields(agent_actor* self) {
   return {"cluster", self->state.spec.model->name, 0, {}, {}};
 }
 
-void retry_later(agent_actor* self) {
+void retry_later(agent_actor* self, const std::string& why) {
   auto& st = self->state;
+  if (!st.rejoin) {
+    self->quit(make_error(errc::worker_failed, "worker " + st.spec.name() + ": " + why));
+    return;
+  }
   auto wait = st.backoff;
   st.backoff = std::min(std::chrono::milliseconds(st.cluster.reconnect_max_ms),
                         std::max(std::chrono::milliseconds(st.cluster.reconnect_initial_ms),
@@ -59,16 +65,17 @@ void join(agent_actor* self) {
 #endif
     if (!b) {
       if (st.failed_attempts++ % 10 == 0)
-        logging::warn(agent_fields(self), "cannot reach front {}:{} for worker {}: {}; retrying",
-                      st.host, st.port, st.spec.name(), error_message(b.error()));
-      retry_later(self);
+        logging::warn(agent_fields(self), "cannot reach front {}:{} for worker {}: {}{}", st.host,
+                      st.port, st.spec.name(), error_message(b.error()),
+                      st.rejoin ? "; retrying" : "");
+      retry_later(self, "cannot reach its node: " + error_message(b.error()));
       return;
     }
     st.broker = *b;
     self->monitor(st.broker);
   }
   self->request(st.broker, std::chrono::seconds(5), register_atom::value, st.spec.name(),
-                std::string())
+                st.token)
     .then(
       [self](caf::actor& b) {
         auto& st = self->state;
@@ -82,31 +89,32 @@ void join(agent_actor* self) {
                       st.port);
       },
       [self](caf::error& e) {
-        logging::warn(agent_fields(self), "front {}:{} refused worker {}: {}; retrying",
-                      self->state.host, self->state.port, self->state.spec.name(),
-                      error_message(e));
-        retry_later(self);
+        logging::warn(agent_fields(self), "front {}:{} refused worker {}: {}", self->state.host,
+                      self->state.port, self->state.spec.name(), error_message(e));
+        retry_later(self, "refused: " + error_message(e));
       });
 }
 
 caf::behavior agent_fn(agent_actor* self, worker_spec spec, cluster_config cluster,
-                       std::string seed) {
+                       std::string seed, std::string token, bool rejoin) {
   auto& st = self->state;
   st.spec = std::move(spec);
   st.cluster = std::move(cluster);
+  st.token = std::move(token);
+  st.rejoin = rejoin;
   auto colon = seed.rfind(':');
   st.host = seed.substr(0, colon);
   st.port = static_cast<uint16_t>(std::stoul(seed.substr(colon + 1)));
   st.backoff = std::chrono::milliseconds(st.cluster.reconnect_initial_ms);
   self->set_down_handler([self](caf::down_msg& dm) {
     auto& st = self->state;
+    std::string why;
     if (dm.source == st.worker.address()) {
-      logging::warn(agent_fields(self), "worker {} stopped ({}); joining again", st.spec.name(),
-                    error_message(dm.reason));
+      why = "worker stopped: " + error_message(dm.reason);
       st.worker = nullptr;
     } else if (dm.source == st.broker.address()) {
-      logging::warn(agent_fields(self), "lost front {}:{} ({}); rejoining", st.host, st.port,
-                    error_message(dm.reason));
+      why = "lost its node " + st.host + ":" + std::to_string(st.port) + ": "
+            + error_message(dm.reason);
       st.broker = nullptr;
       if (st.worker) { // it served that front's batcher: useless now
         self->demonitor(st.worker);
@@ -116,7 +124,8 @@ caf::behavior agent_fn(agent_actor* self, worker_spec spec, cluster_config clust
     } else {
       return;
     }
-    retry_later(self);
+    logging::warn(agent_fields(self), "{}{}", why, st.rejoin ? "; joining again" : "");
+    retry_later(self, why);
   });
   self->set_exit_handler([self](caf::exit_msg& em) { // leaving: drain, then stop the worker
     auto& st = self->state;
@@ -139,6 +148,13 @@ caf::behavior agent_fn(agent_actor* self, worker_spec spec, cluster_config clust
 }
 
 } // namespace
+
+caf::actor spawn_join_agent(caf::actor_system& sys, const worker_spec& spec,
+                            const cluster_config& cluster, const std::string& seed,
+                            const std::string& token, bool rejoin) {
+  // detached: connecting (a TLS handshake included) blocks its own thread only
+  return sys.spawn<caf::detached>(agent_fn, spec, cluster, seed, token, rejoin);
+}
 
 std::string node_name(const cluster_config& cluster) {
   if (!cluster.node_name.empty())
@@ -194,8 +210,7 @@ caf::actor spawn_worker_node(caf::actor_system& sys, std::shared_ptr<const deplo
           c.id = seed + " " + spec.name();
           c.shutdown = std::chrono::milliseconds(cl.drain_timeout_ms) + std::chrono::seconds(1);
           c.start = [spec, cl, seed](caf::actor_system& s, const caf::actor&) {
-            // detached: connecting (a TLS handshake included) blocks its own thread only
-            return s.spawn<caf::detached>(agent_fn, spec, cl, seed);
+            return spawn_join_agent(s, spec, cl, seed, "", true);
           };
           root.children.push_back(std::move(c));
         }

@@ -18,6 +18,7 @@
 #include <caf/actor_system_config.hpp>
 #include <caf/expected.hpp>
 
+#include "actors/worker.hpp"
 #include "runtime/config.hpp"
 
 namespace actorserve {
@@ -36,6 +37,16 @@ caf::expected<uint16_t> publish_front(caf::actor_system& sys, const cluster_conf
 /// A worker node's supervision tree: root (server.supervision) -> one agent per seed, model,
 /// device and instance. Stop it with an exit message; each agent drains before it stops.
 caf::actor spawn_worker_node(caf::actor_system& sys, std::shared_ptr<const deployment_config> cfg);
+
+/// The joining side, shared by worker nodes and isolated worker processes: connects to the node
+/// at `seed` ("host:port"), registers `spec`'s worker with `token`, gets its model's batcher and
+/// runs the worker for it. With `rejoin`, it joins again (with backoff) whenever the node, the
+/// connection or the worker goes away, and drains the worker when it is stopped; without, it
+/// exits with an error on the first of these (an isolated worker's process then ends, and its
+/// node restarts it).
+caf::actor spawn_join_agent(caf::actor_system& sys, const worker_spec& spec,
+                            const cluster_config& cluster, const std::string& seed,
+                            const std::string& token, bool rejoin);
 
 /// The node name to use: the configured one, or host name and process id.
 std::string node_name(const cluster_config& cluster);

@@ -1,5 +1,7 @@
 #include "actors/worker_process.hpp"
 
+#include "actors/cluster.hpp"
+
 #include <spawn.h>
 #include <sys/prctl.h>
 #include <sys/wait.h>
@@ -197,32 +199,18 @@ int run_worker_process(const std::string& config_path, const std::string& model_
   caf::actor_system sys{sys_cfg};
   worker_spec spec{std::shared_ptr<const model_config>(cfg, m), device, instance,
                    cfg->server.fault_injection};
-  auto broker = sys.middleman().remote_actor("127.0.0.1", port);
-  if (!broker) {
-    logging::error({"worker", model_name, 0, {}, spec.name()}, "cannot reach the node: {}",
-                   error_message(broker.error()));
-    return 1;
-  }
+  // The same joining agent as a cluster's worker nodes, without rejoining: when the worker or
+  // the node goes away, this process ends and the node starts a new one.
+  auto local = cfg->server.cluster; // the node's broker for its own children: loopback, no TLS
+  local.tls_certificate.clear();
+  local.tls_key.clear();
+  local.tls_ca.clear();
+  auto agent = spawn_join_agent(sys, spec, local, "127.0.0.1:" + std::to_string(port),
+                                token ? token : "", false);
   caf::scoped_actor self{sys};
-  batcher_actor batcher;
-  self->request(*broker, std::chrono::seconds(10), register_atom::value, spec.name(),
-                std::string(token ? token : ""))
-    .receive([&](caf::actor& b) { batcher = caf::actor_cast<batcher_actor>(b); },
-             [&](caf::error& e) {
-               logging::error({"worker", model_name, 0, {}, spec.name()},
-                              "the node refused this worker: {}", error_message(e));
-             });
-  if (!batcher)
-    return 1;
-  auto worker = spawn_worker(sys, spec, batcher, nullptr);
-  self->monitor(worker);
-  self->monitor(*broker);
+  self->monitor(agent);
   int status = 0;
-  self->receive([&](caf::down_msg& dm) {
-    status = dm.source == worker.address() && dm.reason ? 1 : 0;
-    if (dm.source != worker.address())
-      logging::warn({"worker", model_name, 0, {}, spec.name()}, "lost the node: exiting");
-  });
+  self->receive([&](caf::down_msg& dm) { status = dm.reason ? 1 : 0; });
   std::fflush(stderr);
   std::_Exit(status); // a worker blocked in its backend would keep the actor system waiting
 }
