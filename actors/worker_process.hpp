@@ -6,8 +6,8 @@
 // sticky CUDA error that ends it) as its own failure, so the workers supervisor restarts it (a
 // new process, which reloads and re-warms the model before the batcher routes to it), and it kills
 // the process when it is stopped or abandoned as hung, which reclaims the memory (and the CUDA
-// context) that a blocked in-process call would keep. The same broker is how remote workers of
-// other machines will join (the cluster work).
+// context) that a blocked in-process call would keep. Worker nodes of a cluster join a front
+// through the same broker and the same joining agent (actors/cluster.hpp).
 #pragma once
 
 #include <cstdint>
