@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include <thread>
 #include <stdexcept>
 
 #include "runtime/error.hpp"
@@ -106,12 +107,29 @@ std::size_t batch_input::bytes() const {
   return n;
 }
 
-void batch_input::copy_to(uint8_t* dst) const {
-  for (auto* p : parts) {
-    if (!p->data.empty())
-      std::memcpy(dst, p->data.data(), p->data.size());
-    dst += p->data.size();
+void batch_input::copy_to(uint8_t* dst, unsigned threads) const {
+  constexpr std::size_t min_bytes_per_thread = 1 << 20;
+  threads = static_cast<unsigned>(
+    std::min<std::size_t>({threads, parts.size(), bytes() / min_bytes_per_thread}));
+  // Each thread copies every threads-th part to its offset.
+  auto copy_some = [this, dst](std::size_t first, std::size_t step) {
+    std::size_t offset = 0, k = 0;
+    for (auto* p : parts) {
+      if (k++ % step == first && !p->data.empty())
+        std::memcpy(dst + offset, p->data.data(), p->data.size());
+      offset += p->data.size();
+    }
+  };
+  if (threads <= 1) {
+    copy_some(0, 1);
+    return;
   }
+  std::vector<std::thread> helpers;
+  for (unsigned t = 1; t < threads; ++t)
+    helpers.emplace_back(copy_some, t, threads);
+  copy_some(0, threads);
+  for (auto& h : helpers)
+    h.join();
 }
 
 tensor batch_input::concatenate() const {

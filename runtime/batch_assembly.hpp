@@ -33,7 +33,9 @@ struct batch_input {
   std::vector<const tensor*> parts;  // each request's tensor, in batch order
 
   std::size_t bytes() const;
-  void copy_to(uint8_t* dst) const;  // writes bytes() bytes
+  /// Writes bytes() bytes to `dst`; with `threads` > 1 and enough bytes, the parts are copied
+  /// by that many threads at once (a GPU worker staging a large batch into pinned memory).
+  void copy_to(uint8_t* dst, unsigned threads = 1) const;
   tensor concatenate() const;
 };
 

@@ -11,6 +11,7 @@ set -uo pipefail
 cd "$(dirname "$0")/.."
 OUT=${OUT:-$PWD/gpu-results}; mkdir -p "$OUT"
 SECS=${SECS:-15}; CONC=${CONC:-256}; BATCH=${BATCH:-128}
+EXTRA=${EXTRA:-384} # further concurrencies for actorserve only (fuller batches in both slots)
 t0=$(date +%s); stamp() { echo "[gpu-check +$(( $(date +%s) - t0 ))s] $*"; }
 SR=/tmp/sr; mkdir -p $SR
 for f in .gpu-debs/*.deb; do dpkg -x "$f" $SR; done
@@ -51,10 +52,10 @@ open(sys.argv[1] + "/body.bin", "wb").write(h + img)
 open(sys.argv[1] + "/body.len", "w").write(str(len(h)))
 PY
 jl=$(cat "$OUT/body.len")
-lg() { # LABEL PORT
+lg() { # LABEL PORT [CONCURRENCY]
   $B/examples/bench/actorserve-loadgen --port "$2" --path /v2/models/resnet50/infer \
     --body "$OUT/body.bin" --json-length "$jl" --content-type application/octet-stream \
-    --concurrency "$CONC" --threads 4 --duration "$SECS" --warmup 3 --label "$1" \
+    --concurrency "${3:-$CONC}" --threads 4 --duration "$SECS" --warmup 3 --label "$1" \
     --json "$OUT/load.jsonl" 2>/dev/null | tee -a "$OUT/load.txt"
 }
 fetch() { # URL (no curl needed)
@@ -78,6 +79,7 @@ if wait_ready 18300 $pid; then
   mpid=$!
   lg actorserve 18300
   wait $mpid # (not a bare wait: the server is a child too)
+  for c in $EXTRA; do lg "actorserve@$c" 18300 "$c"; done
   fetch http://127.0.0.1:18300/v2/models/resnet50/stats >"$OUT/stats.json"
   cat "$OUT/gpu-metrics.txt"
   $PY - "$OUT/stats.json" <<'PY'
@@ -112,7 +114,7 @@ def errs(r): return sum(r["errors"].values())
 print(f"\nResNet-50 fp16, raw 224x224x3 uint8 requests (binary), {conc} connections, {card}")
 print(f"{'system':<34} {'img/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'errors':>7}")
 print(f"{'direct call (TorchScript, batch ' + batch + ')':<34} {ceil['images_per_s']:>9.0f} {'-':>8} {'-':>8} {'-':>7}")
-for name in ("actorserve", "python"):
+for name in ["actorserve", "python"] + sorted(k for k in runs if k.startswith("actorserve@")):
     r = runs.get(name)
     if not r: print(f"{name:<34} (no result)"); continue
     print(f"{name:<34} {rps(r):>9.0f} {r['p50_us']/1e3:>8.1f} {r['p99_us']/1e3:>8.1f} {errs(r):>7}")

@@ -137,3 +137,24 @@ TEST_CASE("warm-up inputs are zeros of the declared shape, variable dims set to 
   CHECK(in[0].shape == std::vector<int64_t>{4, 1, 3});
   CHECK(in[0].data == std::vector<uint8_t>(48, 0));
 }
+
+TEST_CASE("gathering a large batch with several threads writes what one thread writes",
+          "[assembly]") {
+  std::vector<tensor> parts(37);
+  for (std::size_t i = 0; i < parts.size(); ++i) {
+    parts[i].dtype = datatype::UINT8;
+    parts[i].shape = {1, static_cast<int64_t>(100'000 + i)};
+    parts[i].data.resize(100'000 + i);
+    for (std::size_t k = 0; k < parts[i].data.size(); ++k)
+      parts[i].data[k] = static_cast<uint8_t>((i * 131 + k) % 251);
+  }
+  batch_input in;
+  in.dtype = datatype::UINT8;
+  for (auto& p : parts)
+    in.parts.push_back(&p);
+  std::vector<uint8_t> one(in.bytes()), four(in.bytes(), 0xff);
+  in.copy_to(one.data());
+  in.copy_to(four.data(), 4);
+  CHECK(one == four);
+  CHECK(in.bytes() > 3'000'000); // enough for the threads to be used
+}

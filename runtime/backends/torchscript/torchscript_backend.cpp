@@ -429,7 +429,9 @@ torchscript_backend::start(const std::vector<batch_input>& inputs) {
       slot.host_in[i] = at::empty({cap}, at::TensorOptions().dtype(at::kByte).pinned_memory(true));
       slot.dev_in[i] = at::empty({cap}, at::TensorOptions().dtype(at::kByte).device(device_));
     }
-    inputs[i].copy_to(static_cast<uint8_t*>(slot.host_in[i].data_ptr()));
+    // A large batch (ResNet-50 at 128: 19 MB) is gathered by several threads: this copy is the
+    // worker thread's main cost per batch, and it must end before the GPU finishes the last one.
+    inputs[i].copy_to(static_cast<uint8_t*>(slot.host_in[i].data_ptr()), 4);
   }
   {
     c10::cuda::CUDAStreamGuard on_copy(*copy_);
