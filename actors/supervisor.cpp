@@ -119,7 +119,7 @@ supervisor_spec model_spec(const std::shared_ptr<const deployment_config>& cfg,
 /// Publishes the worker broker on loopback when some model isolates its workers.
 caf::expected<std::shared_ptr<const process_endpoint>>
 start_isolation(caf::actor_system& sys, const deployment_config& cfg,
-                const std::map<std::string, model_cells>& cells, caf::actor& broker) {
+                std::shared_ptr<const batcher_cells> batchers, caf::actor& broker) {
   bool any = std::any_of(cfg.models.begin(), cfg.models.end(),
                          [](const model_config& m) { return m.isolation == "process"; });
   if (!any)
@@ -137,10 +137,7 @@ start_isolation(caf::actor_system& sys, const deployment_config& cfg,
   std::random_device rd;
   for (int i = 0; i < 4; ++i)
     ep->token += std::to_string(rd());
-  auto table = std::make_shared<batcher_cells>();
-  for (auto& [name, c] : cells)
-    (*table)[name] = c.batcher;
-  broker = spawn_worker_broker(sys, ep->token, table);
+  broker = spawn_worker_broker(sys, ep->token, std::move(batchers));
   auto port = sys.middleman().publish(broker, 0, "127.0.0.1", true);
   if (!port) {
     caf::anon_send_exit(broker, caf::exit_reason::user_shutdown);
@@ -161,20 +158,20 @@ caf::expected<node_handles> spawn_node(caf::actor_system& sys,
   out.gateway = std::make_shared<handle_cell<gateway_actor>>();
   auto directory = std::make_shared<model_directory>(*cfg);
   std::map<std::string, model_cells> cells; // one set per model for the node's lifetime
-  for (auto& m : cfg->models)
+  auto batchers = std::make_shared<batcher_cells>(); // what the brokers hand out
+  for (auto& m : cfg->models) {
     cells[m.name] = model_cells{};
+    (*batchers)[m.name] = cells[m.name].batcher;
+  }
   caf::actor iso_broker;
-  auto isolation = start_isolation(sys, *cfg, cells, iso_broker);
+  auto isolation = start_isolation(sys, *cfg, batchers, iso_broker);
   if (!isolation)
     return isolation.error();
   if (iso_broker)
     out.brokers.push_back(iso_broker);
   const auto& cl = cfg->server.cluster;
   if (cl.listen_port != 0) { // worker nodes join here
-    auto table = std::make_shared<batcher_cells>();
-    for (auto& [name, c] : cells)
-      (*table)[name] = c.batcher;
-    auto broker = spawn_worker_broker(sys, "", table);
+    auto broker = spawn_worker_broker(sys, "", batchers);
     out.brokers.push_back(broker);
     auto port = publish_front(sys, cl, broker);
     if (!port) {

@@ -175,13 +175,9 @@ int run_worker_process(const std::string& config_path, const std::string& model_
   if (parent_pid > 0 && ::getppid() != static_cast<pid_t>(parent_pid))
     return 1; // the node died before the line above took effect
   const char* token = std::getenv(token_variable);
-  auto loaded = load_deployment(config_path, backend_registry::global().names());
+  auto loaded = load_deployment_here(config_path);
   if (!loaded) {
     std::fprintf(stderr, "worker: %s\n", error_message(loaded.error()).c_str());
-    return 1;
-  }
-  if (auto err = resolve_devices(*loaded, backend_registry::global().cuda_devices())) {
-    std::fprintf(stderr, "worker: %s\n", error_message(err).c_str());
     return 1;
   }
   auto cfg = std::make_shared<const deployment_config>(std::move(*loaded));

@@ -66,13 +66,9 @@ int worker(int argc, char** argv) {
 }
 
 int check_config(const std::string& path) {
-  auto cfg = load_deployment(path, backend_registry::global().names());
+  auto cfg = load_deployment_here(path);
   if (!cfg) {
     std::cerr << path << ": invalid deployment:\n" << error_message(cfg.error()) << "\n";
-    return 1;
-  }
-  if (auto err = resolve_devices(*cfg, backend_registry::global().cuda_devices())) {
-    std::cerr << path << ": invalid deployment:\n" << error_message(err) << "\n";
     return 1;
   }
   std::cout << path << ": ok (" << cfg->models.size() << " model"
@@ -117,13 +113,9 @@ int serve(int argc, char** argv) {
     return 2;
   }
   auto t0 = std::chrono::steady_clock::now();
-  auto loaded = load_deployment(config_path, backend_registry::global().names());
+  auto loaded = load_deployment_here(config_path);
   if (!loaded) {
     std::cerr << config_path << ": invalid deployment:\n" << error_message(loaded.error()) << "\n";
-    return 1;
-  }
-  if (auto err = resolve_devices(*loaded, backend_registry::global().cuda_devices())) {
-    std::cerr << config_path << ": invalid deployment:\n" << error_message(err) << "\n";
     return 1;
   }
   if (!address.empty())

@@ -84,6 +84,16 @@ backend_registrar::backend_registrar(const std::string& name, backend_factory fa
   backend_registry::global().add(name, std::move(factory));
 }
 
+caf::expected<deployment_config> load_deployment_here(const std::string& path) {
+  auto& registry = backend_registry::global();
+  auto cfg = load_deployment(path, registry.names());
+  if (!cfg)
+    return cfg;
+  if (auto err = resolve_devices(*cfg, registry.cuda_devices()))
+    return err;
+  return cfg;
+}
+
 std::string backend_parameter(const model_config& m, const std::string& key,
                               const std::string& fallback) {
   auto it = m.parameters.find(key);

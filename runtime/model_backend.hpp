@@ -85,6 +85,10 @@ struct backend_registrar {
   backend_registrar(const std::string& name, backend_factory factory);
 };
 
+/// Loads a deployment file for this process: checked against the compiled-in backends, with its
+/// devices resolved against the CUDA devices they can use ("all" expanded, missing GPUs refused).
+caf::expected<deployment_config> load_deployment_here(const std::string& path);
+
 /// Reads a backend parameter, or `fallback` when the model does not set it.
 std::string backend_parameter(const model_config& m, const std::string& key,
                               const std::string& fallback);

@@ -21,13 +21,9 @@ int main(int argc, char** argv) {
     std::cerr << "usage: actorserve-direct CONFIG MODEL BATCH_SIZES [SECONDS]\n";
     return 2;
   }
-  auto cfg = load_deployment(argv[1], backend_registry::global().names());
+  auto cfg = load_deployment_here(argv[1]);
   if (!cfg) {
     std::cerr << error_message(cfg.error()) << "\n";
-    return 1;
-  }
-  if (auto err = resolve_devices(*cfg, backend_registry::global().cuda_devices())) {
-    std::cerr << error_message(err) << "\n";
     return 1;
   }
   auto* m = cfg->find_model(argv[2]);

@@ -129,9 +129,7 @@ TEST_CASE("chaos: crashes, hangs, slow workers and SIGKILLed worker processes lo
           "[chaos]") {
   server_process srv{write_temp_file("chaos.json", chaos_config())};
   REQUIRE(srv.wait_ready());
-  auto until_ready = clock_type::now() + std::chrono::seconds(20);
-  while (ready_workers(srv.port()) < workers && clock_type::now() < until_ready)
-    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  eventually([&] { return ready_workers(srv.port()) == workers; }, std::chrono::seconds(20));
   REQUIRE(ready_workers(srv.port()) == workers);
 
   std::atomic<int> phase{0};
@@ -190,9 +188,7 @@ TEST_CASE("chaos: crashes, hangs, slow workers and SIGKILLed worker processes lo
     std::this_thread::sleep_for(std::chrono::milliseconds(1200));
   }
   // Recovery: every worker is back, and then everything succeeds.
-  auto back_by = clock_type::now() + std::chrono::seconds(15);
-  while (ready_workers(srv.port()) < workers && clock_type::now() < back_by)
-    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  eventually([&] { return ready_workers(srv.port()) == workers; }, std::chrono::seconds(15));
   int back = ready_workers(srv.port());
   std::this_thread::sleep_for(std::chrono::seconds(1)); // faults armed but not yet hit drain out
   phase = 2;

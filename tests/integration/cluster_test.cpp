@@ -50,25 +50,6 @@ std::unique_ptr<child_process> start_worker_node(const std::string& name, const 
     ACTORSERVE_BINARY, "serve", "--config", write_temp_file(name + ".json", config)});
 }
 
-/// Polls `condition` (evaluated once per round: it may have side effects) until true or `limit`.
-bool wait_for(const std::function<bool()>& condition, std::chrono::seconds limit = std::chrono::seconds(30)) {
-  auto until = clock_type::now() + limit;
-  for (;;) {
-    if (condition())
-      return true;
-    if (clock_type::now() >= until)
-      return false;
-    std::this_thread::sleep_for(std::chrono::milliseconds(20));
-  }
-}
-
-std::size_t occurrences(const std::string& text, const std::string& what) {
-  std::size_t n = 0;
-  for (auto p = text.find(what); p != std::string::npos; p = text.find(what, p + 1))
-    ++n;
-  return n;
-}
-
 json::object reference() {
   std::ifstream in(std::string(ACTORSERVE_TEST_MODELS) + "/mlp_reference.json");
   std::stringstream ss;
@@ -107,7 +88,7 @@ TEST_CASE("cluster: remote workers serve, a SIGKILLed worker node loses nothing 
   server_process front{write_temp_file("front.json", front_config(port))};
   auto w1 = start_worker_node("w1", worker_config("w1", port));
   auto w2 = start_worker_node("w2", worker_config("w2", port));
-  REQUIRE(wait_for([&] {
+  REQUIRE(eventually([&] {
     auto log = front.log();
     return occurrences(log, "worker mlp/w1/cpu/0 is ready") == 1
            && occurrences(log, "worker mlp/w2/cpu/0 is ready") == 1;
@@ -181,9 +162,9 @@ TEST_CASE("cluster: remote workers serve, a SIGKILLed worker node loses nothing 
 
   // A restarted w1 rejoins by itself and takes work again.
   w1 = start_worker_node("w1b", worker_config("w1", port));
-  REQUIRE(wait_for([&] { return occurrences(front.log(), "worker mlp/w1/cpu/0 is ready") == 2; }));
+  REQUIRE(eventually([&] { return occurrences(front.log(), "worker mlp/w1/cpu/0 is ready") == 2; }));
   http_response last;
-  bool w1_serves = wait_for([&] {
+  bool w1_serves = eventually([&] {
     last = c.post("/v2/models/mlp/infer", mlp_body(inputs[0]));
     return last.status == 200 && last.body.find("mlp/w1/cpu/0") != std::string::npos;
   }, std::chrono::seconds(10));
@@ -239,8 +220,8 @@ TEST_CASE("cluster: with TLS a node signed by the front's CA joins, one from ano
   server_process front{write_temp_file("tfront.json", front_config(port, tls("front", "ca1")))};
   auto good_node = start_worker_node("good", worker_config("good", port, tls("good", "ca1")));
   auto bad = start_worker_node("bad", worker_config("bad", port, tls("bad", "ca2")));
-  REQUIRE(wait_for([&] { return occurrences(front.log(), "worker mlp/good/cpu/0 is ready") == 1; }));
-  CHECK(wait_for([&] { return bad->log().find("cannot reach front") != std::string::npos; }));
+  REQUIRE(eventually([&] { return occurrences(front.log(), "worker mlp/good/cpu/0 is ready") == 1; }));
+  CHECK(eventually([&] { return bad->log().find("cannot reach front") != std::string::npos; }));
   std::this_thread::sleep_for(std::chrono::milliseconds(500));
   CHECK(front.log().find("mlp/bad/") == std::string::npos); // never admitted
   http_client c{front.port()};

@@ -673,19 +673,10 @@ TEST_CASE("isolated workers: a SIGKILLed one is replaced by a new process, a hun
                  R"(, "fault_injection": true)"))};
   REQUIRE(srv.wait_ready());
   http_client c{srv.port()};
-  auto wait_for = [&](auto&& condition) {
-    auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(15);
-    while (!condition() && std::chrono::steady_clock::now() < deadline)
-      std::this_thread::sleep_for(std::chrono::milliseconds(20));
-    return condition();
+  auto wait_for = [](const std::function<bool()>& condition) {
+    return eventually(condition, std::chrono::seconds(15));
   };
-  auto count = [&](const std::string& what) {
-    std::size_t n = 0;
-    auto log = srv.log();
-    for (auto p = log.find(what); p != std::string::npos; p = log.find(what, p + 1))
-      ++n;
-    return n;
-  };
+  auto count = [&](const std::string& what) { return occurrences(srv.log(), what); };
   REQUIRE(wait_for([&] { return count("worker scale/cpu/1 is ready") == 1; }));
   auto victim = isolated_pid(srv.log(), "scale/cpu/0");
   REQUIRE(process_alive(victim));

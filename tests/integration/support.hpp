@@ -3,6 +3,7 @@
 #pragma once
 
 #include <chrono>
+#include <functional>
 #include <map>
 #include <optional>
 #include <string>
@@ -78,6 +79,14 @@ private:
   pid_t pid_ = -1;
   std::string log_path_;
 };
+
+/// Polls `condition` (evaluated once per round: it may have side effects, such as a request)
+/// every 20 ms until it holds or `limit` passes; its last result.
+bool eventually(const std::function<bool()>& condition,
+                std::chrono::milliseconds limit = std::chrono::seconds(30));
+
+/// How often `what` occurs in `text` (e.g. a log line in a server's log).
+std::size_t occurrences(const std::string& text, const std::string& what);
 
 /// A TCP port that was free on 127.0.0.1 a moment ago.
 uint16_t free_port();
