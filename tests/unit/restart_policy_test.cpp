@@ -1,19 +1,13 @@
 #include <catch2/catch.hpp>
 
 #include "runtime/restart_policy.hpp"
+#include "test_support.hpp"
 
 using namespace actorserve;
 using namespace std::chrono_literals;
 
 TEST_CASE("restart delays grow exponentially up to the maximum", "[restart]") {
-  restart_config cfg;
-  cfg.max_restarts = 10;
-  cfg.period_s = 60;
-  cfg.backoff_initial_ms = 100;
-  cfg.backoff_max_ms = 1000;
-  cfg.backoff_factor = 2.0;
-  cfg.backoff_jitter = 0;
-  restart_tracker r{cfg};
+  restart_tracker r{test::restart_settings(10, 60, 100, 1000)};
   time_point t0{};
   CHECK(r.on_failure(t0) == 100ms);
   CHECK(r.on_failure(t0 + 1s) == 200ms);
@@ -24,11 +18,7 @@ TEST_CASE("restart delays grow exponentially up to the maximum", "[restart]") {
 }
 
 TEST_CASE("more than max_restarts within the period gives the child up", "[restart]") {
-  restart_config cfg;
-  cfg.max_restarts = 3;
-  cfg.period_s = 10;
-  cfg.backoff_initial_ms = 10;
-  restart_tracker r{cfg};
+  restart_tracker r{test::restart_settings(3, 10, 10)};
   time_point t0{};
   CHECK(r.on_failure(t0));
   CHECK(r.on_failure(t0 + 1s));
@@ -38,12 +28,7 @@ TEST_CASE("more than max_restarts within the period gives the child up", "[resta
 }
 
 TEST_CASE("restarts older than the period are forgotten, and backoff starts over", "[restart]") {
-  restart_config cfg;
-  cfg.max_restarts = 2;
-  cfg.period_s = 10;
-  cfg.backoff_initial_ms = 50;
-  cfg.backoff_jitter = 0;
-  restart_tracker r{cfg};
+  restart_tracker r{test::restart_settings(2, 10, 50)};
   time_point t0{};
   CHECK(r.on_failure(t0) == 50ms);
   CHECK(r.on_failure(t0 + 5s) == 100ms);

@@ -9,6 +9,7 @@
 #include "actors/supervision.hpp"
 #include "runtime/error.hpp"
 #include "runtime/messages.hpp"
+#include "test_support.hpp"
 
 using namespace actorserve;
 using namespace std::chrono_literals;
@@ -45,17 +46,8 @@ child_spec child(std::shared_ptr<journal> j, const std::string& id,
   return c;
 }
 
-restart_config intensity(uint32_t max_restarts, uint32_t backoff_ms = 100,
-                         const char* strategy = "one_for_one") {
-  restart_config r;
-  r.max_restarts = max_restarts;
-  r.period_s = 60;
-  r.backoff_initial_ms = backoff_ms;
-  r.backoff_max_ms = 10'000;
-  r.backoff_factor = 2.0;
-  r.backoff_jitter = 0.0;
-  r.strategy = strategy;
-  return r;
+restart_config intensity(uint32_t max_restarts, uint32_t backoff_ms = 100) {
+  return test::restart_settings(max_restarts, 60, backoff_ms);
 }
 
 struct fixture {

@@ -46,4 +46,18 @@ inline infer_request request_with_rows(int64_t rows, float base = 0) {
   return r;
 }
 
+/// Restart settings without jitter (deterministic delays): `max_restarts` within `period_s`,
+/// backoff from `initial_ms` doubling up to `max_ms`.
+inline restart_config restart_settings(uint32_t max_restarts, uint32_t period_s,
+                                       uint32_t initial_ms, uint32_t max_ms = 10'000) {
+  restart_config r;
+  r.max_restarts = max_restarts;
+  r.period_s = period_s;
+  r.backoff_initial_ms = initial_ms;
+  r.backoff_max_ms = max_ms;
+  r.backoff_factor = 2.0;
+  r.backoff_jitter = 0.0;
+  return r;
+}
+
 } // namespace actorserve::test
