@@ -372,9 +372,11 @@ private:
                             + std::string(v) + "'");
       json_length = n;
     }
-    auto decoded = kserve::decode_request(request_.body(), json_length);
-    request_.body().clear();
-    request_.body().shrink_to_fit();
+    // Binary inputs stay where they arrived: the tensors are views of the body, which they keep.
+    auto body = std::make_shared<const std::string>(std::move(request_.body()));
+    request_.body() = std::string{};
+    auto decoded = kserve::decode_request(*body, json_length, body);
+    body.reset();
     auto* mm = srv_.stats->model(r.model);
     if (!decoded) {
       if (mm)

@@ -183,13 +183,14 @@ caf::error json_data_to_tensor(const json::value& data, tensor& t) {
     return bad("input '" + t.name + "': shape " + shape_to_string(t.shape) + " needs "
                + std::to_string(*count) + " elements, data has " + std::to_string(n));
   t.data.resize(static_cast<std::size_t>(*count) * element_size(t.dtype));
-  uint8_t* p = t.data.data();
+  uint8_t* p = t.data.mutable_data();
   int64_t index = 0;
   return write_leaves(data, t, p, index);
 }
 
 caf::expected<decoded_request> decode_request(std::string_view body,
-                                              std::optional<std::size_t> json_length) {
+                                              std::optional<std::size_t> json_length,
+                                              std::shared_ptr<const void> body_owner) {
   std::string_view json_part = body;
   std::string_view binary_part;
   if (json_length) {
@@ -324,7 +325,10 @@ caf::expected<decoded_request> decode_request(std::string_view body,
                    + std::to_string(binary_part.size() - binary_offset) + " of its "
                    + std::to_string(*binary_size) + " bytes");
       auto* p = reinterpret_cast<const uint8_t*>(binary_part.data()) + binary_offset;
-      t.data.assign(p, p + *binary_size);
+      if (body_owner)
+        t.data = byte_buffer::view(body_owner, p, *binary_size);
+      else
+        t.data.assign(p, p + *binary_size);
       binary_offset += *binary_size;
     } else {
       if (data == io.end())

@@ -4,6 +4,7 @@
 #pragma once
 
 #include <cstdint>
+#include <memory>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -27,9 +28,11 @@ struct decoded_request {
 };
 
 /// Decodes an infer request body. `json_length` is the Inference-Header-Content-Length header
-/// when present (the JSON part is then followed by the binary tensor data).
+/// when present (the JSON part is then followed by the binary tensor data). With `body_owner`,
+/// which keeps `body` alive, binary tensors are views of the body instead of copies of it.
 caf::expected<decoded_request> decode_request(std::string_view body,
-                                              std::optional<std::size_t> json_length);
+                                              std::optional<std::size_t> json_length,
+                                              std::shared_ptr<const void> body_owner = {});
 
 struct encoded_response {
   std::string body;

@@ -140,7 +140,7 @@ tensor batch_input::concatenate() const {
   t.dtype = dtype;
   t.shape = shape;
   t.data.resize(bytes());
-  copy_to(t.data.data());
+  copy_to(t.data.mutable_data());
   return t;
 }
 
@@ -226,8 +226,7 @@ std::vector<std::vector<tensor>> split_batch(const model_config& model,
         part.dtype = t.dtype;
         part.shape = t.shape;
         part.shape[0] = rows;
-        part.data.assign(t.data.begin() + static_cast<std::ptrdiff_t>(offset),
-                         t.data.begin() + static_cast<std::ptrdiff_t>(offset + bytes));
+        part.data = t.data.slice(offset, bytes); // shares the batch's output bytes
         per_request[r].push_back(std::move(part));
       }
       offset += bytes;

@@ -11,6 +11,8 @@
 
 #include <caf/meta/type_name.hpp>
 
+#include "runtime/byte_buffer.hpp"
+
 namespace actorserve {
 
 /// The KServe v2 / Open Inference Protocol datatypes that actorserve carries (BYTES not yet).
@@ -35,7 +37,7 @@ struct tensor {
   std::string name;
   datatype dtype = datatype::FP32;
   std::vector<int64_t> shape;
-  std::vector<uint8_t> data; // row-major, little-endian, size == element_count * element_size
+  byte_buffer data; // row-major, little-endian, size == element_count * element_size
 
   /// True when `data` holds exactly the bytes `shape` and `dtype` call for.
   bool consistent() const;

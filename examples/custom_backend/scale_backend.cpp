@@ -55,12 +55,14 @@ public:
       t.dtype = datatype::FP32;
       t.shape = inputs[i].shape;
       t.data.resize(inputs[i].data.size());
+      const uint8_t* src = inputs[i].data.data();
+      uint8_t* dst = t.data.mutable_data();
       auto n = inputs[i].data.size() / sizeof(float);
       for (std::size_t k = 0; k < n; ++k) {
         float x;
-        std::memcpy(&x, inputs[i].data.data() + k * sizeof x, sizeof x);
+        std::memcpy(&x, src + k * sizeof x, sizeof x);
         float y = x * factor_ + bias_;
-        std::memcpy(t.data.data() + k * sizeof y, &y, sizeof y);
+        std::memcpy(dst + k * sizeof y, &y, sizeof y);
       }
       out.push_back(std::move(t));
     }

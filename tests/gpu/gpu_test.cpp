@@ -196,7 +196,7 @@ TEST_CASE("float inputs are cast to the GPU precision and outputs back to their 
     for (std::size_t i = 0; i < x.size(); ++i)
       x[i] = static_cast<float>(std::sin(0.1 * static_cast<double>(i)));
     in[0].data.resize(x.size() * 4);
-    std::memcpy(in[0].data.data(), x.data(), in[0].data.size());
+    std::memcpy(in[0].data.mutable_data(), x.data(), in[0].data.size());
     auto want = cpu->run(in);
     auto got = gpu->run(in);
     REQUIRE(got.at(0).dtype == datatype::FP32);

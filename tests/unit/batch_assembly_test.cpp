@@ -55,7 +55,7 @@ TEST_CASE("validation names the input and what was expected", "[validation]") {
   CHECK(validation_error(m, r)
         == "input 'x': batch dimension must be between 1 and 4 (max_batch_size of model 'm'), got 5");
   r = request_with_rows(1);
-  r.inputs[0].data.pop_back();
+  r.inputs[0].data.resize(r.inputs[0].data.size() - 1);
   CHECK(validation_error(m, r) == "input 'x': shape [1, 2] of FP32 needs 8 bytes, got 7");
   r = request_with_rows(1);
   r.inputs.push_back(r.inputs[0]);
@@ -145,8 +145,9 @@ TEST_CASE("gathering a large batch with several threads writes what one thread w
     parts[i].dtype = datatype::UINT8;
     parts[i].shape = {1, static_cast<int64_t>(100'000 + i)};
     parts[i].data.resize(100'000 + i);
+    auto* p = parts[i].data.mutable_data();
     for (std::size_t k = 0; k < parts[i].data.size(); ++k)
-      parts[i].data[k] = static_cast<uint8_t>((i * 131 + k) % 251);
+      p[k] = static_cast<uint8_t>((i * 131 + k) % 251);
   }
   batch_input in;
   in.dtype = datatype::UINT8;

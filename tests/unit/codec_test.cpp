@@ -138,6 +138,20 @@ TEST_CASE("binary tensor data follows the JSON header", "[codec]") {
   REQUIRE(r->request.inputs.size() == 2);
   CHECK(floats(r->request.inputs[0]) == std::vector<float>{1.5f, -2.0f});
   CHECK(r->request.inputs[1].data == std::vector<uint8_t>{1, 2, 3});
+
+  // Given the body's owner, the tensors are views of the body (no copy) that keep it alive.
+  auto owned = std::make_shared<const std::string>(body);
+  std::weak_ptr<const std::string> watch = owned;
+  auto v = kserve::decode_request(*owned, json.size(), owned);
+  owned.reset();
+  REQUIRE(v);
+  REQUIRE_FALSE(watch.expired());
+  auto& b = v->request.inputs[1].data;
+  CHECK(b.data() == reinterpret_cast<const uint8_t*>(watch.lock()->data()) + json.size() + 8);
+  CHECK(b == std::vector<uint8_t>{1, 2, 3});
+  CHECK(floats(v->request.inputs[0]) == std::vector<float>{1.5f, -2.0f});
+  v->request.inputs.clear();
+  CHECK(watch.expired());
 }
 
 TEST_CASE("binary tensor data of the wrong size is rejected", "[codec]") {

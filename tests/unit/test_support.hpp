@@ -15,7 +15,7 @@ inline tensor fp32(std::string name, std::vector<int64_t> shape, const std::vect
   t.dtype = datatype::FP32;
   t.shape = std::move(shape);
   t.data.resize(values.size() * sizeof(float));
-  std::memcpy(t.data.data(), values.data(), t.data.size());
+  std::memcpy(t.data.mutable_data(), values.data(), t.data.size());
   return t;
 }
 

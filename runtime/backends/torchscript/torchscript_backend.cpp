@@ -219,7 +219,8 @@ public:
                                            {t.shape[0], 3, tf.out_h, tf.out_w}, torch::kFloat));
         continue;
       }
-      args.emplace_back(torch::from_blob(t.data.data(), t.shape,
+      // Writable bytes (copied here if shared): a model may change its inputs in place.
+      args.emplace_back(torch::from_blob(t.data.mutable_data(), t.shape,
                                          torch::TensorOptions().dtype(to_torch(t.dtype))));
     }
     std::vector<tensor> out;
