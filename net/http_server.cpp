@@ -14,6 +14,7 @@
 #include "net/actor_bridge.hpp"
 #include "net/http_status.hpp"
 #include "net/kserve_codec.hpp"
+#include "net/shared_body.hpp"
 #include "net/trace_context.hpp"
 #include "runtime/error.hpp"
 #include "runtime/log.hpp"
@@ -318,7 +319,7 @@ private:
       return send_error(http::status::not_found,
                         "the fault injection endpoint is disabled (server.fault_injection)");
     boost::system::error_code ec;
-    auto doc = boost::json::parse(request_.body(), ec);
+    auto doc = boost::json::parse(request_.body().view(), ec);
     if (ec || !doc.is_object())
       return send_error(http::status::bad_request, "expected a JSON object with model and fault");
     auto& o = doc.get_object();
@@ -373,10 +374,10 @@ private:
       json_length = n;
     }
     // Binary inputs stay where they arrived: the tensors are views of the body, which they keep.
-    auto body = std::make_shared<const std::string>(std::move(request_.body()));
-    request_.body() = std::string{};
-    auto decoded = kserve::decode_request(*body, json_length, body);
-    body.reset();
+    auto body = std::move(request_.body());
+    request_.body() = {};
+    auto decoded = kserve::decode_request(body.view(), json_length, body.owner());
+    body = {};
     auto* mm = srv_.stats->model(r.model);
     if (!decoded) {
       if (mm)
@@ -483,8 +484,8 @@ private:
   http_server::impl& srv_;
   const http_config& http_;
   beast::flat_buffer buffer_;
-  std::optional<http::request_parser<http::string_body>> parser_;
-  http::request<http::string_body> request_;
+  std::optional<http::request_parser<shared_body>> parser_;
+  http::request<shared_body> request_;
   bool keep_alive_ = true;
   uint64_t requests_ = 0;
   std::chrono::steady_clock::time_point received_; // when the current request's body was read
