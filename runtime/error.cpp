@@ -34,7 +34,9 @@ std::string error_message(const caf::error& err) {
   if (err.category() == caf::atom("system")) {
     switch (static_cast<caf::sec>(err.code())) {
       case caf::sec::request_timeout: return "the request timed out inside the server";
-      case caf::sec::request_receiver_down: return "the actor serving the request is gone";
+      case caf::sec::request_receiver_down: // e.g. a batcher its supervisor was stopping
+        return "not available: the actor serving the request stopped before taking it (it is "
+               "being restarted or shut down); try again";
       default: break;
     }
   }
@@ -49,7 +51,7 @@ errc error_code(const caf::error& err) {
   if (err.category() == caf::atom("system")) {
     switch (static_cast<caf::sec>(err.code())) {
       case caf::sec::request_timeout: return errc::deadline_exceeded;
-      case caf::sec::request_receiver_down: return errc::worker_failed;
+      case caf::sec::request_receiver_down: return errc::not_ready; // nothing was done: 503
       default: break;
     }
   }

@@ -331,6 +331,7 @@ TEST_CASE("a worker that crashes too often exhausts its supervisors: the model s
     r = c.post("/v2/models/scale/infer", infer_body());
   } while (r.status == 503 && error_of(r).find("not available") == std::string::npos
            && std::chrono::steady_clock::now() < deadline);
+  INFO("last answer: " << r.status << " " << error_of(r));
   CHECK(r.status == 503);
   CHECK(error_of(r).find("model 'scale' is not available") != std::string::npos);
   CHECK(c.get("/v2/health/live").status == 200); // the process itself lives on

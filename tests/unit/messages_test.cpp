@@ -140,4 +140,9 @@ TEST_CASE("project errors keep their code and message through serialization", "[
   CHECK(error_code(back) == errc::overloaded);
   CHECK(error_message(back) == "queue full");
   CHECK(error_code(caf::make_error(caf::sec::request_timeout)) == errc::deadline_exceeded);
+  // A request that reached an actor as it stopped (a batcher its supervisor was stopping) was not
+  // worked on: "not available, try again" (503), not an internal failure.
+  auto gone = caf::make_error(caf::sec::request_receiver_down);
+  CHECK(error_code(gone) == errc::not_ready);
+  CHECK(error_message(gone).rfind("not available: ", 0) == 0);
 }
