@@ -11,6 +11,7 @@
 #include "runtime/circuit_breaker.hpp"
 #include "runtime/error.hpp"
 #include "runtime/log.hpp"
+#include "runtime/pipeline_estimate.hpp"
 
 namespace actorserve {
 namespace {
@@ -42,8 +43,19 @@ struct worker_slot {
   circuit_breaker breaker;
   bool draining = false;         // leaving: no new batches; removed when `batches` is empty
   std::optional<caf::typed_response_promise<bool>> drained;
+  pipeline_estimate pipeline;    // capacity > 1: when to stage its next batch
 
   bool has_room() const { return !draining && batches.size() < capacity; }
+  /// Whether it takes any due batch now, not only a full one: it is idle, or it holds batches
+  /// but its device is about to run out of work (the staging lead before their expected end).
+  bool wants_any(time_point now, bool stage_ahead) const {
+    if (batches.empty())
+      return true;
+    if (!stage_ahead)
+      return false;
+    auto at = pipeline.stage_next_at();
+    return at && now >= *at;
+  }
   bool holds(uint64_t batch) const {
     return std::find(batches.begin(), batches.end(), batch) != batches.end();
   }
@@ -119,13 +131,18 @@ void answer_error(queued_request& q, caf::error err) {
 void schedule_tick(batcher_ptr self, time_point now, bool batch_triggers = true) {
   auto& st = self->state;
   bool idle_worker = batch_triggers
-                     && std::any_of(st.workers.begin(), st.workers.end(),
-                                    [](const worker_slot& w) { return w.batches.empty(); });
+                     && std::any_of(st.workers.begin(), st.workers.end(), [&](const worker_slot& w) {
+                          return w.has_room() && w.wants_any(now, st.model->batching.stage_ahead);
+                        });
   auto next = st.queue->next_event(idle_worker);
   auto consider = [&](time_point t) {
     if (!next || t < *next)
       next = t;
   };
+  if (!st.queue->empty() && st.model->batching.stage_ahead) // see worker_slot::wants_any
+    for (auto& w : st.workers)
+      if (auto at = w.pipeline.stage_next_at(); at && *at > now && w.has_room())
+        consider(*at);
   for (auto& kv : st.in_flight) {
     for (std::size_t i = 0; i < kv.second.requests.size(); ++i)
       if (!kv.second.answered[i])
@@ -195,6 +212,8 @@ void dispatch(batcher_ptr self, worker_slot& w, const std::vector<request_id>& i
   }
   b.answered.assign(b.requests.size(), false);
   w.batches.push_back(id);
+  if (w.capacity > 1)
+    w.pipeline.on_dispatch(now, id, b.rows);
   w.breaker.on_dispatch(now);
   ++st.batches;
   self->send(w.handle, execute_atom::value, std::move(job));
@@ -290,8 +309,9 @@ void pump(batcher_ptr self) {
   bool held_back = false; // due requests went back because the idle worker had failed them
   // Round robin over the idle workers first, so that every worker gets work (and a broken one
   // shows). Then a worker that holds several batches (a GPU worker staging the next batch while
-  // one computes) gets more, but only full ones: a partial batch waits and grows until a worker
-  // is idle, instead of being locked into a small batch that runs no sooner.
+  // one computes) gets more, but only full ones until its device is about to run out of work: a
+  // partial batch waits and grows meanwhile instead of being locked into a small batch that runs
+  // no sooner, and goes just in time to be staged before the device is idle.
   auto n = st.workers.size();
   auto base = st.next_worker;
   for (bool prefetch : {false, true}) {
@@ -302,7 +322,7 @@ void pump(batcher_ptr self) {
         auto& w = st.workers[(base + k) % n];
         if (w.batches.empty() == prefetch || !w.has_room() || !w.breaker.allow(now))
           continue;
-        auto plan = st.queue->pop_due(now, prefetch);
+        auto plan = st.queue->pop_due(now, !w.wants_any(now, st.model->batching.stage_ahead));
         if (!plan)
           break;
         // Requests that this worker already failed go back to the head of the queue, in order.
@@ -410,6 +430,11 @@ void finish_batch(batcher_ptr self, uint64_t batch_id, batch_outputs* outputs,
   for (auto& w : st.workers)
     if (w.holds(batch_id)) {
       w.batches.erase(std::find(w.batches.begin(), w.batches.end(), batch_id));
+      if (outputs)
+        w.pipeline.on_done(now, batch_id, nanoseconds{outputs->infer_ns},
+                           nanoseconds{outputs->input_ns});
+      else
+        w.pipeline.on_done(now, batch_id);
       if (w.draining && w.batches.empty())
         done_draining = true;
       auto before = w.breaker.state(now);
@@ -582,8 +607,9 @@ batcher_actor::behavior_type batcher_fn(batcher_ptr self, std::shared_ptr<const 
       bc.reset_timeout = std::chrono::milliseconds(b.reset_timeout_ms);
       bc.max_reset_timeout = std::chrono::milliseconds(b.max_reset_timeout_ms);
       bc.backoff_factor = b.backoff_factor;
-      st.workers.push_back(
-        worker_slot{std::move(w), name, std::max<uint32_t>(capacity, 1), {}, circuit_breaker{bc}});
+      worker_slot slot{std::move(w), name, std::max<uint32_t>(capacity, 1), {}, circuit_breaker{bc},
+                       false, std::nullopt, pipeline_estimate{}};
+      st.workers.push_back(std::move(slot));
       logging::info({"batcher", st.model->name, 0, {}, name}, "worker {} is ready ({} ready)", name,
                     st.workers.size());
       if (st.mm) // (an isolated worker, in its own process, cannot say so itself)

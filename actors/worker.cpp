@@ -35,7 +35,7 @@ struct started_batch {
 };
 
 struct worker_state;
-void answer(const worker_state& st, started_batch& b);
+void answer(const worker_state& st, started_batch& b, steady_clock::time_point& last_done);
 
 /// Waits for started batches on its own thread and answers the batcher, so that the worker's
 /// thread stages and starts the next batch while the device still runs this one. Used when the
@@ -73,11 +73,12 @@ private:
         b = std::move(queue_.front());
         queue_.pop_front();
       }
-      answer(st_, b);
+      answer(st_, b, last_done_);
     }
   }
 
   const worker_state& st_;
+  steady_clock::time_point last_done_; // when the previous batch's outputs were there
   std::mutex mtx_;
   std::condition_variable cv_;
   std::deque<started_batch> queue_;
@@ -94,14 +95,17 @@ struct worker_state {
   fault_spec armed{"", "", 0, 1.0};      // injected fault for the next batches (count 0: none)
   std::mt19937 rng{std::random_device{}()};
   worker_metrics* own = nullptr;         // this worker's entry in it, if any
+  steady_clock::time_point last_done;    // the previous batch's outputs (without a completer)
   std::unique_ptr<completer> waiter;      // when the backend holds several batches; last member:
                                           // destroyed (joined) first
   static inline const char* name = "worker";
 };
 
 /// Waits for a started batch's outputs and answers the batcher: batch_done, or batch_failed
-/// when the backend threw. Runs on the worker's thread or on its completer's.
-void answer(const worker_state& st, started_batch& b) {
+/// when the backend threw. Runs on the worker's thread or on its completer's (which keeps
+/// `last_done`). The batch's infer time counts from its start or, when it queued behind the
+/// previous batch on the device, from that one's end: what the batch itself cost the device.
+void answer(const worker_state& st, started_batch& b, steady_clock::time_point& last_done) {
   auto& m = *st.spec.model;
   try {
     auto outputs = b.pending->wait();
@@ -114,7 +118,8 @@ void answer(const worker_state& st, started_batch& b) {
     out.per_request = split_batch(m, b.job.requests, std::move(outputs));
     auto t3 = steady_clock::now();
     out.input_ns = ns(b.t0, b.t1);
-    out.infer_ns = ns(b.t1, t2);
+    out.infer_ns = ns(std::max(b.t1, last_done), t2);
+    last_done = t2;
     out.output_ns = ns(t2, t3);
     out.compute_ns = ns(b.t0, t3);
     if (st.own) {
@@ -269,7 +274,7 @@ worker_actor::behavior_type worker_fn(worker_ptr self, worker_spec spec, batcher
       if (st.waiter)
         st.waiter->push(std::move(b));
       else
-        answer(st, b);
+        answer(st, b, st.last_done);
     },
   };
 }

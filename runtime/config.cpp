@@ -534,6 +534,7 @@ void read_model(const std::string& path, const json::value& v, std::vector<std::
     b.integer("max_queue_delay_us", m.batching.max_queue_delay_us, 0, 60'000'000);
     b.integer_list("preferred_batch_sizes", m.batching.preferred_batch_sizes, 1);
     b.integer("max_queue_size", m.batching.max_queue_size, 1, 1 << 24);
+    b.boolean("stage_ahead", m.batching.stage_ahead);
     for (std::size_t i = 0; i < m.batching.preferred_batch_sizes.size(); ++i) {
       auto p = m.batching.preferred_batch_sizes[i];
       if (p > m.max_batch_size)

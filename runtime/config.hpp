@@ -78,6 +78,10 @@ struct batching_config {
   uint32_t max_queue_delay_us = 1000;
   std::vector<uint32_t> preferred_batch_sizes;
   uint32_t max_queue_size = 1024;
+  // A worker that holds several batches (gpu.inflight_batches) takes a partial batch just before
+  // its device runs out of work (learned from its batch times); false: only full batches until
+  // it is idle.
+  bool stage_ahead = true;
 };
 
 struct warmup_config {

@@ -72,7 +72,7 @@ struct batch_outputs {
   std::vector<std::vector<tensor>> per_request;
   int64_t compute_ns = 0; // the whole batch on the worker: input + infer + output
   int64_t input_ns = 0;   // assembling the batch
-  int64_t infer_ns = 0;   // the backend's run
+  int64_t infer_ns = 0;   // the backend on this batch (from the previous batch's end if it queued)
   int64_t output_ns = 0;  // splitting the outputs
 };
 

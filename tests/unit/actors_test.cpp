@@ -415,6 +415,60 @@ TEST_CASE("a worker that holds two batches gets a second one while the first run
   CHECK(held.size() == 3);
 }
 
+namespace {
+
+/// A worker holding two batches, taught that 4 rows take its device 4 ms (staging 0.2 ms), is
+/// busy with a full batch while 2 rows wait; returns how many batches it holds 3 ms and 4 ms
+/// after the full batch went to it.
+std::pair<std::size_t, std::size_t> batches_held_while_busy(bool stage_ahead) {
+  auto m = no_delay_model(4);
+  m.batching.stage_ahead = stage_ahead;
+  fixture f{m};
+  std::vector<batch_job> held;
+  f.add_worker(&held, nullptr, 2);
+  auto finish = [&](const batch_job& job, int64_t infer_ns, int64_t input_ns) {
+    batch_outputs out;
+    out.batch_id = job.batch_id;
+    for (auto& r : job.requests)
+      out.per_request.push_back({r.inputs.at(0)});
+    for (auto& o : out.per_request)
+      o[0].name = "y";
+    out.infer_ns = infer_ns;
+    out.input_ns = input_ns;
+    caf::anon_send(f.batcher, batch_done_atom::value, std::move(out));
+    f.sched->run();
+  };
+  // A first batch teaches the batcher: 4 rows took the device 4 ms, staging 0.2 ms.
+  f.send(request_with_rows(4));
+  f.sched->run();
+  REQUIRE(held.size() == 1);
+  finish(held[0], 4'000'000, 200'000);
+  REQUIRE(f.results.size() == 1);
+  // The next full batch goes at once; a partial one waits while the device has work for long.
+  f.send(request_with_rows(4));
+  f.sched->run();
+  REQUIRE(held.size() == 2);
+  f.send(request_with_rows(2));
+  f.sched->run();
+  f.sched->advance_time(3ms);
+  f.sched->run();
+  auto after_3ms = held.size();
+  f.sched->advance_time(1ms);
+  f.sched->run();
+  return {after_3ms, held.size()};
+}
+
+} // namespace
+
+TEST_CASE("a busy worker gets a partial batch just before its device runs out of work",
+          "[actors]") {
+  // 4 ms after the full batch went, its expected end (staging + 4 ms) is one lead (staging +
+  // margin) away: the 2 rows go then, so that they are staged when the device is free.
+  CHECK(batches_held_while_busy(true) == std::pair<std::size_t, std::size_t>{2, 3});
+  // batching.stage_ahead false: they wait for a full batch or an idle worker.
+  CHECK(batches_held_while_busy(false) == std::pair<std::size_t, std::size_t>{2, 2});
+}
+
 TEST_CASE("a partial batch is not staged on a busy worker but waits until one is idle",
           "[actors]") {
   fixture f{no_delay_model(4)};

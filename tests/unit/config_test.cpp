@@ -46,6 +46,7 @@ TEST_CASE("a minimal deployment gets the documented defaults", "[config]") {
   CHECK(m.instances == 1);
   CHECK(m.batching.max_queue_delay_us == 1000);
   CHECK(m.batching.max_queue_size == 1024);
+  CHECK(m.batching.stage_ahead);
   CHECK(m.warmup.batch_sizes == std::vector<uint32_t>{1});
   CHECK(m.restart.max_restarts == 5);
   CHECK(m.default_timeout_us == 10'000'000);
@@ -60,6 +61,12 @@ TEST_CASE("config errors name the JSON path and the bound", "[config]") {
         == "models[0].instances: must be >= 1, got 0");
   CHECK(errors_of(deployment(model_json(R"(, "batching": {"max_queue_delay_us": "5ms"})")))
         == "models[0].batching.max_queue_delay_us: expected an integer, got \"5ms\"");
+  CHECK(errors_of(deployment(model_json(R"(, "batching": {"stage_ahead": 1})")))
+        == "models[0].batching.stage_ahead: expected true or false, got 1");
+  auto off = parse_deployment(deployment(model_json(R"(, "batching": {"stage_ahead": false})")), "",
+                              backends);
+  REQUIRE(off);
+  CHECK_FALSE(off->models[0].batching.stage_ahead);
 }
 
 TEST_CASE("config rejects unknown keys at every level", "[config]") {

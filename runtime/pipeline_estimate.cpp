@@ -1,0 +1,73 @@
+#include "runtime/pipeline_estimate.hpp"
+
+#include <algorithm>
+
+namespace actorserve {
+
+namespace {
+
+constexpr double weight = 0.2; // of the newest sample in the moving averages
+constexpr std::chrono::microseconds margin{300};
+
+} // namespace
+
+void pipeline_estimate::on_dispatch(time_point now, uint64_t batch, uint32_t rows) {
+  bool idle = held_.empty();
+  held_.emplace_back(batch, rows);
+  if (!learned())
+    return;
+  // An idle device starts once the batch is staged; a busy one when it is done with the rest.
+  auto start = idle || !busy_until_ ? now + lead() : std::max(*busy_until_, now + lead());
+  busy_until_ = start + batch_time(rows);
+}
+
+void pipeline_estimate::on_done(time_point now, uint64_t batch, std::optional<nanoseconds> device,
+                                std::optional<nanoseconds> staging) {
+  auto it = std::find_if(held_.begin(), held_.end(),
+                         [&](const std::pair<uint64_t, uint32_t>& h) { return h.first == batch; });
+  if (it == held_.end())
+    return;
+  auto rows = it->second;
+  held_.erase(it);
+  if (device && rows > 0) {
+    auto per_row = static_cast<double>(device->count()) / rows;
+    auto stage = static_cast<double>(staging.value_or(nanoseconds{0}).count());
+    if (samples_ == 0) {
+      ns_per_row_ = per_row;
+      staging_ns_ = stage;
+    } else {
+      ns_per_row_ += weight * (per_row - ns_per_row_);
+      staging_ns_ += weight * (stage - staging_ns_);
+    }
+    ++samples_;
+  }
+  replan(now);
+}
+
+void pipeline_estimate::replan(time_point now) {
+  if (held_.empty() || !learned()) {
+    busy_until_.reset();
+    return;
+  }
+  // The next held batch was staged meanwhile: the device is on it now.
+  auto t = now;
+  for (auto& h : held_)
+    t += batch_time(h.second);
+  busy_until_ = t;
+}
+
+std::optional<time_point> pipeline_estimate::stage_next_at() const {
+  if (held_.empty() || !busy_until_)
+    return std::nullopt;
+  return *busy_until_ - lead();
+}
+
+pipeline_estimate::nanoseconds pipeline_estimate::batch_time(uint32_t rows) const {
+  return nanoseconds{static_cast<int64_t>(ns_per_row_ * rows)};
+}
+
+pipeline_estimate::nanoseconds pipeline_estimate::lead() const {
+  return nanoseconds{static_cast<int64_t>(staging_ns_)} + margin;
+}
+
+} // namespace actorserve

@@ -1,0 +1,38 @@
+#include <catch2/catch.hpp>
+
+#include "runtime/pipeline_estimate.hpp"
+
+using namespace actorserve;
+using namespace std::chrono_literals;
+
+TEST_CASE("the pipeline estimate stages the next batch one lead before the device is free",
+          "[pipeline]") {
+  pipeline_estimate p;
+  time_point t0{};
+  CHECK_FALSE(p.stage_next_at()); // idle
+  p.on_dispatch(t0, 1, 100);
+  CHECK_FALSE(p.stage_next_at()); // nothing learned yet: only full batches go to a busy worker
+  p.on_done(t0 + 12ms, 1, 10ms, 1ms); // 100 us a row, 1 ms staging
+  CHECK(p.learned());
+  CHECK(p.batch_time(100) == 10ms);
+  CHECK(p.lead() == 1300us); // staging + margin
+  CHECK_FALSE(p.stage_next_at()); // holds nothing: idle
+  // Dispatched to an idle device at t1: staged by t1 + lead, done 10 ms later.
+  auto t1 = t0 + 20ms;
+  p.on_dispatch(t1, 2, 100);
+  REQUIRE(p.stage_next_at());
+  CHECK(*p.stage_next_at() == t1 + 10ms);
+  // A second batch queues behind the first: the next one is due a batch later.
+  p.on_dispatch(t1 + 10ms, 3, 50);
+  CHECK(*p.stage_next_at() == t1 + 15ms);
+  // The first ends early: the second runs from then.
+  p.on_done(t1 + 9ms, 2, 9ms, 1ms);
+  CHECK(p.batch_time(100) == std::chrono::nanoseconds(9'800'000)); // 100 + 0.2 * (90 - 100) us/row
+  CHECK(*p.stage_next_at() == t1 + 9ms + p.batch_time(50) - p.lead());
+  // A failed batch teaches nothing but is no longer held.
+  p.on_done(t1 + 10ms, 3);
+  CHECK_FALSE(p.stage_next_at());
+  CHECK(p.batch_time(100) == std::chrono::nanoseconds(9'800'000));
+  p.on_done(t1 + 10ms, 42, 1ms); // unknown batch: ignored
+  CHECK(p.batch_time(100) == std::chrono::nanoseconds(9'800'000));
+}
