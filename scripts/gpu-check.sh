@@ -3,8 +3,9 @@
 # unpacks the Debian packages that machine lacks (.gpu-debs/, made here by
 # scripts/fetch-gpu-debs.sh), builds against that machine's libtorch, runs the unit tests and the
 # GPU tests (ctest label gpu), makes ResNet-50 fp16, checks a served model's answers against
-# PyTorch, then benchmarks at 256 connections: actorserve end to end, the model called directly
-# (the ceiling) and the Python asyncio peer, and prints a short table last.
+# PyTorch, then benchmarks at 256 connections: actorserve end to end (also at EXTRA connections,
+# and with batching.stage_ahead off), the model called directly (the ceiling) and the Python
+# asyncio peer, and prints a short table last.
 # Full logs go to $OUT (default gpu-results/).
 #   scripts/gpu-check.sh            # SECS=15 CONC=256 BATCH=128 to change the run
 set -uo pipefail
@@ -94,6 +95,22 @@ else
 fi
 kill $pid 2>/dev/null; wait $pid 2>/dev/null
 
+# The same at CONC with batching.stage_ahead off (a busy worker's spare slot takes full batches
+# only), to compare the two policies on the same card.
+stamp "actorserve, stage_ahead off"
+$PY - "$OUT/full-only.json" <<'PY'
+import json, os, sys
+c = json.load(open("config/gpu-resnet50.json"))
+m = c["models"][0]
+m["path"] = os.path.abspath(os.path.join("config", m["path"]))
+m["batching"]["stage_ahead"] = False
+json.dump(c, open(sys.argv[1], "w"))
+PY
+$B/net/actorserve serve --config "$OUT/full-only.json" --port 18302 >"$OUT/actorserve-full-only.log" 2>&1 &
+pid=$!
+if wait_ready 18302 $pid; then lg "actorserve (stage_ahead off)" 18302; else tail -20 "$OUT/actorserve-full-only.log"; fi
+kill $pid 2>/dev/null; wait $pid 2>/dev/null
+
 stamp "python asyncio peer"
 (cd examples/bench/peers && exec $PY asyncio_server.py 18301 ../../models/resnet50_fp16.pt resnet50 logits \
    "$BATCH" 2000 1 4 cuda:0 images-fp16) >"$OUT/python.log" 2>&1 &
@@ -114,7 +131,7 @@ def errs(r): return sum(r["errors"].values())
 print(f"\nResNet-50 fp16, raw 224x224x3 uint8 requests (binary), {conc} connections, {card}")
 print(f"{'system':<34} {'img/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'errors':>7}")
 print(f"{'direct call (TorchScript, batch ' + batch + ')':<34} {ceil['images_per_s']:>9.0f} {'-':>8} {'-':>8} {'-':>7}")
-for name in ["actorserve", "python"] + sorted(k for k in runs if k.startswith("actorserve@")):
+for name in ["actorserve", "python"] + sorted(k for k in runs if k.startswith("actorserve") and k != "actorserve"):
     r = runs.get(name)
     if not r: print(f"{name:<34} (no result)"); continue
     print(f"{name:<34} {rps(r):>9.0f} {r['p50_us']/1e3:>8.1f} {r['p99_us']/1e3:>8.1f} {errs(r):>7}")
