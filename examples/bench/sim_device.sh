@@ -7,26 +7,28 @@
 # (9.15 ms for 128 rows), all multiplied by SCALE so that a small machine's HTTP path can keep up.
 # Requests are raw 224x224x3 uint8 images (binary extension), answers 1000 binary FP32 logits.
 #   examples/bench/sim_device.sh    # SCALE=3 CONC=256 SECS=10 BATCH=128 ROW_BYTES=150528 INFLIGHT=2
-#                                   # RETRIES=2 STAGE_AHEAD=true DELAY_US=2000 (max_queue_delay_us)
+#                                   # RETRIES=2 STAGE_AHEAD=true|false DELAY_US=2000 (max_queue_delay_us)
 # Prints the ceiling (the same backend called directly at batch BATCH), actorserve's images/s,
 # p50/p99, their ratio and the mean batch size. Needs build/ (scripts/build.sh). Loopback only.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 SCALE=${SCALE:-3}; CONC=${CONC:-256}; SECS=${SECS:-10}; BATCH=${BATCH:-128}
 ROW_BYTES=${ROW_BYTES:-150528}; INFLIGHT=${INFLIGHT:-2}; DELAY_US=${DELAY_US:-2000}
-RETRIES=${RETRIES:-2}; STAGE_AHEAD=${STAGE_AHEAD:-true}; PORT=${PORT:-18410}; B=${B:-build}
+RETRIES=${RETRIES:-2}; STAGE_AHEAD=${STAGE_AHEAD:-}; PORT=${PORT:-18410}; B=${B:-build}
 tmp=$(mktemp -d); trap 'kill $pid 2>/dev/null || true; rm -rf "$tmp"' EXIT; pid=
 python3 - "$tmp" "$SCALE" "$BATCH" "$ROW_BYTES" "$INFLIGHT" "$DELAY_US" "$RETRIES" "$STAGE_AHEAD" <<'PY'
 import json, sys
 tmp, scale, batch, row, inflight, delay = sys.argv[1], float(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5]), int(sys.argv[6])
-retries, ahead = int(sys.argv[7]), sys.argv[8] == "true"
+retries, ahead = int(sys.argv[7]), sys.argv[8]
 model = {"name": "sim", "backend": "simulated_gpu", "max_batch_size": batch,
          "inputs": [{"name": "image", "datatype": "UINT8", "dims": [row]}],
          "outputs": [{"name": "logits", "datatype": "FP32", "dims": [1000]}],
-         "batching": {"max_queue_delay_us": delay, "max_queue_size": 4096, "stage_ahead": ahead},
+         "batching": {"max_queue_delay_us": delay, "max_queue_size": 4096},
          "warmup": {"batch_sizes": [1], "iterations": 1}, "retry": {"max_retries": retries},
          "parameters": {"inflight": inflight, "delay_us": 190 * scale,
                         "delay_per_row_us": 70 * scale, "row_granule": 16}}
+if ahead: # unset: the server's default
+    model["batching"]["stage_ahead"] = ahead == "true"
 json.dump({"server": {"http": {"address": "127.0.0.1", "io_threads": 2}, "log_level": "warn"},
            "models": [model]}, open(tmp + "/sim.json", "w"))
 h = json.dumps({"inputs": [{"name": "image", "shape": [1, row], "datatype": "UINT8",
