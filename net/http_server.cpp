@@ -149,8 +149,6 @@ private:
                         "request body of " + std::to_string(*len) + " bytes exceeds the limit of "
                           + std::to_string(http_.max_body_bytes) + " bytes (max_body_bytes)");
     }
-    if (auto len = parser_->content_length(); len && *len > buffer_.capacity())
-      buffer_.reserve(static_cast<std::size_t>(*len) + 4096); // big reads, not 512-byte ones
     stream_.expires_after(std::chrono::milliseconds(http_.body_timeout_ms));
     if (beast::iequals(req[http::field::expect], "100-continue")) {
       // curl and others wait (curl: 1 s) for this before sending a body over 1 KiB.
@@ -167,6 +165,20 @@ private:
   }
 
   void read_body() {
+    // A body of known length goes from the socket straight into the request's buffer (what the
+    // header read already took in is moved over first); the parser, which copies every byte
+    // from its read buffer, reads only chunked bodies.
+    if (auto len = parser_->content_length(); len && *len > 0 && !parser_->is_done()) {
+      auto n = static_cast<std::size_t>(*len);
+      auto* dst = parser_->get().body().fill(n);
+      auto have = std::min(n, buffer_.size());
+      asio::buffer_copy(asio::buffer(dst, have), buffer_.data());
+      buffer_.consume(have);
+      if (have == n)
+        return on_body({}, n);
+      return asio::async_read(stream_, asio::buffer(dst + have, n - have),
+                              beast::bind_front_handler(&session::on_body, shared_from_this()));
+    }
     http::async_read(stream_, buffer_, *parser_,
                      beast::bind_front_handler(&session::on_body, shared_from_this()));
   }

@@ -1,7 +1,9 @@
 // A Beast request body read once into one shared, uninitialized buffer: binary tensors are then
 // views of it (byte_buffer::view) rather than copies, and no time goes into zero-filling a
 // buffer that is overwritten at once (std::string's resize does that: ~9% of the server's CPU
-// with 150 KB image requests). Only for reading requests; responses use string_body.
+// with 150 KB image requests). A body of known length is read from the socket straight into it
+// (fill); the reader below serves the parser for chunked bodies. Only for reading requests;
+// responses use string_body.
 #pragma once
 
 #include <cstdint>
@@ -24,6 +26,16 @@ struct shared_body {
     std::size_t size() const { return size_; }
     /// What keeps view()'s bytes alive (for views of them that outlive this body).
     std::shared_ptr<const void> owner() const { return data_; }
+    /// Makes the body `n` bytes long, their values unset, for the caller to write (a body of
+    /// known length read straight from the socket); returns where they start.
+    char* fill(std::size_t n) {
+      if (n > capacity_) {
+        data_.reset(new char[n]); // uninitialized on purpose
+        capacity_ = n;
+      }
+      size_ = n;
+      return data_.get();
+    }
 
   private:
     friend struct shared_body;

@@ -109,6 +109,46 @@ TEST_CASE("binary tensor data works in both directions", "[integration]") {
     CHECK(y[i] == 2 * in[i] + 1);
 }
 
+TEST_CASE("bodies that arrive in pieces, chunked, pipelined or truncated are read right",
+          "[integration]") {
+  server_process srv{write_temp_file("bodies.json", scale_config())};
+  REQUIRE(srv.wait_ready());
+  auto post = [](const std::string& headers, const std::string& body) {
+    return "POST /v2/models/scale/infer HTTP/1.1\r\nHost: x\r\n" + headers
+           + "Content-Length: " + std::to_string(body.size()) + "\r\n\r\n" + body;
+  };
+  auto a = post("", infer_body("", "[1,2,3,4]"));
+  // A chunked body (the parser reads it), then a binary one that ends the connection, sent in
+  // one write with the end of the first request (pipelined).
+  auto chunked_json = infer_body("", "[5,6,7,8]");
+  std::ostringstream hex;
+  hex << std::hex << chunked_json.size();
+  auto b = "POST /v2/models/scale/infer HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
+           + hex.str() + "\r\n" + chunked_json + "\r\n0\r\n\r\n";
+  std::string header = R"({"inputs":[{"name":"x","shape":[1,4],"datatype":"FP32","parameters":{"binary_data_size":16}}]})";
+  float in[4] = {-1, 0, 0.5f, 10};
+  auto c = post("Connection: close\r\nInference-Header-Content-Length: " + std::to_string(header.size())
+                  + "\r\n",
+                header + std::string(reinterpret_cast<const char*>(in), sizeof in));
+  // The first request's header and body arrive in pieces, 30 ms apart.
+  auto cut1 = a.find("\r\n\r\n") - 5, cut2 = a.size() - 7;
+  auto out = raw_exchange(srv.port(), {a.substr(0, cut1), a.substr(cut1, cut2 - cut1),
+                                       a.substr(cut2) + b + c},
+                          std::chrono::milliseconds(30));
+  INFO(out);
+  CHECK(occurrences(out, "HTTP/1.1 200 OK") == 3);
+  CHECK(out.find(R"("data":[3,5,7,9])") != std::string::npos);
+  CHECK(out.find(R"("data":[11,13,15,17])") != std::string::npos);
+  CHECK(out.find(R"("data":[-1,1,2,21])") != std::string::npos);
+  // A body that stops short of its Content-Length: the server waits, the client gives up; the
+  // server serves on.
+  auto cut = post("", infer_body());
+  raw_exchange(srv.port(), {cut.substr(0, cut.size() - 10)}, std::chrono::milliseconds(0),
+               std::chrono::milliseconds(200));
+  http_client client{srv.port()};
+  CHECK(client.post("/v2/models/scale/infer", infer_body()).status == 200);
+}
+
 TEST_CASE("bad requests get the right status and a JSON error, and serving goes on",
           "[integration]") {
   server_process srv{write_temp_file("errors.json", scale_config())};

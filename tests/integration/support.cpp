@@ -142,6 +142,28 @@ bool server_process::wait_ready(std::chrono::milliseconds timeout) const {
   return false;
 }
 
+std::string raw_exchange(uint16_t port, const std::vector<std::string>& pieces,
+                         std::chrono::milliseconds pause, std::chrono::milliseconds timeout) {
+  asio::io_context ioc;
+  beast::tcp_stream stream{ioc};
+  stream.expires_after(timeout);
+  stream.connect(tcp::endpoint{asio::ip::make_address("127.0.0.1"), port});
+  for (std::size_t i = 0; i < pieces.size(); ++i) {
+    if (i > 0)
+      std::this_thread::sleep_for(pause);
+    asio::write(stream.socket(), asio::buffer(pieces[i]));
+  }
+  std::string out;
+  char buf[4096];
+  beast::error_code ec;
+  while (!ec) {
+    stream.expires_after(timeout);
+    auto n = stream.read_some(asio::buffer(buf), ec);
+    out.append(buf, n);
+  }
+  return out;
+}
+
 struct http_client::impl {
   asio::io_context ioc;
   beast::tcp_stream stream{ioc};

@@ -62,6 +62,12 @@ private:
   impl* impl_;
 };
 
+/// Writes `pieces` to a new connection to 127.0.0.1:port one by one, `pause` apart, then reads
+/// until the server closes the connection (or `timeout` passes); returns all it read.
+std::string raw_exchange(uint16_t port, const std::vector<std::string>& pieces,
+                         std::chrono::milliseconds pause,
+                         std::chrono::milliseconds timeout = std::chrono::seconds(10));
+
 /// Another program (e.g. a Prometheus server) run for a test; output to a log file; SIGTERM,
 /// then SIGKILL after 10 s, on destruction.
 class child_process {
