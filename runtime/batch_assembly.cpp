@@ -168,6 +168,17 @@ std::vector<batch_input> gather_batch(const model_config& model,
   return out;
 }
 
+std::vector<batch_input> views_of(const std::vector<tensor>& inputs) {
+  std::vector<batch_input> views(inputs.size());
+  for (std::size_t i = 0; i < inputs.size(); ++i) {
+    views[i].name = inputs[i].name;
+    views[i].dtype = inputs[i].dtype;
+    views[i].shape = inputs[i].shape;
+    views[i].parts = {&inputs[i]};
+  }
+  return views;
+}
+
 std::vector<tensor> assemble_batch(const model_config& model,
                                    const std::vector<infer_request>& requests) {
   std::vector<tensor> out;

@@ -44,6 +44,10 @@ struct batch_input {
 std::vector<batch_input> gather_batch(const model_config& model,
                                       const std::vector<infer_request>& requests);
 
+/// Views of already assembled batch inputs, one part each (for a backend whose run() goes
+/// through its start()). `inputs` must outlive the views.
+std::vector<batch_input> views_of(const std::vector<tensor>& inputs);
+
 /// Concatenates the requests' inputs along the batch dimension, in the model's input order.
 /// With max_batch_size 0 there must be exactly one request, whose inputs are used as they are.
 std::vector<tensor> assemble_batch(const model_config& model,

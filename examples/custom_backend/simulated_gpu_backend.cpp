@@ -84,14 +84,7 @@ public:
   }
 
   std::vector<tensor> run(std::vector<tensor>& inputs) override {
-    std::vector<batch_input> views(inputs.size());
-    for (std::size_t i = 0; i < inputs.size(); ++i) {
-      views[i].name = inputs[i].name;
-      views[i].dtype = inputs[i].dtype;
-      views[i].shape = inputs[i].shape;
-      views[i].parts = {&inputs[i]};
-    }
-    return start(views)->wait();
+    return start(views_of(inputs))->wait();
   }
 
 private:

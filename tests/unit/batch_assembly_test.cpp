@@ -159,3 +159,14 @@ TEST_CASE("gathering a large batch with several threads writes what one thread w
   CHECK(one == four);
   CHECK(in.bytes() > 3'000'000); // enough for the threads to be used
 }
+
+TEST_CASE("views of assembled inputs hand over the same tensors", "[assembly]") {
+  std::vector<tensor> in{fp32("a", {2, 2}, {1, 2, 3, 4}), fp32("b", {2, 1}, {5, 6})};
+  auto views = views_of(in);
+  REQUIRE(views.size() == 2);
+  CHECK(views[1].name == "b");
+  CHECK(views[1].shape == std::vector<int64_t>{2, 1});
+  REQUIRE(views[0].parts.size() == 1);
+  CHECK(views[0].parts[0] == &in[0]);
+  CHECK(views[0].concatenate().data == in[0].data);
+}
