@@ -29,7 +29,7 @@ struct shared_body {
     /// Makes the body `n` bytes long, their values unset, for the caller to write (a body of
     /// known length read straight from the socket); returns where they start.
     char* fill(std::size_t n) {
-      if (n > capacity_) {
+      if (n > capacity_ || data_.use_count() > 1) { // never write bytes a view still reads
         data_.reset(new char[n]); // uninitialized on purpose
         capacity_ = n;
       }

@@ -29,7 +29,7 @@ void pipeline_estimate::on_done(time_point now, uint64_t batch, std::optional<na
     return;
   auto rows = it->second;
   held_.erase(it);
-  if (device && rows > 0) {
+  if (device && device->count() > 0 && rows > 0) { // (a worker that reports no time teaches nothing)
     auto per_row = static_cast<double>(device->count()) / rows;
     auto stage = static_cast<double>(staging.value_or(nanoseconds{0}).count());
     if (samples_ == 0) {

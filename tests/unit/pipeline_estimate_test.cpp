@@ -36,3 +36,13 @@ TEST_CASE("the pipeline estimate stages the next batch one lead before the devic
   p.on_done(t1 + 10ms, 42, 1ms); // unknown batch: ignored
   CHECK(p.batch_time(100) == std::chrono::nanoseconds(9'800'000));
 }
+
+TEST_CASE("a worker that reports no device time never gets partial batches early", "[pipeline]") {
+  pipeline_estimate p;
+  time_point t0{};
+  p.on_dispatch(t0, 1, 8);
+  p.on_done(t0 + 1ms, 1, 0ns, 0ns);
+  CHECK_FALSE(p.learned());
+  p.on_dispatch(t0 + 2ms, 2, 8);
+  CHECK_FALSE(p.stage_next_at()); // only full batches, as with stage_ahead off
+}
