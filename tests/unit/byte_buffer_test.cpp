@@ -1,5 +1,8 @@
 #include <catch2/catch.hpp>
 
+#include <atomic>
+#include <thread>
+
 #include <caf/all.hpp>
 
 #include "runtime/byte_buffer.hpp"
@@ -96,4 +99,32 @@ TEST_CASE("byte_buffer is serialized exactly as a byte vector", "[byte_buffer]")
   caf::binary_deserializer d{sys, buf};
   REQUIRE_FALSE(d(back));
   CHECK(back.empty());
+}
+
+TEST_CASE("copies on other threads keep their bytes while one copy writes", "[byte_buffer]") {
+  std::vector<uint8_t> pattern(1 << 20);
+  for (std::size_t i = 0; i < pattern.size(); ++i)
+    pattern[i] = static_cast<uint8_t>(i % 253);
+  byte_buffer original{pattern};
+  std::atomic<bool> go{false};
+  std::atomic<int> mismatches{0};
+  std::vector<std::thread> readers;
+  for (int t = 0; t < 4; ++t)
+    readers.emplace_back([copy = original, &go, &mismatches, &pattern] {
+      while (!go.load())
+        std::this_thread::yield();
+      for (int round = 0; round < 20; ++round)
+        if (!(copy == pattern))
+          ++mismatches;
+    });
+  go = true;
+  for (int round = 0; round < 20; ++round) { // a writer that shares the bytes with the readers
+    auto writer = original;
+    std::fill(writer.mutable_data(), writer.mutable_data() + writer.size(), uint8_t{0xAB});
+    CHECK(writer[12345] == 0xAB);
+  }
+  for (auto& r : readers)
+    r.join();
+  CHECK(mismatches == 0);
+  CHECK(original == pattern);
 }
