@@ -110,18 +110,6 @@ std::map<int, long> worker_pids(const std::string& log) {
   return pids;
 }
 
-int ready_workers(uint16_t port) {
-  http_client c{port, std::chrono::seconds(5)};
-  auto r = c.get("/metrics");
-  int n = 0;
-  std::istringstream in(r.body);
-  std::string line;
-  while (std::getline(in, line))
-    if (line.rfind("actorserve_worker_state{", 0) == 0 && line.find("state=\"ready\"") != std::string::npos
-        && line.size() > 2 && line.substr(line.size() - 2) == " 1")
-      ++n;
-  return n;
-}
 
 } // namespace
 

@@ -586,24 +586,6 @@ http_response arm(uint16_t port, const std::string& body) {
   return c.post("/v2/admin/faults", body);
 }
 
-/// Waits (bounded) until `n` workers report ready in /metrics: /v2/health/ready turns true with
-/// the first one, and a fault aimed at a named worker needs that worker ready.
-bool wait_workers_ready(uint16_t port, int n) {
-  http_client c{port};
-  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(20);
-  while (std::chrono::steady_clock::now() < deadline) {
-    auto t = c.get("/metrics").body;
-    int ready = 0;
-    for (auto pos = t.find("state=\"ready\"} 1\n"); pos != std::string::npos;
-         pos = t.find("state=\"ready\"} 1\n", pos + 1))
-      ++ready;
-    if (ready >= n)
-      return true;
-    std::this_thread::sleep_for(std::chrono::milliseconds(20));
-  }
-  return false;
-}
-
 } // namespace
 
 TEST_CASE("the fault endpoint is off unless the deployment enables fault injection",
@@ -620,7 +602,9 @@ TEST_CASE("a worker crash is retried on another worker and the client never sees
   server_process srv{write_temp_file(
     "retry.json", scale_config(R"(, "instances": 2, "max_batch_size": 1, "batching": {"max_queue_delay_us": 0})",
                                R"(, "fault_injection": true)"))};
-  REQUIRE(wait_workers_ready(srv.port(), 2));
+  // /v2/health/ready turns true with the first worker; a fault aimed at a named worker needs
+  // that worker ready.
+  REQUIRE(eventually([&] { return ready_workers(srv.port()) >= 2; }, std::chrono::seconds(20)));
   auto armed = arm(srv.port(), R"({"model":"scale","worker":"scale/cpu/0","fault":"crash"})");
   REQUIRE(armed.status == 200);
   CHECK(parse(armed)["worker"] == "scale/cpu/0");
@@ -642,7 +626,7 @@ TEST_CASE("a hung worker is detected, its request retried elsewhere and the work
     "hang.json", scale_config(R"(, "instances": 2, "max_batch_size": 1, "execution_timeout_ms": 300,
                                   "batching": {"max_queue_delay_us": 0})",
                               R"(, "fault_injection": true)"))};
-  REQUIRE(wait_workers_ready(srv.port(), 2));
+  REQUIRE(eventually([&] { return ready_workers(srv.port()) >= 2; }, std::chrono::seconds(20)));
   REQUIRE(arm(srv.port(), R"({"model":"scale","worker":"scale/cpu/0","fault":"hang"})").status == 200);
   auto t0 = std::chrono::steady_clock::now();
   // Batches go round robin: one of two requests lands on scale/cpu/0, hangs there and is

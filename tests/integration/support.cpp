@@ -142,6 +142,19 @@ bool server_process::wait_ready(std::chrono::milliseconds timeout) const {
   return false;
 }
 
+int ready_workers(uint16_t port) {
+  http_client c{port, std::chrono::seconds(5)};
+  auto r = c.get("/metrics");
+  int n = 0;
+  std::istringstream in(r.body);
+  std::string line;
+  while (std::getline(in, line))
+    if (line.rfind("actorserve_worker_state{", 0) == 0 && line.find("state=\"ready\"") != std::string::npos
+        && line.size() > 2 && line.substr(line.size() - 2) == " 1")
+      ++n;
+  return n;
+}
+
 std::string raw_exchange(uint16_t port, const std::vector<std::string>& pieces,
                          std::chrono::milliseconds pause, std::chrono::milliseconds timeout) {
   asio::io_context ioc;

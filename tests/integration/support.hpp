@@ -91,6 +91,9 @@ private:
 bool eventually(const std::function<bool()>& condition,
                 std::chrono::milliseconds limit = std::chrono::seconds(30));
 
+/// How many workers report ready in the server's /metrics (actorserve_worker_state).
+int ready_workers(uint16_t port);
+
 /// How often `what` occurs in `text` (e.g. a log line in a server's log).
 std::size_t occurrences(const std::string& text, const std::string& what);
 
