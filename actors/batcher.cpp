@@ -6,6 +6,7 @@
 
 #include <caf/all.hpp>
 
+#include "actors/worker.hpp"
 #include "runtime/batch_assembly.hpp"
 #include "runtime/batching.hpp"
 #include "runtime/circuit_breaker.hpp"
@@ -44,6 +45,7 @@ struct worker_slot {
   bool draining = false;         // leaving: no new batches; removed when `batches` is empty
   std::optional<caf::typed_response_promise<bool>> drained;
   pipeline_estimate pipeline;    // capacity > 1: when to stage its next batch
+  worker_metrics* stats = nullptr; // its series in /metrics (null without metrics)
 
   bool has_room() const { return !draining && batches.size() < capacity; }
   /// Whether it takes any due batch now, not only a full one: it is idle, or it holds batches
@@ -234,6 +236,9 @@ void remove_drained(batcher_ptr self) {
     logging::info({"batcher", st.model->name, 0, {}, it->name}, "worker {} left (drained)",
                   it->name);
     self->demonitor(it->handle.address());
+    if (it->stats) // (a local worker's state is its supervisor's to say)
+      if (it->handle.node() != self->node())
+        it->stats->set_phase(worker_phase::stopped);
     if (it->drained)
       it->drained->deliver(true);
     it = st.workers.erase(it);
@@ -430,10 +435,14 @@ void finish_batch(batcher_ptr self, uint64_t batch_id, batch_outputs* outputs,
   for (auto& w : st.workers)
     if (w.holds(batch_id)) {
       w.batches.erase(std::find(w.batches.begin(), w.batches.end(), batch_id));
-      if (outputs)
+      if (outputs) {
         w.pipeline.on_done(now, batch_id, nanoseconds{outputs->infer_ns},
                            nanoseconds{outputs->input_ns});
-      else
+        if (w.stats) { // here rather than on the worker, which may be in another process
+          w.stats->batches.fetch_add(1, std::memory_order_relaxed);
+          w.stats->compute_seconds.observe(static_cast<double>(outputs->compute_ns) * 1e-9);
+        }
+      } else
         w.pipeline.on_done(now, batch_id);
       if (w.draining && w.batches.empty())
         done_draining = true;
@@ -449,9 +458,8 @@ void finish_batch(batcher_ptr self, uint64_t batch_id, batch_outputs* outputs,
                       after == breaker_state::open
                         ? " for " + std::to_string(w.breaker.current_timeout().count()) + " ms"
                         : std::string{});
-      if (st.mm)
-        if (auto* wm = st.mm->worker(w.name); wm && before != after)
-          wm->breaker_transitions[static_cast<std::size_t>(after)].fetch_add(1);
+      if (w.stats && before != after)
+        w.stats->breaker_transitions[static_cast<std::size_t>(after)].fetch_add(1);
     }
   if (done_draining)
     remove_drained(self);
@@ -516,6 +524,8 @@ batcher_actor::behavior_type batcher_fn(batcher_ptr self, std::shared_ptr<const 
     // for an isolated one, whose process it restarts); a worker of another node of the cluster
     // comes back only if its node rejoins, so requests do not wait for it.
     bool local = dm.source.node() == self->node();
+    if (!local && it->stats)
+      it->stats->set_phase(worker_phase::stopped);
     drop_worker(self, it, !shutdown && local,
                 make_error(errc::worker_failed, "worker " + name + " of model '"
                                                   + st.model->name
@@ -607,14 +617,16 @@ batcher_actor::behavior_type batcher_fn(batcher_ptr self, std::shared_ptr<const 
       bc.reset_timeout = std::chrono::milliseconds(b.reset_timeout_ms);
       bc.max_reset_timeout = std::chrono::milliseconds(b.max_reset_timeout_ms);
       bc.backoff_factor = b.backoff_factor;
+      // Its series: a local worker's exist from the start; another node's are made as it joins.
+      // (An isolated worker, in its own process, cannot report its state itself.)
+      auto* wm = st.mm ? st.mm->add_worker(name, worker_spec::device_of(name)) : nullptr;
+      if (wm)
+        wm->set_phase(worker_phase::ready);
       worker_slot slot{std::move(w), name, std::max<uint32_t>(capacity, 1), {}, circuit_breaker{bc},
-                       false, std::nullopt, pipeline_estimate{}};
+                       false, std::nullopt, pipeline_estimate{}, wm};
       st.workers.push_back(std::move(slot));
       logging::info({"batcher", st.model->name, 0, {}, name}, "worker {} is ready ({} ready)", name,
                     st.workers.size());
-      if (st.mm) // (an isolated worker, in its own process, cannot say so itself)
-        if (auto* wm = st.mm->worker(name))
-          wm->set_phase(worker_phase::ready);
       report_status(self);
       pump(self);
     },

@@ -23,6 +23,14 @@ std::string worker_spec::name() const {
          + std::to_string(instance);
 }
 
+std::string worker_spec::device_of(const std::string& name) {
+  auto last = name.rfind('/');
+  if (last == std::string::npos || last == 0)
+    return {};
+  auto before = name.rfind('/', last - 1);
+  return before == std::string::npos ? std::string{} : name.substr(before + 1, last - before - 1);
+}
+
 namespace {
 
 using std::chrono::steady_clock;
@@ -122,10 +130,6 @@ void answer(const worker_state& st, started_batch& b, steady_clock::time_point& 
     last_done = t2;
     out.output_ns = ns(t2, t3);
     out.compute_ns = ns(b.t0, t3);
-    if (st.own) {
-      st.own->batches.fetch_add(1, std::memory_order_relaxed);
-      st.own->compute_seconds.observe(static_cast<double>(out.compute_ns) * 1e-9);
-    }
     logging::debug({"worker", m.name, 0, {}, st.label}, "batch {} done", out.batch_id);
     caf::anon_send(st.batcher, batch_done_atom::value, std::move(out));
   } catch (const std::exception& e) {

@@ -24,6 +24,8 @@ struct worker_spec {
   /// "model/device/instance", e.g. "mlp/cpu/1" ("model/node/device/instance" on a worker node):
   /// how logs and responses name the worker.
   std::string name() const;
+  /// The device part of such a name ("cpu" of "mlp/w1/cpu/0"; empty if it has none).
+  static std::string device_of(const std::string& name);
 };
 
 /// `stats` (may be null) receives the worker's batches, compute times and readiness.

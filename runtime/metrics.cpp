@@ -111,7 +111,7 @@ worker_metrics::worker_metrics(std::string n, std::string d)
   : name(std::move(n)), device(std::move(d)), compute_seconds(latency_bounds) {
 }
 
-model_metrics::model_metrics(const model_config& m)
+model_metrics::model_metrics(const model_config& m, bool local_workers)
   : name(m.name),
     version(m.version),
     request_seconds(latency_bounds),
@@ -119,17 +119,34 @@ model_metrics::model_metrics(const model_config& m)
     compute_seconds(latency_bounds),
     batch_rows(batch_bounds(m.max_batch_size)),
     by_batch_size(std::max<uint32_t>(m.max_batch_size, 1) + 1) {
-  for (auto& device : m.devices)
-    for (uint32_t i = 0; i < m.instances; ++i)
-      workers.push_back(std::make_unique<worker_metrics>(
-        m.name + "/" + device + "/" + std::to_string(i), device));
+  if (local_workers)
+    for (auto& device : m.devices)
+      for (uint32_t i = 0; i < m.instances; ++i)
+        workers_.push_back(std::make_unique<worker_metrics>(
+          m.name + "/" + device + "/" + std::to_string(i), device));
 }
 
-worker_metrics* model_metrics::worker(const std::string& worker_name) {
-  for (auto& w : workers)
+worker_metrics* model_metrics::worker(const std::string& worker_name) const {
+  std::lock_guard<std::mutex> guard{workers_mutex_};
+  for (auto& w : workers_)
     if (w->name == worker_name)
       return w.get();
   return nullptr;
+}
+
+worker_metrics* model_metrics::add_worker(const std::string& worker_name, const std::string& device) {
+  std::lock_guard<std::mutex> guard{workers_mutex_};
+  for (auto& w : workers_)
+    if (w->name == worker_name)
+      return w.get();
+  workers_.push_back(std::make_unique<worker_metrics>(worker_name, device));
+  return workers_.back().get();
+}
+
+void model_metrics::for_each_worker(const std::function<void(const worker_metrics&)>& f) const {
+  std::lock_guard<std::mutex> guard{workers_mutex_};
+  for (auto& w : workers_)
+    f(*w);
 }
 
 void model_metrics::count_request(errc outcome) noexcept {
@@ -138,7 +155,7 @@ void model_metrics::count_request(errc outcome) noexcept {
 
 metrics::metrics(const deployment_config& cfg) {
   for (auto& m : cfg.models) {
-    models_.emplace(m.name, std::make_unique<model_metrics>(m));
+    models_.emplace(m.name, std::make_unique<model_metrics>(m, cfg.server.cluster.role != "front"));
     order_.push_back(m.name);
   }
 }
@@ -203,25 +220,25 @@ std::string metrics::prometheus_text() const {
     auto rt = with_labels({{"model", m.name}});
     rt.counter.value = static_cast<double>(load(m.retries));
     retries.metric.push_back(std::move(rt));
-    for (auto& w : m.workers) {
-      std::vector<ClientMetric::Label> labels{{"device", w->device}, {"model", m.name},
-                                              {"worker", w->name}};
-      compute.metric.push_back(histogram_metric(w->compute_seconds, labels));
+    m.for_each_worker([&](const worker_metrics& w) {
+      std::vector<ClientMetric::Label> labels{{"device", w.device}, {"model", m.name},
+                                              {"worker", w.name}};
+      compute.metric.push_back(histogram_metric(w.compute_seconds, labels));
       auto b = with_labels(labels);
-      b.counter.value = static_cast<double>(load(w->batches));
+      b.counter.value = static_cast<double>(load(w.batches));
       batches.metric.push_back(std::move(b));
       auto r = with_labels(labels);
-      r.counter.value = static_cast<double>(load(w->restarts));
+      r.counter.value = static_cast<double>(load(w.restarts));
       restarts.metric.push_back(std::move(r));
       const char* states[] = {"closed", "open", "half_open"};
       for (std::size_t k = 0; k < 3; ++k) {
         auto s = labels;
         s.push_back({"to", states[k]});
         auto c = with_labels(std::move(s));
-        c.counter.value = static_cast<double>(load(w->breaker_transitions[k]));
+        c.counter.value = static_cast<double>(load(w.breaker_transitions[k]));
         breakers.metric.push_back(std::move(c));
       }
-      auto phase = w->phase.load(std::memory_order_relaxed);
+      auto phase = w.phase.load(std::memory_order_relaxed);
       for (int p = 0; p <= static_cast<int>(worker_phase::stopped); ++p) {
         auto s = labels;
         s.push_back({"state", to_string(static_cast<worker_phase>(p))});
@@ -229,7 +246,7 @@ std::string metrics::prometheus_text() const {
         g.gauge.value = p == phase ? 1 : 0;
         state.metric.push_back(std::move(g));
       }
-    }
+    });
   }
   auto http = family("actorserve_http_responses_total", "HTTP responses by status code",
                      MetricType::Counter);

@@ -1,12 +1,15 @@
 // Metrics of the serving path: relaxed atomics only on the hot path (no lock that would serialize
-// request handling), preallocated per model and per worker from the deployment, exposed in the
+// request handling), preallocated per model and per local worker from the deployment (a cluster's
+// remote workers are added as they join), exposed in the
 // Prometheus text format through prometheus-cpp's serializer, and as Triton-style statistics JSON.
 #pragma once
 
 #include <array>
 #include <atomic>
 #include <cstdint>
+#include <functional>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <unordered_map>
 #include <vector>
@@ -85,11 +88,22 @@ struct model_metrics {
   std::atomic<uint64_t> execution_count{0}; // batches
   std::atomic<uint64_t> last_inference_ms{0}; // wall clock, ms since the epoch
   std::vector<batch_size_stat> by_batch_size; // index: rows (0 unused)
-  std::vector<std::unique_ptr<worker_metrics>> workers;
 
-  model_metrics(const model_config& m);
-  worker_metrics* worker(const std::string& worker_name);
+  /// `local_workers`: this node runs the model's workers (not a cluster front), so their
+  /// series exist, as "starting", from the start.
+  model_metrics(const model_config& m, bool local_workers = true);
+  /// nullptr for a worker not known (yet).
+  worker_metrics* worker(const std::string& worker_name) const;
+  /// The worker's metrics, made when it is first seen (a worker of another node of a cluster,
+  /// known once it joins). Never removed: its counters stay and its state says when it left.
+  worker_metrics* add_worker(const std::string& worker_name, const std::string& device);
+  /// Calls `f` for each worker, in the order they became known.
+  void for_each_worker(const std::function<void(const worker_metrics&)>& f) const;
   void count_request(errc outcome) noexcept;
+
+private:
+  mutable std::mutex workers_mutex_; // guards the list only: a worker's metrics are atomics
+  std::vector<std::unique_ptr<worker_metrics>> workers_;
 };
 
 class metrics {

@@ -75,6 +75,14 @@ double log_time_ms(const std::string& line) {
   return static_cast<double>(std::mktime(&tm)) * 1000.0 + ms;
 }
 
+/// A worker's series in the front's /metrics: `what` is "batches" or a state ("ready", ...).
+double worker_series(uint16_t port, const std::string& worker, const std::string& what) {
+  auto text = http_client{port, std::chrono::seconds(5)}.get("/metrics").body;
+  auto labels = R"(device="cpu",model="mlp",worker=")" + worker + "\"";
+  return what == "batches" ? series(text, "actorserve_batches_total{" + labels + "}")
+                           : series(text, "actorserve_worker_state{" + labels + ",state=\"" + what + "\"}");
+}
+
 double wall_ms() {
   return std::chrono::duration<double, std::milli>(
            std::chrono::system_clock::now().time_since_epoch()).count();
@@ -113,6 +121,13 @@ TEST_CASE("cluster: remote workers serve, a SIGKILLed worker node loses nothing 
               <= 1e-5 + 1e-4 * std::abs(want[k].to_number<double>()));
     }
   CHECK(served_by == std::set<std::string>{"mlp/w1/cpu/0", "mlp/w2/cpu/0"});
+  // The front's /metrics shows the joined workers, and no worker of its own (it runs none).
+  for (auto w : {"mlp/w1/cpu/0", "mlp/w2/cpu/0"}) {
+    INFO(w);
+    CHECK(worker_series(front.port(), w, "ready") == 1);
+    CHECK(worker_series(front.port(), w, "batches") >= 1);
+  }
+  CHECK(worker_series(front.port(), "mlp/cpu/0", "starting") == -1);
 
   // Steady load; SIGKILL w1 in the middle: every request is still answered 200.
   std::atomic<bool> stop{false};
@@ -159,6 +174,9 @@ TEST_CASE("cluster: remote workers serve, a SIGKILLed worker node loses nothing 
               "the kill answered within %.0f ms; %d requests, %d failed\n",
               detected, recovered, ok.load(), failed.load());
   CHECK(detected >= 0);
+  CHECK(eventually([&] { return worker_series(front.port(), "mlp/w1/cpu/0", "stopped") == 1; },
+                   std::chrono::seconds(5)));
+  auto w1_batches = worker_series(front.port(), "mlp/w1/cpu/0", "batches");
 
   // A restarted w1 rejoins by itself and takes work again.
   w1 = start_worker_node("w1b", worker_config("w1", port));
@@ -170,6 +188,8 @@ TEST_CASE("cluster: remote workers serve, a SIGKILLed worker node loses nothing 
   }, std::chrono::seconds(10));
   INFO("last answer: " << last.status << " " << last.body.substr(0, 300) << " " << last.error);
   CHECK(w1_serves);
+  CHECK(worker_series(front.port(), "mlp/w1/cpu/0", "ready") == 1); // the same series again
+  CHECK(worker_series(front.port(), "mlp/w1/cpu/0", "batches") > w1_batches);
 
   // Graceful leave under load: w2 gets SIGTERM, finishes its batches, deregisters; no request fails.
   stop = false;
@@ -192,6 +212,8 @@ TEST_CASE("cluster: remote workers serve, a SIGKILLed worker node loses nothing 
     t.join();
   CHECK(failed == 0);
   CHECK(front.log().find("worker mlp/w2/cpu/0 left (drained)") != std::string::npos);
+  CHECK(eventually([&] { return worker_series(front.port(), "mlp/w2/cpu/0", "stopped") == 1; },
+                   std::chrono::seconds(5)));
   CHECK(front.log().find("worker mlp/w2/cpu/0 of model") == std::string::npos); // no failure
 }
 

@@ -413,18 +413,6 @@ TEST_CASE("a client that expects 100-continue gets it before sending its body", 
   CHECK(out.second.find("[3,5,7,9]") != std::string::npos);
 }
 
-namespace {
-
-/// The value of one series in a Prometheus text exposition, or -1 when absent.
-double series(const std::string& text, const std::string& name_and_labels) {
-  auto pos = text.find("\n" + name_and_labels + " ");
-  if (pos == std::string::npos)
-    return -1;
-  return std::stod(text.substr(pos + name_and_labels.size() + 2));
-}
-
-} // namespace
-
 TEST_CASE("metrics and statistics move by exactly the requests, batches and failures served",
           "[integration][metrics]") {
   server_process srv{write_temp_file(
@@ -722,4 +710,14 @@ TEST_CASE("isolated workers: a SIGKILLed one is replaced by a new process, a hun
   CHECK(wait_for([&] { return !process_alive(stuck); }));
   CHECK(wait_for([&] { return count("worker scale/cpu/1 is ready") == 2; }));
   check_still_serving(srv.port());
+  // Each process's batches show under its worker in the node's /metrics, and they add up to
+  // the model's executed batches (the hung one's batch, never finished, counts nowhere).
+  auto t = c.get("/metrics").body;
+  auto worker_batches = [&](const std::string& w) {
+    return series(t, R"(actorserve_batches_total{device="cpu",model="scale",worker=")" + w + "\"}");
+  };
+  auto doc = parse(c.get("/v2/models/scale/stats"));
+  auto executed = doc["model_stats"].as_array().at(0).as_object()["execution_count"].to_number<double>();
+  CHECK(worker_batches("scale/cpu/0") >= 1);
+  CHECK(worker_batches("scale/cpu/0") + worker_batches("scale/cpu/1") == executed);
 }

@@ -142,6 +142,13 @@ bool server_process::wait_ready(std::chrono::milliseconds timeout) const {
   return false;
 }
 
+double series(const std::string& text, const std::string& name_and_labels) {
+  auto pos = text.find("\n" + name_and_labels + " ");
+  if (pos == std::string::npos)
+    return -1;
+  return std::stod(text.substr(pos + name_and_labels.size() + 2));
+}
+
 int ready_workers(uint16_t port) {
   http_client c{port, std::chrono::seconds(5)};
   auto r = c.get("/metrics");

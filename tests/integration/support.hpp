@@ -91,6 +91,10 @@ private:
 bool eventually(const std::function<bool()>& condition,
                 std::chrono::milliseconds limit = std::chrono::seconds(30));
 
+/// The value of one series of a Prometheus text, its name and labels written exactly as exposed
+/// (e.g. `actorserve_batches_total{device="cpu",model="m",worker="m/cpu/0"}`); -1 when absent.
+double series(const std::string& text, const std::string& name_and_labels);
+
 /// How many workers report ready in the server's /metrics (actorserve_worker_state).
 int ready_workers(uint16_t port);
 

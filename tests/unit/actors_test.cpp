@@ -5,6 +5,7 @@
 
 #include "actors/batcher.hpp"
 #include "actors/gateway.hpp"
+#include "actors/worker.hpp"
 #include "runtime/error.hpp"
 #include "test_support.hpp"
 
@@ -122,6 +123,20 @@ model_config no_delay_model(uint32_t max_batch) {
 }
 
 } // namespace
+
+TEST_CASE("a worker's name gives back its device, on its own node or another", "[actors]") {
+  worker_spec spec;
+  spec.model = std::make_shared<model_config>(small_model(4));
+  spec.device = "cuda:1";
+  spec.instance = 2;
+  CHECK(spec.name() == "m/cuda:1/2");
+  CHECK(worker_spec::device_of(spec.name()) == "cuda:1");
+  spec.node = "w1";
+  CHECK(spec.name() == "m/w1/cuda:1/2");
+  CHECK(worker_spec::device_of(spec.name()) == "cuda:1");
+  CHECK(worker_spec::device_of("m") == "");
+  CHECK(worker_spec::device_of("m/0") == "");
+}
 
 TEST_CASE("the batcher forms one batch of the requests that arrive within the delay", "[actors]") {
   fixture f{batching_model()};

@@ -58,6 +58,33 @@ TEST_CASE("the Prometheus text names series by model, outcome and worker", "[met
   CHECK(text.find("invalid_config") == std::string::npos);
 }
 
+TEST_CASE("a cluster front has no local worker series; other nodes' workers are added as they join",
+          "[metrics]") {
+  deployment_config cfg;
+  cfg.models.push_back(small_model(4));
+  cfg.server.cluster.role = "front";
+  metrics stats{cfg};
+  auto* mm = stats.model("m");
+  REQUIRE(mm);
+  CHECK_FALSE(mm->worker("m/cpu/0")); // it runs no worker of its own: no series stuck "starting"
+  CHECK(stats.prometheus_text().find("worker=") == std::string::npos);
+  auto* w = mm->add_worker("m/w1/cuda:0/0", "cuda:0");
+  REQUIRE(w);
+  CHECK(mm->add_worker("m/w1/cuda:0/0", "cuda:0") == w); // once per name
+  CHECK(mm->worker("m/w1/cuda:0/0") == w);
+  w->set_phase(worker_phase::ready);
+  w->batches.fetch_add(3);
+  auto text = stats.prometheus_text();
+  CHECK(text.find("actorserve_batches_total{device=\"cuda:0\",model=\"m\",worker=\"m/w1/cuda:0/0\"} 3\n")
+        != std::string::npos);
+  CHECK(text.find("actorserve_worker_state{device=\"cuda:0\",model=\"m\",worker=\"m/w1/cuda:0/0\",state=\"ready\"} 1\n")
+        != std::string::npos);
+
+  cfg.server.cluster.role = "both"; // a standalone node: its own workers from the start
+  metrics standalone{cfg};
+  CHECK(standalone.model("m")->worker("m/cpu/0"));
+}
+
 TEST_CASE("statistics follow Triton's statistics extension", "[metrics]") {
   deployment_config cfg;
   cfg.models.push_back(small_model(4));
