@@ -104,6 +104,8 @@ struct http_server::impl {
   std::optional<asio::executor_work_guard<asio::io_context::executor_type>> work;
   tcp::acceptor acceptor{ioc};
   std::vector<std::thread> threads;
+  std::atomic<bool> draining{false};      // begin_drain() was called
+  std::atomic<std::size_t> in_progress{0}; // requests read, response not yet written
 
   impl(caf::actor_system& s, std::shared_ptr<handle_cell<gateway_actor>> g, std::shared_ptr<const deployment_config> c,
        std::shared_ptr<metrics> m)
@@ -120,6 +122,11 @@ public:
   session(tcp::socket&& socket, http_server::impl& srv)
     : stream_(std::move(socket)), srv_(srv), http_(srv.cfg->server.http) {
     buffer_.reserve(64 * 1024);
+  }
+
+  ~session() {
+    if (counted_) // (only when the I/O stopped before its answer was written)
+      srv_.in_progress.fetch_sub(1);
   }
 
   void start() {
@@ -193,12 +200,14 @@ private:
     if (ec)
       return fail_read(ec);
     ++requests_;
+    srv_.in_progress.fetch_add(1);
+    counted_ = true;
     received_ = std::chrono::steady_clock::now();
     auto tp = parser_->get()["traceparent"];
     trace_ = continue_or_start_trace(std::string_view(tp.data(), tp.size()));
     stream_.expires_never(); // the request's own deadline bounds what follows
     request_ = parser_->release();
-    keep_alive_ = request_.keep_alive();
+    keep_alive_ = request_.keep_alive() && !srv_.draining.load();
     handle();
   }
 
@@ -235,6 +244,15 @@ private:
                    + std::string(http::to_string(v)));
       return false;
     };
+    if (srv_.draining.load() && (r.kind == route::model_infer || r.kind == route::health_ready
+                                 || r.kind == route::model_ready)) {
+      if (r.kind == route::model_infer)
+        if (auto* mm = srv_.stats->model(r.model))
+          account(*mm, errc::not_ready);
+      return send_error(http::status::service_unavailable,
+                        "not available: the server is shutting down; send the request to "
+                        "another replica or try again");
+    }
     switch (r.kind) {
       case route::not_found:
         return send_error(http::status::not_found,
@@ -471,6 +489,8 @@ private:
       res->set(http::field::retry_after, "1");
     if (!trace_.trace_id.empty())
       res->set("traceparent", trace_.header());
+    if (srv_.draining.load())
+      keep_alive_ = false;
     res->keep_alive(keep_alive_);
     res->body() = std::move(body);
     res->prepare_payload();
@@ -482,6 +502,10 @@ private:
   }
 
   void on_write(beast::error_code ec) {
+    if (counted_) {
+      counted_ = false;
+      srv_.in_progress.fetch_sub(1);
+    }
     if (ec || !keep_alive_) {
       beast::error_code ignored;
       stream_.socket().shutdown(tcp::socket::shutdown_both, ignored);
@@ -499,6 +523,7 @@ private:
   std::optional<http::request_parser<shared_body>> parser_;
   http::request<shared_body> request_;
   bool keep_alive_ = true;
+  bool counted_ = false; // the current request counts in srv_.in_progress until answered
   uint64_t requests_ = 0;
   std::chrono::steady_clock::time_point received_; // when the current request's body was read
   trace_context trace_; // the current request's W3C trace, answered in its traceparent header
@@ -556,6 +581,19 @@ caf::expected<uint16_t> http_server::start() {
   for (uint32_t i = 0; i < h.io_threads; ++i)
     impl_->threads.emplace_back([this] { impl_->ioc.run(); });
   return port;
+}
+
+void http_server::begin_drain() {
+  if (!impl_ || impl_->threads.empty() || impl_->draining.exchange(true))
+    return;
+  asio::post(impl_->ioc, [this] {
+    beast::error_code ignored;
+    impl_->acceptor.close(ignored);
+  });
+}
+
+std::size_t http_server::requests_in_progress() const {
+  return impl_ ? impl_->in_progress.load() : 0;
 }
 
 void http_server::stop() {

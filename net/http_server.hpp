@@ -3,6 +3,7 @@
 // CAF thread and nothing in CAF blocks an I/O thread.
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
 #include <memory>
 
@@ -27,6 +28,14 @@ public:
   /// Binds the configured address and port (0 = any free port) and starts the I/O threads.
   /// Returns the bound port.
   caf::expected<uint16_t> start();
+
+  /// The start of a graceful stop: closes the listening socket; from now on readiness and new
+  /// requests are answered 503 ("shutting down") and every response closes its connection,
+  /// while the requests already read go on to their answers.
+  void begin_drain();
+
+  /// Requests read and not yet answered (their response not yet written).
+  std::size_t requests_in_progress() const;
 
   /// Stops accepting, closes connections and joins the I/O threads.
   void stop();

@@ -209,7 +209,25 @@ int serve(int argc, char** argv) {
     std::fflush(stdout);
     int sig = 0;
     sigwait(&signals, &sig);
-    logging::info({"main"}, "received signal {}: shutting down", sig);
+    // Graceful: no new connections, 503 to new requests, the ones already read are answered
+    // (bounded by http.drain_timeout_ms; a second signal ends the wait).
+    auto drain = std::chrono::milliseconds(cfg->server.http.drain_timeout_ms);
+    logging::info({"main"}, "received signal {}: draining ({} requests in progress, up to {} ms)",
+                  sig, server.requests_in_progress(), drain.count());
+    server.begin_drain();
+    auto deadline = std::chrono::steady_clock::now() + drain;
+    while (server.requests_in_progress() > 0 && std::chrono::steady_clock::now() < deadline) {
+      timespec tick{0, 10'000'000};
+      if (sigtimedwait(&signals, nullptr, &tick) > 0) {
+        logging::warn({"main"}, "second signal: stopping without waiting for {} requests",
+                      server.requests_in_progress());
+        break;
+      }
+    }
+    if (auto left = server.requests_in_progress(); left > 0)
+      logging::warn({"main"}, "{} requests still unanswered at the end of the drain: their "
+                              "connections are closed", left);
+    logging::info({"main"}, "shutting down");
     server.stop();
     caf::anon_send_exit(supervisor, caf::exit_reason::user_shutdown);
     for (auto& b : node.brokers)

@@ -273,6 +273,7 @@ void read_http(reader& r, http_config& h) {
   r.integer("header_timeout_ms", h.header_timeout_ms, 1);
   r.integer("body_timeout_ms", h.body_timeout_ms, 1);
   r.integer("idle_timeout_ms", h.idle_timeout_ms, 1);
+  r.integer("drain_timeout_ms", h.drain_timeout_ms, 0, 3'600'000);
 }
 
 /// Reads the "server" object.

@@ -400,6 +400,71 @@ TEST_CASE("check-config validates a deployment file without serving", "[integrat
   CHECK(shipped.first == 0);
 }
 
+TEST_CASE("SIGTERM drains: requests in flight are answered, new ones get 503, then the process "
+          "exits 0", "[integration][shutdown]") {
+  server_process srv{write_temp_file(
+    "drain.json", scale_config(R"(, "batching": {"max_queue_delay_us": 0})",
+                               R"(, "fault_injection": true)"))};
+  REQUIRE(srv.wait_ready());
+  // Connections opened before the signal: one for readiness, one for a late request.
+  http_client ready_probe{srv.port()}, late{srv.port()};
+  REQUIRE(ready_probe.get("/v2/health/live").status == 200);
+  REQUIRE(late.get("/v2/health/live").status == 200);
+  // Four requests, each in a batch the worker makes 300 ms slow: in flight for up to 1.2 s.
+  std::vector<http_response> answers(4);
+  std::vector<std::thread> clients;
+  for (int i = 0; i < 4; ++i)
+    clients.emplace_back([&, i] {
+      answers[i] = http_client{srv.port()}.post("/v2/models/scale/infer",
+                                                infer_body(R"("actorserve_fault": "slow")"));
+    });
+  REQUIRE(eventually([&] {
+    auto t = http_client{srv.port()}.get("/metrics").body;
+    return series(t, R"(actorserve_requests_in_flight{model="scale"})") == 4;
+  }, std::chrono::seconds(5)));
+  srv.signal(SIGTERM);
+  REQUIRE(eventually([&] { return srv.log().find("draining (") != std::string::npos; },
+                     std::chrono::seconds(5)));
+  auto r = ready_probe.get("/v2/health/ready");
+  CHECK(r.status == 503);
+  CHECK(r.headers["connection"] == "close");
+  r = late.post("/v2/models/scale/infer", infer_body());
+  CHECK(r.status == 503);
+  CHECK(error_of(r).find("shutting down") != std::string::npos);
+  CHECK(r.headers["retry-after"] == "1");
+  CHECK(http_client{srv.port(), std::chrono::seconds(2)}.get("/v2/health/live").status == 0); // not accepted
+  for (auto& t : clients)
+    t.join();
+  for (auto& a : answers) {
+    CHECK(a.status == 200);
+    CHECK(a.body.find("[3,5,7,9]") != std::string::npos);
+  }
+  CHECK(srv.stop() == 0);
+  CHECK(srv.log().find("still unanswered") == std::string::npos);
+}
+
+TEST_CASE("the drain ends at drain_timeout_ms even with a request still running",
+          "[integration][shutdown]") {
+  auto cfg = scale_config("", R"(, "fault_injection": true)");
+  cfg.replace(cfg.find(R"("max_body_bytes")"), 0, R"("drain_timeout_ms": 50, )");
+  server_process srv{write_temp_file("drain_bound.json", cfg)};
+  REQUIRE(srv.wait_ready());
+  http_response answer;
+  std::thread client([&] {
+    answer = http_client{srv.port()}.post("/v2/models/scale/infer",
+                                          infer_body(R"("actorserve_fault": "slow")"));
+  });
+  REQUIRE(eventually([&] {
+    auto t = http_client{srv.port()}.get("/metrics").body;
+    return series(t, R"(actorserve_requests_in_flight{model="scale"})") == 1;
+  }, std::chrono::seconds(5)));
+  CHECK(srv.stop() == 0);
+  client.join();
+  // The batch sleeps 300 ms; the drain gave up before it ended and closed the connection.
+  CHECK(answer.status == 0);
+  CHECK(srv.log().find("1 requests still unanswered at the end of the drain") != std::string::npos);
+}
+
 TEST_CASE("a client that expects 100-continue gets it before sending its body", "[integration]") {
   server_process srv{write_temp_file("continue.json", scale_config())};
   REQUIRE(srv.wait_ready());

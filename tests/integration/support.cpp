@@ -131,6 +131,11 @@ int server_process::stop() {
   return -1;
 }
 
+void server_process::signal(int sig) const {
+  if (pid_ > 0)
+    ::kill(pid_, sig);
+}
+
 bool server_process::wait_ready(std::chrono::milliseconds timeout) const {
   auto deadline = std::chrono::steady_clock::now() + timeout;
   while (std::chrono::steady_clock::now() < deadline) {

@@ -35,6 +35,9 @@ public:
   /// SIGTERM and wait; returns the exit status (or -1 on timeout, after SIGKILL).
   int stop();
 
+  /// Sends `sig` and returns at once.
+  void signal(int sig) const;
+
 private:
   pid_t pid_ = -1;
   uint16_t port_ = 0;

@@ -38,6 +38,7 @@ TEST_CASE("a minimal deployment gets the documented defaults", "[config]") {
   CHECK(cfg->server.http.address == "127.0.0.1");
   CHECK(cfg->server.http.port == 8000);
   CHECK(cfg->server.http.io_threads == 2);
+  CHECK(cfg->server.http.drain_timeout_ms == 20'000);
   CHECK(cfg->server.fault_injection == false);
   REQUIRE(cfg->models.size() == 1);
   auto& m = cfg->models[0];
@@ -63,6 +64,8 @@ TEST_CASE("config errors name the JSON path and the bound", "[config]") {
         == "models[0].batching.max_queue_delay_us: expected an integer, got \"5ms\"");
   CHECK(errors_of(deployment(model_json(R"(, "batching": {"stage_ahead": 1})")))
         == "models[0].batching.stage_ahead: expected true or false, got 1");
+  CHECK(errors_of(deployment(model_json(), R"({"http": {"drain_timeout_ms": 3600001}})"))
+        == "server.http.drain_timeout_ms: must be <= 3600000, got 3600001");
   auto off = parse_deployment(deployment(model_json(R"(, "batching": {"stage_ahead": false})")), "",
                               backends);
   REQUIRE(off);
