@@ -1,5 +1,6 @@
 #include "net/http_server.hpp"
 
+#include <algorithm>
 #include <atomic>
 #include <charconv>
 #include <thread>
@@ -102,7 +103,12 @@ struct http_server::impl {
   std::shared_ptr<metrics> stats;
   asio::io_context ioc;
   std::optional<asio::executor_work_guard<asio::io_context::executor_type>> work;
-  tcp::acceptor acceptor{ioc};
+  asio::strand<asio::io_context::executor_type> accept_strand{asio::make_strand(ioc)};
+  tcp::acceptor acceptor{accept_strand}; // it, its timer and their handlers: on accept_strand
+  asio::steady_timer accept_timer{accept_strand};
+  std::chrono::milliseconds accept_backoff{0};
+  uint64_t accept_failures = 0; // since the last report
+  std::chrono::steady_clock::time_point accept_reported;
   std::vector<std::thread> threads;
   std::atomic<bool> draining{false};      // begin_drain() was called
   std::atomic<std::size_t> in_progress{0}; // requests read, response not yet written
@@ -113,6 +119,8 @@ struct http_server::impl {
   }
 
   void accept();
+  void accept_failed(const beast::error_code& ec);
+  void close_acceptor();
 };
 
 namespace {
@@ -533,16 +541,47 @@ private:
 } // namespace
 
 void http_server::impl::accept() {
+  if (!acceptor.is_open()) // (closed: draining or stopping)
+    return;
   acceptor.async_accept(asio::make_strand(ioc), [this](beast::error_code ec, tcp::socket socket) {
     if (ec == asio::error::operation_aborted)
       return;
-    if (!ec) {
-      socket.set_option(tcp::no_delay(true), ec);
-      std::make_shared<session>(std::move(socket), *this)->start();
-    } else {
-      logging::warn({"http"}, "accept failed: {}", ec.message());
-    }
+    if (ec)
+      return accept_failed(ec);
+    accept_backoff = std::chrono::milliseconds(0);
+    socket.set_option(tcp::no_delay(true), ec);
+    std::make_shared<session>(std::move(socket), *this)->start();
     accept();
+  });
+}
+
+/// Out of file descriptors (EMFILE/ENFILE), or another failure of accept: the connection waits
+/// in the listen backlog, so try again after a pause (10 ms doubling to 500 ms) instead of
+/// spinning on the error, and report it at most once a second.
+void http_server::impl::accept_failed(const beast::error_code& ec) {
+  using namespace std::chrono;
+  accept_backoff = std::clamp(accept_backoff * 2, milliseconds(10), milliseconds(500));
+  ++accept_failures;
+  auto now = steady_clock::now();
+  if (now - accept_reported >= seconds(1)) {
+    logging::warn({"http"}, "cannot accept connections: {} ({} failure(s) since the last report; "
+                            "next try in {} ms; open connections are served)",
+                  ec.message(), accept_failures, accept_backoff.count());
+    accept_reported = now;
+    accept_failures = 0;
+  }
+  accept_timer.expires_after(accept_backoff);
+  accept_timer.async_wait([this](beast::error_code wait_ec) {
+    if (!wait_ec)
+      accept();
+  });
+}
+
+void http_server::impl::close_acceptor() {
+  asio::post(accept_strand, [this] {
+    beast::error_code ignored;
+    acceptor.close(ignored);
+    accept_timer.cancel();
   });
 }
 
@@ -586,10 +625,7 @@ caf::expected<uint16_t> http_server::start() {
 void http_server::begin_drain() {
   if (!impl_ || impl_->threads.empty() || impl_->draining.exchange(true))
     return;
-  asio::post(impl_->ioc, [this] {
-    beast::error_code ignored;
-    impl_->acceptor.close(ignored);
-  });
+  impl_->close_acceptor();
 }
 
 std::size_t http_server::requests_in_progress() const {
@@ -599,10 +635,7 @@ std::size_t http_server::requests_in_progress() const {
 void http_server::stop() {
   if (!impl_ || impl_->threads.empty())
     return;
-  asio::post(impl_->ioc, [this] {
-    beast::error_code ignored;
-    impl_->acceptor.close(ignored);
-  });
+  impl_->close_acceptor();
   impl_->work.reset();
   impl_->ioc.stop();
   for (auto& t : impl_->threads)

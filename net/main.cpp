@@ -1,6 +1,8 @@
 // The actorserve executable: `serve` runs a deployment, `check-config` validates one.
+#include <algorithm>
 #include <atomic>
 #include <csignal>
+#include <sys/resource.h>
 #include <unistd.h>
 #include <cstdio>
 #include <iostream>
@@ -22,6 +24,20 @@
 using namespace actorserve;
 
 namespace {
+
+/// Each connection is a file descriptor: take the hard limit on open files, not the soft one
+/// (often 1024), as servers do. Beyond it, accepting pauses (see http_server) and resumes.
+void raise_open_files_limit() {
+  rlimit lim{};
+  if (getrlimit(RLIMIT_NOFILE, &lim) != 0 || lim.rlim_cur >= lim.rlim_max)
+    return;
+  auto before = lim.rlim_cur;
+  lim.rlim_cur = std::min<rlim_t>(lim.rlim_max, rlim_t{1} << 20);
+  if (lim.rlim_cur <= before)
+    return;
+  if (setrlimit(RLIMIT_NOFILE, &lim) == 0)
+    logging::debug({"main"}, "open files limit raised from {} to {}", before, lim.rlim_cur);
+}
 
 std::atomic<bool> core_failed{false};
 
@@ -125,6 +141,7 @@ int serve(int argc, char** argv) {
   auto cfg = std::make_shared<const deployment_config>(std::move(*loaded));
 
   logging::setup(cfg->server.log_level, cfg->server.log_format);
+  raise_open_files_limit();
 
   // Signals are handled by this thread alone (sigwait below): block them before any thread starts.
   // A peer that closes its socket (or our stdout) must not kill the server.

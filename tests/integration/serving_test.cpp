@@ -2,7 +2,11 @@
 // KServe v2 endpoints, every error status, deadlines, overload, batching and worker restarts.
 #include <catch2/catch.hpp>
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <signal.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include <atomic>
 #include <sstream>
@@ -463,6 +467,48 @@ TEST_CASE("the drain ends at drain_timeout_ms even with a request still running"
   // The batch sleeps 300 ms; the drain gave up before it ended and closed the connection.
   CHECK(answer.status == 0);
   CHECK(srv.log().find("1 requests still unanswered at the end of the drain") != std::string::npos);
+}
+
+TEST_CASE("out of file descriptors, the server pauses accepting, keeps serving and recovers",
+          "[integration]") {
+  auto port = free_port();
+  auto cfg = scale_config();
+  cfg.replace(cfg.find(R"("port": 0)"), 9, R"("port": )" + std::to_string(port));
+  auto path = write_temp_file("fd_limit.json", cfg);
+  child_process srv{{"sh", "-c", "ulimit -n 64 && exec '" + actorserve_binary() + "' serve --config '"
+                                   + path + "'"}};
+  REQUIRE(eventually([&] {
+    return http_client{port, std::chrono::seconds(1)}.get("/v2/health/ready").status == 200;
+  }, std::chrono::seconds(30)));
+  http_client before{port};
+  REQUIRE(before.get("/v2/health/live").status == 200);
+  // 100 connections: the kernel completes them (listen backlog); the server runs out of
+  // descriptors after about 50.
+  std::vector<int> held;
+  for (int i = 0; i < 100; ++i) {
+    int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_port = htons(port);
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    REQUIRE(::connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0);
+    held.push_back(fd);
+  }
+  std::this_thread::sleep_for(std::chrono::milliseconds(1500));
+  // A connection it had accepted is served meanwhile, and the failure is reported, not spun on.
+  auto r = before.post("/v2/models/scale/infer", infer_body());
+  CHECK(r.status == 200);
+  auto failures = occurrences(srv.log(), "cannot accept connections: Too many open files");
+  CHECK(failures >= 1);
+  CHECK(failures <= 3);
+  CHECK(occurrences(srv.log(), "accept") <= 3);
+  for (int fd : held)
+    ::close(fd);
+  // Descriptors are back: it accepts again (within its back-off of at most 500 ms).
+  CHECK(eventually([&] {
+    return http_client{port, std::chrono::seconds(1)}.post("/v2/models/scale/infer", infer_body()).status
+           == 200;
+  }, std::chrono::seconds(5)));
 }
 
 TEST_CASE("a client that expects 100-continue gets it before sending its body", "[integration]") {
