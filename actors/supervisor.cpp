@@ -137,7 +137,7 @@ start_isolation(caf::actor_system& sys, const deployment_config& cfg,
   std::random_device rd;
   for (int i = 0; i < 4; ++i)
     ep->token += std::to_string(rd());
-  broker = spawn_worker_broker(sys, ep->token, std::move(batchers));
+  broker = spawn_worker_broker(sys, ep->token, std::move(batchers), ep->segments);
   auto port = sys.middleman().publish(broker, 0, "127.0.0.1", true);
   if (!port) {
     caf::anon_send_exit(broker, caf::exit_reason::user_shutdown);

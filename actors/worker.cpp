@@ -42,6 +42,29 @@ struct started_batch {
   steady_clock::time_point t0, t1; // received, started
 };
 
+/// Makes the job's input tensors views of the shared memory its spans point into; what was
+/// wrong ("" when nothing).
+std::string take_from_shared_memory(const std::shared_ptr<const shared_segment>& memory,
+                                    batch_job& job) {
+  if (!memory)
+    return "the batch's inputs are in shared memory, but this worker has none";
+  std::size_t k = 0;
+  for (auto& r : job.requests)
+    for (auto& t : r.inputs) {
+      if (k + 1 >= job.shm_spans.size())
+        return "the batch names fewer shared-memory spans than it has inputs";
+      auto offset = job.shm_spans[k], length = job.shm_spans[k + 1];
+      k += 2;
+      if (offset > memory->size() || length > memory->size() - offset)
+        return "a shared-memory span lies outside the segment";
+      t.data = byte_buffer::view(memory, memory->data() + offset, length);
+    }
+  if (k != job.shm_spans.size())
+    return "the batch names more shared-memory spans than it has inputs";
+  job.shm_spans.clear();
+  return {};
+}
+
 struct worker_state;
 void answer(const worker_state& st, started_batch& b, steady_clock::time_point& last_done);
 
@@ -225,6 +248,13 @@ worker_actor::behavior_type worker_fn(worker_ptr self, worker_spec spec, batcher
       auto& st = self->state;
       logging::debug({"worker", st.spec.model->name, 0, {}, st.label}, "batch {} of {} request(s)",
                      job.batch_id, job.requests.size());
+      if (!job.shm_spans.empty()) {
+        if (auto why = take_from_shared_memory(st.spec.batch_memory, job); !why.empty()) {
+          self->send(st.batcher, batch_failed_atom::value, job.batch_id,
+                     make_error(errc::internal, "worker " + st.label + ": " + why));
+          return;
+        }
+      }
       auto& m = *st.spec.model;
       auto t0 = std::chrono::steady_clock::now();
       std::string injected;

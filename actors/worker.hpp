@@ -11,6 +11,7 @@
 #include "actors/interfaces.hpp"
 #include "runtime/config.hpp"
 #include "runtime/metrics.hpp"
+#include "runtime/shared_segment.hpp"
 
 namespace actorserve {
 
@@ -20,6 +21,9 @@ struct worker_spec {
   uint32_t instance = 0;
   bool fault_injection = false; // honour infer_request::fault
   std::string node = {};         // set on a worker node of a cluster: its node name
+  // An isolated worker's shared memory with its node, where batches' input bytes arrive
+  // (batch_job::shm_spans); null elsewhere.
+  std::shared_ptr<const shared_segment> batch_memory = {};
 
   /// "model/device/instance", e.g. "mlp/cpu/1" ("model/node/device/instance" on a worker node):
   /// how logs and responses name the worker.

@@ -51,7 +51,7 @@ const char* usage =
   "  actorserve backends\n"
   "      Lists the compiled-in model backends.\n"
   "  actorserve worker --config FILE --model M --device D --instance I --connect PORT\n"
-  "                    [--parent PID]\n"
+  "                    [--parent PID] [--shm-fd FD --shm-bytes N]\n"
   "      Internal: an isolated worker process, started by the node it connects back to.\n";
 
 /// `actorserve worker ...`: the child side of process isolation.
@@ -60,6 +60,8 @@ int worker(int argc, char** argv) {
   uint32_t instance = 0;
   uint16_t port = 0;
   long parent = 0;
+  int shm_fd = -1;
+  std::size_t shm_bytes = 0;
   for (int i = 2; i + 1 < argc; i += 2) {
     std::string a = argv[i], v = argv[i + 1];
     if (a == "--config") config = v;
@@ -68,6 +70,8 @@ int worker(int argc, char** argv) {
     else if (a == "--instance") instance = static_cast<uint32_t>(std::stoul(v));
     else if (a == "--connect") port = static_cast<uint16_t>(std::stoul(v));
     else if (a == "--parent") parent = std::stol(v);
+    else if (a == "--shm-fd") shm_fd = std::stoi(v);
+    else if (a == "--shm-bytes") shm_bytes = std::stoull(v);
     else {
       std::cerr << "actorserve worker: unknown option " << a << "\n" << usage;
       return 2;
@@ -78,7 +82,7 @@ int worker(int argc, char** argv) {
     return 2;
   }
   std::signal(SIGPIPE, SIG_IGN);
-  return run_worker_process(config, model, device, instance, port, parent);
+  return run_worker_process(config, model, device, instance, port, parent, shm_fd, shm_bytes);
 }
 
 int check_config(const std::string& path) {

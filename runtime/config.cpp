@@ -571,6 +571,7 @@ void read_model(const std::string& path, const json::value& v, std::vector<std::
   r.string("isolation", m.isolation);
   if (m.isolation != "none" && m.isolation != "process")
     r.fail(path + ".isolation", "expected \"none\" or \"process\", got \"" + m.isolation + "\"");
+  r.integer("isolation_shm_bytes", m.isolation_shm_bytes, 0, 64ull << 30);
   read_gpu(r, path, m);
   read_preprocess(r, path, m);
   r.integer("execution_timeout_ms", m.execution_timeout_ms, 0, 86'400'000);

@@ -145,6 +145,7 @@ struct model_config {
   gpu_settings gpu;
   preprocess_settings preprocess;
   std::string isolation = "none"; // "process": each worker runs in a child process of the node
+  uint64_t isolation_shm_bytes = 1ull << 30; // per isolated worker: shared memory for batch inputs
 
   /// The batch sizes a GPU worker pads to and warms up (sorted; the last is max_batch_size).
   /// Empty when the model does not batch.

@@ -59,11 +59,14 @@ typename Inspector::result_type inspect(Inspector& f, infer_response& x) {
 struct batch_job {
   uint64_t batch_id = 0;
   std::vector<infer_request> requests;
+  // For an isolated worker with shared memory: where each input's bytes are in it, as (offset,
+  // length) pairs, request by request and input by input; those tensors then carry no bytes.
+  std::vector<uint64_t> shm_spans;
 };
 
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, batch_job& x) {
-  return f(caf::meta::type_name("batch_job"), x.batch_id, x.requests);
+  return f(caf::meta::type_name("batch_job"), x.batch_id, x.requests, x.shm_spans);
 }
 
 /// A worker's answer to a batch_job: outputs split back per request, in the job's order.

@@ -8,6 +8,7 @@
 # Requests are raw 224x224x3 uint8 images (binary extension), answers 1000 binary FP32 logits.
 #   examples/bench/sim_device.sh    # SCALE=3 CONC=256 SECS=10 BATCH=128 ROW_BYTES=150528 INFLIGHT=2
 #                                   # RETRIES=2 STAGE_AHEAD=true|false DELAY_US=2000 (max_queue_delay_us)
+#                                   # ISOLATION=none|process (process: the worker in its own process)
 # Prints the ceiling (the same backend called directly at batch BATCH), actorserve's images/s,
 # p50/p99, their ratio and the mean batch size. Needs build/ (scripts/build.sh). Loopback only.
 set -euo pipefail
@@ -15,11 +16,12 @@ cd "$(dirname "$0")/../.."
 SCALE=${SCALE:-3}; CONC=${CONC:-256}; SECS=${SECS:-10}; BATCH=${BATCH:-128}
 ROW_BYTES=${ROW_BYTES:-150528}; INFLIGHT=${INFLIGHT:-2}; DELAY_US=${DELAY_US:-2000}
 RETRIES=${RETRIES:-2}; STAGE_AHEAD=${STAGE_AHEAD:-}; PORT=${PORT:-18410}; B=${B:-build}
+ISOLATION=${ISOLATION:-none}
 tmp=$(mktemp -d); trap 'kill $pid 2>/dev/null || true; rm -rf "$tmp"' EXIT; pid=
-python3 - "$tmp" "$SCALE" "$BATCH" "$ROW_BYTES" "$INFLIGHT" "$DELAY_US" "$RETRIES" "$STAGE_AHEAD" <<'PY'
+python3 - "$tmp" "$SCALE" "$BATCH" "$ROW_BYTES" "$INFLIGHT" "$DELAY_US" "$RETRIES" "$STAGE_AHEAD" "$ISOLATION" <<'PY'
 import json, sys
 tmp, scale, batch, row, inflight, delay = sys.argv[1], float(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5]), int(sys.argv[6])
-retries, ahead = int(sys.argv[7]), sys.argv[8]
+retries, ahead, isolation = int(sys.argv[7]), sys.argv[8], sys.argv[9]
 model = {"name": "sim", "backend": "simulated_gpu", "max_batch_size": batch,
          "inputs": [{"name": "image", "datatype": "UINT8", "dims": [row]}],
          "outputs": [{"name": "logits", "datatype": "FP32", "dims": [1000]}],
@@ -27,6 +29,8 @@ model = {"name": "sim", "backend": "simulated_gpu", "max_batch_size": batch,
          "warmup": {"batch_sizes": [1], "iterations": 1}, "retry": {"max_retries": retries},
          "parameters": {"inflight": inflight, "delay_us": 190 * scale,
                         "delay_per_row_us": 70 * scale, "row_granule": 16}}
+if isolation != "none":
+    model["isolation"] = isolation
 if ahead: # unset: the server's default
     model["batching"]["stage_ahead"] = ahead == "true"
 json.dump({"server": {"http": {"address": "127.0.0.1", "io_threads": 2}, "log_level": "warn"},

@@ -832,3 +832,40 @@ TEST_CASE("isolated workers: a SIGKILLed one is replaced by a new process, a hun
   CHECK(worker_batches("scale/cpu/0") >= 1);
   CHECK(worker_batches("scale/cpu/0") + worker_batches("scale/cpu/1") == executed);
 }
+
+TEST_CASE("isolated workers take batch inputs through shared memory; a batch too large for it "
+          "goes over the connection", "[integration][isolation]") {
+  // 64 bytes of shared memory: one request of 4 floats fits, a batch of several does not.
+  auto run = [](const std::string& shm) {
+    server_process srv{write_temp_file(
+      "shm" + shm + ".json",
+      scale_config(R"(, "isolation": "process", "isolation_shm_bytes": )" + shm
+                   + R"(, "batching": {"max_queue_delay_us": 50000})"))};
+    REQUIRE(srv.wait_ready());
+    REQUIRE(eventually([&] { return ready_workers(srv.port()) == 1; }, std::chrono::seconds(15)));
+    // Alone (a batch of one), then 8 at once (one batch of up to 8): every answer its own.
+    check_still_serving(srv.port());
+    std::atomic<int> ok{0};
+    std::vector<std::thread> clients;
+    for (int i = 0; i < 8; ++i)
+      clients.emplace_back([&, i] {
+        auto v = std::to_string(i);
+        auto r = http_client{srv.port()}.post("/v2/models/scale/infer",
+                                              infer_body("", "[" + v + ",1,2," + v + "]"));
+        auto want = std::to_string(2 * i + 1);
+        if (r.status == 200 && r.body.find("[" + want + ",3,5," + want + "]") != std::string::npos)
+          ++ok;
+      });
+    for (auto& t : clients)
+      t.join();
+    CHECK(ok == 8);
+    check_still_serving(srv.port());
+    return srv.log();
+  };
+  auto log = run("64");
+  CHECK(occurrences(log, "worker scale/cpu/0 takes its batches' inputs through 64 bytes of shared "
+                         "memory") == 1);
+  CHECK(occurrences(log, "does not fit worker scale/cpu/0's shared memory") == 1); // said once
+  log = run("0"); // off: every batch over the connection
+  CHECK(occurrences(log, "shared memory") == 0);
+}

@@ -106,11 +106,12 @@ TEST_CASE("every registered message type survives CAF's binary serializer", "[me
   CHECK(res2.compute_ns == 200);
   CHECK(res2.worker == "m/cpu/0");
 
-  batch_job job{7, {req, req}};
+  batch_job job{7, {req, req}, {128, 16, 4096, 0}};
   auto job2 = round_trip(sys, job);
   CHECK(job2.batch_id == 7);
   REQUIRE(job2.requests.size() == 2);
   CHECK(operator_eq(job2.requests[1], req));
+  CHECK(job2.shm_spans == std::vector<uint64_t>{128, 16, 4096, 0});
 
   batch_outputs outs{8, {{fp32("y", {1}, {1})}, {}}, 55};
   auto outs2 = round_trip(sys, outs);
