@@ -168,6 +168,10 @@ caf::behavior relay_fn(relay_actor* self, caf::actor batcher, std::shared_ptr<sh
     [self](fault_atom, fault_spec& spec) {
       self->send(self->state.worker, fault_atom::value, std::move(spec));
     },
+    [self](drain_atom, caf::actor&) { // the worker leaving: the batcher knows it as this relay
+      return self->delegate(self->state.batcher, drain_atom::value,
+                            caf::actor_cast<caf::actor>(self));
+    },
   };
 }
 
