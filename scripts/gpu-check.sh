@@ -4,8 +4,8 @@
 # scripts/fetch-gpu-debs.sh), builds against that machine's libtorch, runs the unit tests and the
 # GPU tests (ctest label gpu), makes ResNet-50 fp16, checks a served model's answers against
 # PyTorch, then benchmarks at 256 connections: actorserve end to end (also at EXTRA connections,
-# and with batching.stage_ahead off), the model called directly (the ceiling) and the Python
-# asyncio peer, and prints a short table last.
+# with batching.stage_ahead off, and with its worker isolated in a process), the model called
+# directly (the ceiling) and the Python asyncio peer, and prints a short table last.
 # Full logs go to $OUT (default gpu-results/).
 #   scripts/gpu-check.sh            # SECS=15 CONC=256 BATCH=128 to change the run
 set -uo pipefail
@@ -95,21 +95,33 @@ else
 fi
 kill $pid 2>/dev/null; wait $pid 2>/dev/null
 
-# The same at CONC with batching.stage_ahead off (a busy worker's spare slot takes full batches
-# only), to compare the two policies on the same card.
-stamp "actorserve, stage_ahead off"
-$PY - "$OUT/full-only.json" <<'PY'
+# Variants of the deployment at CONC on the same card: batching.stage_ahead off (a busy worker's
+# spare slot takes full batches only), and the worker isolated in its own process (batch inputs
+# through shared memory).
+variant() { # LABEL PORT WAIT_S PYTHON-STATEMENT-ON-m
+  local label=$1 port=$2 wait_s=$3 change=$4 file="$OUT/variant-$2.json"
+  stamp "$label"
+  $PY - "$file" "$change" <<'PY'
 import json, os, sys
 c = json.load(open("config/gpu-resnet50.json"))
 m = c["models"][0]
 m["path"] = os.path.abspath(os.path.join("config", m["path"]))
-m["batching"]["stage_ahead"] = False
+exec(sys.argv[2])
 json.dump(c, open(sys.argv[1], "w"))
 PY
-$B/net/actorserve serve --config "$OUT/full-only.json" --port 18302 >"$OUT/actorserve-full-only.log" 2>&1 &
-pid=$!
-if wait_ready 18302 $pid; then lg "actorserve (stage_ahead off)" 18302; else tail -20 "$OUT/actorserve-full-only.log"; fi
-kill $pid 2>/dev/null; wait $pid 2>/dev/null
+  $B/net/actorserve serve --config "$file" --port "$port" >"$OUT/variant-$port.log" 2>&1 &
+  local vpid=$!
+  local ok=1
+  for _ in $(seq $(( wait_s * 10 ))); do
+    fetch "http://127.0.0.1:$port/v2/health/ready" >/dev/null && { ok=0; break; }
+    kill -0 $vpid 2>/dev/null || break
+    sleep 0.1
+  done
+  if [ $ok = 0 ]; then lg "$label" "$port"; else echo "$label: not ready"; tail -20 "$OUT/variant-$port.log"; fi
+  kill $vpid 2>/dev/null; wait $vpid 2>/dev/null
+}
+variant "actorserve (stage_ahead off)" 18302 120 'm["batching"]["stage_ahead"] = False'
+variant "actorserve (isolated worker)" 18303 60 'm["isolation"] = "process"'
 
 stamp "python asyncio peer"
 (cd examples/bench/peers && exec $PY asyncio_server.py 18301 ../../models/resnet50_fp16.pt resnet50 logits \
