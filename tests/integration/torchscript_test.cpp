@@ -129,10 +129,14 @@ TEST_CASE("raw uint8 images are resized and normalized by the server as PyTorch 
   CHECK(wrong.body.find("image") != std::string::npos);
 }
 
-TEST_CASE("32 concurrent MLP requests are served in batches larger than one",
-          "[integration][torch]") {
+TEST_CASE("32 concurrent MLP requests are served in batches larger than one, in process and "
+          "by an isolated worker", "[integration][torch]") {
+  // "process": the worker in its own process, batch inputs through shared memory.
+  auto isolation = GENERATE(as<std::string>{}, "none", "process");
+  INFO("isolation: " << isolation);
   server_process srv{write_temp_file(
-    "mlp_batching.json", mlp_config(R"(, "batching": {"max_queue_delay_us": 5000})"))};
+    "mlp_batching_" + isolation + ".json",
+    mlp_config(R"(, "batching": {"max_queue_delay_us": 5000}, "isolation": ")" + isolation + "\""))};
   REQUIRE(srv.wait_ready());
   auto ref = reference();
   auto row = json::serialize(ref["input"].as_array()[0]);
