@@ -232,7 +232,8 @@ int serve(int argc, char** argv) {
     sigwait(&signals, &sig);
     // Graceful: no new connections, 503 to new requests, the ones already read are answered
     // (bounded by http.drain_timeout_ms; a second signal ends the wait).
-    auto drain = std::chrono::milliseconds(cfg->server.http.drain_timeout_ms);
+    // (Not when the root supervisor gave up: nothing would answer what is in flight.)
+    auto drain = std::chrono::milliseconds(core_failed ? 0 : cfg->server.http.drain_timeout_ms);
     logging::info({"main"}, "received signal {}: draining ({} requests in progress, up to {} ms)",
                   sig, server.requests_in_progress(), drain.count());
     server.begin_drain();

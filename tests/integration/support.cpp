@@ -99,11 +99,20 @@ server_process::~server_process() {
   stop();
 }
 
+namespace {
+int exit_code(int status) {
+  return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+}
+} // namespace
+
 bool server_process::running() const {
-  if (pid_ <= 0)
+  if (pid_ <= 0 || exited_)
     return false;
   int status = 0;
-  return ::waitpid(pid_, &status, WNOHANG) == 0;
+  if (::waitpid(pid_, &status, WNOHANG) != pid_)
+    return true;
+  exited_ = exit_code(status); // reaped here: stop() reports it
+  return false;
 }
 
 std::string server_process::log() const {
@@ -116,12 +125,16 @@ std::string server_process::log() const {
 int server_process::stop() {
   if (pid_ <= 0)
     return 0;
+  if (exited_) {
+    pid_ = -1;
+    return *exited_;
+  }
   ::kill(pid_, SIGTERM);
   int status = 0;
   for (int i = 0; i < 200; ++i) {
     if (::waitpid(pid_, &status, WNOHANG) == pid_) {
       pid_ = -1;
-      return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+      return exit_code(status);
     }
     std::this_thread::sleep_for(std::chrono::milliseconds(50));
   }
@@ -132,7 +145,7 @@ int server_process::stop() {
 }
 
 void server_process::signal(int sig) const {
-  if (pid_ > 0)
+  if (pid_ > 0 && !exited_)
     ::kill(pid_, sig);
 }
 

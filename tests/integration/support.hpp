@@ -42,6 +42,7 @@ private:
   pid_t pid_ = -1;
   uint16_t port_ = 0;
   std::string log_path_;
+  mutable std::optional<int> exited_; // its exit code, once running() found it ended
 };
 
 struct http_response {

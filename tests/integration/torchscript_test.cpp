@@ -194,6 +194,24 @@ TEST_CASE("a TorchScript file that cannot be loaded keeps the model not ready",
   CHECK(r.status == 503);
 }
 
+TEST_CASE("when the root supervisor gives up the process exits with status 1",
+          "[integration][torch]") {
+  // A model that cannot load, restarted by nobody: its failure escalates through the workers
+  // and model supervisors to the root, whose intensity is 0.
+  auto bogus = write_temp_file("bogus_root.pt", "not a model");
+  auto cfg = R"({"server": {"http": {"port": 0, "drain_timeout_ms": 600000},
+      "supervision": {"max_restarts": 0, "model_restart": "permanent"}},
+    "models": [{"name": "broken", "backend": "torchscript", "path": ")" + bogus + R"(",
+    "max_batch_size": 4, "inputs": [{"name": "input", "datatype": "FP32", "dims": [4]}],
+    "outputs": [{"name": "out", "datatype": "FP32", "dims": [4]}],
+    "restart": {"max_restarts": 0, "model_max_restarts": 0, "backoff_initial_ms": 10}}]})";
+  server_process srv{write_temp_file("broken_root.json", cfg)};
+  CHECK(eventually([&] { return !srv.running(); }, std::chrono::seconds(20)));
+  INFO(srv.log());
+  CHECK(srv.stop() == 1);
+  CHECK(srv.log().find("the root supervisor stopped") != std::string::npos);
+}
+
 TEST_CASE("NVIDIA Triton's Python HTTP client works against actorserve", "[integration][torch]") {
   server_process srv{write_temp_file("mlp_triton.json", mlp_config())};
   REQUIRE(srv.wait_ready());
