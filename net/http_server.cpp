@@ -546,6 +546,8 @@ void http_server::impl::accept() {
   acceptor.async_accept(asio::make_strand(ioc), [this](beast::error_code ec, tcp::socket socket) {
     if (ec == asio::error::operation_aborted)
       return;
+    if (ec == asio::error::connection_aborted) // the client gave up before it was accepted
+      return accept();
     if (ec)
       return accept_failed(ec);
     accept_backoff = std::chrono::milliseconds(0);
