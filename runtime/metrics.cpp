@@ -126,19 +126,22 @@ model_metrics::model_metrics(const model_config& m, bool local_workers)
           m.name + "/" + device + "/" + std::to_string(i), device));
 }
 
-worker_metrics* model_metrics::worker(const std::string& worker_name) const {
-  std::lock_guard<std::mutex> guard{workers_mutex_};
+worker_metrics* model_metrics::find_locked(const std::string& worker_name) const {
   for (auto& w : workers_)
     if (w->name == worker_name)
       return w.get();
   return nullptr;
 }
 
+worker_metrics* model_metrics::worker(const std::string& worker_name) const {
+  std::lock_guard<std::mutex> guard{workers_mutex_};
+  return find_locked(worker_name);
+}
+
 worker_metrics* model_metrics::add_worker(const std::string& worker_name, const std::string& device) {
   std::lock_guard<std::mutex> guard{workers_mutex_};
-  for (auto& w : workers_)
-    if (w->name == worker_name)
-      return w.get();
+  if (auto* w = find_locked(worker_name))
+    return w;
   workers_.push_back(std::make_unique<worker_metrics>(worker_name, device));
   return workers_.back().get();
 }

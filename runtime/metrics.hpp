@@ -102,6 +102,8 @@ struct model_metrics {
   void count_request(errc outcome) noexcept;
 
 private:
+  worker_metrics* find_locked(const std::string& worker_name) const; // with workers_mutex_ held
+
   mutable std::mutex workers_mutex_; // guards the list only: a worker's metrics are atomics
   std::vector<std::unique_ptr<worker_metrics>> workers_;
 };
