@@ -236,9 +236,8 @@ void remove_drained(batcher_ptr self) {
     logging::info({"batcher", st.model->name, 0, {}, it->name}, "worker {} left (drained)",
                   it->name);
     self->demonitor(it->handle.address());
-    if (it->stats) // (a local worker's state is its supervisor's to say)
-      if (it->handle.node() != self->node())
-        it->stats->set_phase(worker_phase::stopped);
+    if (it->stats && !it->stats->own) // (this node's own workers: their supervisor says)
+      it->stats->set_phase(worker_phase::stopped);
     if (it->drained)
       it->drained->deliver(true);
     it = st.workers.erase(it);
@@ -524,7 +523,7 @@ batcher_actor::behavior_type batcher_fn(batcher_ptr self, std::shared_ptr<const 
     // for an isolated one, whose process it restarts); a worker of another node of the cluster
     // comes back only if its node rejoins, so requests do not wait for it.
     bool local = dm.source.node() == self->node();
-    if (!local && it->stats)
+    if (it->stats && !it->stats->own) // (this node's own workers: their supervisor says)
       it->stats->set_phase(worker_phase::stopped);
     drop_worker(self, it, !shutdown && local,
                 make_error(errc::worker_failed, "worker " + name + " of model '"

@@ -107,8 +107,8 @@ const char* outcome_name(errc code) {
   return code == errc::none ? "success" : to_string(code);
 }
 
-worker_metrics::worker_metrics(std::string n, std::string d)
-  : name(std::move(n)), device(std::move(d)), compute_seconds(latency_bounds) {
+worker_metrics::worker_metrics(std::string n, std::string d, bool own_worker)
+  : name(std::move(n)), device(std::move(d)), compute_seconds(latency_bounds), own(own_worker) {
 }
 
 model_metrics::model_metrics(const model_config& m, bool local_workers)
@@ -142,7 +142,7 @@ worker_metrics* model_metrics::add_worker(const std::string& worker_name, const 
   std::lock_guard<std::mutex> guard{workers_mutex_};
   if (auto* w = find_locked(worker_name))
     return w;
-  workers_.push_back(std::make_unique<worker_metrics>(worker_name, device));
+  workers_.push_back(std::make_unique<worker_metrics>(worker_name, device, false));
   return workers_.back().get();
 }
 

@@ -59,7 +59,10 @@ struct worker_metrics {
   std::atomic<uint64_t> batches{0};
   std::array<std::atomic<uint64_t>, 3> breaker_transitions{}; // into closed, open, half_open
   atomic_histogram compute_seconds;
-  worker_metrics(std::string n, std::string d);
+  // One of this node's own workers (from the deployment), whose state its supervisor keeps;
+  // false for a worker of another node of a cluster, whose state the batcher keeps.
+  const bool own;
+  worker_metrics(std::string n, std::string d, bool own_worker = true);
   void set_phase(worker_phase p) noexcept { phase.store(static_cast<int>(p), std::memory_order_relaxed); }
 };
 

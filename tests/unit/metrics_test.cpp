@@ -72,6 +72,7 @@ TEST_CASE("a cluster front has no local worker series; other nodes' workers are 
   REQUIRE(w);
   CHECK(mm->add_worker("m/w1/cuda:0/0", "cuda:0") == w); // once per name
   CHECK(mm->worker("m/w1/cuda:0/0") == w);
+  CHECK_FALSE(w->own); // another node's: the batcher keeps its state
   w->set_phase(worker_phase::ready);
   w->batches.fetch_add(3);
   auto text = stats.prometheus_text();
@@ -82,7 +83,8 @@ TEST_CASE("a cluster front has no local worker series; other nodes' workers are 
 
   cfg.server.cluster.role = "both"; // a standalone node: its own workers from the start
   metrics standalone{cfg};
-  CHECK(standalone.model("m")->worker("m/cpu/0"));
+  REQUIRE(standalone.model("m")->worker("m/cpu/0"));
+  CHECK(standalone.model("m")->worker("m/cpu/0")->own); // its supervisor keeps its state
 }
 
 TEST_CASE("statistics follow Triton's statistics extension", "[metrics]") {
