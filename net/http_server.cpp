@@ -112,6 +112,7 @@ struct http_server::impl {
   std::vector<std::thread> threads;
   std::atomic<bool> draining{false};      // begin_drain() was called
   std::atomic<std::size_t> in_progress{0}; // requests read, response not yet written
+  std::atomic<uint64_t> body_bytes{0};     // bodies of requests being read or answered
 
   impl(caf::actor_system& s, std::shared_ptr<handle_cell<gateway_actor>> g, std::shared_ptr<const deployment_config> c,
        std::shared_ptr<metrics> m)
@@ -135,6 +136,7 @@ public:
   ~session() {
     if (counted_) // (only when the I/O stopped before its answer was written)
       srv_.in_progress.fetch_sub(1);
+    release_body();
   }
 
   void start() {
@@ -163,6 +165,10 @@ private:
       return send_error(http::status::payload_too_large,
                         "request body of " + std::to_string(*len) + " bytes exceeds the limit of "
                           + std::to_string(http_.max_body_bytes) + " bytes (max_body_bytes)");
+    }
+    if (auto len = parser_->content_length(); len && *len > 0 && !reserve_body(*len)) {
+      keep_alive_ = false; // (its body is not read)
+      return send_body_limit_error(*len);
     }
     stream_.expires_after(std::chrono::milliseconds(http_.body_timeout_ms));
     if (beast::iequals(req[http::field::expect], "100-continue")) {
@@ -210,6 +216,14 @@ private:
     ++requests_;
     srv_.in_progress.fetch_add(1);
     counted_ = true;
+    if (!parser_->content_length()) { // chunked: its size is known now
+      auto n = parser_->get().body().size();
+      if (n > 0 && !reserve_body(n)) {
+        request_ = parser_->release();
+        keep_alive_ = request_.keep_alive();
+        return send_body_limit_error(n);
+      }
+    }
     received_ = std::chrono::steady_clock::now();
     auto tp = parser_->get()["traceparent"];
     trace_ = continue_or_start_trace(std::string_view(tp.data(), tp.size()));
@@ -509,7 +523,35 @@ private:
                       });
   }
 
+  /// Takes `n` bytes of the server's budget for request bodies (http.max_inflight_body_bytes)
+  /// until this request is answered; false when they would exceed it.
+  bool reserve_body(uint64_t n) {
+    auto before = srv_.body_bytes.fetch_add(n);
+    if (before + n > http_.max_inflight_body_bytes) {
+      srv_.body_bytes.fetch_sub(n);
+      return false;
+    }
+    reserved_ = n;
+    return true;
+  }
+
+  void release_body() {
+    if (reserved_ > 0) {
+      srv_.body_bytes.fetch_sub(reserved_);
+      reserved_ = 0;
+    }
+  }
+
+  void send_body_limit_error(uint64_t n) {
+    send_error(http::status::service_unavailable,
+               "overloaded: the server holds " + std::to_string(srv_.body_bytes.load())
+                 + " bytes of request bodies and this one's " + std::to_string(n)
+                 + " would pass its limit of " + std::to_string(http_.max_inflight_body_bytes)
+                 + " (http.max_inflight_body_bytes); try again");
+  }
+
   void on_write(beast::error_code ec) {
+    release_body();
     if (counted_) {
       counted_ = false;
       srv_.in_progress.fetch_sub(1);
@@ -532,6 +574,7 @@ private:
   http::request<shared_body> request_;
   bool keep_alive_ = true;
   bool counted_ = false; // the current request counts in srv_.in_progress until answered
+  uint64_t reserved_ = 0; // its body's bytes in srv_.body_bytes until answered
   uint64_t requests_ = 0;
   std::chrono::steady_clock::time_point received_; // when the current request's body was read
   trace_context trace_; // the current request's W3C trace, answered in its traceparent header

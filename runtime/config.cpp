@@ -274,6 +274,9 @@ void read_http(reader& r, http_config& h) {
   r.integer("body_timeout_ms", h.body_timeout_ms, 1);
   r.integer("idle_timeout_ms", h.idle_timeout_ms, 1);
   r.integer("drain_timeout_ms", h.drain_timeout_ms, 0, 3'600'000);
+  r.integer("max_inflight_body_bytes", h.max_inflight_body_bytes, 1024);
+  r.not_below("server.http.max_inflight_body_bytes", h.max_inflight_body_bytes, "max_body_bytes",
+              h.max_body_bytes);
 }
 
 /// Reads the "server" object.

@@ -22,6 +22,7 @@ struct http_config {
   uint32_t body_timeout_ms = 60'000;   // time to receive its body
   uint32_t idle_timeout_ms = 120'000;  // keep-alive connection without a request
   uint32_t drain_timeout_ms = 20'000;  // on SIGTERM/SIGINT: how long requests in flight may finish
+  uint64_t max_inflight_body_bytes = 2ull << 30; // request bodies held at once (read, not answered)
 };
 
 struct restart_config {

@@ -39,6 +39,7 @@ TEST_CASE("a minimal deployment gets the documented defaults", "[config]") {
   CHECK(cfg->server.http.port == 8000);
   CHECK(cfg->server.http.io_threads == 2);
   CHECK(cfg->server.http.drain_timeout_ms == 20'000);
+  CHECK(cfg->server.http.max_inflight_body_bytes == 2ull << 30);
   CHECK(cfg->server.fault_injection == false);
   REQUIRE(cfg->models.size() == 1);
   auto& m = cfg->models[0];
@@ -66,6 +67,9 @@ TEST_CASE("config errors name the JSON path and the bound", "[config]") {
         == "models[0].batching.stage_ahead: expected true or false, got 1");
   CHECK(errors_of(deployment(model_json(), R"({"http": {"drain_timeout_ms": 3600001}})"))
         == "server.http.drain_timeout_ms: must be <= 3600000, got 3600001");
+  CHECK(errors_of(deployment(model_json(), R"({"http": {"max_body_bytes": 4096,
+                                                         "max_inflight_body_bytes": 2048}})"))
+        == "server.http.max_inflight_body_bytes: must be >= max_body_bytes (4096), got 2048");
   auto off = parse_deployment(deployment(model_json(R"(, "batching": {"stage_ahead": false})")), "",
                               backends);
   REQUIRE(off);
