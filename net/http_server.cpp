@@ -112,7 +112,6 @@ struct http_server::impl {
   std::vector<std::thread> threads;
   std::atomic<bool> draining{false};      // begin_drain() was called
   std::atomic<std::size_t> in_progress{0}; // requests read, response not yet written
-  std::atomic<uint64_t> body_bytes{0};     // bodies of requests being read or answered
 
   impl(caf::actor_system& s, std::shared_ptr<handle_cell<gateway_actor>> g, std::shared_ptr<const deployment_config> c,
        std::shared_ptr<metrics> m)
@@ -526,9 +525,9 @@ private:
   /// Takes `n` bytes of the server's budget for request bodies (http.max_inflight_body_bytes)
   /// until this request is answered; false when they would exceed it.
   bool reserve_body(uint64_t n) {
-    auto before = srv_.body_bytes.fetch_add(n);
+    auto before = srv_.stats->http_body_bytes.fetch_add(n);
     if (before + n > http_.max_inflight_body_bytes) {
-      srv_.body_bytes.fetch_sub(n);
+      srv_.stats->http_body_bytes.fetch_sub(n);
       return false;
     }
     reserved_ = n;
@@ -537,14 +536,14 @@ private:
 
   void release_body() {
     if (reserved_ > 0) {
-      srv_.body_bytes.fetch_sub(reserved_);
+      srv_.stats->http_body_bytes.fetch_sub(reserved_);
       reserved_ = 0;
     }
   }
 
   void send_body_limit_error(uint64_t n) {
     send_error(http::status::service_unavailable,
-               "overloaded: the server holds " + std::to_string(srv_.body_bytes.load())
+               "overloaded: the server holds " + std::to_string(srv_.stats->http_body_bytes.load())
                  + " bytes of request bodies and this one's " + std::to_string(n)
                  + " would pass its limit of " + std::to_string(http_.max_inflight_body_bytes)
                  + " (http.max_inflight_body_bytes); try again");
@@ -574,7 +573,7 @@ private:
   http::request<shared_body> request_;
   bool keep_alive_ = true;
   bool counted_ = false; // the current request counts in srv_.in_progress until answered
-  uint64_t reserved_ = 0; // its body's bytes in srv_.body_bytes until answered
+  uint64_t reserved_ = 0; // its body's bytes in srv_.stats->http_body_bytes until answered
   uint64_t requests_ = 0;
   std::chrono::steady_clock::time_point received_; // when the current request's body was read
   trace_context trace_; // the current request's W3C trace, answered in its traceparent header

@@ -259,6 +259,12 @@ std::string metrics::prometheus_text() const {
       c.counter.value = static_cast<double>(n);
       http.metric.push_back(std::move(c));
     }
+  auto bodies = family("actorserve_http_request_body_bytes",
+                       "Request bodies held (read or being read, not yet answered)",
+                       MetricType::Gauge);
+  auto b = with_labels({});
+  b.gauge.value = static_cast<double>(load(http_body_bytes));
+  bodies.metric.push_back(std::move(b));
   auto gpu_util = family("actorserve_gpu_utilization_ratio",
                          "GPU busy fraction over NVML's last sample period", MetricType::Gauge);
   auto gpu_used = family("actorserve_gpu_memory_used_bytes", "GPU memory in use (NVML)",
@@ -280,7 +286,8 @@ std::string metrics::prometheus_text() const {
       gpu_total.metric.push_back(std::move(total));
     }
   for (auto* f : {&requests, &latency, &queue, &compute, &rows, &depth, &in_flight, &batches,
-                  &state, &restarts, &retries, &breakers, &http, &gpu_util, &gpu_used, &gpu_total})
+                  &state, &restarts, &retries, &breakers, &http, &bodies, &gpu_util, &gpu_used,
+                  &gpu_total})
     if (!f->metric.empty())
       out.push_back(std::move(*f));
   return prometheus::TextSerializer{}.Serialize(out);

@@ -122,6 +122,10 @@ public:
   /// HTTP responses by status code (also those for no model: 404s, bad routes).
   void count_http_response(unsigned status) noexcept;
 
+  /// Bytes of the request bodies the HTTP server holds now (read or being read, not yet
+  /// answered): what http.max_inflight_body_bytes bounds. The HTTP server keeps it.
+  std::atomic<uint64_t> http_body_bytes{0};
+
   /// Where GPU series come from (sampled at each scrape); without one there are none.
   void set_gpu_monitor(std::unique_ptr<gpu_monitor> m) { gpu_ = std::move(m); }
 

@@ -513,21 +513,28 @@ TEST_CASE("out of file descriptors, the server pauses accepting, keeps serving a
 
 TEST_CASE("request bodies past max_inflight_body_bytes get 503 until the held ones are answered",
           "[integration]") {
-  auto cfg = scale_config(R"(, "batching": {"max_queue_delay_us": 0})", R"(, "fault_injection": true)");
+  auto cfg = scale_config(R"(, "max_batch_size": 1, "batching": {"max_queue_delay_us": 0})",
+                          R"(, "fault_injection": true)");
   cfg.replace(cfg.find(R"("max_body_bytes": 4096)"), 22,
               R"("max_body_bytes": 1024, "max_inflight_body_bytes": 1024)");
   server_process srv{write_temp_file("body_budget.json", cfg)};
   REQUIRE(srv.wait_ready());
-  // One request held 300 ms by the worker; then one whose body (900 bytes) would pass the
-  // budget of 1024 with it.
+  // Five requests the worker holds 300 ms each, one after another; meanwhile one whose body
+  // (900 bytes) would pass the budget of 1024 with any of them.
   auto slow = infer_body(R"("actorserve_fault": "slow")");
   auto big = infer_body() + std::string(900 - infer_body().size(), ' ');
-  http_response held;
-  std::thread client([&] { held = http_client{srv.port()}.post("/v2/models/scale/infer", slow); });
+  std::vector<http_response> held(5);
+  std::vector<std::thread> clients;
+  for (auto& h : held)
+    clients.emplace_back([&] { h = http_client{srv.port()}.post("/v2/models/scale/infer", slow); });
   REQUIRE(eventually([&] {
     auto t = http_client{srv.port()}.get("/metrics").body;
-    return series(t, R"(actorserve_requests_in_flight{model="scale"})") == 1;
+    return series(t, R"(actorserve_requests_in_flight{model="scale"})") >= 1;
   }, std::chrono::seconds(5)));
+  auto held_bytes = [&] {
+    return series(http_client{srv.port()}.get("/metrics").body, "actorserve_http_request_body_bytes");
+  };
+  CHECK(held_bytes() >= static_cast<double>(slow.size()));
   http_client c{srv.port()};
   auto r = c.post("/v2/models/scale/infer", big);
   CHECK(r.status == 503);
@@ -543,11 +550,14 @@ TEST_CASE("request bodies past max_inflight_body_bytes get 503 until the held on
   auto out = chunked();
   CHECK(out.find("HTTP/1.1 503") != std::string::npos);
   CHECK(out.find("max_inflight_body_bytes") != std::string::npos);
-  client.join();
-  CHECK(held.status == 200);
+  for (auto& t : clients)
+    t.join();
+  for (auto& h : held)
+    CHECK(h.status == 200);
   // Answered: its bytes are free again, and so is the budget for the large ones.
   CHECK(http_client{srv.port()}.post("/v2/models/scale/infer", big).status == 200);
   CHECK(chunked().find("HTTP/1.1 200 OK") != std::string::npos);
+  CHECK(eventually([&] { return held_bytes() == 0; }, std::chrono::seconds(2)));
 }
 
 TEST_CASE("a client that expects 100-continue gets it before sending its body", "[integration]") {
