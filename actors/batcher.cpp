@@ -127,6 +127,29 @@ void answer_error(queued_request& q, caf::error err) {
   q.promise.deliver(std::move(err));
 }
 
+bool cancelled(const queued_request& q) {
+  return q.req.cancelled && q.req.cancelled->load(std::memory_order_relaxed);
+}
+
+void answer_cancelled(const batcher_state& st, queued_request& q) {
+  answer_error(q, make_error(errc::cancelled, "request " + std::to_string(q.req.id) + " of model '"
+                                                + st.model->name + "': the client closed its "
+                                                  "connection before it ran"));
+}
+
+/// Drops the queued requests whose clients went away (their queue places are wanted).
+void purge_cancelled(batcher_state& st) {
+  for (auto it = st.waiting.begin(); it != st.waiting.end();) {
+    if (!cancelled(it->second)) {
+      ++it;
+      continue;
+    }
+    st.queue->remove(it->first);
+    answer_cancelled(st, it->second);
+    it = st.waiting.erase(it);
+  }
+}
+
 /// Schedules the next tick for the earliest deadline, hang deadline or breaker reopening and,
 /// when `batch_triggers`, the batching delay (false when the idle workers could not take what is
 /// due: a tick then would only spin until a busy worker is free, which wakes the batcher anyway).
@@ -333,6 +356,11 @@ void pump(batcher_ptr self) {
         std::vector<request_id> take, back;
         for (auto rid : plan->ids) {
           auto& q = st.waiting.at(rid);
+          if (cancelled(q)) { // its client is gone: nothing to run it for
+            answer_cancelled(st, q);
+            st.waiting.erase(rid);
+            continue;
+          }
           bool failed_here = std::find(q.excluded.begin(), q.excluded.end(), w.handle.address())
                              != q.excluded.end();
           (failed_here ? back : take).push_back(rid);
@@ -558,6 +586,8 @@ batcher_actor::behavior_type batcher_fn(batcher_ptr self, std::shared_ptr<const 
       p.enqueued = now;
       p.deadline = from_ns(req.deadline_ns);
       auto pending = p;
+      if (st.queue->size() >= st.model->batching.max_queue_size)
+        purge_cancelled(st);
       switch (st.queue->push(std::move(p))) {
         case admission::queue_full:
           return make_error(errc::overloaded,

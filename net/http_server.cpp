@@ -1,7 +1,10 @@
 #include "net/http_server.hpp"
 
+#include <sys/socket.h>
+
 #include <algorithm>
 #include <atomic>
+#include <cerrno>
 #include <charconv>
 #include <thread>
 #include <vector>
@@ -450,16 +453,21 @@ private:
     decoded->request.version = std::move(r.version);
     decoded->request.trace_id = trace_.trace_id;
     options->timing = decoded->timing;
+    auto gone = std::make_shared<std::atomic<bool>>(false);
+    decoded->request.cancelled = gone;
     if (mm)
       mm->in_flight.fetch_add(1, std::memory_order_relaxed);
     ask<infer_response>(
       srv_.sys, srv_.gateway->get(), timeout + bridge_grace,
       [self, options, mm](caf::expected<infer_response> res) {
         asio::post(self->stream_.get_executor(), [self, options, mm, res = std::move(res)]() mutable {
+          self->stop_watching();
           if (mm) {
             mm->in_flight.fetch_sub(1, std::memory_order_relaxed);
             self->account(*mm, res ? errc::none : error_code(res.error()));
           }
+          if (self->client_gone_)
+            return; // nobody to answer: the session ends (and closes the socket) here
           if (!res)
             return self->send_error(static_cast<http::status>(http_status(res.error())),
                                     error_message(res.error()));
@@ -470,6 +478,36 @@ private:
         });
       },
       infer_atom::value, std::move(decoded->request));
+    watch_client(std::move(gone));
+  }
+
+  /// While a request waits for its answer: if the client closes its connection, mark the
+  /// request so that the batcher drops it rather than running it. A peek tells the close (end
+  /// of stream, or a broken connection) from bytes (a pipelined request: the client is there)
+  /// and from a stale readiness event (nothing to read: watch on).
+  void watch_client(std::shared_ptr<std::atomic<bool>> gone) {
+    watching_ = true;
+    stream_.socket().async_wait(tcp::socket::wait_read, [self = shared_from_this(),
+                                                         gone](beast::error_code ec) {
+      self->watching_ = false;
+      if (ec) // stopped: the answer came first
+        return;
+      char byte;
+      auto n = ::recv(self->stream_.socket().native_handle(), &byte, 1, MSG_PEEK | MSG_DONTWAIT);
+      if (n > 0)
+        return;
+      if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR))
+        return self->watch_client(std::move(gone));
+      self->client_gone_ = true;
+      gone->store(true, std::memory_order_relaxed);
+    });
+  }
+
+  void stop_watching() {
+    if (watching_) {
+      beast::error_code ignored;
+      stream_.socket().cancel(ignored);
+    }
   }
 
   /// Counts a finished inference request of a known model: outcome, latency, Triton statistics.
@@ -573,6 +611,8 @@ private:
   http::request<shared_body> request_;
   bool keep_alive_ = true;
   bool counted_ = false; // the current request counts in srv_.in_progress until answered
+  bool watching_ = false; // watch_client's wait is pending
+  bool client_gone_ = false; // the client closed the connection while its request waited
   uint64_t reserved_ = 0; // its body's bytes in srv_.stats->http_body_bytes until answered
   uint64_t requests_ = 0;
   std::chrono::steady_clock::time_point received_; // when the current request's body was read

@@ -16,6 +16,7 @@ unsigned http_status(const caf::error& err) {
     case errc::deadline_exceeded: return 504;
     case errc::inference_failed: return 500;
     case errc::worker_failed: return 500;
+    case errc::cancelled: return 499; // (nginx's "client closed request"; nobody reads it)
     case errc::internal: return 500;
     case errc::escalated: return 503;
   }

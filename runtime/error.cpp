@@ -16,6 +16,7 @@ const char* to_string(errc x) {
     case errc::deadline_exceeded: return "deadline_exceeded";
     case errc::inference_failed: return "inference_failed";
     case errc::worker_failed: return "worker_failed";
+    case errc::cancelled: return "cancelled";
     case errc::invalid_config: return "invalid_config";
     case errc::internal: return "internal";
     case errc::escalated: return "escalated";

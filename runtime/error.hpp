@@ -21,6 +21,7 @@ enum class errc : uint8_t {
   deadline_exceeded, // the request's deadline passed before it was answered
   inference_failed,  // the backend threw or returned something unusable
   worker_failed,     // the worker died or was lost while running the request
+  cancelled,         // the client closed its connection before the request ran
   invalid_config,    // deployment file errors
   internal,          // a bug: should never reach a client
   escalated,         // a supervisor exceeded its restart intensity and stopped its children

@@ -2,7 +2,9 @@
 // type-ID block (ADD to it at the end only) so any of them can cross the network. Atoms too.
 #pragma once
 
+#include <atomic>
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -28,6 +30,9 @@ struct infer_request {
   int64_t deadline_ns = 0;            // set by the gateway
   std::string fault;                  // test-only fault switch; honoured only when enabled
   std::string trace_id;               // W3C trace id (32 hex digits) for logs
+  // Set by the HTTP server when the client closes its connection while the request waits: the
+  // batcher then drops it instead of running it. In this process only (not serialized).
+  std::shared_ptr<std::atomic<bool>> cancelled;
 };
 
 template <class Inspector>

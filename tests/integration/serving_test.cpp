@@ -560,6 +560,55 @@ TEST_CASE("request bodies past max_inflight_body_bytes get 503 until the held on
   CHECK(eventually([&] { return held_bytes() == 0; }, std::chrono::seconds(2)));
 }
 
+TEST_CASE("a queued request whose client closes its connection is dropped, not run",
+          "[integration]") {
+  server_process srv{write_temp_file(
+    "cancel.json", scale_config(R"(, "max_batch_size": 1, "batching": {"max_queue_delay_us": 0})",
+                                R"(, "fault_injection": true)"))};
+  REQUIRE(srv.wait_ready());
+  // The worker is busy 300 ms with one request; three more queue behind it, and their clients
+  // close their connections (a pipelined fourth on another connection is still wanted).
+  http_response first;
+  std::thread busy([&] {
+    first = http_client{srv.port()}.post("/v2/models/scale/infer",
+                                         infer_body(R"("actorserve_fault": "slow")"));
+  });
+  auto metric = [&](const std::string& series_name) {
+    return series(http_client{srv.port()}.get("/metrics").body, series_name);
+  };
+  REQUIRE(eventually([&] { return metric(R"(actorserve_requests_in_flight{model="scale"})") == 1; },
+                     std::chrono::seconds(5)));
+  auto body = infer_body();
+  auto request = "POST /v2/models/scale/infer HTTP/1.1\r\nHost: x\r\nContent-Length: "
+                 + std::to_string(body.size()) + "\r\n\r\n" + body;
+  for (int i = 0; i < 3; ++i) {
+    int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_port = htons(srv.port());
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    REQUIRE(::connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0);
+    REQUIRE(::write(fd, request.data(), request.size()) == static_cast<ssize_t>(request.size()));
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    ::close(fd);
+  }
+  // Two pipelined requests on one connection: the second one's last bytes reach the socket while
+  // the first is queued (readable, but not a close); both are answered.
+  auto closing = "POST /v2/models/scale/infer HTTP/1.1\r\nHost: x\r\nConnection: close\r\n"
+                 "Content-Length: " + std::to_string(body.size()) + "\r\n\r\n" + body;
+  auto piped = raw_exchange(srv.port(), {request + closing.substr(0, 40), closing.substr(40)},
+                            std::chrono::milliseconds(50));
+  CHECK(occurrences(piped, "HTTP/1.1 200 OK") == 2);
+  busy.join();
+  CHECK(first.status == 200);
+  CHECK(eventually([&] {
+    return metric(R"(actorserve_requests_total{model="scale",outcome="cancelled"})") == 3;
+  }, std::chrono::seconds(5)));
+  // Run: the slow one and the two pipelined ones; the three whose clients left never were.
+  CHECK(metric(R"(actorserve_batches_total{device="cpu",model="scale",worker="scale/cpu/0"})") == 3);
+  check_still_serving(srv.port());
+}
+
 TEST_CASE("a client that expects 100-continue gets it before sending its body", "[integration]") {
   server_process srv{write_temp_file("continue.json", scale_config())};
   REQUIRE(srv.wait_ready());
