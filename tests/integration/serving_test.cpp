@@ -563,7 +563,8 @@ TEST_CASE("request bodies past max_inflight_body_bytes get 503 until the held on
 TEST_CASE("a queued request whose client closes its connection is dropped, not run",
           "[integration]") {
   server_process srv{write_temp_file(
-    "cancel.json", scale_config(R"(, "max_batch_size": 1, "batching": {"max_queue_delay_us": 0})",
+    "cancel.json", scale_config(R"(, "max_batch_size": 1,
+                                   "batching": {"max_queue_delay_us": 0, "max_queue_size": 3})",
                                 R"(, "fault_injection": true)"))};
   REQUIRE(srv.wait_ready());
   // The worker is busy 300 ms with one request; three more queue behind it, and their clients
@@ -593,7 +594,8 @@ TEST_CASE("a queued request whose client closes its connection is dropped, not r
     ::close(fd);
   }
   // Two pipelined requests on one connection: the second one's last bytes reach the socket while
-  // the first is queued (readable, but not a close); both are answered.
+  // the first is queued (readable, but not a close); both are answered. The queue (3 places)
+  // still holds the three abandoned requests: it makes room by dropping them.
   auto closing = "POST /v2/models/scale/infer HTTP/1.1\r\nHost: x\r\nConnection: close\r\n"
                  "Content-Length: " + std::to_string(body.size()) + "\r\n\r\n" + body;
   auto piped = raw_exchange(srv.port(), {request + closing.substr(0, 40), closing.substr(40)},
