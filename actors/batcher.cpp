@@ -248,6 +248,13 @@ void dispatch(batcher_ptr self, worker_slot& w, const std::vector<request_id>& i
 void finish_batch(batcher_ptr self, uint64_t batch_id, batch_outputs* outputs,
                   const caf::error& err);
 
+/// A worker of another node left: its series say so (this node's own workers' state is their
+/// supervisor's to say).
+void mark_left(const worker_slot& w) {
+  if (w.stats && !w.stats->own)
+    w.stats->set_phase(worker_phase::stopped);
+}
+
 /// Removes the leaving workers that have no batch left, and tells whoever asked.
 void remove_drained(batcher_ptr self) {
   auto& st = self->state;
@@ -259,8 +266,7 @@ void remove_drained(batcher_ptr self) {
     logging::info({"batcher", st.model->name, 0, {}, it->name}, "worker {} left (drained)",
                   it->name);
     self->demonitor(it->handle.address());
-    if (it->stats && !it->stats->own) // (this node's own workers: their supervisor says)
-      it->stats->set_phase(worker_phase::stopped);
+    mark_left(*it);
     if (it->drained)
       it->drained->deliver(true);
     it = st.workers.erase(it);
@@ -551,8 +557,7 @@ batcher_actor::behavior_type batcher_fn(batcher_ptr self, std::shared_ptr<const 
     // for an isolated one, whose process it restarts); a worker of another node of the cluster
     // comes back only if its node rejoins, so requests do not wait for it.
     bool local = dm.source.node() == self->node();
-    if (it->stats && !it->stats->own) // (this node's own workers: their supervisor says)
-      it->stats->set_phase(worker_phase::stopped);
+    mark_left(*it);
     drop_worker(self, it, !shutdown && local,
                 make_error(errc::worker_failed, "worker " + name + " of model '"
                                                   + st.model->name

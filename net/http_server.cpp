@@ -207,13 +207,7 @@ private:
   }
 
   void on_body(beast::error_code ec, std::size_t) {
-    if (ec == http::error::body_limit) {
-      keep_alive_ = false;
-      return send_error(http::status::payload_too_large,
-                        "request body exceeds the limit of " + std::to_string(http_.max_body_bytes)
-                          + " bytes (max_body_bytes)");
-    }
-    if (ec)
+    if (ec) // (a chunked body over max_body_bytes too: 413 there)
       return fail_read(ec);
     ++requests_;
     srv_.in_progress.fetch_add(1);
