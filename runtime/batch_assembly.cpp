@@ -56,6 +56,14 @@ caf::error validate_request(const model_config& model, infer_request& req) {
                                 + ")"
                             : "")
                  + ", got " + shape_to_string(t.shape));
+    if (model.preprocess.enabled && spec.name == model.preprocess.input) {
+      // [batch, height, width, 3] (config.cpp checks the declaration and that it batches)
+      auto h = t.shape[1], w = t.shape[2];
+      if (h < 1 || w < 1)
+        return bad("input '" + spec.name + "': an image must be at least 1x1 pixels, got "
+                   + std::to_string(h) + "x" + std::to_string(w) + " (shape "
+                   + shape_to_string(t.shape) + ")");
+    }
     if (batched) {
       auto n = t.shape[0];
       if (n < 1 || n > static_cast<int64_t>(model.max_batch_size))

@@ -2,12 +2,17 @@
 
 #include <cmath>
 #include <cstring>
+#include <stdexcept>
+#include <string>
 
 #include "runtime/tensor.hpp"
 
 namespace actorserve {
 
 image_transform make_image_transform(const preprocess_settings& p, int in_h, int in_w) {
+  if (in_h < 1 || in_w < 1) // (requests are checked before: validate_request)
+    throw std::invalid_argument("image of " + std::to_string(in_h) + "x" + std::to_string(in_w)
+                                + " pixels: it must be at least 1x1");
   image_transform t;
   t.in_h = in_h;
   t.in_w = in_w;

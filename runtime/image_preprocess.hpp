@@ -12,7 +12,8 @@
 
 namespace actorserve {
 
-/// The transform a model's `preprocess` settings ask for, for images of in_h x in_w.
+/// The transform a model's `preprocess` settings ask for, for images of in_h x in_w (each at
+/// least 1: std::invalid_argument otherwise).
 image_transform make_image_transform(const preprocess_settings& p, int in_h, int in_w);
 
 /// Transforms `n` images (uint8 [n, in_h, in_w, 3], contiguous) into `out`

@@ -109,7 +109,11 @@ TEST_CASE("raw uint8 images are resized and normalized by the server as PyTorch 
     "inputs": [{"name": "image", "datatype": "UINT8", "dims": [32, 32, 3]}],
     "outputs": [{"name": "logits", "datatype": "FP32", "dims": [10]}],
     "preprocess": {"resize": [24, 24], "mean": )" + json::serialize(ref["mean"]) + R"(,
-                   "std": )" + json::serialize(ref["std"]) + "}}]}";
+                   "std": )" + json::serialize(ref["std"]) + R"(}},
+    {"name": "any_size", "backend": "torchscript", "path": ")" + models_dir() + R"(/convnet.pt",
+     "max_batch_size": 4, "inputs": [{"name": "image", "datatype": "UINT8", "dims": [-1, -1, 3]}],
+     "outputs": [{"name": "logits", "datatype": "FP32", "dims": [10]}],
+     "preprocess": {"resize": [24, 24]}}]})";
   server_process srv{write_temp_file("convnet.json", config)};
   REQUIRE(srv.wait_ready());
   http_client c{srv.port()};
@@ -127,6 +131,22 @@ TEST_CASE("raw uint8 images are resized and normalized by the server as PyTorch 
                       R"("data":[0]}]})");
   CHECK(wrong.status == 400);
   CHECK(wrong.body.find("image") != std::string::npos);
+  // Images of any size are resized; an empty one is refused (it crashed the node once).
+  for (auto [h, w] : {std::pair{0, 0}, std::pair{0, 5}, std::pair{7, 0}}) {
+    auto empty = c.post("/v2/models/any_size/infer",
+                        R"({"inputs":[{"name":"image","shape":[1,)" + std::to_string(h) + ","
+                          + std::to_string(w) + R"(,3],"datatype":"UINT8","data":[]}]})");
+    CHECK(empty.status == 400);
+    CHECK(empty.body.find("an image must be at least 1x1 pixels") != std::string::npos);
+  }
+  std::string pixels = "0";
+  for (int i = 1; i < 5 * 7 * 3; ++i)
+    pixels += "," + std::to_string(i % 256);
+  auto small = c.post("/v2/models/any_size/infer",
+                      R"({"inputs":[{"name":"image","shape":[1,5,7,3],"datatype":"UINT8","data":[)"
+                        + pixels + "]}]}");
+  CHECK(small.status == 200);
+  CHECK(srv.running());
 }
 
 TEST_CASE("32 concurrent MLP requests are served in batches larger than one, in process and "

@@ -65,6 +65,32 @@ TEST_CASE("validation names the input and what was expected", "[validation]") {
   CHECK(validation_error(m, r) == "unknown output 'nope' requested from model 'm'");
 }
 
+TEST_CASE("an image for preprocessing must have at least one pixel", "[validation]") {
+  // A 0x0 image of a variable-size input reached the resize and crashed the node.
+  auto m = small_model(4);
+  m.inputs = {tensor_spec{"img", datatype::UINT8, {-1, -1, 3}}};
+  m.preprocess.enabled = true;
+  m.preprocess.input = "img";
+  m.preprocess.resize_height = m.preprocess.resize_width = 8;
+  auto image = [](int64_t h, int64_t w) {
+    infer_request r;
+    tensor t;
+    t.name = "img";
+    t.dtype = datatype::UINT8;
+    t.shape = {1, h, w, 3};
+    t.data.resize(static_cast<std::size_t>(h * w * 3));
+    r.inputs.push_back(t);
+    return r;
+  };
+  CHECK(validation_error(m, image(1, 1)).empty());
+  CHECK(validation_error(m, image(0, 0))
+        == "input 'img': an image must be at least 1x1 pixels, got 0x0 (shape [1, 0, 0, 3])");
+  CHECK(validation_error(m, image(5, 0))
+        == "input 'img': an image must be at least 1x1 pixels, got 5x0 (shape [1, 5, 0, 3])");
+  m.preprocess.enabled = false; // a model without preprocessing may take empty tensors
+  CHECK(validation_error(m, image(0, 0)).empty());
+}
+
 TEST_CASE("validation of a model without batching takes shapes as declared", "[validation]") {
   auto m = small_model(0);
   auto r = request_with_rows(1);

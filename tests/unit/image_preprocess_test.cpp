@@ -1,3 +1,5 @@
+#include <stdexcept>
+
 #include <catch2/catch.hpp>
 
 #include "runtime/image_preprocess.hpp"
@@ -84,4 +86,13 @@ TEST_CASE("half and bfloat16 outputs round the fp32 result to nearest even", "[p
   CHECK(float_to_bfloat16(1.00390625f) == 0x3F80); // a tie goes to even
   CHECK(float_to_bfloat16(1.01171875f) == 0x3F82); // a tie goes to even (up)
   CHECK(bfloat16_to_float(0x3F82) == 1.015625f);
+}
+
+TEST_CASE("a transform of an empty image is refused", "[preprocess]") {
+  preprocess_settings p;
+  p.resize_height = p.resize_width = 4;
+  CHECK_THROWS_AS(make_image_transform(p, 0, 0), std::invalid_argument);
+  CHECK_THROWS_AS(make_image_transform(p, 3, 0), std::invalid_argument);
+  CHECK_THROWS_AS(make_image_transform(p, -1, 3), std::invalid_argument);
+  CHECK_NOTHROW(make_image_transform(p, 1, 1));
 }
