@@ -34,6 +34,8 @@ namespace {
 
 constexpr std::string_view server_name = "actorserve/0.1";
 constexpr std::size_t header_limit = 64 * 1024;
+constexpr std::size_t read_buffer_bytes = 64 * 1024; // the session's read buffer
+constexpr int linger_ms = 5000; // reading what a client still sends after the last answer
 // Extra time the bridge waits beyond a request's own deadline: the batcher answers at the
 // deadline itself, so this only matters if an actor is lost.
 constexpr auto bridge_grace = std::chrono::seconds(2);
@@ -132,7 +134,7 @@ class session : public std::enable_shared_from_this<session> {
 public:
   session(tcp::socket&& socket, http_server::impl& srv)
     : stream_(std::move(socket)), srv_(srv), http_(srv.cfg->server.http) {
-    buffer_.reserve(64 * 1024);
+    buffer_.reserve(read_buffer_bytes);
   }
 
   ~session() {
@@ -167,6 +169,12 @@ private:
       return send_error(http::status::payload_too_large,
                         "request body of " + std::to_string(*len) + " bytes exceeds the limit of "
                           + std::to_string(http_.max_body_bytes) + " bytes (max_body_bytes)");
+    }
+    if (auto enc = req[http::field::content_encoding]; !enc.empty() && !beast::iequals(enc, "identity")) {
+      keep_alive_ = false; // (its body is not read)
+      return send_error(http::status::unsupported_media_type,
+                        "Content-Encoding '" + std::string(enc)
+                          + "' is not supported: send the request body uncompressed");
     }
     if (auto len = parser_->content_length(); len && *len > 0 && !reserve_body(*len)) {
       keep_alive_ = false; // (its body is not read)
@@ -587,14 +595,41 @@ private:
       counted_ = false;
       srv_.in_progress.fetch_sub(1);
     }
-    if (ec || !keep_alive_) {
+    if (ec) {
       beast::error_code ignored;
       stream_.socket().shutdown(tcp::socket::shutdown_both, ignored);
       return;
     }
+    if (!keep_alive_)
+      return linger_close();
     request_ = {};
     trace_ = {};
     read_header();
+  }
+
+  /// Closes after the last answer without losing it: a client still sending a body the server
+  /// refused (413, an error before its body was read) would otherwise see its connection reset,
+  /// and many clients (urllib among them) then report a broken pipe, not the answer. So the
+  /// server only ends its sending side and reads and drops what still arrives, until the client
+  /// closes too or for at most linger_ms (as nginx's lingering close does).
+  void linger_close() {
+    beast::error_code ignored;
+    stream_.socket().shutdown(tcp::socket::shutdown_send, ignored);
+    stream_.expires_after(std::chrono::milliseconds(linger_ms));
+    buffer_.clear();
+    discard();
+  }
+
+  void discard() {
+    stream_.async_read_some(buffer_.prepare(read_buffer_bytes),
+                            [self = shared_from_this()](beast::error_code ec, std::size_t) {
+                              if (ec) { // end of stream, reset or linger_ms over (it closes)
+                                beast::error_code ignored;
+                                self->stream_.socket().close(ignored);
+                                return;
+                              }
+                              self->discard();
+                            });
   }
 
   beast::tcp_stream stream_;

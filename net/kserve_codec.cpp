@@ -9,6 +9,7 @@
 #include <boost/json.hpp>
 
 #include "runtime/error.hpp"
+#include "runtime/json_text.hpp"
 
 namespace json = boost::json;
 
@@ -159,7 +160,7 @@ std::string shape_json(const std::vector<int64_t>& shape) {
 } // namespace
 
 std::string quote(std::string_view s) {
-  return json::serialize(json::string_view(s.data(), s.size()));
+  return json_quote(s);
 }
 
 bool decoded_request::want_binary(const std::string& output) const {

@@ -54,7 +54,7 @@ caf::error json_data_to_tensor(const boost::json::value& data, tensor& t);
 /// Model metadata as the protocol defines it (name, versions, platform, inputs, outputs).
 std::string encode_model_metadata(const model_config& m);
 
-/// `s` as a quoted, escaped JSON string.
+/// `s` as a quoted, escaped JSON string (bytes that are not UTF-8 become U+FFFD: json_quote).
 std::string quote(std::string_view s);
 
 } // namespace actorserve::kserve

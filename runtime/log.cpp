@@ -4,18 +4,15 @@
 #include <chrono>
 #include <ctime>
 
-#include <boost/json.hpp>
 #include <spdlog/sinks/stdout_color_sinks.h>
+
+#include "runtime/json_text.hpp"
 
 namespace actorserve::logging {
 
 namespace {
 
 std::atomic<bool> json_format{false};
-
-std::string quote(std::string_view s) {
-  return boost::json::serialize(boost::json::string_view(s.data(), s.size()));
-}
 
 std::string now_iso8601() {
   auto now = std::chrono::system_clock::now();
@@ -42,17 +39,17 @@ void setup(const std::string& level, const std::string& format) {
 
 std::string json_line(std::string_view time, std::string_view level, const fields& f,
                       std::string_view message) {
-  std::string s = "{\"time\":" + quote(time) + ",\"level\":" + quote(level)
-                  + ",\"component\":" + quote(f.component);
+  std::string s = "{\"time\":" + json_quote(time) + ",\"level\":" + json_quote(level)
+                  + ",\"component\":" + json_quote(f.component);
   if (!f.model.empty())
-    s += ",\"model\":" + quote(f.model);
+    s += ",\"model\":" + json_quote(f.model);
   if (!f.worker.empty())
-    s += ",\"worker\":" + quote(f.worker);
+    s += ",\"worker\":" + json_quote(f.worker);
   if (f.request_id != 0)
     s += ",\"request_id\":" + std::to_string(f.request_id);
   if (!f.trace_id.empty())
-    s += ",\"trace_id\":" + quote(f.trace_id);
-  s += ",\"message\":" + quote(message) + "}";
+    s += ",\"trace_id\":" + json_quote(f.trace_id);
+  s += ",\"message\":" + json_quote(message) + "}";
   return s;
 }
 

@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <random>
 #include <sstream>
 #include <thread>
 
@@ -204,6 +205,96 @@ TEST_CASE("bad requests get the right status and a JSON error, and serving goes 
   r = big.post("/v2/models/scale/infer", std::string(10000, ' '));
   CHECK(r.status == 413);
   CHECK(error_of(r).find("exceeds the limit of 4096 bytes") != std::string::npos);
+  check_still_serving(srv.port());
+  CHECK(srv.running());
+}
+
+TEST_CASE("hostile requests: bytes that are not UTF-8, compressed bodies, a body sent in full "
+          "after its 413, and thousands of mutated requests all get a JSON answer",
+          "[integration]") {
+  server_process srv{write_temp_file("hostile.json", scale_config())};
+  REQUIRE(srv.wait_ready());
+  auto strict_json = [](const std::string& text) { // boost::json rejects invalid UTF-8
+    json::error_code ec;
+    auto v = json::parse(text, ec);
+    INFO(text);
+    REQUIRE_FALSE(ec);
+    return v;
+  };
+  auto body_of = [](const std::string& raw) { return raw.substr(raw.find("\r\n\r\n") + 4); };
+
+  // A target that is not UTF-8 is named in the error as U+FFFD, not copied into the JSON.
+  auto raw = raw_exchange(srv.port(), {"GET /v2/mod\x81ls/sc\xff HTTP/1.1\r\nHost: x\r\n"
+                                       "Connection: close\r\n\r\n"},
+                          std::chrono::milliseconds(0));
+  REQUIRE(raw.rfind("HTTP/1.1 404", 0) == 0);
+  CHECK(strict_json(body_of(raw)).as_object()["error"].as_string()
+        == "no route for GET /v2/mod\xEF\xBF\xBDls/sc\xEF\xBF\xBD");
+
+  // A compressed body is refused by name instead of being read as JSON or tensor bytes.
+  http_client c{srv.port()};
+  auto r = c.post("/v2/models/scale/infer", "\x1f\x8b\x08\x00", {{"Content-Encoding", "gzip"}});
+  CHECK(r.status == 415);
+  CHECK(error_of(r) == "Content-Encoding 'gzip' is not supported: send the request body uncompressed");
+  CHECK(c.post("/v2/models/scale/infer", infer_body(), {{"Content-Encoding", "identity"}}).status
+        == 200);
+
+  // A client that writes its whole 32 MB body before it reads gets the 413: the server drops
+  // the rest of the body instead of resetting the connection (the write failed with EPIPE).
+  std::string big = "POST /v2/models/scale/infer HTTP/1.1\r\nHost: x\r\nContent-Length: "
+                    + std::to_string(32 << 20) + "\r\n\r\n";
+  big.resize(big.size() + (32u << 20), ' ');
+  raw = raw_exchange(srv.port(), {big}, std::chrono::milliseconds(0));
+  REQUIRE(raw.rfind("HTTP/1.1 413", 0) == 0);
+  CHECK(strict_json(body_of(raw)).as_object()["error"].as_string()
+        == "request body exceeds the limit of 4096 bytes (max_body_bytes)");
+
+  // Mutations of valid requests (JSON and binary tensors): every one gets an answer that is JSON
+  // (the outputs, or an "error" string), and the server serves on. Fixed seed: reproducible.
+  std::mt19937 rng(20261127);
+  auto pick = [&](std::size_t n) { return std::uniform_int_distribution<std::size_t>(0, n - 1)(rng); };
+  const std::vector<std::string> tokens{"\"", "[", "]", "{", "}", ",", ":", "\\", std::string(1, '\0'),
+                                        "\xff", "\xc3", "-", "1e999", "null", "-1", "0", "18446744073709551616",
+                                        "\"shape\"", "\"data\"", "\"datatype\"", "\"FP16\"", "\"BYTES\"",
+                                        "[[[[[[[[", "\"binary_data_size\":", "\"parameters\":{}"};
+  float x[4] = {1, 2, 3, 4};
+  std::string binary_header = R"({"inputs":[{"name":"x","shape":[1,4],"datatype":"FP32",)"
+                              R"("parameters":{"binary_data_size":16}}],)"
+                              R"("outputs":[{"name":"y","parameters":{"binary_data":true}}]})";
+  std::map<unsigned, int> statuses;
+  for (int i = 0; i < 3000; ++i) {
+    bool binary = i % 3 == 0;
+    std::string body = binary ? binary_header + std::string(reinterpret_cast<char*>(x), 16)
+                              : infer_body(i % 2 ? R"("binary_data_output": true)" : "");
+    std::size_t json_len = binary ? binary_header.size() : 0;
+    for (std::size_t k = 0, n = pick(3); k < n && !body.empty(); ++k) { // (a third unchanged)
+      auto at = pick(body.size());
+      switch (pick(4)) {
+        case 0: body[at] = static_cast<char>(pick(256)); break;
+        case 1: body.erase(at, 1 + pick(12)); break;
+        case 2: body.insert(at, tokens[pick(tokens.size())]); break;
+        default: body.resize(at); break;
+      }
+    }
+    std::map<std::string, std::string> headers;
+    if (binary)
+      headers["Inference-Header-Content-Length"]
+        = pick(5) ? std::to_string(std::min(json_len, body.size()))
+                  : std::vector<std::string>{"-1", "abc", "99999999999999999999", "0", " 7"}[pick(5)];
+    r = c.post("/v2/models/scale/infer", body, headers);
+    INFO("mutation " << i << ": " << body);
+    REQUIRE(r.status != 0);
+    ++statuses[r.status];
+    CHECK((r.status == 200 || r.status == 400));
+    auto answer = r.headers.count("inference-header-content-length")
+                    ? r.body.substr(0, std::stoul(r.headers["inference-header-content-length"]))
+                    : r.body;
+    auto doc = strict_json(answer).as_object();
+    CHECK((r.status == 200 ? doc.contains("outputs") : doc["error"].is_string()));
+  }
+  INFO("answers by status: 200 x" << statuses[200] << ", 400 x" << statuses[400]);
+  CHECK(statuses[200] > 1000); // the unchanged ones and some mutated ones are served
+  CHECK(statuses[400] > 1000);
   check_still_serving(srv.port());
   CHECK(srv.running());
 }

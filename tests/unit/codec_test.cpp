@@ -4,6 +4,7 @@
 
 #include "net/kserve_codec.hpp"
 #include "runtime/error.hpp"
+#include "runtime/json_text.hpp"
 #include "test_support.hpp"
 
 using namespace actorserve;
@@ -209,4 +210,28 @@ TEST_CASE("model metadata lists tensors with the batch dimension as -1", "[codec
   CHECK(doc["name"] == "m");
   CHECK(boost::json::serialize(doc["versions"]) == R"(["1"])");
   CHECK(boost::json::serialize(doc["inputs"]) == R"([{"name":"x","datatype":"FP32","shape":[-1,2]}])");
+}
+
+TEST_CASE("JSON text written with client bytes is valid UTF-8", "[codec]") {
+  const std::string fffd = "\xEF\xBF\xBD";
+  // Valid text of every sequence length passes unchanged.
+  std::string ok = "a\xC3\xA9\xE2\x82\xAC\xF0\x9F\x98\x80z"; // a é € 😀 z
+  CHECK(valid_utf8(ok) == ok);
+  CHECK(valid_utf8("") == "");
+  // Each byte that starts no valid sequence becomes U+FFFD; what follows it is kept.
+  CHECK(valid_utf8("/v2/mod\x81ls") == "/v2/mod" + fffd + "ls");     // stray continuation
+  CHECK(valid_utf8("img\xD6\xCFnfer") == "img" + fffd + fffd + "nfer"); // lead without continuation
+  CHECK(valid_utf8("x\xE2\x82") == "x" + fffd + fffd);               // truncated at the end
+  CHECK(valid_utf8("\xC0\xAF") == fffd + fffd);                       // overlong '/'
+  CHECK(valid_utf8("\xE0\x80\xAF") == fffd + fffd + fffd);            // overlong, 3 bytes
+  CHECK(valid_utf8("\xED\xA0\x80") == fffd + fffd + fffd);            // a surrogate
+  CHECK(valid_utf8("\xF4\x90\x80\x80") == fffd + fffd + fffd + fffd); // past U+10FFFF
+  CHECK(valid_utf8("\xFF") == fffd);
+  CHECK(valid_utf8("\xF4\x8F\xBF\xBF") == "\xF4\x8F\xBF\xBF"); // U+10FFFF itself
+  // Quoted, it parses back as JSON (a strict parser rejects invalid UTF-8).
+  auto q = kserve::quote("no route for POST /v2/mod\x81ls/mlp/\"infer\"\n\xFF");
+  boost::json::error_code ec;
+  auto v = boost::json::parse(q, ec);
+  REQUIRE_FALSE(ec);
+  CHECK(v.as_string() == "no route for POST /v2/mod" + fffd + "ls/mlp/\"infer\"\n" + fffd);
 }
