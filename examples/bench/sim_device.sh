@@ -10,7 +10,9 @@
 #                                   # RETRIES=2 STAGE_AHEAD=true|false DELAY_US=2000 (max_queue_delay_us)
 #                                   # ISOLATION=none|process (process: the worker in its own process)
 # Prints the ceiling (the same backend called directly at batch BATCH), actorserve's images/s,
-# p50/p99, their ratio and the mean batch size. Needs build/ (scripts/build.sh). Loopback only.
+# p50/p99, their ratio, the mean batch size and the server's CPU time per request (the whole
+# process: HTTP, batching and the simulated device's staging; warm-up requests included).
+# Needs build/ (scripts/build.sh). Loopback only.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 SCALE=${SCALE:-3}; CONC=${CONC:-256}; SECS=${SECS:-10}; BATCH=${BATCH:-128}
@@ -49,14 +51,17 @@ for _ in $(seq 200); do
   kill -0 $pid 2>/dev/null || { cat "$tmp/server.log"; exit 1; }
   sleep 0.05
 done
+cpu0=$(awk '{print $14 + $15}' /proc/$pid/stat)
 $B/examples/bench/actorserve-loadgen --port "$PORT" --path /v2/models/sim/infer --body "$tmp/body.bin" \
   --json-length "$(cat "$tmp/body.len")" --content-type application/octet-stream \
   --concurrency "$CONC" --threads 1 --duration "$SECS" --warmup 2 --label sim \
   --json "$tmp/load.json" >/dev/null 2>&1
+cpu1=$(awk '{print $14 + $15}' /proc/$pid/stat)
 curl -sf "localhost:$PORT/v2/models/sim/stats" >"$tmp/stats.json"
-python3 - "$tmp" "$ceiling" "$SCALE" "$CONC" "$BATCH" <<'PY'
+python3 - "$tmp" "$ceiling" "$SCALE" "$CONC" "$BATCH" "$((cpu1 - cpu0))" "$(getconf CLK_TCK)" <<'PY'
 import json, sys
 tmp, ceil, scale, conc, batch = sys.argv[1], float(sys.argv[2]), sys.argv[3], sys.argv[4], sys.argv[5]
+cpu_s = int(sys.argv[6]) / int(sys.argv[7]) # the server's user + system time under load
 r = json.loads(open(tmp + "/load.json").read().splitlines()[-1])
 ms = json.load(open(tmp + "/stats.json"))["model_stats"][0]
 mean = ms["inference_count"] / max(ms["execution_count"], 1)
@@ -64,5 +69,5 @@ errs = sum(r["errors"].values())
 print(f"simulated device x{scale}, batch {batch}, {conc} connections: ceiling {ceil:.0f}/s, "
       f"actorserve {r['requests_per_s']:.0f}/s ({r['requests_per_s'] / ceil:.3f}), "
       f"p50 {r['p50_us'] / 1e3:.1f} ms, p99 {r['p99_us'] / 1e3:.1f} ms, mean batch {mean:.1f}, "
-      f"errors {errs}")
+      f"errors {errs}, server CPU {cpu_s * 1e6 / max(ms['inference_count'], 1):.0f} us/request")
 PY
