@@ -6,8 +6,10 @@
 #include <fstream>
 #include <functional>
 #include <limits>
+#include <optional>
 #include <set>
 #include <sstream>
+#include <system_error>
 
 #include <boost/json.hpp>
 
@@ -68,6 +70,25 @@ std::string format_number(double x) {
   if (x == std::floor(x) && std::abs(x) < 1e15)
     return std::to_string(static_cast<int64_t>(x));
   return json::serialize(json::value(x));
+}
+
+/// Resolves a file the deployment names against the deployment file's folder; what is wrong with
+/// it (no such file, a folder, a name the system refuses, such as one too long), or nothing.
+std::optional<std::string> resolve_file(std::string& file, const std::string& base_dir) {
+  namespace fs = std::filesystem;
+  if (file.empty())
+    return std::nullopt;
+  if (fs::path(file).is_relative() && !base_dir.empty())
+    file = (fs::path(base_dir) / file).lexically_normal().string();
+  std::error_code ec; // (the throwing overloads ended the program on a name too long)
+  auto st = fs::status(file, ec);
+  if (st.type() == fs::file_type::not_found)
+    return "no such file: \"" + file + "\"";
+  if (ec)
+    return "cannot use \"" + file + "\": " + ec.message();
+  if (st.type() == fs::file_type::directory)
+    return "\"" + file + "\" is a folder, not a file";
+  return std::nullopt;
 }
 
 /// Walks one JSON object, checking keys and types, and collects errors with their paths.
@@ -347,12 +368,9 @@ void read_server(reader& r, server_config& s, const std::string& base_dir) {
       t.string("certificate", cl.tls_certificate, true);
       t.string("key", cl.tls_key, true);
       t.string("ca", cl.tls_ca, true);
-      for (auto* f : {&cl.tls_certificate, &cl.tls_key, &cl.tls_ca}) {
-        if (!f->empty() && std::filesystem::path(*f).is_relative() && !base_dir.empty())
-          *f = (std::filesystem::path(base_dir) / *f).lexically_normal().string();
-        if (!f->empty() && !std::filesystem::exists(*f))
-          t.fail("server.cluster.tls", "no such file: \"" + *f + "\"");
-      }
+      for (auto* f : {&cl.tls_certificate, &cl.tls_key, &cl.tls_ca})
+        if (auto wrong = resolve_file(*f, base_dir))
+          t.fail("server.cluster.tls", *wrong);
     });
     if (cl.role == "worker" && cl.seeds.empty())
       c.fail("server.cluster.seeds", "a worker node needs at least one seed (a front node)");
@@ -505,10 +523,8 @@ void read_model(const std::string& path, const json::value& v, std::vector<std::
                                 + (names.empty() ? "none" : names));
   }
   r.string("path", m.path);
-  if (!m.path.empty() && std::filesystem::path(m.path).is_relative() && !base_dir.empty())
-    m.path = (std::filesystem::path(base_dir) / m.path).lexically_normal().string();
-  if (!m.path.empty() && !std::filesystem::exists(m.path))
-    r.fail(path + ".path", "no such file: \"" + m.path + "\"");
+  if (auto wrong = resolve_file(m.path, base_dir))
+    r.fail(path + ".path", *wrong);
   r.integer("max_batch_size", m.max_batch_size, 0, 1 << 20);
   read_tensor_specs(r, "inputs", m.inputs);
   read_tensor_specs(r, "outputs", m.outputs);

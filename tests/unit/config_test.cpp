@@ -155,6 +155,17 @@ TEST_CASE("model paths resolve against the deployment file's folder and must exi
   REQUIRE_FALSE(bad);
   CHECK(error_message(bad.error())
         == "models[0].path: no such file: \"" + (dir / "models" / "missing.pt").string() + "\"");
+  // A folder, or a name the system refuses (it threw out of check-config and ended it), are
+  // errors of the deployment too.
+  std::ofstream(dir / "bad.json") << deployment(model_json(R"(, "path": "models")"));
+  bad = load_deployment((dir / "bad.json").string(), backends);
+  REQUIRE_FALSE(bad);
+  CHECK(error_message(bad.error())
+        == "models[0].path: \"" + (dir / "models").string() + "\" is a folder, not a file");
+  std::ofstream(dir / "bad.json") << deployment(model_json(R"(, "path": ")" + std::string(5000, 'a') + "\""));
+  bad = load_deployment((dir / "bad.json").string(), backends);
+  REQUIRE_FALSE(bad);
+  CHECK(error_message(bad.error()).find("File name too long") != std::string::npos);
   auto none = load_deployment((dir / "nope.json").string(), backends);
   REQUIRE_FALSE(none);
   CHECK(error_code(none.error()) == errc::invalid_config);
