@@ -31,9 +31,10 @@ struct queued_request {
   time_point dispatched;
   pending_request pending;                 // how it sits in the batch queue (for requeueing)
   uint32_t attempts = 0;                   // dispatches so far
+  uint32_t splits = 0;                     // of those, failed batches it shared (not retries)
   std::vector<std::string> failures;       // what each failed attempt saw
   std::vector<caf::actor_addr> excluded;   // workers that failed it: never again
-  bool model_threw = false;                // an earlier attempt failed inside the backend
+  bool model_threw = false;                // the backend threw on a batch of it alone
 };
 
 struct worker_slot {
@@ -82,6 +83,7 @@ struct batcher_state {
   std::set<std::string> given_up; // workers the supervisor will not restart
   std::unordered_map<uint64_t, in_flight_batch> in_flight;
   uint64_t next_batch_id = 1;
+  uint64_t next_group = 1; // for the halves of failed batches (split_failed_batch)
   std::size_t next_worker = 0; // round robin: where the search for an idle worker starts
   uint64_t batches = 0;
   std::optional<time_point> tick_at; // when the scheduled tick fires
@@ -410,16 +412,24 @@ void record_batch(model_metrics& mm, const in_flight_batch& b, const batch_outpu
 
 /// After a failed batch: re-dispatch the request to another worker when the failure was the
 /// worker's (it died, hung, or the backend threw) and the request has retries and time left;
-/// otherwise answer it with an error listing every failure it saw. A request on whose behalf the
-/// backend has already thrown once is not retried after a second throw: that is its data.
+/// otherwise answer it with an error listing every failure it saw. When the backend threw on the
+/// request alone, it is retried once on another worker (where there is one that has not failed
+/// it: the same worker would throw again), and not after a second throw: that is its data.
 void retry_or_fail(batcher_ptr self, queued_request&& q, const in_flight_batch& b,
                    const caf::error& err, time_point now) {
   auto& st = self->state;
   auto code = error_code(err);
   q.failures.push_back(error_message(err));
   bool threw = code == errc::inference_failed;
-  bool retryable = (code == errc::worker_failed || threw) && !(threw && q.model_threw);
-  bool budget = q.attempts <= st.model->max_retries;
+  auto elsewhere = [&] {
+    return std::any_of(st.workers.begin(), st.workers.end(), [&](const worker_slot& w) {
+      auto a = w.handle.address();
+      return !w.draining && a != b.worker
+             && std::find(q.excluded.begin(), q.excluded.end(), a) == q.excluded.end();
+    });
+  };
+  bool retryable = code == errc::worker_failed || (threw && !q.model_threw && elsewhere());
+  bool budget = q.attempts - q.splits <= st.model->max_retries;
   bool time_left = from_ns(q.req.deadline_ns) > now;
   if (retryable && budget && time_left) {
     q.model_threw = q.model_threw || threw;
@@ -446,12 +456,51 @@ void retry_or_fail(batcher_ptr self, queued_request&& q, const in_flight_batch& 
   auto why = !time_left ? "its deadline passed"
              : !budget  ? "its retries (retry.max_retries " + std::to_string(st.model->max_retries)
                             + ") are used up"
-                        : std::string("the backend failed on it on two workers");
+             : q.model_threw ? std::string("the backend failed on it on two workers")
+                             : std::string("the backend failed on it alone");
   auto final_code = time_left ? code : errc::deadline_exceeded;
   answer_error(q, make_error(final_code, "request " + std::to_string(q.req.id) + " to model '"
                                            + st.model->name + "' failed after "
                                            + std::to_string(q.failures.size()) + " attempts ("
                                            + why + "): " + all));
+}
+
+/// The backend threw on a batch of several requests. One request's data may be the cause (a
+/// poison request: a shape the model cannot take, values it rejects) and the others innocent, so
+/// rather than failing them all, or retrying them together so that they fail together again, the
+/// requests go back to the head of the queue in two halves, each of which only batches with
+/// itself; a half that fails again is split again, down to the request that fails alone
+/// (retry_or_fail). Splits are not retries: they use up none of retry.max_retries, and there are
+/// at most log2(max_batch_size) of them per request. A worker that throws on everything
+/// (broken) fails the halves too, and its breaker opens as before.
+void split_failed_batch(batcher_ptr self, in_flight_batch& b, const caf::error& err,
+                        time_point now) {
+  auto& st = self->state;
+  std::vector<std::size_t> open;
+  for (std::size_t i = 0; i < b.requests.size(); ++i)
+    if (!b.answered[i])
+      open.push_back(i);
+  logging::warn({"batcher", st.model->name, 0, {}, b.worker_name},
+                "a batch of {} requests failed ({}); retrying them in two halves to find the one "
+                "it fails on",
+                b.requests.size(), error_message(err));
+  const uint64_t groups[2] = {st.next_group++, st.next_group++};
+  const std::size_t half = (open.size() + 1) / 2;
+  for (std::size_t k = open.size(); k-- > 0;) { // at the head in reverse: they keep their order
+    auto& q = b.requests[open[k]];
+    if (from_ns(q.req.deadline_ns) <= now) {
+      retry_or_fail(self, std::move(q), b, err, now); // (answers: its deadline passed)
+      continue;
+    }
+    auto& key = q.pending.shape_key;
+    key = key.substr(0, key.find('#')) + '#' + std::to_string(groups[k < half ? 0 : 1]);
+    ++q.splits;
+    if (st.mm)
+      st.mm->retries.fetch_add(1, std::memory_order_relaxed);
+    auto id = q.req.id;
+    st.queue->requeue(q.pending);
+    st.waiting.emplace(id, std::move(q));
+  }
 }
 
 /// Ends an in-flight batch: `outputs` answers its requests, or `err` fails them.
@@ -464,6 +513,11 @@ void finish_batch(batcher_ptr self, uint64_t batch_id, batch_outputs* outputs,
   auto b = std::move(it->second);
   st.in_flight.erase(it);
   auto now = self->clock().now();
+  // The backend threw on a batch of several requests: perhaps because of one request's data, so
+  // the requests are split (split_failed_batch; without retries the batcher keeps no inputs to
+  // run them again), and the failure is no verdict on the worker until a request fails alone.
+  const bool split = !outputs && error_code(err) == errc::inference_failed
+                     && b.requests.size() > 1 && st.model->max_retries > 0;
   bool done_draining = false;
   for (auto& w : st.workers)
     if (w.holds(batch_id)) {
@@ -482,6 +536,8 @@ void finish_batch(batcher_ptr self, uint64_t batch_id, batch_outputs* outputs,
       auto before = w.breaker.state(now);
       if (outputs)
         w.breaker.on_success(now);
+      else if (split)
+        w.breaker.on_inconclusive(now);
       else
         w.breaker.on_failure(now);
       auto after = w.breaker.state(now);
@@ -498,6 +554,8 @@ void finish_batch(batcher_ptr self, uint64_t batch_id, batch_outputs* outputs,
     remove_drained(self);
   if (outputs && st.mm)
     record_batch(*st.mm, b, *outputs);
+  if (split)
+    return split_failed_batch(self, b, err, now);
   for (std::size_t i = 0; i < b.requests.size(); ++i) {
     if (b.answered[i])
       continue;

@@ -40,6 +40,10 @@ void circuit_breaker::on_success(time_point) {
   timeout_ = cfg_.reset_timeout;
 }
 
+void circuit_breaker::on_inconclusive(time_point) {
+  probing_ = false;
+}
+
 void circuit_breaker::on_failure(time_point now) {
   if (open_) {
     // A failed probe (or a late failure while open): stay open, longer.

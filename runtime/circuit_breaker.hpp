@@ -36,6 +36,10 @@ public:
 
   void on_success(time_point now);
   void on_failure(time_point now);
+  /// A batch ended without a verdict on the worker: it failed in a way its requests' data may
+  /// explain, and they are being retried to find out. A probe (half-open) is over, so another
+  /// may go; the count of consecutive failures stays as it was.
+  void on_inconclusive(time_point now);
 
   /// When an open breaker turns half-open.
   time_point reopens_at() const { return opened_at_ + timeout_; }

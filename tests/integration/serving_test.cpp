@@ -910,6 +910,41 @@ TEST_CASE("a worker crash is retried on another worker and the client never sees
   CHECK(srv.log().find("retrying (attempt 2 of 3)") != std::string::npos);
 }
 
+TEST_CASE("a request the model throws on fails alone; the requests batched with it are answered",
+          "[integration][faults][retry]") {
+  // One worker, as on a single GPU: before, the batch's other requests waited for another
+  // worker until their deadline and got 504.
+  server_process srv{write_temp_file(
+    "poison.json", scale_config(R"(, "batching": {"max_queue_delay_us": 20000})",
+                                R"(, "fault_injection": true)"))};
+  REQUIRE(srv.wait_ready());
+  std::vector<http_response> answers(8);
+  std::vector<std::thread> clients;
+  for (int i = 0; i < 8; ++i)
+    clients.emplace_back([&, i] {
+      http_client c{srv.port()};
+      auto data = "[" + std::to_string(i) + ",0,0,0]";
+      answers[i] = c.post("/v2/models/scale/infer",
+                          infer_body(i == 3 ? R"("actorserve_fault": "throw")" : "", data));
+    });
+  for (auto& t : clients)
+    t.join();
+  for (int i = 0; i < 8; ++i) {
+    INFO("request " << i << ": " << answers[i].body);
+    if (i == 3) {
+      CHECK(answers[i].status == 500);
+      CHECK(error_of(answers[i]).find("fault injection: backend exception") != std::string::npos);
+      continue;
+    }
+    REQUIRE(answers[i].status == 200);
+    CHECK(json::serialize(parse(answers[i])["outputs"].as_array()[0].as_object()["data"])
+          == "[" + std::to_string(2 * i + 1) + ",1,1,1]");
+  }
+  CHECK(srv.log().find("retrying them in two halves") != std::string::npos);
+  CHECK(srv.log().find("circuit breaker") == std::string::npos);
+  check_still_serving(srv.port());
+}
+
 TEST_CASE("a hung worker is detected, its request retried elsewhere and the worker replaced",
           "[integration][faults][hang]") {
   server_process srv{write_temp_file(

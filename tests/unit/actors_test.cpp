@@ -1,4 +1,8 @@
 // Gateway and batcher under CAF's deterministic test coordinator: virtual time, no threads.
+#include <algorithm>
+#include <cmath>
+#include <limits>
+
 #include <catch2/catch.hpp>
 
 #include <caf/all.hpp>
@@ -47,6 +51,34 @@ fake_worker(worker_actor::stateful_pointer<fake_worker_state> self, batcher_acto
         out.per_request.push_back({y});
       }
       self->send(self->state.batcher, batch_done_atom::value, std::move(out));
+    },
+    [](fault_atom, fault_spec&) {},
+  };
+}
+
+/// A worker whose backend throws on any batch holding a request whose first value is `poison`
+/// (all batches when `poison` is NaN: a broken worker); other batches are echoed.
+worker_actor::behavior_type picky_worker(worker_actor::pointer self, batcher_actor batcher,
+                                         float poison, std::vector<std::size_t>* sizes) {
+  self->send(batcher, worker_ready_atom::value, caf::actor_cast<caf::actor>(self),
+             std::string("m/picky/0"), uint32_t{1});
+  return {
+    [=](execute_atom, batch_job& job) {
+      sizes->push_back(job.requests.size());
+      batch_outputs out;
+      out.batch_id = job.batch_id;
+      for (auto& r : job.requests) {
+        auto first = floats(r.inputs.at(0)).at(0);
+        if (std::isnan(poison) || first == poison) {
+          self->send(batcher, batch_failed_atom::value, job.batch_id,
+                     make_error(errc::inference_failed, "the model rejects " + std::to_string(first)));
+          return;
+        }
+        auto y = r.inputs.at(0);
+        y.name = "y";
+        out.per_request.push_back({y});
+      }
+      self->send(batcher, batch_done_atom::value, std::move(out));
     },
     [](fault_atom, fault_spec&) {},
   };
@@ -339,6 +371,80 @@ TEST_CASE("a request the backend fails on two workers is not retried again and l
   auto msg = error_message(f.results[0].error());
   CHECK(msg.find("failed after 2 attempts (the backend failed on it on two workers)") != std::string::npos);
   CHECK(msg.find("[1] boom on a; [2] boom on b") != std::string::npos);
+}
+
+TEST_CASE("a request the backend throws on fails alone: its batch is split until it is found, "
+          "the others are answered, and the worker's breaker stays closed",
+          "[actors][retry]") {
+  // Before, with one worker the whole batch waited for another worker until its deadline (504);
+  // with two, the innocent requests were retried together with the poison one and failed too.
+  auto m = batching_model();
+  m.batching.max_queue_size = 16;
+  m.breaker.failure_threshold = 2;
+  fixture f{m};
+  std::vector<std::size_t> sizes;
+  f.others.push_back(caf::actor_cast<caf::actor>(f.sys->spawn(picky_worker, f.batcher, 300.0f, &sizes)));
+  f.sched->run();
+  for (float v : {100, 200, 300, 400, 500, 600, 700, 800}) // the fourth is the poison
+    f.send(request_with_rows(1, v));
+  f.sched->run();
+  f.sched->advance_time(1ms);
+  f.sched->run();
+  REQUIRE(f.results.size() == 8);
+  std::vector<float> answered;
+  std::string poison_error;
+  for (auto& r : f.results) {
+    if (r)
+      answered.push_back(floats(r->outputs.at(0)).at(0));
+    else
+      poison_error = error_message(r.error());
+  }
+  std::sort(answered.begin(), answered.end());
+  CHECK(answered == std::vector<float>{100, 200, 400, 500, 600, 700, 800});
+  CHECK(poison_error == "the model rejects 300.000000"); // its own error, at once
+  // 8 fails; its halves: 4 (fails: 2 + 2, the second fails: 1 + 1) and 4; the lone poison
+  // request is not retried on the same worker, which would throw again.
+  CHECK(sizes == std::vector<std::size_t>{8, 4, 2, 2, 1, 1, 4});
+  // Splits are not the worker's failures: one lone failure leaves the breaker (threshold 2)
+  // closed, and the next request is served.
+  f.results.clear();
+  f.send(request_with_rows(1, 5));
+  f.sched->run();
+  f.sched->advance_time(1ms);
+  f.sched->run();
+  REQUIRE(f.results.size() == 1);
+  CHECK(f.results[0]);
+}
+
+TEST_CASE("a worker that throws on every batch still opens its breaker: lone requests fail on it",
+          "[actors][breaker]") {
+  auto m = batching_model();
+  m.batching.max_queue_size = 16;
+  m.breaker.failure_threshold = 2;
+  m.breaker.reset_timeout_ms = 10'000;
+  fixture f{m};
+  std::vector<std::size_t> sizes;
+  f.others.push_back(caf::actor_cast<caf::actor>(
+    f.sys->spawn(picky_worker, f.batcher, std::numeric_limits<float>::quiet_NaN(), &sizes)));
+  f.sched->run();
+  for (float v : {1, 2, 3, 4})
+    f.send(request_with_rows(1, v));
+  f.sched->run();
+  f.sched->advance_time(1ms);
+  f.sched->run();
+  // 4 (inconclusive), 2 (inconclusive), 1, 1: two failures alone open the breaker; the other
+  // half waits for the probe and reaches its deadline.
+  CHECK(sizes == std::vector<std::size_t>{4, 2, 1, 1});
+  f.sched->advance_time(60ms);
+  f.sched->run();
+  REQUIRE(f.results.size() == 4);
+  for (auto& r : f.results)
+    CHECK_FALSE(r);
+  f.results.clear();
+  f.send(request_with_rows(1, 9));
+  f.sched->run();
+  REQUIRE(f.results.size() == 1);
+  CHECK(error_message(f.results[0].error()).find("open circuit breaker") != std::string::npos);
 }
 
 TEST_CASE("a worker whose breaker is open gets no batches until its reset timeout",

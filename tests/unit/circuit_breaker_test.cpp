@@ -82,3 +82,25 @@ TEST_CASE("a failed probe reopens the breaker with a longer timeout, up to the m
   CHECK(b.current_timeout() == 5s); // capped at max_reset_timeout
   CHECK(b.reopens_at() == t + 5s);
 }
+
+TEST_CASE("a batch without a verdict neither counts as a failure nor keeps a probe going",
+          "[breaker]") {
+  circuit_breaker b{cfg()};
+  b.on_failure(t0);
+  b.on_failure(t0);
+  b.on_inconclusive(t0); // closed: the count stays at 2
+  CHECK(b.consecutive_failures() == 2);
+  CHECK(b.state(t0) == breaker_state::closed);
+  b.on_failure(t0);
+  CHECK(b.state(t0) == breaker_state::open);
+  // Half-open: the probe ends without a verdict; the breaker stays half-open and the next
+  // batch may probe.
+  auto later = t0 + 2s;
+  REQUIRE(b.allow(later));
+  b.on_dispatch(later);
+  CHECK_FALSE(b.allow(later));
+  b.on_inconclusive(later);
+  CHECK(b.state(later) == breaker_state::half_open);
+  CHECK(b.allow(later));
+  CHECK(b.current_timeout() == 2s);
+}
