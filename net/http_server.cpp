@@ -262,8 +262,9 @@ private:
     current_model_ = r.model;
     auto method = request_.method();
     auto want = [&](http::verb v) {
-      if (method == v)
-        return true;
+      if (method == v || (v == http::verb::get && method == http::verb::head))
+        return true; // (HEAD: GET's answer without its body; send_body)
+      allow_ = v == http::verb::get ? "GET, HEAD" : std::string(http::to_string(v));
       send_error(http::status::method_not_allowed,
                  std::string(request_.method_string()) + " is not allowed on "
                    + std::string(request_.target()) + "; use "
@@ -548,6 +549,8 @@ private:
     }
     if (status == http::status::service_unavailable)
       res->set(http::field::retry_after, "1");
+    if (status == http::status::method_not_allowed && !allow_.empty())
+      res->set(http::field::allow, allow_); // (RFC 9110: a 405 names the methods allowed)
     if (!trace_.trace_id.empty())
       res->set("traceparent", trace_.header());
     if (srv_.draining.load())
@@ -555,6 +558,11 @@ private:
     res->keep_alive(keep_alive_);
     res->body() = std::move(body);
     res->prepare_payload();
+    if (request_.method() == http::verb::head) { // the same header, Content-Length included
+      auto n = res->body().size();
+      res->body().clear();
+      res->content_length(n);
+    }
     stream_.expires_after(std::chrono::milliseconds(http_.body_timeout_ms));
     http::async_write(stream_, *res,
                       [self = shared_from_this(), res](beast::error_code ec, std::size_t) {
@@ -604,6 +612,7 @@ private:
       return linger_close();
     request_ = {};
     trace_ = {};
+    allow_.clear();
     read_header();
   }
 
@@ -647,6 +656,7 @@ private:
   std::chrono::steady_clock::time_point received_; // when the current request's body was read
   trace_context trace_; // the current request's W3C trace, answered in its traceparent header
   std::string current_model_; // the model the current request addresses, for logs
+  std::string allow_; // the methods a 405 answer names
 };
 
 } // namespace

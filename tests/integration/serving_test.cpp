@@ -188,7 +188,26 @@ TEST_CASE("bad requests get the right status and a JSON error, and serving goes 
   CHECK(c.get("/v2/models/scale/versions/7").status == 404);
   CHECK(c.post("/v2/models/scale/versions/7/infer", infer_body()).status == 404);
   CHECK(c.get("/v3/whatever").status == 404);
-  CHECK(c.get("/v2/models/scale/infer").status == 405);
+  r = c.get("/v2/models/scale/infer");
+  CHECK(r.status == 405);
+  CHECK(r.headers["allow"] == "POST"); // RFC 9110: a 405 names the methods allowed
+  r = c.post("/v2/health/ready", "");
+  CHECK(r.status == 405);
+  CHECK(r.headers["allow"] == "GET, HEAD");
+
+  // HEAD is GET without the body: the same status and Content-Length, then the next request
+  // on the connection is answered (a body sent after HEAD's header would be read as a response).
+  auto raw = raw_exchange(srv.port(), {"HEAD /v2/health/live HTTP/1.1\r\nHost: x\r\n\r\n"
+                                       "GET /v2/health/live HTTP/1.1\r\nHost: x\r\n"
+                                       "Connection: close\r\n\r\n"},
+                          std::chrono::milliseconds(0));
+  auto second = raw.find("HTTP/1.1", 1);
+  REQUIRE(second != std::string::npos);
+  auto head = raw.substr(0, second);
+  CHECK(head.rfind("HTTP/1.1 200 OK\r\n", 0) == 0);
+  CHECK(head.find("Content-Length: 13\r\n") != std::string::npos);
+  CHECK(head.substr(head.size() - 4) == "\r\n\r\n"); // no body
+  CHECK(raw.substr(raw.size() - 13) == "{\"live\":true}");
 
   r = c.post("/v2/models/scale/infer", infer_body(R"("timeout": 999999999999)"));
   CHECK(r.status == 400);
