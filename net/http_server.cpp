@@ -16,6 +16,7 @@
 #include <caf/all.hpp>
 
 #include "net/actor_bridge.hpp"
+#include "net/content_coding.hpp"
 #include "net/http_status.hpp"
 #include "net/kserve_codec.hpp"
 #include "net/shared_body.hpp"
@@ -170,12 +171,12 @@ private:
                         "request body of " + std::to_string(*len) + " bytes exceeds the limit of "
                           + std::to_string(http_.max_body_bytes) + " bytes (max_body_bytes)");
     }
-    if (auto enc = req[http::field::content_encoding]; !enc.empty() && !beast::iequals(enc, "identity")) {
+    auto coding = parse_content_coding(req[http::field::content_encoding]);
+    if (!coding) {
       keep_alive_ = false; // (its body is not read)
-      return send_error(http::status::unsupported_media_type,
-                        "Content-Encoding '" + std::string(enc)
-                          + "' is not supported: send the request body uncompressed");
+      return send_error(http::status::unsupported_media_type, error_message(coding.error()));
     }
+    coding_ = *coding;
     if (auto len = parser_->content_length(); len && *len > 0 && !reserve_body(*len)) {
       keep_alive_ = false; // (its body is not read)
       return send_body_limit_error(*len);
@@ -234,7 +235,28 @@ private:
     stream_.expires_never(); // the request's own deadline bounds what follows
     request_ = parser_->release();
     keep_alive_ = request_.keep_alive() && !srv_.draining.load();
+    if (coding_ != content_coding::identity && !decode_body())
+      return;
     handle();
+  }
+
+  /// Replaces a compressed body by its decompressed bytes (which count in the server's budget
+  /// for bodies instead); false after answering an error.
+  bool decode_body() {
+    auto decoded = decode_content(request_.body().view(), coding_, http_.max_body_bytes);
+    if (!decoded) {
+      send_error(static_cast<http::status>(http_status(decoded.error())),
+                 error_message(decoded.error()));
+      return false;
+    }
+    auto n = decoded->size;
+    release_body();
+    if (!reserve_body(n)) {
+      send_body_limit_error(n);
+      return false;
+    }
+    request_.body().adopt(std::move(decoded->data), n);
+    return true;
   }
 
   void fail_read(beast::error_code ec) {
@@ -657,6 +679,7 @@ private:
   trace_context trace_; // the current request's W3C trace, answered in its traceparent header
   std::string current_model_; // the model the current request addresses, for logs
   std::string allow_; // the methods a 405 answer names
+  content_coding coding_ = content_coding::identity; // the current request body's
 };
 
 } // namespace

@@ -37,6 +37,12 @@ struct shared_body {
       return data_.get();
     }
 
+    /// Makes the body `size` bytes at `data` (a decompressed body, for one).
+    void adopt(std::shared_ptr<char[]> data, std::size_t size) {
+      data_ = std::move(data);
+      size_ = capacity_ = size;
+    }
+
   private:
     friend struct shared_body;
     std::shared_ptr<char[]> data_;

@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """NVIDIA Triton's own Python HTTP client (PyPI tritonclient) against a running actorserve:
-health, metadata, JSON and binary tensors, and an error. Exits non-zero on any mismatch.
+health, metadata, JSON and binary tensors (also gzip- and deflate-compressed), and an error. Exits non-zero on any mismatch.
 
 usage: triton_client_test.py HOST:PORT REFERENCE_JSON
 """
@@ -24,11 +24,15 @@ def main():
     meta = client.get_model_metadata("mlp")
     assert meta["inputs"][0] == {"name": "input", "datatype": "FP32", "shape": [-1, 64]}, meta
 
-    for binary in (False, True):
+    # JSON and binary tensors, each also with the request body compressed by the client (the
+    # response may come back uncompressed: the client reads either).
+    for binary, compression in [(b, c) for b in (False, True) for c in (None, "gzip", "deflate")]:
         inp = httpclient.InferInput("input", list(x.shape), "FP32")
         inp.set_data_from_numpy(x, binary_data=binary)
         out = httpclient.InferRequestedOutput("logits", binary_data=binary)
-        result = client.infer("mlp", [inp], outputs=[out], request_id="triton-client")
+        result = client.infer("mlp", [inp], outputs=[out], request_id="triton-client",
+                              request_compression_algorithm=compression,
+                              response_compression_algorithm=compression)
         got = result.as_numpy("logits")
         assert got.shape == want.shape, (got.shape, want.shape)
         assert np.allclose(got, want, rtol=1e-4, atol=1e-5), np.abs(got - want).max()

@@ -1,0 +1,213 @@
+#include "net/content_coding.hpp"
+
+#include <algorithm>
+#include <cstdint>
+#include <cstring>
+
+#include <boost/beast/core/string.hpp>
+#include <boost/beast/zlib/error.hpp>
+#include <boost/beast/zlib/inflate_stream.hpp>
+#include <boost/crc.hpp>
+
+#include "runtime/error.hpp"
+
+namespace actorserve {
+
+namespace {
+
+namespace zlib = boost::beast::zlib;
+
+std::string_view trim(std::string_view s) {
+  while (!s.empty() && (s.front() == ' ' || s.front() == '\t'))
+    s.remove_prefix(1);
+  while (!s.empty() && (s.back() == ' ' || s.back() == '\t'))
+    s.remove_suffix(1);
+  return s;
+}
+
+uint32_t adler32(const char* p, std::size_t n) {
+  uint32_t a = 1, b = 0;
+  while (n > 0) {
+    auto chunk = std::min<std::size_t>(n, 5552); // the most bytes before the sums can overflow
+    n -= chunk;
+    for (; chunk > 0; --chunk) {
+      a += static_cast<unsigned char>(*p++);
+      b += a;
+    }
+    a %= 65521;
+    b %= 65521;
+  }
+  return (b << 16) | a;
+}
+
+uint32_t le32(const unsigned char* p) {
+  return uint32_t(p[0]) | uint32_t(p[1]) << 8 | uint32_t(p[2]) << 16 | uint32_t(p[3]) << 24;
+}
+
+} // namespace
+
+const char* to_string(content_coding c) {
+  switch (c) {
+    case content_coding::identity: return "identity";
+    case content_coding::gzip: return "gzip";
+    case content_coding::deflate: return "deflate";
+  }
+  return "?";
+}
+
+caf::expected<content_coding> parse_content_coding(std::string_view header) {
+  const auto whole = trim(header);
+  auto coding = content_coding::identity;
+  bool named = false;
+  while (true) {
+    auto comma = header.find(',');
+    auto item = trim(header.substr(0, comma));
+    using boost::beast::iequals;
+    if (!item.empty() && !iequals(item, "identity")) {
+      content_coding c;
+      if (iequals(item, "gzip") || iequals(item, "x-gzip"))
+        c = content_coding::gzip;
+      else if (iequals(item, "deflate"))
+        c = content_coding::deflate;
+      else
+        return make_error(errc::invalid_input,
+                          "Content-Encoding '" + std::string(item)
+                            + "' is not supported; send the body as it is or with gzip or deflate");
+      if (named)
+        return make_error(errc::invalid_input, "Content-Encoding '" + std::string(whole)
+                                                 + "' applies several codings; send one (gzip or "
+                                                   "deflate)");
+      coding = c;
+      named = true;
+    }
+    if (comma == std::string_view::npos)
+      break;
+    header.remove_prefix(comma + 1);
+  }
+  return coding;
+}
+
+caf::expected<decoded_body> decode_content(std::string_view body, content_coding coding,
+                                           std::size_t limit) {
+  const std::string what = std::string("request body (Content-Encoding ") + to_string(coding) + ")";
+  auto bad = [&](const std::string& msg) { return make_error(errc::invalid_input, what + ": " + msg); };
+  auto u = [&](std::size_t i) { return static_cast<unsigned char>(body[i]); };
+  auto too_large = [&] {
+    return make_error(errc::payload_too_large, what + ": it decompresses to more than the limit of "
+                                                 + std::to_string(limit) + " bytes (max_body_bytes)");
+  };
+  if (coding == content_coding::identity)
+    return make_error(errc::internal, what + ": nothing to decode");
+  // The framing around the deflate stream: where it starts, and the trailer's length.
+  std::size_t start = 0, trailer = 0;
+  bool zlib_format = false;
+  if (coding == content_coding::gzip) {
+    if (body.size() < 2 || u(0) != 0x1f || u(1) != 0x8b)
+      return bad("not gzip data (it does not start with a gzip header)");
+    if (body.size() < 18)
+      return bad("the gzip data is truncated");
+    if (u(2) != 8)
+      return bad("gzip compression method " + std::to_string(u(2)) + " is not deflate (8)");
+    auto flags = u(3);
+    if (flags & 0xE0)
+      return bad("reserved gzip header flags are set");
+    start = 10;
+    if (flags & 0x04) { // FEXTRA: a length, then that many bytes
+      if (start + 2 > body.size())
+        return bad("the gzip header is truncated");
+      start += 2 + (u(start) | u(start + 1) << 8);
+    }
+    for (unsigned flag : {0x08u, 0x10u}) // FNAME, FCOMMENT: zero-terminated
+      if (flags & flag) {
+        auto zero = start < body.size() ? body.find('\0', start) : std::string_view::npos;
+        if (zero == std::string_view::npos)
+          return bad("the gzip header is truncated");
+        start = zero + 1;
+      }
+    if (flags & 0x02) // FHCRC: the header's own CRC (not checked: the data's CRC is)
+      start += 2;
+    if (start > body.size())
+      return bad("the gzip header is truncated");
+    trailer = 8; // CRC32 and ISIZE, little-endian
+  } else if (body.size() >= 2 && (u(0) & 0x0f) == 8 && (u(0) >> 4) <= 7
+             && ((u(0) << 8) | u(1)) % 31 == 0) {
+    if (u(1) & 0x20)
+      return bad("the zlib stream needs a preset dictionary");
+    zlib_format = true;
+    start = 2;
+    trailer = 4; // Adler-32, big-endian
+  } // (else: a raw deflate stream)
+
+  // Beast's inflate needs one byte past the end of the deflate stream before it reports the end,
+  // and may keep that byte: so the trailer is read from the end of the body, the stream may end
+  // one byte into it, and a raw stream (no trailer) gets one byte of padding.
+  if (start + trailer > body.size())
+    return bad(std::string("the ") + (zlib_format ? "zlib" : "gzip") + " data is truncated");
+  std::string padded;
+  auto input = body.substr(start);
+  if (trailer == 0) {
+    padded.reserve(input.size() + 1);
+    padded.append(input).push_back('\0');
+    input = padded;
+  }
+  const std::size_t after = trailer == 0 ? 1 : trailer; // input after the stream's end
+  zlib::inflate_stream inflater;
+  zlib::z_params zs;
+  zs.next_in = input.data();
+  zs.avail_in = input.size();
+  // Room for one byte past the limit: a stream that fills it is over the limit.
+  const std::size_t most = limit + 1;
+  std::size_t capacity = std::min(most, std::max<std::size_t>(body.size() * 4, 64 * 1024));
+  std::shared_ptr<char[]> out(new char[std::max<std::size_t>(capacity, 1)]);
+  std::size_t produced = 0;
+  while (true) {
+    zs.next_out = out.get() + produced;
+    zs.avail_out = capacity - produced;
+    const auto in_before = zs.avail_in;
+    boost::beast::error_code ec;
+    inflater.write(zs, zlib::Flush::none, ec);
+    const auto made = capacity - zs.avail_out - produced;
+    produced += made;
+    if (ec == zlib::error::end_of_stream)
+      break;
+    if (ec && ec != zlib::error::need_buffers)
+      return bad("corrupt compressed data (" + ec.message() + ")");
+    if (zs.avail_out > 0) { // room left: it wants more input
+      if (zs.avail_in == 0 || (zs.avail_in == in_before && made == 0))
+        return bad("the compressed data ends before its end of stream");
+      continue;
+    }
+    if (capacity == most)
+      return too_large();
+    auto bigger = std::min(most, capacity * 2);
+    std::shared_ptr<char[]> grown(new char[bigger]);
+    std::memcpy(grown.get(), out.get(), produced);
+    out = std::move(grown);
+    capacity = bigger;
+  }
+  if (zs.avail_in + 1 < after) // it ended in the trailer: the body was cut short
+    return bad("the compressed data ends before its end of stream");
+  if (zs.avail_in > after)
+    return bad("data follows the end of the compressed stream");
+  if (produced > limit) // (it ended exactly at the end of the room given)
+    return too_large();
+  auto t = reinterpret_cast<const unsigned char*>(body.data() + body.size() - trailer);
+  if (coding == content_coding::gzip) {
+    boost::crc_32_type crc;
+    crc.process_bytes(out.get(), produced);
+    if (crc.checksum() != le32(t))
+      return bad("the CRC-32 of the decompressed data does not match the gzip trailer's");
+    if (static_cast<uint32_t>(produced) != le32(t + 4))
+      return bad("the decompressed length does not match the gzip trailer's");
+  } else if (zlib_format) {
+    uint32_t want = uint32_t(t[0]) << 24 | uint32_t(t[1]) << 16 | uint32_t(t[2]) << 8 | t[3];
+    if (adler32(out.get(), produced) != want)
+      return bad("the Adler-32 of the decompressed data does not match the zlib trailer's");
+  }
+  decoded_body r;
+  r.data = std::move(out);
+  r.size = produced;
+  return r;
+}
+
+} // namespace actorserve
