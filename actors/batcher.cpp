@@ -190,6 +190,21 @@ void schedule_tick(batcher_ptr self, time_point now, bool batch_triggers = true)
   self->delayed_send(self, delay, tick_atom::value);
 }
 
+/// A request the batch it would join could not finish for before its deadline: answered now,
+/// rather than computed for nobody (under overload, that work would go to requests that can
+/// still make theirs). `done` is when the batch would end, as its worker's estimate has it.
+caf::error doomed_error(const batcher_state& st, const queued_request& q, time_point now,
+                        time_point done) {
+  using std::chrono::microseconds;
+  auto left_us = duration_cast<microseconds>(from_ns(q.req.deadline_ns) - now).count();
+  auto needs_us = duration_cast<microseconds>(done - now).count();
+  return make_error(errc::deadline_exceeded,
+                    "request " + std::to_string(q.req.id) + " to model '" + st.model->name
+                      + "' would reach its deadline in " + std::to_string(left_us)
+                      + " us, before its batch could be done (about " + std::to_string(needs_us)
+                      + " us): dropped without running it");
+}
+
 caf::error deadline_error(const batcher_state& st, const queued_request& q, time_point now,
                           bool in_flight) {
   auto waited_us = duration_cast<std::chrono::microseconds>(now - q.enqueued).count();
@@ -239,8 +254,7 @@ void dispatch(batcher_ptr self, worker_slot& w, const std::vector<request_id>& i
   }
   b.answered.assign(b.requests.size(), false);
   w.batches.push_back(id);
-  if (w.capacity > 1)
-    w.pipeline.on_dispatch(now, id, b.rows);
+  w.pipeline.on_dispatch(now, id, b.rows);
   w.breaker.on_dispatch(now);
   ++st.batches;
   self->send(w.handle, execute_atom::value, std::move(job));
@@ -361,7 +375,11 @@ void pump(batcher_ptr self) {
         if (!plan)
           break;
         // Requests that this worker already failed go back to the head of the queue, in order.
+        // Those that the batch would not be done for before their deadline are answered now;
+        // then the others go back too, to form a fuller batch with the requests behind them.
         std::vector<request_id> take, back;
+        auto done = w.pipeline.finish_if_dispatched(now, plan->rows);
+        bool dropped = false;
         for (auto rid : plan->ids) {
           auto& q = st.waiting.at(rid);
           if (cancelled(q)) { // its client is gone: nothing to run it for
@@ -369,9 +387,23 @@ void pump(batcher_ptr self) {
             st.waiting.erase(rid);
             continue;
           }
+          if (done && from_ns(q.req.deadline_ns) < *done) {
+            answer_error(q, doomed_error(st, q, now, *done));
+            st.waiting.erase(rid);
+            dropped = true;
+            continue;
+          }
           bool failed_here = std::find(q.excluded.begin(), q.excluded.end(), w.handle.address())
                              != q.excluded.end();
           (failed_here ? back : take).push_back(rid);
+        }
+        if (dropped) { // (each round drops one request at least: the loop ends)
+          back.insert(back.begin(), take.begin(), take.end());
+          take.clear();
+          for (auto it = back.rbegin(); it != back.rend(); ++it)
+            st.queue->requeue(st.waiting.at(*it).pending);
+          progress = true;
+          continue;
         }
         for (auto it = back.rbegin(); it != back.rend(); ++it)
           st.queue->requeue(st.waiting.at(*it).pending);

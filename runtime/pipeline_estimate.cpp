@@ -12,13 +12,19 @@ constexpr std::chrono::microseconds margin{300};
 } // namespace
 
 void pipeline_estimate::on_dispatch(time_point now, uint64_t batch, uint32_t rows) {
-  bool idle = held_.empty();
+  auto done = finish_if_dispatched(now, rows);
   held_.emplace_back(batch, rows);
+  if (done)
+    busy_until_ = done;
+}
+
+std::optional<time_point> pipeline_estimate::finish_if_dispatched(time_point now,
+                                                                  uint32_t rows) const {
   if (!learned())
-    return;
+    return std::nullopt;
   // An idle device starts once the batch is staged; a busy one when it is done with the rest.
-  auto start = idle || !busy_until_ ? now + lead() : std::max(*busy_until_, now + lead());
-  busy_until_ = start + batch_time(rows);
+  auto start = held_.empty() || !busy_until_ ? now + lead() : std::max(*busy_until_, now + lead());
+  return start + batch_time(rows);
 }
 
 void pipeline_estimate::on_done(time_point now, uint64_t batch, std::optional<nanoseconds> device,

@@ -34,6 +34,10 @@ public:
   /// before a batch has taught the estimate anything.
   std::optional<time_point> stage_next_at() const;
 
+  /// When a batch of `rows` handed to the worker now would be done: after its staging, once the
+  /// device is through what it holds. nullopt before a batch has taught the estimate anything.
+  std::optional<time_point> finish_if_dispatched(time_point now, uint32_t rows) const;
+
   /// Expected device time of a batch of `rows` (0 before the first finished batch).
   nanoseconds batch_time(uint32_t rows) const;
   /// The lead: expected staging time plus a margin for messages and scheduling.

@@ -581,6 +581,58 @@ std::pair<std::size_t, std::size_t> batches_held_while_busy(bool stage_ahead) {
 
 } // namespace
 
+TEST_CASE("a request its batch could not be done for before its deadline is answered, not run",
+          "[actors]") {
+  // Under overload, requests waited until their batch ran and expired in it: the device computed
+  // answers nobody would get (with 2,048 clients on a device for 4,600 a second and 200 ms
+  // deadlines, success fell to 0 of 101,175). Now they are answered 504 at dispatch, and the
+  // device's time goes to those that can still make it.
+  auto m = no_delay_model(4);
+  m.default_timeout_us = 50'000;
+  fixture f{m};
+  std::vector<batch_job> held;
+  f.add_worker(&held);
+  auto finish = [&](const batch_job& job) { // 1 ms of device time per row, staging 0.2 ms
+    batch_outputs out;
+    out.batch_id = job.batch_id;
+    for (auto& r : job.requests) {
+      out.per_request.push_back({r.inputs.at(0)});
+      out.per_request.back()[0].name = "y";
+    }
+    out.infer_ns = 1'000'000 * static_cast<int64_t>(job.requests.size() * 4);
+    out.input_ns = 200'000;
+    caf::anon_send(f.batcher, batch_done_atom::value, std::move(out));
+    f.sched->run();
+  };
+  f.send(request_with_rows(4)); // teaches the estimate
+  f.sched->run();
+  REQUIRE(held.size() == 1);
+  finish(held[0]);
+  f.send(request_with_rows(4, 1)); // keeps the worker busy
+  f.sched->run();
+  REQUIRE(held.size() == 2);
+  auto hurried = request_with_rows(1, 2);
+  hurried.timeout_us = 3'000;
+  f.send(hurried);
+  f.send(request_with_rows(1, 3));
+  f.sched->run();
+  f.sched->advance_time(1ms);
+  f.sched->run();
+  f.results.clear();
+  // The worker is free 1 ms later: a batch of the 2 waiting rows would take 2 ms and staging,
+  // past the hurried request's deadline 2 ms away.
+  finish(held[1]);
+  REQUIRE(f.results.size() == 2);
+  REQUIRE_FALSE(f.results[1]);
+  CHECK(error_code(f.results[1].error()) == errc::deadline_exceeded);
+  CHECK(error_message(f.results[1].error()).find("would reach its deadline in 2000 us, before its "
+                                                 "batch could be done")
+        != std::string::npos);
+  REQUIRE(held.size() == 3);
+  REQUIRE(held[2].requests.size() == 1); // the other one runs, alone
+  CHECK(floats(held[2].requests[0].inputs.at(0)).at(0) == 3);
+}
+
 TEST_CASE("a busy worker gets a partial batch just before its device runs out of work",
           "[actors]") {
   // 4 ms after the full batch went, its expected end (staging + 4 ms) is one lead (staging +
