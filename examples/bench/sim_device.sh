@@ -9,6 +9,8 @@
 #   examples/bench/sim_device.sh    # SCALE=3 CONC=256 SECS=10 BATCH=128 ROW_BYTES=150528 INFLIGHT=2
 #                                   # RETRIES=2 STAGE_AHEAD=true|false DELAY_US=2000 (max_queue_delay_us)
 #                                   # ISOLATION=none|process (process: the worker in its own process)
+#                                   # TIMEOUT_US=N: each request asks for that deadline (overload:
+#                                   # ROW_BYTES=1024 CONC=2048 TIMEOUT_US=200000 THREADS=2)
 # Prints the ceiling (the same backend called directly at batch BATCH), actorserve's images/s,
 # p50/p99, their ratio, the mean batch size and the server's CPU time per request (the whole
 # process: HTTP, batching and the simulated device's staging; warm-up requests included).
@@ -18,12 +20,12 @@ cd "$(dirname "$0")/../.."
 SCALE=${SCALE:-3}; CONC=${CONC:-256}; SECS=${SECS:-10}; BATCH=${BATCH:-128}
 ROW_BYTES=${ROW_BYTES:-150528}; INFLIGHT=${INFLIGHT:-2}; DELAY_US=${DELAY_US:-2000}
 RETRIES=${RETRIES:-2}; STAGE_AHEAD=${STAGE_AHEAD:-}; PORT=${PORT:-18410}; B=${B:-build}
-ISOLATION=${ISOLATION:-none}
+ISOLATION=${ISOLATION:-none}; TIMEOUT_US=${TIMEOUT_US:-0}; THREADS=${THREADS:-1}
 tmp=$(mktemp -d); trap 'kill $pid 2>/dev/null || true; rm -rf "$tmp"' EXIT; pid=
-python3 - "$tmp" "$SCALE" "$BATCH" "$ROW_BYTES" "$INFLIGHT" "$DELAY_US" "$RETRIES" "$STAGE_AHEAD" "$ISOLATION" <<'PY'
+python3 - "$tmp" "$SCALE" "$BATCH" "$ROW_BYTES" "$INFLIGHT" "$DELAY_US" "$RETRIES" "$STAGE_AHEAD" "$ISOLATION" "$TIMEOUT_US" <<'PY'
 import json, sys
 tmp, scale, batch, row, inflight, delay = sys.argv[1], float(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5]), int(sys.argv[6])
-retries, ahead, isolation = int(sys.argv[7]), sys.argv[8], sys.argv[9]
+retries, ahead, isolation, timeout_us = int(sys.argv[7]), sys.argv[8], sys.argv[9], int(sys.argv[10])
 model = {"name": "sim", "backend": "simulated_gpu", "max_batch_size": batch,
          "inputs": [{"name": "image", "datatype": "UINT8", "dims": [row]}],
          "outputs": [{"name": "logits", "datatype": "FP32", "dims": [1000]}],
@@ -37,9 +39,12 @@ if ahead: # unset: the server's default
     model["batching"]["stage_ahead"] = ahead == "true"
 json.dump({"server": {"http": {"address": "127.0.0.1", "io_threads": 2}, "log_level": "warn"},
            "models": [model]}, open(tmp + "/sim.json", "w"))
-h = json.dumps({"inputs": [{"name": "image", "shape": [1, row], "datatype": "UINT8",
-                            "parameters": {"binary_data_size": row}}],
-                "outputs": [{"name": "logits", "parameters": {"binary_data": True}}]}).encode()
+req = {"inputs": [{"name": "image", "shape": [1, row], "datatype": "UINT8",
+                   "parameters": {"binary_data_size": row}}],
+       "outputs": [{"name": "logits", "parameters": {"binary_data": True}}]}
+if timeout_us > 0:
+    req["parameters"] = {"timeout": timeout_us}
+h = json.dumps(req).encode()
 open(tmp + "/body.bin", "wb").write(h + bytes((i * 7) % 256 for i in range(row)))
 open(tmp + "/body.len", "w").write(str(len(h)))
 PY
@@ -54,7 +59,7 @@ done
 cpu0=$(awk '{print $14 + $15}' /proc/$pid/stat)
 $B/examples/bench/actorserve-loadgen --port "$PORT" --path /v2/models/sim/infer --body "$tmp/body.bin" \
   --json-length "$(cat "$tmp/body.len")" --content-type application/octet-stream \
-  --concurrency "$CONC" --threads 1 --duration "$SECS" --warmup 2 --label sim \
+  --concurrency "$CONC" --threads "$THREADS" --duration "$SECS" --warmup 2 --label sim \
   --json "$tmp/load.json" >/dev/null 2>&1
 cpu1=$(awk '{print $14 + $15}' /proc/$pid/stat)
 curl -sf "localhost:$PORT/v2/models/sim/stats" >"$tmp/stats.json"
