@@ -455,12 +455,14 @@ private:
     // Binary inputs stay where they arrived: the tensors are views of the body, which they keep.
     auto body = std::move(request_.body());
     request_.body() = {};
-    auto decoded = kserve::decode_request(body.view(), json_length, body.owner());
+    const kserve::memory_budget budget{&srv_.stats->http_body_bytes,
+                                       http_.max_inflight_body_bytes, reserved_};
+    auto decoded = kserve::decode_request(body.view(), json_length, body.owner(), &budget);
     body = {};
     auto* mm = srv_.stats->model(r.model);
     if (!decoded) {
       if (mm)
-        account(*mm, errc::invalid_input);
+        account(*mm, error_code(decoded.error()));
       return send_error(static_cast<http::status>(http_status(decoded.error())),
                         error_message(decoded.error()));
     }

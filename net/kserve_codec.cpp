@@ -5,6 +5,8 @@
 #include <cmath>
 #include <cstring>
 #include <limits>
+#include <new>
+#include <optional>
 
 #include <boost/json.hpp>
 
@@ -189,9 +191,62 @@ caf::error json_data_to_tensor(const json::value& data, tensor& t) {
   return write_leaves(data, t, p, index);
 }
 
+namespace {
+
+/// Allocates from the heap and counts what it holds in a memory_budget, refusing (bad_alloc)
+/// what would pass its limit; gives the rest back to the budget when it ends. Two serve a parse:
+/// one holds the parser's temporary stack of values (which it frees exactly), one is the
+/// upstream of the document's arena (which frees its blocks only when it ends, and not always
+/// with the size it asked for: so that one's count stays until the end).
+class budgeted_resource final : public json::memory_resource {
+public:
+  /// Thrown past the limit; `alone`: the request alone would pass it.
+  struct refused : std::bad_alloc {
+    bool alone = false;
+  };
+
+  /// `other`: the resource sharing this request's part of the budget (for `alone`).
+  budgeted_resource(const memory_budget& b, bool exact, const budgeted_resource* other = nullptr)
+    : budget_(b), exact_(exact), other_(other) {}
+  ~budgeted_resource() override { budget_.used->fetch_sub(taken_); }
+
+  uint64_t taken() const { return taken_; }
+
+private:
+  void* do_allocate(std::size_t n, std::size_t align) override {
+    auto before = budget_.used->fetch_add(n);
+    if (before + n > budget_.limit) {
+      budget_.used->fetch_sub(n);
+      refused r;
+      r.alone = budget_.own + taken_ + (other_ ? other_->taken() : 0) + n > budget_.limit;
+      throw r;
+    }
+    taken_ += n;
+    return ::operator new(n, std::align_val_t(align));
+  }
+  void do_deallocate(void* p, std::size_t n, std::size_t align) override {
+    ::operator delete(p, std::align_val_t(align));
+    if (exact_) {
+      taken_ -= n;
+      budget_.used->fetch_sub(n);
+    }
+  }
+  bool do_is_equal(const json::memory_resource& other) const noexcept override {
+    return this == &other;
+  }
+
+  memory_budget budget_;
+  bool exact_;
+  const budgeted_resource* other_;
+  uint64_t taken_ = 0;
+};
+
+} // namespace
+
 caf::expected<decoded_request> decode_request(std::string_view body,
                                               std::optional<std::size_t> json_length,
-                                              std::shared_ptr<const void> body_owner) {
+                                              std::shared_ptr<const void> body_owner,
+                                              const memory_budget* budget) {
   std::string_view json_part = body;
   std::string_view binary_part;
   if (json_length) {
@@ -202,8 +257,36 @@ caf::expected<decoded_request> decode_request(std::string_view body,
     binary_part = body.substr(*json_length);
   }
   json::error_code ec;
-  json::monotonic_resource mr;
-  auto doc = json::parse(json_part, ec, &mr);
+  std::optional<budgeted_resource> document_memory, parser_memory;
+  if (budget && budget->used) {
+    document_memory.emplace(*budget, false);
+    parser_memory.emplace(*budget, true, &*document_memory);
+  }
+  auto counted = [](std::optional<budgeted_resource>& r) {
+    return r ? json::storage_ptr(&*r) : json::storage_ptr();
+  };
+  // A small document is parsed in these buffers; a larger one's arena and the parser's stack
+  // grow from the budgeted resources (declared before them: they outlive what they hold).
+  unsigned char small_document[4096], small_stack[4096];
+  json::monotonic_resource mr(small_document, sizeof small_document, counted(document_memory));
+  json::value doc(&mr); // (the parser's result moves in without a copy: the same storage)
+  try {
+    json::parser parser(counted(parser_memory), {}, small_stack, sizeof small_stack);
+    parser.reset(&mr);
+    parser.write(json_part, ec);
+    if (!ec)
+      doc = parser.release();
+  } catch (const budgeted_resource::refused& r) {
+    auto what = "the request's " + std::to_string(json_part.size())
+                + "-byte JSON document takes more memory than the server";
+    auto limit = " (http.max_inflight_body_bytes " + std::to_string(budget->limit) + ")";
+    if (r.alone)
+      return make_error(errc::payload_too_large,
+                        what + " allows for request bodies" + limit
+                          + ": send large tensors as binary data (binary_data_size)");
+    return make_error(errc::overloaded, "overloaded: " + what + " has left for request bodies"
+                                          + limit + "; try again");
+  }
   if (ec)
     return bad("request body is not valid JSON: " + ec.message());
   if (!doc.is_object())

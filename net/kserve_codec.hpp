@@ -3,6 +3,7 @@
 // binary_data_size, binary_data / binary_data_output). Pure functions; errors name the tensor.
 #pragma once
 
+#include <atomic>
 #include <cstdint>
 #include <memory>
 #include <optional>
@@ -27,12 +28,26 @@ struct decoded_request {
   bool want_binary(const std::string& output) const;
 };
 
+/// Memory a request's JSON document may take while it is parsed: counted in `used` for as long
+/// as the document lives, and refused past `limit`. A parsed document takes many times the bytes
+/// of its text (a 32 MB body of small numbers took 820 MB), so the node counts it in its budget
+/// for request bodies (http.max_inflight_body_bytes) rather than let concurrent JSON bodies
+/// exhaust its memory.
+struct memory_budget {
+  std::atomic<uint64_t>* used = nullptr;
+  uint64_t limit = 0;
+  uint64_t own = 0; // of `used`, what this request holds already (its body)
+};
+
 /// Decodes an infer request body. `json_length` is the Inference-Header-Content-Length header
 /// when present (the JSON part is then followed by the binary tensor data). With `body_owner`,
-/// which keeps `body` alive, binary tensors are views of the body instead of copies of it.
+/// which keeps `body` alive, binary tensors are views of the body instead of copies of it. With
+/// `budget`, a document that would take more memory than it has left is refused: overloaded
+/// while other requests hold the rest, payload_too_large when it could never fit.
 caf::expected<decoded_request> decode_request(std::string_view body,
                                               std::optional<std::size_t> json_length,
-                                              std::shared_ptr<const void> body_owner = {});
+                                              std::shared_ptr<const void> body_owner = {},
+                                              const memory_budget* budget = nullptr);
 
 struct encoded_response {
   std::string body;

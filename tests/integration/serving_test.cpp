@@ -644,7 +644,8 @@ TEST_CASE("out of file descriptors, the server pauses accepting, keeps serving a
   }, std::chrono::seconds(5)));
 }
 
-TEST_CASE("request bodies past max_inflight_body_bytes get 503 until the held ones are answered",
+TEST_CASE("request bodies past max_inflight_body_bytes get 503 until the held ones are answered; a "
+          "JSON document too large for it alone gets 413",
           "[integration]") {
   auto cfg = scale_config(R"(, "max_batch_size": 1, "batching": {"max_queue_delay_us": 0})",
                           R"(, "fault_injection": true)");
@@ -690,6 +691,18 @@ TEST_CASE("request bodies past max_inflight_body_bytes get 503 until the held on
   // Answered: its bytes are free again, and so is the budget for the large ones.
   CHECK(http_client{srv.port()}.post("/v2/models/scale/infer", big).status == 200);
   CHECK(chunked().find("HTTP/1.1 200 OK") != std::string::npos);
+  // A parsed JSON document takes many times its text (16 bytes a number): it counts in the budget
+  // while it is decoded. 441 numbers in 900 bytes need more than 1024 bytes on their own.
+  std::string dense = R"({"inputs":[{"name":"x","shape":[1,4],"datatype":"FP32","data":[0)";
+  for (int i = 0; i < 440; ++i)
+    dense += ",0";
+  dense += "]}]}";
+  REQUIRE(dense.size() <= 1024);
+  r = c.post("/v2/models/scale/infer", dense);
+  CHECK(r.status == 413);
+  CHECK(error_of(r).find("JSON document takes more memory than the server allows for request "
+                         "bodies (http.max_inflight_body_bytes 1024): send large tensors as binary")
+        != std::string::npos);
   CHECK(eventually([&] { return held_bytes() == 0; }, std::chrono::seconds(2)));
 }
 

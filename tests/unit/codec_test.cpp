@@ -235,3 +235,35 @@ TEST_CASE("JSON text written with client bytes is valid UTF-8", "[codec]") {
   REQUIRE_FALSE(ec);
   CHECK(v.as_string() == "no route for POST /v2/mod" + fffd + "ls/mlp/\"infer\"\n" + fffd);
 }
+
+TEST_CASE("a JSON document counts in the memory budget while it is parsed", "[codec]") {
+  // 20,000 numbers: 40 KB of text, a document many times that.
+  std::string data = "0";
+  for (int i = 1; i < 20'000; ++i)
+    data += ",0";
+  auto body = R"({"inputs":[{"name":"t","datatype":"FP32","shape":[20000],"data":[)" + data + "]}]}";
+  std::atomic<uint64_t> used{0};
+  kserve::memory_budget plenty{&used, 64u << 20, 0};
+  REQUIRE(kserve::decode_request(body, std::nullopt, {}, &plenty));
+  CHECK(used == 0); // given back
+  // Alone past the limit: too large, whatever the others hold.
+  kserve::memory_budget tight{&used, 100'000, body.size()};
+  used = body.size(); // (its own body, counted by the server)
+  auto r = kserve::decode_request(body, std::nullopt, {}, &tight);
+  REQUIRE_FALSE(r);
+  CHECK(error_code(r.error()) == errc::payload_too_large);
+  CHECK(used == body.size());
+  // Past it only because others hold the rest: overloaded, try again.
+  kserve::memory_budget shared{&used, 64u << 20, body.size()};
+  used = (64u << 20) - 1000;
+  r = kserve::decode_request(body, std::nullopt, {}, &shared);
+  REQUIRE_FALSE(r);
+  CHECK(error_code(r.error()) == errc::overloaded);
+  CHECK(used == (64u << 20) - 1000);
+  // A small document is parsed without touching the budget.
+  used = 0;
+  kserve::memory_budget none{&used, 1, 0};
+  REQUIRE(kserve::decode_request(R"({"inputs":[{"name":"t","datatype":"FP32","shape":[2],"data":[1,2]}]})",
+                                 std::nullopt, {}, &none));
+  CHECK(used == 0);
+}
