@@ -186,6 +186,15 @@ bool tls_available() {
 caf::expected<uint16_t> publish_front(caf::actor_system& sys, const cluster_config& cluster,
                                       const caf::actor& broker) {
   auto addr = cluster.listen_address.c_str();
+  const auto& a = cluster.listen_address;
+  bool loopback = a == "localhost" || a == "::1" || a.rfind("127.", 0) == 0;
+  if (!loopback && !cluster.tls())
+    logging::warn({"cluster"},
+                  "the cluster port {}:{} is open beyond this host without TLS: CAF's binary "
+                  "protocol trusts what arrives on it, and a malformed message from anyone who can "
+                  "connect can end this node. Keep the port on a private network, or set "
+                  "server.cluster.tls",
+                  a, cluster.listen_port);
 #if ACTORSERVE_WITH_TLS
   if (cluster.tls())
     return caf::openssl::publish(broker, cluster.listen_port, addr, true);
