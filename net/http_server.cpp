@@ -45,12 +45,13 @@ using response_t = http::response<http::string_body>;
 
 struct route {
   enum kind_t { not_found, health_live, health_ready, server_meta, model_meta, model_ready,
-                model_infer, model_stats, all_stats, prometheus, admin_faults } kind = not_found;
+                model_infer, model_stats, model_config, all_stats, prometheus,
+                admin_faults } kind = not_found;
   std::string model;
   std::string version;
 };
 
-/// Splits "/v2/models/{name}[/versions/{v}][/ready|/infer]" and the health paths.
+/// Splits "/v2/models/{name}[/versions/{v}][/ready|/infer|/stats|/config]" and the health paths.
 route parse_route(std::string_view target) {
   route r;
   if (auto q = target.find('?'); q != std::string_view::npos)
@@ -93,6 +94,8 @@ route parse_route(std::string_view target) {
     r.kind = route::model_infer;
   else if (parts.size() == i + 1 && parts[i] == "stats")
     r.kind = route::model_stats;
+  else if (parts.size() == i + 1 && parts[i] == "config")
+    r.kind = route::model_config;
   return r;
 }
 
@@ -319,7 +322,7 @@ private:
         if (want(http::verb::get))
           send_json(http::status::ok,
                     "{\"name\":\"actorserve\",\"version\":\"0.1.0\",\"extensions\":["
-                    "\"binary_tensor_data\",\"schedule_policy\"]}");
+                    "\"binary_tensor_data\",\"schedule_policy\",\"model_configuration\"]}");
         return;
       case route::model_meta:
         if (!want(http::verb::get))
@@ -330,6 +333,12 @@ private:
       case route::model_ready:
         if (want(http::verb::get))
           ask_ready(r.model, r.version);
+        return;
+      case route::model_config:
+        if (!want(http::verb::get))
+          return;
+        if (auto* m = addressed_model(r))
+          send_json(http::status::ok, kserve::encode_model_config(*m));
         return;
       case route::model_infer:
         if (want(http::verb::post))

@@ -536,6 +536,69 @@ encoded_response encode_response(const infer_response& r, const decoded_request&
   return out;
 }
 
+namespace {
+
+std::string platform_of(const model_config& m) {
+  return m.backend == "torchscript" ? "pytorch_torchscript" : m.backend;
+}
+
+} // namespace
+
+std::string encode_model_config(const model_config& m) {
+  auto specs = [](const std::vector<tensor_spec>& v) {
+    json::array a;
+    for (auto& t : v) {
+      json::array dims;
+      for (auto d : t.dims)
+        dims.emplace_back(d);
+      a.emplace_back(json::object{{"name", t.name},
+                                  {"data_type", "TYPE_" + std::string(to_string(t.dtype))},
+                                  {"dims", std::move(dims)}});
+    }
+    return a;
+  };
+  json::array groups;
+  json::array gpus;
+  bool cpu = false;
+  for (auto& d : m.devices) {
+    if (d.rfind("cuda:", 0) == 0)
+      gpus.emplace_back(std::stoi(d.substr(5)));
+    else
+      cpu = true;
+  }
+  if (cpu)
+    groups.emplace_back(json::object{{"name", m.name + "_cpu"}, {"kind", "KIND_CPU"},
+                                     {"count", m.instances}});
+  if (!gpus.empty())
+    groups.emplace_back(json::object{{"name", m.name + "_gpu"}, {"kind", "KIND_GPU"},
+                                     {"count", m.instances}, {"gpus", std::move(gpus)}});
+  json::object o{{"name", m.name},
+                 {"platform", platform_of(m)},
+                 {"backend", m.backend == "torchscript" ? "pytorch" : m.backend},
+                 {"version_policy", json::object{{"specific", json::object{{"versions",
+                                                     json::array{m.version}}}}}},
+                 {"max_batch_size", m.max_batch_size},
+                 {"input", specs(m.inputs)},
+                 {"output", specs(m.outputs)},
+                 {"instance_group", std::move(groups)}};
+  if (m.max_batch_size > 0) {
+    json::array preferred;
+    for (auto b : m.batching.preferred_batch_sizes)
+      preferred.emplace_back(b);
+    o["dynamic_batching"] = json::object{
+      {"preferred_batch_size", std::move(preferred)},
+      {"max_queue_delay_microseconds", m.batching.max_queue_delay_us},
+      {"default_queue_policy", json::object{{"max_queue_size", m.batching.max_queue_size},
+                                            {"default_timeout_microseconds", m.default_timeout_us},
+                                            {"allow_timeout_override", true}}}};
+  }
+  json::object params;
+  for (auto& [k, v] : m.parameters)
+    params[k] = json::object{{"string_value", v}};
+  o["parameters"] = std::move(params);
+  return json::serialize(o);
+}
+
 std::string encode_model_metadata(const model_config& m) {
   auto specs = [&](const std::vector<tensor_spec>& v) {
     std::string s = "[";
@@ -551,9 +614,8 @@ std::string encode_model_metadata(const model_config& m) {
     }
     return s + "]";
   };
-  std::string platform = m.backend == "torchscript" ? "pytorch_torchscript" : m.backend;
   return "{\"name\":" + quote(m.name) + ",\"versions\":[" + quote(m.version)
-         + "],\"platform\":" + quote(platform) + ",\"max_batch_size\":"
+         + "],\"platform\":" + quote(platform_of(m)) + ",\"max_batch_size\":"
          + std::to_string(m.max_batch_size) + ",\"inputs\":" + specs(m.inputs)
          + ",\"outputs\":" + specs(m.outputs) + "}";
 }

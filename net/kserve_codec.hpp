@@ -69,6 +69,12 @@ caf::error json_data_to_tensor(const boost::json::value& data, tensor& t);
 /// Model metadata as the protocol defines it (name, versions, platform, inputs, outputs).
 std::string encode_model_metadata(const model_config& m);
 
+/// The model's configuration as NVIDIA Triton's model configuration extension shows it
+/// (GET /v2/models/{m}/config: name, platform, backend, max_batch_size, input and output with
+/// TYPE_ datatypes and dims without the batch dimension, instance_group, dynamic_batching,
+/// parameters), for Triton's clients and tools (get_model_config).
+std::string encode_model_config(const model_config& m);
+
 /// `s` as a quoted, escaped JSON string (bytes that are not UTF-8 become U+FFFD: json_quote).
 std::string quote(std::string_view s);
 

@@ -76,6 +76,11 @@ TEST_CASE("the server answers health, metadata and inference on loopback", "[int
   CHECK(c.get("/v2/models/scale/versions/1").status == 200);
   CHECK(c.get("/v2/models/scale/ready").status == 200);
   CHECK(c.get("/v2/models/scale/versions/1/ready").status == 200);
+  auto config = c.get("/v2/models/scale/config"); // Triton's model configuration extension
+  REQUIRE(config.status == 200);
+  CHECK(json::serialize(parse(config)["input"])
+        == R"([{"name":"x","data_type":"TYPE_FP32","dims":[4]}])");
+  CHECK(c.get("/v2/models/nope/config").status == 404);
 
   auto r = c.post("/v2/models/scale/versions/1/infer", infer_body());
   REQUIRE(r.status == 200);

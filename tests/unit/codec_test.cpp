@@ -267,3 +267,37 @@ TEST_CASE("a JSON document counts in the memory budget while it is parsed", "[co
                                  std::nullopt, {}, &none));
   CHECK(used == 0);
 }
+
+TEST_CASE("model configuration reads as Triton's model configuration extension", "[codec]") {
+  model_config m;
+  m.name = "resnet";
+  m.max_batch_size = 16;
+  m.inputs = {tensor_spec{"image", datatype::UINT8, {224, 224, 3}}};
+  m.outputs = {tensor_spec{"logits", datatype::FP32, {1000}}};
+  m.devices = {"cuda:0", "cuda:1"};
+  m.instances = 2;
+  m.batching.preferred_batch_sizes = {8, 16};
+  m.batching.max_queue_delay_us = 2000;
+  m.parameters = {{"intra_op_threads", "1"}};
+  auto c = boost::json::parse(kserve::encode_model_config(m)).as_object();
+  CHECK(c["name"] == "resnet");
+  CHECK(c["platform"] == "pytorch_torchscript");
+  CHECK(c["backend"] == "pytorch");
+  CHECK(c["max_batch_size"] == 16);
+  CHECK(boost::json::serialize(c["input"])
+        == R"([{"name":"image","data_type":"TYPE_UINT8","dims":[224,224,3]}])");
+  CHECK(boost::json::serialize(c["output"])
+        == R"([{"name":"logits","data_type":"TYPE_FP32","dims":[1000]}])");
+  CHECK(boost::json::serialize(c["instance_group"])
+        == R"([{"name":"resnet_gpu","kind":"KIND_GPU","count":2,"gpus":[0,1]}])");
+  auto& db = c["dynamic_batching"].as_object();
+  CHECK(boost::json::serialize(db["preferred_batch_size"]) == "[8,16]");
+  CHECK(db["max_queue_delay_microseconds"] == 2000);
+  CHECK(boost::json::serialize(c["parameters"]) == R"({"intra_op_threads":{"string_value":"1"}})");
+  m.max_batch_size = 0; // no batching: no dynamic_batching; CPU instances
+  m.devices = {"cpu"};
+  c = boost::json::parse(kserve::encode_model_config(m)).as_object();
+  CHECK_FALSE(c.contains("dynamic_batching"));
+  CHECK(boost::json::serialize(c["instance_group"])
+        == R"([{"name":"resnet_cpu","kind":"KIND_CPU","count":2}])");
+}

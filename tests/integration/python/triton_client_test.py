@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """NVIDIA Triton's own Python HTTP client (PyPI tritonclient) against a running actorserve:
-health, metadata, JSON and binary tensors (also gzip- and deflate-compressed), and an error. Exits non-zero on any mismatch.
+health, metadata, model configuration, JSON and binary tensors (also gzip- and deflate-compressed), and an error. Exits non-zero on any mismatch.
 
 usage: triton_client_test.py HOST:PORT REFERENCE_JSON
 """
@@ -23,6 +23,10 @@ def main():
     assert client.is_model_ready("mlp"), "mlp not ready"
     meta = client.get_model_metadata("mlp")
     assert meta["inputs"][0] == {"name": "input", "datatype": "FP32", "shape": [-1, 64]}, meta
+    config = client.get_model_config("mlp")
+    assert config["max_batch_size"] == 64, config
+    assert config["input"][0] == {"name": "input", "data_type": "TYPE_FP32", "dims": [64]}, config
+    assert config["instance_group"][0]["kind"] == "KIND_CPU", config
 
     # JSON and binary tensors, each also with the request body compressed by the client (the
     # response may come back uncompressed: the client reads either).
