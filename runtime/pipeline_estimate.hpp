@@ -1,9 +1,10 @@
-// What a batcher knows of a worker that holds several batches at once (a GPU worker stages the
-// next batch while the device computes one): how long a batch takes it and how long staging
-// takes, learned from its finished batches, and so when the device will have finished what it
-// holds. The batcher gives such a worker its next batch a little before then (the staging lead):
-// early enough that the device does not wait, late enough that the batch takes in every request
-// that arrived meanwhile. Pure and clock-free: callers pass `now`.
+// What a batcher knows of a worker: how long a batch takes it and how long staging takes,
+// learned from its finished batches, and so when its device will have finished what it holds
+// and when a batch handed to it now would be done (a request that batch could not finish before
+// its deadline is not run). A worker that holds several batches at once (a GPU worker stages the
+// next batch while the device computes one) gets its next batch a little before its device is
+// free (the staging lead): early enough that the device does not wait, late enough that the batch
+// takes in every request that arrived meanwhile. Pure and clock-free: callers pass `now`.
 #pragma once
 
 #include <chrono>

@@ -46,3 +46,20 @@ TEST_CASE("a worker that reports no device time never gets partial batches early
   p.on_dispatch(t0 + 2ms, 2, 8);
   CHECK_FALSE(p.stage_next_at()); // only full batches, as with stage_ahead off
 }
+
+TEST_CASE("when a batch handed to the worker now would be done", "[pipeline]") {
+  pipeline_estimate p;
+  time_point t0{};
+  CHECK_FALSE(p.finish_if_dispatched(t0, 10)); // nothing learned: no estimate
+  p.on_dispatch(t0, 1, 100);
+  p.on_done(t0 + 12ms, 1, 10ms, 1ms); // 100 us a row, lead 1.3 ms
+  auto t1 = t0 + 20ms;
+  // Idle: staged after the lead, then its own rows.
+  REQUIRE(p.finish_if_dispatched(t1, 50));
+  CHECK(*p.finish_if_dispatched(t1, 50) == t1 + 1300us + 5ms);
+  // Busy until t1 + 11.3 ms: after that.
+  p.on_dispatch(t1, 2, 100);
+  CHECK(*p.finish_if_dispatched(t1, 50) == t1 + 11300us + 5ms);
+  // Handed over late (t1 + 11 ms), it is staged only from then: the device waits for it.
+  CHECK(*p.finish_if_dispatched(t1 + 11ms, 50) == t1 + 12300us + 5ms);
+}
