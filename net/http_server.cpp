@@ -6,6 +6,7 @@
 #include <atomic>
 #include <cerrno>
 #include <charconv>
+#include <mutex>
 #include <thread>
 #include <vector>
 
@@ -46,7 +47,7 @@ using response_t = http::response<http::string_body>;
 struct route {
   enum kind_t { not_found, health_live, health_ready, server_meta, model_meta, model_ready,
                 model_infer, model_stats, model_config, all_stats, prometheus,
-                admin_faults } kind = not_found;
+                admin_faults, repository_index } kind = not_found;
   std::string model;
   std::string version;
 };
@@ -60,7 +61,7 @@ route parse_route(std::string_view target) {
     {"/v2", route::server_meta},          {"/v2/", route::server_meta},
     {"/v2/health/live", route::health_live}, {"/v2/health/ready", route::health_ready},
     {"/metrics", route::prometheus},      {"/v2/admin/faults", route::admin_faults},
-    {"/v2/models/stats", route::all_stats}};
+    {"/v2/models/stats", route::all_stats}, {"/v2/repository/index", route::repository_index}};
   for (auto& [path, kind] : fixed)
     if (target == path) {
       r.kind = kind;
@@ -348,6 +349,10 @@ private:
         if (want(http::verb::post))
           arm_fault();
         return;
+      case route::repository_index:
+        if (want(http::verb::post))
+          repository_index();
+        return;
       case route::prometheus:
         if (want(http::verb::get))
           send_body(http::status::ok, srv_.stats->prometheus_text(), std::nullopt,
@@ -398,6 +403,58 @@ private:
     else
       ask<bool>(srv_.sys, srv_.gateway->get(), std::chrono::seconds(5), done, ready_atom::value,
                 std::move(model), std::move(version));
+  }
+
+  /// POST /v2/repository/index (Triton's model repository extension, as its clients'
+  /// get_model_repository_index asks it): every model with its version and state, READY or
+  /// UNAVAILABLE (with a reason), as the gateway sees them; {"ready": true} lists the ready ones.
+  void repository_index() {
+    bool only_ready = false;
+    if (!request_.body().view().empty()) {
+      boost::system::error_code ec;
+      auto doc = boost::json::parse(request_.body().view(), ec);
+      auto* ready = !ec && doc.is_object() ? doc.get_object().if_contains("ready") : nullptr;
+      if (ec || !doc.is_object() || (ready && !ready->is_bool()))
+        return send_error(http::status::bad_request,
+                          "expected an empty body or a JSON object with a boolean 'ready'");
+      only_ready = ready && ready->get_bool();
+    }
+    struct gathered {
+      std::mutex lock;
+      std::vector<std::pair<const model_config*, caf::expected<bool>>> states;
+      std::size_t left;
+    };
+    auto& models = srv_.cfg->models;
+    if (models.empty())
+      return send_json(http::status::ok, "[]");
+    auto all = std::make_shared<gathered>();
+    all->left = models.size();
+    auto self = shared_from_this();
+    for (auto& m : models) {
+      auto done = [self, all, only_ready, m = &m](caf::expected<bool> ready) {
+        std::lock_guard<std::mutex> guard(all->lock);
+        all->states.emplace_back(m, std::move(ready));
+        if (--all->left > 0)
+          return;
+        boost::json::array out;
+        for (auto& cfg : self->srv_.cfg->models) // in the deployment's order
+          for (auto& [model, state] : all->states)
+            if (model == &cfg && (!only_ready || (state && *state))) {
+              boost::json::object o{{"name", cfg.name}, {"version", cfg.version},
+                                    {"state", state && *state ? "READY" : "UNAVAILABLE"}};
+              if (!state)
+                o["reason"] = error_message(state.error());
+              else if (!*state)
+                o["reason"] = "no worker of the model is ready";
+              out.emplace_back(std::move(o));
+            }
+        asio::post(self->stream_.get_executor(), [self, body = boost::json::serialize(out)] {
+          self->send_json(http::status::ok, body);
+        });
+      };
+      ask<bool>(srv_.sys, srv_.gateway->get(), std::chrono::seconds(5), done, ready_atom::value,
+                m.name, std::string());
+    }
   }
 
   /// POST /v2/admin/faults {"model", "worker"?, "fault", "count"?, "probability"?}: arms a fault

@@ -81,6 +81,10 @@ TEST_CASE("the server answers health, metadata and inference on loopback", "[int
   CHECK(json::serialize(parse(config)["input"])
         == R"([{"name":"x","data_type":"TYPE_FP32","dims":[4]}])");
   CHECK(c.get("/v2/models/nope/config").status == 404);
+  auto index = c.post("/v2/repository/index", ""); // Triton's model repository extension
+  REQUIRE(index.status == 200);
+  CHECK(index.body == R"([{"name":"scale","version":"1","state":"READY"}])");
+  CHECK(c.post("/v2/repository/index", R"({"ready": "yes"})").status == 400);
 
   auto r = c.post("/v2/models/scale/versions/1/infer", infer_body());
   REQUIRE(r.status == 200);

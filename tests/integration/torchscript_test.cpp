@@ -212,6 +212,11 @@ TEST_CASE("a TorchScript file that cannot be loaded keeps the model not ready",
   auto r = c.post("/v2/models/broken/infer",
                   R"({"inputs":[{"name":"input","shape":[1,4],"datatype":"FP32","data":[1,2,3,4]}]})");
   CHECK(r.status == 503);
+  auto index = c.post("/v2/repository/index", "");
+  CHECK(index.status == 200);
+  CHECK(index.body.find(R"({"name":"broken","version":"1","state":"UNAVAILABLE","reason":)")
+        != std::string::npos);
+  CHECK(c.post("/v2/repository/index", R"({"ready": true})").body == "[]");
 }
 
 TEST_CASE("when the root supervisor gives up the process exits with status 1",

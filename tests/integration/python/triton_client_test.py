@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """NVIDIA Triton's own Python HTTP client (PyPI tritonclient) against a running actorserve:
-health, metadata, model configuration, JSON and binary tensors (also gzip- and deflate-compressed), and an error. Exits non-zero on any mismatch.
+health, metadata, model configuration, the repository index, JSON and binary tensors (also gzip- and deflate-compressed), and an error. Exits non-zero on any mismatch.
 
 usage: triton_client_test.py HOST:PORT REFERENCE_JSON
 """
@@ -27,6 +27,8 @@ def main():
     assert config["max_batch_size"] == 64, config
     assert config["input"][0] == {"name": "input", "data_type": "TYPE_FP32", "dims": [64]}, config
     assert config["instance_group"][0]["kind"] == "KIND_CPU", config
+    index = client.get_model_repository_index()
+    assert index == [{"name": "mlp", "version": "1", "state": "READY"}], index
 
     # JSON and binary tensors, each also with the request body compressed by the client (the
     # response may come back uncompressed: the client reads either).
