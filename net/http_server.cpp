@@ -323,7 +323,8 @@ private:
         if (want(http::verb::get))
           send_json(http::status::ok,
                     "{\"name\":\"actorserve\",\"version\":\"0.1.0\",\"extensions\":["
-                    "\"binary_tensor_data\",\"schedule_policy\",\"model_configuration\"]}");
+                    "\"binary_tensor_data\",\"schedule_policy\",\"model_configuration\","
+                    "\"model_repository\"]}");
         return;
       case route::model_meta:
         if (!want(http::verb::get))
