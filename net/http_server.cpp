@@ -422,37 +422,41 @@ private:
     }
     struct gathered {
       std::mutex lock;
-      std::vector<std::pair<const model_config*, caf::expected<bool>>> states;
+      std::vector<caf::expected<bool>> states; // by the models' place in the deployment
       std::size_t left;
     };
     auto& models = srv_.cfg->models;
     if (models.empty())
       return send_json(http::status::ok, "[]");
     auto all = std::make_shared<gathered>();
+    all->states.resize(models.size(), false);
     all->left = models.size();
     auto self = shared_from_this();
-    for (auto& m : models) {
-      auto done = [self, all, only_ready, m = &m](caf::expected<bool> ready) {
+    for (std::size_t i = 0; i < models.size(); ++i) {
+      auto done = [self, all, only_ready, i](caf::expected<bool> ready) {
         std::lock_guard<std::mutex> guard(all->lock);
-        all->states.emplace_back(m, std::move(ready));
+        all->states[i] = std::move(ready);
         if (--all->left > 0)
           return;
         boost::json::array out;
-        for (auto& cfg : self->srv_.cfg->models) // in the deployment's order
-          for (auto& [model, state] : all->states)
-            if (model == &cfg && (!only_ready || (state && *state))) {
-              boost::json::object o{{"name", cfg.name}, {"version", cfg.version},
-                                    {"state", state && *state ? "READY" : "UNAVAILABLE"}};
-              if (!state)
-                o["reason"] = error_message(state.error());
-              else if (!*state)
-                o["reason"] = "no worker of the model is ready";
-              out.emplace_back(std::move(o));
-            }
+        for (std::size_t k = 0; k < all->states.size(); ++k) {
+          auto& state = all->states[k];
+          if (only_ready && !(state && *state))
+            continue;
+          auto& cfg = self->srv_.cfg->models[k];
+          boost::json::object o{{"name", cfg.name}, {"version", cfg.version},
+                                {"state", state && *state ? "READY" : "UNAVAILABLE"}};
+          if (!state)
+            o["reason"] = error_message(state.error());
+          else if (!*state)
+            o["reason"] = "no worker of the model is ready";
+          out.emplace_back(std::move(o));
+        }
         asio::post(self->stream_.get_executor(), [self, body = boost::json::serialize(out)] {
           self->send_json(http::status::ok, body);
         });
       };
+      auto& m = models[i];
       ask<bool>(srv_.sys, srv_.gateway->get(), std::chrono::seconds(5), done, ready_atom::value,
                 m.name, std::string());
     }
