@@ -1,10 +1,13 @@
 #include "net/content_coding.hpp"
 
 #include <algorithm>
+#include <charconv>
+#include <stdexcept>
 #include <cstdint>
 #include <cstring>
 
 #include <boost/beast/core/string.hpp>
+#include <boost/beast/zlib/deflate_stream.hpp>
 #include <boost/beast/zlib/error.hpp>
 #include <boost/beast/zlib/inflate_stream.hpp>
 #include <boost/crc.hpp>
@@ -42,6 +45,29 @@ uint32_t adler32(const char* p, std::size_t n) {
 
 uint32_t le32(const unsigned char* p) {
   return uint32_t(p[0]) | uint32_t(p[1]) << 8 | uint32_t(p[2]) << 16 | uint32_t(p[3]) << 24;
+}
+
+void put_le32(char* p, uint32_t v) {
+  for (int i = 0; i < 4; ++i)
+    p[i] = static_cast<char>(v >> (8 * i));
+}
+
+/// An Accept-Encoding entry's q-value ("q=0.5" among its parameters; 1 without one), or -1 where
+/// it is malformed.
+double q_value(std::string_view params) {
+  double q = 1;
+  while (!params.empty()) {
+    auto semi = params.find(';');
+    auto p = trim(params.substr(0, semi));
+    params = semi == std::string_view::npos ? std::string_view{} : params.substr(semi + 1);
+    if (p.size() < 2 || (p[0] != 'q' && p[0] != 'Q') || p[1] != '=')
+      continue; // (another parameter: none is defined, none matters)
+    auto v = p.substr(2);
+    auto res = std::from_chars(v.data(), v.data() + v.size(), q);
+    if (res.ec != std::errc{} || res.ptr != v.data() + v.size() || !(q >= 0 && q <= 1))
+      return -1;
+  }
+  return q;
 }
 
 } // namespace
@@ -208,6 +234,90 @@ caf::expected<decoded_body> decode_content(std::string_view body, content_coding
   r.data = std::move(out);
   r.size = produced;
   return r;
+}
+
+content_coding choose_response_coding(std::string_view header) {
+  // Each coding's q-value where the header names it; -1 where not.
+  double gzip = -1, deflate = -1, identity = -1, any = -1;
+  while (!header.empty()) {
+    auto comma = header.find(',');
+    auto item = header.substr(0, comma);
+    header = comma == std::string_view::npos ? std::string_view{} : header.substr(comma + 1);
+    auto semi = item.find(';');
+    auto name = trim(item.substr(0, semi));
+    auto q = q_value(semi == std::string_view::npos ? std::string_view{} : item.substr(semi + 1));
+    if (name.empty() || q < 0)
+      continue;
+    using boost::beast::iequals;
+    double* slot = iequals(name, "gzip") || iequals(name, "x-gzip") ? &gzip
+                   : iequals(name, "deflate")                       ? &deflate
+                   : iequals(name, "identity")                      ? &identity
+                   : name == "*"                                    ? &any
+                                                                    : nullptr;
+    if (slot)
+      *slot = std::max(*slot, q);
+  }
+  if (gzip < 0)
+    gzip = any;
+  if (deflate < 0)
+    deflate = any;
+  // Identity not named is acceptable (RFC 9110) but the least wanted: a client that names a
+  // coding it accepts gets it.
+  const double plain = std::max(identity, 0.0);
+  const double best = std::max(gzip, deflate);
+  if (best <= 0 || best < plain)
+    return content_coding::identity;
+  return gzip >= deflate ? content_coding::gzip : content_coding::deflate;
+}
+
+std::string encode_content(std::string_view body, content_coding coding, int level) {
+  if (coding == content_coding::identity)
+    return std::string(body);
+  level = std::clamp(level, 1, 9);
+  const bool gz = coding == content_coding::gzip;
+  const std::size_t head = gz ? 10 : 2, tail = gz ? 8 : 4;
+  zlib::deflate_stream deflater;
+  deflater.reset(level, 15, 8, zlib::Strategy::normal);
+  std::string out(head + deflater.upper_bound(body.size()) + tail, '\0');
+  if (gz) { // magic, deflate, no flags, no time, extra flags (fastest / best), OS unknown
+    const unsigned char h[10] = {0x1f, 0x8b, 8, 0, 0, 0, 0, 0,
+                                 static_cast<unsigned char>(level == 1 ? 4 : level == 9 ? 2 : 0),
+                                 255};
+    std::memcpy(out.data(), h, sizeof h);
+  } else { // CMF: deflate with a 32 KiB window; FLG: the level's hint, a multiple of 31 in all
+    out[0] = 0x78;
+    out[1] = static_cast<char>(level == 1 ? 0x01 : level < 6 ? 0x5e : level == 6 ? 0x9c : 0xda);
+  }
+  zlib::z_params zs;
+  zs.next_in = body.data();
+  zs.avail_in = body.size();
+  std::size_t produced = 0;
+  while (true) {
+    zs.next_out = out.data() + head + produced;
+    zs.avail_out = out.size() - tail - head - produced;
+    const auto room = zs.avail_out;
+    boost::beast::error_code ec;
+    deflater.write(zs, zlib::Flush::finish, ec);
+    produced += room - zs.avail_out;
+    if (ec == zlib::error::end_of_stream)
+      break;
+    if (ec && ec != zlib::error::need_buffers)
+      throw std::runtime_error("deflate failed: " + ec.message());
+    out.resize(out.size() * 2); // (upper_bound is a bound: not expected)
+  }
+  out.resize(head + produced + tail);
+  char* t = out.data() + head + produced;
+  if (gz) {
+    boost::crc_32_type crc;
+    crc.process_bytes(body.data(), body.size());
+    put_le32(t, crc.checksum());
+    put_le32(t + 4, static_cast<uint32_t>(body.size()));
+  } else {
+    auto a = adler32(body.data(), body.size());
+    for (int i = 0; i < 4; ++i)
+      t[i] = static_cast<char>(a >> (24 - 8 * i));
+  }
+  return out;
 }
 
 } // namespace actorserve

@@ -1,7 +1,9 @@
-// Request bodies compressed by the client (Content-Encoding: gzip or deflate, as NVIDIA Triton's
-// clients send them with request_compression_algorithm), decoded before the request is read.
-// Pure functions; the deflate decoder is Boost.Beast's (a port of zlib's inflate), the gzip
-// (RFC 1952) and zlib (RFC 1950) framing and their checksums are checked here.
+// HTTP content codings both ways: request bodies compressed by the client (Content-Encoding: gzip
+// or deflate, as NVIDIA Triton's clients send them with request_compression_algorithm), decoded
+// before the request is read, and responses compressed for a client that accepts it
+// (Accept-Encoding, as Triton's clients ask with response_compression_algorithm).
+// Pure functions; deflate itself is Boost.Beast's (a port of zlib's inflate and deflate), the gzip
+// (RFC 1952) and zlib (RFC 1950) framing and their checksums are written and checked here.
 #pragma once
 
 #include <cstddef>
@@ -33,5 +35,15 @@ struct decoded_body {
 /// small body that inflates past max_body_bytes is refused as the large body it is).
 caf::expected<decoded_body> decode_content(std::string_view body, content_coding coding,
                                            std::size_t limit);
+
+/// The coding to answer in, by an Accept-Encoding header (RFC 9110 12.5.3): the supported
+/// coding (gzip, then deflate) with the highest q-value above 0 and not below identity's ("*"
+/// stands for those not named), or identity: for no header, an empty one, or one that accepts
+/// neither. Malformed entries are skipped rather than refused: identity is always a safe answer.
+content_coding choose_response_coding(std::string_view accept_encoding);
+
+/// `body` compressed with `coding` (gzip or deflate, the latter in zlib format as RFC 9110 says)
+/// at zlib `level` 1 (fastest) to 9 (smallest).
+std::string encode_content(std::string_view body, content_coding coding, int level);
 
 } // namespace actorserve

@@ -181,6 +181,8 @@ private:
       return send_error(http::status::unsupported_media_type, error_message(coding.error()));
     }
     coding_ = *coding;
+    if (http_.compression_level > 0)
+      answer_coding_ = choose_response_coding(req[http::field::accept_encoding]);
     if (auto len = parser_->content_length(); len && *len > 0 && !reserve_body(*len)) {
       keep_alive_ = false; // (its body is not read)
       return send_body_limit_error(*len);
@@ -651,6 +653,18 @@ private:
     if (srv_.draining.load())
       keep_alive_ = false;
     res->keep_alive(keep_alive_);
+    if (http_.compression_level > 0 && body.size() >= http_.compression_min_bytes
+        && !body.empty()) {
+      res->set(http::field::vary, "Accept-Encoding");
+      if (answer_coding_ != content_coding::identity) {
+        auto packed = encode_content(body, answer_coding_,
+                                     static_cast<int>(http_.compression_level));
+        if (packed.size() < body.size()) { // (binary tensors may not shrink)
+          body = std::move(packed);
+          res->set(http::field::content_encoding, to_string(answer_coding_));
+        }
+      }
+    }
     res->body() = std::move(body);
     res->prepare_payload();
     if (request_.method() == http::verb::head) { // the same header, Content-Length included
@@ -708,6 +722,7 @@ private:
     request_ = {};
     trace_ = {};
     allow_.clear();
+    answer_coding_ = content_coding::identity;
     read_header();
   }
 
@@ -753,6 +768,7 @@ private:
   std::string current_model_; // the model the current request addresses, for logs
   std::string allow_; // the methods a 405 answer names
   content_coding coding_ = content_coding::identity; // the current request body's
+  content_coding answer_coding_ = content_coding::identity; // its answer's (Accept-Encoding)
 };
 
 } // namespace

@@ -298,6 +298,8 @@ void read_http(reader& r, http_config& h) {
   r.integer("max_inflight_body_bytes", h.max_inflight_body_bytes, 1024);
   r.not_below("server.http.max_inflight_body_bytes", h.max_inflight_body_bytes, "max_body_bytes",
               h.max_body_bytes);
+  r.integer("compression_level", h.compression_level, 0, 9);
+  r.integer("compression_min_bytes", h.compression_min_bytes, 0);
 }
 
 /// Reads the "server" object.

@@ -23,6 +23,8 @@ struct http_config {
   uint32_t idle_timeout_ms = 120'000;  // keep-alive connection without a request
   uint32_t drain_timeout_ms = 20'000;  // on SIGTERM/SIGINT: how long requests in flight may finish
   uint64_t max_inflight_body_bytes = 2ull << 30; // request bodies held at once (read, not answered)
+  uint32_t compression_level = 1;        // responses to clients that accept gzip/deflate; 0 = never
+  uint64_t compression_min_bytes = 1024; // smaller responses go as they are
 };
 
 struct restart_config {

@@ -290,6 +290,33 @@ TEST_CASE("hostile requests: bytes that are not UTF-8, compressed bodies and bom
   CHECK(c.post("/v2/models/scale/infer", infer_body(), {{"Content-Encoding", "identity"}}).status
         == 200);
 
+  // Responses are compressed for clients that accept it (large enough ones: /metrics here; the
+  // Python test with Triton's client decodes them with Python's gzip and zlib).
+  auto metrics = [&](const std::string& accept) {
+    return raw_exchange(srv.port(), {"GET /metrics HTTP/1.1\r\nHost: x\r\n" + accept
+                                     + "Connection: close\r\n\r\n"},
+                        std::chrono::milliseconds(0));
+  };
+  raw = metrics("Accept-Encoding: gzip, deflate\r\n");
+  REQUIRE(raw.rfind("HTTP/1.1 200", 0) == 0);
+  CHECK(raw.find("\r\nContent-Encoding: gzip\r\n") != std::string::npos);
+  CHECK(raw.find("\r\nVary: Accept-Encoding\r\n") != std::string::npos);
+  CHECK(body_of(raw).rfind("\x1f\x8b\x08", 0) == 0);
+  auto plain_metrics = body_of(metrics(""));
+  CHECK(plain_metrics.find("actorserve_requests_total") != std::string::npos);
+  CHECK(body_of(raw).size() < plain_metrics.size() / 3);
+  raw = metrics("Accept-Encoding: deflate\r\n");
+  CHECK(raw.find("\r\nContent-Encoding: deflate\r\n") != std::string::npos);
+  CHECK(body_of(raw).rfind("\x78\x01", 0) == 0); // (zlib format, level 1)
+  raw = metrics("Accept-Encoding: br, gzip;q=0\r\n");
+  CHECK(raw.find("Content-Encoding") == std::string::npos);
+  CHECK(raw.find("actorserve_requests_total") != std::string::npos);
+  // A small answer goes as it is (under compression_min_bytes).
+  r = c.post("/v2/models/scale/infer", infer_body(), {{"Accept-Encoding", "gzip"}});
+  CHECK(r.status == 200);
+  CHECK(r.headers.count("content-encoding") == 0);
+  CHECK(json::serialize(parse(r)["outputs"].as_array()[0].as_object()["data"]) == "[3,5,7,9]");
+
   // A client that writes its whole 32 MB body before it reads gets the 413: the server drops
   // the rest of the body instead of resetting the connection (the write failed with EPIPE).
   std::string big = "POST /v2/models/scale/infer HTTP/1.1\r\nHost: x\r\nContent-Length: "

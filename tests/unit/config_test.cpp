@@ -40,6 +40,8 @@ TEST_CASE("a minimal deployment gets the documented defaults", "[config]") {
   CHECK(cfg->server.http.io_threads == 2);
   CHECK(cfg->server.http.drain_timeout_ms == 20'000);
   CHECK(cfg->server.http.max_inflight_body_bytes == 2ull << 30);
+  CHECK(cfg->server.http.compression_level == 1);
+  CHECK(cfg->server.http.compression_min_bytes == 1024);
   CHECK(cfg->server.fault_injection == false);
   REQUIRE(cfg->models.size() == 1);
   auto& m = cfg->models[0];
@@ -70,6 +72,8 @@ TEST_CASE("config errors name the JSON path and the bound", "[config]") {
   CHECK(errors_of(deployment(model_json(), R"({"http": {"max_body_bytes": 4096,
                                                          "max_inflight_body_bytes": 2048}})"))
         == "server.http.max_inflight_body_bytes: must be >= max_body_bytes (4096), got 2048");
+  CHECK(errors_of(deployment(model_json(), R"({"http": {"compression_level": 10}})"))
+        == "server.http.compression_level: must be <= 9, got 10");
   auto off = parse_deployment(deployment(model_json(R"(, "batching": {"stage_ahead": false})")), "",
                               backends);
   REQUIRE(off);

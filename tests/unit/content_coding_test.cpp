@@ -174,3 +174,66 @@ TEST_CASE("a body that inflates past the limit is refused as too large, at the l
            "299999 bytes (max_body_bytes)");
   CHECK(decoded(zeros, content_coding::deflate, 300'000).size() == 300'000);
 }
+
+TEST_CASE("responses compress to gzip and zlib data that decode to the same bytes",
+          "[content-coding]") {
+  std::mt19937 rng(11);
+  for (std::size_t n : {0, 1, 2, 100, 1000, 65536, 300'000}) {
+    for (int level : {1, 6, 9}) {
+      std::string in(n, '\0');
+      auto alphabet = 2 + rng() % 250;
+      for (auto& c : in)
+        c = static_cast<char>(rng() % alphabet);
+      INFO("length " << n << ", level " << level);
+      auto gzip = encode_content(in, content_coding::gzip, level);
+      REQUIRE(gzip.size() >= 18);
+      CHECK(static_cast<unsigned char>(gzip[0]) == 0x1f);
+      CHECK(static_cast<unsigned char>(gzip[1]) == 0x8b);
+      CHECK(decoded(gzip, content_coding::gzip) == in);
+      auto zlib = encode_content(in, content_coding::deflate, level);
+      REQUIRE(zlib.size() >= 6);
+      // The zlib header: deflate with a 32 KiB window, its check bits right (RFC 1950).
+      CHECK(static_cast<unsigned char>(zlib[0]) == 0x78);
+      CHECK((static_cast<unsigned char>(zlib[0]) * 256 + static_cast<unsigned char>(zlib[1])) % 31
+            == 0);
+      CHECK(decoded(zlib, content_coding::deflate) == in);
+    }
+  }
+  // Text compresses: a JSON answer of numbers to well under half.
+  std::string json = "{\"outputs\":[{\"data\":[";
+  for (int i = 0; i < 1000; ++i)
+    json += std::to_string(i % 17) + ".25,";
+  json += "0]}]}";
+  CHECK(encode_content(json, content_coding::gzip, 1).size() < json.size() / 2);
+}
+
+TEST_CASE("Accept-Encoding picks gzip, deflate or identity by q-value", "[content-coding]") {
+  auto pick = [](std::string_view h) { return choose_response_coding(h); };
+  CHECK(pick("") == content_coding::identity);
+  CHECK(pick("identity") == content_coding::identity);
+  CHECK(pick("gzip") == content_coding::gzip);
+  CHECK(pick("x-gzip") == content_coding::gzip);
+  CHECK(pick("deflate") == content_coding::deflate);
+  CHECK(pick("GZIP") == content_coding::gzip);
+  CHECK(pick("br") == content_coding::identity); // (nothing supported)
+  CHECK(pick("br, deflate") == content_coding::deflate);
+  CHECK(pick("gzip, deflate, br") == content_coding::gzip); // (a browser's; ties go to gzip)
+  CHECK(pick("deflate, gzip") == content_coding::gzip);
+  CHECK(pick("gzip;q=0.5, deflate") == content_coding::deflate);
+  CHECK(pick("gzip ; q=0.9 , deflate;q=0.8") == content_coding::gzip);
+  CHECK(pick("gzip;q=0") == content_coding::identity);
+  CHECK(pick("gzip;q=0.000") == content_coding::identity);
+  CHECK(pick("gzip;q=0.5") == content_coding::gzip); // (unnamed identity is the least wanted)
+  CHECK(pick("gzip;q=0.5, identity") == content_coding::identity);
+  CHECK(pick("gzip, identity") == content_coding::gzip);
+  CHECK(pick("*") == content_coding::gzip);
+  CHECK(pick("*;q=0") == content_coding::identity);
+  CHECK(pick("gzip;q=0, *") == content_coding::deflate);
+  CHECK(pick("identity;q=1, *;q=0") == content_coding::identity);
+  // Malformed entries are skipped, not taken.
+  CHECK(pick("gzip;q=2") == content_coding::identity);
+  CHECK(pick("gzip;q=abc, deflate") == content_coding::deflate);
+  CHECK(pick("gzip;q=") == content_coding::identity);
+  CHECK(pick(",,, ;q=1, gzip") == content_coding::gzip);
+  CHECK(pick("gzip;level=3") == content_coding::gzip); // (an unknown parameter is ignored)
+}

@@ -1,11 +1,16 @@
 #!/usr/bin/env python3
 """NVIDIA Triton's own Python HTTP client (PyPI tritonclient) against a running actorserve:
-health, metadata, model configuration, the repository index, JSON and binary tensors (also gzip- and deflate-compressed), and an error. Exits non-zero on any mismatch.
+health, metadata, model configuration, the repository index, JSON and binary tensors (also with
+requests and responses gzip- and deflate-compressed, the responses checked with Python's own gzip
+and zlib), and an error. Exits non-zero on any mismatch.
 
 usage: triton_client_test.py HOST:PORT REFERENCE_JSON
 """
+import gzip
 import json
 import sys
+import urllib.request
+import zlib
 
 import numpy as np
 import tritonclient.http as httpclient
@@ -43,6 +48,39 @@ def main():
         assert got.shape == want.shape, (got.shape, want.shape)
         assert np.allclose(got, want, rtol=1e-4, atol=1e-5), np.abs(got - want).max()
         assert result.get_response()["id"] == "triton-client"
+
+    # A batch of 64 rows (the reference's 8, 8 times): its answer (~8 KB of JSON) is large enough
+    # to be compressed. Python's own gzip and zlib read what the server sends; the client gets
+    # the same numbers.
+    rows = 64 // x.shape[0]
+    xs, ws = np.tile(x, (rows, 1)), np.tile(want, (rows, 1))
+    body = json.dumps({"inputs": [{"name": "input", "shape": list(xs.shape), "datatype": "FP32",
+                                   "data": xs.flatten().tolist()}]}).encode()
+    plain = None
+    for accept, unpack in [(None, None), ("gzip", gzip.decompress), ("deflate", zlib.decompress),
+                           ("br, gzip;q=0.5", gzip.decompress), ("gzip;q=0", None)]:
+        req = urllib.request.Request(f"http://{url}/v2/models/mlp/infer", data=body,
+                                     headers={"Accept-Encoding": accept} if accept else {})
+        with urllib.request.urlopen(req) as res:
+            raw = res.read()
+            coding = res.headers.get("Content-Encoding")
+            assert res.headers.get("Vary") == "Accept-Encoding", res.headers
+        assert coding == (accept.split(",")[-1].split(";")[0].strip() if unpack else None), \
+            (accept, coding)
+        text = unpack(raw) if unpack else raw
+        if unpack:
+            assert len(raw) < len(text) / 2, (accept, len(raw), len(text))
+        got = np.array(json.loads(text)["outputs"][0]["data"], dtype=np.float32).reshape(ws.shape)
+        assert np.allclose(got, ws, rtol=1e-4, atol=1e-5), accept
+        plain = plain or text
+        assert text == plain, accept
+    for binary, compression in [(False, "gzip"), (True, "deflate")]:
+        inp = httpclient.InferInput("input", list(xs.shape), "FP32")
+        inp.set_data_from_numpy(xs, binary_data=binary)
+        out = httpclient.InferRequestedOutput("logits", binary_data=binary)
+        result = client.infer("mlp", [inp], outputs=[out],
+                              response_compression_algorithm=compression)
+        assert np.allclose(result.as_numpy("logits"), ws, rtol=1e-4, atol=1e-5), compression
 
     bad = httpclient.InferInput("input", [1, 3], "FP32")
     bad.set_data_from_numpy(np.zeros((1, 3), dtype=np.float32))
