@@ -17,6 +17,7 @@
 #include <caf/all.hpp>
 
 #include "net/actor_bridge.hpp"
+#include "net/client_shm.hpp"
 #include "net/content_coding.hpp"
 #include "net/http_status.hpp"
 #include "net/kserve_codec.hpp"
@@ -47,10 +48,68 @@ using response_t = http::response<http::string_body>;
 struct route {
   enum kind_t { not_found, health_live, health_ready, server_meta, model_meta, model_ready,
                 model_infer, model_stats, model_config, all_stats, prometheus,
-                admin_faults, repository_index } kind = not_found;
+                admin_faults, repository_index, shm_status, shm_register,
+                shm_unregister } kind = not_found;
   std::string model;
   std::string version;
+  std::string region; // a shared memory region's name (percent-decoded); empty: all
 };
+
+/// `s` with its %XX escapes decoded (as Triton's clients quote region names); nullopt where an
+/// escape is malformed.
+std::optional<std::string> percent_decoded(std::string_view s) {
+  std::string out;
+  out.reserve(s.size());
+  auto hex = [](char c) {
+    return c >= '0' && c <= '9' ? c - '0'
+           : c >= 'a' && c <= 'f' ? c - 'a' + 10
+           : c >= 'A' && c <= 'F' ? c - 'A' + 10
+                                  : -1;
+  };
+  for (std::size_t i = 0; i < s.size(); ++i) {
+    if (s[i] != '%') {
+      out += s[i];
+      continue;
+    }
+    if (i + 2 >= s.size())
+      return std::nullopt;
+    int hi = hex(s[i + 1]), lo = hex(s[i + 2]);
+    if (hi < 0 || lo < 0)
+      return std::nullopt;
+    out += static_cast<char>(hi * 16 + lo);
+    i += 2;
+  }
+  return out;
+}
+
+/// "/v2/systemsharedmemory[/region/{name}]/status|register|unregister" (register needs a name).
+route parse_shm_route(std::string_view target) {
+  route r;
+  constexpr std::string_view prefix = "/v2/systemsharedmemory/";
+  if (target.substr(0, prefix.size()) != prefix)
+    return r;
+  auto rest = target.substr(prefix.size());
+  auto slash = rest.rfind('/');
+  auto action = slash == std::string_view::npos ? rest : rest.substr(slash + 1);
+  auto head = slash == std::string_view::npos ? std::string_view{} : rest.substr(0, slash);
+  if (!head.empty()) {
+    constexpr std::string_view region = "region/";
+    if (head.substr(0, region.size()) != region || head.size() == region.size()
+        || head.substr(region.size()).find('/') != std::string_view::npos)
+      return r;
+    auto name = percent_decoded(head.substr(region.size()));
+    if (!name || name->empty())
+      return r;
+    r.region = std::move(*name);
+  }
+  if (action == "status")
+    r.kind = route::shm_status;
+  else if (action == "unregister")
+    r.kind = route::shm_unregister;
+  else if (action == "register" && !r.region.empty())
+    r.kind = route::shm_register;
+  return r;
+}
 
 /// Splits "/v2/models/{name}[/versions/{v}][/ready|/infer|/stats|/config]" and the health paths.
 route parse_route(std::string_view target) {
@@ -69,7 +128,7 @@ route parse_route(std::string_view target) {
     }
   constexpr std::string_view prefix = "/v2/models/";
   if (target.substr(0, prefix.size()) != prefix)
-    return r;
+    return parse_shm_route(target);
   std::vector<std::string_view> parts;
   auto rest = target.substr(prefix.size());
   while (!rest.empty()) {
@@ -122,6 +181,7 @@ struct http_server::impl {
   std::vector<std::thread> threads;
   std::atomic<bool> draining{false};      // begin_drain() was called
   std::atomic<std::size_t> in_progress{0}; // requests read, response not yet written
+  shm_registry shm; // the clients' shared memory regions (http.allow_shared_memory)
 
   impl(caf::actor_system& s, std::shared_ptr<handle_cell<gateway_actor>> g, std::shared_ptr<const deployment_config> c,
        std::shared_ptr<metrics> m)
@@ -324,9 +384,22 @@ private:
       case route::server_meta:
         if (want(http::verb::get))
           send_json(http::status::ok,
-                    "{\"name\":\"actorserve\",\"version\":\"0.1.0\",\"extensions\":["
-                    "\"binary_tensor_data\",\"schedule_policy\",\"model_configuration\","
-                    "\"model_repository\"]}");
+                    std::string("{\"name\":\"actorserve\",\"version\":\"0.1.0\",\"extensions\":["
+                                "\"binary_tensor_data\",\"schedule_policy\",\"model_configuration\","
+                                "\"model_repository\"")
+                      + (http_.allow_shared_memory ? ",\"system_shared_memory\"" : "") + "]}");
+        return;
+      case route::shm_status:
+        if (want(http::verb::get) && shm_allowed())
+          shm_status(r.region);
+        return;
+      case route::shm_register:
+        if (want(http::verb::post) && shm_allowed())
+          shm_register(r.region);
+        return;
+      case route::shm_unregister:
+        if (want(http::verb::post) && shm_allowed())
+          shm_unregister(r.region);
         return;
       case route::model_meta:
         if (!want(http::verb::get))
@@ -372,6 +445,80 @@ private:
           send_json(http::status::ok, srv_.stats->statistics_json(r.model));
         return;
     }
+  }
+
+  /// Whether the deployment allows shared memory; answers 403 where it does not.
+  bool shm_allowed() {
+    if (http_.allow_shared_memory)
+      return true;
+    send_error(http::status::forbidden,
+               "the system shared memory extension is disabled on this server (its deployment's "
+               "server.http.allow_shared_memory)");
+    return false;
+  }
+
+  /// GET /v2/systemsharedmemory[/region/{name}]/status: the registered regions (or the one).
+  void shm_status(const std::string& name) {
+    if (name.empty())
+      return send_json(http::status::ok, shm_status_json(srv_.shm.list()));
+    auto region = srv_.shm.find(name);
+    if (!region)
+      return send_error(http::status::not_found, error_message(region.error()));
+    send_json(http::status::ok, shm_status_json({*region}));
+  }
+
+  /// POST /v2/systemsharedmemory/region/{name}/register {"key", "offset"?, "byte_size"}.
+  void shm_register(const std::string& name) {
+    boost::system::error_code ec;
+    auto doc = boost::json::parse(request_.body().view(), ec);
+    auto fail = [&](const std::string& what) {
+      send_error(http::status::bad_request,
+                 "registering shared memory region '" + name + "': " + what
+                   + "; expected {\"key\": \"/name\", \"offset\": bytes (optional), "
+                     "\"byte_size\": bytes}");
+    };
+    if (ec || !doc.is_object())
+      return fail(ec ? "the body is not JSON (" + ec.message() + ")" : "the body is not an object");
+    auto& o = doc.get_object();
+    for (auto& kv : o)
+      if (kv.key() != "key" && kv.key() != "offset" && kv.key() != "byte_size")
+        return fail("unknown key '" + std::string(kv.key()) + "'");
+    auto* key = o.if_contains("key");
+    auto* offset = o.if_contains("offset");
+    auto* size = o.if_contains("byte_size");
+    auto count = [](const boost::json::value* v) -> std::optional<uint64_t> {
+      if (v && v->is_uint64())
+        return v->get_uint64();
+      if (v && v->is_int64() && v->get_int64() >= 0)
+        return static_cast<uint64_t>(v->get_int64());
+      return std::nullopt;
+    };
+    if (!key || !key->is_string())
+      return fail("'key' must be a string");
+    if (offset && !count(offset))
+      return fail("'offset' must be a non-negative integer");
+    if (!count(size))
+      return fail("'byte_size' must be a non-negative integer");
+    std::string k(key->get_string());
+    auto off = offset ? *count(offset) : 0, n = *count(size);
+    if (auto err = srv_.shm.add(name, k, off, n))
+      return send_error(static_cast<http::status>(http_status(err)), error_message(err));
+    logging::info({"http", "", 0, trace_.trace_id},
+                  "registered shared memory region '{}': {} bytes at {} of {}", name, n, off, k);
+    send_json(http::status::ok, shm_status_json({*srv_.shm.find(name)}));
+  }
+
+  /// POST /v2/systemsharedmemory[/region/{name}]/unregister: that region, or every one.
+  /// Unregistering a name not registered is no error (it is not registered afterwards either).
+  void shm_unregister(const std::string& name) {
+    auto removed = srv_.shm.remove(name);
+    std::string body = "{\"unregistered\":[";
+    for (std::size_t i = 0; i < removed.size(); ++i) {
+      body += (i > 0 ? "," : "") + kserve::quote(removed[i]);
+      logging::info({"http", "", 0, trace_.trace_id}, "unregistered shared memory region '{}'",
+                    removed[i]);
+    }
+    send_json(http::status::ok, body + "]}");
   }
 
   /// The model (and version) a route names, or nullptr after answering 404.
@@ -530,7 +677,8 @@ private:
     request_.body() = {};
     const kserve::memory_budget budget{&srv_.stats->http_body_bytes,
                                        http_.max_inflight_body_bytes, reserved_};
-    auto decoded = kserve::decode_request(body.view(), json_length, body.owner(), &budget);
+    auto decoded = kserve::decode_request(body.view(), json_length, body.owner(), &budget,
+                                          http_.allow_shared_memory ? &srv_.shm : nullptr);
     body = {};
     auto* mm = srv_.stats->model(r.model);
     if (!decoded) {
@@ -549,6 +697,7 @@ private:
     options->binary_output_default = decoded->binary_output_default;
     options->binary_outputs = std::move(decoded->binary_outputs);
     options->json_outputs = std::move(decoded->json_outputs);
+    options->shm_outputs = std::move(decoded->shm_outputs);
     decoded->request.model = std::move(r.model);
     decoded->request.version = std::move(r.version);
     decoded->request.trace_id = trace_.trace_id;
@@ -562,6 +711,9 @@ private:
       [self, options, mm](caf::expected<infer_response> res) {
         asio::post(self->stream_.get_executor(), [self, options, mm, res = std::move(res)]() mutable {
           self->stop_watching();
+          if (res && !options->shm_outputs.empty())
+            if (auto err = kserve::write_shm_outputs(*res, *options))
+              res = std::move(err);
           if (mm) {
             mm->in_flight.fetch_sub(1, std::memory_order_relaxed);
             self->account(*mm, res ? errc::none : error_code(res.error()));

@@ -165,6 +165,13 @@ std::string quote(std::string_view s) {
   return json_quote(s);
 }
 
+const shm_output* decoded_request::in_shm(const std::string& output) const {
+  for (auto& o : shm_outputs)
+    if (o.name == output)
+      return &o;
+  return nullptr;
+}
+
 bool decoded_request::want_binary(const std::string& output) const {
   if (std::find(binary_outputs.begin(), binary_outputs.end(), output) != binary_outputs.end())
     return true;
@@ -241,12 +248,52 @@ private:
   uint64_t taken_ = 0;
 };
 
+/// Where a tensor's parameters put it in shared memory: shared_memory_region and
+/// shared_memory_byte_size (both or neither), shared_memory_offset (optional, 0).
+struct shm_place {
+  std::shared_ptr<const shm_region> region;
+  uint64_t offset = 0;
+  uint64_t byte_size = 0;
+};
+
+caf::expected<std::optional<shm_place>> shm_params(const json::object& po, const std::string& what,
+                                                   const shm_registry* shm) {
+  auto region = po.find("shared_memory_region");
+  auto size = po.find("shared_memory_byte_size");
+  auto offset = po.find("shared_memory_offset");
+  if (region == po.end() && size == po.end() && offset == po.end())
+    return std::optional<shm_place>{};
+  if (region == po.end() || size == po.end())
+    return bad(what + ": shared memory needs both shared_memory_region and "
+                      "shared_memory_byte_size");
+  if (!shm)
+    return bad(what + ": shared memory is not enabled on this server (its deployment's "
+                      "server.http.allow_shared_memory)");
+  if (!region->value().is_string())
+    return bad(what + ": shared_memory_region must be a string, got " + kind_name(region->value()));
+  shm_place place;
+  if (!to_int(size->value(), place.byte_size))
+    return bad(what + ": shared_memory_byte_size must be a non-negative integer, got "
+               + kind_name(size->value()));
+  if (offset != po.end() && !to_int(offset->value(), place.offset))
+    return bad(what + ": shared_memory_offset must be a non-negative integer, got "
+               + kind_name(offset->value()));
+  auto found = shm->find(region->value().get_string());
+  if (!found)
+    return bad(what + ": " + error_message(found.error()));
+  place.region = std::move(*found);
+  if (auto err = place.region->check_range(place.offset, place.byte_size, what))
+    return err;
+  return std::optional<shm_place>{std::move(place)};
+}
+
 } // namespace
 
 caf::expected<decoded_request> decode_request(std::string_view body,
                                               std::optional<std::size_t> json_length,
                                               std::shared_ptr<const void> body_owner,
-                                              const memory_budget* budget) {
+                                              const memory_budget* budget,
+                                              const shm_registry* shm) {
   std::string_view json_part = body;
   std::string_view binary_part;
   if (json_length) {
@@ -380,20 +427,42 @@ caf::expected<decoded_request> decode_request(std::string_view body,
     if (!count || static_cast<uint64_t>(*count) > (uint64_t{1} << 40))
       return bad("input '" + t.name + "': shape " + shape_to_string(t.shape) + " is too large");
     std::optional<uint64_t> binary_size;
+    std::optional<shm_place> in_shm;
+    const std::string what = "input '" + t.name + "'";
     if (auto p = io.find("parameters"); p != io.end()) {
       if (!p->value().is_object())
-        return bad("input '" + t.name + "': 'parameters' must be an object");
+        return bad(what + ": 'parameters' must be an object");
       auto& po = p->value().get_object();
       if (auto b = po.find("binary_data_size"); b != po.end()) {
         uint64_t x;
         if (!to_int(b->value(), x))
-          return bad("input '" + t.name + "': binary_data_size must be a non-negative integer");
+          return bad(what + ": binary_data_size must be a non-negative integer");
         binary_size = x;
       }
+      auto place = shm_params(po, what, shm);
+      if (!place)
+        return std::move(place.error());
+      in_shm = std::move(*place);
     }
     auto data = io.find("data");
     auto expected_bytes = static_cast<uint64_t>(*count) * element_size(t.dtype);
-    if (binary_size) {
+    if (in_shm) {
+      if (data != io.end() || binary_size)
+        return bad(what + ": has shared memory and also "
+                   + (binary_size ? "binary_data_size" : "'data'") + "; give one");
+      if (in_shm->byte_size != expected_bytes)
+        return bad(what + ": shared_memory_byte_size " + std::to_string(in_shm->byte_size)
+                   + " does not match shape " + shape_to_string(t.shape) + " of "
+                   + std::string(to_string(t.dtype)) + " (" + std::to_string(expected_bytes)
+                   + " bytes)");
+      auto bytes = budget && budget->used
+                     ? in_shm->region->read(in_shm->offset, in_shm->byte_size, what, budget->used,
+                                            budget->limit, budget->own)
+                     : in_shm->region->read(in_shm->offset, in_shm->byte_size, what);
+      if (!bytes)
+        return std::move(bytes.error());
+      t.data = std::move(*bytes);
+    } else if (binary_size) {
       if (data != io.end())
         return bad("input '" + t.name + "': has both 'data' and binary_data_size");
       if (!json_length)
@@ -416,7 +485,8 @@ caf::expected<decoded_request> decode_request(std::string_view body,
       binary_offset += *binary_size;
     } else {
       if (data == io.end())
-        return bad("input '" + t.name + "': has neither 'data' nor binary_data_size");
+        return bad("input '" + t.name
+                   + "': has neither 'data' nor binary_data_size (nor shared memory)");
       if (auto err = json_data_to_tensor(data->value(), t))
         return err;
     }
@@ -439,10 +509,24 @@ caf::expected<decoded_request> decode_request(std::string_view body,
       req.outputs.push_back(oname);
       if (auto p = oo.find("parameters"); p != oo.end() && p->value().is_object()) {
         auto& po = p->value().get_object();
-        if (auto b = po.find("binary_data"); b != po.end()) {
+        const std::string what = "output '" + oname + "'";
+        auto b = po.find("binary_data");
+        if (b != po.end()) {
           if (!b->value().is_bool())
-            return bad("output '" + oname + "': binary_data must be true or false");
+            return bad(what + ": binary_data must be true or false");
           (b->value().get_bool() ? out.binary_outputs : out.json_outputs).push_back(oname);
+        }
+        auto place = shm_params(po, what, shm);
+        if (!place)
+          return std::move(place.error());
+        if (*place) {
+          if (b != po.end() && b->value().get_bool())
+            return bad(what + ": has shared memory and also binary_data true; give one");
+          if (!(*place)->region->writable())
+            return bad(what + ": shared memory region '" + (*place)->region->name()
+                       + "' is read-only for the server");
+          out.shm_outputs.push_back(
+            {oname, std::move((*place)->region), (*place)->offset, (*place)->byte_size});
         }
       }
     }
@@ -470,6 +554,22 @@ void append_json_data(std::string& out, const tensor& t) {
     }
   }
   out += ']';
+}
+
+caf::error write_shm_outputs(const infer_response& r, const decoded_request& req) {
+  for (auto& t : r.outputs) {
+    auto* shm = req.in_shm(t.name);
+    if (!shm)
+      continue;
+    const std::string what = "output '" + t.name + "'";
+    if (t.data.size() > shm->byte_size)
+      return bad(what + ": its " + std::to_string(t.data.size()) + " bytes (shape "
+                 + shape_to_string(t.shape) + ") do not fit the shared_memory_byte_size "
+                 + std::to_string(shm->byte_size) + " the request gave it");
+    if (auto err = shm->region->write(shm->offset, t.data.data(), t.data.size(), what))
+      return err;
+  }
+  return {};
 }
 
 encoded_response encode_response(const infer_response& r, const decoded_request& req,
@@ -512,7 +612,17 @@ encoded_response encode_response(const infer_response& r, const decoded_request&
     s += to_string(t.dtype);
     s += "\",\"shape\":";
     s += shape_json(t.shape);
-    if (req.want_binary(t.name)) {
+    if (auto* shm = req.in_shm(t.name)) {
+      s += ",\"parameters\":{\"shared_memory_region\":";
+      s += quote(shm->region->name());
+      s += ",\"shared_memory_byte_size\":";
+      append_number(s, t.data.size());
+      if (shm->offset > 0) {
+        s += ",\"shared_memory_offset\":";
+        append_number(s, shm->offset);
+      }
+      s += '}';
+    } else if (req.want_binary(t.name)) {
       s += ",\"parameters\":{\"binary_data_size\":";
       append_number(s, t.data.size());
       s += '}';

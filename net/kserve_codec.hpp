@@ -14,10 +14,19 @@
 #include <boost/json/value.hpp>
 #include <caf/expected.hpp>
 
+#include "net/client_shm.hpp"
 #include "runtime/config.hpp"
 #include "runtime/messages.hpp"
 
 namespace actorserve::kserve {
+
+/// An output the request asked for in shared memory (Triton's system shared memory extension).
+struct shm_output {
+  std::string name;
+  std::shared_ptr<const shm_region> region;
+  uint64_t offset = 0;
+  uint64_t byte_size = 0; // the room given: the output may be smaller, not larger
+};
 
 struct decoded_request {
   infer_request request;
@@ -25,7 +34,9 @@ struct decoded_request {
   std::vector<std::string> binary_outputs; // outputs that asked for binary_data: true
   std::vector<std::string> json_outputs;   // outputs that asked for binary_data: false
   bool timing = false;                     // request parameter timing: add a timing breakdown
+  std::vector<shm_output> shm_outputs;     // outputs that go to shared memory regions
   bool want_binary(const std::string& output) const;
+  const shm_output* in_shm(const std::string& output) const;
 };
 
 /// Memory a request's JSON document may take while it is parsed: counted in `used` for as long
@@ -43,18 +54,28 @@ struct memory_budget {
 /// when present (the JSON part is then followed by the binary tensor data). With `body_owner`,
 /// which keeps `body` alive, binary tensors are views of the body instead of copies of it. With
 /// `budget`, a document that would take more memory than it has left is refused: overloaded
-/// while other requests hold the rest, payload_too_large when it could never fit.
+/// while other requests hold the rest, payload_too_large when it could never fit. With `shm`,
+/// inputs and outputs may name shared memory regions registered there (shared_memory_region,
+/// shared_memory_byte_size, shared_memory_offset); such inputs are read from their region then
+/// (their bytes count in `budget` too); without it, naming a region is an error.
 caf::expected<decoded_request> decode_request(std::string_view body,
                                               std::optional<std::size_t> json_length,
                                               std::shared_ptr<const void> body_owner = {},
-                                              const memory_budget* budget = nullptr);
+                                              const memory_budget* budget = nullptr,
+                                              const shm_registry* shm = nullptr);
+
+/// Writes the response's outputs that `req` asked for in shared memory into their regions; an
+/// error (invalid_input) names an output larger than the room its request gave it, or a region
+/// that can no longer take it.
+caf::error write_shm_outputs(const infer_response& r, const decoded_request& req);
 
 struct encoded_response {
   std::string body;
   std::optional<std::size_t> json_length; // set when binary data follows the JSON
 };
 
-/// Encodes an infer response; outputs go binary where `req` asked for it. `total_ns` is the
+/// Encodes an infer response; outputs go binary where `req` asked for it, and are only described
+/// (region, size) where it asked for shared memory (written there by write_shm_outputs). `total_ns` is the
 /// server-side time of the request, reported when it asked for timing.
 encoded_response encode_response(const infer_response& r, const decoded_request& req,
                                  int64_t total_ns = 0);

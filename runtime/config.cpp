@@ -300,6 +300,7 @@ void read_http(reader& r, http_config& h) {
               h.max_body_bytes);
   r.integer("compression_level", h.compression_level, 0, 9);
   r.integer("compression_min_bytes", h.compression_min_bytes, 0);
+  r.boolean("allow_shared_memory", h.allow_shared_memory);
 }
 
 /// Reads the "server" object.

@@ -25,6 +25,7 @@ struct http_config {
   uint64_t max_inflight_body_bytes = 2ull << 30; // request bodies held at once (read, not answered)
   uint32_t compression_level = 1;        // responses to clients that accept gzip/deflate; 0 = never
   uint64_t compression_min_bytes = 1024; // smaller responses go as they are
+  bool allow_shared_memory = false; // Triton's system shared memory extension (same-host clients)
 };
 
 struct restart_config {

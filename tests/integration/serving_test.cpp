@@ -3,6 +3,8 @@
 #include <catch2/catch.hpp>
 
 #include <arpa/inet.h>
+#include <fcntl.h>
+#include <sys/mman.h>
 #include <netinet/in.h>
 #include <signal.h>
 #include <sys/socket.h>
@@ -121,6 +123,93 @@ TEST_CASE("binary tensor data works in both directions", "[integration]") {
   std::memcpy(y, r.body.data() + json_len, sizeof y);
   for (int i = 0; i < 8; ++i)
     CHECK(y[i] == 2 * in[i] + 1);
+}
+
+TEST_CASE("system shared memory: inputs read from and outputs written to a client's region; off "
+          "unless allowed",
+          "[integration][shm]") {
+  {
+    server_process srv{write_temp_file("shm_off.json", scale_config())};
+    REQUIRE(srv.wait_ready());
+    http_client c{srv.port()};
+    auto r = c.post("/v2/systemsharedmemory/region/io/register",
+                    R"({"key": "/x", "offset": 0, "byte_size": 64})");
+    CHECK(r.status == 403);
+    CHECK(error_of(r).find("server.http.allow_shared_memory") != std::string::npos);
+    CHECK(c.get("/v2/systemsharedmemory/status").status == 403);
+    r = c.post("/v2/models/scale/infer",
+               R"({"inputs":[{"name":"x","shape":[1,4],"datatype":"FP32","parameters":)"
+               R"({"shared_memory_region":"io","shared_memory_byte_size":16}}]})");
+    CHECK(r.status == 400);
+    CHECK(error_of(r) == "input 'x': shared memory is not enabled on this server (its "
+                         "deployment's server.http.allow_shared_memory)");
+    CHECK(json::serialize(parse(c.get("/v2"))["extensions"]).find("system_shared_memory")
+          == std::string::npos);
+  }
+  auto config = scale_config();
+  config.replace(config.find("4096}"), 5, R"(4096, "allow_shared_memory": true})");
+  server_process srv{write_temp_file("shm.json", config)};
+  REQUIRE(srv.wait_ready());
+  http_client c{srv.port()};
+  CHECK(json::serialize(parse(c.get("/v2"))["extensions"]).find("system_shared_memory")
+        != std::string::npos);
+  // The client's object: inputs at 0, outputs at 64.
+  const std::string key = "/actorserve-itest-" + std::to_string(::getpid());
+  int fd = ::shm_open(key.c_str(), O_CREAT | O_RDWR, 0600);
+  REQUIRE(fd >= 0);
+  REQUIRE(::ftruncate(fd, 256) == 0);
+  const float in[8] = {0, 1, 2, 3, 4, 5, 6, 7};
+  REQUIRE(::pwrite(fd, in, sizeof in, 0) == sizeof in);
+  auto r = c.post("/v2/systemsharedmemory/region/my%20io/register",
+                  R"({"key": ")" + key + R"(", "offset": 0, "byte_size": 256})");
+  REQUIRE(r.status == 200);
+  r = c.get("/v2/systemsharedmemory/status");
+  CHECK(r.body == R"([{"name":"my io","key":")" + key + R"(","offset":0,"byte_size":256}])");
+  CHECK(c.get("/v2/systemsharedmemory/region/my%20io/status").body == r.body);
+  CHECK(c.get("/v2/systemsharedmemory/region/other/status").status == 404);
+  CHECK(c.post("/v2/systemsharedmemory/region/my%20io/register",
+               R"({"key": ")" + key + R"(", "byte_size": 8})")
+          .status
+        == 400); // (taken)
+  r = c.post("/v2/systemsharedmemory/region/bad/register", R"({"key": 5, "byte_size": 8})");
+  CHECK(r.status == 400);
+  CHECK(error_of(r) == R"(registering shared memory region 'bad': 'key' must be a string; )"
+                       R"(expected {"key": "/name", "offset": bytes (optional), "byte_size": bytes})");
+
+  const std::string infer =
+    R"({"inputs":[{"name":"x","shape":[2,4],"datatype":"FP32","parameters":)"
+    R"({"shared_memory_region":"my io","shared_memory_byte_size":32}}],)"
+    R"("outputs":[{"name":"y","parameters":{"shared_memory_region":"my io",)"
+    R"("shared_memory_byte_size":32,"shared_memory_offset":64}}]})";
+  r = c.post("/v2/models/scale/infer", infer);
+  REQUIRE(r.status == 200);
+  auto out = parse(r)["outputs"].as_array()[0].as_object();
+  CHECK_FALSE(out.contains("data"));
+  CHECK(json::serialize(out["parameters"])
+        == R"({"shared_memory_region":"my io","shared_memory_byte_size":32,)"
+           R"("shared_memory_offset":64})");
+  float y[8] = {};
+  REQUIRE(::pread(fd, y, sizeof y, 64) == sizeof y);
+  for (int i = 0; i < 8; ++i)
+    CHECK(y[i] == 2 * in[i] + 1);
+
+  // A client that shrinks its object under the server gets an error; the node serves on
+  // (through a mapping, it would have died of SIGBUS).
+  REQUIRE(::ftruncate(fd, 16) == 0);
+  r = c.post("/v2/models/scale/infer", infer);
+  CHECK(r.status == 400);
+  CHECK(error_of(r).find("was truncated since it was registered") != std::string::npos);
+  REQUIRE(::ftruncate(fd, 256) == 0);
+  check_still_serving(srv.port());
+
+  r = c.post("/v2/systemsharedmemory/unregister", "");
+  CHECK(r.body == R"({"unregistered":["my io"]})");
+  CHECK(c.get("/v2/systemsharedmemory/status").body == "[]");
+  r = c.post("/v2/models/scale/infer", infer);
+  CHECK(r.status == 400);
+  CHECK(error_of(r) == "input 'x': no shared memory region 'my io' is registered");
+  ::close(fd);
+  ::shm_unlink(key.c_str());
 }
 
 TEST_CASE("bodies that arrive in pieces, chunked, pipelined or truncated are read right",

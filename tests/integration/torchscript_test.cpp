@@ -238,7 +238,9 @@ TEST_CASE("when the root supervisor gives up the process exits with status 1",
 }
 
 TEST_CASE("NVIDIA Triton's Python HTTP client works against actorserve", "[integration][torch]") {
-  server_process srv{write_temp_file("mlp_triton.json", mlp_config())};
+  auto config = mlp_config();
+  config.replace(config.find("\"port\": 0}"), 10, R"("port": 0, "allow_shared_memory": true})");
+  server_process srv{write_temp_file("mlp_triton.json", config)};
   REQUIRE(srv.wait_ready());
   auto out = run_command({std::string(ACTORSERVE_SOURCE_DIR) + "/.venv/bin/python",
                           std::string(ACTORSERVE_SOURCE_DIR)

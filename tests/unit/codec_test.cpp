@@ -108,7 +108,7 @@ TEST_CASE("malformed request bodies get precise errors", "[codec]") {
   CHECK(decode_error(R"({"inputs":[{"name":"a","datatype":"FP32","shape":[1],"data":[1],"dat":1}]})")
         == "input 'a': unknown key 'dat'");
   CHECK(decode_error(R"({"inputs":[{"name":"a","datatype":"FP32","shape":[1]}]})")
-        == "input 'a': has neither 'data' nor binary_data_size");
+        == "input 'a': has neither 'data' nor binary_data_size (nor shared memory)");
   CHECK(decode_error(R"({"parameters":{"timeout":"soon"},"inputs":[{"name":"a","datatype":"FP32","shape":[1],"data":[1]}]})")
         == "parameter 'timeout' must be a positive integer (microseconds), got a string");
 }

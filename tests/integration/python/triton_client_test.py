@@ -2,18 +2,22 @@
 """NVIDIA Triton's own Python HTTP client (PyPI tritonclient) against a running actorserve:
 health, metadata, model configuration, the repository index, JSON and binary tensors (also with
 requests and responses gzip- and deflate-compressed, the responses checked with Python's own gzip
-and zlib), and an error. Exits non-zero on any mismatch.
+and zlib), tensors in system shared memory (Triton's own shared memory helpers), and an error.
+The server must allow shared memory (server.http.allow_shared_memory). Exits non-zero on any
+mismatch.
 
 usage: triton_client_test.py HOST:PORT REFERENCE_JSON
 """
 import gzip
 import json
+import os
 import sys
 import urllib.request
 import zlib
 
 import numpy as np
 import tritonclient.http as httpclient
+import tritonclient.utils.shared_memory as shm
 from tritonclient.utils import InferenceServerException
 
 
@@ -81,6 +85,38 @@ def main():
         result = client.infer("mlp", [inp], outputs=[out],
                               response_compression_algorithm=compression)
         assert np.allclose(result.as_numpy("logits"), ws, rtol=1e-4, atol=1e-5), compression
+
+    # System shared memory, as Triton's clients use it: the input in one region, the output
+    # written by the server into another; the response only describes it.
+    assert "system_shared_memory" in client.get_server_metadata()["extensions"]
+    key_in, key_out = f"/actorserve-in-{os.getpid()}", f"/actorserve-out-{os.getpid()}"
+    h_in = shm.create_shared_memory_region("in", key_in, x.nbytes)
+    h_out = shm.create_shared_memory_region("out", key_out, want.nbytes)
+    try:
+        shm.set_shared_memory_region(h_in, [x])
+        client.unregister_system_shared_memory()
+        client.register_system_shared_memory("in", key_in, x.nbytes)
+        client.register_system_shared_memory("out", key_out, want.nbytes)
+        status = client.get_system_shared_memory_status()
+        assert sorted((r["name"], r["key"], r["byte_size"]) for r in status) == \
+            [("in", key_in, x.nbytes), ("out", key_out, want.nbytes)], status
+        inp = httpclient.InferInput("input", list(x.shape), "FP32")
+        inp.set_shared_memory("in", x.nbytes)
+        out = httpclient.InferRequestedOutput("logits", binary_data=True)
+        out.set_shared_memory("out", want.nbytes)
+        result = client.infer("mlp", [inp], outputs=[out])
+        described = result.get_output("logits")
+        assert "data" not in described, described
+        assert described["parameters"]["shared_memory_byte_size"] == want.nbytes, described
+        got = shm.get_contents_as_numpy(h_out, np.float32, described["shape"])
+        assert np.allclose(got, want, rtol=1e-4, atol=1e-5), np.abs(got - want).max()
+        client.unregister_system_shared_memory("in")
+        assert [r["name"] for r in client.get_system_shared_memory_status()] == ["out"]
+        client.unregister_system_shared_memory()
+        assert client.get_system_shared_memory_status() == []
+    finally:
+        shm.destroy_shared_memory_region(h_in)
+        shm.destroy_shared_memory_region(h_out)
 
     bad = httpclient.InferInput("input", [1, 3], "FP32")
     bad.set_data_from_numpy(np.zeros((1, 3), dtype=np.float32))
