@@ -25,6 +25,7 @@
 #include "net/trace_context.hpp"
 #include "runtime/error.hpp"
 #include "runtime/log.hpp"
+#include "runtime/response_cache.hpp"
 
 namespace asio = boost::asio;
 namespace beast = boost::beast;
@@ -182,10 +183,20 @@ struct http_server::impl {
   std::atomic<bool> draining{false};      // begin_drain() was called
   std::atomic<std::size_t> in_progress{0}; // requests read, response not yet written
   shm_registry shm; // the clients' shared memory regions (http.allow_shared_memory)
+  std::unordered_map<std::string, std::unique_ptr<response_cache>> caches; // by model
+
+  /// The model's response cache; nullptr where it has none (response_cache_bytes 0).
+  response_cache* cache(const std::string& model) const {
+    auto it = caches.find(model);
+    return it == caches.end() ? nullptr : it->second.get();
+  }
 
   impl(caf::actor_system& s, std::shared_ptr<handle_cell<gateway_actor>> g, std::shared_ptr<const deployment_config> c,
        std::shared_ptr<metrics> m)
     : sys(s), gateway(std::move(g)), cfg(std::move(c)), stats(std::move(m)) {
+    for (auto& model : cfg->models)
+      if (model.response_cache_bytes > 0)
+        caches[model.name] = std::make_unique<response_cache>(model.response_cache_bytes);
   }
 
   void accept();
@@ -698,39 +709,82 @@ private:
     options->binary_outputs = std::move(decoded->binary_outputs);
     options->json_outputs = std::move(decoded->json_outputs);
     options->shm_outputs = std::move(decoded->shm_outputs);
+    options->timing = decoded->timing;
+    // The model's response cache: an equal earlier request's answer, without the model.
+    std::shared_ptr<const response_cache::key> cache_key;
+    int64_t lookup_ns = 0;
+    auto* cache = srv_.cache(r.model);
+    if (cache && m && (r.version.empty() || r.version == m->version)
+        && decoded->request.fault.empty()) {
+      auto t0 = std::chrono::steady_clock::now();
+      auto key = response_cache::make_key(decoded->request.inputs, decoded->request.outputs);
+      auto hit = cache->find(key);
+      lookup_ns = std::chrono::duration_cast<std::chrono::nanoseconds>(
+                    std::chrono::steady_clock::now() - t0).count();
+      if (hit) {
+        if (mm)
+          mm->cache_hit.add(lookup_ns);
+        infer_response res;
+        res.model = std::move(r.model);
+        res.version = m->version;
+        res.client_id = std::move(decoded->request.client_id);
+        res.outputs = std::move(*hit);
+        options->cache_hit = true;
+        return answer(std::move(res), *options, mm);
+      }
+      cache_key = std::make_shared<const response_cache::key>(std::move(key));
+    }
     decoded->request.model = std::move(r.model);
     decoded->request.version = std::move(r.version);
     decoded->request.trace_id = trace_.trace_id;
-    options->timing = decoded->timing;
     auto gone = std::make_shared<std::atomic<bool>>(false);
     decoded->request.cancelled = gone;
     if (mm)
       mm->in_flight.fetch_add(1, std::memory_order_relaxed);
     ask<infer_response>(
       srv_.sys, srv_.gateway->get(), timeout + bridge_grace,
-      [self, options, mm](caf::expected<infer_response> res) {
-        asio::post(self->stream_.get_executor(), [self, options, mm, res = std::move(res)]() mutable {
+      [self, options, mm, cache, cache_key, lookup_ns](caf::expected<infer_response> res) {
+        asio::post(self->stream_.get_executor(), [self, options, mm, cache, cache_key, lookup_ns,
+                                                  res = std::move(res)]() mutable {
           self->stop_watching();
-          if (res && !options->shm_outputs.empty())
-            if (auto err = kserve::write_shm_outputs(*res, *options))
-              res = std::move(err);
-          if (mm) {
+          if (mm)
             mm->in_flight.fetch_sub(1, std::memory_order_relaxed);
-            self->account(*mm, res ? errc::none : error_code(res.error()));
+          if (cache_key) {
+            auto t0 = std::chrono::steady_clock::now();
+            if (res)
+              cache->insert(*cache_key, res->outputs);
+            if (mm) {
+              mm->cache_miss.add(lookup_ns
+                                 + std::chrono::duration_cast<std::chrono::nanoseconds>(
+                                     std::chrono::steady_clock::now() - t0).count());
+              mm->cache_bytes.store(cache->bytes(), std::memory_order_relaxed);
+            }
           }
-          if (self->client_gone_)
-            return; // nobody to answer: the session ends (and closes the socket) here
-          if (!res)
-            return self->send_error(static_cast<http::status>(http_status(res.error())),
-                                    error_message(res.error()));
-          auto total = std::chrono::duration_cast<std::chrono::nanoseconds>(
-                         std::chrono::steady_clock::now() - self->received_).count();
-          auto enc = kserve::encode_response(*res, *options, total);
-          self->send_body(http::status::ok, std::move(enc.body), enc.json_length);
+          self->answer(std::move(res), *options, mm);
         });
       },
       infer_atom::value, std::move(decoded->request));
     watch_client(std::move(gone));
+  }
+
+  /// Answers an inference request: its shared memory outputs written, the outcome counted, the
+  /// response encoded and sent (unless its client left).
+  void answer(caf::expected<infer_response> res, const kserve::decoded_request& options,
+              model_metrics* mm) {
+    if (res && !options.shm_outputs.empty())
+      if (auto err = kserve::write_shm_outputs(*res, options))
+        res = std::move(err);
+    if (mm)
+      account(*mm, res ? errc::none : error_code(res.error()));
+    if (client_gone_)
+      return; // nobody to answer: the session ends (and closes the socket) here
+    if (!res)
+      return send_error(static_cast<http::status>(http_status(res.error())),
+                        error_message(res.error()));
+    auto total = std::chrono::duration_cast<std::chrono::nanoseconds>(
+                   std::chrono::steady_clock::now() - received_).count();
+    auto enc = kserve::encode_response(*res, options, total);
+    send_body(http::status::ok, std::move(enc.body), enc.json_length);
   }
 
   /// While a request waits for its answer: if the client closes its connection, mark the

@@ -591,6 +591,8 @@ encoded_response encode_response(const infer_response& r, const decoded_request&
   append_number(s, r.batch_requests);
   s += ",\"worker\":";
   s += quote(r.worker);
+  if (req.cache_hit)
+    s += ",\"cache_hit\":true";
   if (req.timing) {
     s += ",\"timing\":{\"queue_us\":";
     append_number(s, r.queue_ns / 1000);
@@ -702,6 +704,8 @@ std::string encode_model_config(const model_config& m) {
                                             {"default_timeout_microseconds", m.default_timeout_us},
                                             {"allow_timeout_override", true}}}};
   }
+  if (m.response_cache_bytes > 0)
+    o["response_cache"] = json::object{{"enable", true}};
   json::object params;
   for (auto& [k, v] : m.parameters)
     params[k] = json::object{{"string_value", v}};

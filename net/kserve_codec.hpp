@@ -35,6 +35,7 @@ struct decoded_request {
   std::vector<std::string> json_outputs;   // outputs that asked for binary_data: false
   bool timing = false;                     // request parameter timing: add a timing breakdown
   std::vector<shm_output> shm_outputs;     // outputs that go to shared memory regions
+  bool cache_hit = false;                  // answered from the model's response cache
   bool want_binary(const std::string& output) const;
   const shm_output* in_shm(const std::string& output) const;
 };

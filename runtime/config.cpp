@@ -599,6 +599,7 @@ void read_model(const std::string& path, const json::value& v, std::vector<std::
   r.integer("execution_timeout_ms", m.execution_timeout_ms, 0, 86'400'000);
   r.integer("default_timeout_us", m.default_timeout_us, 1);
   r.integer("max_timeout_us", m.max_timeout_us, 1);
+  r.integer("response_cache_bytes", m.response_cache_bytes, 0);
   if (m.default_timeout_us > m.max_timeout_us)
     r.fail(path + ".default_timeout_us", "must be <= max_timeout_us ("
                                            + std::to_string(m.max_timeout_us) + "), got "

@@ -145,6 +145,7 @@ struct model_config {
   uint32_t execution_timeout_ms = 30'000; // a batch running longer marks its worker hung; 0 = off
   uint64_t default_timeout_us = 10'000'000;
   uint64_t max_timeout_us = 60'000'000;
+  uint64_t response_cache_bytes = 0; // answers kept for equal requests; 0 = no response cache
   std::map<std::string, std::string> parameters; // backend-specific, values as written
   gpu_settings gpu;
   preprocess_settings preprocess;

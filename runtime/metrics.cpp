@@ -114,6 +114,7 @@ worker_metrics::worker_metrics(std::string n, std::string d, bool own_worker)
 model_metrics::model_metrics(const model_config& m, bool local_workers)
   : name(m.name),
     version(m.version),
+    response_cache(m.response_cache_bytes > 0),
     request_seconds(latency_bounds),
     queue_seconds(latency_bounds),
     compute_seconds(latency_bounds),
@@ -202,6 +203,13 @@ std::string metrics::prometheus_text() const {
   auto breakers = family("actorserve_breaker_transitions_total",
                          "Circuit breaker transitions of each worker, by the state entered",
                          MetricType::Counter);
+  auto cache_hits = family("actorserve_cache_hits_total",
+                           "Requests answered from the model's response cache", MetricType::Counter);
+  auto cache_misses = family("actorserve_cache_misses_total",
+                             "Requests looked up in the model's response cache and not found",
+                             MetricType::Counter);
+  auto cache_bytes = family("actorserve_cache_bytes", "Bytes the model's response cache holds",
+                            MetricType::Gauge);
   for (auto& name : order_) {
     auto& m = *models_.at(name);
     for (std::size_t i = 0; i < outcome_count; ++i) {
@@ -223,6 +231,17 @@ std::string metrics::prometheus_text() const {
     auto rt = with_labels({{"model", m.name}});
     rt.counter.value = static_cast<double>(load(m.retries));
     retries.metric.push_back(std::move(rt));
+    if (m.response_cache) {
+      auto h = with_labels({{"model", m.name}});
+      h.counter.value = static_cast<double>(load(m.cache_hit.count));
+      cache_hits.metric.push_back(std::move(h));
+      auto x = with_labels({{"model", m.name}});
+      x.counter.value = static_cast<double>(load(m.cache_miss.count));
+      cache_misses.metric.push_back(std::move(x));
+      auto cb = with_labels({{"model", m.name}});
+      cb.gauge.value = static_cast<double>(load(m.cache_bytes));
+      cache_bytes.metric.push_back(std::move(cb));
+    }
     m.for_each_worker([&](const worker_metrics& w) {
       std::vector<ClientMetric::Label> labels{{"device", w.device}, {"model", m.name},
                                               {"worker", w.name}};
@@ -286,8 +305,8 @@ std::string metrics::prometheus_text() const {
       gpu_total.metric.push_back(std::move(total));
     }
   for (auto* f : {&requests, &latency, &queue, &compute, &rows, &depth, &in_flight, &batches,
-                  &state, &restarts, &retries, &breakers, &http, &bodies, &gpu_util, &gpu_used,
-                  &gpu_total})
+                  &state, &restarts, &retries, &breakers, &cache_hits, &cache_misses,
+                  &cache_bytes, &http, &bodies, &gpu_util, &gpu_used, &gpu_total})
     if (!f->metric.empty())
       out.push_back(std::move(*f));
   return prometheus::TextSerializer{}.Serialize(out);
@@ -324,7 +343,9 @@ std::string metrics::statistics_json(const std::string& model) const {
                                        {"queue", stat(m.queue)},
                                        {"compute_input", stat(m.compute_input)},
                                        {"compute_infer", stat(m.compute_infer)},
-                                       {"compute_output", stat(m.compute_output)}}},
+                                       {"compute_output", stat(m.compute_output)},
+                                       {"cache_hit", stat(m.cache_hit)},
+                                       {"cache_miss", stat(m.cache_miss)}}},
       {"batch_stats", std::move(batch_stats)}});
   }
   return json::serialize(json::object{{"model_stats", std::move(all)}});

@@ -77,6 +77,7 @@ struct batch_size_stat {
 struct model_metrics {
   std::string name;
   std::string version;
+  bool response_cache = false; // models[].response_cache_bytes > 0: its cache series exist
   std::array<std::atomic<uint64_t>, outcome_count> requests{}; // by outcome
   atomic_histogram request_seconds; // HTTP body received -> response ready
   atomic_histogram queue_seconds;   // admitted by the batcher -> dispatched
@@ -87,6 +88,8 @@ struct model_metrics {
   std::atomic<uint64_t> retries{0};  // re-dispatches after worker-caused failures
   // Triton-style statistics
   duration_stat success, fail, queue, compute_input, compute_infer, compute_output;
+  duration_stat cache_hit, cache_miss; // response cache: lookup (and on a miss, insert) time
+  std::atomic<uint64_t> cache_bytes{0}; // what the model's response cache holds
   std::atomic<uint64_t> inference_count{0}; // rows
   std::atomic<uint64_t> execution_count{0}; // batches
   std::atomic<uint64_t> last_inference_ms{0}; // wall clock, ms since the epoch

@@ -212,6 +212,61 @@ TEST_CASE("system shared memory: inputs read from and outputs written to a clien
   ::shm_unlink(key.c_str());
 }
 
+TEST_CASE("the response cache answers an equal request without the model; any difference "
+          "reaches it",
+          "[integration][cache]") {
+  server_process srv{write_temp_file(
+    "cache.json", scale_config(R"(, "response_cache_bytes": 1048576)", R"(, "fault_injection": true)"))};
+  REQUIRE(srv.wait_ready());
+  http_client c{srv.port()};
+  auto batches = [&] {
+    return series(c.get("/metrics").body,
+                  R"(actorserve_batches_total{device="cpu",model="scale",worker="scale/cpu/0"})");
+  };
+  auto warm = batches(); // (warm-up batches)
+  auto first = c.post("/v2/models/scale/infer", infer_body());
+  REQUIRE(first.status == 200);
+  CHECK_FALSE(parse(first)["parameters"].as_object().contains("cache_hit"));
+  auto again = c.post("/v2/models/scale/infer", infer_body());
+  REQUIRE(again.status == 200);
+  auto doc = parse(again);
+  CHECK(doc["parameters"].as_object()["cache_hit"] == true);
+  CHECK(doc["id"] == "t1");
+  CHECK(json::serialize(doc["outputs"].as_array()[0].as_object()["data"]) == "[3,5,7,9]");
+  CHECK(batches() == warm + 1); // the second never reached the model
+  // Binary outputs and timing come from the same cached answer.
+  auto binary = c.post("/v2/models/scale/infer",
+                       R"({"id": "t2", "parameters": {"binary_data_output": true, "timing": true},)"
+                       R"( "inputs": [{"name": "x", "shape": [1, 4], "datatype": "FP32",)"
+                       R"( "data": [1,2,3,4]}]})");
+  REQUIRE(binary.status == 200);
+  REQUIRE(binary.headers.count("inference-header-content-length"));
+  auto json_len = std::stoul(binary.headers["inference-header-content-length"]);
+  float y[4];
+  REQUIRE(binary.body.size() == json_len + sizeof y);
+  std::memcpy(y, binary.body.data() + json_len, sizeof y);
+  CHECK((y[0] == 3 && y[1] == 5 && y[2] == 7 && y[3] == 9));
+  CHECK(batches() == warm + 1);
+  // Other bytes, or a fault to inject, reach the model.
+  auto other = c.post("/v2/models/scale/infer", infer_body("", "[1,2,3,5]"));
+  CHECK(json::serialize(parse(other)["outputs"].as_array()[0].as_object()["data"]) == "[3,5,7,11]");
+  CHECK(batches() == warm + 2);
+  auto fault = c.post("/v2/models/scale/infer", infer_body(R"("actorserve_fault": "throw")"));
+  CHECK(fault.status == 500);
+  CHECK(batches() == warm + 2); // (a failed batch counts as no executed batch)
+  auto t = c.get("/metrics").body;
+  CHECK(series(t, R"(actorserve_cache_hits_total{model="scale"})") == 2);
+  CHECK(series(t, R"(actorserve_cache_misses_total{model="scale"})") == 2);
+  CHECK(series(t, R"(actorserve_cache_bytes{model="scale"})") > 0);
+  auto stats = parse(c.get("/v2/models/scale/stats"))["model_stats"].as_array()[0].as_object();
+  auto& inference = stats["inference_stats"].as_object();
+  CHECK(inference["cache_hit"].as_object()["count"] == 2);
+  CHECK(inference["cache_miss"].as_object()["count"] == 2);
+  CHECK(inference["success"].as_object()["count"] == 4);
+  CHECK(json::serialize(parse(c.get("/v2/models/scale/config"))["response_cache"])
+        == R"({"enable":true})");
+}
+
 TEST_CASE("bodies that arrive in pieces, chunked, pipelined or truncated are read right",
           "[integration]") {
   server_process srv{write_temp_file("bodies.json", scale_config())};
