@@ -4,6 +4,7 @@
 
 #include <caf/all.hpp>
 
+#include "actors/pipeline.hpp"
 #include "runtime/batch_assembly.hpp"
 #include "runtime/error.hpp"
 #include "runtime/log.hpp"
@@ -29,15 +30,16 @@ gateway_actor::behavior_type gateway_fn(gateway_ptr self,
     [self](infer_atom, infer_request& req) -> caf::result<infer_response> {
       auto& st = self->state;
       auto* model = st.cfg->find_model(req.model);
-      auto entry = st.directory->find(req.model);
-      if (!model || !entry)
+      // (a pipeline has no batcher, so no directory entry: its steps' models have)
+      auto entry = model && !model->is_pipeline() ? st.directory->find(req.model) : std::nullopt;
+      if (!model || (!entry && !model->is_pipeline()))
         return make_error(errc::model_not_found, "unknown model '" + req.model + "'");
       auto& m = *model;
       if (!req.version.empty() && req.version != m.version)
         return make_error(errc::model_not_found, "model '" + m.name + "' has no version '"
                                                    + req.version + "' (it serves version '"
                                                    + m.version + "')");
-      if (!entry->batcher)
+      if (entry && !entry->batcher)
         return make_error(errc::not_ready, "model '" + m.name + "' is not available: it has no "
                                            "running batcher (starting, or stopped by its "
                                            "supervisor)");
@@ -46,6 +48,10 @@ gateway_actor::behavior_type gateway_fn(gateway_ptr self,
       if (!req.fault.empty() && !st.cfg->server.fault_injection)
         return make_error(errc::invalid_input, "request parameter 'actorserve_fault' is only "
                                                "accepted when server.fault_injection is enabled");
+      if (!req.fault.empty() && m.is_pipeline())
+        return make_error(errc::invalid_input, "request parameter 'actorserve_fault' is not for "
+                                               "pipeline '" + m.name + "'; arm its steps' models "
+                                               "with POST /v2/admin/faults");
       int64_t timeout_us = static_cast<int64_t>(m.default_timeout_us);
       if (req.timeout_us >= 0) {
         if (req.timeout_us == 0 || static_cast<uint64_t>(req.timeout_us) > m.max_timeout_us)
@@ -59,6 +65,11 @@ gateway_actor::behavior_type gateway_fn(gateway_ptr self,
       req.deadline_ns = std::chrono::duration_cast<std::chrono::nanoseconds>(
                           self->clock().now().time_since_epoch()).count()
                         + timeout_us * 1000;
+      if (m.is_pipeline()) {
+        auto run = spawn_pipeline_run(self->system(), st.cfg, model, self);
+        self->delegate(run, infer_atom::value, std::move(req));
+        return caf::delegated<infer_response>{};
+      }
       self->delegate(entry->batcher, infer_atom::value, std::move(req));
       return caf::delegated<infer_response>{};
     },
@@ -67,14 +78,22 @@ gateway_actor::behavior_type gateway_fn(gateway_ptr self,
            const std::string& version) -> caf::result<bool> {
       auto& st = self->state;
       auto* m = st.cfg->find_model(model);
-      auto entry = st.directory->find(model);
-      if (!m || !entry)
+      if (!m)
         return make_error(errc::model_not_found, "unknown model '" + model + "'");
       if (!version.empty() && version != m->version)
         return make_error(errc::model_not_found, "model '" + model + "' has no version '"
                                                    + version + "' (it serves version '"
                                                    + m->version + "')");
-      return entry->batcher && entry->status.ready_workers > 0;
+      auto ready = [&](const std::string& name) {
+        auto entry = st.directory->find(name);
+        return entry && entry->batcher && entry->status.ready_workers > 0;
+      };
+      if (!m->is_pipeline())
+        return ready(model);
+      for (auto& step : m->pipeline) // a pipeline is ready when all its steps' models are
+        if (!ready(step.model))
+          return false;
+      return true;
     },
     [self](status_atom, const std::string& model) -> caf::result<model_status> {
       auto entry = self->state.directory->find(model);

@@ -4,6 +4,8 @@ namespace actorserve {
 
 model_directory::model_directory(const deployment_config& cfg) {
   for (auto& m : cfg.models) {
+    if (m.is_pipeline())
+      continue; // (no batcher: the gateway runs it through its steps' models)
     entry e;
     e.status.model = m.name;
     models_.emplace(m.name, std::move(e));

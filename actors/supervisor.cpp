@@ -160,6 +160,8 @@ caf::expected<node_handles> spawn_node(caf::actor_system& sys,
   std::map<std::string, model_cells> cells; // one set per model for the node's lifetime
   auto batchers = std::make_shared<batcher_cells>(); // what the brokers hand out
   for (auto& m : cfg->models) {
+    if (m.is_pipeline())
+      continue; // (its steps' models run it)
     cells[m.name] = model_cells{};
     (*batchers)[m.name] = cells[m.name].batcher;
   }
@@ -200,6 +202,8 @@ caf::expected<node_handles> spawn_node(caf::actor_system& sys,
   };
   root.children.push_back(std::move(gateway));
   for (auto& m : cfg->models) {
+    if (m.is_pipeline())
+      continue;
     auto model = std::shared_ptr<const model_config>(cfg, &m); // shares the config's lifetime
     child_spec c;
     c.id = "model " + m.name;

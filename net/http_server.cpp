@@ -609,7 +609,8 @@ private:
           if (!state)
             o["reason"] = error_message(state.error());
           else if (!*state)
-            o["reason"] = "no worker of the model is ready";
+            o["reason"] = cfg.is_pipeline() ? "a model of its pipeline is not ready"
+                                            : "no worker of the model is ready";
           out.emplace_back(std::move(o));
         }
         asio::post(self->stream_.get_executor(), [self, body = boost::json::serialize(out)] {

@@ -651,6 +651,8 @@ encoded_response encode_response(const infer_response& r, const decoded_request&
 namespace {
 
 std::string platform_of(const model_config& m) {
+  if (m.is_pipeline())
+    return "ensemble"; // (as Triton calls a model made of other models' steps)
   return m.backend == "torchscript" ? "pytorch_torchscript" : m.backend;
 }
 
@@ -693,7 +695,22 @@ std::string encode_model_config(const model_config& m) {
                  {"input", specs(m.inputs)},
                  {"output", specs(m.outputs)},
                  {"instance_group", std::move(groups)}};
-  if (m.max_batch_size > 0) {
+  if (m.is_pipeline()) {
+    o.erase("backend");
+    o.erase("instance_group");
+    json::array steps;
+    for (auto& s : m.pipeline) {
+      json::object in, out;
+      for (auto& [k, v] : s.inputs)
+        in[k] = v;
+      for (auto& [k, v] : s.outputs)
+        out[k] = v;
+      steps.emplace_back(json::object{{"model_name", s.model}, {"model_version", -1},
+                                      {"input_map", std::move(in)},
+                                      {"output_map", std::move(out)}});
+    }
+    o["ensemble_scheduling"] = json::object{{"step", std::move(steps)}};
+  } else if (m.max_batch_size > 0) {
     json::array preferred;
     for (auto b : m.batching.preferred_batch_sizes)
       preferred.emplace_back(b);

@@ -111,6 +111,8 @@ public:
   }
 
   bool ok() const { return obj_ != nullptr; }
+  const json::object* object_value() const { return obj_; }
+  bool has(std::string_view key) const { return obj_ && obj_->contains(key); }
 
   std::string sub(std::string_view key) const {
     return path_.empty() ? std::string(key) : path_ + "." + std::string(key);
@@ -498,6 +500,198 @@ void read_preprocess(reader& r, const std::string& path, model_config& m) {
   });
 }
 
+/// A step's "inputs" or "outputs": an object of tensor name -> pipeline tensor name.
+void read_name_map(reader& r, const std::string& path, std::string_view key,
+                   std::map<std::string, std::string>& out) {
+  auto v = r.get(key, true);
+  if (!v)
+    return;
+  if (!v->is_object() || v->get_object().empty()) {
+    r.fail(path, "expected a non-empty object of the model's tensor names to pipeline tensor "
+                 "names, got " + describe(*v));
+    return;
+  }
+  for (auto& kv : v->get_object()) {
+    if (!kv.value().is_string() || kv.value().get_string().empty())
+      r.fail(path + "." + std::string(kv.key()),
+             "expected a pipeline tensor's name, got " + describe(kv.value()));
+    else
+      out[std::string(kv.key())] = std::string(kv.value().get_string());
+  }
+}
+
+/// A model with "pipeline": its own name, version, tensors, timeouts and steps; nothing that
+/// runs a model (its steps' models do).
+void read_pipeline_model(reader& r, const std::string& path, model_config& m) {
+  static const std::set<std::string, std::less<>> keys{
+    "name", "version", "max_batch_size", "inputs", "outputs", "pipeline",
+    "default_timeout_us", "max_timeout_us", "response_cache_bytes"};
+  if (auto* obj = r.object_value())
+    for (auto& kv : *obj)
+      if (!keys.count(kv.key())) {
+        r.get(kv.key());
+        r.fail(r.sub(kv.key()), "not for a pipeline model (its steps' models run on workers; "
+                                "a pipeline takes name, version, max_batch_size, inputs, "
+                                "outputs, pipeline, default_timeout_us, max_timeout_us, "
+                                "response_cache_bytes)");
+      }
+  m.backend.clear();
+  m.devices.clear();
+  m.instances = 0;
+  r.integer("max_batch_size", m.max_batch_size, 0, 1 << 20);
+  read_tensor_specs(r, "inputs", m.inputs);
+  read_tensor_specs(r, "outputs", m.outputs);
+  r.integer("default_timeout_us", m.default_timeout_us, 1);
+  r.integer("max_timeout_us", m.max_timeout_us, 1);
+  r.integer("response_cache_bytes", m.response_cache_bytes, 0);
+  if (m.default_timeout_us > m.max_timeout_us)
+    r.fail(path + ".default_timeout_us", "must be <= max_timeout_us ("
+                                           + std::to_string(m.max_timeout_us) + "), got "
+                                           + std::to_string(m.default_timeout_us));
+  auto steps = r.get("pipeline");
+  if (!steps->is_array() || steps->get_array().empty()) {
+    r.fail(path + ".pipeline", "expected a non-empty array of steps, got " + describe(*steps));
+    return;
+  }
+  auto& arr = steps->get_array();
+  for (std::size_t i = 0; i < arr.size(); ++i) {
+    auto spath = path + ".pipeline[" + std::to_string(i) + "]";
+    reader s(r.errors(), spath, arr[i]);
+    if (!s.ok())
+      continue;
+    pipeline_step step;
+    s.string("model", step.model, true);
+    read_name_map(s, spath + ".inputs", "inputs", step.inputs);
+    read_name_map(s, spath + ".outputs", "outputs", step.outputs);
+    m.pipeline.push_back(std::move(step));
+  }
+}
+
+/// Whether a tensor of `a`'s dims can be one of `b`'s (the same rank; -1 matches any size).
+bool dims_compatible(const std::vector<int64_t>& a, const std::vector<int64_t>& b) {
+  if (a.size() != b.size())
+    return false;
+  for (std::size_t i = 0; i < a.size(); ++i)
+    if (a[i] != b[i] && a[i] != -1 && b[i] != -1)
+      return false;
+  return true;
+}
+
+std::string spec_text(const tensor_spec& t) {
+  std::string s = std::string(to_string(t.dtype)) + " [";
+  for (std::size_t i = 0; i < t.dims.size(); ++i)
+    s += (i ? ", " : "") + std::to_string(t.dims[i]);
+  return s + "]";
+}
+
+std::string quoted(const std::string& s) {
+  return "\"" + s + "\"";
+}
+
+/// Checks each pipeline against the models it calls: every step's model exists and is no
+/// pipeline, its inputs all come from pipeline tensors that exist by then with the datatype and
+/// dims it takes, its outputs name new tensors, rows pass through, and every output of the
+/// pipeline is made by a step.
+void check_pipelines(const deployment_config& cfg, std::vector<std::string>& errors) {
+  for (std::size_t i = 0; i < cfg.models.size(); ++i) {
+    auto& p = cfg.models[i];
+    if (!p.is_pipeline())
+      continue;
+    auto path = "models[" + std::to_string(i) + "]";
+    std::map<std::string, tensor_spec> tensors; // what exists so far
+    std::set<std::string> made;                 // of those, made by a step
+    std::set<std::string> unknown; // made by a step already found wrong: not checked further
+    auto made_unknown = [&](const pipeline_step& step) { // (one error, not a cascade)
+      for (auto& kv : step.outputs)
+        if (!tensors.count(kv.second))
+          made.insert(kv.second), unknown.insert(kv.second), tensors[kv.second] = {};
+    };
+    for (auto& in : p.inputs)
+      tensors[in.name] = in;
+    for (std::size_t j = 0; j < p.pipeline.size(); ++j) {
+      auto& step = p.pipeline[j];
+      auto spath = path + ".pipeline[" + std::to_string(j) + "]";
+      auto* m = cfg.find_model(step.model);
+      if (!m) {
+        errors.push_back(spath + ".model: no model " + quoted(step.model)
+                         + " in this deployment");
+        made_unknown(step);
+        continue;
+      }
+      if (m->is_pipeline()) {
+        errors.push_back(spath + ".model: " + quoted(step.model)
+                         + " is a pipeline; a step runs a model, not a pipeline");
+        made_unknown(step);
+        continue;
+      }
+      if ((p.max_batch_size > 0) != (m->max_batch_size > 0))
+        errors.push_back(spath + ".model: model " + quoted(m->name) + " "
+                         + (m->max_batch_size > 0 ? "batches" : "does not batch")
+                         + " (max_batch_size " + std::to_string(m->max_batch_size)
+                         + ") but the pipeline " + (p.max_batch_size > 0 ? "does" : "does not")
+                         + "; both must take a batch dimension or neither");
+      else if (m->max_batch_size < p.max_batch_size)
+        errors.push_back(spath + ".model: model " + quoted(m->name) + " takes at most "
+                         + std::to_string(m->max_batch_size) + " rows, fewer than the "
+                         "pipeline's max_batch_size " + std::to_string(p.max_batch_size));
+      for (auto& in : m->inputs)
+        if (!step.inputs.count(in.name))
+          errors.push_back(spath + ".inputs: model " + quoted(m->name) + "'s input "
+                           + quoted(in.name) + " is given no pipeline tensor");
+      for (auto& [name, source] : step.inputs) {
+        auto ipath = spath + ".inputs." + name;
+        auto* spec = m->find_input(name);
+        if (!spec) {
+          errors.push_back(ipath + ": model " + quoted(m->name) + " has no input " + quoted(name));
+          continue;
+        }
+        auto it = tensors.find(source);
+        if (it == tensors.end()) {
+          errors.push_back(ipath + ": no pipeline input or earlier step's output is called "
+                           + quoted(source));
+          continue;
+        }
+        if (!unknown.count(source)
+            && (it->second.dtype != spec->dtype || !dims_compatible(it->second.dims, spec->dims)))
+          errors.push_back(ipath + ": " + quoted(source) + " is " + spec_text(it->second)
+                           + " but model " + quoted(m->name) + "'s input " + quoted(name)
+                           + " takes " + spec_text(*spec));
+      }
+      for (auto& [name, target] : step.outputs) {
+        auto opath = spath + ".outputs." + name;
+        auto* spec = m->find_output(name);
+        if (!spec) {
+          errors.push_back(opath + ": model " + quoted(m->name) + " has no output "
+                           + quoted(name));
+          if (!tensors.count(target))
+            made.insert(target), unknown.insert(target), tensors[target] = {};
+          continue;
+        }
+        if (tensors.count(target)) {
+          errors.push_back(opath + ": " + quoted(target)
+                           + " is already a pipeline input or an earlier step's output");
+          continue;
+        }
+        tensor_spec t = *spec;
+        t.name = target;
+        tensors[target] = std::move(t);
+        made.insert(target);
+      }
+    }
+    for (std::size_t k = 0; k < p.outputs.size(); ++k) {
+      auto& out = p.outputs[k];
+      auto opath = path + ".outputs[" + std::to_string(k) + "]";
+      auto it = tensors.find(out.name);
+      if (!made.count(out.name))
+        errors.push_back(opath + ": no step makes " + quoted(out.name));
+      else if (!unknown.count(out.name)
+               && (it->second.dtype != out.dtype || !dims_compatible(it->second.dims, out.dims)))
+        errors.push_back(opath + ": " + quoted(out.name) + " is made as "
+                         + spec_text(it->second) + " but declared " + spec_text(out));
+    }
+  }
+}
+
 void read_model(const std::string& path, const json::value& v, std::vector<std::string>& errors,
                 const std::string& base_dir, const std::vector<std::string>& known_backends,
                 model_config& m) {
@@ -516,6 +710,8 @@ void read_model(const std::string& path, const json::value& v, std::vector<std::
   r.string("version", m.version);
   if (m.version.empty() || m.version.find('/') != std::string::npos)
     r.fail(path + ".version", "must be a non-empty string without '/'");
+  if (r.has("pipeline"))
+    return read_pipeline_model(r, path, m);
   r.string("backend", m.backend);
   if (std::find(known_backends.begin(), known_backends.end(), m.backend)
       == known_backends.end()) {
@@ -695,6 +891,7 @@ parse_deployment(const std::string& json_text, const std::string& base_dir,
       });
       if (auto mv = root.get("models"); mv && mv->is_array() && mv->get_array().empty())
         errors.push_back("models: must list at least one model");
+      check_pipelines(cfg, errors);
     }
   }
   for (auto& e : errors)

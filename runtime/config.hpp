@@ -125,6 +125,15 @@ struct preprocess_settings {
   std::vector<double> stdev{1.0, 1.0, 1.0};
 };
 
+/// One step of a pipeline model: a request to another model of the deployment, its inputs taken
+/// from the pipeline's tensors (the pipeline's inputs and earlier steps' outputs), its outputs
+/// added to them (as NVIDIA Triton's ensemble steps map them).
+struct pipeline_step {
+  std::string model;
+  std::map<std::string, std::string> inputs;  // the step model's input <- a pipeline tensor
+  std::map<std::string, std::string> outputs; // the step model's output -> a pipeline tensor
+};
+
 struct model_config {
   std::string name;
   std::string version = "1";
@@ -151,6 +160,11 @@ struct model_config {
   preprocess_settings preprocess;
   std::string isolation = "none"; // "process": each worker runs in a child process of the node
   uint64_t isolation_shm_bytes = 1ull << 30; // per isolated worker: shared memory for batch inputs
+  /// Not empty: this model is a pipeline of other models (no backend, no workers of its own);
+  /// a step runs as soon as the tensors it takes exist, so independent steps run at once.
+  std::vector<pipeline_step> pipeline;
+
+  bool is_pipeline() const { return !pipeline.empty(); }
 
   /// The batch sizes a GPU worker pads to and warms up (sorted; the last is max_batch_size).
   /// Empty when the model does not batch.

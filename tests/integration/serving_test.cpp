@@ -267,6 +267,115 @@ TEST_CASE("the response cache answers an equal request without the model; any di
         == R"({"enable":true})");
 }
 
+TEST_CASE("a pipeline model runs its steps on other models' workers: chained, side by side, "
+          "only those needed; a failing or late step fails the request by name",
+          "[integration][pipeline]") {
+  auto scale_model = [](const std::string& name, int factor, int bias) {
+    return R"({"name": ")" + name + R"(", "backend": "scale", "max_batch_size": 8,
+      "inputs": [{"name": "x", "datatype": "FP32", "dims": [4]}],
+      "outputs": [{"name": "y", "datatype": "FP32", "dims": [4]}],
+      "parameters": {"factor": )" + std::to_string(factor) + R"(, "bias": )"
+           + std::to_string(bias) + "}}";
+  };
+  server_process srv{write_temp_file(
+    "pipeline.json",
+    R"({"server": {"http": {"port": 0}, "fault_injection": true}, "models": [)"
+      + scale_model("double", 2, 1) + "," + scale_model("triple", 3, 0) + R"(,
+      {"name": "chain", "max_batch_size": 8,
+       "inputs": [{"name": "in", "datatype": "FP32", "dims": [4]}],
+       "outputs": [{"name": "out", "datatype": "FP32", "dims": [4]},
+                   {"name": "side", "datatype": "FP32", "dims": [4]}],
+       "pipeline": [
+         {"model": "double", "inputs": {"x": "in"}, "outputs": {"y": "mid"}},
+         {"model": "triple", "inputs": {"x": "mid"}, "outputs": {"y": "out"}},
+         {"model": "triple", "inputs": {"x": "in"}, "outputs": {"y": "side"}}]}]})")};
+  REQUIRE(srv.wait_ready());
+  http_client c{srv.port()};
+  CHECK(c.get("/v2/models/chain/ready").status == 200);
+  CHECK(parse(c.get("/v2/models/chain"))["platform"] == "ensemble");
+  auto config = parse(c.get("/v2/models/chain/config"));
+  CHECK(config["ensemble_scheduling"].as_object()["step"].as_array().size() == 3);
+  CHECK(c.post("/v2/repository/index", "").body.find(
+          R"({"name":"chain","version":"1","state":"READY"})")
+        != std::string::npos);
+  auto batches = [&](const std::string& model) {
+    return series(c.get("/metrics").body, R"(actorserve_batches_total{device="cpu",model=")"
+                                            + model + R"(",worker=")" + model + "/cpu/0\"}");
+  };
+  auto data_of = [](json::object doc, std::size_t i) {
+    return json::serialize(doc["outputs"].as_array().at(i).as_object()["data"]);
+  };
+  const std::string in = R"("inputs": [{"name": "in", "shape": [1, 4], "datatype": "FP32",)"
+                         R"( "data": [1, 2, 3, 4]}])";
+  // out = 3 (2x + 1), side = 3x.
+  auto r = c.post("/v2/models/chain/infer", "{" + in + "}");
+  REQUIRE(r.status == 200);
+  auto doc = parse(r);
+  CHECK(doc["model_name"] == "chain");
+  CHECK(data_of(doc, 0) == "[9,15,21,27]");
+  CHECK(data_of(doc, 1) == "[3,6,9,12]");
+  // Asking for "side" only runs only the step that makes it.
+  auto doubles = batches("double");
+  r = c.post("/v2/models/chain/infer", "{" + in + R"(, "outputs": [{"name": "side"}]})");
+  REQUIRE(r.status == 200);
+  doc = parse(r);
+  REQUIRE(doc["outputs"].as_array().size() == 1);
+  CHECK(data_of(doc, 0) == "[3,6,9,12]");
+  CHECK(batches("double") == doubles);
+  // Binary outputs, and the pipeline's own input checks.
+  r = c.post("/v2/models/chain/infer",
+             R"({"parameters": {"binary_data_output": true}, )" + in + "}");
+  REQUIRE(r.status == 200);
+  REQUIRE(r.headers.count("inference-header-content-length"));
+  CHECK(r.body.size() == std::stoul(r.headers["inference-header-content-length"]) + 32);
+  r = c.post("/v2/models/chain/infer", R"({"inputs": [{"name": "in", "shape": [1, 3],)"
+                                       R"( "datatype": "FP32", "data": [1, 2, 3]}]})");
+  CHECK(r.status == 400);
+  CHECK(error_of(r).find("expected shape [-1, 4]") != std::string::npos);
+  // Concurrent requests each get their own answer (one short-lived actor per request).
+  std::vector<std::thread> clients;
+  std::atomic<int> right{0};
+  for (int t = 0; t < 8; ++t)
+    clients.emplace_back([&, t] {
+      http_client own{srv.port()};
+      for (int i = 0; i < 10; ++i) {
+        auto v = std::to_string(t * 10 + i);
+        auto res = own.post("/v2/models/chain/infer",
+                            R"({"inputs": [{"name": "in", "shape": [1, 4], "datatype": "FP32",)"
+                            R"( "data": [)" + v + "," + v + "," + v + "," + v + "]}]}");
+        auto want = std::to_string(3 * (2 * (t * 10 + i) + 1));
+        if (res.status == 200
+            && res.body.find("[" + want + "," + want + "," + want + "," + want + "]")
+                 != std::string::npos)
+          ++right;
+      }
+    });
+  for (auto& t : clients)
+    t.join();
+  CHECK(right == 80);
+  // A step whose model throws fails the request, named by step and model.
+  REQUIRE(c.post("/v2/admin/faults", R"({"model": "triple", "fault": "throw", "count": 1})").status
+          == 200);
+  r = c.post("/v2/models/chain/infer", "{" + in + R"(, "outputs": [{"name": "out"}]})");
+  CHECK(r.status == 500);
+  CHECK(error_of(r).rfind("pipeline 'chain', step 1 (model 'triple'): ", 0) == 0);
+  // A step that cannot finish before the request's deadline: 504, at the deadline.
+  REQUIRE(c.post("/v2/admin/faults", R"({"model": "double", "fault": "slow", "count": 1})").status
+          == 200);
+  auto t0 = std::chrono::steady_clock::now();
+  r = c.post("/v2/models/chain/infer",
+             R"({"parameters": {"timeout": 100000}, )" + in + "}");
+  auto took = std::chrono::steady_clock::now() - t0;
+  CHECK(r.status == 504);
+  CHECK(error_of(r).rfind("pipeline 'chain', step 0 (model 'double'): ", 0) == 0);
+  CHECK(took < std::chrono::milliseconds(290)); // (not the slow batch's 300 ms)
+  CHECK(c.post("/v2/models/chain/infer", R"({"parameters": {"actorserve_fault": "crash"}, )" + in
+                                           + "}").status
+        == 400);
+  r = c.post("/v2/models/chain/infer", "{" + in + "}");
+  CHECK(r.status == 200);
+}
+
 TEST_CASE("bodies that arrive in pieces, chunked, pipelined or truncated are read right",
           "[integration]") {
   server_process srv{write_temp_file("bodies.json", scale_config())};

@@ -308,3 +308,88 @@ TEST_CASE("devices resolve \"all\" to the GPUs there are and reject missing ones
         == "models[0].devices: expected \"all\", \"cpu\" or a non-empty array of \"cpu\" / "
            "\"cuda:N\" / \"all\", got \"gpu\"");
 }
+
+namespace {
+
+/// The model "m" (FP32 [4] -> FP32 [4]), an INT32 model "n", and a pipeline with `steps`.
+std::string pipeline_deployment(const std::string& steps, const std::string& extra = "",
+                                const std::string& outputs = R"([{"name": "out", "datatype": "FP32", "dims": [4]}])") {
+  return deployment(model_json() + R"(, {"name": "n", "backend": "scale", "max_batch_size": 4,
+      "inputs": [{"name": "x", "datatype": "INT32", "dims": [4]}],
+      "outputs": [{"name": "y", "datatype": "INT32", "dims": [4]}]},
+    {"name": "p", "max_batch_size": 8,
+     "inputs": [{"name": "in", "datatype": "FP32", "dims": [4]}],
+     "outputs": )" + outputs + extra + R"(, "pipeline": )" + steps + "}");
+}
+
+} // namespace
+
+TEST_CASE("a pipeline model chains other models' steps by tensor name", "[config][pipeline]") {
+  auto cfg = parse_deployment(
+    pipeline_deployment(R"([{"model": "m", "inputs": {"x": "in"}, "outputs": {"y": "mid"}},
+                            {"model": "m", "inputs": {"x": "mid"}, "outputs": {"y": "out"}}])"),
+    "", backends);
+  REQUIRE(cfg);
+  auto* p = cfg->find_model("p");
+  REQUIRE(p);
+  CHECK(p->is_pipeline());
+  CHECK_FALSE(cfg->find_model("m")->is_pipeline());
+  REQUIRE(p->pipeline.size() == 2);
+  CHECK(p->pipeline[1].model == "m");
+  CHECK(p->pipeline[1].inputs == std::map<std::string, std::string>{{"x", "mid"}});
+  CHECK(p->pipeline[1].outputs == std::map<std::string, std::string>{{"y", "out"}});
+  CHECK(p->devices.empty()); // (no workers of its own)
+  CHECK(p->backend.empty());
+}
+
+TEST_CASE("pipeline errors name the step, the tensor and what does not fit", "[config][pipeline]") {
+  auto step = [](const std::string& model, const std::string& in, const std::string& out) {
+    return R"({"model": ")" + model + R"(", "inputs": )" + in + R"(, "outputs": )" + out + "}";
+  };
+  auto one = [&](const std::string& model, const std::string& in, const std::string& out) {
+    return errors_of(pipeline_deployment("[" + step(model, in, out) + "]"));
+  };
+  CHECK(one("q", R"({"x": "in"})", R"({"y": "out"})")
+        == "models[2].pipeline[0].model: no model \"q\" in this deployment");
+  CHECK(one("m", R"({"x": "nope"})", R"({"y": "out"})")
+        == "models[2].pipeline[0].inputs.x: no pipeline input or earlier step's output is called "
+           "\"nope\"");
+  CHECK(one("m", R"({"z": "in"})", R"({"y": "out"})")
+        == "models[2].pipeline[0].inputs: model \"m\"'s input \"x\" is given no pipeline tensor\n"
+           "models[2].pipeline[0].inputs.z: model \"m\" has no input \"z\"");
+  CHECK(one("m", R"({"x": "in"})", R"({"w": "out"})")
+        == "models[2].pipeline[0].outputs.w: model \"m\" has no output \"w\"");
+  CHECK(one("m", R"({"x": "in"})", R"({"w": "out", "y": "out2"})")
+        == "models[2].pipeline[0].outputs.w: model \"m\" has no output \"w\"");
+  CHECK(one("m", R"({"x": "in"})", R"({"y": "in"})")
+        == "models[2].pipeline[0].outputs.y: \"in\" is already a pipeline input or an earlier "
+           "step's output\nmodels[2].outputs[0]: no step makes \"out\"");
+  CHECK(one("n", R"({"x": "in"})", R"({"y": "out"})")
+        == "models[2].pipeline[0].model: model \"n\" takes at most 4 rows, fewer than the "
+           "pipeline's max_batch_size 8\n"
+           "models[2].pipeline[0].inputs.x: \"in\" is FP32 [4] but model \"n\"'s input \"x\" "
+           "takes INT32 [4]\n"
+           "models[2].outputs[0]: \"out\" is made as INT32 [4] but declared FP32 [4]");
+  // A step's input must exist before it: the steps run in an order without cycles.
+  CHECK(errors_of(pipeline_deployment("[" + step("m", R"({"x": "mid"})", R"({"y": "out"})") + ","
+                                      + step("m", R"({"x": "in"})", R"({"y": "mid"})") + "]"))
+        == "models[2].pipeline[0].inputs.x: no pipeline input or earlier step's output is called "
+           "\"mid\"");
+  // A pipeline takes no keys that run a model, and its steps run models, not pipelines.
+  CHECK(errors_of(pipeline_deployment("[" + step("m", R"({"x": "in"})", R"({"y": "out"})") + "]",
+                                      R"(, "backend": "scale")"))
+        == "models[2].backend: not for a pipeline model (its steps' models run on workers; a "
+           "pipeline takes name, version, max_batch_size, inputs, outputs, pipeline, "
+           "default_timeout_us, max_timeout_us, response_cache_bytes)");
+  CHECK(errors_of(pipeline_deployment("[" + step("p", R"({"x": "in"})", R"({"y": "out"})") + "]"))
+        == "models[2].pipeline[0].model: \"p\" is a pipeline; a step runs a model, not a "
+           "pipeline");
+  CHECK(errors_of(pipeline_deployment("[]"))
+        == "models[2].pipeline: expected a non-empty array of steps, got an array");
+  CHECK(errors_of(pipeline_deployment(R"([{"model": "m", "inputs": {}, "outputs": {"y": 3}}])"))
+        == "models[2].pipeline[0].inputs: expected a non-empty object of the model's tensor names "
+           "to pipeline tensor names, got an object\n"
+           "models[2].pipeline[0].outputs.y: expected a pipeline tensor's name, got 3\n"
+           "models[2].pipeline[0].inputs: model \"m\"'s input \"x\" is given no pipeline tensor\n"
+           "models[2].outputs[0]: no step makes \"out\"");
+}

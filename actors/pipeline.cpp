@@ -1,0 +1,204 @@
+#include "actors/pipeline.hpp"
+
+#include <map>
+#include <set>
+
+#include <caf/all.hpp>
+
+#include "runtime/error.hpp"
+#include "runtime/log.hpp"
+
+namespace actorserve {
+namespace {
+
+// Beyond a step's own deadline (its batcher answers at the deadline itself): only matters if an
+// actor is lost on the way.
+constexpr auto step_grace = std::chrono::seconds(2);
+
+struct pipeline_state {
+  std::shared_ptr<const deployment_config> cfg;
+  const model_config* pipeline = nullptr;
+  gateway_actor gateway;
+  caf::typed_response_promise<infer_response> promise;
+  infer_request request;                 // the pipeline request (its inputs moved to `tensors`)
+  std::map<std::string, tensor> tensors; // pipeline tensors made so far
+  std::vector<bool> started; // (steps the requested outputs do not need count as started)
+  std::size_t finished = 0, needed = 0;
+  int64_t queue_ns = 0, compute_ns = 0;
+  bool answered = false;
+  static inline const char* name = "pipeline";
+};
+
+using pipeline_ptr = pipeline_run_actor::stateful_pointer<pipeline_state>;
+
+int64_t now_ns(pipeline_ptr self) {
+  return std::chrono::duration_cast<std::chrono::nanoseconds>(
+           self->clock().now().time_since_epoch()).count();
+}
+
+void fail(pipeline_ptr self, std::size_t step, const caf::error& err) {
+  auto& st = self->state;
+  if (st.answered)
+    return;
+  st.answered = true;
+  auto& s = st.pipeline->pipeline[step];
+  auto code = error_code(err);
+  st.promise.deliver(make_error(code == errc::none ? errc::internal : code,
+                                "pipeline '" + st.pipeline->name + "', step "
+                                  + std::to_string(step) + " (model '" + s.model
+                                  + "'): " + error_message(err)));
+  self->quit();
+}
+
+void finish(pipeline_ptr self) {
+  auto& st = self->state;
+  st.answered = true;
+  infer_response res;
+  res.id = st.request.id;
+  res.model = st.pipeline->name;
+  res.version = st.pipeline->version;
+  res.client_id = std::move(st.request.client_id);
+  res.queue_ns = st.queue_ns;
+  res.compute_ns = st.compute_ns;
+  res.worker = "pipeline";
+  std::vector<std::string> wanted = st.request.outputs;
+  if (wanted.empty())
+    for (auto& o : st.pipeline->outputs)
+      wanted.push_back(o.name);
+  for (auto& name : wanted) {
+    auto it = st.tensors.find(name);
+    if (it == st.tensors.end()) { // (the gateway checked the names; config validation the steps)
+      st.promise.deliver(make_error(errc::internal, "pipeline '" + st.pipeline->name
+                                                      + "' made no output '" + name + "'"));
+      return self->quit();
+    }
+    res.outputs.push_back(it->second);
+  }
+  st.promise.deliver(std::move(res));
+  self->quit();
+}
+
+void launch_ready(pipeline_ptr self);
+
+void step_done(pipeline_ptr self, std::size_t j, infer_response& res) {
+  auto& st = self->state;
+  if (st.answered)
+    return;
+  auto& step = st.pipeline->pipeline[j];
+  for (auto& [name, target] : step.outputs) {
+    auto it = std::find_if(res.outputs.begin(), res.outputs.end(),
+                           [&](const tensor& t) { return t.name == name; });
+    if (it == res.outputs.end())
+      return fail(self, j, make_error(errc::internal, "its answer has no output '" + name + "'"));
+    tensor t = std::move(*it); // (its bytes stay where the step's batch left them)
+    t.name = target;
+    st.tensors[target] = std::move(t);
+  }
+  st.queue_ns += res.queue_ns;
+  st.compute_ns += res.compute_ns;
+  if (++st.finished == st.needed)
+    return finish(self);
+  launch_ready(self);
+}
+
+void launch(pipeline_ptr self, std::size_t j) {
+  auto& st = self->state;
+  auto& step = st.pipeline->pipeline[j];
+  auto* model = st.cfg->find_model(step.model);
+  auto left_ns = st.request.deadline_ns - now_ns(self);
+  if (left_ns <= 0)
+    return fail(self, j, make_error(errc::deadline_exceeded,
+                                    "the request's deadline passed before the step could start"));
+  infer_request r;
+  r.model = step.model;
+  r.client_id = st.request.client_id;
+  r.trace_id = st.request.trace_id;
+  r.cancelled = st.request.cancelled; // a client that leaves drops its queued steps too
+  for (auto& [input, source] : step.inputs) {
+    tensor t = st.tensors.at(source); // (shares the bytes)
+    t.name = input;
+    r.inputs.push_back(std::move(t));
+  }
+  for (auto& kv : step.outputs)
+    r.outputs.push_back(kv.first);
+  auto left_us = std::max<int64_t>(1, left_ns / 1000);
+  r.timeout_us = model ? std::min<int64_t>(left_us, static_cast<int64_t>(model->max_timeout_us))
+                       : left_us;
+  auto timeout = std::chrono::microseconds(r.timeout_us) + step_grace;
+  self->request(st.gateway, timeout, infer_atom::value, std::move(r))
+    .then([self, j](infer_response& res) { step_done(self, j, res); },
+          [self, j](caf::error& err) { fail(self, j, err); });
+}
+
+/// Starts every step not started yet whose tensors all exist.
+void launch_ready(pipeline_ptr self) {
+  auto& st = self->state;
+  for (std::size_t j = 0; j < st.pipeline->pipeline.size(); ++j) {
+    if (st.started[j])
+      continue;
+    bool ready = true;
+    for (auto& kv : st.pipeline->pipeline[j].inputs)
+      ready = ready && st.tensors.count(kv.second) > 0;
+    if (!ready)
+      continue;
+    st.started[j] = true;
+    launch(self, j);
+    if (st.answered) // (it failed at once)
+      return;
+  }
+}
+
+pipeline_run_actor::behavior_type pipeline_fn(pipeline_ptr self,
+                                              std::shared_ptr<const deployment_config> cfg,
+                                              const model_config* pipeline,
+                                              gateway_actor gateway) {
+  auto& st = self->state;
+  st.cfg = std::move(cfg);
+  st.pipeline = pipeline;
+  st.gateway = std::move(gateway);
+  return {
+    [self](infer_atom, infer_request& req) -> caf::result<infer_response> {
+      auto& st = self->state;
+      st.promise = self->make_response_promise<infer_response>();
+      for (auto& t : req.inputs) {
+        auto name = t.name;
+        st.tensors[name] = std::move(t);
+      }
+      req.inputs.clear();
+      st.request = std::move(req);
+      // Only the steps the requested outputs need run: walking back from those outputs.
+      auto& steps = st.pipeline->pipeline;
+      std::set<std::string> wanted(st.request.outputs.begin(), st.request.outputs.end());
+      if (wanted.empty())
+        for (auto& o : st.pipeline->outputs)
+          wanted.insert(o.name);
+      st.started.assign(steps.size(), true);
+      for (auto j = steps.size(); j-- > 0;) {
+        bool makes = false;
+        for (auto& kv : steps[j].outputs)
+          makes = makes || wanted.count(kv.second) > 0;
+        if (!makes)
+          continue;
+        st.started[j] = false;
+        ++st.needed;
+        for (auto& kv : steps[j].inputs)
+          wanted.insert(kv.second);
+      }
+      if (st.needed == 0)
+        finish(self); // (answers that no step makes what was asked: config validation prevents it)
+      else
+        launch_ready(self);
+      return st.promise;
+    },
+  };
+}
+
+} // namespace
+
+pipeline_run_actor spawn_pipeline_run(caf::actor_system& sys,
+                                      std::shared_ptr<const deployment_config> cfg,
+                                      const model_config* pipeline, gateway_actor gateway) {
+  return sys.spawn(pipeline_fn, std::move(cfg), pipeline, std::move(gateway));
+}
+
+} // namespace actorserve
