@@ -397,7 +397,7 @@ private:
           send_json(http::status::ok,
                     std::string("{\"name\":\"actorserve\",\"version\":\"0.1.0\",\"extensions\":["
                                 "\"binary_tensor_data\",\"schedule_policy\",\"model_configuration\","
-                                "\"model_repository\"")
+                                "\"model_repository\",\"classification\"")
                       + (http_.allow_shared_memory ? ",\"system_shared_memory\"" : "") + "]}");
         return;
       case route::shm_status:
@@ -711,6 +711,12 @@ private:
     options->json_outputs = std::move(decoded->json_outputs);
     options->shm_outputs = std::move(decoded->shm_outputs);
     options->timing = decoded->timing;
+    options->classifications = std::move(decoded->classifications);
+    for (auto& c : options->classifications) {
+      auto* spec = m ? m->find_output(c.output) : nullptr;
+      c.labels = spec && !spec->labels.empty() ? &spec->labels : nullptr;
+      c.batched = !m || m->max_batch_size > 0;
+    }
     // The model's response cache: an equal earlier request's answer, without the model.
     std::shared_ptr<const response_cache::key> cache_key;
     int64_t lookup_ns = 0;

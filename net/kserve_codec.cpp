@@ -519,6 +519,15 @@ caf::expected<decoded_request> decode_request(std::string_view body,
         auto place = shm_params(po, what, shm);
         if (!place)
           return std::move(place.error());
+        if (auto c = po.find("classification"); c != po.end()) {
+          uint32_t count = 0;
+          if (!to_int(c->value(), count) || count < 1)
+            return bad(what + ": classification must be a positive integer (the classes to "
+                              "return per row), got " + kind_name(c->value()));
+          if (*place)
+            return bad(what + ": classification answers cannot go to shared memory");
+          out.classifications.push_back({oname, count});
+        }
         if (*place) {
           if (b != po.end() && b->value().get_bool())
             return bad(what + ": has shared memory and also binary_data true; give one");
@@ -572,6 +581,70 @@ caf::error write_shm_outputs(const infer_response& r, const decoded_request& req
   return {};
 }
 
+namespace {
+
+/// An element of a tensor as a double, for ordering and printing classes.
+double element_value(const tensor& t, std::size_t i) {
+  const uint8_t* p = t.data.data();
+  switch (t.dtype) {
+    case datatype::BOOL: return p[i] ? 1 : 0;
+    case datatype::UINT8: return p[i];
+    case datatype::INT8: return static_cast<int8_t>(p[i]);
+    case datatype::INT16: { int16_t x; std::memcpy(&x, p + 2 * i, 2); return x; }
+    case datatype::INT32: { int32_t x; std::memcpy(&x, p + 4 * i, 4); return x; }
+    case datatype::INT64: { int64_t x; std::memcpy(&x, p + 8 * i, 8); return static_cast<double>(x); }
+    case datatype::FP16: { uint16_t x; std::memcpy(&x, p + 2 * i, 2); return half_to_float(x); }
+    case datatype::FP32: { float x; std::memcpy(&x, p + 4 * i, 4); return x; }
+    case datatype::FP64: { double x; std::memcpy(&x, p + 8 * i, 8); return x; }
+  }
+  return 0;
+}
+
+/// The output's top classes per row as "value:index[:label]" strings, and the answer's shape.
+std::vector<std::string> classify(const tensor& t, const classification& c,
+                                  std::vector<int64_t>& shape) {
+  auto n = static_cast<std::size_t>(element_count(t.shape).value_or(0));
+  std::size_t rows = c.batched && !t.shape.empty() ? static_cast<std::size_t>(t.shape[0]) : 1;
+  std::size_t per_row = rows > 0 ? n / rows : 0;
+  std::size_t k = std::min<std::size_t>(c.count, per_row);
+  shape = c.batched && !t.shape.empty()
+            ? std::vector<int64_t>{static_cast<int64_t>(rows), static_cast<int64_t>(k)}
+            : std::vector<int64_t>{static_cast<int64_t>(k)};
+  std::vector<std::string> out;
+  out.reserve(rows * k);
+  std::vector<std::size_t> order(per_row);
+  for (std::size_t row = 0; row < rows; ++row) {
+    auto base = row * per_row;
+    for (std::size_t i = 0; i < per_row; ++i)
+      order[i] = i;
+    auto higher = [&](std::size_t a, std::size_t b) { // (NaN last; ties: the lower index)
+      double x = element_value(t, base + a), y = element_value(t, base + b);
+      if (std::isnan(x) || std::isnan(y))
+        return !std::isnan(x) && std::isnan(y);
+      return x > y || (x == y && a < b);
+    };
+    std::partial_sort(order.begin(), order.begin() + static_cast<std::ptrdiff_t>(k), order.end(),
+                      higher);
+    for (std::size_t j = 0; j < k; ++j) {
+      std::string s;
+      auto v = element_value(t, base + order[j]);
+      if (t.dtype == datatype::FP16 || t.dtype == datatype::FP32 || t.dtype == datatype::FP64)
+        append_float(s, v, t.dtype != datatype::FP64);
+      else
+        append_number(s, static_cast<int64_t>(v));
+      if (!s.empty() && s.front() == '"') // (NaN and infinities: JSON's quoted form, unquoted)
+        s = s.substr(1, s.size() - 2);
+      s += ':' + std::to_string(order[j]);
+      if (c.labels && order[j] < c.labels->size())
+        s += ':' + (*c.labels)[order[j]];
+      out.push_back(std::move(s));
+    }
+  }
+  return out;
+}
+
+} // namespace
+
 encoded_response encode_response(const infer_response& r, const decoded_request& req,
                                  int64_t total_ns) {
   encoded_response out;
@@ -603,13 +676,42 @@ encoded_response encode_response(const infer_response& r, const decoded_request&
     s += '}';
   }
   s += "},\"outputs\":[";
-  std::vector<const tensor*> binary;
+  std::vector<std::string_view> binary;
+  std::vector<std::string> class_bytes; // classification answers sent as binary BYTES
+  class_bytes.reserve(req.classifications.size());
   for (std::size_t i = 0; i < r.outputs.size(); ++i) {
     auto& t = r.outputs[i];
     if (i > 0)
       s += ',';
     s += "{\"name\":";
     s += quote(t.name);
+    auto c = std::find_if(req.classifications.begin(), req.classifications.end(),
+                          [&](const classification& x) { return x.output == t.name; });
+    if (c != req.classifications.end()) {
+      std::vector<int64_t> shape;
+      auto classes = classify(t, *c, shape);
+      s += ",\"datatype\":\"BYTES\",\"shape\":";
+      s += shape_json(shape);
+      if (req.want_binary(t.name)) { // each string: its length (uint32, little-endian), its bytes
+        auto& bytes = class_bytes.emplace_back();
+        for (auto& x : classes) {
+          auto n = static_cast<uint32_t>(x.size());
+          for (int b = 0; b < 4; ++b)
+            bytes += static_cast<char>(n >> (8 * b));
+          bytes += x;
+        }
+        s += ",\"parameters\":{\"binary_data_size\":";
+        append_number(s, bytes.size());
+        s += "}}";
+        binary.emplace_back(bytes);
+      } else {
+        s += ",\"data\":[";
+        for (std::size_t j = 0; j < classes.size(); ++j)
+          s += (j > 0 ? "," : "") + quote(classes[j]);
+        s += "]}";
+      }
+      continue;
+    }
     s += ",\"datatype\":\"";
     s += to_string(t.dtype);
     s += "\",\"shape\":";
@@ -628,7 +730,7 @@ encoded_response encode_response(const infer_response& r, const decoded_request&
       s += ",\"parameters\":{\"binary_data_size\":";
       append_number(s, t.data.size());
       s += '}';
-      binary.push_back(&t);
+      binary.emplace_back(reinterpret_cast<const char*>(t.data.data()), t.data.size());
     } else {
       s += ",\"data\":";
       append_json_data(s, t);
@@ -639,11 +741,11 @@ encoded_response encode_response(const infer_response& r, const decoded_request&
   if (!binary.empty()) {
     out.json_length = s.size();
     std::size_t total = s.size();
-    for (auto* t : binary)
-      total += t->data.size();
+    for (auto b : binary)
+      total += b.size();
     s.reserve(total);
-    for (auto* t : binary)
-      s.append(reinterpret_cast<const char*>(t->data.data()), t->data.size());
+    for (auto b : binary)
+      s.append(b);
   }
   return out;
 }

@@ -28,6 +28,15 @@ struct shm_output {
   uint64_t byte_size = 0; // the room given: the output may be smaller, not larger
 };
 
+/// An output asked for as its top classes (Triton's classification extension): answered as
+/// BYTES strings "value:index[:label]", `count` per row, highest value first.
+struct classification {
+  std::string output;
+  uint32_t count = 0;
+  const std::vector<std::string>* labels = nullptr; // the output's labels (set by the server)
+  bool batched = true; // the model batches: the first dimension is rows (set by the server)
+};
+
 struct decoded_request {
   infer_request request;
   bool binary_output_default = false;      // request parameter binary_data_output
@@ -36,6 +45,7 @@ struct decoded_request {
   bool timing = false;                     // request parameter timing: add a timing breakdown
   std::vector<shm_output> shm_outputs;     // outputs that go to shared memory regions
   bool cache_hit = false;                  // answered from the model's response cache
+  std::vector<classification> classifications;
   bool want_binary(const std::string& output) const;
   const shm_output* in_shm(const std::string& output) const;
 };

@@ -392,13 +392,41 @@ void read_server(reader& r, server_config& s, const std::string& base_dir) {
   });
 }
 
-void read_tensor_specs(reader& m, std::string_view key, std::vector<tensor_spec>& out) {
+/// A labels file's lines (without their line ends), or what is wrong with it.
+std::optional<std::string> read_labels(const std::string& file, std::vector<std::string>& out) {
+  std::ifstream in(file, std::ios::binary);
+  if (!in)
+    return "cannot read \"" + file + "\"";
+  std::string line;
+  while (std::getline(in, line)) {
+    if (!line.empty() && line.back() == '\r')
+      line.pop_back();
+    out.push_back(std::move(line));
+    if (out.size() > 10'000'000)
+      return "\"" + file + "\" has more than 10,000,000 lines";
+  }
+  return std::nullopt;
+}
+
+/// `base_dir`: outputs, which may name a labels file (resolved against it); null for inputs.
+void read_tensor_specs(reader& m, std::string_view key, std::vector<tensor_spec>& out,
+                       const std::string* base_dir = nullptr) {
   m.array(key, true, [&](const std::string& path, const json::value& v) {
     reader r(m.errors(), path, v);
     if (!r.ok())
       return;
     tensor_spec spec;
     r.string("name", spec.name, true);
+    if (base_dir) {
+      r.string("labels", spec.labels_file);
+      if (!spec.labels_file.empty()) {
+        auto wrong = resolve_file(spec.labels_file, *base_dir);
+        if (!wrong)
+          wrong = read_labels(spec.labels_file, spec.labels);
+        if (wrong)
+          r.fail(path + ".labels", *wrong);
+      }
+    }
     std::string dt;
     r.string("datatype", dt, true);
     if (!dt.empty()) {
@@ -726,7 +754,7 @@ void read_model(const std::string& path, const json::value& v, std::vector<std::
     r.fail(path + ".path", *wrong);
   r.integer("max_batch_size", m.max_batch_size, 0, 1 << 20);
   read_tensor_specs(r, "inputs", m.inputs);
-  read_tensor_specs(r, "outputs", m.outputs);
+  read_tensor_specs(r, "outputs", m.outputs, &base_dir);
   if (auto dv = r.get("devices")) {
     const char* expected = "expected \"all\", \"cpu\" or a non-empty array of \"cpu\" / "
                            "\"cuda:N\" / \"all\", got ";

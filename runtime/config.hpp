@@ -77,6 +77,8 @@ struct tensor_spec {
   std::string name;
   datatype dtype = datatype::FP32;
   std::vector<int64_t> dims; // without the batch dimension when max_batch_size > 0; -1 = any
+  std::string labels_file{};       // outputs: a class name per line, for classification answers
+  std::vector<std::string> labels{}; // its lines (label i names class index i)
 };
 
 struct batching_config {

@@ -240,6 +240,12 @@ TEST_CASE("when the root supervisor gives up the process exits with status 1",
 TEST_CASE("NVIDIA Triton's Python HTTP client works against actorserve", "[integration][torch]") {
   auto config = mlp_config();
   config.replace(config.find("\"port\": 0}"), 10, R"("port": 0, "allow_shared_memory": true})");
+  std::string labels;
+  for (int i = 0; i < 10; ++i)
+    labels += "class" + std::to_string(i) + "\n";
+  const std::string logits_dims = R"("dims": [10]})";
+  config.replace(config.find(logits_dims), logits_dims.size(),
+                 R"("dims": [10], "labels": ")" + write_temp_file("mlp_labels.txt", labels) + "\"}");
   server_process srv{write_temp_file("mlp_triton.json", config)};
   REQUIRE(srv.wait_ready());
   auto out = run_command({std::string(ACTORSERVE_SOURCE_DIR) + "/.venv/bin/python",

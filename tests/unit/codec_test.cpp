@@ -301,3 +301,64 @@ TEST_CASE("model configuration reads as Triton's model configuration extension",
   CHECK(boost::json::serialize(c["instance_group"])
         == R"([{"name":"resnet_cpu","kind":"KIND_CPU","count":2}])");
 }
+
+TEST_CASE("classification answers an output as its top classes per row, as Triton's extension",
+          "[codec][classification]") {
+  auto req = kserve::decode_request(
+    R"({"inputs":[{"name":"x","datatype":"FP32","shape":[1],"data":[1]}],"outputs":[)"
+    R"({"name":"y","parameters":{"classification":2}}]})",
+    std::nullopt);
+  REQUIRE(req);
+  REQUIRE(req->classifications.size() == 1);
+  CHECK(req->classifications[0].count == 2);
+  infer_response res;
+  res.model = "m";
+  res.version = "1";
+  tensor y;
+  y.name = "y";
+  y.dtype = datatype::FP32;
+  y.shape = {2, 4};
+  const float v[8] = {1.1f, 3.3f, 0.5f, 2.4f, 7, 7, -1, 8};
+  y.data.assign(reinterpret_cast<const uint8_t*>(v), reinterpret_cast<const uint8_t*>(v) + 32);
+  res.outputs = {y};
+  auto body = kserve::encode_response(res, *req).body;
+  CHECK(body.find(R"({"name":"y","datatype":"BYTES","shape":[2,2],)"
+                  R"("data":["3.3:1","2.4:3","8:3","7:0"]})")
+        != std::string::npos); // (ties: the lower index first)
+  // Labels name the classes; more classes than there are gives them all.
+  const std::vector<std::string> labels{"zero", "one", "two"};
+  req->classifications[0].labels = &labels;
+  req->classifications[0].count = 9;
+  body = kserve::encode_response(res, *req).body;
+  CHECK(body.find(R"("shape":[2,4],"data":["3.3:1:one","2.4:3","1.1:0:zero","0.5:2:two",)"
+                  R"("8:3","7:0:zero","7:1:one","-1:2:two"]})")
+        != std::string::npos);
+  // A model that does not batch: the whole output is one row.
+  req->classifications[0].labels = nullptr;
+  req->classifications[0].count = 1;
+  req->classifications[0].batched = false;
+  body = kserve::encode_response(res, *req).body;
+  CHECK(body.find(R"("shape":[1],"data":["8:7"]})") != std::string::npos);
+  // Binary: each string as its length (uint32, little-endian) and its bytes.
+  req->classifications[0].batched = true;
+  req->binary_output_default = true;
+  auto enc = kserve::encode_response(res, *req);
+  REQUIRE(enc.json_length);
+  CHECK(enc.body.find(R"({"name":"y","datatype":"BYTES","shape":[2,1],)"
+                      R"("parameters":{"binary_data_size":16}})")
+        != std::string::npos);
+  CHECK(enc.body.substr(*enc.json_length) == std::string("\x05\0\0\0" "3.3:1" "\x03\0\0\0" "8:3", 16));
+}
+
+TEST_CASE("a classification parameter that is wrong is refused by name", "[codec][classification]") {
+  auto with = [](const std::string& param) {
+    return R"({"inputs":[{"name":"x","datatype":"FP32","shape":[1],"data":[1]}],"outputs":[)"
+           R"({"name":"y","parameters":{"classification":)" + param + "}}]}";
+  };
+  CHECK(decode_error(with("0"))
+        == "output 'y': classification must be a positive integer (the classes to return per "
+           "row), got an integer (0)");
+  CHECK(decode_error(with("\"3\""))
+        == "output 'y': classification must be a positive integer (the classes to return per "
+           "row), got a string");
+}

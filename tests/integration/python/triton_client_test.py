@@ -118,6 +118,22 @@ def main():
         shm.destroy_shared_memory_region(h_in)
         shm.destroy_shared_memory_region(h_out)
 
+    # Classification (class_count): the top classes per row as "value:index:label" strings, the
+    # labels from the deployment's file ("class0" ... "class9").
+    assert "classification" in client.get_server_metadata()["extensions"]
+    for binary in (False, True):
+        inp = httpclient.InferInput("input", list(x.shape), "FP32")
+        inp.set_data_from_numpy(x, binary_data=binary)
+        out = httpclient.InferRequestedOutput("logits", binary_data=binary, class_count=3)
+        got = client.infer("mlp", [inp], outputs=[out]).as_numpy("logits")
+        assert got.shape == (x.shape[0], 3), got.shape
+        for row, classes in zip(want, got):
+            top = np.argsort(-row, kind="stable")[:3]
+            parsed = [c.decode() if isinstance(c, bytes) else c for c in classes]
+            assert [int(c.split(":")[1]) for c in parsed] == list(top), (parsed, top)
+            assert [c.split(":")[2] for c in parsed] == [f"class{i}" for i in top], parsed
+            assert np.allclose([float(c.split(":")[0]) for c in parsed], row[top], rtol=1e-5)
+
     bad = httpclient.InferInput("input", [1, 3], "FP32")
     bad.set_data_from_numpy(np.zeros((1, 3), dtype=np.float32))
     try:
