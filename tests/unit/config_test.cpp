@@ -393,3 +393,27 @@ TEST_CASE("pipeline errors name the step, the tensor and what does not fit", "[c
            "models[2].pipeline[0].inputs: model \"m\"'s input \"x\" is given no pipeline tensor\n"
            "models[2].outputs[0]: no step makes \"out\"");
 }
+
+TEST_CASE("an output's labels file is read at load; a missing one is an error", "[config][classification]") {
+  auto dir = std::filesystem::temp_directory_path() / "actorserve_labels_test";
+  std::filesystem::create_directories(dir);
+  std::ofstream(dir / "labels.txt") << "cat\r\ndog\n\nbird";
+  auto with_labels = [](const std::string& file) {
+    return R"({"models": [{"name": "m", "backend": "scale", "max_batch_size": 8,
+               "inputs": [{"name": "x", "datatype": "FP32", "dims": [4]}],
+               "outputs": [{"name": "y", "datatype": "FP32", "dims": [4], "labels": ")"
+           + file + R"("}]}]})";
+  };
+  auto cfg = parse_deployment(with_labels("labels.txt"), dir.string(), backends);
+  REQUIRE(cfg);
+  CHECK(cfg->models[0].outputs[0].labels == std::vector<std::string>{"cat", "dog", "", "bird"});
+  auto missing = parse_deployment(with_labels("none.txt"), dir.string(), backends);
+  REQUIRE_FALSE(missing);
+  CHECK(error_message(missing.error())
+        == "models[0].outputs[0].labels: no such file: \"" + (dir / "none.txt").string() + "\"");
+  CHECK(errors_of(deployment(R"({"name": "m", "backend": "scale", "max_batch_size": 8,
+      "inputs": [{"name": "x", "datatype": "FP32", "dims": [4], "labels": "l.txt"}],
+      "outputs": [{"name": "y", "datatype": "FP32", "dims": [4]}]})"))
+        == "models[0].inputs[0].labels: unknown key");
+  std::filesystem::remove_all(dir);
+}
