@@ -528,6 +528,17 @@ void read_preprocess(reader& r, const std::string& path, model_config& m) {
   });
 }
 
+/// What every model, pipeline or not, says of its requests: their deadlines and its cache.
+void read_request_limits(reader& r, const std::string& path, model_config& m) {
+  r.integer("default_timeout_us", m.default_timeout_us, 1);
+  r.integer("max_timeout_us", m.max_timeout_us, 1);
+  r.integer("response_cache_bytes", m.response_cache_bytes, 0);
+  if (m.default_timeout_us > m.max_timeout_us)
+    r.fail(path + ".default_timeout_us", "must be <= max_timeout_us ("
+                                           + std::to_string(m.max_timeout_us) + "), got "
+                                           + std::to_string(m.default_timeout_us));
+}
+
 /// A step's "inputs" or "outputs": an object of tensor name -> pipeline tensor name.
 void read_name_map(reader& r, const std::string& path, std::string_view key,
                    std::map<std::string, std::string>& out) {
@@ -569,13 +580,7 @@ void read_pipeline_model(reader& r, const std::string& path, model_config& m) {
   r.integer("max_batch_size", m.max_batch_size, 0, 1 << 20);
   read_tensor_specs(r, "inputs", m.inputs);
   read_tensor_specs(r, "outputs", m.outputs);
-  r.integer("default_timeout_us", m.default_timeout_us, 1);
-  r.integer("max_timeout_us", m.max_timeout_us, 1);
-  r.integer("response_cache_bytes", m.response_cache_bytes, 0);
-  if (m.default_timeout_us > m.max_timeout_us)
-    r.fail(path + ".default_timeout_us", "must be <= max_timeout_us ("
-                                           + std::to_string(m.max_timeout_us) + "), got "
-                                           + std::to_string(m.default_timeout_us));
+  read_request_limits(r, path, m);
   auto steps = r.get("pipeline");
   if (!steps->is_array() || steps->get_array().empty()) {
     r.fail(path + ".pipeline", "expected a non-empty array of steps, got " + describe(*steps));
@@ -821,13 +826,7 @@ void read_model(const std::string& path, const json::value& v, std::vector<std::
   read_gpu(r, path, m);
   read_preprocess(r, path, m);
   r.integer("execution_timeout_ms", m.execution_timeout_ms, 0, 86'400'000);
-  r.integer("default_timeout_us", m.default_timeout_us, 1);
-  r.integer("max_timeout_us", m.max_timeout_us, 1);
-  r.integer("response_cache_bytes", m.response_cache_bytes, 0);
-  if (m.default_timeout_us > m.max_timeout_us)
-    r.fail(path + ".default_timeout_us", "must be <= max_timeout_us ("
-                                           + std::to_string(m.max_timeout_us) + "), got "
-                                           + std::to_string(m.default_timeout_us));
+  read_request_limits(r, path, m);
   if (auto pv = r.get("parameters")) {
     if (!pv->is_object()) {
       r.fail(path + ".parameters", "expected an object, got " + describe(*pv));

@@ -16,6 +16,8 @@
 using namespace actorserve::itest;
 namespace json = boost::json;
 
+#if ACTORSERVE_HAVE_TORCH
+
 namespace {
 
 std::string mlp_config(const std::string& extra = "") {
@@ -57,7 +59,6 @@ std::vector<double> flatten(const json::value& v) {
 
 } // namespace
 
-#if ACTORSERVE_HAVE_TORCH
 
 TEST_CASE("MLP outputs over HTTP equal the model run directly in PyTorch", "[integration][torch]") {
   server_process srv{write_temp_file("mlp.json", mlp_config())};

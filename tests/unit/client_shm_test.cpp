@@ -15,6 +15,7 @@
 #include "net/client_shm.hpp"
 #include "net/kserve_codec.hpp"
 #include "runtime/error.hpp"
+#include "test_support.hpp"
 
 using namespace actorserve;
 
@@ -208,13 +209,8 @@ TEST_CASE("outputs asked for in shared memory are written there and described, n
   infer_response res;
   res.model = "m";
   res.version = "1";
-  tensor y;
-  y.name = "y";
-  y.dtype = datatype::FP32;
-  y.shape = {1, 2};
+  auto y = test::fp32("y", {1, 2}, {7.5f, -1});
   const float values[2] = {7.5f, -1};
-  y.data.assign(reinterpret_cast<const uint8_t*>(values),
-                reinterpret_cast<const uint8_t*>(values) + 8);
   tensor z = y;
   z.name = "z";
   res.outputs = {y, z};

@@ -312,15 +312,7 @@ TEST_CASE("classification answers an output as its top classes per row, as Trito
   REQUIRE(req->classifications.size() == 1);
   CHECK(req->classifications[0].count == 2);
   infer_response res;
-  res.model = "m";
-  res.version = "1";
-  tensor y;
-  y.name = "y";
-  y.dtype = datatype::FP32;
-  y.shape = {2, 4};
-  const float v[8] = {1.1f, 3.3f, 0.5f, 2.4f, 7, 7, -1, 8};
-  y.data.assign(reinterpret_cast<const uint8_t*>(v), reinterpret_cast<const uint8_t*>(v) + 32);
-  res.outputs = {y};
+  res.outputs = {fp32("y", {2, 4}, {1.1f, 3.3f, 0.5f, 2.4f, 7, 7, -1, 8})};
   auto body = kserve::encode_response(res, *req).body;
   CHECK(body.find(R"({"name":"y","datatype":"BYTES","shape":[2,2],)"
                   R"("data":["3.3:1","2.4:3","8:3","7:0"]})")
