@@ -171,8 +171,8 @@ caf::error shm_region::write(uint64_t at, const uint8_t* p, uint64_t n,
   return {};
 }
 
-caf::error shm_registry::add(std::string name, std::string key, uint64_t offset,
-                             uint64_t byte_size) {
+caf::expected<std::shared_ptr<const shm_region>>
+shm_registry::add(std::string name, std::string key, uint64_t offset, uint64_t byte_size) {
   if (name.empty() || name.size() > 256 || valid_utf8(name) != name)
     return bad("a shared memory region's name must be 1 to 256 bytes of UTF-8");
   {
@@ -189,10 +189,11 @@ caf::error shm_registry::add(std::string name, std::string key, uint64_t offset,
   auto region = shm_region::open(name, std::move(key), offset, byte_size);
   if (!region)
     return std::move(region.error());
+  std::shared_ptr<const shm_region> added = std::move(*region);
   std::lock_guard<std::mutex> guard{mutex_};
-  if (!regions_.emplace(name, std::move(*region)).second) // (registered meanwhile)
+  if (!regions_.emplace(name, added).second) // (registered meanwhile)
     return bad("shared memory region '" + name + "' is already registered; unregister it first");
-  return {};
+  return added;
 }
 
 caf::expected<std::shared_ptr<const shm_region>>

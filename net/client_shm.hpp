@@ -71,9 +71,10 @@ class shm_registry {
 public:
   static constexpr std::size_t max_regions = 1024;
 
-  /// Registers a region; invalid_input when the name is taken or invalid, the key cannot be
-  /// opened or the range passes the object's end; overloaded past max_regions.
-  caf::error add(std::string name, std::string key, uint64_t offset, uint64_t byte_size);
+  /// Registers a region and returns it; invalid_input when the name is taken or invalid, the
+  /// key cannot be opened or the range passes the object's end; overloaded past max_regions.
+  caf::expected<std::shared_ptr<const shm_region>> add(std::string name, std::string key,
+                                                       uint64_t offset, uint64_t byte_size);
 
   /// The region called `name`, or an error (invalid_input) saying it is not registered.
   caf::expected<std::shared_ptr<const shm_region>> find(std::string_view name) const;

@@ -512,11 +512,13 @@ private:
       return fail("'byte_size' must be a non-negative integer");
     std::string k(key->get_string());
     auto off = offset ? *count(offset) : 0, n = *count(size);
-    if (auto err = srv_.shm.add(name, k, off, n))
-      return send_error(static_cast<http::status>(http_status(err)), error_message(err));
+    auto region = srv_.shm.add(name, k, off, n);
+    if (!region)
+      return send_error(static_cast<http::status>(http_status(region.error())),
+                        error_message(region.error()));
     logging::info({"http", "", 0, trace_.trace_id},
                   "registered shared memory region '{}': {} bytes at {} of {}", name, n, off, k);
-    send_json(http::status::ok, shm_status_json({*srv_.shm.find(name)}));
+    send_json(http::status::ok, shm_status_json({*region}));
   }
 
   /// POST /v2/systemsharedmemory[/region/{name}]/unregister: that region, or every one.
