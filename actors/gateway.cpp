@@ -15,17 +15,41 @@ namespace {
 struct gateway_state {
   std::shared_ptr<const deployment_config> cfg;
   std::shared_ptr<model_directory> directory;
+  caf::actor root; // the models' subtrees' supervisor
   static inline const char* name = "gateway";
 };
 
 using gateway_ptr = gateway_actor::stateful_pointer<gateway_state>;
 
+caf::error unloaded_error(const std::string& model) {
+  return make_error(errc::model_not_found, "model '" + model + "' is unloaded (POST "
+                                           "/v2/repository/models/" + model + "/load loads it)");
+}
+
+/// The model a control request names: one of the deployment's, not a pipeline, with a
+/// supervisor to ask.
+caf::error controllable(gateway_ptr self, const std::string& model) {
+  auto& st = self->state;
+  auto* m = st.cfg->find_model(model);
+  if (!m)
+    return make_error(errc::model_not_found, "unknown model '" + model + "'");
+  if (m->is_pipeline())
+    return make_error(errc::invalid_input,
+                      "pipeline '" + model + "' has nothing to load or unload: its steps' "
+                      "models run it; load or unload those");
+  if (!st.root)
+    return make_error(errc::not_ready, "model control is not available on this node");
+  return {};
+}
+
 gateway_actor::behavior_type gateway_fn(gateway_ptr self,
                                         std::shared_ptr<const deployment_config> cfg,
-                                        std::shared_ptr<model_directory> directory) {
+                                        std::shared_ptr<model_directory> directory,
+                                        caf::actor root) {
   auto& st = self->state;
   st.cfg = std::move(cfg);
   st.directory = std::move(directory);
+  st.root = std::move(root);
   return {
     [self](infer_atom, infer_request& req) -> caf::result<infer_response> {
       auto& st = self->state;
@@ -39,6 +63,8 @@ gateway_actor::behavior_type gateway_fn(gateway_ptr self,
         return make_error(errc::model_not_found, "model '" + m.name + "' has no version '"
                                                    + req.version + "' (it serves version '"
                                                    + m.version + "')");
+      if (entry && entry->unloaded)
+        return unloaded_error(m.name);
       if (entry && !entry->batcher)
         return make_error(errc::not_ready, "model '" + m.name + "' is not available: it has no "
                                            "running batcher (starting, or stopped by its "
@@ -88,8 +114,11 @@ gateway_actor::behavior_type gateway_fn(gateway_ptr self,
         auto entry = st.directory->find(name);
         return entry && entry->batcher && entry->status.ready_workers > 0;
       };
-      if (!m->is_pipeline())
+      if (!m->is_pipeline()) {
+        if (auto entry = st.directory->find(model); entry && entry->unloaded)
+          return unloaded_error(model);
         return ready(model);
+      }
       for (auto& step : m->pipeline) // a pipeline is ready when all its steps' models are
         if (!ready(step.model))
           return false;
@@ -114,14 +143,40 @@ gateway_actor::behavior_type gateway_fn(gateway_ptr self,
       self->delegate(entry->batcher, fault_atom::value, std::move(spec));
       return caf::delegated<std::string>{};
     },
+    [self](unload_atom, const std::string& model) -> caf::result<bool> {
+      if (auto err = controllable(self, model))
+        return err;
+      self->state.directory->set_unloaded(model, true);
+      return true;
+    },
+    [self](terminate_child_atom, const std::string& model) -> caf::result<bool> {
+      if (auto err = controllable(self, model))
+        return err;
+      self->delegate(self->state.root, terminate_child_atom::value, "model " + model);
+      return caf::delegated<bool>{};
+    },
+    [self](restart_child_atom, const std::string& model) -> caf::result<bool> {
+      if (auto err = controllable(self, model))
+        return err;
+      auto rp = self->make_response_promise<bool>();
+      self->request(self->state.root, std::chrono::seconds(30), restart_child_atom::value,
+                    "model " + model)
+        .then(
+          [self, rp, model](bool) mutable {
+            self->state.directory->set_unloaded(model, false);
+            rp.deliver(true);
+          },
+          [rp](caf::error& err) mutable { rp.deliver(std::move(err)); });
+      return rp;
+    },
   };
 }
 
 } // namespace
 
 gateway_actor spawn_gateway(caf::actor_system& sys, std::shared_ptr<const deployment_config> cfg,
-                            std::shared_ptr<model_directory> directory) {
-  return sys.spawn(gateway_fn, std::move(cfg), std::move(directory));
+                            std::shared_ptr<model_directory> directory, caf::actor root) {
+  return sys.spawn(gateway_fn, std::move(cfg), std::move(directory), std::move(root));
 }
 
 } // namespace actorserve

@@ -16,7 +16,9 @@ namespace actorserve {
 
 /// The gateway routes by `directory`, which batchers keep current: it holds no state of its own
 /// worth keeping (request ids restart), so the root supervisor restarts it like any child.
+/// `root` is the supervisor whose children are the models' subtrees ("model <name>"): model
+/// control stops and starts them there.
 gateway_actor spawn_gateway(caf::actor_system& sys, std::shared_ptr<const deployment_config> cfg,
-                            std::shared_ptr<model_directory> directory);
+                            std::shared_ptr<model_directory> directory, caf::actor root = {});
 
 } // namespace actorserve

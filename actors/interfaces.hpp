@@ -37,6 +37,10 @@ using gateway_actor = caf::typed_actor<
   caf::replies_to<ready_atom>::with<bool>,                           // every model ready?
   caf::replies_to<ready_atom, std::string, std::string>::with<bool>, // model, version ("" = any)
   caf::replies_to<status_atom, std::string>::with<model_status>,
-  caf::replies_to<fault_atom, std::string, fault_spec>::with<std::string>>; // model, fault
+  caf::replies_to<fault_atom, std::string, fault_spec>::with<std::string>, // model, fault
+  // Model control (Triton's load/unload), by model name:
+  caf::replies_to<unload_atom, std::string>::with<bool>,          // refuse its new requests
+  caf::replies_to<terminate_child_atom, std::string>::with<bool>, // stop its subtree
+  caf::replies_to<restart_child_atom, std::string>::with<bool>>;  // start it again, take requests
 
 } // namespace actorserve

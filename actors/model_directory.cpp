@@ -46,10 +46,16 @@ bool model_directory::set_status(model_status s) {
   return was != (it->second.status.ready_workers > 0);
 }
 
+void model_directory::set_unloaded(const std::string& model, bool unloaded) {
+  std::lock_guard<std::mutex> guard{mtx_};
+  if (auto it = models_.find(model); it != models_.end())
+    it->second.unloaded = unloaded;
+}
+
 bool model_directory::all_ready() const {
   std::lock_guard<std::mutex> guard{mtx_};
   for (auto& kv : models_)
-    if (kv.second.status.ready_workers == 0)
+    if (!kv.second.unloaded && kv.second.status.ready_workers == 0)
       return false;
   return true;
 }

@@ -21,6 +21,7 @@ public:
   struct entry {
     batcher_actor batcher; // null while the model has no running batcher
     model_status status;
+    bool unloaded = false; // unloaded on request (POST .../unload): refused until loaded again
   };
 
   /// The model's entry; nullopt for a model the deployment does not have.
@@ -32,7 +33,9 @@ public:
   void clear_batcher(const std::string& model, const caf::actor_addr& who);
   /// Stores a batcher's report; true when the model's readiness changed.
   bool set_status(model_status s);
-  /// True when every model has a ready worker.
+  /// Marks the model unloaded (its requests are refused) or loaded again.
+  void set_unloaded(const std::string& model, bool unloaded);
+  /// True when every model that is not unloaded has a ready worker.
   bool all_ready() const;
   /// Request ids, unique across gateway restarts (batchers key their requests by them).
   request_id next_request_id() { return next_id_.fetch_add(1, std::memory_order_relaxed); }

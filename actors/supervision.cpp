@@ -18,6 +18,8 @@ struct child_state {
   caf::actor handle;        // null while down
   bool stopping = false;    // asked to stop; its down message is expected
   uint64_t stop_generation = 0;
+  bool held = false; // stopped on request (terminate_child): not restarted until restart_child
+  std::vector<caf::response_promise> stopped_waiters; // terminate_child requests: told once down
 };
 
 struct tree_state {
@@ -85,6 +87,9 @@ void forget(tree_actor* self, std::size_t i, bool abandon) {
   }
   k.handle = nullptr;
   k.stopping = false;
+  for (auto& rp : k.stopped_waiters)
+    rp.deliver(true);
+  k.stopped_waiters.clear();
 }
 
 void finish_if_done(tree_actor* self) {
@@ -139,6 +144,8 @@ void notify_down(tree_actor* self, std::size_t i, bool will_restart, const std::
 void handle_failure(tree_actor* self, std::size_t i, const std::string& why, bool abnormal) {
   auto& st = self->state;
   auto& spec = st.spec.children[i];
+  if (st.kids[i].held) // (stopped on request: it stays down)
+    return;
   std::vector<restart_type> types;
   for (auto& c : st.spec.children)
     types.push_back(c.restart);
@@ -176,6 +183,18 @@ void handle_failure(tree_actor* self, std::size_t i, const std::string& why, boo
   std::sort(st.to_restart.begin(), st.to_restart.end());
   self->delayed_send(self, *delay, restart_atom::value, ++st.restart_generation);
   stop_next(self);
+}
+
+/// The index of the child called `id`; an error where there is none or everything is stopping.
+caf::expected<std::size_t> child_index(tree_actor* self, const std::string& id) {
+  auto& st = self->state;
+  if (st.quitting)
+    return make_error(errc::not_ready, "supervisor '" + st.spec.name + "' is stopping");
+  for (std::size_t i = 0; i < st.spec.children.size(); ++i)
+    if (st.spec.children[i].id == id)
+      return i;
+  return make_error(errc::invalid_input,
+                    "supervisor '" + st.spec.name + "' has no child '" + id + "'");
 }
 
 caf::behavior tree_fn(tree_actor* self, supervisor_spec spec) {
@@ -230,10 +249,51 @@ caf::behavior tree_fn(tree_actor* self, supervisor_spec spec) {
                             st.stop_queue.end());
       }
       for (auto i : targets) {
+        if (st.kids[i].held)
+          continue; // (stopped on request meanwhile)
         logging::info(log_fields(self), "starting child {}", st.spec.children[i].id);
         start_child(self, i);
       }
       stop_next(self);
+    },
+    [self](terminate_child_atom, const std::string& id) -> caf::result<bool> {
+      // As OTP's terminate_child: stop it within its shutdown time and keep it down.
+      auto& st = self->state;
+      auto i = child_index(self, id);
+      if (!i)
+        return std::move(i.error());
+      auto& k = st.kids[*i];
+      k.held = true;
+      st.to_restart.erase(std::remove(st.to_restart.begin(), st.to_restart.end(), *i),
+                          st.to_restart.end());
+      if (!k.handle)
+        return true;
+      logging::info(log_fields(self), "stopping child {} on request", id);
+      auto rp = self->make_response_promise();
+      k.stopped_waiters.push_back(rp);
+      if (!k.stopping
+          && std::find(st.stop_queue.begin(), st.stop_queue.end(), *i) == st.stop_queue.end())
+        st.stop_queue.push_back(*i);
+      stop_next(self);
+      return caf::delegated<bool>{};
+    },
+    [self](restart_child_atom, const std::string& id) -> caf::result<bool> {
+      // As OTP's restart_child: start a child that is down (stopped on request, or not restarted
+      // by its restart type) again; no restart intensity is spent.
+      auto& st = self->state;
+      auto i = child_index(self, id);
+      if (!i)
+        return std::move(i.error());
+      auto& k = st.kids[*i];
+      if (k.handle)
+        return make_error(errc::invalid_input, "child '" + id + "' of supervisor '"
+                                                 + st.spec.name + "' is running; stop it first");
+      k.held = false;
+      st.to_restart.erase(std::remove(st.to_restart.begin(), st.to_restart.end(), *i),
+                          st.to_restart.end());
+      logging::info(log_fields(self), "starting child {} on request", id);
+      start_child(self, *i);
+      return true;
     },
     [self](child_timeout_atom, uint64_t index, uint64_t generation) {
       auto& st = self->state;

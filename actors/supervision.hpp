@@ -43,6 +43,10 @@ struct supervisor_spec {
 /// exit (stop everything, in reverse order, within each child's shutdown time):
 /// `(worker_hung_atom, child id)`: the child is stuck; it is abandoned (killed, no longer
 /// waited for) and handled as failed.
+/// `(terminate_child_atom, child id) -> bool`: as OTP's terminate_child, the child is stopped
+/// (within its shutdown time) and kept down, whatever its restart type; answered once it is down.
+/// `(restart_child_atom, child id) -> bool`: as OTP's restart_child, a child that is down (stopped
+/// so, or not restarted by its restart type) is started again; an error while it runs.
 caf::actor spawn_supervisor_tree(caf::actor_system& sys, supervisor_spec spec);
 
 } // namespace actorserve

@@ -195,8 +195,9 @@ caf::expected<node_handles> spawn_node(caf::actor_system& sys,
   child_spec gateway;
   gateway.id = "gateway";
   gateway.shutdown = std::chrono::milliseconds(sv.restart.shutdown_ms);
-  gateway.start = [cfg, directory, cell = out.gateway](caf::actor_system& sys, const caf::actor&) {
-    auto g = spawn_gateway(sys, cfg, directory);
+  gateway.start = [cfg, directory, cell = out.gateway](caf::actor_system& sys,
+                                                       const caf::actor& root) {
+    auto g = spawn_gateway(sys, cfg, directory, root);
     cell->set(g);
     return caf::actor_cast<caf::actor>(g);
   };

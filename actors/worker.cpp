@@ -230,8 +230,13 @@ worker_actor::behavior_type worker_fn(worker_ptr self, worker_spec spec, batcher
     self->quit(make_error(errc::worker_failed, st.label + " failed to start: " + e.what()));
     return {[](execute_atom, batch_job&) {}, [](fault_atom, fault_spec&) {}};
   }
-  if (st.own)
+  if (st.own) {
     st.own->set_phase(worker_phase::ready);
+    // Stopped (its model unloaded, or the node stopping) unless its supervisor says it restarts.
+    self->attach_functor([own = st.own](const caf::error&) {
+      own->set_phase(worker_phase::stopped);
+    });
+  }
   auto capacity = st.backend->max_inflight();
   if (capacity > 1)
     st.waiter = std::make_unique<completer>(st);

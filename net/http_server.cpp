@@ -50,7 +50,7 @@ struct route {
   enum kind_t { not_found, health_live, health_ready, server_meta, model_meta, model_ready,
                 model_infer, model_stats, model_config, all_stats, prometheus,
                 admin_faults, repository_index, shm_status, shm_register,
-                shm_unregister } kind = not_found;
+                shm_unregister, model_load, model_unload } kind = not_found;
   std::string model;
   std::string version;
   std::string region; // a shared memory region's name (percent-decoded); empty: all
@@ -127,6 +127,21 @@ route parse_route(std::string_view target) {
       r.kind = kind;
       return r;
     }
+  // "/v2/repository/models/{name}/load|unload" (Triton's model repository extension)
+  constexpr std::string_view repository = "/v2/repository/models/";
+  if (target.substr(0, repository.size()) == repository) {
+    auto rest = target.substr(repository.size());
+    auto slash = rest.find('/');
+    if (slash != std::string_view::npos && slash > 0) {
+      auto action = rest.substr(slash + 1);
+      r.model = std::string(rest.substr(0, slash));
+      if (action == "load")
+        r.kind = route::model_load;
+      else if (action == "unload")
+        r.kind = route::model_unload;
+    }
+    return r;
+  }
   constexpr std::string_view prefix = "/v2/models/";
   if (target.substr(0, prefix.size()) != prefix)
     return parse_shm_route(target);
@@ -209,7 +224,8 @@ namespace {
 class session : public std::enable_shared_from_this<session> {
 public:
   session(tcp::socket&& socket, http_server::impl& srv)
-    : stream_(std::move(socket)), srv_(srv), http_(srv.cfg->server.http) {
+    : stream_(std::move(socket)), srv_(srv), http_(srv.cfg->server.http),
+      timer_(stream_.get_executor()) {
     buffer_.reserve(read_buffer_bytes);
   }
 
@@ -440,6 +456,11 @@ private:
         if (want(http::verb::post))
           repository_index();
         return;
+      case route::model_load:
+      case route::model_unload:
+        if (want(http::verb::post))
+          model_control(r.model, r.kind == route::model_load);
+        return;
       case route::prometheus:
         if (want(http::verb::get))
           send_body(http::status::ok, srv_.stats->prometheus_text(), std::nullopt,
@@ -532,6 +553,125 @@ private:
                     removed[i]);
     }
     send_json(http::status::ok, body + "]}");
+  }
+
+  /// POST /v2/repository/models/{m}/unload and /load (Triton's model repository extension, as
+  /// its clients' unload_model and load_model ask). Unload: the model's new requests are refused
+  /// (404 "unloaded"), those it holds are answered (for up to http.drain_timeout_ms), then its
+  /// subtree (batcher and workers) is stopped, which frees its memory. Load: the same, then the
+  /// subtree starts again, so that its workers load the model file anew and warm up; answered
+  /// once it is ready (or 503 after model_load_wait). Its response cache is emptied either way.
+  void model_control(const std::string& model, bool load) {
+    if (!request_.body().view().empty()) {
+      boost::system::error_code ec;
+      auto doc = boost::json::parse(request_.body().view(), ec);
+      const boost::json::object* params = nullptr;
+      if (!ec && doc.is_object())
+        if (auto* p = doc.get_object().if_contains("parameters"); p && p->is_object())
+          params = &p->get_object();
+      bool ok = !ec && doc.is_object() && doc.get_object().size() == (params ? 1u : 0u);
+      if (ok && params)
+        for (auto& kv : *params)
+          ok = ok && kv.key() == "unload_dependents" && kv.value().is_bool();
+      if (!ok)
+        return send_error(http::status::bad_request,
+                          "expected an empty body or {\"parameters\": {\"unload_dependents\": "
+                          "bool}}; a model's configuration comes from the deployment file only");
+    }
+    auto self = shared_from_this();
+    ask<bool>(srv_.sys, srv_.gateway->get(), std::chrono::seconds(5),
+              [self, model, load](caf::expected<bool> res) {
+                asio::post(self->stream_.get_executor(), [self, model, load, res] {
+                  if (!res)
+                    return self->send_error(static_cast<http::status>(http_status(res.error())),
+                                            error_message(res.error()));
+                  auto until = std::chrono::steady_clock::now()
+                               + std::chrono::milliseconds(self->http_.drain_timeout_ms);
+                  self->stop_model_when_drained(model, load, until);
+                });
+              },
+              unload_atom::value, model);
+  }
+
+  /// Waits (polling) until no request of `model` is in flight or `until`, then stops its subtree.
+  void stop_model_when_drained(std::string model, bool load,
+                               std::chrono::steady_clock::time_point until) {
+    auto* mm = srv_.stats->model(model);
+    if (mm && mm->in_flight.load(std::memory_order_relaxed) > 0
+        && std::chrono::steady_clock::now() < until) {
+      timer_.expires_after(std::chrono::milliseconds(10));
+      timer_.async_wait([self = shared_from_this(), model, load, until](beast::error_code ec) {
+        if (!ec)
+          self->stop_model_when_drained(model, load, until);
+      });
+      return;
+    }
+    auto* m = srv_.cfg->find_model(model);
+    auto stop_time = std::chrono::milliseconds(m ? m->restart.shutdown_ms : 5000) * 4
+                     + std::chrono::seconds(5);
+    auto self = shared_from_this();
+    ask<bool>(srv_.sys, srv_.gateway->get(), stop_time,
+              [self, model, load](caf::expected<bool> res) {
+                asio::post(self->stream_.get_executor(), [self, model, load, res] {
+                  if (auto* cache = self->srv_.cache(model)) { // (the stopped model's answers)
+                    cache->clear();
+                    if (auto* mm = self->srv_.stats->model(model))
+                      mm->cache_bytes.store(0, std::memory_order_relaxed);
+                  }
+                  if (!res)
+                    return self->send_error(static_cast<http::status>(http_status(res.error())),
+                                            error_message(res.error()));
+                  logging::info({"http", model}, "model '{}' unloaded on request", model);
+                  if (!load)
+                    return self->send_json(http::status::ok, "{\"name\":" + kserve::quote(model)
+                                                               + ",\"state\":\"UNLOADED\"}");
+                  self->start_model(model);
+                });
+              },
+              terminate_child_atom::value, model);
+  }
+
+  void start_model(const std::string& model) {
+    auto self = shared_from_this();
+    ask<bool>(srv_.sys, srv_.gateway->get(), std::chrono::seconds(35),
+              [self, model](caf::expected<bool> res) {
+                asio::post(self->stream_.get_executor(), [self, model, res] {
+                  if (!res)
+                    return self->send_error(static_cast<http::status>(http_status(res.error())),
+                                            error_message(res.error()));
+                  logging::info({"http", model}, "model '{}' loaded on request; warming up", model);
+                  self->answer_when_ready(model, std::chrono::steady_clock::now()
+                                                   + std::chrono::milliseconds(
+                                                     self->http_.model_load_wait_ms));
+                });
+              },
+              restart_child_atom::value, model);
+  }
+
+  /// Answers the load once the model is ready (polling), or 503 at `until`.
+  void answer_when_ready(std::string model, std::chrono::steady_clock::time_point until) {
+    auto self = shared_from_this();
+    ask<bool>(srv_.sys, srv_.gateway->get(), std::chrono::seconds(5),
+              [self, model, until](caf::expected<bool> ready) {
+                asio::post(self->stream_.get_executor(), [self, model, until, ready] {
+                  if (ready && *ready)
+                    return self->send_json(http::status::ok, "{\"name\":" + kserve::quote(model)
+                                                               + ",\"state\":\"READY\"}");
+                  if (std::chrono::steady_clock::now() >= until)
+                    return self->send_error(
+                      http::status::service_unavailable,
+                      "model '" + model + "' was started but is not ready after "
+                        + std::to_string(self->http_.model_load_wait_ms)
+                        + " ms (http.model_load_wait_ms); its log says why (it may still be "
+                          "warming up)");
+                  self->timer_.expires_after(std::chrono::milliseconds(50));
+                  self->timer_.async_wait([self, model, until](beast::error_code ec) {
+                    if (!ec)
+                      self->answer_when_ready(model, until);
+                  });
+                });
+              },
+              ready_atom::value, model, std::string());
   }
 
   /// The model (and version) a route names, or nullptr after answering 404.
@@ -969,6 +1109,7 @@ private:
   beast::tcp_stream stream_;
   http_server::impl& srv_;
   const http_config& http_;
+  asio::steady_timer timer_; // waits between the steps of a model load or unload
   beast::flat_buffer buffer_;
   std::optional<http::request_parser<shared_body>> parser_;
   http::request<shared_body> request_;

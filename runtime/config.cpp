@@ -303,6 +303,7 @@ void read_http(reader& r, http_config& h) {
   r.integer("compression_level", h.compression_level, 0, 9);
   r.integer("compression_min_bytes", h.compression_min_bytes, 0);
   r.boolean("allow_shared_memory", h.allow_shared_memory);
+  r.integer("model_load_wait_ms", h.model_load_wait_ms, 1, 3'600'000);
 }
 
 /// Reads the "server" object.

@@ -126,6 +126,13 @@ void response_cache::insert(const key& k, const std::vector<tensor>& answer) {
   index_.emplace(k.hash, lru_.begin());
 }
 
+void response_cache::clear() {
+  std::lock_guard<std::mutex> guard{mutex_};
+  lru_.clear();
+  index_.clear();
+  bytes_ = 0;
+}
+
 uint64_t response_cache::bytes() const {
   std::lock_guard<std::mutex> guard{mutex_};
   return bytes_;

@@ -39,6 +39,9 @@ public:
   /// the bound. An answer larger than the whole bound, or one already stored, is not stored.
   void insert(const key& k, const std::vector<tensor>& answer);
 
+  /// Forgets every answer (the model was unloaded or loaded again).
+  void clear();
+
   uint64_t bytes() const;
   std::size_t entries() const;
   uint64_t evictions() const;

@@ -376,6 +376,67 @@ TEST_CASE("a pipeline model runs its steps on other models' workers: chained, si
   CHECK(r.status == 200);
 }
 
+TEST_CASE("model control: unload answers what the model holds and frees it; load starts it anew; "
+          "its cache is emptied",
+          "[integration][control]") {
+  server_process srv{write_temp_file(
+    "control.json", scale_config(R"(, "response_cache_bytes": 65536)", R"(, "fault_injection": true)"))};
+  REQUIRE(srv.wait_ready());
+  http_client c{srv.port()};
+  check_still_serving(srv.port());
+  REQUIRE(c.post("/v2/models/scale/infer", infer_body()).status == 200); // (cached now)
+  CHECK(parse(c.post("/v2/models/scale/infer", infer_body()))["parameters"].as_object().contains(
+    "cache_hit"));
+  auto state = [&](const std::string& phase) {
+    return series(c.get("/metrics").body, R"(actorserve_worker_state{device="cpu",model="scale",)"
+                                          R"(worker="scale/cpu/0",state=")" + phase + "\"}");
+  };
+  CHECK(state("ready") == 1);
+
+  // A request the model holds when it is unloaded is answered; the unload waits for it.
+  REQUIRE(c.post("/v2/admin/faults", R"({"model": "scale", "fault": "slow", "count": 1})").status
+          == 200);
+  http_response slow;
+  std::thread held([&] {
+    http_client own{srv.port()};
+    slow = own.post("/v2/models/scale/infer", infer_body("", "[5,6,7,8]"));
+  });
+  std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  auto r = c.post("/v2/repository/models/scale/unload", "");
+  held.join();
+  CHECK(slow.status == 200);
+  REQUIRE(r.status == 200);
+  CHECK(r.body == R"({"name":"scale","state":"UNLOADED"})");
+  r = c.post("/v2/models/scale/infer", infer_body());
+  CHECK(r.status == 404);
+  CHECK(error_of(r) == "model 'scale' is unloaded (POST /v2/repository/models/scale/load loads it)");
+  CHECK(c.get("/v2/models/scale/ready").status == 404);
+  CHECK(c.post("/v2/repository/index", "").body.find(R"("state":"UNAVAILABLE","reason":"model 'scale' is unloaded)")
+        != std::string::npos);
+  CHECK(state("stopped") == 1);
+
+  r = c.post("/v2/repository/models/scale/load", "{}");
+  REQUIRE(r.status == 200);
+  CHECK(r.body == R"({"name":"scale","state":"READY"})");
+  CHECK(state("ready") == 1);
+  r = c.post("/v2/models/scale/infer", infer_body());
+  REQUIRE(r.status == 200);
+  CHECK_FALSE(parse(r)["parameters"].as_object().contains("cache_hit")); // (emptied)
+  // Loading a loaded model reloads it (its workers load the model file again).
+  r = c.post("/v2/repository/models/scale/load", R"({"parameters": {"unload_dependents": false}})");
+  CHECK(r.status == 200);
+  check_still_serving(srv.port());
+  // What cannot be done is refused by name.
+  r = c.post("/v2/repository/models/nope/unload", "");
+  CHECK(r.status == 404);
+  CHECK(error_of(r) == "unknown model 'nope'");
+  r = c.post("/v2/repository/models/scale/load", R"({"parameters": {"config": "{}"}})");
+  CHECK(r.status == 400);
+  CHECK(error_of(r).find("a model's configuration comes from the deployment file only")
+        != std::string::npos);
+  CHECK(c.get("/v2/repository/models/scale/load").status == 405);
+}
+
 TEST_CASE("bodies that arrive in pieces, chunked, pipelined or truncated are read right",
           "[integration]") {
   server_process srv{write_temp_file("bodies.json", scale_config())};

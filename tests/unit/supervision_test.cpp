@@ -218,3 +218,54 @@ TEST_CASE("a supervisor told to stop stops its children in reverse start order",
   CHECK(f.take() == events{"stop c", "stop b", "stop a"});
   CHECK(done);
 }
+
+namespace {
+
+/// Sends `msg` to `sup` as a request and journals the answer: "<label> ok" or "<label> error: ...".
+void ask(fixture& f, const caf::actor& sup, caf::message msg, const std::string& label) {
+  f.sys->spawn([sup, msg, j = f.j, label](caf::event_based_actor* self) {
+    self->request(sup, std::chrono::seconds(10), msg)
+      .then([j, label](bool) { j->events.push_back(label + " ok"); },
+            [j, label](caf::error& e) {
+              j->events.push_back(label + " error: " + error_message(e));
+            });
+  });
+  f.sched->run();
+}
+
+} // namespace
+
+TEST_CASE("terminate_child keeps a child down until restart_child starts it, as in OTP",
+          "[supervision]") {
+  fixture f;
+  auto sup = f.start(restart_strategy::one_for_one,
+                     {child(f.j, "a"), child(f.j, "b"), child(f.j, "c", restart_type::temporary)});
+  f.take();
+  ask(f, sup, caf::make_message(terminate_child_atom::value, std::string("b")), "terminate b");
+  CHECK(f.take() == events{"stop b", "terminate b ok"});
+  f.after(10s);
+  CHECK(f.take().empty()); // a permanent child stopped on request is not restarted
+  f.crash("a"); // the others are supervised as before
+  f.after(100ms);
+  CHECK(f.take() == events{"stop a", "start a"});
+  ask(f, sup, caf::make_message(terminate_child_atom::value, std::string("b")), "again");
+  CHECK(f.take() == events{"again ok"}); // (already down)
+  ask(f, sup, caf::make_message(restart_child_atom::value, std::string("b")), "restart b");
+  CHECK(f.take() == events{"start b", "restart b ok"});
+  ask(f, sup, caf::make_message(restart_child_atom::value, std::string("b")), "restart b");
+  CHECK(f.take()
+        == events{"restart b error: child 'b' of supervisor 'test' is running; stop it first"});
+  f.crash("b"); // and it is supervised again: restarted after its backoff
+  f.after(200ms);
+  CHECK(f.take() == events{"stop b", "start b"});
+  // A temporary child that failed (not restarted) can be started again on request.
+  f.crash("c");
+  f.after(10s);
+  CHECK(f.take() == events{"stop c"});
+  ask(f, sup, caf::make_message(restart_child_atom::value, std::string("c")), "restart c");
+  CHECK(f.take() == events{"start c", "restart c ok"});
+  ask(f, sup, caf::make_message(terminate_child_atom::value, std::string("x")), "terminate x");
+  CHECK(f.take() == events{"terminate x error: supervisor 'test' has no child 'x'"});
+  caf::anon_send_exit(sup, caf::exit_reason::user_shutdown);
+  f.sched->run();
+}
