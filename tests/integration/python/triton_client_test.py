@@ -2,7 +2,8 @@
 """NVIDIA Triton's own Python HTTP client (PyPI tritonclient) against a running actorserve:
 health, metadata, model configuration, the repository index, JSON and binary tensors (also with
 requests and responses gzip- and deflate-compressed, the responses checked with Python's own gzip
-and zlib), tensors in system shared memory (Triton's own shared memory helpers), and an error.
+and zlib), tensors in system shared memory (Triton's own shared memory helpers), classification,
+unloading and loading the model, and an error.
 The server must allow shared memory (server.http.allow_shared_memory). Exits non-zero on any
 mismatch.
 
@@ -133,6 +134,17 @@ def main():
             assert [int(c.split(":")[1]) for c in parsed] == list(top), (parsed, top)
             assert [c.split(":")[2] for c in parsed] == [f"class{i}" for i in top], parsed
             assert np.allclose([float(c.split(":")[0]) for c in parsed], row[top], rtol=1e-5)
+
+    # Model control: unloaded, the model is not ready and refuses requests; loaded, it serves.
+    client.unload_model("mlp")
+    assert not client.is_model_ready("mlp")
+    index = client.get_model_repository_index()
+    assert index[0]["state"] == "UNAVAILABLE" and "unloaded" in index[0]["reason"], index
+    client.load_model("mlp")
+    assert client.is_model_ready("mlp")
+    inp = httpclient.InferInput("input", list(x.shape), "FP32")
+    inp.set_data_from_numpy(x)
+    assert np.allclose(client.infer("mlp", [inp]).as_numpy("logits"), want, rtol=1e-4, atol=1e-5)
 
     bad = httpclient.InferInput("input", [1, 3], "FP32")
     bad.set_data_from_numpy(np.zeros((1, 3), dtype=np.float32))
