@@ -125,7 +125,7 @@ TEST_CASE("binary tensor data works in both directions", "[integration]") {
     CHECK(y[i] == 2 * in[i] + 1);
 }
 
-TEST_CASE("system shared memory: inputs read from and outputs written to a client's region; off "
+TEST_CASE("system shared memory: inputs read from and outputs written to a client's region, off "
           "unless allowed",
           "[integration][shm]") {
   {
@@ -212,7 +212,7 @@ TEST_CASE("system shared memory: inputs read from and outputs written to a clien
   ::shm_unlink(key.c_str());
 }
 
-TEST_CASE("the response cache answers an equal request without the model; any difference "
+TEST_CASE("the response cache answers an equal request without the model, any difference "
           "reaches it",
           "[integration][cache]") {
   server_process srv{write_temp_file(
@@ -268,7 +268,7 @@ TEST_CASE("the response cache answers an equal request without the model; any di
 }
 
 TEST_CASE("a pipeline model runs its steps on other models' workers: chained, side by side, "
-          "only those needed; a failing or late step fails the request by name",
+          "only those needed, a failing or late step fails the request by name",
           "[integration][pipeline]") {
   auto scale_model = [](const std::string& name, int factor, int bias) {
     return R"({"name": ")" + name + R"(", "backend": "scale", "max_batch_size": 8,
@@ -376,7 +376,7 @@ TEST_CASE("a pipeline model runs its steps on other models' workers: chained, si
   CHECK(r.status == 200);
 }
 
-TEST_CASE("model control: unload answers what the model holds and frees it; load starts it anew; "
+TEST_CASE("model control: unload answers what the model holds and frees it, load starts it anew, "
           "its cache is emptied",
           "[integration][control]") {
   server_process srv{write_temp_file(
@@ -994,7 +994,7 @@ TEST_CASE("out of file descriptors, the server pauses accepting, keeps serving a
   }, std::chrono::seconds(5)));
 }
 
-TEST_CASE("request bodies past max_inflight_body_bytes get 503 until the held ones are answered; a "
+TEST_CASE("request bodies past max_inflight_body_bytes get 503 until the held ones are answered, a "
           "JSON document too large for it alone gets 413",
           "[integration]") {
   auto cfg = scale_config(R"(, "max_batch_size": 1, "batching": {"max_queue_delay_us": 0})",
@@ -1242,7 +1242,7 @@ TEST_CASE("traceparent is continued and timing is reported when asked for", "[in
   CHECK(r.headers["traceparent"].size() == 55);
 }
 
-TEST_CASE("with log_format json every log line is a JSON object; failures carry the trace id",
+TEST_CASE("with log_format json every log line is a JSON object, failures carry the trace id",
           "[integration][trace]") {
   server_process srv{write_temp_file(
     "jsonlog.json", scale_config("", R"(, "log_format": "json", "fault_injection": true)"))};
@@ -1315,7 +1315,7 @@ TEST_CASE("a worker crash is retried on another worker and the client never sees
   CHECK(srv.log().find("retrying (attempt 2 of 3)") != std::string::npos);
 }
 
-TEST_CASE("a request the model throws on fails alone; the requests batched with it are answered",
+TEST_CASE("a request the model throws on fails alone, the requests batched with it are answered",
           "[integration][faults][retry]") {
   // One worker, as on a single GPU: before, the batch's other requests waited for another
   // worker until their deadline and got 504.
@@ -1464,7 +1464,7 @@ TEST_CASE("isolated workers: a SIGKILLed one is replaced by a new process, a hun
   CHECK(worker_batches("scale/cpu/0") + worker_batches("scale/cpu/1") == executed);
 }
 
-TEST_CASE("isolated workers take batch inputs through shared memory; a batch too large for it "
+TEST_CASE("isolated workers take batch inputs through shared memory, a batch too large for it "
           "goes over the connection", "[integration][isolation]") {
   // 64 bytes of shared memory: one request of 4 floats fits, a batch of several does not.
   auto run = [](const std::string& shm) {

@@ -394,7 +394,7 @@ TEST_CASE("pipeline errors name the step, the tensor and what does not fit", "[c
            "models[2].outputs[0]: no step makes \"out\"");
 }
 
-TEST_CASE("an output's labels file is read at load; a missing one is an error", "[config][classification]") {
+TEST_CASE("an output's labels file is read at load, a missing one is an error", "[config][classification]") {
   auto dir = std::filesystem::temp_directory_path() / "actorserve_labels_test";
   std::filesystem::create_directories(dir);
   std::ofstream(dir / "labels.txt") << "cat\r\ndog\n\nbird";

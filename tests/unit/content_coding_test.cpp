@@ -101,7 +101,7 @@ TEST_CASE("bodies of every length and content decode in all three formats", "[co
   }
 }
 
-TEST_CASE("Content-Encoding names gzip, deflate or identity; others are refused by name",
+TEST_CASE("Content-Encoding names gzip, deflate or identity, others are refused by name",
           "[content-coding]") {
   CHECK(*parse_content_coding("") == content_coding::identity);
   CHECK(*parse_content_coding("identity") == content_coding::identity);
@@ -119,7 +119,7 @@ TEST_CASE("Content-Encoding names gzip, deflate or identity; others are refused 
         == "Content-Encoding 'gzip, deflate' applies several codings; send one (gzip or deflate)");
 }
 
-TEST_CASE("gzip and zlib bodies decode; raw deflate is taken as deflate", "[content-coding]") {
+TEST_CASE("gzip and zlib bodies decode, raw deflate is taken as deflate", "[content-coding]") {
   CHECK(decoded(gz, content_coding::gzip) == text);
   CHECK(decoded(gz_named, content_coding::gzip) == text); // a header with a file name
   CHECK(decoded(zl, content_coding::deflate) == text);

@@ -58,7 +58,7 @@ TEST_CASE("the Prometheus text names series by model, outcome and worker", "[met
   CHECK(text.find("invalid_config") == std::string::npos);
 }
 
-TEST_CASE("a cluster front has no local worker series; other nodes' workers are added as they join",
+TEST_CASE("a cluster front has no local worker series, other nodes' workers are added as they join",
           "[metrics]") {
   deployment_config cfg;
   cfg.models.push_back(small_model(4));
