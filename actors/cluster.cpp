@@ -80,6 +80,9 @@ void join(agent_actor* self) {
       [self](caf::actor& b) {
         auto& st = self->state;
         st.batcher = caf::actor_cast<batcher_actor>(b);
+        // A batcher that stops (its model unloaded, or restarted by the front's supervisors)
+        // never hears of this worker again: the worker must join the next one.
+        self->monitor(st.batcher);
         st.worker = caf::actor_cast<caf::actor>(
           spawn_worker(self->system(), st.spec, st.batcher, nullptr));
         self->monitor(st.worker);
@@ -112,11 +115,27 @@ caf::behavior agent_fn(agent_actor* self, worker_spec spec, cluster_config clust
     if (dm.source == st.worker.address()) {
       why = "worker stopped: " + error_message(dm.reason);
       st.worker = nullptr;
+      if (st.batcher) // (the next registration watches the batcher it gets)
+        self->demonitor(st.batcher.address());
+      st.batcher = nullptr;
     } else if (dm.source == st.broker.address()) {
       why = "lost its node " + st.host + ":" + std::to_string(st.port) + ": "
             + error_message(dm.reason);
       st.broker = nullptr;
+      if (st.batcher)
+        self->demonitor(st.batcher.address());
+      st.batcher = nullptr;
       if (st.worker) { // it served that front's batcher: useless now
+        self->demonitor(st.worker);
+        self->send_exit(st.worker, caf::exit_reason::user_shutdown);
+        st.worker = nullptr;
+      }
+    } else if (st.batcher && dm.source == st.batcher.address()) {
+      why = "its batcher on " + st.host + ":" + std::to_string(st.port)
+            + " stopped (the model was unloaded or restarted there): "
+            + error_message(dm.reason);
+      st.batcher = nullptr;
+      if (st.worker) {
         self->demonitor(st.worker);
         self->send_exit(st.worker, caf::exit_reason::user_shutdown);
         st.worker = nullptr;

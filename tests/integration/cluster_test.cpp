@@ -272,3 +272,34 @@ TEST_CASE("cluster: with TLS a node signed by the front's CA joins, one from ano
   }, std::chrono::seconds(10)));
   CHECK(r.body.find("mlp/good/cpu/0") != std::string::npos);
 }
+
+TEST_CASE("cluster: a model unloaded and loaded again on the front gets its worker nodes' workers "
+          "back",
+          "[cluster]") {
+  auto port = free_port();
+  auto config = front_config(port);
+  const std::string http_port = R"("port": 0})";
+  config.replace(config.find(http_port), http_port.size(),
+                 R"("port": 0, "model_load_wait_ms": 20000})");
+  server_process front{write_temp_file("front_control.json", config)};
+  auto w1 = start_worker_node("wc", worker_config("wc", port));
+  REQUIRE(eventually([&] { return front.log().find("worker mlp/wc/cpu/0 is ready") != std::string::npos; }));
+  auto ref = reference();
+  auto& inputs = ref["input"].as_array();
+  http_client c{front.port()};
+  REQUIRE(c.post("/v2/models/mlp/infer", mlp_body(inputs[0])).status == 200);
+  auto r = c.post("/v2/repository/models/mlp/unload", "");
+  REQUIRE(r.status == 200);
+  CHECK(c.post("/v2/models/mlp/infer", mlp_body(inputs[0])).status == 404);
+  // The worker node's agent sees the front's batcher stop and joins the new one once it runs.
+  auto t0 = clock_type::now();
+  r = c.post("/v2/repository/models/mlp/load", "");
+  INFO(front.log());
+  REQUIRE(r.status == 200);
+  std::printf("cluster: model loaded again with its remote worker in %lld ms\n",
+              static_cast<long long>(std::chrono::duration_cast<std::chrono::milliseconds>(
+                                       clock_type::now() - t0).count()));
+  r = c.post("/v2/models/mlp/infer", mlp_body(inputs[0]));
+  REQUIRE(r.status == 200);
+  CHECK(json::parse(r.body).as_object()["parameters"].as_object()["worker"] == "mlp/wc/cpu/0");
+}
