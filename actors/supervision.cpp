@@ -185,6 +185,12 @@ void handle_failure(tree_actor* self, std::size_t i, const std::string& why, boo
   stop_next(self);
 }
 
+/// Takes child `i` off the restarts the backoff timer will make.
+void unschedule_restart(tree_state& st, std::size_t i) {
+  st.to_restart.erase(std::remove(st.to_restart.begin(), st.to_restart.end(), i),
+                      st.to_restart.end());
+}
+
 /// The index of the child called `id`; an error where there is none or everything is stopping.
 caf::expected<std::size_t> child_index(tree_actor* self, const std::string& id) {
   auto& st = self->state;
@@ -264,8 +270,7 @@ caf::behavior tree_fn(tree_actor* self, supervisor_spec spec) {
         return std::move(i.error());
       auto& k = st.kids[*i];
       k.held = true;
-      st.to_restart.erase(std::remove(st.to_restart.begin(), st.to_restart.end(), *i),
-                          st.to_restart.end());
+      unschedule_restart(st, *i);
       if (!k.handle)
         return true;
       logging::info(log_fields(self), "stopping child {} on request", id);
@@ -289,8 +294,7 @@ caf::behavior tree_fn(tree_actor* self, supervisor_spec spec) {
         return make_error(errc::invalid_input, "child '" + id + "' of supervisor '"
                                                  + st.spec.name + "' is running; stop it first");
       k.held = false;
-      st.to_restart.erase(std::remove(st.to_restart.begin(), st.to_restart.end(), *i),
-                          st.to_restart.end());
+      unschedule_restart(st, *i);
       logging::info(log_fields(self), "starting child {} on request", id);
       start_child(self, *i);
       return true;
