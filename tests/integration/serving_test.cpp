@@ -1500,3 +1500,25 @@ TEST_CASE("isolated workers take batch inputs through shared memory, a batch too
   log = run("0"); // off: every batch over the connection
   CHECK(occurrences(log, "shared memory") == 0);
 }
+
+TEST_CASE("model control with isolated workers: unload ends their processes, load starts new ones",
+          "[integration][isolation][control]") {
+  server_process srv{write_temp_file(
+    "isolated_control.json", scale_config(R"(, "isolation": "process", "instances": 2)"))};
+  REQUIRE(srv.wait_ready());
+  http_client c{srv.port()};
+  REQUIRE(eventually([&] { return occurrences(srv.log(), "worker scale/cpu/1 is ready") == 1; },
+                     std::chrono::seconds(15)));
+  auto first = isolated_pid(srv.log(), "scale/cpu/0");
+  REQUIRE(process_alive(first));
+  check_still_serving(srv.port());
+  REQUIRE(c.post("/v2/repository/models/scale/unload", "").status == 200);
+  CHECK(eventually([&] { return !process_alive(first); }, std::chrono::seconds(10)));
+  CHECK(c.post("/v2/models/scale/infer", infer_body()).status == 404);
+  REQUIRE(c.post("/v2/repository/models/scale/load", "").status == 200);
+  check_still_serving(srv.port());
+  CHECK(occurrences(srv.log(), "worker scale/cpu/0 is ready") == 2);
+  auto second = isolated_pid(srv.log(), "scale/cpu/0");
+  CHECK(second != first);
+  CHECK(process_alive(second));
+}
