@@ -680,6 +680,7 @@ batcher_actor::behavior_type batcher_fn(batcher_ptr self, std::shared_ptr<const 
       p.rows = request_rows(*st.model, req);
       p.enqueued = now;
       p.deadline = from_ns(req.deadline_ns);
+      p.priority = req.priority > 0 ? req.priority : st.model->batching.default_priority_level;
       auto pending = p;
       if (st.queue->size() >= st.model->batching.max_queue_size)
         purge_cancelled(st);

@@ -78,6 +78,16 @@ gateway_actor::behavior_type gateway_fn(gateway_ptr self,
         return make_error(errc::invalid_input, "request parameter 'actorserve_fault' is not for "
                                                "pipeline '" + m.name + "'; arm its steps' models "
                                                "with POST /v2/admin/faults");
+      if (req.priority > 0 && !m.is_pipeline() // (a pipeline's steps check theirs)
+          && req.priority > m.batching.priority_levels)
+        return make_error(errc::invalid_input,
+                          m.batching.priority_levels == 0
+                            ? "model '" + m.name + "' has no priority levels "
+                                "(batching.priority_levels): parameter 'priority' must be 0"
+                            : "parameter 'priority' must be between 1 and "
+                                + std::to_string(m.batching.priority_levels) + " for model '"
+                                + m.name + "' (batching.priority_levels), got "
+                                + std::to_string(req.priority));
       int64_t timeout_us = static_cast<int64_t>(m.default_timeout_us);
       if (req.timeout_us >= 0) {
         if (req.timeout_us == 0 || static_cast<uint64_t>(req.timeout_us) > m.max_timeout_us)

@@ -113,6 +113,7 @@ void launch(pipeline_ptr self, std::size_t j) {
   r.model = step.model;
   r.client_id = st.request.client_id;
   r.trace_id = st.request.trace_id;
+  r.priority = st.request.priority;
   r.cancelled = st.request.cancelled; // a client that leaves drops its queued steps too
   for (auto& [input, source] : step.inputs) {
     tensor t = st.tensors.at(source); // (shares the bytes)

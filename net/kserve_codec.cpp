@@ -363,6 +363,11 @@ caf::expected<decoded_request> decode_request(std::string_view body,
                    + kind_name(p->value()));
       req.timeout_us = t;
     }
+    if (auto p = params.find("priority"); p != params.end()) {
+      if (!to_int(p->value(), req.priority))
+        return bad("parameter 'priority' must be a non-negative integer (1 = highest, 0 = the "
+                   "model's default), got " + kind_name(p->value()));
+    }
     if (auto p = params.find("binary_data_output"); p != params.end()) {
       if (!p->value().is_bool())
         return bad("parameter 'binary_data_output' must be true or false, got "
@@ -822,6 +827,11 @@ std::string encode_model_config(const model_config& m) {
       {"default_queue_policy", json::object{{"max_queue_size", m.batching.max_queue_size},
                                             {"default_timeout_microseconds", m.default_timeout_us},
                                             {"allow_timeout_override", true}}}};
+    if (m.batching.priority_levels > 0) {
+      auto& d = o["dynamic_batching"].as_object();
+      d["priority_levels"] = m.batching.priority_levels;
+      d["default_priority_level"] = m.batching.default_priority_level;
+    }
   }
   if (m.response_cache_bytes > 0)
     o["response_cache"] = json::object{{"enable", true}};

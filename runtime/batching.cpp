@@ -14,7 +14,10 @@ admission batch_queue::push(pending_request req) {
     return admission::too_many_rows;
   if (queue_.size() >= opts_.max_queue_size)
     return admission::queue_full;
-  queue_.push_back(std::move(req));
+  auto at = queue_.end(); // (equal priorities: at the end at once)
+  while (at != queue_.begin() && std::prev(at)->priority > req.priority)
+    --at;
+  queue_.insert(at, std::move(req));
   return admission::accepted;
 }
 
@@ -56,17 +59,19 @@ std::optional<batch_plan> batch_queue::pop_due(time_point now, bool full_only) {
     // Rows this group could put in one batch: whole requests, in order, while they fit.
     uint32_t fill = 0;
     bool more = false; // requests of the group that did not fit
+    auto oldest = queue_[head].enqueued; // (with priorities, not always the head's)
     for (std::size_t i = head; i < queue_.size(); ++i) {
       if (queue_[i].shape_key != key)
         continue;
       if (fill + queue_[i].rows > opts_.max_batch_size) {
-        more = true;
+        more = true; // (due now: how long the others waited does not matter)
         break;
       }
       fill += queue_[i].rows;
+      oldest = std::min(oldest, queue_[i].enqueued);
     }
     uint32_t target = 0; // how many rows to send now; 0 = not due
-    bool delay_over = now - queue_[head].enqueued >= opts_.max_queue_delay;
+    bool delay_over = now - oldest >= opts_.max_queue_delay;
     if (fill == opts_.max_batch_size || more) {
       target = fill;
     } else if (full_only) {
@@ -106,10 +111,9 @@ std::optional<time_point> batch_queue::next_event(bool with_batch_triggers) cons
     if (!next || t < *next)
       next = t;
   };
-  std::unordered_map<std::string, bool> seen;
   for (auto& r : queue_) {
     consider(r.deadline);
-    if (with_batch_triggers && seen.emplace(r.shape_key, true).second)
+    if (with_batch_triggers) // (a group's delay runs out first for its oldest request)
       consider(opts_.max_batch_size == 0 ? r.enqueued : r.enqueued + opts_.max_queue_delay);
   }
   return next;

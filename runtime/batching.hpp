@@ -29,6 +29,7 @@ struct pending_request {
   uint32_t rows = 1;     // the request's own batch dimension
   time_point enqueued;
   time_point deadline;
+  uint32_t priority = 0; // lower numbers first (Triton's priority levels); equal: arrival order
 };
 
 enum class admission { accepted, queue_full, too_many_rows };
@@ -42,7 +43,9 @@ class batch_queue {
 public:
   explicit batch_queue(batching_options opts);
 
-  /// Queues `req` unless the queue is at its bound or `req` alone exceeds max_batch_size.
+  /// Queues `req` unless the queue is at its bound or `req` alone exceeds max_batch_size: behind
+  /// every request of its priority or a higher one (a lower number), ahead of those of lower
+  /// priority.
   admission push(pending_request req);
 
   /// Removes and returns the requests whose deadline is at or before `now`.
@@ -51,7 +54,8 @@ public:
   /// Removes and returns the next batch that is due at `now`, if any. A group of
   /// shape-compatible requests is due when it fills max_batch_size, when it reaches one of the
   /// preferred sizes (the largest one it can fill is sent), or when its oldest request has
-  /// waited max_queue_delay (then as much as fits is sent). Groups are served oldest first.
+  /// waited max_queue_delay (then as much as fits is sent). Groups are served in queue order
+  /// (priority, then arrival) of their first request, and fill batches in that order.
   /// With `full_only`, only a group that fills max_batch_size is due (for a worker that is busy
   /// and would only stage the batch: a partial batch waits to grow until a worker is idle).
   std::optional<batch_plan> pop_due(time_point now, bool full_only = false);
@@ -73,7 +77,7 @@ public:
 
 private:
   batching_options opts_;
-  std::deque<pending_request> queue_; // arrival order
+  std::deque<pending_request> queue_; // priority, then arrival order (requeued ones first)
 };
 
 } // namespace actorserve

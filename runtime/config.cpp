@@ -788,6 +788,14 @@ void read_model(const std::string& path, const json::value& v, std::vector<std::
     b.integer_list("preferred_batch_sizes", m.batching.preferred_batch_sizes, 1);
     b.integer("max_queue_size", m.batching.max_queue_size, 1, 1 << 24);
     b.boolean("stage_ahead", m.batching.stage_ahead);
+    b.integer("priority_levels", m.batching.priority_levels, 0, 1024);
+    b.integer("default_priority_level", m.batching.default_priority_level, 0, 1024);
+    if (m.batching.default_priority_level > m.batching.priority_levels)
+      b.fail(path + ".batching.default_priority_level",
+             "must be <= priority_levels (" + std::to_string(m.batching.priority_levels)
+               + "), got " + std::to_string(m.batching.default_priority_level));
+    if (m.batching.default_priority_level == 0)
+      m.batching.default_priority_level = m.batching.priority_levels;
     for (std::size_t i = 0; i < m.batching.preferred_batch_sizes.size(); ++i) {
       auto p = m.batching.preferred_batch_sizes[i];
       if (p > m.max_batch_size)

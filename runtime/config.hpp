@@ -90,6 +90,10 @@ struct batching_config {
   // its device runs out of work (learned from its batch times); false: only full batches until
   // it is idle.
   bool stage_ahead = true;
+  // Triton's priority levels: requests with the parameter "priority" 1 (highest) ..
+  // priority_levels are queued ahead of those with a higher number; 0 levels: no priorities.
+  uint32_t priority_levels = 0;
+  uint32_t default_priority_level = 0; // for requests without one; 0 = priority_levels (lowest)
 };
 
 struct warmup_config {

@@ -30,6 +30,7 @@ struct infer_request {
   int64_t deadline_ns = 0;            // set by the gateway
   std::string fault;                  // test-only fault switch; honoured only when enabled
   std::string trace_id;               // W3C trace id (32 hex digits) for logs
+  uint32_t priority = 0;              // 1 = highest; 0 = the model's default level
   // Set by the HTTP server when the client closes its connection while the request waits: the
   // batcher then drops it instead of running it. In this process only (not serialized).
   std::shared_ptr<std::atomic<bool>> cancelled;
@@ -38,7 +39,7 @@ struct infer_request {
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, infer_request& x) {
   return f(caf::meta::type_name("infer_request"), x.id, x.model, x.version, x.client_id, x.inputs,
-           x.outputs, x.timeout_us, x.deadline_ns, x.fault, x.trace_id);
+           x.outputs, x.timeout_us, x.deadline_ns, x.fault, x.trace_id, x.priority);
 }
 
 struct infer_response {

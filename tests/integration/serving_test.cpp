@@ -11,6 +11,8 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <map>
+#include <mutex>
 #include <random>
 #include <sstream>
 #include <thread>
@@ -435,6 +437,61 @@ TEST_CASE("model control: unload answers what the model holds and frees it, load
   CHECK(error_of(r).find("a model's configuration comes from the deployment file only")
         != std::string::npos);
   CHECK(c.get("/v2/repository/models/scale/load").status == 405);
+}
+
+TEST_CASE("a request with a higher priority is queued ahead of those with a lower one",
+          "[integration][priority]") {
+  auto config = scale_config(R"(, "batching": {"max_queue_delay_us": 0, "priority_levels": 2})",
+                             R"(, "fault_injection": true)");
+  const std::string batch8 = R"("max_batch_size": 8)"; // one request per batch: the order shows
+  config.replace(config.find(batch8), batch8.size(), R"("max_batch_size": 1)");
+  server_process srv{write_temp_file("priority.json", config)};
+  REQUIRE(srv.wait_ready());
+  http_client c{srv.port()};
+  CHECK(json::serialize(parse(c.get("/v2/models/scale/config"))["dynamic_batching"].as_object()["priority_levels"]) == "2");
+  // The worker's next three batches each take 300 ms more: the first holds the queue while the
+  // others arrive; then the order they run in shows in when they finish.
+  REQUIRE(c.post("/v2/admin/faults", R"({"model": "scale", "fault": "slow", "count": 3})").status
+          == 200);
+  using clock = std::chrono::steady_clock;
+  std::map<std::string, clock::time_point> done;
+  std::mutex m;
+  auto send = [&](const std::string& name, const std::string& priority) {
+    return std::thread([&, name, priority] {
+      http_client own{srv.port()};
+      auto r = own.post("/v2/models/scale/infer",
+                        infer_body(priority.empty() ? "" : R"("priority": )" + priority));
+      std::lock_guard<std::mutex> g(m);
+      done[name] = r.status == 200 ? clock::now() : clock::time_point{};
+    });
+  };
+  std::vector<std::thread> threads;
+  threads.push_back(send("blocker", ""));
+  std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  for (auto name : {"low1", "low2"}) {
+    threads.push_back(send(name, ""));  // the default: the lowest level, 2
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  threads.push_back(send("high", "1"));
+  for (auto& t : threads)
+    t.join();
+  for (auto name : {"blocker", "low1", "low2", "high"}) {
+    INFO(name);
+    REQUIRE(done[name] != clock::time_point{});
+  }
+  auto ms = [&](const char* name) {
+    return std::chrono::duration_cast<std::chrono::milliseconds>(done[name] - done["blocker"]).count();
+  };
+  INFO("after the blocker: high " << ms("high") << " ms, low1 " << ms("low1") << " ms, low2 "
+                                  << ms("low2") << " ms");
+  // "high" arrived last but ran right after the blocker (+300 ms), the others after it (+600 ms);
+  // in arrival order it would have finished last.
+  CHECK(done["high"] + std::chrono::milliseconds(200) < done["low1"]);
+  CHECK(done["high"] + std::chrono::milliseconds(200) < done["low2"]);
+  auto r = c.post("/v2/models/scale/infer", infer_body(R"("priority": 3)"));
+  CHECK(r.status == 400);
+  CHECK(error_of(r) == "parameter 'priority' must be between 1 and 2 for model 'scale' "
+                       "(batching.priority_levels), got 3");
 }
 
 TEST_CASE("bodies that arrive in pieces, chunked, pipelined or truncated are read right",

@@ -193,3 +193,27 @@ TEST_CASE("for a busy worker's spare slot only full batches are due", "[batching
   single.push(req(9, t0));
   CHECK_FALSE(single.pop_due(t0, true)); // without batching nothing is staged ahead
 }
+
+TEST_CASE("batcher policy serves higher priorities (lower numbers) first, arrival order within",
+          "[batching][priority]") {
+  batch_queue q{opts(4, 1000us)};
+  auto with = [](pending_request r, uint32_t priority) {
+    r.priority = priority;
+    return r;
+  };
+  REQUIRE(q.push(with(req(1, t0), 2)) == admission::accepted);
+  REQUIRE(q.push(with(req(2, t0 + 1us), 2)) == admission::accepted);
+  REQUIRE(q.push(with(req(3, t0 + 2us), 1)) == admission::accepted);
+  REQUIRE(q.push(with(req(4, t0 + 3us), 2)) == admission::accepted);
+  REQUIRE(q.push(with(req(5, t0 + 4us), 1)) == admission::accepted);
+  auto b = q.pop_due(t0 + 4us); // full: the two of priority 1, then the oldest of priority 2
+  REQUIRE(b);
+  CHECK(b->ids == std::vector<request_id>{3, 5, 1, 2});
+  // The delay runs from the group's oldest request, though it is not first in the queue.
+  REQUIRE(q.push(with(req(6, t0 + 900us), 1)) == admission::accepted);
+  CHECK_FALSE(q.pop_due(t0 + 999us));
+  CHECK(q.next_event(true) == t0 + 1003us); // request 4's delay
+  b = q.pop_due(t0 + 1003us);
+  REQUIRE(b);
+  CHECK(b->ids == std::vector<request_id>{6, 4});
+}

@@ -342,6 +342,19 @@ TEST_CASE("classification answers an output as its top classes per row, as Trito
   CHECK(enc.body.substr(*enc.json_length) == std::string("\x05\0\0\0" "3.3:1" "\x03\0\0\0" "8:3", 16));
 }
 
+TEST_CASE("the priority parameter is a non-negative integer", "[codec][priority]") {
+  auto with = [](const std::string& p) {
+    return R"({"parameters":{"priority":)" + p
+           + R"(},"inputs":[{"name":"x","datatype":"FP32","shape":[1],"data":[1]}]})";
+  };
+  auto r = kserve::decode_request(with("2"), std::nullopt);
+  REQUIRE(r);
+  CHECK(r->request.priority == 2);
+  CHECK(decode_error(with("-1"))
+        == "parameter 'priority' must be a non-negative integer (1 = highest, 0 = the model's "
+           "default), got an integer (-1)");
+}
+
 TEST_CASE("a classification parameter that is wrong is refused by name", "[codec][classification]") {
   auto with = [](const std::string& param) {
     return R"({"inputs":[{"name":"x","datatype":"FP32","shape":[1],"data":[1]}],"outputs":[)"

@@ -74,6 +74,13 @@ TEST_CASE("config errors name the JSON path and the bound", "[config]") {
         == "server.http.max_inflight_body_bytes: must be >= max_body_bytes (4096), got 2048");
   CHECK(errors_of(deployment(model_json(), R"({"http": {"compression_level": 10}})"))
         == "server.http.compression_level: must be <= 9, got 10");
+  CHECK(errors_of(deployment(model_json(R"(, "batching": {"priority_levels": 2,
+                                                          "default_priority_level": 3})")))
+        == "models[0].batching.default_priority_level: must be <= priority_levels (2), got 3");
+  auto levels = parse_deployment(deployment(model_json(R"(, "batching": {"priority_levels": 3})")),
+                                 "", backends);
+  REQUIRE(levels);
+  CHECK(levels->models[0].batching.default_priority_level == 3); // (the lowest, unless set)
   auto off = parse_deployment(deployment(model_json(R"(, "batching": {"stage_ahead": false})")), "",
                               backends);
   REQUIRE(off);
