@@ -146,6 +146,13 @@ def main():
     inp.set_data_from_numpy(x)
     assert np.allclose(client.infer("mlp", [inp]).as_numpy("logits"), want, rtol=1e-4, atol=1e-5)
 
+    # The client's priority= reaches the server (the MLP has no priority levels: refused by name).
+    try:
+        client.infer("mlp", [inp], priority=1)
+        raise AssertionError("a priority was accepted by a model without priority levels")
+    except InferenceServerException as e:
+        assert "has no priority levels" in str(e), str(e)
+
     bad = httpclient.InferInput("input", [1, 3], "FP32")
     bad.set_data_from_numpy(np.zeros((1, 3), dtype=np.float32))
     try:
