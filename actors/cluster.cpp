@@ -115,33 +115,27 @@ caf::behavior agent_fn(agent_actor* self, worker_spec spec, cluster_config clust
     if (dm.source == st.worker.address()) {
       why = "worker stopped: " + error_message(dm.reason);
       st.worker = nullptr;
-      if (st.batcher) // (the next registration watches the batcher it gets)
-        self->demonitor(st.batcher.address());
-      st.batcher = nullptr;
     } else if (dm.source == st.broker.address()) {
       why = "lost its node " + st.host + ":" + std::to_string(st.port) + ": "
             + error_message(dm.reason);
       st.broker = nullptr;
-      if (st.batcher)
-        self->demonitor(st.batcher.address());
-      st.batcher = nullptr;
-      if (st.worker) { // it served that front's batcher: useless now
-        self->demonitor(st.worker);
-        self->send_exit(st.worker, caf::exit_reason::user_shutdown);
-        st.worker = nullptr;
-      }
     } else if (st.batcher && dm.source == st.batcher.address()) {
       why = "its batcher on " + st.host + ":" + std::to_string(st.port)
             + " stopped (the model was unloaded or restarted there): "
             + error_message(dm.reason);
       st.batcher = nullptr;
-      if (st.worker) {
-        self->demonitor(st.worker);
-        self->send_exit(st.worker, caf::exit_reason::user_shutdown);
-        st.worker = nullptr;
-      }
     } else {
       return;
+    }
+    // What is left of the membership goes: the next registration watches the batcher it gets,
+    // and a worker that served this one's batcher is useless now.
+    if (st.batcher)
+      self->demonitor(st.batcher.address());
+    st.batcher = nullptr;
+    if (st.worker) {
+      self->demonitor(st.worker);
+      self->send_exit(st.worker, caf::exit_reason::user_shutdown);
+      st.worker = nullptr;
     }
     logging::warn(agent_fields(self), "{}{}", why, st.rejoin ? "; joining again" : "");
     retry_later(self, why);

@@ -61,11 +61,7 @@ void finish(pipeline_ptr self) {
   res.queue_ns = st.queue_ns;
   res.compute_ns = st.compute_ns;
   res.worker = "pipeline";
-  std::vector<std::string> wanted = st.request.outputs;
-  if (wanted.empty())
-    for (auto& o : st.pipeline->outputs)
-      wanted.push_back(o.name);
-  for (auto& name : wanted) {
+  for (auto& name : st.request.outputs) {
     auto it = st.tensors.find(name);
     if (it == st.tensors.end()) { // (the gateway checked the names; config validation the steps)
       st.promise.deliver(make_error(errc::internal, "pipeline '" + st.pipeline->name
@@ -167,12 +163,12 @@ pipeline_run_actor::behavior_type pipeline_fn(pipeline_ptr self,
       }
       req.inputs.clear();
       st.request = std::move(req);
+      if (st.request.outputs.empty()) // (none asked for: all of them)
+        for (auto& o : st.pipeline->outputs)
+          st.request.outputs.push_back(o.name);
       // Only the steps the requested outputs need run: walking back from those outputs.
       auto& steps = st.pipeline->pipeline;
       std::set<std::string> wanted(st.request.outputs.begin(), st.request.outputs.end());
-      if (wanted.empty())
-        for (auto& o : st.pipeline->outputs)
-          wanted.insert(o.name);
       st.started.assign(steps.size(), true);
       for (auto j = steps.size(); j-- > 0;) {
         bool makes = false;

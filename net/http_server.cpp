@@ -501,38 +501,14 @@ private:
 
   /// POST /v2/systemsharedmemory/region/{name}/register {"key", "offset"?, "byte_size"}.
   void shm_register(const std::string& name) {
-    boost::system::error_code ec;
-    auto doc = boost::json::parse(request_.body().view(), ec);
-    auto fail = [&](const std::string& what) {
-      send_error(http::status::bad_request,
-                 "registering shared memory region '" + name + "': " + what
-                   + "; expected {\"key\": \"/name\", \"offset\": bytes (optional), "
-                     "\"byte_size\": bytes}");
-    };
-    if (ec || !doc.is_object())
-      return fail(ec ? "the body is not JSON (" + ec.message() + ")" : "the body is not an object");
-    auto& o = doc.get_object();
-    for (auto& kv : o)
-      if (kv.key() != "key" && kv.key() != "offset" && kv.key() != "byte_size")
-        return fail("unknown key '" + std::string(kv.key()) + "'");
-    auto* key = o.if_contains("key");
-    auto* offset = o.if_contains("offset");
-    auto* size = o.if_contains("byte_size");
-    auto count = [](const boost::json::value* v) -> std::optional<uint64_t> {
-      if (v && v->is_uint64())
-        return v->get_uint64();
-      if (v && v->is_int64() && v->get_int64() >= 0)
-        return static_cast<uint64_t>(v->get_int64());
-      return std::nullopt;
-    };
-    if (!key || !key->is_string())
-      return fail("'key' must be a string");
-    if (offset && !count(offset))
-      return fail("'offset' must be a non-negative integer");
-    if (!count(size))
-      return fail("'byte_size' must be a non-negative integer");
-    std::string k(key->get_string());
-    auto off = offset ? *count(offset) : 0, n = *count(size);
+    auto reg = kserve::decode_shm_registration(request_.body().view());
+    if (!reg)
+      return send_error(http::status::bad_request,
+                        "registering shared memory region '" + name + "': "
+                          + error_message(reg.error())
+                          + "; expected {\"key\": \"/name\", \"offset\": bytes (optional), "
+                            "\"byte_size\": bytes}");
+    auto& [k, off, n] = *reg;
     auto region = srv_.shm.add(name, k, off, n);
     if (!region)
       return send_error(static_cast<http::status>(http_status(region.error())),

@@ -570,6 +570,31 @@ void append_json_data(std::string& out, const tensor& t) {
   out += ']';
 }
 
+caf::expected<shm_registration> decode_shm_registration(std::string_view body) {
+  json::error_code ec;
+  auto doc = json::parse(body, ec);
+  if (ec)
+    return bad("the body is not JSON (" + ec.message() + ")");
+  if (!doc.is_object())
+    return bad("the body is not an object");
+  auto& o = doc.get_object();
+  for (auto& kv : o)
+    if (kv.key() != "key" && kv.key() != "offset" && kv.key() != "byte_size")
+      return bad("unknown key '" + std::string(kv.key()) + "'");
+  shm_registration r;
+  auto* key = o.if_contains("key");
+  auto* offset = o.if_contains("offset");
+  auto* size = o.if_contains("byte_size");
+  if (!key || !key->is_string())
+    return bad("'key' must be a string");
+  if (offset && !to_int(*offset, r.offset))
+    return bad("'offset' must be a non-negative integer");
+  if (!size || !to_int(*size, r.byte_size))
+    return bad("'byte_size' must be a non-negative integer");
+  r.key = std::string(key->get_string());
+  return r;
+}
+
 caf::error write_shm_outputs(const infer_response& r, const decoded_request& req) {
   for (auto& t : r.outputs) {
     auto* shm = req.in_shm(t.name);

@@ -75,6 +75,17 @@ caf::expected<decoded_request> decode_request(std::string_view body,
                                               const memory_budget* budget = nullptr,
                                               const shm_registry* shm = nullptr);
 
+/// The body of POST /v2/systemsharedmemory/region/{name}/register.
+struct shm_registration {
+  std::string key;
+  uint64_t offset = 0;
+  uint64_t byte_size = 0;
+};
+
+/// Decodes {"key": "/name", "offset": bytes (optional), "byte_size": bytes}; the error
+/// (invalid_input) says what is wrong with it.
+caf::expected<shm_registration> decode_shm_registration(std::string_view body);
+
 /// Writes the response's outputs that `req` asked for in shared memory into their regions; an
 /// error (invalid_input) names an output larger than the room its request gave it, or a region
 /// that can no longer take it.

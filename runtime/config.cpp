@@ -612,10 +612,7 @@ bool dims_compatible(const std::vector<int64_t>& a, const std::vector<int64_t>& 
 }
 
 std::string spec_text(const tensor_spec& t) {
-  std::string s = std::string(to_string(t.dtype)) + " [";
-  for (std::size_t i = 0; i < t.dims.size(); ++i)
-    s += (i ? ", " : "") + std::to_string(t.dims[i]);
-  return s + "]";
+  return std::string(to_string(t.dtype)) + " " + shape_to_string(t.dims);
 }
 
 std::string quoted(const std::string& s) {
