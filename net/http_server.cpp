@@ -20,12 +20,12 @@
 #include "net/client_shm.hpp"
 #include "net/content_coding.hpp"
 #include "net/http_status.hpp"
+#include "net/inference.hpp"
 #include "net/kserve_codec.hpp"
 #include "net/shared_body.hpp"
 #include "net/trace_context.hpp"
 #include "runtime/error.hpp"
 #include "runtime/log.hpp"
-#include "runtime/response_cache.hpp"
 
 namespace asio = boost::asio;
 namespace beast = boost::beast;
@@ -40,9 +40,6 @@ constexpr std::string_view server_name = "actorserve/0.1";
 constexpr std::size_t header_limit = 64 * 1024;
 constexpr std::size_t read_buffer_bytes = 64 * 1024; // the session's read buffer
 constexpr int linger_ms = 5000; // reading what a client still sends after the last answer
-// Extra time the bridge waits beyond a request's own deadline: the batcher answers at the
-// deadline itself, so this only matters if an actor is lost.
-constexpr auto bridge_grace = std::chrono::seconds(2);
 
 using response_t = http::response<http::string_body>;
 
@@ -175,10 +172,6 @@ route parse_route(std::string_view target) {
   return r;
 }
 
-std::string error_body(const std::string& message) {
-  return "{\"error\":" + kserve::quote(message) + "}";
-}
-
 } // namespace
 
 struct http_server::impl {
@@ -198,21 +191,11 @@ struct http_server::impl {
   std::atomic<bool> draining{false};      // begin_drain() was called
   std::atomic<std::size_t> in_progress{0}; // requests read, response not yet written
   shm_registry shm; // the clients' shared memory regions (http.allow_shared_memory)
-  std::unordered_map<std::string, std::unique_ptr<response_cache>> caches; // by model
+  std::shared_ptr<inference> infer; // the response caches, the way to the gateway
 
-  /// The model's response cache; nullptr where it has none (response_cache_bytes 0).
-  response_cache* cache(const std::string& model) const {
-    auto it = caches.find(model);
-    return it == caches.end() ? nullptr : it->second.get();
-  }
-
-  impl(caf::actor_system& s, std::shared_ptr<handle_cell<gateway_actor>> g, std::shared_ptr<const deployment_config> c,
-       std::shared_ptr<metrics> m)
-    : sys(s), gateway(std::move(g)), cfg(std::move(c)), stats(std::move(m)) {
-    for (auto& model : cfg->models)
-      if (model.response_cache_bytes > 0)
-        caches[model.name] = std::make_unique<response_cache>(model.response_cache_bytes);
-  }
+  explicit impl(std::shared_ptr<inference> i)
+    : sys(i->system()), gateway(i->gateway()), cfg(i->config()), stats(i->stats()),
+      infer(std::move(i)) {}
 
   void accept();
   void accept_failed(const beast::error_code& ec);
@@ -589,11 +572,7 @@ private:
     ask<bool>(srv_.sys, srv_.gateway->get(), stop_time,
               [self, model, load](caf::expected<bool> res) {
                 asio::post(self->stream_.get_executor(), [self, model, load, res] {
-                  if (auto* cache = self->srv_.cache(model)) { // (the stopped model's answers)
-                    cache->clear();
-                    if (auto* mm = self->srv_.stats->model(model))
-                      mm->cache_bytes.store(0, std::memory_order_relaxed);
-                  }
+                  self->srv_.infer->clear_cache(model); // (the stopped model's answers)
                   if (!res)
                     return self->send_error(static_cast<http::status>(http_status(res.error())),
                                             error_message(res.error()));
@@ -817,79 +796,23 @@ private:
       return send_error(static_cast<http::status>(http_status(decoded.error())),
                         error_message(decoded.error()));
     }
-    auto* m = srv_.cfg->find_model(r.model);
-    auto timeout = std::chrono::microseconds(
-      decoded->request.timeout_us > 0
-        ? decoded->request.timeout_us
-        : static_cast<int64_t>(m ? m->default_timeout_us : 10'000'000));
-    auto self = shared_from_this();
-    auto options = std::make_shared<kserve::decoded_request>();
-    options->binary_output_default = decoded->binary_output_default;
-    options->binary_outputs = std::move(decoded->binary_outputs);
-    options->json_outputs = std::move(decoded->json_outputs);
-    options->shm_outputs = std::move(decoded->shm_outputs);
-    options->timing = decoded->timing;
-    options->classifications = std::move(decoded->classifications);
-    for (auto& c : options->classifications) {
-      auto* spec = m ? m->find_output(c.output) : nullptr;
-      c.labels = spec && !spec->labels.empty() ? &spec->labels : nullptr;
-      c.batched = !m || m->max_batch_size > 0;
-    }
-    // The model's response cache: an equal earlier request's answer, without the model.
-    std::shared_ptr<const response_cache::key> cache_key;
-    int64_t lookup_ns = 0;
-    auto* cache = srv_.cache(r.model);
-    if (cache && m && (r.version.empty() || r.version == m->version)
-        && decoded->request.fault.empty()) {
-      auto t0 = std::chrono::steady_clock::now();
-      auto key = response_cache::make_key(decoded->request.inputs, decoded->request.outputs);
-      auto hit = cache->find(key);
-      lookup_ns = std::chrono::duration_cast<std::chrono::nanoseconds>(
-                    std::chrono::steady_clock::now() - t0).count();
-      if (hit) {
-        if (mm)
-          mm->cache_hit.add(lookup_ns);
-        infer_response res;
-        res.model = std::move(r.model);
-        res.version = m->version;
-        res.client_id = std::move(decoded->request.client_id);
-        res.outputs = std::move(*hit);
-        options->cache_hit = true;
-        return answer(std::move(res), *options, mm);
-      }
-      cache_key = std::make_shared<const response_cache::key>(std::move(key));
-    }
+    auto options = srv_.infer->take_options(*decoded, r.model);
     decoded->request.model = std::move(r.model);
     decoded->request.version = std::move(r.version);
     decoded->request.trace_id = trace_.trace_id;
     auto gone = std::make_shared<std::atomic<bool>>(false);
     decoded->request.cancelled = gone;
-    if (mm)
-      mm->in_flight.fetch_add(1, std::memory_order_relaxed);
-    ask<infer_response>(
-      srv_.sys, srv_.gateway->get(), timeout + bridge_grace,
-      [self, options, mm, cache, cache_key, lookup_ns](caf::expected<infer_response> res) {
-        asio::post(self->stream_.get_executor(), [self, options, mm, cache, cache_key, lookup_ns,
-                                                  res = std::move(res)]() mutable {
-          self->stop_watching();
-          if (mm)
-            mm->in_flight.fetch_sub(1, std::memory_order_relaxed);
-          if (cache_key) {
-            auto t0 = std::chrono::steady_clock::now();
-            if (res)
-              cache->insert(*cache_key, res->outputs);
-            if (mm) {
-              mm->cache_miss.add(lookup_ns
-                                 + std::chrono::duration_cast<std::chrono::nanoseconds>(
-                                     std::chrono::steady_clock::now() - t0).count());
-              mm->cache_bytes.store(cache->bytes(), std::memory_order_relaxed);
-            }
-          }
-          self->answer(std::move(res), *options, mm);
-        });
-      },
-      infer_atom::value, std::move(decoded->request));
-    watch_client(std::move(gone));
+    auto self = shared_from_this();
+    srv_.infer->submit(std::move(decoded->request), options,
+                       [self, options, mm](caf::expected<infer_response> res) {
+                         asio::post(self->stream_.get_executor(),
+                                    [self, options, mm, res = std::move(res)]() mutable {
+                                      self->stop_watching();
+                                      self->answer(std::move(res), *options, mm);
+                                    });
+                       });
+    if (!options->cache_hit)
+      watch_client(std::move(gone));
   }
 
   /// Answers an inference request: its shared memory outputs written, the outcome counted, the
@@ -942,13 +865,7 @@ private:
   }
 
   /// Counts a finished inference request of a known model: outcome, latency, Triton statistics.
-  void account(model_metrics& mm, errc outcome) {
-    auto ns = std::chrono::duration_cast<std::chrono::nanoseconds>(
-                std::chrono::steady_clock::now() - received_).count();
-    mm.count_request(outcome);
-    mm.request_seconds.observe(static_cast<double>(ns) * 1e-9);
-    (outcome == errc::none ? mm.success : mm.fail).add(ns);
-  }
+  void account(model_metrics& mm, errc outcome) { inference::account(&mm, outcome, received_); }
 
   void send_error(http::status status, const std::string& message) {
     if (static_cast<unsigned>(status) >= 500)
@@ -957,7 +874,7 @@ private:
     else
       logging::debug({"http", current_model_, 0, trace_.trace_id}, "{} {}: {}",
                      static_cast<unsigned>(status), std::string(request_.target()), message);
-    send_json(status, error_body(message));
+    send_json(status, kserve::error_body(message));
   }
 
   void send_json(http::status status, std::string body) {
@@ -1152,10 +1069,8 @@ void http_server::impl::close_acceptor() {
   });
 }
 
-http_server::http_server(caf::actor_system& sys, std::shared_ptr<handle_cell<gateway_actor>> gateway,
-                         std::shared_ptr<const deployment_config> cfg,
-                         std::shared_ptr<metrics> stats)
-  : impl_(std::make_unique<impl>(sys, std::move(gateway), std::move(cfg), std::move(stats))) {
+http_server::http_server(std::shared_ptr<inference> infer)
+  : impl_(std::make_unique<impl>(std::move(infer))) {
 }
 
 http_server::~http_server() {

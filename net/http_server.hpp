@@ -10,19 +10,15 @@
 #include <caf/actor_system.hpp>
 #include <caf/expected.hpp>
 
-#include "actors/handle_cell.hpp"
-#include "actors/interfaces.hpp"
-#include "runtime/config.hpp"
-#include "runtime/metrics.hpp"
+#include "net/inference.hpp"
 
 namespace actorserve {
 
 class http_server {
 public:
-  /// `stats` counts requests by outcome and latency, and backs GET /metrics and the
-  /// statistics endpoints.
-  http_server(caf::actor_system& sys, std::shared_ptr<handle_cell<gateway_actor>> gateway,
-              std::shared_ptr<const deployment_config> cfg, std::shared_ptr<metrics> stats);
+  /// Serves `infer`'s deployment through it; its metrics count requests by outcome and latency,
+  /// and back GET /metrics and the statistics endpoints.
+  explicit http_server(std::shared_ptr<inference> infer);
   ~http_server();
 
   /// Binds the configured address and port (0 = any free port) and starts the I/O threads.

@@ -888,4 +888,8 @@ std::string encode_model_metadata(const model_config& m) {
          + ",\"outputs\":" + specs(m.outputs) + "}";
 }
 
+std::string error_body(const std::string& message) {
+  return "{\"error\":" + quote(message) + "}";
+}
+
 } // namespace actorserve::kserve

@@ -118,6 +118,9 @@ std::string encode_model_metadata(const model_config& m);
 /// parameters), for Triton's clients and tools (get_model_config).
 std::string encode_model_config(const model_config& m);
 
+/// The protocol's error body: {"error": message}.
+std::string error_body(const std::string& message);
+
 /// `s` as a quoted, escaped JSON string (bytes that are not UTF-8 become U+FFFD: json_quote).
 std::string quote(std::string_view s);
 

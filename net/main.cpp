@@ -16,6 +16,9 @@
 #include "actors/supervisor.hpp"
 #include "actors/worker_process.hpp"
 #include "net/http_server.hpp"
+#if ACTORSERVE_WITH_REDIS
+#include "net/redis_ingress.hpp"
+#endif
 #include "runtime/config.hpp"
 #include "runtime/error.hpp"
 #include "runtime/log.hpp"
@@ -165,6 +168,13 @@ int serve(int argc, char** argv) {
                  "(libcaf_openssl/OpenSSL were not found when it was built)\n";
     return 1;
   }
+#if !ACTORSERVE_WITH_REDIS
+  if (!cfg->server.queues.empty()) {
+    std::cerr << "actorserve: server.queues is set but this build has no event-queue ingress "
+                 "(hiredis, libhiredis-dev, was not found when it was built)\n";
+    return 1;
+  }
+#endif
   configure_cluster(sys_cfg, cluster);
   if (cfg->server.scheduler_threads > 0)
     sys_cfg.set("scheduler.max-threads", static_cast<size_t>(cfg->server.scheduler_threads));
@@ -213,7 +223,8 @@ int serve(int argc, char** argv) {
         ::kill(::getpid(), SIGTERM);
       }
     });
-    http_server server{sys, node.gateway, cfg, stats};
+    auto infer = std::make_shared<inference>(sys, node.gateway, cfg, stats);
+    http_server server{infer};
     auto bound = server.start();
     if (!bound) {
       std::cerr << "actorserve: " << error_message(bound.error()) << "\n";
@@ -222,6 +233,22 @@ int serve(int argc, char** argv) {
         caf::anon_send_exit(b, caf::exit_reason::user_shutdown);
       return 1;
     }
+#if ACTORSERVE_WITH_REDIS
+    std::vector<std::unique_ptr<redis_ingress>> queues;
+    for (auto& q : cfg->server.queues) {
+      queues.push_back(std::make_unique<redis_ingress>(infer, q));
+      queues.back()->start();
+    }
+    auto queues_in_progress = [&] {
+      std::size_t n = 0;
+      for (auto& q : queues)
+        n += q->in_progress();
+      return n;
+    };
+#else
+    auto queues_in_progress = [] { return std::size_t{0}; };
+#endif
+    auto in_progress = [&] { return server.requests_in_progress() + queues_in_progress(); };
     auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(
                 std::chrono::steady_clock::now() - t0).count();
     std::printf("actorserve: listening on http://%s:%u (%zu models, %lld ms after start)\n",
@@ -235,21 +262,30 @@ int serve(int argc, char** argv) {
     // (Not when the root supervisor gave up: nothing would answer what is in flight.)
     auto drain = std::chrono::milliseconds(core_failed ? 0 : cfg->server.http.drain_timeout_ms);
     logging::info({"main"}, "received signal {}: draining ({} requests in progress, up to {} ms)",
-                  sig, server.requests_in_progress(), drain.count());
+                  sig, in_progress(), drain.count());
     server.begin_drain();
+#if ACTORSERVE_WITH_REDIS
+    for (auto& q : queues)
+      q->begin_drain(); // (entries not read stay in their streams for the other nodes)
+#endif
     auto deadline = std::chrono::steady_clock::now() + drain;
-    while (server.requests_in_progress() > 0 && std::chrono::steady_clock::now() < deadline) {
+    while (in_progress() > 0 && std::chrono::steady_clock::now() < deadline) {
       timespec tick{0, 10'000'000};
       if (sigtimedwait(&signals, nullptr, &tick) > 0) {
         logging::warn({"main"}, "second signal: stopping without waiting for {} requests",
-                      server.requests_in_progress());
+                      in_progress());
         break;
       }
     }
-    if (auto left = server.requests_in_progress(); left > 0)
+    if (auto left = in_progress(); left > 0)
       logging::warn({"main"}, "{} requests still unanswered at the end of the drain: their "
-                              "connections are closed", left);
+                              "connections are closed (queue entries stay pending for the "
+                              "group)", left);
     logging::info({"main"}, "shutting down");
+#if ACTORSERVE_WITH_REDIS
+    for (auto& q : queues)
+      q->stop();
+#endif
     server.stop();
     caf::anon_send_exit(supervisor, caf::exit_reason::user_shutdown);
     for (auto& b : node.brokers)

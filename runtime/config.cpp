@@ -287,6 +287,45 @@ private:
   std::set<std::string> seen_;
 };
 
+/// Reads one element of "server.queues" (checked against the models by check_queues).
+void read_queue(reader& q, queue_config& c) {
+  q.string("name", c.name);
+  q.string("stream", c.stream, true);
+  if (q.has("stream") && c.stream.empty())
+    q.fail(q.sub("stream"), "must not be empty");
+  q.object("redis", [&](reader& r) {
+    r.string("host", c.redis_host);
+    if (c.redis_host.empty())
+      r.fail(r.sub("host"), "must not be empty");
+    r.integer("port", c.redis_port, 1, 65535);
+    r.integer("db", c.redis_db, 0, 1'000'000);
+    r.string("username", c.redis_username);
+    r.string("password_env", c.redis_password_env);
+    if (!c.redis_username.empty() && c.redis_password_env.empty())
+      r.fail(r.sub("username"), "a username needs password_env (the variable with its password)");
+  });
+  q.string("group", c.group);
+  if (c.group.empty())
+    q.fail(q.sub("group"), "must not be empty");
+  q.string("consumer", c.consumer);
+  q.string("model", c.model);
+  q.string("reply_stream", c.reply_stream);
+  q.integer("reply_maxlen", c.reply_maxlen, 0);
+  q.integer("max_in_flight", c.max_in_flight, 1, 1'000'000);
+  q.integer("max_entry_bytes", c.max_entry_bytes, 1024);
+  q.integer("claim_idle_ms", c.claim_idle_ms, 1000);
+  q.integer("max_deliveries", c.max_deliveries, 1, 1000);
+  q.boolean("delete_answered", c.delete_answered);
+  q.integer("connect_timeout_ms", c.connect_timeout_ms, 1, 600'000);
+  q.integer("reconnect_max_ms", c.reconnect_max_ms, 100, 3'600'000);
+  if (c.name.empty())
+    c.name = c.stream;
+  if (c.reply_stream.empty() && !c.stream.empty())
+    c.reply_stream = c.stream + ":replies";
+  if (c.reply_stream == c.stream && !c.stream.empty())
+    q.fail(q.sub("reply_stream"), "must differ from the stream requests come from");
+}
+
 /// Reads the "server.http" object.
 void read_http(reader& r, http_config& h) {
   r.string("address", h.address);
@@ -382,6 +421,14 @@ void read_server(reader& r, server_config& s, const std::string& base_dir) {
       c.fail("server.cluster.seeds", "a worker node needs at least one seed (a front node)");
     if (cl.role == "front" && cl.listen_port == 0)
       c.fail("server.cluster.listen.port", "a front node needs a port for worker nodes to join");
+  });
+  r.array("queues", false, [&](const std::string& path, const json::value& v) {
+    reader q(r.errors(), path, v);
+    if (!q.ok())
+      return;
+    queue_config c;
+    read_queue(q, c);
+    s.queues.push_back(std::move(c));
   });
   r.object("supervision", [&](reader& sv) {
     read_restart(sv, "server.supervision", s.supervision.restart);
@@ -623,6 +670,42 @@ std::string quoted(const std::string& s) {
 /// pipeline, its inputs all come from pipeline tensors that exist by then with the datatype and
 /// dims it takes, its outputs name new tensors, rows pass through, and every output of the
 /// pipeline is made by a step.
+/// server.queues against the rest: a queue's model exists, names and streams are not taken
+/// twice, and an entry still in progress can never look abandoned to the other nodes (its
+/// claim_idle_ms exceeds the longest a request may take).
+void check_queues(const deployment_config& cfg, std::vector<std::string>& errors) {
+  uint64_t longest_us = 0;
+  for (auto& m : cfg.models)
+    longest_us = std::max(longest_us, m.max_timeout_us);
+  for (std::size_t i = 0; i < cfg.server.queues.size(); ++i) {
+    auto& q = cfg.server.queues[i];
+    auto path = "server.queues[" + std::to_string(i) + "]";
+    if (cfg.server.cluster.role == "worker")
+      errors.push_back(path + ": a worker node (server.cluster.role \"worker\") takes no "
+                              "requests; configure queues on the front nodes");
+    if (!q.model.empty() && !cfg.find_model(q.model))
+      errors.push_back(path + ".model: no model named \"" + q.model + "\" in models");
+    for (std::size_t j = 0; j < i; ++j) {
+      auto& o = cfg.server.queues[j];
+      if (o.name == q.name)
+        errors.push_back(path + ".name: \"" + q.name + "\" is server.queues[" + std::to_string(j)
+                         + "]'s name too");
+      else if (o.stream == q.stream && o.group == q.group && o.redis_host == q.redis_host
+               && o.redis_port == q.redis_port && o.redis_db == q.redis_db)
+        errors.push_back(path + ".stream: server.queues[" + std::to_string(j)
+                         + "] reads the same stream with the same group");
+    }
+    // The longest a read entry stays unanswered: its request's timeout, plus the time to write
+    // its answer. Another node takes over an entry idle for claim_idle_ms.
+    uint64_t needed_ms = longest_us / 1000 + 2000;
+    if (q.claim_idle_ms < needed_ms)
+      errors.push_back(path + ".claim_idle_ms: must be >= " + std::to_string(needed_ms)
+                       + " (the longest request timeout, models' max_timeout_us, plus 2 s), got "
+                       + std::to_string(q.claim_idle_ms)
+                       + ": an entry still in progress would be taken for a failed node's");
+  }
+}
+
 void check_pipelines(const deployment_config& cfg, std::vector<std::string>& errors) {
   for (std::size_t i = 0; i < cfg.models.size(); ++i) {
     auto& p = cfg.models[i];
@@ -925,6 +1008,7 @@ parse_deployment(const std::string& json_text, const std::string& base_dir,
       if (auto mv = root.get("models"); mv && mv->is_array() && mv->get_array().empty())
         errors.push_back("models: must list at least one model");
       check_pipelines(cfg, errors);
+      check_queues(cfg, errors);
     }
   }
   for (auto& e : errors)

@@ -63,9 +63,35 @@ struct cluster_config {
   bool tls() const { return !tls_certificate.empty(); }
 };
 
+/// A Redis stream this node takes inference requests from (server.queues[]): its entries are
+/// read through a consumer group (each entry goes to one node of those sharing the group),
+/// answered on a reply stream and acknowledged once answered. config/README.md explains each key.
+struct queue_config {
+  std::string name;            // for logs and metrics; default: the stream's name
+  std::string redis_host = "127.0.0.1";
+  uint16_t redis_port = 6379;
+  uint32_t redis_db = 0;
+  std::string redis_username;  // with a password: Redis 6 ACL user
+  std::string redis_password_env; // the environment variable holding the password ("" = none)
+  std::string stream;          // required
+  std::string group = "actorserve";
+  std::string consumer;        // default: the host name and process id
+  std::string model;           // entries without a "model" field go to it ("" = they must name one)
+  std::string reply_stream;    // answers to entries without "reply_to"; default: stream + ":replies"
+  uint64_t reply_maxlen = 100'000; // reply streams trimmed (approximately) to this; 0 = never
+  uint32_t max_in_flight = 128;    // entries read and not yet answered
+  uint64_t max_entry_bytes = 64ull << 20; // an entry's body; larger ones are answered 413
+  uint32_t claim_idle_ms = 120'000; // an entry pending this long on another consumer is taken over
+  uint32_t max_deliveries = 3;  // an entry delivered this often without an answer is not run again
+  bool delete_answered = true;  // XDEL an entry once answered (the stream holds only open work)
+  uint32_t connect_timeout_ms = 2000;
+  uint32_t reconnect_max_ms = 5000; // reconnection backoff's ceiling (from 100 ms, doubling)
+};
+
 struct server_config {
   http_config http;
   cluster_config cluster;
+  std::vector<queue_config> queues; // event-queue ingress (Redis streams)
   uint32_t scheduler_threads = 0; // CAF worker threads; 0 = CAF's default
   std::string scheduler_policy = "sharing"; // CAF scheduler: "sharing" or "stealing"
   std::string log_level = "info"; // trace, debug, info, warn, error, off

@@ -162,6 +162,17 @@ metrics::metrics(const deployment_config& cfg) {
     models_.emplace(m.name, std::make_unique<model_metrics>(m, cfg.server.cluster.role != "front"));
     order_.push_back(m.name);
   }
+  for (auto& q : cfg.server.queues) {
+    queues_.push_back(std::make_unique<queue_metrics>());
+    queues_.back()->name = q.name;
+  }
+}
+
+queue_metrics* metrics::queue(const std::string& name) {
+  for (auto& q : queues_)
+    if (q->name == name)
+      return q.get();
+  return nullptr;
 }
 
 model_metrics* metrics::model(const std::string& name) {
@@ -304,9 +315,52 @@ std::string metrics::prometheus_text() const {
       total.gauge.value = static_cast<double>(g.memory_total);
       gpu_total.metric.push_back(std::move(total));
     }
+  auto q_read = family("actorserve_queue_entries_read_total",
+                       "Entries of an event queue delivered to this node", MetricType::Counter);
+  auto q_claimed = family("actorserve_queue_entries_claimed_total",
+                          "Entries taken over from a consumer that stopped answering them",
+                          MetricType::Counter);
+  auto q_given_up = family("actorserve_queue_entries_given_up_total",
+                           "Entries delivered max_deliveries times: answered without running",
+                           MetricType::Counter);
+  auto q_answers = family("actorserve_queue_answers_total",
+                          "Answers written to reply streams, by status code", MetricType::Counter);
+  auto q_in_flight = family("actorserve_queue_entries_in_flight",
+                            "Entries read and not yet answered", MetricType::Gauge);
+  auto q_errors = family("actorserve_queue_redis_errors_total",
+                         "Failed connections and commands to an event queue's Redis",
+                         MetricType::Counter);
+  auto q_up = family("actorserve_queue_redis_connections",
+                     "Connections to an event queue's Redis that are up (a reader and a writer)",
+                     MetricType::Gauge);
+  for (auto& q : queues_) {
+    auto counter = [&](MetricFamily& f, uint64_t v) {
+      auto c = with_labels({{"queue", q->name}});
+      c.counter.value = static_cast<double>(v);
+      f.metric.push_back(std::move(c));
+    };
+    auto gauge = [&](MetricFamily& f, int64_t v) {
+      auto g = with_labels({{"queue", q->name}});
+      g.gauge.value = static_cast<double>(v);
+      f.metric.push_back(std::move(g));
+    };
+    counter(q_read, load(q->entries_read));
+    counter(q_claimed, load(q->entries_claimed));
+    counter(q_given_up, load(q->entries_given_up));
+    counter(q_errors, load(q->redis_errors));
+    gauge(q_in_flight, q->in_flight.load(std::memory_order_relaxed));
+    gauge(q_up, q->redis_up.load(std::memory_order_relaxed));
+    for (std::size_t code = 0; code < q->answers.size(); ++code)
+      if (auto n = load(q->answers[code])) {
+        auto c = with_labels({{"queue", q->name}, {"code", std::to_string(code)}});
+        c.counter.value = static_cast<double>(n);
+        q_answers.metric.push_back(std::move(c));
+      }
+  }
   for (auto* f : {&requests, &latency, &queue, &compute, &rows, &depth, &in_flight, &batches,
                   &state, &restarts, &retries, &breakers, &cache_hits, &cache_misses,
-                  &cache_bytes, &http, &bodies, &gpu_util, &gpu_used, &gpu_total})
+                  &cache_bytes, &http, &bodies, &gpu_util, &gpu_used, &gpu_total, &q_read,
+                  &q_claimed, &q_given_up, &q_answers, &q_in_flight, &q_errors, &q_up})
     if (!f->metric.empty())
       out.push_back(std::move(*f));
   return prometheus::TextSerializer{}.Serialize(out);

@@ -114,6 +114,18 @@ private:
   std::vector<std::unique_ptr<worker_metrics>> workers_;
 };
 
+/// One event queue's ingress (server.queues[]): entries read and answered, and its Redis link.
+struct queue_metrics {
+  std::string name;
+  std::atomic<uint64_t> entries_read{0};     // delivered to this node (new, own history, claimed)
+  std::atomic<uint64_t> entries_claimed{0};  // taken over from a consumer that stopped answering
+  std::atomic<uint64_t> entries_given_up{0}; // delivered max_deliveries times: answered, not run
+  std::array<std::atomic<uint64_t>, 600> answers{}; // answers written, by status code
+  std::atomic<int64_t> in_flight{0};         // read, answer not yet written
+  std::atomic<uint64_t> redis_errors{0};     // failed connections and commands
+  std::atomic<int64_t> redis_up{0};          // connections to Redis that are up (0..2)
+};
+
 class metrics {
 public:
   explicit metrics(const deployment_config& cfg);
@@ -121,6 +133,9 @@ public:
   /// nullptr for a model the deployment does not have. The map is fixed after construction,
   /// so lookups need no lock.
   model_metrics* model(const std::string& name);
+
+  /// nullptr for a queue the deployment does not have (fixed after construction, like models).
+  queue_metrics* queue(const std::string& name);
 
   /// HTTP responses by status code (also those for no model: 404s, bad routes).
   void count_http_response(unsigned status) noexcept;
@@ -141,6 +156,7 @@ public:
 private:
   std::unordered_map<std::string, std::unique_ptr<model_metrics>> models_;
   std::vector<std::string> order_; // deployment order, for stable output
+  std::vector<std::unique_ptr<queue_metrics>> queues_;
   std::array<std::atomic<uint64_t>, 600> http_responses_{};
   std::unique_ptr<gpu_monitor> gpu_;
 };

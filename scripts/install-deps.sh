@@ -6,7 +6,8 @@ cd "$(dirname "$0")/.."
 
 debs=(build-essential cmake ccache pkg-config python3-venv
       libcaf-dev libssl-dev libboost1.81-dev libboost-json1.81-dev
-      catch2 libspdlog-dev prometheus-cpp-dev curl prometheus openssl)
+      catch2 libspdlog-dev prometheus-cpp-dev curl prometheus openssl
+      libhiredis-dev redis-server)
 missing=()
 for p in "${debs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -28,5 +29,9 @@ fi
 # Triton's own HTTP client: the integration tests check protocol compatibility with it.
 if ! .venv/bin/python -c 'import tritonclient.http' 2>/dev/null; then
   .venv/bin/pip install -q --disable-pip-version-check "tritonclient[http]"
+fi
+# A Redis client for the event-queue examples and benchmark (examples/queue/).
+if ! .venv/bin/python -c 'import redis' 2>/dev/null; then
+  .venv/bin/pip install -q --disable-pip-version-check redis
 fi
 echo "install-deps: done"

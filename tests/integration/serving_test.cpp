@@ -1574,7 +1574,9 @@ TEST_CASE("model control with isolated workers: unload ends their processes, loa
   CHECK(c.post("/v2/models/scale/infer", infer_body()).status == 404);
   REQUIRE(c.post("/v2/repository/models/scale/load", "").status == 200);
   check_still_serving(srv.port());
-  CHECK(occurrences(srv.log(), "worker scale/cpu/0 is ready") == 2);
+  // (The model is ready with its first ready worker: the other may come a moment later.)
+  CHECK(eventually([&] { return occurrences(srv.log(), "worker scale/cpu/0 is ready") == 2; },
+                   std::chrono::seconds(10)));
   auto second = isolated_pid(srv.log(), "scale/cpu/0");
   CHECK(second != first);
   CHECK(process_alive(second));

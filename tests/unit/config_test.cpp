@@ -424,3 +424,54 @@ TEST_CASE("an output's labels file is read at load, a missing one is an error", 
         == "models[0].inputs[0].labels: unknown key");
   std::filesystem::remove_all(dir);
 }
+
+TEST_CASE("server.queues: defaults, and errors that name the queue's key", "[config][queue]") {
+  auto cfg = parse_deployment(
+    deployment(model_json(), R"({"queues": [{"stream": "jobs"}, {"stream": "jobs", "group": "g2",
+      "name": "second", "model": "m", "redis": {"host": "redis.local", "port": 6380, "db": 2},
+      "reply_stream": "answers", "max_in_flight": 8, "delete_answered": false}]})"),
+    "", backends);
+  REQUIRE(cfg);
+  REQUIRE(cfg->server.queues.size() == 2);
+  auto& q = cfg->server.queues[0];
+  CHECK(q.name == "jobs");
+  CHECK(q.reply_stream == "jobs:replies");
+  CHECK(q.group == "actorserve");
+  CHECK(q.redis_host == "127.0.0.1");
+  CHECK(q.redis_port == 6379);
+  CHECK(q.max_in_flight == 128);
+  CHECK(q.claim_idle_ms == 120'000);
+  CHECK(q.max_deliveries == 3);
+  CHECK(q.delete_answered);
+  auto& q2 = cfg->server.queues[1];
+  CHECK(q2.name == "second");
+  CHECK(q2.model == "m");
+  CHECK(q2.redis_host == "redis.local");
+  CHECK(q2.redis_port == 6380);
+  CHECK(q2.redis_db == 2);
+  CHECK(q2.reply_stream == "answers");
+  CHECK_FALSE(q2.delete_answered);
+
+  auto err = errors_of(deployment(model_json(), R"({"queues": [{"model": "nope"}]})"));
+  CHECK_THAT(err, Catch::Contains("server.queues[0].stream: required key is missing"));
+  CHECK_THAT(err, Catch::Contains("server.queues[0].model: no model named \"nope\""));
+  err = errors_of(deployment(model_json(), R"({"queues": [{"stream": "s", "colour": 1}]})"));
+  CHECK_THAT(err, Catch::Contains("server.queues[0].colour"));
+  err = errors_of(deployment(model_json(), R"({"queues": [{"stream": "s", "reply_stream": "s"}]})"));
+  CHECK_THAT(err, Catch::Contains("server.queues[0].reply_stream: must differ"));
+  err = errors_of(deployment(model_json(), R"({"queues": [{"stream": "s"}, {"stream": "s"}]})"));
+  CHECK_THAT(err, Catch::Contains("server.queues[1].name: \"s\" is server.queues[0]'s name too"));
+  err = errors_of(deployment(model_json(),
+                             R"({"queues": [{"stream": "s"}, {"stream": "s", "name": "t"}]})"));
+  CHECK_THAT(err, Catch::Contains("server.queues[1].stream: server.queues[0] reads the same "
+                                  "stream with the same group"));
+  err = errors_of(deployment(model_json(R"(, "max_timeout_us": 60000000)"),
+                             R"({"queues": [{"stream": "s", "claim_idle_ms": 30000}]})"));
+  CHECK_THAT(err, Catch::Contains("server.queues[0].claim_idle_ms: must be >= 62000"));
+  err = errors_of(deployment(model_json(), R"({"queues": [{"stream": "s", "redis":
+    {"username": "u"}}]})"));
+  CHECK_THAT(err, Catch::Contains("server.queues[0].redis.username: a username needs password_env"));
+  err = errors_of(deployment(model_json(), R"({"cluster": {"role": "worker", "seeds":
+    ["127.0.0.1:1"]}, "queues": [{"stream": "s"}]})"));
+  CHECK_THAT(err, Catch::Contains("server.queues[0]: a worker node"));
+}

@@ -1,0 +1,115 @@
+#include "net/inference.hpp"
+
+#include "net/actor_bridge.hpp"
+
+namespace actorserve {
+
+inference::inference(caf::actor_system& sys, std::shared_ptr<handle_cell<gateway_actor>> gateway,
+                     std::shared_ptr<const deployment_config> cfg, std::shared_ptr<metrics> stats)
+  : sys_(sys), gateway_(std::move(gateway)), cfg_(std::move(cfg)), stats_(std::move(stats)) {
+  for (auto& model : cfg_->models)
+    if (model.response_cache_bytes > 0)
+      caches_[model.name] = std::make_unique<response_cache>(model.response_cache_bytes);
+}
+
+response_cache* inference::cache(const std::string& model) const {
+  auto it = caches_.find(model);
+  return it == caches_.end() ? nullptr : it->second.get();
+}
+
+inference::options_ptr inference::take_options(kserve::decoded_request& decoded,
+                                               const std::string& model) const {
+  auto options = std::make_shared<kserve::decoded_request>();
+  options->binary_output_default = decoded.binary_output_default;
+  options->binary_outputs = std::move(decoded.binary_outputs);
+  options->json_outputs = std::move(decoded.json_outputs);
+  options->shm_outputs = std::move(decoded.shm_outputs);
+  options->timing = decoded.timing;
+  options->classifications = std::move(decoded.classifications);
+  auto* m = cfg_->find_model(model);
+  for (auto& c : options->classifications) {
+    auto* spec = m ? m->find_output(c.output) : nullptr;
+    c.labels = spec && !spec->labels.empty() ? &spec->labels : nullptr;
+    c.batched = !m || m->max_batch_size > 0;
+  }
+  return options;
+}
+
+std::chrono::microseconds inference::timeout_of(const infer_request& req) const {
+  auto* m = cfg_->find_model(req.model);
+  return std::chrono::microseconds(req.timeout_us > 0
+                                     ? req.timeout_us
+                                     : static_cast<int64_t>(m ? m->default_timeout_us
+                                                              : 10'000'000));
+}
+
+void inference::submit(infer_request req, const options_ptr& options, done_fn done) {
+  auto* m = cfg_->find_model(req.model);
+  auto* mm = stats_->model(req.model);
+  // The model's response cache: an equal earlier request's answer, without the model.
+  std::shared_ptr<const response_cache::key> cache_key;
+  int64_t lookup_ns = 0;
+  auto* cache = this->cache(req.model);
+  if (cache && m && (req.version.empty() || req.version == m->version) && req.fault.empty()) {
+    auto t0 = std::chrono::steady_clock::now();
+    auto key = response_cache::make_key(req.inputs, req.outputs);
+    auto hit = cache->find(key);
+    lookup_ns = std::chrono::duration_cast<std::chrono::nanoseconds>(
+                  std::chrono::steady_clock::now() - t0).count();
+    if (hit) {
+      if (mm)
+        mm->cache_hit.add(lookup_ns);
+      infer_response res;
+      res.model = std::move(req.model);
+      res.version = m->version;
+      res.client_id = std::move(req.client_id);
+      res.outputs = std::move(*hit);
+      options->cache_hit = true;
+      return done(std::move(res));
+    }
+    cache_key = std::make_shared<const response_cache::key>(std::move(key));
+  }
+  if (mm)
+    mm->in_flight.fetch_add(1, std::memory_order_relaxed);
+  auto timeout = timeout_of(req);
+  ask<infer_response>(
+    sys_, gateway_->get(), timeout + bridge_grace,
+    [mm, cache, cache_key, lookup_ns, done = std::move(done)](caf::expected<infer_response> res) {
+      if (mm)
+        mm->in_flight.fetch_sub(1, std::memory_order_relaxed);
+      if (cache_key) {
+        auto t0 = std::chrono::steady_clock::now();
+        if (res)
+          cache->insert(*cache_key, res->outputs);
+        if (mm) {
+          mm->cache_miss.add(lookup_ns
+                             + std::chrono::duration_cast<std::chrono::nanoseconds>(
+                                 std::chrono::steady_clock::now() - t0).count());
+          mm->cache_bytes.store(cache->bytes(), std::memory_order_relaxed);
+        }
+      }
+      done(std::move(res));
+    },
+    infer_atom::value, std::move(req));
+}
+
+void inference::account(model_metrics* mm, errc outcome,
+                        std::chrono::steady_clock::time_point received) {
+  if (!mm)
+    return;
+  auto ns = std::chrono::duration_cast<std::chrono::nanoseconds>(
+              std::chrono::steady_clock::now() - received).count();
+  mm->count_request(outcome);
+  mm->request_seconds.observe(static_cast<double>(ns) * 1e-9);
+  (outcome == errc::none ? mm->success : mm->fail).add(ns);
+}
+
+void inference::clear_cache(const std::string& model) {
+  if (auto* c = cache(model)) {
+    c->clear();
+    if (auto* mm = stats_->model(model))
+      mm->cache_bytes.store(0, std::memory_order_relaxed);
+  }
+}
+
+} // namespace actorserve
