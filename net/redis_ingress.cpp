@@ -1,5 +1,6 @@
 #include "net/redis_ingress.hpp"
 
+#include <pthread.h>
 #include <unistd.h>
 
 #include <condition_variable>
@@ -30,7 +31,7 @@ namespace actorserve {
 
 namespace {
 
-constexpr std::size_t read_batch = 64;   // entries per XREADGROUP or XAUTOCLAIM, at most
+constexpr std::size_t read_batch = 256;  // entries per XREADGROUP or XAUTOCLAIM, at most
 constexpr std::size_t write_batch = 256; // answers per MULTI/EXEC, at most
 constexpr auto block_time = 1000ms;      // XREADGROUP BLOCK: also how soon a drain stops reading
 constexpr auto retry_initial = 50ms;     // a request the model could not take yet (not ready,
@@ -458,16 +459,19 @@ struct redis_ingress::impl : std::enable_shared_from_this<impl> {
 
   // ---- writer ---------------------------------------------------------------------------------
 
-  /// MULTI, then per answer XADD (reply stream), XACK and XDEL (delete_answered), then EXEC.
+  /// MULTI, an XADD per answer (to its reply stream), one XACK and one XDEL (delete_answered)
+  /// of all the batch's entries, EXEC.
   std::vector<std::vector<std::string>> commands_for(const std::vector<outgoing>& batch) const {
     std::vector<std::vector<std::string>> cmds;
+    cmds.reserve(batch.size() + 4);
     cmds.push_back({"MULTI"});
+    std::vector<std::string> xack{"XACK", cfg.stream, cfg.group};
+    std::vector<std::string> xdel{"XDEL", cfg.stream};
     for (auto& o : batch) {
       if (!o.reply_to.empty()) {
         std::vector<std::string> xadd{"XADD", o.reply_to};
-        if (cfg.reply_maxlen > 0) {
+        if (cfg.reply_maxlen > 0)
           xadd.insert(xadd.end(), {"MAXLEN", "~", std::to_string(cfg.reply_maxlen)});
-        }
         xadd.push_back("*");
         for (auto& [k, v] : o.fields) {
           xadd.push_back(k);
@@ -475,10 +479,12 @@ struct redis_ingress::impl : std::enable_shared_from_this<impl> {
         }
         cmds.push_back(std::move(xadd));
       }
-      cmds.push_back({"XACK", cfg.stream, cfg.group, o.entry_id});
-      if (cfg.delete_answered)
-        cmds.push_back({"XDEL", cfg.stream, o.entry_id});
+      xack.push_back(o.entry_id);
+      xdel.push_back(o.entry_id);
     }
+    cmds.push_back(std::move(xack));
+    if (cfg.delete_answered)
+      cmds.push_back(std::move(xdel));
     cmds.push_back({"EXEC"});
     return cmds;
   }
@@ -493,18 +499,17 @@ struct redis_ingress::impl : std::enable_shared_from_this<impl> {
                      batch.size(), exec.str);
       return;
     }
-    std::size_t i = 0;
+    std::size_t i = 0; // EXEC's results: the XADDs first, in the batch's order
     for (auto& o : batch) {
-      if (!o.reply_to.empty()) {
-        if (i < exec.elements.size() && exec.elements[i].is_error()) {
-          qm->redis_errors.fetch_add(1, std::memory_order_relaxed);
-          logging::error(log(), "queue '{}': the answer to entry {} (status {}) could not be "
-                                "added to '{}': {}", cfg.name, o.entry_id, o.status, o.reply_to,
-                         exec.elements[i].str);
-        }
-        ++i;
+      if (o.reply_to.empty())
+        continue;
+      if (i < exec.elements.size() && exec.elements[i].is_error()) {
+        qm->redis_errors.fetch_add(1, std::memory_order_relaxed);
+        logging::error(log(), "queue '{}': the answer to entry {} (status {}) could not be "
+                              "added to '{}': {}", cfg.name, o.entry_id, o.status, o.reply_to,
+                       exec.elements[i].str);
       }
-      i += cfg.delete_answered ? 2 : 1;
+      ++i;
     }
   }
 
@@ -580,9 +585,19 @@ redis_ingress::~redis_ingress() {
 void redis_ingress::start() {
   auto& d = *impl_;
   d.work.emplace(d.ioc.get_executor());
-  d.job_thread = std::thread([&d] { d.ioc.run(); });
-  d.reader_thread = std::thread([&d] { d.reader_loop(); });
-  d.writer_thread = std::thread([&d] { d.writer_loop(); });
+  // (Named for top -H and debuggers: 15 characters at most.)
+  d.job_thread = std::thread([&d] {
+    pthread_setname_np(pthread_self(), "queue.jobs");
+    d.ioc.run();
+  });
+  d.reader_thread = std::thread([&d] {
+    pthread_setname_np(pthread_self(), "queue.read");
+    d.reader_loop();
+  });
+  d.writer_thread = std::thread([&d] {
+    pthread_setname_np(pthread_self(), "queue.write");
+    d.writer_loop();
+  });
 }
 
 void redis_ingress::begin_drain() {

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The event-queue ingress measured end to end on loopback: a redis-server (no persistence), a node
 # serving the quickstart's MLP from stream "jobs", and examples/queue/queue_bench.py against it:
-# closed-loop clients at each concurrency, then a backlog burst. For comparison, the same model
+# a backlog of 50,000 entries added before the node starts (the node's own rate), then
+# closed-loop clients at each concurrency. For comparison, the same model
 # over HTTP: examples/bench/http_quick.sh. Usage: examples/queue/bench.sh [SECONDS] [CONCURRENCIES...]
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -23,6 +24,8 @@ cfg["server"]["queues"] = [{"stream": "jobs", "model": "mlp", "redis": {"port": 
                             "max_in_flight": 512}]
 json.dump(cfg, open(sys.argv[1], "w"))
 PY
+until redis-cli -p $redis_port ping >/dev/null 2>&1; do sleep 0.05; done
+.venv/bin/python examples/queue/queue_bench.py --port $redis_port --mode fill --count 50000
 build/net/actorserve serve --config "$work/queue.json" --port $http_port 2>"$work/node.log" >/dev/null &
 node=$!
 trap 'kill $node $redis 2>/dev/null || true; rm -rf "$work"' EXIT
@@ -30,8 +33,8 @@ until curl -sf localhost:$http_port/v2/health/ready >/dev/null; do
   kill -0 $node 2>/dev/null || { echo "the node exited:"; cat "$work/node.log"; exit 1; }
   sleep 0.01
 done
+.venv/bin/python examples/queue/queue_bench.py --port $redis_port --mode drain --count 50000
 for c in $concurrencies; do
   .venv/bin/python examples/queue/queue_bench.py --port $redis_port --mode closed --concurrency "$c" --seconds "$secs"
 done
-.venv/bin/python examples/queue/queue_bench.py --port $redis_port --mode burst --count 20000
 curl -s localhost:$http_port/metrics | grep -E '^actorserve_queue_(answers_total|entries_read_total|redis_errors_total)'
