@@ -105,9 +105,14 @@ struct redis_ingress::impl : std::enable_shared_from_this<impl> {
     redis_opts.port = cfg.redis_port;
     redis_opts.db = cfg.redis_db;
     redis_opts.username = cfg.redis_username;
-    if (!cfg.redis_password_env.empty())
+    if (!cfg.redis_password_env.empty()) {
       if (const char* pw = std::getenv(cfg.redis_password_env.c_str()))
         redis_opts.password = pw;
+      else
+        logging::warn({"queue"}, "queue '{}': redis.password_env names {}, which is not set: "
+                                 "connecting without a password", cfg.name,
+                      cfg.redis_password_env);
+    }
     redis_opts.connect_timeout = std::chrono::milliseconds(cfg.connect_timeout_ms);
     qm = infer->stats()->queue(cfg.name);
     if (!qm)

@@ -685,6 +685,10 @@ void check_queues(const deployment_config& cfg, std::vector<std::string>& errors
                               "requests; configure queues on the front nodes");
     if (!q.model.empty() && !cfg.find_model(q.model))
       errors.push_back(path + ".model: no model named \"" + q.model + "\" in models");
+    for (std::size_t j = 0; j < cfg.server.queues.size(); ++j)
+      if (j != i && cfg.server.queues[j].stream == q.reply_stream)
+        errors.push_back(path + ".reply_stream: \"" + q.reply_stream + "\" is the stream "
+                         + "server.queues[" + std::to_string(j) + "] reads requests from");
     for (std::size_t j = 0; j < i; ++j) {
       auto& o = cfg.server.queues[j];
       if (o.name == q.name)

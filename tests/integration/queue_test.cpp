@@ -28,8 +28,11 @@ public:
   explicit redis(uint16_t port) {
     timeval tv{5, 0};
     c_ = redisConnectWithTimeout("127.0.0.1", port, tv);
-    if (!c_ || c_->err)
+    if (!c_ || c_->err) {
+      if (c_)
+        redisFree(c_);
       throw std::runtime_error("cannot connect to redis on port " + std::to_string(port));
+    }
     redisSetTimeout(c_, tv);
   }
   ~redis() { redisFree(c_); }
@@ -350,4 +353,27 @@ TEST_CASE("a node keeps serving a queue when Redis restarts under it", "[integra
   CHECK(occurrences(srv.log(), "connected to redis") >= 1);
   http_client c{srv.port()};
   CHECK(series(c.get("/metrics").body, R"(actorserve_queue_redis_errors_total{queue="jobs"})") >= 1);
+}
+
+TEST_CASE("a node restarted under its consumer name first answers the entries it held",
+          "[integration][queue]") {
+  redis_server rs;
+  redis r{rs.port};
+  REQUIRE(r({"XGROUP", "CREATE", "jobs", "actorserve", "0", "MKSTREAM"}) == "OK");
+  auto held = r({"XADD", "jobs", "*", "body", infer_json("[4,3,2,1]")});
+  // Read by "node-a", which then stopped before answering.
+  r({"XREADGROUP", "GROUP", "actorserve", "node-a", "COUNT", "1", "STREAMS", "jobs", ">"});
+  REQUIRE(r.pending("jobs") == 1);
+  server_process srv{write_temp_file(
+    "history.json", queue_config(rs.port, R"(, "consumer": "node-a", "claim_idle_ms": 60000)"))};
+  // With claim_idle_ms at a minute, only its own history can have brought the entry back.
+  REQUIRE(eventually([&] { return answers(r, "jobs:replies").count(held) == 1; }, 15s));
+  INFO(srv.log());
+  auto got = answers(r, "jobs:replies");
+  CHECK(got[held]["status"] == "200");
+  CHECK(json::serialize(json::parse(got[held]["body"]).at("outputs").as_array()[0].at("data"))
+        == "[9,7,5,3]");
+  CHECK(r.pending("jobs") == 0);
+  auto metrics = http_client{srv.port()}.get("/metrics").body;
+  CHECK(series(metrics, R"(actorserve_queue_entries_claimed_total{queue="jobs"})") == 0);
 }

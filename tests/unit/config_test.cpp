@@ -459,6 +459,10 @@ TEST_CASE("server.queues: defaults, and errors that name the queue's key", "[con
   CHECK_THAT(err, Catch::Contains("server.queues[0].colour"));
   err = errors_of(deployment(model_json(), R"({"queues": [{"stream": "s", "reply_stream": "s"}]})"));
   CHECK_THAT(err, Catch::Contains("server.queues[0].reply_stream: must differ"));
+  err = errors_of(deployment(model_json(), R"({"queues": [{"stream": "a", "reply_stream": "b"},
+    {"stream": "b"}]})"));
+  CHECK_THAT(err, Catch::Contains("server.queues[0].reply_stream: \"b\" is the stream "
+                                  "server.queues[1] reads requests from"));
   err = errors_of(deployment(model_json(), R"({"queues": [{"stream": "s"}, {"stream": "s"}]})"));
   CHECK_THAT(err, Catch::Contains("server.queues[1].name: \"s\" is server.queues[0]'s name too"));
   err = errors_of(deployment(model_json(),
