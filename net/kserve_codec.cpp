@@ -780,15 +780,11 @@ encoded_response encode_response(const infer_response& r, const decoded_request&
   return out;
 }
 
-namespace {
-
 std::string platform_of(const model_config& m) {
   if (m.is_pipeline())
     return "ensemble"; // (as Triton calls a model made of other models' steps)
   return m.backend == "torchscript" ? "pytorch_torchscript" : m.backend;
 }
-
-} // namespace
 
 std::string encode_model_config(const model_config& m) {
   auto specs = [](const std::vector<tensor_spec>& v) {

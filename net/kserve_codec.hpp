@@ -109,6 +109,9 @@ void append_json_data(std::string& out, const tensor& t);
 /// `t.name` and says what was expected.
 caf::error json_data_to_tensor(const boost::json::value& data, tensor& t);
 
+/// The model's platform as the protocol's metadata names it ("pytorch_torchscript", "ensemble").
+std::string platform_of(const model_config& m);
+
 /// Model metadata as the protocol defines it (name, versions, platform, inputs, outputs).
 std::string encode_model_metadata(const model_config& m);
 

@@ -19,6 +19,9 @@
 #if ACTORSERVE_WITH_REDIS
 #include "net/redis_ingress.hpp"
 #endif
+#if ACTORSERVE_WITH_GRPC
+#include "net/grpc_server.hpp"
+#endif
 #include "runtime/config.hpp"
 #include "runtime/error.hpp"
 #include "runtime/log.hpp"
@@ -46,9 +49,11 @@ std::atomic<bool> core_failed{false};
 
 const char* usage =
   "usage:\n"
-  "  actorserve serve --config FILE [--address IP] [--port N]\n"
-  "      Serves the deployment over HTTP (KServe v2). --port 0 picks a free port; the bound\n"
-  "      address is printed as 'actorserve: listening on http://IP:PORT'. SIGINT/SIGTERM stop it.\n"
+  "  actorserve serve --config FILE [--address IP] [--port N] [--grpc-port N]\n"
+  "      Serves the deployment over HTTP (KServe v2), and over gRPC with server.grpc or\n"
+  "      --grpc-port. Port 0 picks a free port; the bound addresses are printed as\n"
+  "      'actorserve: listening on http://IP:PORT' and 'actorserve: grpc on IP:PORT'.\n"
+  "      SIGINT/SIGTERM stop it.\n"
   "  actorserve check-config FILE\n"
   "      Validates a deployment file without serving; exit status 0 when valid.\n"
   "  actorserve backends\n"
@@ -101,7 +106,7 @@ int check_config(const std::string& path) {
 
 int serve(int argc, char** argv) {
   std::string config_path, address;
-  int port = -1;
+  int port = -1, grpc_port = -1;
   for (int i = 2; i < argc; ++i) {
     std::string a = argv[i];
     auto value = [&]() -> std::string {
@@ -115,17 +120,18 @@ int serve(int argc, char** argv) {
       config_path = value();
     else if (a == "--address")
       address = value();
-    else if (a == "--port") {
+    else if (a == "--port" || a == "--grpc-port") {
       auto v = value();
+      int n = -2;
       try {
-        port = std::stoi(v);
+        n = std::stoi(v);
       } catch (...) {
-        port = -2;
       }
-      if (port < 0 || port > 65535) {
-        std::cerr << "actorserve: --port must be 0..65535, got '" << v << "'\n";
+      if (n < 0 || n > 65535) {
+        std::cerr << "actorserve: " << a << " must be 0..65535, got '" << v << "'\n";
         return 2;
       }
+      (a == "--port" ? port : grpc_port) = n;
     } else {
       std::cerr << "actorserve: unknown argument '" << a << "'\n" << usage;
       return 2;
@@ -145,6 +151,10 @@ int serve(int argc, char** argv) {
     loaded->server.http.address = address;
   if (port >= 0)
     loaded->server.http.port = static_cast<uint16_t>(port);
+  if (grpc_port >= 0) {
+    loaded->server.grpc.enabled = true;
+    loaded->server.grpc.port = static_cast<uint16_t>(grpc_port);
+  }
   auto cfg = std::make_shared<const deployment_config>(std::move(*loaded));
 
   logging::setup(cfg->server.log_level, cfg->server.log_format);
@@ -168,6 +178,13 @@ int serve(int argc, char** argv) {
                  "(libcaf_openssl/OpenSSL were not found when it was built)\n";
     return 1;
   }
+#if !ACTORSERVE_WITH_GRPC
+  if (cfg->server.grpc.enabled) {
+    std::cerr << "actorserve: server.grpc is set but this build has no gRPC front (gRPC and "
+                 "protobuf, libgrpc++-dev, were not found when it was built)\n";
+    return 1;
+  }
+#endif
 #if !ACTORSERVE_WITH_REDIS
   if (!cfg->server.queues.empty()) {
     std::cerr << "actorserve: server.queues is set but this build has no event-queue ingress "
@@ -233,6 +250,26 @@ int serve(int argc, char** argv) {
         caf::anon_send_exit(b, caf::exit_reason::user_shutdown);
       return 1;
     }
+#if ACTORSERVE_WITH_GRPC
+    std::unique_ptr<grpc_server> grpc;
+    if (cfg->server.grpc.enabled) {
+      grpc = std::make_unique<grpc_server>(infer);
+      auto grpc_bound = grpc->start();
+      if (!grpc_bound) {
+        std::cerr << "actorserve: " << error_message(grpc_bound.error()) << "\n";
+        server.stop();
+        caf::anon_send_exit(supervisor, caf::exit_reason::user_shutdown);
+        for (auto& b : node.brokers)
+          caf::anon_send_exit(b, caf::exit_reason::user_shutdown);
+        return 1;
+      }
+      std::printf("actorserve: grpc on %s:%u\n", cfg->server.grpc.address.c_str(),
+                  static_cast<unsigned>(*grpc_bound));
+    }
+    auto grpc_in_progress = [&] { return grpc ? grpc->requests_in_progress() : std::size_t{0}; };
+#else
+    auto grpc_in_progress = [] { return std::size_t{0}; };
+#endif
 #if ACTORSERVE_WITH_REDIS
     std::vector<std::unique_ptr<redis_ingress>> queues;
     for (auto& q : cfg->server.queues) {
@@ -248,7 +285,9 @@ int serve(int argc, char** argv) {
 #else
     auto queues_in_progress = [] { return std::size_t{0}; };
 #endif
-    auto in_progress = [&] { return server.requests_in_progress() + queues_in_progress(); };
+    auto in_progress = [&] {
+      return server.requests_in_progress() + grpc_in_progress() + queues_in_progress();
+    };
     auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(
                 std::chrono::steady_clock::now() - t0).count();
     std::printf("actorserve: listening on http://%s:%u (%zu models, %lld ms after start)\n",
@@ -264,6 +303,10 @@ int serve(int argc, char** argv) {
     logging::info({"main"}, "received signal {}: draining ({} requests in progress, up to {} ms)",
                   sig, in_progress(), drain.count());
     server.begin_drain();
+#if ACTORSERVE_WITH_GRPC
+    if (grpc)
+      grpc->begin_drain();
+#endif
 #if ACTORSERVE_WITH_REDIS
     for (auto& q : queues)
       q->begin_drain(); // (entries not read stay in their streams for the other nodes)
@@ -285,6 +328,10 @@ int serve(int argc, char** argv) {
 #if ACTORSERVE_WITH_REDIS
     for (auto& q : queues)
       q->stop();
+#endif
+#if ACTORSERVE_WITH_GRPC
+    if (grpc)
+      grpc->stop();
 #endif
     server.stop();
     caf::anon_send_exit(supervisor, caf::exit_reason::user_shutdown);

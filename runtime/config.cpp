@@ -368,6 +368,13 @@ void read_restart(reader& rr, const std::string& path, restart_config& c) {
 
 void read_server(reader& r, server_config& s, const std::string& base_dir) {
   r.object("http", [&](reader& h) { read_http(h, s.http); });
+  r.object("grpc", [&](reader& g) {
+    s.grpc.enabled = true;
+    g.boolean("enabled", s.grpc.enabled);
+    g.string("address", s.grpc.address);
+    g.integer("port", s.grpc.port, 0, 65535);
+    g.integer("max_message_bytes", s.grpc.max_message_bytes, 1024, 2'147'483'647);
+  });
   r.integer("scheduler_threads", s.scheduler_threads, 0, 1024);
   r.string("scheduler_policy", s.scheduler_policy);
   if (s.scheduler_policy != "sharing" && s.scheduler_policy != "stealing")

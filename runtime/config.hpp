@@ -29,6 +29,14 @@ struct http_config {
   uint32_t model_load_wait_ms = 300'000; // POST .../load answers once the model is ready, or 503
 };
 
+/// The KServe v2 gRPC endpoint (server.grpc): on when the object is given.
+struct grpc_config {
+  bool enabled = false;
+  std::string address = "127.0.0.1";
+  uint16_t port = 8001; // 0 = any free port
+  uint64_t max_message_bytes = 64ull << 20; // a larger request gets RESOURCE_EXHAUSTED
+};
+
 struct restart_config {
   uint32_t max_restarts = 5; // within period_s; one more and the supervisor gives up (escalates)
   uint32_t period_s = 60;
@@ -90,6 +98,7 @@ struct queue_config {
 
 struct server_config {
   http_config http;
+  grpc_config grpc;
   cluster_config cluster;
   std::vector<queue_config> queues; // event-queue ingress (Redis streams)
   uint32_t scheduler_threads = 0; // CAF worker threads; 0 = CAF's default

@@ -7,7 +7,8 @@ cd "$(dirname "$0")/.."
 debs=(build-essential cmake ccache pkg-config python3-venv
       libcaf-dev libssl-dev libboost1.81-dev libboost-json1.81-dev
       catch2 libspdlog-dev prometheus-cpp-dev curl prometheus openssl
-      libhiredis-dev redis-server)
+      libhiredis-dev redis-server libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev
+      protobuf-compiler)
 missing=()
 for p in "${debs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -26,9 +27,9 @@ fi
 if ! .venv/bin/python -c 'import torch, torchvision, sys; sys.exit(torch.__version__.split("+")[0] != "2.11.0")' 2>/dev/null; then
   .venv/bin/pip install -q --disable-pip-version-check torch==2.11.0 torchvision==0.26.0
 fi
-# Triton's own HTTP client: the integration tests check protocol compatibility with it.
-if ! .venv/bin/python -c 'import tritonclient.http' 2>/dev/null; then
-  .venv/bin/pip install -q --disable-pip-version-check "tritonclient[http]"
+# Triton's own HTTP and gRPC clients: the integration tests check protocol compatibility with them.
+if ! .venv/bin/python -c 'import tritonclient.http, tritonclient.grpc' 2>/dev/null; then
+  .venv/bin/pip install -q --disable-pip-version-check "tritonclient[http,grpc]"
 fi
 # A Redis client for the event-queue examples and benchmark (examples/queue/).
 if ! .venv/bin/python -c 'import redis' 2>/dev/null; then

@@ -1,0 +1,233 @@
+#include "net/grpc_codec.hpp"
+
+#include <cstring>
+#include <limits>
+
+#include "net/kserve_codec.hpp"
+#include "runtime/error.hpp"
+
+namespace actorserve::grpc_codec {
+
+namespace {
+
+using input_tensor = ::inference::ModelInferRequest::InferInputTensor;
+
+caf::error bad(std::string message) {
+  return make_error(errc::invalid_input, std::move(message));
+}
+
+template <class T>
+void put(uint8_t*& p, T x) {
+  std::memcpy(p, &x, sizeof(T));
+  p += sizeof(T);
+}
+
+/// How many typed content values an input carries, over all the fields.
+std::size_t content_values(const ::inference::InferTensorContents& c) {
+  return static_cast<std::size_t>(c.bool_contents_size() + c.int_contents_size()
+                                  + c.int64_contents_size() + c.uint_contents_size()
+                                  + c.uint64_contents_size() + c.fp32_contents_size()
+                                  + c.fp64_contents_size() + c.bytes_contents_size());
+}
+
+/// The typed contents of `in` (of datatype `dt`, `count` elements) as row-major bytes.
+caf::expected<std::vector<uint8_t>> typed_bytes(const input_tensor& in, datatype dt,
+                                                std::size_t count) {
+  const auto& c = in.contents();
+  auto what = "input '" + in.name() + "' (" + std::string(to_string(dt)) + ")";
+  auto expect = [&](int have, const char* field) -> caf::error {
+    if (static_cast<std::size_t>(have) != count || content_values(c) != count)
+      return bad(what + ": expected " + std::to_string(count) + " values in contents." + field
+                 + " (its shape's elements) and no others, got "
+                 + std::to_string(content_values(c)) + " in all");
+    return {};
+  };
+  std::vector<uint8_t> out(count * element_size(dt));
+  auto* p = out.data();
+  auto ints = [&](auto tag, int64_t lo, int64_t hi) -> caf::error {
+    using T = decltype(tag);
+    for (int i = 0; i < c.int_contents_size(); ++i) {
+      int64_t v = c.int_contents(i);
+      if (v < lo || v > hi)
+        return bad(what + ": value " + std::to_string(v) + " at " + std::to_string(i)
+                   + " is out of its datatype's range");
+      put(p, static_cast<T>(v));
+    }
+    return {};
+  };
+  caf::error err;
+  switch (dt) {
+    case datatype::BOOL:
+      if (!(err = expect(c.bool_contents_size(), "bool_contents")))
+        for (bool b : c.bool_contents())
+          put(p, static_cast<uint8_t>(b ? 1 : 0));
+      break;
+    case datatype::INT8:
+      if (!(err = expect(c.int_contents_size(), "int_contents")))
+        err = ints(int8_t{}, -128, 127);
+      break;
+    case datatype::INT16:
+      if (!(err = expect(c.int_contents_size(), "int_contents")))
+        err = ints(int16_t{}, -32768, 32767);
+      break;
+    case datatype::INT32:
+      if (!(err = expect(c.int_contents_size(), "int_contents")))
+        err = ints(int32_t{}, std::numeric_limits<int32_t>::min(),
+                   std::numeric_limits<int32_t>::max());
+      break;
+    case datatype::INT64:
+      if (!(err = expect(c.int64_contents_size(), "int64_contents")))
+        for (auto v : c.int64_contents())
+          put(p, static_cast<int64_t>(v));
+      break;
+    case datatype::UINT8:
+      if (!(err = expect(c.uint_contents_size(), "uint_contents")))
+        for (int i = 0; i < c.uint_contents_size() && !err; ++i) {
+          auto v = c.uint_contents(i);
+          if (v > 255)
+            err = bad(what + ": value " + std::to_string(v) + " at " + std::to_string(i)
+                      + " is out of its datatype's range");
+          else
+            put(p, static_cast<uint8_t>(v));
+        }
+      break;
+    case datatype::FP32:
+      if (!(err = expect(c.fp32_contents_size(), "fp32_contents")))
+        for (float v : c.fp32_contents())
+          put(p, v);
+      break;
+    case datatype::FP64:
+      if (!(err = expect(c.fp64_contents_size(), "fp64_contents")))
+        for (double v : c.fp64_contents())
+          put(p, v);
+      break;
+    case datatype::FP16:
+      err = bad(what + ": FP16 has no typed contents; send it in raw_input_contents");
+      break;
+  }
+  if (err)
+    return err;
+  return out;
+}
+
+/// An integer parameter (int64 or uint64) within [lo, hi].
+bool int_param(const ::inference::InferParameter& p, int64_t lo, int64_t hi, int64_t& out) {
+  if (p.parameter_choice_case() == ::inference::InferParameter::kInt64Param)
+    out = p.int64_param();
+  else if (p.parameter_choice_case() == ::inference::InferParameter::kUint64Param
+           && p.uint64_param() <= static_cast<uint64_t>(std::numeric_limits<int64_t>::max()))
+    out = static_cast<int64_t>(p.uint64_param());
+  else
+    return false;
+  return out >= lo && out <= hi;
+}
+
+} // namespace
+
+caf::expected<infer_request> decode_infer(const ::inference::ModelInferRequest& msg) {
+  infer_request req;
+  req.client_id = msg.id();
+  for (auto& [key, value] : msg.parameters()) {
+    int64_t n = 0;
+    if (key == "timeout") {
+      if (!int_param(value, 1, std::numeric_limits<int64_t>::max(), n))
+        return bad("parameter 'timeout' must be a positive integer (microseconds)");
+      req.timeout_us = n;
+    } else if (key == "priority") {
+      if (!int_param(value, 0, std::numeric_limits<uint32_t>::max(), n))
+        return bad("parameter 'priority' must be a non-negative integer (1 = highest, 0 = the "
+                   "model's default)");
+      req.priority = static_cast<uint32_t>(n);
+    }
+    // (Other parameters, such as Triton's sequence ones, mean nothing here: ignored as over HTTP.)
+  }
+  if (msg.inputs_size() == 0)
+    return bad("the request has no inputs");
+  bool raw = msg.raw_input_contents_size() > 0;
+  if (raw && msg.raw_input_contents_size() != msg.inputs_size())
+    return bad("raw_input_contents has " + std::to_string(msg.raw_input_contents_size())
+               + " entries for " + std::to_string(msg.inputs_size())
+               + " inputs: give one per input, in their order, or none");
+  for (int i = 0; i < msg.inputs_size(); ++i) {
+    const auto& in = msg.inputs(i);
+    auto what = "input '" + in.name() + "'";
+    if (in.name().empty())
+      return bad("input " + std::to_string(i) + " has no name");
+    for (int j = 0; j < i; ++j)
+      if (msg.inputs(j).name() == in.name())
+        return bad(what + " is given twice");
+    auto dt = parse_datatype(in.datatype());
+    if (!dt)
+      return bad(what + ": unsupported datatype '" + in.datatype()
+                 + "' (BOOL, UINT8, INT8, INT16, INT32, INT64, FP16, FP32, FP64)");
+    tensor t;
+    t.name = in.name();
+    t.dtype = *dt;
+    t.shape.assign(in.shape().begin(), in.shape().end());
+    auto count = element_count(t.shape);
+    if (!count)
+      return bad(what + ": invalid shape " + shape_to_string(t.shape));
+    auto bytes = static_cast<std::size_t>(*count) * element_size(*dt);
+    if (raw) {
+      if (in.has_contents() && content_values(in.contents()) > 0)
+        return bad(what + ": has contents although the request uses raw_input_contents");
+      const auto& data = msg.raw_input_contents(i);
+      if (data.size() != bytes)
+        return bad(what + ": raw_input_contents[" + std::to_string(i) + "] has "
+                   + std::to_string(data.size()) + " bytes, its shape "
+                   + shape_to_string(t.shape) + " and datatype " + in.datatype() + " take "
+                   + std::to_string(bytes));
+      t.data = std::vector<uint8_t>(data.begin(), data.end());
+    } else {
+      auto data = typed_bytes(in, *dt, static_cast<std::size_t>(*count));
+      if (!data)
+        return std::move(data.error());
+      t.data = std::move(*data);
+    }
+    req.inputs.push_back(std::move(t));
+  }
+  for (const auto& out : msg.outputs()) {
+    if (out.parameters().count("classification"))
+      return bad("output '" + out.name() + "': classification is served over HTTP only");
+    req.outputs.push_back(out.name());
+  }
+  return req;
+}
+
+void encode_infer(const infer_response& r, ::inference::ModelInferResponse& out) {
+  out.set_model_name(r.model);
+  out.set_model_version(r.version);
+  out.set_id(r.client_id);
+  auto& params = *out.mutable_parameters();
+  params["batch_size"].set_int64_param(r.batch_rows);
+  params["batch_requests"].set_int64_param(r.batch_requests);
+  for (const auto& t : r.outputs) {
+    auto* o = out.add_outputs();
+    o->set_name(t.name);
+    o->set_datatype(std::string(to_string(t.dtype)));
+    for (auto d : t.shape)
+      o->add_shape(d);
+    out.add_raw_output_contents(reinterpret_cast<const char*>(t.data.data()), t.data.size());
+  }
+}
+
+void encode_model_metadata(const model_config& m, ::inference::ModelMetadataResponse& out) {
+  out.set_name(m.name);
+  out.add_versions(m.version);
+  out.set_platform(kserve::platform_of(m));
+  auto fill = [&](const std::vector<tensor_spec>& specs, auto add) {
+    for (const auto& s : specs) {
+      auto* t = add();
+      t->set_name(s.name);
+      t->set_datatype(std::string(to_string(s.dtype)));
+      if (m.max_batch_size > 0)
+        t->add_shape(-1);
+      for (auto d : s.dims)
+        t->add_shape(d);
+    }
+  };
+  fill(m.inputs, [&] { return out.add_inputs(); });
+  fill(m.outputs, [&] { return out.add_outputs(); });
+}
+
+} // namespace actorserve::grpc_codec

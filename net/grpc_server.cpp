@@ -1,0 +1,235 @@
+#include "net/grpc_server.hpp"
+
+#include <atomic>
+
+#include <grpcpp/grpcpp.h>
+
+#include "grpc/kserve.grpc.pb.h"
+#include "net/actor_bridge.hpp"
+#include "net/grpc_codec.hpp"
+#include "runtime/error.hpp"
+#include "runtime/log.hpp"
+
+namespace actorserve {
+
+namespace {
+
+grpc::StatusCode grpc_code(errc c) {
+  switch (c) {
+    case errc::none: return grpc::StatusCode::OK;
+    case errc::invalid_input:
+    case errc::invalid_config: return grpc::StatusCode::INVALID_ARGUMENT;
+    case errc::model_not_found: return grpc::StatusCode::NOT_FOUND;
+    case errc::payload_too_large: return grpc::StatusCode::RESOURCE_EXHAUSTED;
+    case errc::overloaded:
+    case errc::not_ready:
+    case errc::escalated: return grpc::StatusCode::UNAVAILABLE;
+    case errc::deadline_exceeded: return grpc::StatusCode::DEADLINE_EXCEEDED;
+    case errc::cancelled: return grpc::StatusCode::CANCELLED;
+    case errc::inference_failed:
+    case errc::worker_failed:
+    case errc::internal: return grpc::StatusCode::INTERNAL;
+  }
+  return grpc::StatusCode::INTERNAL;
+}
+
+grpc::Status status_of(const caf::error& err) {
+  return grpc::Status(grpc_code(error_code(err)), error_message(err));
+}
+
+const grpc::Status shutting_down(grpc::StatusCode::UNAVAILABLE, "the server is shutting down");
+constexpr auto readiness_timeout = std::chrono::seconds(2);
+
+/// One inference call: cancellation marks its request (the batcher drops it if it has not run);
+/// it ends when gRPC is done with it.
+class infer_reactor : public grpc::ServerUnaryReactor {
+public:
+  std::shared_ptr<std::atomic<bool>> gone = std::make_shared<std::atomic<bool>>(false);
+
+  void OnCancel() override { gone->store(true, std::memory_order_relaxed); }
+  void OnDone() override { delete this; }
+};
+
+} // namespace
+
+struct grpc_server::impl final : ::inference::GRPCInferenceService::CallbackService {
+  std::shared_ptr<actorserve::inference> infer;
+  std::unique_ptr<grpc::Server> server;
+  std::atomic<bool> draining{false};
+  std::atomic<std::size_t> in_progress{0};
+
+  explicit impl(std::shared_ptr<actorserve::inference> i) : infer(std::move(i)) {}
+
+  /// Answers a unary call from a CAF thread once `ask` brings the gateway's answer.
+  template <class Response, class Fill, class... Ts>
+  grpc::ServerUnaryReactor* ask_gateway(grpc::CallbackServerContext* ctx, Response* res, Fill fill,
+                                        Ts&&... xs) {
+    auto* reactor = ctx->DefaultReactor();
+    ask<bool>(infer->system(), infer->gateway()->get(), readiness_timeout,
+              [reactor, res, fill](caf::expected<bool> ready) {
+                fill(*res, ready && *ready);
+                reactor->Finish(grpc::Status::OK);
+              },
+              std::forward<Ts>(xs)...);
+    return reactor;
+  }
+
+  grpc::ServerUnaryReactor* ServerLive(grpc::CallbackServerContext* ctx,
+                                       const ::inference::ServerLiveRequest*,
+                                       ::inference::ServerLiveResponse* res) override {
+    res->set_live(true);
+    auto* reactor = ctx->DefaultReactor();
+    reactor->Finish(grpc::Status::OK);
+    return reactor;
+  }
+
+  grpc::ServerUnaryReactor* ServerReady(grpc::CallbackServerContext* ctx,
+                                        const ::inference::ServerReadyRequest*,
+                                        ::inference::ServerReadyResponse* res) override {
+    if (draining) {
+      res->set_ready(false);
+      auto* reactor = ctx->DefaultReactor();
+      reactor->Finish(grpc::Status::OK);
+      return reactor;
+    }
+    return ask_gateway(ctx, res, [](auto& r, bool ready) { r.set_ready(ready); },
+                       ready_atom::value);
+  }
+
+  grpc::ServerUnaryReactor* ModelReady(grpc::CallbackServerContext* ctx,
+                                       const ::inference::ModelReadyRequest* req,
+                                       ::inference::ModelReadyResponse* res) override {
+    if (!infer->config()->find_model(req->name())) {
+      auto* reactor = ctx->DefaultReactor();
+      reactor->Finish(grpc::Status(grpc::StatusCode::NOT_FOUND,
+                                   "unknown model '" + req->name() + "'"));
+      return reactor;
+    }
+    if (draining) {
+      res->set_ready(false);
+      auto* reactor = ctx->DefaultReactor();
+      reactor->Finish(grpc::Status::OK);
+      return reactor;
+    }
+    return ask_gateway(ctx, res, [](auto& r, bool ready) { r.set_ready(ready); },
+                       ready_atom::value, req->name(), req->version());
+  }
+
+  grpc::ServerUnaryReactor* ServerMetadata(grpc::CallbackServerContext* ctx,
+                                           const ::inference::ServerMetadataRequest*,
+                                           ::inference::ServerMetadataResponse* res) override {
+    res->set_name("actorserve");
+    res->set_version("0.1.0");
+    for (const char* e : {"model_configuration", "statistics", "binary_tensor_data",
+                          "model_repository", "classification"})
+      res->add_extensions(e);
+    auto* reactor = ctx->DefaultReactor();
+    reactor->Finish(grpc::Status::OK);
+    return reactor;
+  }
+
+  grpc::ServerUnaryReactor* ModelMetadata(grpc::CallbackServerContext* ctx,
+                                          const ::inference::ModelMetadataRequest* req,
+                                          ::inference::ModelMetadataResponse* res) override {
+    auto* reactor = ctx->DefaultReactor();
+    auto* m = infer->config()->find_model(req->name());
+    if (!m || (!req->version().empty() && req->version() != m->version))
+      reactor->Finish(grpc::Status(grpc::StatusCode::NOT_FOUND,
+                                   m ? "model '" + req->name() + "' has no version '"
+                                         + req->version() + "'"
+                                     : "unknown model '" + req->name() + "'"));
+    else {
+      grpc_codec::encode_model_metadata(*m, *res);
+      reactor->Finish(grpc::Status::OK);
+    }
+    return reactor;
+  }
+
+  grpc::ServerUnaryReactor* ModelInfer(grpc::CallbackServerContext* ctx,
+                                       const ::inference::ModelInferRequest* msg,
+                                       ::inference::ModelInferResponse* res) override {
+    auto* reactor = new infer_reactor;
+    if (draining) {
+      reactor->Finish(shutting_down);
+      return reactor;
+    }
+    auto received = std::chrono::steady_clock::now();
+    auto* mm = infer->stats()->model(msg->model_name());
+    auto req = grpc_codec::decode_infer(*msg);
+    if (!req) {
+      inference::account(mm, error_code(req.error()), received);
+      reactor->Finish(status_of(req.error()));
+      return reactor;
+    }
+    req->model = msg->model_name();
+    req->version = msg->model_version();
+    // The call's deadline is the request's, unless the request asked for less.
+    auto deadline = ctx->deadline();
+    if (deadline != std::chrono::system_clock::time_point::max()) {
+      auto left = std::chrono::duration_cast<std::chrono::microseconds>(
+                    deadline - std::chrono::system_clock::now()).count();
+      if (req->timeout_us <= 0 || req->timeout_us > left)
+        req->timeout_us = std::max<int64_t>(left, 1);
+    }
+    req->cancelled = reactor->gone;
+    in_progress.fetch_add(1);
+    auto options = std::make_shared<kserve::decoded_request>();
+    infer->submit(std::move(*req), options,
+                  [this, reactor, res, mm, received](caf::expected<infer_response> r) {
+                    inference::account(mm, r ? errc::none : error_code(r.error()), received);
+                    if (r) {
+                      grpc_codec::encode_infer(*r, *res);
+                      reactor->Finish(grpc::Status::OK);
+                    } else {
+                      reactor->Finish(status_of(r.error()));
+                    }
+                    in_progress.fetch_sub(1);
+                  });
+    return reactor;
+  }
+};
+
+grpc_server::grpc_server(std::shared_ptr<inference> infer)
+  : impl_(std::make_unique<impl>(std::move(infer))) {
+}
+
+grpc_server::~grpc_server() {
+  stop();
+}
+
+caf::expected<uint16_t> grpc_server::start() {
+  const auto& g = impl_->infer->config()->server.grpc;
+  int bound = 0;
+  grpc::ServerBuilder builder;
+  builder.AddListeningPort(g.address + ":" + std::to_string(g.port),
+                           grpc::InsecureServerCredentials(), &bound);
+  // One server per port: gRPC's default SO_REUSEPORT would let a second node share it silently.
+  builder.AddChannelArgument(GRPC_ARG_ALLOW_REUSEPORT, 0);
+  builder.SetMaxReceiveMessageSize(static_cast<int>(g.max_message_bytes));
+  builder.SetMaxSendMessageSize(std::numeric_limits<int>::max());
+  builder.RegisterService(impl_.get());
+  impl_->server = builder.BuildAndStart();
+  if (!impl_->server || bound == 0)
+    return make_error(errc::invalid_config, "cannot serve gRPC on " + g.address + ":"
+                                              + std::to_string(g.port)
+                                              + " (address in use, or not an address here?)");
+  return static_cast<uint16_t>(bound);
+}
+
+void grpc_server::begin_drain() {
+  impl_->draining = true;
+}
+
+std::size_t grpc_server::requests_in_progress() const {
+  return impl_->in_progress.load();
+}
+
+void grpc_server::stop() {
+  if (impl_->server) {
+    impl_->server->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(1));
+    impl_->server->Wait();
+    impl_->server.reset();
+  }
+}
+
+} // namespace actorserve

@@ -1,0 +1,52 @@
+// The gRPC front with NVIDIA Triton's own Python gRPC client (tests/integration/python/
+// triton_grpc_test.py), and draining on SIGTERM.
+#include <catch2/catch.hpp>
+
+#include <signal.h>
+
+#include "support.hpp"
+
+using namespace actorserve::itest;
+
+namespace {
+
+std::string grpc_config(uint16_t grpc_port) {
+  auto model = [](const std::string& name, const std::string& extra) {
+    return R"({"name": ")" + name + R"(", "backend": "scale", "max_batch_size": 8,
+      "inputs": [{"name": "x", "datatype": "FP32", "dims": [4]}],
+      "outputs": [{"name": "y", "datatype": "FP32", "dims": [4]}],
+      "parameters": {"factor": 2, "bias": 1)" + extra + "}}";
+  };
+  return R"({"server": {"http": {"port": 0}, "grpc": {"port": )" + std::to_string(grpc_port)
+         + R"(, "max_message_bytes": 1048576}}, "models": [)" + model("scale", "") + ", "
+         + model("slow", R"(, "delay_us": 300000)") + "]}";
+}
+
+} // namespace
+
+TEST_CASE("NVIDIA Triton's Python gRPC client works against actorserve", "[integration][grpc]") {
+  auto grpc_port = free_port();
+  server_process srv{write_temp_file("grpc.json", grpc_config(grpc_port))};
+  REQUIRE(srv.wait_ready());
+  auto out = run_command({std::string(ACTORSERVE_SOURCE_DIR) + "/.venv/bin/python",
+                          std::string(ACTORSERVE_SOURCE_DIR)
+                            + "/tests/integration/python/triton_grpc_test.py",
+                          "127.0.0.1:" + std::to_string(grpc_port),
+                          "127.0.0.1:" + std::to_string(srv.port())});
+  INFO(out.second);
+  INFO(srv.log());
+  CHECK(out.first == 0);
+  CHECK(out.second.find("triton grpc client: ok") != std::string::npos);
+}
+
+TEST_CASE("a gRPC port already taken is refused at start, naming it", "[integration][grpc]") {
+  auto grpc_port = free_port();
+  server_process first{write_temp_file("grpc_a.json", grpc_config(grpc_port))};
+  REQUIRE(first.wait_ready());
+  // (Bounded: a second node that shared the port would serve until killed.)
+  auto out = run_command({"timeout", "20", actorserve_binary(), "serve", "--config",
+                          write_temp_file("grpc_b.json", grpc_config(grpc_port)), "--port", "0"});
+  CHECK(out.first == 1);
+  CHECK(out.second.find("cannot serve gRPC on 127.0.0.1:" + std::to_string(grpc_port))
+        != std::string::npos);
+}

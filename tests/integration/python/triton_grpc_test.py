@@ -1,0 +1,118 @@
+#!/usr/bin/env python3
+"""NVIDIA Triton's own Python gRPC client (PyPI tritonclient[grpc]) against a running actorserve
+serving "scale" (y = 2x + 1, FP32 [batch, 4]) and "slow" (the same, 300 ms per batch): health,
+metadata, raw and typed (protobuf contents) tensors, requested outputs, 200 concurrent calls,
+every error status, a client deadline the server keeps, and a message over the size limit.
+Exits non-zero on any mismatch.
+
+usage: triton_grpc_test.py GRPC_HOST:PORT HTTP_HOST:PORT
+"""
+import queue
+import sys
+import time
+import urllib.request
+
+import grpc
+import numpy as np
+import tritonclient.grpc as grpcclient
+from tritonclient.grpc import service_pb2, service_pb2_grpc
+from tritonclient.utils import InferenceServerException
+
+
+def expect_error(status, fragment, fn, *args, **kwargs):
+    try:
+        fn(*args, **kwargs)
+    except InferenceServerException as e:
+        assert e.status() == status, (e.status(), e.message())
+        assert fragment in e.message(), e.message()
+        return
+    raise AssertionError(f"expected {status} ({fragment})")
+
+
+def metric(http, name):
+    text = urllib.request.urlopen(f"http://{http}/metrics").read().decode()
+    for line in text.splitlines():
+        if line.startswith(name + " "):
+            return float(line.split()[-1])
+    return 0.0
+
+
+def main():
+    url, http = sys.argv[1], sys.argv[2]
+    c = grpcclient.InferenceServerClient(url=url)
+    assert c.is_server_live(), "not live"
+    assert c.is_server_ready(), "not ready"
+    assert c.is_model_ready("scale"), "scale not ready"
+    meta = c.get_server_metadata()
+    assert meta.name == "actorserve", meta
+    m = c.get_model_metadata("scale")
+    assert m.inputs[0].name == "x" and list(m.inputs[0].shape) == [-1, 4], m
+    assert m.outputs[0].datatype == "FP32", m
+
+    # Raw tensors (what the client sends), a batch of two, the id echoed.
+    x = np.arange(8, dtype=np.float32).reshape(2, 4)
+    inp = grpcclient.InferInput("x", [2, 4], "FP32")
+    inp.set_data_from_numpy(x)
+    r = c.infer("scale", [inp], request_id="r1",
+                outputs=[grpcclient.InferRequestedOutput("y")])
+    assert np.array_equal(r.as_numpy("y"), 2 * x + 1), r.as_numpy("y")
+    assert r.get_response().id == "r1"
+
+    # Typed contents (fp32_contents), through the protocol's own stub.
+    channel = grpc.insecure_channel(url)
+    stub = service_pb2_grpc.GRPCInferenceServiceStub(channel)
+    req = service_pb2.ModelInferRequest(model_name="scale")
+    t = req.inputs.add(name="x", datatype="FP32", shape=[1, 4])
+    t.contents.fp32_contents.extend([1, 2, 3, 4])
+    res = stub.ModelInfer(req)
+    y = np.frombuffer(res.raw_output_contents[0], dtype=np.float32)
+    assert list(y) == [3, 5, 7, 9], y
+
+    # 200 calls at once, each answered with its own rows.
+    answers = queue.Queue()
+    for i in range(200):
+        xi = np.full((1, 4), i, dtype=np.float32)
+        ii = grpcclient.InferInput("x", [1, 4], "FP32")
+        ii.set_data_from_numpy(xi)
+        c.async_infer("scale", [ii], lambda result, error, i=i: answers.put((i, result, error)))
+    for _ in range(200):
+        i, result, error = answers.get(timeout=30)
+        assert error is None, error
+        assert np.array_equal(result.as_numpy("y"), np.full((1, 4), 2 * i + 1, np.float32))
+
+    # Errors: each status with a message naming what was wrong.
+    expect_error("StatusCode.NOT_FOUND", "unknown model 'nope'", c.infer, "nope", [inp])
+    bad = grpcclient.InferInput("x", [1, 3], "FP32")
+    bad.set_data_from_numpy(np.zeros((1, 3), np.float32))
+    expect_error("StatusCode.INVALID_ARGUMENT", "input 'x'", c.infer, "scale", [bad])
+    expect_error("StatusCode.INVALID_ARGUMENT", "classification is served over HTTP only",
+                 c.infer, "scale", [inp],
+                 outputs=[grpcclient.InferRequestedOutput("y", class_count=2)])
+    expect_error("StatusCode.UNIMPLEMENTED", "", c.get_model_config, "scale")
+    expect_error("StatusCode.NOT_FOUND", "unknown model", c.get_model_metadata, "nope")
+    # Over server.grpc.max_message_bytes (1 MiB here).
+    big = grpcclient.InferInput("x", [70000, 4], "FP32")
+    big.set_data_from_numpy(np.zeros((70000, 4), np.float32))
+    expect_error("StatusCode.RESOURCE_EXHAUSTED", "", c.infer, "scale", [big])
+
+    # A client deadline becomes the request's: the server gives up on it too (504 in its
+    # metrics, or dropped as cancelled), and the model serves on.
+    before = (metric(http, 'actorserve_requests_total{model="slow",outcome="deadline_exceeded"}')
+              + metric(http, 'actorserve_requests_total{model="slow",outcome="cancelled"}'))
+    expect_error("StatusCode.DEADLINE_EXCEEDED", "", c.infer, "slow", [inp], client_timeout=0.1)
+    deadline = time.time() + 10
+    while time.time() < deadline:
+        after = (metric(http, 'actorserve_requests_total{model="slow",outcome="deadline_exceeded"}')
+                 + metric(http, 'actorserve_requests_total{model="slow",outcome="cancelled"}'))
+        if after > before:
+            break
+        time.sleep(0.05)
+    assert after > before, "the server did not count the call it gave up"
+    r = c.infer("slow", [inp], client_timeout=10)
+    assert np.array_equal(r.as_numpy("y"), 2 * x + 1)
+    assert c.is_server_ready()
+    print("triton grpc client: ok")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,184 @@
+// The gRPC codec without a server: raw and typed inputs decoded (and every problem named),
+// parameters, outputs encoded as raw contents, model metadata.
+#include <catch2/catch.hpp>
+
+#include <cstring>
+
+#include "net/grpc_codec.hpp"
+#include "runtime/error.hpp"
+
+using namespace actorserve;
+
+namespace {
+
+::inference::ModelInferRequest request_with_input(const std::string& datatype,
+                                                  std::vector<int64_t> shape) {
+  ::inference::ModelInferRequest msg;
+  msg.set_model_name("m");
+  auto* in = msg.add_inputs();
+  in->set_name("x");
+  in->set_datatype(datatype);
+  for (auto d : shape)
+    in->add_shape(d);
+  return msg;
+}
+
+std::string error_of(const ::inference::ModelInferRequest& msg) {
+  auto r = grpc_codec::decode_infer(msg);
+  REQUIRE_FALSE(r);
+  CHECK(error_code(r.error()) == errc::invalid_input);
+  return error_message(r.error());
+}
+
+} // namespace
+
+TEST_CASE("gRPC inputs in raw_input_contents become tensors with their bytes", "[grpc]") {
+  auto msg = request_with_input("FP32", {2, 2});
+  float xs[4] = {1, 2, 3, 4};
+  msg.add_raw_input_contents(reinterpret_cast<const char*>(xs), sizeof(xs));
+  msg.set_id("abc");
+  (*msg.mutable_parameters())["timeout"].set_int64_param(5000);
+  (*msg.mutable_parameters())["priority"].set_uint64_param(2);
+  (*msg.mutable_parameters())["sequence_id"].set_int64_param(7); // meaningless here: ignored
+  msg.add_outputs()->set_name("y");
+  auto r = grpc_codec::decode_infer(msg);
+  REQUIRE(r);
+  CHECK(r->client_id == "abc");
+  CHECK(r->timeout_us == 5000);
+  CHECK(r->priority == 2);
+  CHECK(r->outputs == std::vector<std::string>{"y"});
+  REQUIRE(r->inputs.size() == 1);
+  auto& t = r->inputs[0];
+  CHECK(t.name == "x");
+  CHECK(t.dtype == datatype::FP32);
+  CHECK(t.shape == std::vector<int64_t>{2, 2});
+  REQUIRE(t.data.size() == 16);
+  CHECK(std::memcmp(t.data.data(), xs, 16) == 0);
+}
+
+TEST_CASE("gRPC typed contents become tensors, each datatype from its own field", "[grpc]") {
+  auto msg = request_with_input("FP32", {3});
+  for (float v : {1.5f, -2.0f, 3.25f})
+    msg.mutable_inputs(0)->mutable_contents()->add_fp32_contents(v);
+  auto* b = msg.add_inputs();
+  b->set_name("flags");
+  b->set_datatype("BOOL");
+  b->add_shape(2);
+  b->mutable_contents()->add_bool_contents(true);
+  b->mutable_contents()->add_bool_contents(false);
+  auto* i8 = msg.add_inputs();
+  i8->set_name("small");
+  i8->set_datatype("INT8");
+  i8->add_shape(2);
+  i8->mutable_contents()->add_int_contents(-128);
+  i8->mutable_contents()->add_int_contents(127);
+  auto* u8 = msg.add_inputs();
+  u8->set_name("pixels");
+  u8->set_datatype("UINT8");
+  u8->add_shape(1);
+  u8->mutable_contents()->add_uint_contents(255);
+  auto* i64 = msg.add_inputs();
+  i64->set_name("ids");
+  i64->set_datatype("INT64");
+  i64->add_shape(1);
+  i64->mutable_contents()->add_int64_contents(-5);
+  auto r = grpc_codec::decode_infer(msg);
+  REQUIRE(r);
+  REQUIRE(r->inputs.size() == 5);
+  float f[3];
+  std::memcpy(f, r->inputs[0].data.data(), 12);
+  CHECK((f[0] == 1.5f && f[1] == -2.0f && f[2] == 3.25f));
+  CHECK(r->inputs[1].data.data()[0] == 1);
+  CHECK(r->inputs[1].data.data()[1] == 0);
+  CHECK(static_cast<int8_t>(r->inputs[2].data.data()[0]) == -128);
+  CHECK(static_cast<int8_t>(r->inputs[2].data.data()[1]) == 127);
+  CHECK(r->inputs[3].data.data()[0] == 255);
+  int64_t id;
+  std::memcpy(&id, r->inputs[4].data.data(), 8);
+  CHECK(id == -5);
+}
+
+TEST_CASE("gRPC requests that do not add up are refused naming the input and what it takes",
+          "[grpc]") {
+  auto msg = request_with_input("FP32", {2});
+  msg.add_raw_input_contents(std::string(4, '\0'));
+  CHECK_THAT(error_of(msg), Catch::Contains("input 'x': raw_input_contents[0] has 4 bytes, its "
+                                            "shape [2] and datatype FP32 take 8"));
+  msg = request_with_input("FP32", {2});
+  msg.add_raw_input_contents(std::string(8, '\0'));
+  msg.add_raw_input_contents(std::string(8, '\0'));
+  CHECK_THAT(error_of(msg), Catch::Contains("raw_input_contents has 2 entries for 1 inputs"));
+  msg = request_with_input("FP32", {2});
+  msg.mutable_inputs(0)->mutable_contents()->add_int_contents(1);
+  msg.mutable_inputs(0)->mutable_contents()->add_int_contents(2);
+  CHECK_THAT(error_of(msg), Catch::Contains("input 'x' (FP32): expected 2 values in "
+                                            "contents.fp32_contents"));
+  msg = request_with_input("INT8", {1});
+  msg.mutable_inputs(0)->mutable_contents()->add_int_contents(300);
+  CHECK_THAT(error_of(msg), Catch::Contains("value 300 at 0 is out of its datatype's range"));
+  msg = request_with_input("FP16", {1});
+  CHECK_THAT(error_of(msg), Catch::Contains("FP16 has no typed contents"));
+  msg = request_with_input("BYTES", {1});
+  CHECK_THAT(error_of(msg), Catch::Contains("unsupported datatype 'BYTES'"));
+  msg = request_with_input("FP32", {-1});
+  CHECK_THAT(error_of(msg), Catch::Contains("invalid shape [-1]"));
+  msg = request_with_input("FP32", {1});
+  msg.mutable_inputs(0)->mutable_contents()->add_fp32_contents(1);
+  *msg.add_inputs() = msg.inputs(0);
+  CHECK_THAT(error_of(msg), Catch::Contains("input 'x' is given twice"));
+  msg = request_with_input("FP32", {1});
+  msg.mutable_inputs(0)->mutable_contents()->add_fp32_contents(1);
+  (*msg.mutable_parameters())["timeout"].set_string_param("soon");
+  CHECK_THAT(error_of(msg), Catch::Contains("parameter 'timeout' must be a positive integer"));
+  msg = request_with_input("FP32", {1});
+  msg.mutable_inputs(0)->mutable_contents()->add_fp32_contents(1);
+  auto* out = msg.add_outputs();
+  out->set_name("y");
+  (*out->mutable_parameters())["classification"].set_int64_param(3);
+  CHECK_THAT(error_of(msg), Catch::Contains("output 'y': classification is served over HTTP only"));
+  ::inference::ModelInferRequest empty;
+  CHECK_THAT(error_of(empty), Catch::Contains("the request has no inputs"));
+}
+
+TEST_CASE("gRPC answers carry outputs as raw contents, and metadata the full shapes", "[grpc]") {
+  infer_response r;
+  r.model = "m";
+  r.version = "1";
+  r.client_id = "id7";
+  r.batch_rows = 3;
+  r.batch_requests = 2;
+  tensor y;
+  y.name = "y";
+  y.dtype = datatype::INT32;
+  y.shape = {1, 2};
+  y.data = std::vector<uint8_t>{1, 0, 0, 0, 2, 0, 0, 0};
+  r.outputs.push_back(y);
+  ::inference::ModelInferResponse out;
+  grpc_codec::encode_infer(r, out);
+  CHECK(out.model_name() == "m");
+  CHECK(out.model_version() == "1");
+  CHECK(out.id() == "id7");
+  CHECK(out.parameters().at("batch_size").int64_param() == 3);
+  CHECK(out.parameters().at("batch_requests").int64_param() == 2);
+  REQUIRE(out.outputs_size() == 1);
+  CHECK(out.outputs(0).name() == "y");
+  CHECK(out.outputs(0).datatype() == "INT32");
+  CHECK(out.outputs(0).shape_size() == 2);
+  REQUIRE(out.raw_output_contents_size() == 1);
+  CHECK(out.raw_output_contents(0) == std::string("\1\0\0\0\2\0\0\0", 8));
+
+  model_config m;
+  m.name = "m";
+  m.backend = "torchscript";
+  m.max_batch_size = 8;
+  m.inputs.push_back({"x", datatype::FP32, {3, -1}});
+  m.outputs.push_back({"y", datatype::INT64, {5}});
+  ::inference::ModelMetadataResponse meta;
+  grpc_codec::encode_model_metadata(m, meta);
+  CHECK(meta.name() == "m");
+  CHECK(meta.platform() == "pytorch_torchscript");
+  REQUIRE(meta.inputs_size() == 1);
+  CHECK(std::vector<int64_t>(meta.inputs(0).shape().begin(), meta.inputs(0).shape().end())
+        == std::vector<int64_t>{-1, 3, -1});
+  CHECK(meta.outputs(0).datatype() == "INT64");
+}
