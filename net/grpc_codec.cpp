@@ -35,6 +35,13 @@ caf::expected<std::vector<uint8_t>> typed_bytes(const input_tensor& in, datatype
                                                 std::size_t count) {
   const auto& c = in.contents();
   auto what = "input '" + in.name() + "' (" + std::string(to_string(dt)) + ")";
+  if (dt == datatype::FP16)
+    return bad(what + ": FP16 has no typed contents; send it in raw_input_contents");
+  // (Checked before anything is allocated: a shape alone may claim any number of elements.)
+  if (content_values(c) != count)
+    return bad(what + ": its shape " + shape_to_string({in.shape().begin(), in.shape().end()})
+               + " has " + std::to_string(count) + " elements, its contents "
+               + std::to_string(content_values(c)) + " values");
   auto expect = [&](int have, const char* field) -> caf::error {
     if (static_cast<std::size_t>(have) != count || content_values(c) != count)
       return bad(what + ": expected " + std::to_string(count) + " values in contents." + field

@@ -113,6 +113,10 @@ TEST_CASE("gRPC requests that do not add up are refused naming the input and wha
   msg.mutable_inputs(0)->mutable_contents()->add_int_contents(2);
   CHECK_THAT(error_of(msg), Catch::Contains("input 'x' (FP32): expected 2 values in "
                                             "contents.fp32_contents"));
+  // A shape that claims far more elements than were sent is refused before any allocation.
+  msg = request_with_input("FP32", {int64_t{1} << 31, 1024});
+  msg.mutable_inputs(0)->mutable_contents()->add_fp32_contents(1);
+  CHECK_THAT(error_of(msg), Catch::Contains("has 2199023255552 elements, its contents 1 values"));
   msg = request_with_input("INT8", {1});
   msg.mutable_inputs(0)->mutable_contents()->add_int_contents(300);
   CHECK_THAT(error_of(msg), Catch::Contains("value 300 at 0 is out of its datatype's range"));
