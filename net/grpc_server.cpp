@@ -60,14 +60,27 @@ struct grpc_server::impl final : ::inference::GRPCInferenceService::CallbackServ
 
   explicit impl(std::shared_ptr<actorserve::inference> i) : infer(std::move(i)) {}
 
-  /// Answers a unary call from a CAF thread once `ask` brings the gateway's answer.
-  template <class Response, class Fill, class... Ts>
-  grpc::ServerUnaryReactor* ask_gateway(grpc::CallbackServerContext* ctx, Response* res, Fill fill,
-                                        Ts&&... xs) {
+  /// A call answered at once.
+  static grpc::ServerUnaryReactor* finished(grpc::CallbackServerContext* ctx,
+                                            const grpc::Status& status = grpc::Status::OK) {
+    auto* reactor = ctx->DefaultReactor();
+    reactor->Finish(status);
+    return reactor;
+  }
+
+  /// A readiness call: not ready while draining, else the gateway's answer to `xs` (from a CAF
+  /// thread once it comes; not ready if it does not come in time).
+  template <class Response, class... Ts>
+  grpc::ServerUnaryReactor* readiness(grpc::CallbackServerContext* ctx, Response* res,
+                                      Ts&&... xs) {
+    if (draining) {
+      res->set_ready(false);
+      return finished(ctx);
+    }
     auto* reactor = ctx->DefaultReactor();
     ask<bool>(infer->system(), infer->gateway()->get(), readiness_timeout,
-              [reactor, res, fill](caf::expected<bool> ready) {
-                fill(*res, ready && *ready);
+              [reactor, res](caf::expected<bool> ready) {
+                res->set_ready(ready && *ready);
                 reactor->Finish(grpc::Status::OK);
               },
               std::forward<Ts>(xs)...);
@@ -78,41 +91,22 @@ struct grpc_server::impl final : ::inference::GRPCInferenceService::CallbackServ
                                        const ::inference::ServerLiveRequest*,
                                        ::inference::ServerLiveResponse* res) override {
     res->set_live(true);
-    auto* reactor = ctx->DefaultReactor();
-    reactor->Finish(grpc::Status::OK);
-    return reactor;
+    return finished(ctx);
   }
 
   grpc::ServerUnaryReactor* ServerReady(grpc::CallbackServerContext* ctx,
                                         const ::inference::ServerReadyRequest*,
                                         ::inference::ServerReadyResponse* res) override {
-    if (draining) {
-      res->set_ready(false);
-      auto* reactor = ctx->DefaultReactor();
-      reactor->Finish(grpc::Status::OK);
-      return reactor;
-    }
-    return ask_gateway(ctx, res, [](auto& r, bool ready) { r.set_ready(ready); },
-                       ready_atom::value);
+    return readiness(ctx, res, ready_atom::value);
   }
 
   grpc::ServerUnaryReactor* ModelReady(grpc::CallbackServerContext* ctx,
                                        const ::inference::ModelReadyRequest* req,
                                        ::inference::ModelReadyResponse* res) override {
-    if (!infer->config()->find_model(req->name())) {
-      auto* reactor = ctx->DefaultReactor();
-      reactor->Finish(grpc::Status(grpc::StatusCode::NOT_FOUND,
-                                   "unknown model '" + req->name() + "'"));
-      return reactor;
-    }
-    if (draining) {
-      res->set_ready(false);
-      auto* reactor = ctx->DefaultReactor();
-      reactor->Finish(grpc::Status::OK);
-      return reactor;
-    }
-    return ask_gateway(ctx, res, [](auto& r, bool ready) { r.set_ready(ready); },
-                       ready_atom::value, req->name(), req->version());
+    if (!infer->config()->find_model(req->name()))
+      return finished(ctx, grpc::Status(grpc::StatusCode::NOT_FOUND,
+                                        "unknown model '" + req->name() + "'"));
+    return readiness(ctx, res, ready_atom::value, req->name(), req->version());
   }
 
   grpc::ServerUnaryReactor* ServerMetadata(grpc::CallbackServerContext* ctx,
@@ -123,26 +117,20 @@ struct grpc_server::impl final : ::inference::GRPCInferenceService::CallbackServ
     for (const char* e : {"model_configuration", "statistics", "binary_tensor_data",
                           "model_repository", "classification"})
       res->add_extensions(e);
-    auto* reactor = ctx->DefaultReactor();
-    reactor->Finish(grpc::Status::OK);
-    return reactor;
+    return finished(ctx);
   }
 
   grpc::ServerUnaryReactor* ModelMetadata(grpc::CallbackServerContext* ctx,
                                           const ::inference::ModelMetadataRequest* req,
                                           ::inference::ModelMetadataResponse* res) override {
-    auto* reactor = ctx->DefaultReactor();
     auto* m = infer->config()->find_model(req->name());
     if (!m || (!req->version().empty() && req->version() != m->version))
-      reactor->Finish(grpc::Status(grpc::StatusCode::NOT_FOUND,
-                                   m ? "model '" + req->name() + "' has no version '"
-                                         + req->version() + "'"
-                                     : "unknown model '" + req->name() + "'"));
-    else {
-      grpc_codec::encode_model_metadata(*m, *res);
-      reactor->Finish(grpc::Status::OK);
-    }
-    return reactor;
+      return finished(ctx, grpc::Status(grpc::StatusCode::NOT_FOUND,
+                                        m ? "model '" + req->name() + "' has no version '"
+                                              + req->version() + "'"
+                                          : "unknown model '" + req->name() + "'"));
+    grpc_codec::encode_model_metadata(*m, *res);
+    return finished(ctx);
   }
 
   grpc::ServerUnaryReactor* ModelInfer(grpc::CallbackServerContext* ctx,

@@ -180,15 +180,15 @@ int serve(int argc, char** argv) {
   }
 #if !ACTORSERVE_WITH_GRPC
   if (cfg->server.grpc.enabled) {
-    std::cerr << "actorserve: server.grpc is set but this build has no gRPC front (gRPC and "
-                 "protobuf, libgrpc++-dev, were not found when it was built)\n";
+    std::cerr << "actorserve: server.grpc is set but this build has no gRPC front (built "
+                 "without gRPC and protobuf, libgrpc++-dev, or with ACTORSERVE_WITH_GRPC off)\n";
     return 1;
   }
 #endif
 #if !ACTORSERVE_WITH_REDIS
   if (!cfg->server.queues.empty()) {
     std::cerr << "actorserve: server.queues is set but this build has no event-queue ingress "
-                 "(hiredis, libhiredis-dev, was not found when it was built)\n";
+                 "(built without hiredis, libhiredis-dev, or with ACTORSERVE_WITH_QUEUES off)\n";
     return 1;
   }
 #endif
