@@ -60,11 +60,17 @@ struct grpc_server::impl final : ::inference::GRPCInferenceService::CallbackServ
 
   explicit impl(std::shared_ptr<actorserve::inference> i) : infer(std::move(i)) {}
 
-  /// A call answered at once.
-  static grpc::ServerUnaryReactor* finished(grpc::CallbackServerContext* ctx,
-                                            const grpc::Status& status = grpc::Status::OK) {
-    auto* reactor = ctx->DefaultReactor();
+  /// Ends a call, counted in /metrics by its status code.
+  void finish(grpc::ServerUnaryReactor* reactor, const grpc::Status& status) {
+    infer->stats()->count_grpc_response(static_cast<unsigned>(status.error_code()));
     reactor->Finish(status);
+  }
+
+  /// A call answered at once.
+  grpc::ServerUnaryReactor* finished(grpc::CallbackServerContext* ctx,
+                                     const grpc::Status& status = grpc::Status::OK) {
+    auto* reactor = ctx->DefaultReactor();
+    finish(reactor, status);
     return reactor;
   }
 
@@ -79,9 +85,9 @@ struct grpc_server::impl final : ::inference::GRPCInferenceService::CallbackServ
     }
     auto* reactor = ctx->DefaultReactor();
     ask<bool>(infer->system(), infer->gateway()->get(), readiness_timeout,
-              [reactor, res](caf::expected<bool> ready) {
+              [this, reactor, res](caf::expected<bool> ready) {
                 res->set_ready(ready && *ready);
-                reactor->Finish(grpc::Status::OK);
+                finish(reactor, grpc::Status::OK);
               },
               std::forward<Ts>(xs)...);
     return reactor;
@@ -138,7 +144,7 @@ struct grpc_server::impl final : ::inference::GRPCInferenceService::CallbackServ
                                        ::inference::ModelInferResponse* res) override {
     auto* reactor = new infer_reactor;
     if (draining) {
-      reactor->Finish(shutting_down);
+      finish(reactor, shutting_down);
       return reactor;
     }
     auto received = std::chrono::steady_clock::now();
@@ -146,7 +152,7 @@ struct grpc_server::impl final : ::inference::GRPCInferenceService::CallbackServ
     auto req = grpc_codec::decode_infer(*msg);
     if (!req) {
       inference::account(mm, error_code(req.error()), received);
-      reactor->Finish(status_of(req.error()));
+      finish(reactor, status_of(req.error()));
       return reactor;
     }
     req->model = msg->model_name();
@@ -167,9 +173,9 @@ struct grpc_server::impl final : ::inference::GRPCInferenceService::CallbackServ
                     inference::account(mm, r ? errc::none : error_code(r.error()), received);
                     if (r) {
                       grpc_codec::encode_infer(*r, *res);
-                      reactor->Finish(grpc::Status::OK);
+                      finish(reactor, grpc::Status::OK);
                     } else {
-                      reactor->Finish(status_of(r.error()));
+                      finish(reactor, status_of(r.error()));
                     }
                     in_progress.fetch_sub(1);
                   });

@@ -185,6 +185,11 @@ void metrics::count_http_response(unsigned status) noexcept {
     http_responses_[status].fetch_add(1, std::memory_order_relaxed);
 }
 
+void metrics::count_grpc_response(unsigned code) noexcept {
+  if (code < grpc_responses_.size())
+    grpc_responses_[code].fetch_add(1, std::memory_order_relaxed);
+}
+
 std::string metrics::prometheus_text() const {
   std::vector<MetricFamily> out;
   auto requests = family("actorserve_requests_total",
@@ -289,6 +294,16 @@ std::string metrics::prometheus_text() const {
       c.counter.value = static_cast<double>(n);
       http.metric.push_back(std::move(c));
     }
+  auto grpc = family("actorserve_grpc_responses_total",
+                     "gRPC calls answered, by status code (0 OK, 3 INVALID_ARGUMENT, 4 "
+                     "DEADLINE_EXCEEDED, 5 NOT_FOUND, 8 RESOURCE_EXHAUSTED, 12 UNIMPLEMENTED, 13 "
+                     "INTERNAL, 14 UNAVAILABLE, ...)", MetricType::Counter);
+  for (std::size_t code = 0; code < grpc_responses_.size(); ++code)
+    if (auto n = load(grpc_responses_[code])) {
+      auto c = with_labels({{"code", std::to_string(code)}});
+      c.counter.value = static_cast<double>(n);
+      grpc.metric.push_back(std::move(c));
+    }
   auto bodies = family("actorserve_http_request_body_bytes",
                        "Request bodies held (read or being read, not yet answered)",
                        MetricType::Gauge);
@@ -359,7 +374,7 @@ std::string metrics::prometheus_text() const {
   }
   for (auto* f : {&requests, &latency, &queue, &compute, &rows, &depth, &in_flight, &batches,
                   &state, &restarts, &retries, &breakers, &cache_hits, &cache_misses,
-                  &cache_bytes, &http, &bodies, &gpu_util, &gpu_used, &gpu_total, &q_read,
+                  &cache_bytes, &http, &grpc, &bodies, &gpu_util, &gpu_used, &gpu_total, &q_read,
                   &q_claimed, &q_given_up, &q_answers, &q_in_flight, &q_errors, &q_up})
     if (!f->metric.empty())
       out.push_back(std::move(*f));

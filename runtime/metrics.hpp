@@ -140,6 +140,9 @@ public:
   /// HTTP responses by status code (also those for no model: 404s, bad routes).
   void count_http_response(unsigned status) noexcept;
 
+  /// gRPC calls answered, by status code (grpc::StatusCode's numbers, 0 = OK .. 16).
+  void count_grpc_response(unsigned code) noexcept;
+
   /// Bytes of the request bodies the HTTP server holds now (read or being read, not yet
   /// answered): what http.max_inflight_body_bytes bounds. The HTTP server keeps it.
   std::atomic<uint64_t> http_body_bytes{0};
@@ -158,6 +161,7 @@ private:
   std::vector<std::string> order_; // deployment order, for stable output
   std::vector<std::unique_ptr<queue_metrics>> queues_;
   std::array<std::atomic<uint64_t>, 600> http_responses_{};
+  std::array<std::atomic<uint64_t>, 17> grpc_responses_{};
   std::unique_ptr<gpu_monitor> gpu_;
 };
 

@@ -111,6 +111,10 @@ def main():
     r = c.infer("slow", [inp], client_timeout=10)
     assert np.array_equal(r.as_numpy("y"), 2 * x + 1)
     assert c.is_server_ready()
+    # The calls answered, by status code, in /metrics.
+    assert metric(http, 'actorserve_grpc_responses_total{code="0"}') >= 200
+    assert metric(http, 'actorserve_grpc_responses_total{code="5"}') == 2  # NOT_FOUND
+    assert metric(http, 'actorserve_grpc_responses_total{code="3"}') == 2  # INVALID_ARGUMENT
     print("triton grpc client: ok")
 
 
