@@ -1,6 +1,8 @@
 #include "net/grpc_server.hpp"
 
 #include <atomic>
+#include <fstream>
+#include <sstream>
 
 #include <grpcpp/grpcpp.h>
 
@@ -49,6 +51,36 @@ public:
   void OnCancel() override { gone->store(true, std::memory_order_relaxed); }
   void OnDone() override { delete this; }
 };
+
+/// The whole of a (PEM) file, or nothing where it cannot be read.
+std::optional<std::string> read_file(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in)
+    return std::nullopt;
+  std::ostringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+/// Plaintext, or TLS with the configured certificate and key (and, with a client CA, only
+/// clients whose certificate it signed).
+caf::expected<std::shared_ptr<grpc::ServerCredentials>> credentials(const grpc_config& g) {
+  if (!g.tls())
+    return grpc::InsecureServerCredentials();
+  auto cert = read_file(g.tls_certificate);
+  auto key = read_file(g.tls_key);
+  auto ca = g.tls_client_ca.empty() ? std::optional<std::string>{""} : read_file(g.tls_client_ca);
+  for (auto& [text, path] : {std::pair{&cert, &g.tls_certificate}, {&key, &g.tls_key},
+                             {&ca, &g.tls_client_ca}})
+    if (!*text)
+      return make_error(errc::invalid_config, "server.grpc.tls: cannot read \"" + *path + "\"");
+  grpc::SslServerCredentialsOptions opts(
+    g.tls_client_ca.empty() ? GRPC_SSL_DONT_REQUEST_CLIENT_CERTIFICATE
+                            : GRPC_SSL_REQUEST_AND_REQUIRE_CLIENT_CERTIFICATE_AND_VERIFY);
+  opts.pem_key_cert_pairs.push_back({*key, *cert});
+  opts.pem_root_certs = *ca;
+  return grpc::SslServerCredentials(opts);
+}
 
 } // namespace
 
@@ -194,9 +226,11 @@ grpc_server::~grpc_server() {
 caf::expected<uint16_t> grpc_server::start() {
   const auto& g = impl_->infer->config()->server.grpc;
   int bound = 0;
+  auto creds = credentials(g);
+  if (!creds)
+    return std::move(creds.error());
   grpc::ServerBuilder builder;
-  builder.AddListeningPort(g.address + ":" + std::to_string(g.port),
-                           grpc::InsecureServerCredentials(), &bound);
+  builder.AddListeningPort(g.address + ":" + std::to_string(g.port), *creds, &bound);
   // One server per port: gRPC's default SO_REUSEPORT would let a second node share it silently.
   builder.AddChannelArgument(GRPC_ARG_ALLOW_REUSEPORT, 0);
   builder.SetMaxReceiveMessageSize(static_cast<int>(g.max_message_bytes));
@@ -204,9 +238,11 @@ caf::expected<uint16_t> grpc_server::start() {
   builder.RegisterService(impl_.get());
   impl_->server = builder.BuildAndStart();
   if (!impl_->server || bound == 0)
-    return make_error(errc::invalid_config, "cannot serve gRPC on " + g.address + ":"
-                                              + std::to_string(g.port)
-                                              + " (address in use, or not an address here?)");
+    return make_error(errc::invalid_config,
+                      "cannot serve gRPC on " + g.address + ":" + std::to_string(g.port)
+                        + (g.tls() ? " (address in use, not an address here, or a TLS key that "
+                                     "is not the certificate's?)"
+                                   : " (address in use, or not an address here?)"));
   return static_cast<uint16_t>(bound);
 }
 

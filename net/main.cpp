@@ -263,8 +263,11 @@ int serve(int argc, char** argv) {
           caf::anon_send_exit(b, caf::exit_reason::user_shutdown);
         return 1;
       }
-      std::printf("actorserve: grpc on %s:%u\n", cfg->server.grpc.address.c_str(),
-                  static_cast<unsigned>(*grpc_bound));
+      std::printf("actorserve: grpc on %s:%u%s\n", cfg->server.grpc.address.c_str(),
+                  static_cast<unsigned>(*grpc_bound),
+                  !cfg->server.grpc.tls()                ? ""
+                  : cfg->server.grpc.tls_client_ca.empty() ? " (TLS)"
+                                                           : " (TLS, client certificates)");
     }
     auto grpc_in_progress = [&] { return grpc ? grpc->requests_in_progress() : std::size_t{0}; };
 #else

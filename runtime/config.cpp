@@ -374,6 +374,14 @@ void read_server(reader& r, server_config& s, const std::string& base_dir) {
     g.string("address", s.grpc.address);
     g.integer("port", s.grpc.port, 0, 65535);
     g.integer("max_message_bytes", s.grpc.max_message_bytes, 1024, 2'147'483'647);
+    g.object("tls", [&](reader& t) {
+      t.string("certificate", s.grpc.tls_certificate, true);
+      t.string("key", s.grpc.tls_key, true);
+      t.string("client_ca", s.grpc.tls_client_ca);
+      for (auto* f : {&s.grpc.tls_certificate, &s.grpc.tls_key, &s.grpc.tls_client_ca})
+        if (auto wrong = resolve_file(*f, base_dir))
+          t.fail("server.grpc.tls", *wrong);
+    });
   });
   r.integer("scheduler_threads", s.scheduler_threads, 0, 1024);
   r.string("scheduler_policy", s.scheduler_policy);

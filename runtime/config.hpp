@@ -35,6 +35,9 @@ struct grpc_config {
   std::string address = "127.0.0.1";
   uint16_t port = 8001; // 0 = any free port
   uint64_t max_message_bytes = 64ull << 20; // a larger request gets RESOURCE_EXHAUSTED
+  std::string tls_certificate, tls_key; // both: TLS (PEM files); empty: plaintext
+  std::string tls_client_ca; // with TLS: clients must show a certificate this CA signed
+  bool tls() const { return !tls_certificate.empty(); }
 };
 
 struct restart_config {

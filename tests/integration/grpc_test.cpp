@@ -50,3 +50,48 @@ TEST_CASE("a gRPC port already taken is refused at start, naming it", "[integrat
   CHECK(out.second.find("cannot serve gRPC on 127.0.0.1:" + std::to_string(grpc_port))
         != std::string::npos);
 }
+
+TEST_CASE("gRPC over TLS serves clients whose certificate the client CA signed, and only them",
+          "[integration][grpc][tls]") {
+  auto dir = write_temp_file("grpc_tls/.keep", "");
+  dir = dir.substr(0, dir.rfind('/'));
+  auto sh = [&](const std::string& cmd) {
+    return std::system(("cd '" + dir + "' && (" + cmd + ") >/dev/null 2>&1").c_str());
+  };
+  for (auto ca : {"ca", "rogue_ca"})
+    REQUIRE(sh(std::string("openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj /CN=") + ca
+               + " -keyout " + ca + ".key -out " + ca + ".pem") == 0);
+  REQUIRE(sh("printf 'subjectAltName=IP:127.0.0.1,DNS:localhost' > san.ext") == 0);
+  for (auto [name, ca] : {std::pair<const char*, const char*>{"server", "ca"}, {"client", "ca"},
+                          {"rogue", "rogue_ca"}}) {
+    std::string n = name, a = ca;
+    REQUIRE(sh("openssl req -newkey rsa:2048 -nodes -subj /CN=" + n + " -keyout " + n + ".key -out "
+               + n + ".csr && openssl x509 -req -days 2 -in " + n + ".csr -CA " + a + ".pem -CAkey "
+               + a + ".key -CAcreateserial -extfile san.ext -out " + n + ".pem") == 0);
+  }
+  auto grpc_port = free_port();
+  auto config = grpc_config(grpc_port);
+  config.replace(config.find(R"("max_message_bytes": 1048576)"), 28,
+                 R"("max_message_bytes": 1048576, "tls": {"certificate": ")" + dir
+                   + R"(/server.pem", "key": ")" + dir + R"(/server.key", "client_ca": ")" + dir
+                   + R"(/ca.pem"})");
+  server_process srv{write_temp_file("grpc_tls.json", config)};
+  REQUIRE(srv.wait_ready());
+  auto out = run_command({std::string(ACTORSERVE_SOURCE_DIR) + "/.venv/bin/python",
+                          std::string(ACTORSERVE_SOURCE_DIR)
+                            + "/tests/integration/python/grpc_tls_test.py",
+                          "127.0.0.1:" + std::to_string(grpc_port), dir});
+  INFO(out.second);
+  INFO(srv.log());
+  CHECK(out.first == 0);
+  CHECK(out.second.find("grpc tls: ok") != std::string::npos);
+
+  // A key that is not the certificate's is refused at start, naming TLS.
+  auto wrong = config;
+  wrong.replace(wrong.find(dir + "/server.key"), dir.size() + 11, dir + "/client.key");
+  auto started = run_command({"timeout", "20", actorserve_binary(), "serve", "--config",
+                              write_temp_file("grpc_tls_bad.json", wrong), "--port", "0",
+                              "--grpc-port", std::to_string(free_port())});
+  CHECK(started.first == 1);
+  CHECK(started.second.find("TLS key") != std::string::npos);
+}

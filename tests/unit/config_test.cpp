@@ -479,3 +479,26 @@ TEST_CASE("server.queues: defaults, and errors that name the queue's key", "[con
     ["127.0.0.1:1"]}, "queues": [{"stream": "s"}]})"));
   CHECK_THAT(err, Catch::Contains("server.queues[0]: a worker node"));
 }
+
+TEST_CASE("server.grpc: on when given, Triton's port by default, TLS files checked",
+          "[config][grpc]") {
+  auto cfg = parse_deployment(deployment(model_json()), "", backends);
+  REQUIRE(cfg);
+  CHECK_FALSE(cfg->server.grpc.enabled);
+  cfg = parse_deployment(deployment(model_json(), R"({"grpc": {}})"), "", backends);
+  REQUIRE(cfg);
+  CHECK(cfg->server.grpc.enabled);
+  CHECK(cfg->server.grpc.port == 8001);
+  CHECK(cfg->server.grpc.address == "127.0.0.1");
+  CHECK(cfg->server.grpc.max_message_bytes == 64ull << 20);
+  CHECK_FALSE(cfg->server.grpc.tls());
+  cfg = parse_deployment(deployment(model_json(), R"({"grpc": {"enabled": false, "port": 0}})"),
+                         "", backends);
+  REQUIRE(cfg);
+  CHECK_FALSE(cfg->server.grpc.enabled);
+  auto err = errors_of(deployment(model_json(), R"({"grpc": {"port": 70000, "tls":
+    {"certificate": "/no/such.pem"}}})"));
+  CHECK_THAT(err, Catch::Contains("server.grpc.port: must be <= 65535"));
+  CHECK_THAT(err, Catch::Contains("server.grpc.tls.key: required key is missing"));
+  CHECK_THAT(err, Catch::Contains("server.grpc.tls: no such file: \"/no/such.pem\""));
+}
