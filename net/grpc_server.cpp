@@ -1,6 +1,8 @@
 #include "net/grpc_server.hpp"
 
 #include <atomic>
+#include <deque>
+#include <mutex>
 #include <fstream>
 #include <sstream>
 
@@ -171,6 +173,37 @@ struct grpc_server::impl final : ::inference::GRPCInferenceService::CallbackServ
     return finished(ctx);
   }
 
+  /// Decodes a call's request and sends it on its way; `done` gets its answer: right away when
+  /// it cannot be decoded, else from a CAF thread. `deadline`: the call's (max: none), which
+  /// bounds the request's timeout; `gone`: set when the client goes away.
+  void run(const ::inference::ModelInferRequest& msg, std::chrono::system_clock::time_point deadline,
+           std::shared_ptr<std::atomic<bool>> gone, inference::done_fn done) {
+    auto received = std::chrono::steady_clock::now();
+    auto* mm = infer->stats()->model(msg.model_name());
+    auto req = grpc_codec::decode_infer(msg);
+    if (!req) {
+      inference::account(mm, error_code(req.error()), received);
+      return done(std::move(req.error()));
+    }
+    req->model = msg.model_name();
+    req->version = msg.model_version();
+    // The call's deadline is the request's, unless the request asked for less.
+    if (deadline != std::chrono::system_clock::time_point::max()) {
+      auto left = std::chrono::duration_cast<std::chrono::microseconds>(
+                    deadline - std::chrono::system_clock::now()).count();
+      if (req->timeout_us <= 0 || req->timeout_us > left)
+        req->timeout_us = std::max<int64_t>(left, 1);
+    }
+    req->cancelled = std::move(gone);
+    in_progress.fetch_add(1);
+    infer->submit(std::move(*req), std::make_shared<kserve::decoded_request>(),
+                  [this, mm, received, done = std::move(done)](caf::expected<infer_response> r) {
+                    inference::account(mm, r ? errc::none : error_code(r.error()), received);
+                    done(std::move(r));
+                    in_progress.fetch_sub(1);
+                  });
+  }
+
   grpc::ServerUnaryReactor* ModelInfer(grpc::CallbackServerContext* ctx,
                                        const ::inference::ModelInferRequest* msg,
                                        ::inference::ModelInferResponse* res) override {
@@ -179,39 +212,125 @@ struct grpc_server::impl final : ::inference::GRPCInferenceService::CallbackServ
       finish(reactor, shutting_down);
       return reactor;
     }
-    auto received = std::chrono::steady_clock::now();
-    auto* mm = infer->stats()->model(msg->model_name());
-    auto req = grpc_codec::decode_infer(*msg);
-    if (!req) {
-      inference::account(mm, error_code(req.error()), received);
-      finish(reactor, status_of(req.error()));
-      return reactor;
-    }
-    req->model = msg->model_name();
-    req->version = msg->model_version();
-    // The call's deadline is the request's, unless the request asked for less.
-    auto deadline = ctx->deadline();
-    if (deadline != std::chrono::system_clock::time_point::max()) {
-      auto left = std::chrono::duration_cast<std::chrono::microseconds>(
-                    deadline - std::chrono::system_clock::now()).count();
-      if (req->timeout_us <= 0 || req->timeout_us > left)
-        req->timeout_us = std::max<int64_t>(left, 1);
-    }
-    req->cancelled = reactor->gone;
-    in_progress.fetch_add(1);
-    auto options = std::make_shared<kserve::decoded_request>();
-    infer->submit(std::move(*req), options,
-                  [this, reactor, res, mm, received](caf::expected<infer_response> r) {
-                    inference::account(mm, r ? errc::none : error_code(r.error()), received);
-                    if (r) {
-                      grpc_codec::encode_infer(*r, *res);
-                      finish(reactor, grpc::Status::OK);
-                    } else {
-                      finish(reactor, status_of(r.error()));
-                    }
-                    in_progress.fetch_sub(1);
-                  });
+    run(*msg, ctx->deadline(), reactor->gone,
+        [this, reactor, res](caf::expected<infer_response> r) {
+          if (r) {
+            grpc_codec::encode_infer(*r, *res);
+            finish(reactor, grpc::Status::OK);
+          } else {
+            finish(reactor, status_of(r.error()));
+          }
+        });
     return reactor;
+  }
+
+  /// One ModelStreamInfer call: each request read is run at once (many may be in flight) and
+  /// answered on the stream when its answer is ready, one write at a time; a failed request is
+  /// answered with its error_message. The call ends once the client has sent its last request
+  /// and every answer is written (or the client is gone); only then can no answer still come,
+  /// so the reactor is deleted safely in OnDone.
+  class stream_reactor final
+    : public grpc::ServerBidiReactor<::inference::ModelInferRequest,
+                                     ::inference::ModelStreamInferResponse> {
+  public:
+    stream_reactor(impl& srv, grpc::CallbackServerContext* ctx)
+      : srv_(srv), deadline_(ctx->deadline()) {
+      StartRead(&incoming_);
+    }
+
+    void OnReadDone(bool ok) override {
+      if (!ok) { // the client is done sending (or gone)
+        std::unique_lock<std::mutex> lk(mtx_);
+        reads_done_ = true;
+        return finish_if_done(lk);
+      }
+      auto msg = std::move(incoming_);
+      incoming_.Clear();
+      {
+        std::lock_guard<std::mutex> guard(mtx_);
+        ++outstanding_;
+      }
+      auto answer = [this, id = msg.id(), model = msg.model_name()](
+                      caf::expected<infer_response> r) { complete(id, model, std::move(r)); };
+      if (srv_.draining)
+        answer(make_error(errc::not_ready, "the server is shutting down"));
+      else
+        srv_.run(msg, deadline_, gone_, std::move(answer));
+      StartRead(&incoming_); // (reads_done_ is still false: the call cannot have finished)
+    }
+
+    void OnWriteDone(bool ok) override {
+      std::unique_lock<std::mutex> lk(mtx_);
+      writes_.pop_front();
+      if (!ok) { // the stream broke: answers still to come have nowhere to go
+        broken_ = true;
+        writes_.clear();
+      }
+      if (!writes_.empty()) {
+        auto* next = &writes_.front();
+        lk.unlock();
+        return StartWrite(next);
+      }
+      writing_ = false;
+      finish_if_done(lk);
+    }
+
+    void OnCancel() override { gone_->store(true, std::memory_order_relaxed); }
+    void OnDone() override { delete this; }
+
+  private:
+    void complete(const std::string& id, const std::string& model,
+                  caf::expected<infer_response> r) {
+      ::inference::ModelStreamInferResponse out;
+      if (r) {
+        grpc_codec::encode_infer(*r, *out.mutable_infer_response());
+      } else {
+        out.set_error_message(error_message(r.error()));
+        out.mutable_infer_response()->set_id(id);
+        out.mutable_infer_response()->set_model_name(model);
+      }
+      std::unique_lock<std::mutex> lk(mtx_);
+      --outstanding_;
+      if (broken_)
+        return finish_if_done(lk);
+      writes_.push_back(std::move(out)); // (a deque: the write in flight keeps its address)
+      if (writing_)
+        return;
+      writing_ = true;
+      auto* next = &writes_.front();
+      lk.unlock();
+      StartWrite(next);
+    }
+
+    /// Ends the call once nothing is left to read, run or write. Nothing touches the reactor
+    /// after Finish (OnDone may delete it at once).
+    void finish_if_done(std::unique_lock<std::mutex>& lk) {
+      if (!reads_done_ || outstanding_ > 0 || writing_ || finished_)
+        return;
+      finished_ = true;
+      auto status = broken_ ? grpc::Status::CANCELLED : grpc::Status::OK;
+      lk.unlock();
+      srv_.finish_stream(this, status);
+    }
+
+    impl& srv_;
+    const std::chrono::system_clock::time_point deadline_;
+    std::shared_ptr<std::atomic<bool>> gone_ = std::make_shared<std::atomic<bool>>(false);
+    ::inference::ModelInferRequest incoming_;
+    std::mutex mtx_; // guards what follows
+    std::deque<::inference::ModelStreamInferResponse> writes_; // front: being written
+    std::size_t outstanding_ = 0; // requests read, not yet answered
+    bool reads_done_ = false, writing_ = false, broken_ = false, finished_ = false;
+  };
+
+  void finish_stream(stream_reactor* r, const grpc::Status& status) {
+    infer->stats()->count_grpc_response(static_cast<unsigned>(status.error_code()));
+    r->Finish(status);
+  }
+
+  grpc::ServerBidiReactor<::inference::ModelInferRequest, ::inference::ModelStreamInferResponse>*
+  ModelStreamInfer(grpc::CallbackServerContext* ctx) override {
+    return new stream_reactor(*this, ctx);
   }
 };
 

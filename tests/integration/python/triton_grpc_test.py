@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """NVIDIA Triton's own Python gRPC client (PyPI tritonclient[grpc]) against a running actorserve
 serving "scale" (y = 2x + 1, FP32 [batch, 4]) and "slow" (the same, 300 ms per batch): health,
-metadata, raw and typed (protobuf contents) tensors, requested outputs, 200 concurrent calls,
+metadata, raw and typed (protobuf contents) tensors, requested outputs, 200 concurrent calls, a
+stream of 100 requests (ModelStreamInfer),
 every error status, a client deadline the server keeps, and a message over the size limit.
 Exits non-zero on any mismatch.
 
@@ -79,6 +80,29 @@ def main():
         i, result, error = answers.get(timeout=30)
         assert error is None, error
         assert np.array_equal(result.as_numpy("y"), np.full((1, 4), 2 * i + 1, np.float32))
+
+    # A stream (Triton's ModelStreamInfer): 100 requests in flight on one call, each answered
+    # with its own rows and id; a failed one answered with its error; the call ends cleanly
+    # once the client stops sending and every answer is in.
+    streamed = queue.Queue()
+    c.start_stream(callback=lambda result, error: streamed.put((result, error)))
+    for i in range(100):
+        xi = grpcclient.InferInput("x", [1, 4], "FP32")
+        xi.set_data_from_numpy(np.full((1, 4), i, dtype=np.float32))
+        c.async_stream_infer("scale", [xi], request_id=f"s{i}")
+    c.async_stream_infer("nope", [inp], request_id="s-bad")
+    c.stop_stream()  # (waits for the server to end the call)
+    got, failed = {}, []
+    while not streamed.empty():
+        result, error = streamed.get()
+        if error is not None:
+            failed.append(error.message())
+        else:
+            got[result.get_response().id] = result.as_numpy("y")
+    assert len(got) == 100, len(got)
+    for i in range(100):
+        assert np.array_equal(got[f"s{i}"], np.full((1, 4), 2 * i + 1, np.float32)), got[f"s{i}"]
+    assert failed == ["unknown model 'nope'"], failed
 
     # Errors: each status with a message naming what was wrong.
     expect_error("StatusCode.NOT_FOUND", "unknown model 'nope'", c.infer, "nope", [inp])
