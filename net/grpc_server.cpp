@@ -268,8 +268,11 @@ struct grpc_server::impl final : ::inference::GRPCInferenceService::CallbackServ
       }
       if (!writes_.empty()) {
         auto* next = &writes_.front();
+        // More answers queued behind it: gRPC may hold this one back to send them together.
+        auto options = writes_.size() > 1 ? grpc::WriteOptions().set_buffer_hint()
+                                          : grpc::WriteOptions();
         lk.unlock();
-        return StartWrite(next);
+        return StartWrite(next, options);
       }
       writing_ = false;
       finish_if_done(lk);

@@ -5,7 +5,7 @@ each 1x64 FP32 row for the quickstart's MLP sent as raw_input_contents. Prints a
 latency percentiles. The client shares the machine with the node: on a small machine it is the
 limit, so compare with a client of the same kind (examples/bench/http_quick.sh uses wrk).
 
-usage: grpc_bench.py HOST:PORT [--model mlp] [--concurrency 64] [--seconds 10]
+usage: grpc_bench.py HOST:PORT [--model mlp] [--concurrency 64] [--seconds 10] [--stream]
 """
 import argparse
 import asyncio
@@ -30,6 +30,8 @@ async def run(args):
         await stub.ModelInfer(req)  # (warm: the channel is connected)
         latencies, errors = [], 0
         stop = time.monotonic() + args.seconds
+        if args.stream:
+            return await stream(args, stub, req, stop)
 
         async def client():
             nonlocal errors
@@ -50,12 +52,47 @@ async def run(args):
           f"errors={errors}")
 
 
+async def stream(args, stub, req, stop):
+    """One ModelStreamInfer call with CONCURRENCY requests in flight on it."""
+    call = stub.ModelStreamInfer()
+    window = asyncio.Semaphore(args.concurrency)
+    sent, latencies, errors = {}, [], 0
+    t0 = time.monotonic()
+
+    async def writer():
+        i = 0
+        while time.monotonic() < stop:
+            await window.acquire()
+            req.id = str(i)
+            sent[req.id] = time.monotonic()
+            i += 1
+            await call.write(req)
+        await call.done_writing()
+
+    async def reader():
+        nonlocal errors
+        async for answer in call:
+            if answer.error_message:
+                errors += 1
+            latencies.append(time.monotonic() - sent.pop(answer.infer_response.id))
+            window.release()
+
+    await asyncio.gather(writer(), reader())
+    elapsed = time.monotonic() - t0
+    ms = [x * 1000 for x in latencies]
+    print(f"RESULT grpc-stream in_flight={args.concurrency} answers_per_s={len(ms) / elapsed:.0f} "
+          f"p50_ms={pct(ms, 50):.2f} p90_ms={pct(ms, 90):.2f} p99_ms={pct(ms, 99):.2f} "
+          f"errors={errors}")
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("url")
     p.add_argument("--model", default="mlp")
     p.add_argument("--concurrency", type=int, default=64)
     p.add_argument("--seconds", type=float, default=10)
+    p.add_argument("--stream", action="store_true",
+                   help="one ModelStreamInfer call with CONCURRENCY requests in flight on it")
     asyncio.run(run(p.parse_args()))
 
 
