@@ -219,21 +219,8 @@ TEST_CASE("cluster: remote workers serve, a SIGKILLed worker node loses nothing 
 
 TEST_CASE("cluster: with TLS a node signed by the front's CA joins, one from another CA is refused",
           "[cluster][tls]") {
-  auto dir = write_temp_file("tls/.keep", "");
-  dir = dir.substr(0, dir.rfind('/'));
-  auto sh = [&](const std::string& cmd) {
-    return std::system(("cd '" + dir + "' && (" + cmd + ") >/dev/null 2>&1").c_str());
-  };
-  for (auto ca : {"ca1", "ca2"})
-    REQUIRE(sh(std::string("openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj /CN=") + ca
-               + " -keyout " + ca + ".key -out " + ca + ".pem") == 0);
-  for (auto [name, ca] : {std::pair<const char*, const char*>{"front", "ca1"}, {"good", "ca1"},
-                          {"bad", "ca2"}}) {
-    std::string n = name, a = ca;
-    REQUIRE(sh("openssl req -newkey rsa:2048 -nodes -subj /CN=" + n + " -keyout " + n + ".key -out "
-               + n + ".csr && openssl x509 -req -days 2 -in " + n + ".csr -CA " + a + ".pem -CAkey "
-               + a + ".key -CAcreateserial -out " + n + ".pem") == 0);
-  }
+  auto dir = make_certificates("tls", {"ca1", "ca2"},
+                               {{"front", "ca1"}, {"good", "ca1"}, {"bad", "ca2"}});
   auto tls = [&](const std::string& n, const std::string& ca) {
     return R"(, "tls": {"certificate": ")" + dir + "/" + n + R"(.pem", "key": ")" + dir + "/" + n
            + R"(.key", "ca": ")" + dir + "/" + ca + R"(.pem"})";

@@ -53,22 +53,8 @@ TEST_CASE("a gRPC port already taken is refused at start, naming it", "[integrat
 
 TEST_CASE("gRPC over TLS serves clients whose certificate the client CA signed, and only them",
           "[integration][grpc][tls]") {
-  auto dir = write_temp_file("grpc_tls/.keep", "");
-  dir = dir.substr(0, dir.rfind('/'));
-  auto sh = [&](const std::string& cmd) {
-    return std::system(("cd '" + dir + "' && (" + cmd + ") >/dev/null 2>&1").c_str());
-  };
-  for (auto ca : {"ca", "rogue_ca"})
-    REQUIRE(sh(std::string("openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj /CN=") + ca
-               + " -keyout " + ca + ".key -out " + ca + ".pem") == 0);
-  REQUIRE(sh("printf 'subjectAltName=IP:127.0.0.1,DNS:localhost' > san.ext") == 0);
-  for (auto [name, ca] : {std::pair<const char*, const char*>{"server", "ca"}, {"client", "ca"},
-                          {"rogue", "rogue_ca"}}) {
-    std::string n = name, a = ca;
-    REQUIRE(sh("openssl req -newkey rsa:2048 -nodes -subj /CN=" + n + " -keyout " + n + ".key -out "
-               + n + ".csr && openssl x509 -req -days 2 -in " + n + ".csr -CA " + a + ".pem -CAkey "
-               + a + ".key -CAcreateserial -extfile san.ext -out " + n + ".pem") == 0);
-  }
+  auto dir = make_certificates("grpc_tls", {"ca", "rogue_ca"},
+                               {{"server", "ca"}, {"client", "ca"}, {"rogue", "rogue_ca"}});
   auto grpc_port = free_port();
   auto config = grpc_config(grpc_port);
   config.replace(config.find(R"("max_message_bytes": 1048576)"), 28,

@@ -387,4 +387,23 @@ std::pair<int, std::string> run_command(const std::vector<std::string>& argv) {
   return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, out};
 }
 
+std::string make_certificates(const std::string& name, const std::vector<std::string>& cas,
+                              const std::vector<std::pair<std::string, std::string>>& leaves) {
+  auto dir = write_temp_file(name + "/.keep", "");
+  dir = dir.substr(0, dir.rfind('/'));
+  auto sh = [&](const std::string& cmd) {
+    if (std::system(("cd '" + dir + "' && (" + cmd + ") >/dev/null 2>&1").c_str()) != 0)
+      throw std::runtime_error("make_certificates: failed: " + cmd);
+  };
+  sh("printf 'subjectAltName=IP:127.0.0.1,DNS:localhost' > san.ext");
+  for (auto& ca : cas)
+    sh("openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj /CN=" + ca + " -keyout " + ca
+       + ".key -out " + ca + ".pem");
+  for (auto& [leaf, ca] : leaves)
+    sh("openssl req -newkey rsa:2048 -nodes -subj /CN=" + leaf + " -keyout " + leaf + ".key -out "
+       + leaf + ".csr && openssl x509 -req -days 2 -in " + leaf + ".csr -CA " + ca + ".pem -CAkey "
+       + ca + ".key -CAcreateserial -extfile san.ext -out " + leaf + ".pem");
+  return dir;
+}
+
 } // namespace actorserve::itest

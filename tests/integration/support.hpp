@@ -105,6 +105,13 @@ int ready_workers(uint16_t port);
 /// How often `what` occurs in `text` (e.g. a log line in a server's log).
 std::size_t occurrences(const std::string& text, const std::string& what);
 
+/// Test certificates made with openssl in a fresh folder `name` of the test's temporary folder:
+/// a self-signed CA for each of `cas` (CA.pem, CA.key) and, for each {leaf, ca} of `leaves`, a
+/// certificate LEAF.pem with its key LEAF.key that the CA signed, valid for 127.0.0.1 and
+/// localhost. Returns the folder's path; fails the test where openssl does.
+std::string make_certificates(const std::string& name, const std::vector<std::string>& cas,
+                              const std::vector<std::pair<std::string, std::string>>& leaves);
+
 /// A TCP port that was free on 127.0.0.1 a moment ago.
 uint16_t free_port();
 
