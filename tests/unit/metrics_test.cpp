@@ -116,8 +116,13 @@ TEST_CASE("every series the Grafana dashboard queries is one actorserve exports"
   auto dash = boost::json::parse(ss.str()).as_object();
   deployment_config cfg;
   cfg.models.push_back(small_model(4));
+  queue_config q;
+  q.name = q.stream = "jobs";
+  cfg.server.queues.push_back(q);
   metrics stats{cfg};
   stats.count_http_response(200);
+  stats.count_grpc_response(0);
+  stats.queue("jobs")->answers[200] = 1;
   auto text = stats.prometheus_text();
   std::regex name{"actorserve_[a-z_]+"};
   int queries = 0;
@@ -134,6 +139,28 @@ TEST_CASE("every series the Grafana dashboard queries is one actorserve exports"
       }
     }
   CHECK(queries >= 8);
+}
+
+TEST_CASE("queue and gRPC series: per queue from the start, answers and gRPC codes once seen",
+          "[metrics]") {
+  deployment_config cfg;
+  cfg.models.push_back(small_model(4));
+  queue_config q;
+  q.name = q.stream = "jobs";
+  cfg.server.queues.push_back(q);
+  metrics stats{cfg};
+  CHECK(stats.queue("nope") == nullptr);
+  auto text = stats.prometheus_text();
+  CHECK(text.find("actorserve_queue_entries_read_total{queue=\"jobs\"} 0") != std::string::npos);
+  CHECK(text.find("actorserve_queue_answers_total") == std::string::npos);
+  CHECK(text.find("actorserve_grpc_responses_total") == std::string::npos);
+  stats.queue("jobs")->answers[404] += 2;
+  stats.count_grpc_response(5);
+  stats.count_grpc_response(99); // (not a gRPC code: not counted)
+  text = stats.prometheus_text();
+  CHECK(text.find("actorserve_queue_answers_total{queue=\"jobs\",code=\"404\"} 2")
+        != std::string::npos);
+  CHECK(text.find("actorserve_grpc_responses_total{code=\"5\"} 1") != std::string::npos);
 }
 
 namespace {
