@@ -36,7 +36,10 @@ inference::options_ptr inference::take_options(kserve::decoded_request& decoded,
 }
 
 std::chrono::microseconds inference::timeout_of(const infer_request& req) const {
-  auto* m = cfg_->find_model(req.model);
+  return timeout_of(req, cfg_->find_model(req.model));
+}
+
+std::chrono::microseconds inference::timeout_of(const infer_request& req, const model_config* m) {
   return std::chrono::microseconds(req.timeout_us > 0
                                      ? req.timeout_us
                                      : static_cast<int64_t>(m ? m->default_timeout_us
@@ -71,7 +74,7 @@ void inference::submit(infer_request req, const options_ptr& options, done_fn do
   }
   if (mm)
     mm->in_flight.fetch_add(1, std::memory_order_relaxed);
-  auto timeout = timeout_of(req);
+  auto timeout = timeout_of(req, m);
   ask<infer_response>(
     sys_, gateway_->get(), timeout + bridge_grace,
     [mm, cache, cache_key, lookup_ns, done = std::move(done)](caf::expected<infer_response> res) {

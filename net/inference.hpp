@@ -63,6 +63,8 @@ public:
   const std::shared_ptr<metrics>& stats() const { return stats_; }
 
 private:
+  /// The same, with the request's model already found (nullptr: unknown).
+  static std::chrono::microseconds timeout_of(const infer_request& req, const model_config* m);
   response_cache* cache(const std::string& model) const;
 
   caf::actor_system& sys_;

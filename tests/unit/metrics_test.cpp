@@ -108,18 +108,27 @@ TEST_CASE("statistics follow Triton's statistics extension", "[metrics]") {
   CHECK(boost::json::parse(stats.statistics_json("nope")).as_object()["model_stats"].as_array().empty());
 }
 
+namespace {
+
+/// One small model and one event queue, "jobs".
+deployment_config with_queue() {
+  deployment_config cfg;
+  cfg.models.push_back(small_model(4));
+  queue_config q;
+  q.name = q.stream = "jobs";
+  cfg.server.queues.push_back(q);
+  return cfg;
+}
+
+} // namespace
+
 TEST_CASE("every series the Grafana dashboard queries is one actorserve exports", "[metrics]") {
   std::ifstream in(std::string(ACTORSERVE_SOURCE_DIR) + "/config/grafana/actorserve-dashboard.json");
   REQUIRE(in);
   std::stringstream ss;
   ss << in.rdbuf();
   auto dash = boost::json::parse(ss.str()).as_object();
-  deployment_config cfg;
-  cfg.models.push_back(small_model(4));
-  queue_config q;
-  q.name = q.stream = "jobs";
-  cfg.server.queues.push_back(q);
-  metrics stats{cfg};
+  metrics stats{with_queue()};
   stats.count_http_response(200);
   stats.count_grpc_response(0);
   stats.queue("jobs")->answers[200] = 1;
@@ -143,12 +152,7 @@ TEST_CASE("every series the Grafana dashboard queries is one actorserve exports"
 
 TEST_CASE("queue and gRPC series: per queue from the start, answers and gRPC codes once seen",
           "[metrics]") {
-  deployment_config cfg;
-  cfg.models.push_back(small_model(4));
-  queue_config q;
-  q.name = q.stream = "jobs";
-  cfg.server.queues.push_back(q);
-  metrics stats{cfg};
+  metrics stats{with_queue()};
   CHECK(stats.queue("nope") == nullptr);
   auto text = stats.prometheus_text();
   CHECK(text.find("actorserve_queue_entries_read_total{queue=\"jobs\"} 0") != std::string::npos);
