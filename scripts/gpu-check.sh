@@ -3,9 +3,10 @@
 # unpacks the Debian packages that machine lacks (.gpu-debs/, made here by
 # scripts/fetch-gpu-debs.sh), builds against that machine's libtorch, runs the unit tests and the
 # GPU tests (ctest label gpu), makes ResNet-50 fp16, checks a served model's answers against
-# PyTorch, then benchmarks at 256 connections: actorserve end to end (also at EXTRA connections,
-# with batching.stage_ahead off, and with its worker isolated in a process), the model called
-# directly (the ceiling) and the Python asyncio peer, and prints a short table last.
+# PyTorch, then benchmarks at 256 connections: actorserve end to end (also at EXTRA connections),
+# the model called directly (the ceiling) and the Python asyncio peer; prints the table, then
+# measures variants of the deployment (batching.stage_ahead off, the worker isolated in a process,
+# three batches in flight) and prints the table again with them.
 # Full logs go to $OUT (default gpu-results/).
 #   scripts/gpu-check.sh            # SECS=15 CONC=256 BATCH=128 to change the run
 set -uo pipefail
@@ -98,9 +99,43 @@ else
 fi
 kill $pid 2>/dev/null; wait $pid 2>/dev/null
 
+stamp "python asyncio peer"
+(cd examples/bench/peers && exec $PY asyncio_server.py 18301 ../../models/resnet50_fp16.pt resnet50 logits \
+   "$BATCH" 2000 1 4 cuda:0 images-fp16) >"$OUT/python.log" 2>&1 &
+pid=$!
+if wait_ready 18301 $pid; then lg python 18301; else echo "python peer failed"; tail -20 "$OUT/python.log"; fi
+kill $pid 2>/dev/null; wait $pid 2>/dev/null
+
+table() { # prints the table (again at the end, with the variants)
+$PY - "$OUT" "$card" "$CONC" "$BATCH" <<'PY' | tee "$OUT/table.txt"
+import json, sys
+out, card, conc, batch = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4]
+ceil = json.load(open(out + "/ceiling.json"))
+runs = {}
+for line in open(out + "/load.jsonl"):
+    r = json.loads(line); runs[r["label"]] = r
+def rps(r): return r["requests_per_s"]
+def errs(r): return sum(r["errors"].values())
+print(f"\nResNet-50 fp16, raw 224x224x3 uint8 requests (binary), {conc} connections, {card}")
+print(f"{'system':<34} {'img/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'errors':>7}")
+print(f"{'direct call (TorchScript, batch ' + batch + ')':<34} {ceil['images_per_s']:>9.0f} {'-':>8} {'-':>8} {'-':>7}")
+for name in ["actorserve", "python"] + sorted(k for k in runs if k.startswith("actorserve") and k != "actorserve"):
+    r = runs.get(name)
+    if not r: print(f"{name:<34} (no result)"); continue
+    print(f"{name:<34} {rps(r):>9.0f} {r['p50_us']/1e3:>8.1f} {r['p99_us']/1e3:>8.1f} {errs(r):>7}")
+a, p = runs.get("actorserve"), runs.get("python")
+if a:
+    print(f"actorserve / direct ceiling: {rps(a) / ceil['images_per_s']:.2f}")
+if a and p:
+    print(f"actorserve / python peer:    {rps(a) / rps(p):.1f}x")
+PY
+}
+stamp "table (the variants follow)"; table
+
 # Variants of the deployment at CONC on the same card: batching.stage_ahead off (a busy worker's
-# spare slot takes full batches only), and the worker isolated in its own process (batch inputs
-# through shared memory).
+# spare slot takes full batches only), the worker isolated in its own process (batch inputs
+# through shared memory), and three batches in flight instead of two. They come after the table's
+# main rows, so that a run cut short still has those.
 variant() { # LABEL PORT WAIT_S PYTHON-STATEMENT-ON-m
   local label=$1 port=$2 wait_s=$3 change=$4 file="$OUT/variant-$2.json"
   stamp "$label"
@@ -125,36 +160,8 @@ PY
 }
 variant "actorserve (stage_ahead off)" 18302 120 'm["batching"]["stage_ahead"] = False'
 variant "actorserve (isolated worker)" 18303 60 'm["isolation"] = "process"'
-
-stamp "python asyncio peer"
-(cd examples/bench/peers && exec $PY asyncio_server.py 18301 ../../models/resnet50_fp16.pt resnet50 logits \
-   "$BATCH" 2000 1 4 cuda:0 images-fp16) >"$OUT/python.log" 2>&1 &
-pid=$!
-if wait_ready 18301 $pid; then lg python 18301; else echo "python peer failed"; tail -20 "$OUT/python.log"; fi
-kill $pid 2>/dev/null; wait $pid 2>/dev/null
-
+variant "actorserve (3 batches in flight)" 18304 120 'm["gpu"]["inflight_batches"] = 3'
 stamp "table"
-$PY - "$OUT" "$card" "$CONC" "$BATCH" <<'PY' | tee "$OUT/table.txt"
-import json, sys
-out, card, conc, batch = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4]
-ceil = json.load(open(out + "/ceiling.json"))
-runs = {}
-for line in open(out + "/load.jsonl"):
-    r = json.loads(line); runs[r["label"]] = r
-def rps(r): return r["requests_per_s"]
-def errs(r): return sum(r["errors"].values())
-print(f"\nResNet-50 fp16, raw 224x224x3 uint8 requests (binary), {conc} connections, {card}")
-print(f"{'system':<34} {'img/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'errors':>7}")
-print(f"{'direct call (TorchScript, batch ' + batch + ')':<34} {ceil['images_per_s']:>9.0f} {'-':>8} {'-':>8} {'-':>7}")
-for name in ["actorserve", "python"] + sorted(k for k in runs if k.startswith("actorserve") and k != "actorserve"):
-    r = runs.get(name)
-    if not r: print(f"{name:<34} (no result)"); continue
-    print(f"{name:<34} {rps(r):>9.0f} {r['p50_us']/1e3:>8.1f} {r['p99_us']/1e3:>8.1f} {errs(r):>7}")
-a, p = runs.get("actorserve"), runs.get("python")
-if a:
-    print(f"actorserve / direct ceiling: {rps(a) / ceil['images_per_s']:.2f}")
-if a and p:
-    print(f"actorserve / python peer:    {rps(a) / rps(p):.1f}x")
-PY
+table
 stamp "done (tests rc=$tests_rc)"
 exit $tests_rc
