@@ -3,6 +3,9 @@
 #include <cstring>
 #include <limits>
 
+#include <boost/json.hpp>
+#include <google/protobuf/util/json_util.h>
+
 #include "net/kserve_codec.hpp"
 #include "runtime/error.hpp"
 
@@ -235,6 +238,37 @@ void encode_model_metadata(const model_config& m, ::inference::ModelMetadataResp
   };
   fill(m.inputs, [&] { return out.add_inputs(); });
   fill(m.outputs, [&] { return out.add_outputs(); });
+}
+
+namespace {
+
+/// Fills `out` from its protobuf JSON (unknown fields ignored: the JSON may say more).
+caf::error from_json(const std::string& json, google::protobuf::Message& out) {
+  google::protobuf::util::JsonParseOptions options;
+  options.ignore_unknown_fields = true;
+  auto status = google::protobuf::util::JsonStringToMessage(json, &out, options);
+  if (!status.ok())
+    return make_error(errc::internal, "cannot convert to " + out.GetTypeName() + ": "
+                                        + std::string(status.message()));
+  return {};
+}
+
+} // namespace
+
+caf::error encode_model_config(const model_config& m, ::inference::ModelConfigResponse& out) {
+  auto json = kserve::encode_model_config(m);
+  bool numeric = !m.version.empty() && m.version.size() <= 18
+                 && m.version.find_first_not_of("0123456789") == std::string::npos;
+  if (!numeric) {
+    auto doc = boost::json::parse(json);
+    doc.as_object().erase("version_policy");
+    json = boost::json::serialize(doc);
+  }
+  return from_json(json, *out.mutable_config());
+}
+
+caf::error decode_statistics(const std::string& json, ::inference::ModelStatisticsResponse& out) {
+  return from_json(json, out);
 }
 
 } // namespace actorserve::grpc_codec

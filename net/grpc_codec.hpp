@@ -22,4 +22,13 @@ void encode_infer(const infer_response& r, ::inference::ModelInferResponse& out)
 /// The model's metadata (name, version, platform, inputs and outputs with their full shapes).
 void encode_model_metadata(const model_config& m, ::inference::ModelMetadataResponse& out);
 
+/// The model's configuration in Triton's terms: what kserve::encode_model_config gives HTTP,
+/// as the message (a version that is not a number is left out: version_policy's versions are
+/// numbers). An error (internal) only if that JSON does not fit the message.
+caf::error encode_model_config(const model_config& m, ::inference::ModelConfigResponse& out);
+
+/// Triton's statistics, from their JSON (metrics::statistics_json); an error (internal) if that
+/// JSON does not fit the message.
+caf::error decode_statistics(const std::string& json, ::inference::ModelStatisticsResponse& out);
+
 } // namespace actorserve::grpc_codec

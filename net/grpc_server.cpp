@@ -3,6 +3,7 @@
 #include <atomic>
 #include <deque>
 #include <mutex>
+#include <unordered_set>
 #include <fstream>
 #include <sstream>
 
@@ -11,6 +12,7 @@
 #include "grpc/kserve.grpc.pb.h"
 #include "net/actor_bridge.hpp"
 #include "net/grpc_codec.hpp"
+#include "net/model_control.hpp"
 #include "runtime/error.hpp"
 #include "runtime/log.hpp"
 
@@ -84,15 +86,66 @@ caf::expected<std::shared_ptr<grpc::ServerCredentials>> credentials(const grpc_c
   return grpc::SslServerCredentials(opts);
 }
 
+/// Calls answered later from CAF threads, possibly much later (a model load waits for its model
+/// to be ready): stop() answers those still open "shutting down", so that the server's shutdown
+/// does not wait for them, and the answer that comes after is dropped. Shared with the answers'
+/// callbacks, which may outlive the server.
+class late_calls {
+public:
+  explicit late_calls(std::shared_ptr<metrics> stats) : stats_(std::move(stats)) {}
+
+  /// Registers a call to be answered by finish(); answered at once when closed.
+  void open(grpc::ServerUnaryReactor* reactor) {
+    std::lock_guard<std::mutex> guard(lock_);
+    if (closed_)
+      return end(reactor, shutting_down);
+    open_.insert(reactor);
+  }
+
+  /// Answers a call registered by open(), unless close() has: `fill` writes its response first
+  /// (after close() the response may be gone).
+  void finish(grpc::ServerUnaryReactor* reactor, const grpc::Status& status,
+              const std::function<void()>& fill = {}) {
+    std::lock_guard<std::mutex> guard(lock_);
+    if (open_.erase(reactor) == 0)
+      return;
+    if (fill)
+      fill();
+    end(reactor, status);
+  }
+
+  void close() {
+    std::lock_guard<std::mutex> guard(lock_);
+    closed_ = true;
+    for (auto* reactor : open_)
+      end(reactor, shutting_down);
+    open_.clear();
+  }
+
+private:
+  void end(grpc::ServerUnaryReactor* reactor, const grpc::Status& status) {
+    stats_->count_grpc_response(static_cast<unsigned>(status.error_code()));
+    reactor->Finish(status);
+  }
+
+  std::shared_ptr<metrics> stats_;
+  std::mutex lock_;
+  std::unordered_set<grpc::ServerUnaryReactor*> open_;
+  bool closed_ = false;
+};
+
 } // namespace
 
 struct grpc_server::impl final : ::inference::GRPCInferenceService::CallbackService {
   std::shared_ptr<actorserve::inference> infer;
+  actorserve::model_control control; // model load, unload and the repository index
+  std::shared_ptr<late_calls> control_calls; // its calls, answered when it is done
   std::unique_ptr<grpc::Server> server;
   std::atomic<bool> draining{false};
   std::atomic<std::size_t> in_progress{0};
 
-  explicit impl(std::shared_ptr<actorserve::inference> i) : infer(std::move(i)) {}
+  explicit impl(std::shared_ptr<actorserve::inference> i)
+    : infer(i), control(i), control_calls(std::make_shared<late_calls>(i->stats())) {}
 
   /// Ends a call, counted in /metrics by its status code.
   void finish(grpc::ServerUnaryReactor* reactor, const grpc::Status& status) {
@@ -160,17 +213,120 @@ struct grpc_server::impl final : ::inference::GRPCInferenceService::CallbackServ
     return finished(ctx);
   }
 
+  /// The model (and version: "" = its only one) a call names, or nullptr with `status` set.
+  const model_config* addressed(const std::string& name, const std::string& version,
+                                grpc::Status& status) const {
+    auto* m = infer->config()->find_model(name);
+    if (!m || (!version.empty() && version != m->version)) {
+      status = grpc::Status(grpc::StatusCode::NOT_FOUND,
+                            m ? "model '" + name + "' has no version '" + version + "'"
+                              : "unknown model '" + name + "'");
+      return nullptr;
+    }
+    return m;
+  }
+
   grpc::ServerUnaryReactor* ModelMetadata(grpc::CallbackServerContext* ctx,
                                           const ::inference::ModelMetadataRequest* req,
                                           ::inference::ModelMetadataResponse* res) override {
-    auto* m = infer->config()->find_model(req->name());
-    if (!m || (!req->version().empty() && req->version() != m->version))
-      return finished(ctx, grpc::Status(grpc::StatusCode::NOT_FOUND,
-                                        m ? "model '" + req->name() + "' has no version '"
-                                              + req->version() + "'"
-                                          : "unknown model '" + req->name() + "'"));
-    grpc_codec::encode_model_metadata(*m, *res);
-    return finished(ctx);
+    grpc::Status status;
+    auto* m = addressed(req->name(), req->version(), status);
+    if (m)
+      grpc_codec::encode_model_metadata(*m, *res);
+    return finished(ctx, status);
+  }
+
+  grpc::ServerUnaryReactor* ModelConfig(grpc::CallbackServerContext* ctx,
+                                        const ::inference::ModelConfigRequest* req,
+                                        ::inference::ModelConfigResponse* res) override {
+    grpc::Status status;
+    if (auto* m = addressed(req->name(), req->version(), status))
+      if (auto err = grpc_codec::encode_model_config(*m, *res))
+        status = status_of(err);
+    return finished(ctx, status);
+  }
+
+  /// One model's statistics, or (no name) every model's.
+  grpc::ServerUnaryReactor* ModelStatistics(grpc::CallbackServerContext* ctx,
+                                            const ::inference::ModelStatisticsRequest* req,
+                                            ::inference::ModelStatisticsResponse* res) override {
+    grpc::Status status;
+    if (!req->name().empty() && !addressed(req->name(), req->version(), status))
+      return finished(ctx, status);
+    auto json = infer->stats()->statistics_json(req->name());
+    if (auto err = grpc_codec::decode_statistics(json, *res))
+      status = status_of(err);
+    return finished(ctx, status);
+  }
+
+  /// The deployment file is the one model repository: a call naming another is refused.
+  static grpc::Status check_repository(const std::string& name) {
+    if (name.empty())
+      return grpc::Status::OK;
+    return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
+                        "unknown repository '" + name + "': actorserve's one model repository is "
+                          "its deployment file; leave repository_name empty");
+  }
+
+  grpc::ServerUnaryReactor* RepositoryIndex(grpc::CallbackServerContext* ctx,
+                                            const ::inference::RepositoryIndexRequest* req,
+                                            ::inference::RepositoryIndexResponse* res) override {
+    if (auto status = check_repository(req->repository_name()); !status.ok())
+      return finished(ctx, status);
+    auto* reactor = ctx->DefaultReactor();
+    control_calls->open(reactor);
+    control.index(req->ready(), [calls = control_calls, reactor, res](
+                                  std::vector<actorserve::model_control::model_state> all) {
+      calls->finish(reactor, grpc::Status::OK, [&] {
+        for (auto& m : all) {
+          auto* out = res->add_models();
+          out->set_name(m.name);
+          out->set_version(m.version);
+          out->set_state(m.state);
+          out->set_reason(m.reason);
+        }
+      });
+    });
+    return reactor;
+  }
+
+  /// A load or unload (net/model_control), answered once done; its parameters may hold only
+  /// unload_dependents (a boolean), as over HTTP.
+  template <class Request>
+  grpc::ServerUnaryReactor* control_model(grpc::CallbackServerContext* ctx, const Request& req,
+                                          bool load) {
+    if (auto status = check_repository(req.repository_name()); !status.ok())
+      return finished(ctx, status);
+    for (const auto& [key, value] : req.parameters())
+      if (key != "unload_dependents"
+          || value.parameter_choice_case() != ::inference::ModelRepositoryParameter::kBoolParam)
+        return finished(ctx, grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
+                                          "parameter '" + key + "' is not taken: "
+                                            + model_control::parameters_expected));
+    auto* reactor = ctx->DefaultReactor();
+    control_calls->open(reactor);
+    auto done = [calls = control_calls, reactor](caf::expected<std::string> state) {
+      calls->finish(reactor, state ? grpc::Status::OK : status_of(state.error()));
+    };
+    if (load)
+      control.load(req.model_name(), std::move(done));
+    else
+      control.unload(req.model_name(), std::move(done));
+    return reactor;
+  }
+
+  grpc::ServerUnaryReactor*
+  RepositoryModelLoad(grpc::CallbackServerContext* ctx,
+                      const ::inference::RepositoryModelLoadRequest* req,
+                      ::inference::RepositoryModelLoadResponse*) override {
+    return control_model(ctx, *req, true);
+  }
+
+  grpc::ServerUnaryReactor*
+  RepositoryModelUnload(grpc::CallbackServerContext* ctx,
+                        const ::inference::RepositoryModelUnloadRequest* req,
+                        ::inference::RepositoryModelUnloadResponse*) override {
+    return control_model(ctx, *req, false);
   }
 
   /// Decodes a call's request and sends it on its way; `done` gets its answer: right away when
@@ -377,6 +533,8 @@ std::size_t grpc_server::requests_in_progress() const {
 }
 
 void grpc_server::stop() {
+  impl_->control.stop();
+  impl_->control_calls->close();
   if (impl_->server) {
     impl_->server->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(1));
     impl_->server->Wait();

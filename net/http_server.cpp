@@ -22,6 +22,7 @@
 #include "net/http_status.hpp"
 #include "net/inference.hpp"
 #include "net/kserve_codec.hpp"
+#include "net/model_control.hpp"
 #include "net/shared_body.hpp"
 #include "net/trace_context.hpp"
 #include "runtime/error.hpp"
@@ -192,10 +193,11 @@ struct http_server::impl {
   std::atomic<std::size_t> in_progress{0}; // requests read, response not yet written
   shm_registry shm; // the clients' shared memory regions (http.allow_shared_memory)
   std::shared_ptr<inference> infer; // the response caches, the way to the gateway
+  actorserve::model_control control; // model load, unload and the repository index
 
   explicit impl(std::shared_ptr<inference> i)
-    : sys(i->system()), gateway(i->gateway()), cfg(i->config()), stats(i->stats()),
-      infer(std::move(i)) {}
+    : sys(i->system()), gateway(i->gateway()), cfg(i->config()), stats(i->stats()), infer(i),
+      control(std::move(i)) {}
 
   void accept();
   void accept_failed(const beast::error_code& ec);
@@ -207,8 +209,7 @@ namespace {
 class session : public std::enable_shared_from_this<session> {
 public:
   session(tcp::socket&& socket, http_server::impl& srv)
-    : stream_(std::move(socket)), srv_(srv), http_(srv.cfg->server.http),
-      timer_(stream_.get_executor()) {
+    : stream_(std::move(socket)), srv_(srv), http_(srv.cfg->server.http) {
     buffer_.reserve(read_buffer_bytes);
   }
 
@@ -396,7 +397,7 @@ private:
           send_json(http::status::ok,
                     std::string("{\"name\":\"actorserve\",\"version\":\"0.1.0\",\"extensions\":["
                                 "\"binary_tensor_data\",\"schedule_policy\",\"model_configuration\","
-                                "\"model_repository\",\"classification\"")
+                                "\"statistics\",\"model_repository\",\"classification\"")
                       + (http_.allow_shared_memory ? ",\"system_shared_memory\"" : "") + "]}");
         return;
       case route::shm_status:
@@ -515,11 +516,8 @@ private:
   }
 
   /// POST /v2/repository/models/{m}/unload and /load (Triton's model repository extension, as
-  /// its clients' unload_model and load_model ask). Unload: the model's new requests are refused
-  /// (404 "unloaded"), those it holds are answered (for up to http.drain_timeout_ms), then its
-  /// subtree (batcher and workers) is stopped, which frees its memory. Load: the same, then the
-  /// subtree starts again, so that its workers load the model file anew and warm up; answered
-  /// once it is ready (or 503 after model_load_wait). Its response cache is emptied either way.
+  /// its clients' unload_model and load_model ask; net/model_control does it): answered with
+  /// the model's state once it is unloaded, or loaded again and ready.
   void model_control(const std::string& model, bool load) {
     if (!request_.body().view().empty()) {
       boost::system::error_code ec;
@@ -534,99 +532,23 @@ private:
           ok = ok && kv.key() == "unload_dependents" && kv.value().is_bool();
       if (!ok)
         return send_error(http::status::bad_request,
-                          "expected an empty body or {\"parameters\": {\"unload_dependents\": "
-                          "bool}}; a model's configuration comes from the deployment file only");
+                          std::string("expected an empty body or {\"parameters\": "
+                                      "{\"unload_dependents\": bool}}; ")
+                            + actorserve::model_control::parameters_expected);
     }
-    auto self = shared_from_this();
-    ask<bool>(srv_.sys, srv_.gateway->get(), std::chrono::seconds(5),
-              [self, model, load](caf::expected<bool> res) {
-                asio::post(self->stream_.get_executor(), [self, model, load, res] {
-                  if (!res)
-                    return self->send_error(static_cast<http::status>(http_status(res.error())),
-                                            error_message(res.error()));
-                  auto until = std::chrono::steady_clock::now()
-                               + std::chrono::milliseconds(self->http_.drain_timeout_ms);
-                  self->stop_model_when_drained(model, load, until);
-                });
-              },
-              unload_atom::value, model);
-  }
-
-  /// Waits (polling) until no request of `model` is in flight or `until`, then stops its subtree.
-  void stop_model_when_drained(std::string model, bool load,
-                               std::chrono::steady_clock::time_point until) {
-    auto* mm = srv_.stats->model(model);
-    if (mm && mm->in_flight.load(std::memory_order_relaxed) > 0
-        && std::chrono::steady_clock::now() < until) {
-      timer_.expires_after(std::chrono::milliseconds(10));
-      timer_.async_wait([self = shared_from_this(), model, load, until](beast::error_code ec) {
-        if (!ec)
-          self->stop_model_when_drained(model, load, until);
+    auto done = [self = shared_from_this(), model](caf::expected<std::string> state) {
+      asio::post(self->stream_.get_executor(), [self, model, state = std::move(state)] {
+        if (!state)
+          return self->send_error(static_cast<http::status>(http_status(state.error())),
+                                  error_message(state.error()));
+        self->send_json(http::status::ok, "{\"name\":" + kserve::quote(model) + ",\"state\":"
+                                            + kserve::quote(*state) + "}");
       });
-      return;
-    }
-    auto* m = srv_.cfg->find_model(model);
-    auto stop_time = std::chrono::milliseconds(m ? m->restart.shutdown_ms : 5000) * 4
-                     + std::chrono::seconds(5);
-    auto self = shared_from_this();
-    ask<bool>(srv_.sys, srv_.gateway->get(), stop_time,
-              [self, model, load](caf::expected<bool> res) {
-                asio::post(self->stream_.get_executor(), [self, model, load, res] {
-                  self->srv_.infer->clear_cache(model); // (the stopped model's answers)
-                  if (!res)
-                    return self->send_error(static_cast<http::status>(http_status(res.error())),
-                                            error_message(res.error()));
-                  logging::info({"http", model}, "model '{}' unloaded on request", model);
-                  if (!load)
-                    return self->send_json(http::status::ok, "{\"name\":" + kserve::quote(model)
-                                                               + ",\"state\":\"UNLOADED\"}");
-                  self->start_model(model);
-                });
-              },
-              terminate_child_atom::value, model);
-  }
-
-  void start_model(const std::string& model) {
-    auto self = shared_from_this();
-    ask<bool>(srv_.sys, srv_.gateway->get(), std::chrono::seconds(35),
-              [self, model](caf::expected<bool> res) {
-                asio::post(self->stream_.get_executor(), [self, model, res] {
-                  if (!res)
-                    return self->send_error(static_cast<http::status>(http_status(res.error())),
-                                            error_message(res.error()));
-                  logging::info({"http", model}, "model '{}' loaded on request; warming up", model);
-                  self->answer_when_ready(model, std::chrono::steady_clock::now()
-                                                   + std::chrono::milliseconds(
-                                                     self->http_.model_load_wait_ms));
-                });
-              },
-              restart_child_atom::value, model);
-  }
-
-  /// Answers the load once the model is ready (polling), or 503 at `until`.
-  void answer_when_ready(std::string model, std::chrono::steady_clock::time_point until) {
-    auto self = shared_from_this();
-    ask<bool>(srv_.sys, srv_.gateway->get(), std::chrono::seconds(5),
-              [self, model, until](caf::expected<bool> ready) {
-                asio::post(self->stream_.get_executor(), [self, model, until, ready] {
-                  if (ready && *ready)
-                    return self->send_json(http::status::ok, "{\"name\":" + kserve::quote(model)
-                                                               + ",\"state\":\"READY\"}");
-                  if (std::chrono::steady_clock::now() >= until)
-                    return self->send_error(
-                      http::status::service_unavailable,
-                      "model '" + model + "' was started but is not ready after "
-                        + std::to_string(self->http_.model_load_wait_ms)
-                        + " ms (http.model_load_wait_ms); its log says why (it may still be "
-                          "warming up)");
-                  self->timer_.expires_after(std::chrono::milliseconds(50));
-                  self->timer_.async_wait([self, model, until](beast::error_code ec) {
-                    if (!ec)
-                      self->answer_when_ready(model, until);
-                  });
-                });
-              },
-              ready_atom::value, model, std::string());
+    };
+    if (load)
+      srv_.control.load(model, std::move(done));
+    else
+      srv_.control.unload(model, std::move(done));
   }
 
   /// The model (and version) a route names, or nullptr after answering 404.
@@ -677,47 +599,19 @@ private:
                           "expected an empty body or a JSON object with a boolean 'ready'");
       only_ready = ready && ready->get_bool();
     }
-    struct gathered {
-      std::mutex lock;
-      std::vector<caf::expected<bool>> states; // by the models' place in the deployment
-      std::size_t left;
-    };
-    auto& models = srv_.cfg->models;
-    if (models.empty())
-      return send_json(http::status::ok, "[]");
-    auto all = std::make_shared<gathered>();
-    all->states.resize(models.size(), false);
-    all->left = models.size();
-    auto self = shared_from_this();
-    for (std::size_t i = 0; i < models.size(); ++i) {
-      auto done = [self, all, only_ready, i](caf::expected<bool> ready) {
-        std::lock_guard<std::mutex> guard(all->lock);
-        all->states[i] = std::move(ready);
-        if (--all->left > 0)
-          return;
-        boost::json::array out;
-        for (std::size_t k = 0; k < all->states.size(); ++k) {
-          auto& state = all->states[k];
-          if (only_ready && !(state && *state))
-            continue;
-          auto& cfg = self->srv_.cfg->models[k];
-          boost::json::object o{{"name", cfg.name}, {"version", cfg.version},
-                                {"state", state && *state ? "READY" : "UNAVAILABLE"}};
-          if (!state)
-            o["reason"] = error_message(state.error());
-          else if (!*state)
-            o["reason"] = cfg.is_pipeline() ? "a model of its pipeline is not ready"
-                                            : "no worker of the model is ready";
-          out.emplace_back(std::move(o));
-        }
-        asio::post(self->stream_.get_executor(), [self, body = boost::json::serialize(out)] {
-          self->send_json(http::status::ok, body);
-        });
-      };
-      auto& m = models[i];
-      ask<bool>(srv_.sys, srv_.gateway->get(), std::chrono::seconds(5), done, ready_atom::value,
-                m.name, std::string());
-    }
+    srv_.control.index(only_ready, [self = shared_from_this()](
+                                     std::vector<actorserve::model_control::model_state> models) {
+      boost::json::array out;
+      for (auto& m : models) {
+        boost::json::object o{{"name", m.name}, {"version", m.version}, {"state", m.state}};
+        if (!m.reason.empty())
+          o["reason"] = m.reason;
+        out.emplace_back(std::move(o));
+      }
+      asio::post(self->stream_.get_executor(), [self, body = boost::json::serialize(out)] {
+        self->send_json(http::status::ok, body);
+      });
+    });
   }
 
   /// POST /v2/admin/faults {"model", "worker"?, "fault", "count"?, "probability"?}: arms a fault
@@ -1002,7 +896,6 @@ private:
   beast::tcp_stream stream_;
   http_server::impl& srv_;
   const http_config& http_;
-  asio::steady_timer timer_; // waits between the steps of a model load or unload
   beast::flat_buffer buffer_;
   std::optional<http::request_parser<shared_body>> parser_;
   http::request<shared_body> request_;
@@ -1117,6 +1010,7 @@ std::size_t http_server::requests_in_progress() const {
 void http_server::stop() {
   if (!impl_ || impl_->threads.empty())
     return;
+  impl_->control.stop();
   impl_->close_acceptor();
   impl_->work.reset();
   impl_->ioc.stop();

@@ -1,5 +1,5 @@
 // The gRPC front with NVIDIA Triton's own Python gRPC client (tests/integration/python/
-// triton_grpc_test.py), and draining on SIGTERM.
+// triton_grpc_test.py), TLS, and a model load in progress when the node stops.
 #include <catch2/catch.hpp>
 
 #include <signal.h>
@@ -80,4 +80,31 @@ TEST_CASE("gRPC over TLS serves clients whose certificate the client CA signed, 
                               "--grpc-port", std::to_string(free_port())});
   CHECK(started.first == 1);
   CHECK(started.second.find("TLS key") != std::string::npos);
+}
+
+TEST_CASE("a model load over gRPC in progress at SIGTERM is answered and does not hold the node",
+          "[integration][grpc][control]") {
+  // The load waits for the model's slow request to drain (2 s) when SIGTERM comes; the node
+  // drains that request, answers the load "shutting down" and exits, long before the load's
+  // own limit (60 s) would have ended it.
+  auto grpc_port = free_port();
+  auto config = R"({"server": {"http": {"port": 0, "model_load_wait_ms": 60000}, "grpc": {"port": )"
+                + std::to_string(grpc_port) + R"(}}, "models": [{"name": "slow", "backend": "scale",
+      "max_batch_size": 8, "inputs": [{"name": "x", "datatype": "FP32", "dims": [4]}],
+      "outputs": [{"name": "y", "datatype": "FP32", "dims": [4]}],
+      "parameters": {"factor": 2, "bias": 1, "delay_us": 2000000},
+      "warmup": {"batch_sizes": [1], "iterations": 0}}]})";
+  server_process srv{write_temp_file("grpc_load_stop.json", config)};
+  REQUIRE(srv.wait_ready());
+  auto out = run_command({std::string(ACTORSERVE_SOURCE_DIR) + "/.venv/bin/python",
+                          std::string(ACTORSERVE_SOURCE_DIR)
+                            + "/tests/integration/python/grpc_load_shutdown_test.py",
+                          "127.0.0.1:" + std::to_string(grpc_port),
+                          "127.0.0.1:" + std::to_string(srv.port()), std::to_string(srv.pid())});
+  INFO(out.second);
+  INFO(srv.log());
+  CHECK(out.first == 0);
+  CHECK(out.second.find("grpc load at shutdown: ok") != std::string::npos);
+  CHECK(srv.stop() == 0); // (exited by then, or within stop's 10 s; else -1 after SIGKILL)
+  CHECK(srv.log().find("actors still running") == std::string::npos);
 }

@@ -26,6 +26,7 @@ public:
   server_process& operator=(const server_process&) = delete;
 
   uint16_t port() const { return port_; }
+  pid_t pid() const { return pid_; }
   bool running() const;
   std::string log() const;
 

@@ -1,11 +1,13 @@
 // The gRPC codec without a server: raw and typed inputs decoded (and every problem named),
-// parameters, outputs encoded as raw contents, model metadata.
+// parameters, outputs encoded as raw contents, model metadata, Triton's model configuration and
+// statistics messages.
 #include <catch2/catch.hpp>
 
 #include <cstring>
 
 #include "net/grpc_codec.hpp"
 #include "runtime/error.hpp"
+#include "runtime/metrics.hpp"
 
 using namespace actorserve;
 
@@ -185,4 +187,126 @@ TEST_CASE("gRPC answers carry outputs as raw contents, and metadata the full sha
   CHECK(std::vector<int64_t>(meta.inputs(0).shape().begin(), meta.inputs(0).shape().end())
         == std::vector<int64_t>{-1, 3, -1});
   CHECK(meta.outputs(0).datatype() == "INT64");
+}
+
+TEST_CASE("gRPC model configuration is Triton's message, with what the HTTP front's JSON says",
+          "[grpc]") {
+  model_config m;
+  m.name = "m";
+  m.version = "3";
+  m.max_batch_size = 16;
+  m.inputs.push_back({"x", datatype::UINT8, {224, 224, 3}});
+  m.outputs.push_back({"y", datatype::FP16, {1000}});
+  m.devices = {"cpu", "cuda:1"};
+  m.instances = 2;
+  m.batching.preferred_batch_sizes = {8, 16};
+  m.batching.max_queue_delay_us = 2000;
+  m.batching.max_queue_size = 4096;
+  m.batching.priority_levels = 2;
+  m.batching.default_priority_level = 1;
+  m.default_timeout_us = 5'000'000;
+  m.response_cache_bytes = 1024;
+  m.parameters["factor"] = "2";
+  ::inference::ModelConfigResponse out;
+  REQUIRE_FALSE(grpc_codec::encode_model_config(m, out));
+  auto& c = out.config();
+  CHECK(c.name() == "m");
+  CHECK(c.platform() == "pytorch_torchscript");
+  CHECK(c.backend() == "pytorch");
+  REQUIRE(c.version_policy().specific().versions_size() == 1);
+  CHECK(c.version_policy().specific().versions(0) == 3);
+  CHECK(c.max_batch_size() == 16);
+  REQUIRE(c.input_size() == 1);
+  CHECK(c.input(0).data_type() == ::inference::TYPE_UINT8);
+  CHECK(std::vector<int64_t>(c.input(0).dims().begin(), c.input(0).dims().end())
+        == std::vector<int64_t>{224, 224, 3});
+  CHECK(c.output(0).data_type() == ::inference::TYPE_FP16);
+  REQUIRE(c.instance_group_size() == 2);
+  CHECK(c.instance_group(0).kind() == ::inference::ModelInstanceGroup::KIND_CPU);
+  CHECK(c.instance_group(1).kind() == ::inference::ModelInstanceGroup::KIND_GPU);
+  CHECK(c.instance_group(1).count() == 2);
+  REQUIRE(c.instance_group(1).gpus_size() == 1);
+  CHECK(c.instance_group(1).gpus(0) == 1);
+  REQUIRE(c.has_dynamic_batching());
+  auto& b = c.dynamic_batching();
+  CHECK(b.preferred_batch_size_size() == 2);
+  CHECK(b.max_queue_delay_microseconds() == 2000);
+  CHECK(b.priority_levels() == 2);
+  CHECK(b.default_priority_level() == 1);
+  CHECK(b.default_queue_policy().max_queue_size() == 4096);
+  CHECK(b.default_queue_policy().default_timeout_microseconds() == 5'000'000);
+  CHECK(b.default_queue_policy().allow_timeout_override());
+  CHECK(c.response_cache().enable());
+  CHECK(c.parameters().at("factor").string_value() == "2");
+
+  // A version that is not a number is left out of version_policy (its versions are numbers).
+  m.version = "v2";
+  out.Clear();
+  REQUIRE_FALSE(grpc_codec::encode_model_config(m, out));
+  CHECK_FALSE(out.config().has_version_policy());
+  CHECK(out.config().max_batch_size() == 16);
+
+  // A pipeline is Triton's ensemble: its steps, no batching or instance groups.
+  model_config p;
+  p.name = "chain";
+  p.inputs.push_back({"x", datatype::FP32, {4}});
+  p.outputs.push_back({"z", datatype::FP32, {4}});
+  p.pipeline.push_back({"first", {{"x", "x"}}, {{"y", "mid"}}});
+  p.pipeline.push_back({"second", {{"x", "mid"}}, {{"y", "z"}}});
+  out.Clear();
+  REQUIRE_FALSE(grpc_codec::encode_model_config(p, out));
+  CHECK(out.config().platform() == "ensemble");
+  REQUIRE(out.config().has_ensemble_scheduling());
+  auto& steps = out.config().ensemble_scheduling().step();
+  REQUIRE(steps.size() == 2);
+  CHECK(steps[0].model_name() == "first");
+  CHECK(steps[0].model_version() == -1);
+  CHECK(steps[0].output_map().at("y") == "mid");
+  CHECK(steps[1].input_map().at("x") == "mid");
+  CHECK(out.config().instance_group_size() == 0);
+}
+
+TEST_CASE("gRPC statistics are Triton's message, with the counts the HTTP front's JSON has",
+          "[grpc]") {
+  deployment_config cfg;
+  model_config m;
+  m.name = "m";
+  m.max_batch_size = 8;
+  m.inputs.push_back({"x", datatype::FP32, {4}});
+  m.outputs.push_back({"y", datatype::FP32, {4}});
+  cfg.models.push_back(m);
+  m.name = "other";
+  cfg.models.push_back(m);
+  metrics stats(cfg);
+  auto* mm = stats.model("m");
+  mm->inference_count = 12;
+  mm->execution_count = 2;
+  mm->last_inference_ms = 1795803974932;
+  mm->success.add(1000);
+  mm->success.add(3000);
+  mm->by_batch_size[8].compute_infer.add(500);
+  mm->by_batch_size[4].compute_infer.add(300);
+
+  ::inference::ModelStatisticsResponse out;
+  REQUIRE_FALSE(grpc_codec::decode_statistics(stats.statistics_json("m"), out));
+  REQUIRE(out.model_stats_size() == 1);
+  auto& s = out.model_stats(0);
+  CHECK(s.name() == "m");
+  CHECK(s.version() == "1");
+  CHECK(s.inference_count() == 12);
+  CHECK(s.execution_count() == 2);
+  CHECK(s.last_inference() == 1795803974932);
+  CHECK(s.inference_stats().success().count() == 2);
+  CHECK(s.inference_stats().success().ns() == 4000);
+  REQUIRE(s.batch_stats_size() == 2);
+  CHECK(s.batch_stats(0).batch_size() == 4);
+  CHECK(s.batch_stats(1).compute_infer().ns() == 500);
+
+  out.Clear();
+  REQUIRE_FALSE(grpc_codec::decode_statistics(stats.statistics_json(""), out));
+  CHECK(out.model_stats_size() == 2);
+  // JSON that is not the message's is an error, not a half-filled answer.
+  auto err = grpc_codec::decode_statistics(R"({"model_stats": 7})", out);
+  REQUIRE(err);
+  CHECK(error_code(err) == errc::internal);
 }

@@ -3,11 +3,14 @@
 serving "scale" (y = 2x + 1, FP32 [batch, 4]) and "slow" (the same, 300 ms per batch): health,
 metadata, raw and typed (protobuf contents) tensors, requested outputs, 200 concurrent calls, a
 stream of 100 requests (ModelStreamInfer),
-every error status, a client deadline the server keeps, and a message over the size limit.
+every error status, a client deadline the server keeps, a message over the size limit, and
+Triton's extensions over gRPC: model configuration and statistics (equal to the HTTP front's),
+the repository index, unloading and loading a model.
 Exits non-zero on any mismatch.
 
 usage: triton_grpc_test.py GRPC_HOST:PORT HTTP_HOST:PORT
 """
+import json
 import queue
 import sys
 import time
@@ -16,7 +19,7 @@ import urllib.request
 import grpc
 import numpy as np
 import tritonclient.grpc as grpcclient
-from tritonclient.grpc import service_pb2, service_pb2_grpc
+from tritonclient.grpc import model_config_pb2, service_pb2, service_pb2_grpc
 from tritonclient.utils import InferenceServerException
 
 
@@ -36,6 +39,67 @@ def metric(http, name):
         if line.startswith(name + " "):
             return float(line.split()[-1])
     return 0.0
+
+
+def get_json(http, path):
+    return json.load(urllib.request.urlopen(f"http://{http}{path}"))
+
+
+def extensions(c, stub, http):
+    """Triton's model configuration, statistics and repository extensions over gRPC."""
+    # The configuration: Triton's ModelConfig message, the same as the HTTP front's JSON.
+    cfg = c.get_model_config("scale").config
+    assert cfg.name == "scale" and cfg.max_batch_size == 8, cfg
+    assert cfg.input[0].name == "x" and list(cfg.input[0].dims) == [4], cfg
+    assert model_config_pb2.DataType.Name(cfg.output[0].data_type) == "TYPE_FP32", cfg
+    assert list(cfg.version_policy.specific.versions) == [1], cfg
+    assert cfg.dynamic_batching.default_queue_policy.allow_timeout_override, cfg
+    assert cfg.parameters["factor"].string_value == "2", cfg
+    as_json = c.get_model_config("scale", as_json=True)["config"]
+    http_cfg = get_json(http, "/v2/models/scale/config")
+    for key in ("name", "platform", "backend", "max_batch_size", "instance_group"):
+        assert as_json[key] == http_cfg[key], (key, as_json[key], http_cfg[key])
+    expect_error("StatusCode.NOT_FOUND", "unknown model 'nope'", c.get_model_config, "nope")
+    expect_error("StatusCode.NOT_FOUND", "model 'scale' has no version '7'",
+                 c.get_model_config, "scale", "7")
+
+    # Statistics: one model's, everyone's, the HTTP front's numbers.
+    stats = c.get_inference_statistics("scale").model_stats
+    assert [m.name for m in stats] == ["scale"], stats
+    http_stats = get_json(http, "/v2/models/scale/stats")["model_stats"][0]
+    assert stats[0].inference_count == http_stats["inference_count"] >= 303, (stats, http_stats)
+    success = http_stats["inference_stats"]["success"]["count"]
+    assert stats[0].inference_stats.success.count == success, (stats, success)
+    assert sum(b.compute_infer.count for b in stats[0].batch_stats) == stats[0].execution_count > 0
+    everyone = c.get_inference_statistics().model_stats
+    assert sorted(m.name for m in everyone) == ["scale", "slow"], everyone
+    expect_error("StatusCode.NOT_FOUND", "unknown model 'nope'", c.get_inference_statistics, "nope")
+
+    # The repository: index, unload (its requests refused by name), load (ready, answering).
+    index = {m.name: m for m in c.get_model_repository_index().models}
+    assert index["scale"].state == "READY" and index["slow"].state == "READY", index
+    c.unload_model("slow")
+    index = {m.name: m for m in c.get_model_repository_index().models}
+    assert index["slow"].state == "UNAVAILABLE" and "unloaded" in index["slow"].reason, index
+    ready = stub.RepositoryIndex(service_pb2.RepositoryIndexRequest(ready=True)).models
+    assert [m.name for m in ready] == ["scale"], ready
+    assert not c.is_model_ready("slow")
+    inp = grpcclient.InferInput("x", [1, 4], "FP32")
+    inp.set_data_from_numpy(np.ones((1, 4), np.float32))
+    expect_error("StatusCode.NOT_FOUND", "model 'slow' is unloaded", c.infer, "slow", [inp])
+    c.load_model("slow")
+    assert c.is_model_ready("slow")
+    assert np.array_equal(c.infer("slow", [inp]).as_numpy("y"), np.full((1, 4), 3, np.float32))
+    # What cannot be done is refused by name.
+    expect_error("StatusCode.INVALID_ARGUMENT", "parameter 'config' is not taken",
+                 c.load_model, "slow", config="{}")
+    expect_error("StatusCode.NOT_FOUND", "unknown model 'nope'", c.unload_model, "nope")
+    try:
+        stub.RepositoryIndex(service_pb2.RepositoryIndexRequest(repository_name="other"))
+        raise AssertionError("a repository other than the deployment's was accepted")
+    except grpc.RpcError as e:
+        assert e.code() == grpc.StatusCode.INVALID_ARGUMENT, e
+        assert "unknown repository 'other'" in e.details(), e.details()
 
 
 def main():
@@ -112,7 +176,6 @@ def main():
     expect_error("StatusCode.INVALID_ARGUMENT", "classification is served over HTTP only",
                  c.infer, "scale", [inp],
                  outputs=[grpcclient.InferRequestedOutput("y", class_count=2)])
-    expect_error("StatusCode.UNIMPLEMENTED", "", c.get_model_config, "scale")
     expect_error("StatusCode.NOT_FOUND", "unknown model", c.get_model_metadata, "nope")
     # Over server.grpc.max_message_bytes (1 MiB here).
     big = grpcclient.InferInput("x", [70000, 4], "FP32")
@@ -139,6 +202,10 @@ def main():
     assert metric(http, 'actorserve_grpc_responses_total{code="0"}') >= 200
     assert metric(http, 'actorserve_grpc_responses_total{code="5"}') == 2  # NOT_FOUND
     assert metric(http, 'actorserve_grpc_responses_total{code="3"}') == 2  # INVALID_ARGUMENT
+
+    extensions(c, stub, http)
+    assert metric(http, 'actorserve_grpc_responses_total{code="5"}') == 2 + 5
+    assert metric(http, 'actorserve_grpc_responses_total{code="3"}') == 2 + 2
     print("triton grpc client: ok")
 
 
