@@ -1,6 +1,7 @@
 #include "actors/batcher.hpp"
 
 #include <random>
+#include <deque>
 #include <set>
 #include <unordered_map>
 
@@ -91,6 +92,15 @@ struct batcher_state {
   model_metrics* mm = nullptr; // this model's entry in `stats`, if any
   std::shared_ptr<handle_cell<caf::actor>> supervisor; // told about hung workers; may be null
   caf::actor_addr self_addr;   // for clearing the directory entry when it stops
+  /// A rolling reload in progress (reload_atom): its workers one at a time.
+  struct reload_run {
+    std::deque<std::string> left; // still to reload, in turn
+    std::string current;          // being reloaded: draining, stopping or starting
+    bool started = false;         // `current` was started again: it comes back ready, or fails
+    caf::typed_response_promise<bool> promise;
+  };
+  std::optional<reload_run> reload;
+  std::set<std::string> held; // did not come back from a reload: kept down until the next one
   static inline const char* name = "batcher";
 
   // Every accepted request gets an answer, also when the batcher itself goes away (CAF
@@ -108,6 +118,9 @@ struct batcher_state {
       for (std::size_t i = 0; i < kv.second.requests.size(); ++i)
         if (!kv.second.answered[i])
           kv.second.requests[i].promise.deliver(err);
+    if (reload)
+      reload->promise.deliver(make_error(errc::not_ready, "the batcher of model '" + model->name
+                                                            + "' stopped during its reload"));
   }
 };
 
@@ -271,9 +284,13 @@ void mark_left(const worker_slot& w) {
     w.stats->set_phase(worker_phase::stopped);
 }
 
-/// Removes the leaving workers that have no batch left, and tells whoever asked.
+void reload_restart(batcher_ptr self, bool stop_first);
+
+/// Removes the leaving workers that have no batch left, and tells whoever asked (a worker being
+/// reloaded is stopped and started again).
 void remove_drained(batcher_ptr self) {
   auto& st = self->state;
+  bool reloaded = false;
   for (auto it = st.workers.begin(); it != st.workers.end();) {
     if (!it->draining || !it->batches.empty()) {
       ++it;
@@ -285,9 +302,12 @@ void remove_drained(batcher_ptr self) {
     mark_left(*it);
     if (it->drained)
       it->drained->deliver(true);
+    reloaded = reloaded || (st.reload && st.reload->current == it->name);
     it = st.workers.erase(it);
   }
   report_status(self);
+  if (reloaded)
+    reload_restart(self, true);
 }
 
 /// Takes a worker out of service (it died or hung): its in-flight batch fails with `why` (and is
@@ -611,6 +631,125 @@ void finish_batch(batcher_ptr self, uint64_t batch_id, batch_outputs* outputs,
   }
 }
 
+/// Nothing will ever serve what is queued (no worker ready or coming): it is failed now rather
+/// than at its deadline.
+void fail_if_no_worker_left(batcher_ptr self, const std::string& why) {
+  auto& st = self->state;
+  if (!st.workers.empty() || !st.starting.empty())
+    return;
+  auto err = make_error(errc::not_ready, "model '" + st.model->name + "' " + why);
+  for (auto& kv : st.waiting) {
+    st.queue->remove(kv.first);
+    kv.second.promise.deliver(err);
+  }
+  st.waiting.clear();
+}
+
+void reload_end(batcher_ptr self, caf::error err) {
+  auto& st = self->state;
+  auto run = std::move(*st.reload);
+  st.reload.reset();
+  if (err) {
+    logging::error({"batcher", st.model->name}, "reload stopped: {}", error_message(err));
+    run.promise.deliver(std::move(err));
+  } else {
+    logging::info({"batcher", st.model->name}, "reload done: every worker loaded the model anew");
+    run.promise.deliver(true);
+  }
+}
+
+/// The worker being reloaded did not come back (it failed to start: a model file that does not
+/// load, say): it is kept down, so that its supervisor's restarts cannot escalate and take the
+/// other workers (which still serve the model as they loaded it) down with it.
+void reload_failed(batcher_ptr self, const std::string& name, const std::string& why) {
+  auto& st = self->state;
+  st.starting.erase(name);
+  st.held.insert(name);
+  if (auto sup = st.supervisor ? st.supervisor->get() : caf::actor{})
+    self->request(sup, std::chrono::milliseconds(st.model->restart.shutdown_ms) * 2
+                         + std::chrono::seconds(5),
+                  terminate_child_atom::value, name)
+      .then([](bool) {}, [](caf::error&) {});
+  report_status(self);
+  fail_if_no_worker_left(self, "lost its last worker (" + name + ") in a reload");
+  reload_end(self, make_error(errc::worker_failed,
+                              "worker " + name + " of model '" + st.model->name
+                                + "' did not come back from its reload: " + why
+                                + " (the node's log says why; a model file that does not load?). "
+                                  "It is kept down; "
+                                + std::to_string(st.workers.size())
+                                + " worker(s) serve the model as before. Load the model again "
+                                  "once its file is fixed"));
+}
+
+void reload_next(batcher_ptr self);
+
+/// Stops the drained worker being reloaded and starts it again: it loads the model file anew,
+/// warms up and reports ready (or fails: reload_failed).
+void reload_restart(batcher_ptr self, bool stop_first) {
+  auto& st = self->state;
+  auto name = st.reload->current;
+  auto sup = st.supervisor ? st.supervisor->get() : caf::actor{};
+  if (!sup)
+    return reload_failed(self, name, "its supervisor is restarting");
+  auto wait = std::chrono::milliseconds(st.model->restart.shutdown_ms) * 2 + std::chrono::seconds(5);
+  auto start = [self, sup, name, wait] {
+    self->request(sup, wait, restart_child_atom::value, name)
+      .then(
+        [self, name](bool) {
+          auto& st = self->state;
+          if (st.reload && st.reload->current == name)
+            st.reload->started = true;
+        },
+        [self, name](caf::error& e) {
+          auto& st = self->state;
+          if (st.reload && st.reload->current == name)
+            reload_failed(self, name, "it could not be started: " + error_message(e));
+        });
+  };
+  if (!stop_first)
+    return start();
+  self->request(sup, wait, terminate_child_atom::value, name)
+    .then([start](bool) { start(); },
+          [self, name](caf::error& e) {
+            auto& st = self->state;
+            if (st.reload && st.reload->current == name)
+              reload_failed(self, name, "it could not be stopped: " + error_message(e));
+          });
+}
+
+/// Reloads the next worker: no new batches for it, and once its batches are done it is stopped
+/// and started again. Meanwhile it counts as starting, so that requests wait for it rather than
+/// fail, also when it is the model's only worker.
+void reload_next(batcher_ptr self) {
+  auto& st = self->state;
+  if (st.reload->left.empty())
+    return reload_end(self, caf::none);
+  auto name = st.reload->left.front();
+  st.reload->left.pop_front();
+  st.reload->current = name;
+  st.reload->started = false;
+  st.starting.insert(name);
+  if (st.held.erase(name) > 0) { // (down since a failed reload: only started)
+    logging::info({"batcher", st.model->name, 0, {}, name}, "reloading worker {} (it was down)",
+                  name);
+    report_status(self);
+    return reload_restart(self, false);
+  }
+  auto it = std::find_if(st.workers.begin(), st.workers.end(),
+                         [&](const worker_slot& w) { return w.name == name; });
+  if (it == st.workers.end() || it->draining) {
+    // (Down meanwhile: its supervisor starts it, and it loads the model file anew then.)
+    st.starting.erase(name);
+    return reload_next(self);
+  }
+  it->draining = true;
+  logging::info({"batcher", st.model->name, 0, {}, name},
+                "reloading worker {}: {} batch(es) to finish first", name, it->batches.size());
+  if (it->batches.empty())
+    remove_drained(self); // (which goes on with reload_restart)
+}
+
 batcher_actor::behavior_type batcher_fn(batcher_ptr self, std::shared_ptr<const model_config> model,
                                         std::shared_ptr<model_directory> directory,
                                         std::shared_ptr<metrics> stats,
@@ -711,8 +850,13 @@ batcher_actor::behavior_type batcher_fn(batcher_ptr self, std::shared_ptr<const 
       return rp;
     },
     [self](worker_starting_atom, std::string& name) {
-      self->state.given_up.erase(name);
-      self->state.starting.insert(std::move(name));
+      auto& st = self->state;
+      // The worker being reloaded, started again, is down again: it did not come back.
+      if (st.reload && st.reload->current == name && st.reload->started)
+        return reload_failed(self, name, "it failed to start");
+      st.given_up.erase(name);
+      st.held.erase(name);
+      st.starting.insert(std::move(name));
       report_status(self);
     },
     [self](given_up_atom, std::string& name) {
@@ -720,16 +864,11 @@ batcher_actor::behavior_type batcher_fn(batcher_ptr self, std::shared_ptr<const 
       st.starting.erase(name);
       st.given_up.insert(name);
       report_status(self);
-      if (st.workers.empty() && st.starting.empty()) {
-        // Nothing will ever serve what is queued: fail it now rather than at its deadline.
-        auto err = make_error(errc::not_ready, "model '" + st.model->name
-                                                 + "' lost its last worker (" + name + ")");
-        for (auto& kv : st.waiting) {
-          st.queue->remove(kv.first);
-          kv.second.promise.deliver(err);
-        }
-        st.waiting.clear();
-      }
+      if (st.reload && st.reload->current == name)
+        reload_end(self, make_error(errc::worker_failed,
+                                    "worker " + name + " was given up by its supervisor while "
+                                      "it was being reloaded"));
+      fail_if_no_worker_left(self, "lost its last worker (" + name + ")");
     },
     [self](worker_ready_atom, caf::actor& handle, std::string& name, uint32_t capacity) {
       auto w = caf::actor_cast<worker_actor>(handle);
@@ -754,6 +893,8 @@ batcher_actor::behavior_type batcher_fn(batcher_ptr self, std::shared_ptr<const 
                     st.workers.size());
       report_status(self);
       pump(self);
+      if (st.reload && st.reload->current == name) // (back: the next one)
+        reload_next(self);
     },
     [self](batch_done_atom, batch_outputs& out) {
       finish_batch(self, out.batch_id, &out, caf::none);
@@ -780,6 +921,31 @@ batcher_actor::behavior_type batcher_fn(batcher_ptr self, std::shared_ptr<const 
       }
       it->drained = self->make_response_promise<bool>();
       return *it->drained;
+    },
+    [self](reload_atom) -> caf::result<bool> {
+      auto& st = self->state;
+      if (st.reload)
+        return make_error(errc::not_ready, "model '" + st.model->name + "' is being reloaded "
+                                           "(worker " + st.reload->current + "); try again once "
+                                           "that is done");
+      if (!st.supervisor || !st.supervisor->get())
+        return make_error(errc::not_ready, "the workers' supervisor of model '" + st.model->name
+                                             + "' is restarting; try again");
+      std::deque<std::string> names(st.held.begin(), st.held.end()); // (first: they add room)
+      for (auto& w : st.workers)
+        if (!w.draining && w.handle.node() == self->node())
+          names.push_back(w.name);
+      if (names.empty()) // (none ready here: starting, given up, or on worker nodes)
+        return false;
+      logging::info({"batcher", st.model->name}, "reloading {} worker(s), one at a time",
+                    names.size());
+      st.reload.emplace();
+      st.reload->left = std::move(names);
+      st.reload->promise = self->make_response_promise<bool>();
+      auto rp = st.reload->promise;
+      reload_next(self);
+      pump(self);
+      return rp;
     },
     [self](fault_atom, fault_spec& spec) -> caf::result<std::string> {
       auto& st = self->state;

@@ -165,6 +165,17 @@ gateway_actor::behavior_type gateway_fn(gateway_ptr self,
       self->delegate(self->state.root, terminate_child_atom::value, "model " + model);
       return caf::delegated<bool>{};
     },
+    [self](reload_atom, const std::string& model) -> caf::result<bool> {
+      // A model that runs is reloaded by its batcher, one worker at a time; false: there is
+      // nothing to roll (unloaded, stopped, or no worker to reload): start it instead.
+      if (auto err = controllable(self, model))
+        return err;
+      auto entry = self->state.directory->find(model);
+      if (!entry || entry->unloaded || !entry->batcher)
+        return false;
+      self->delegate(entry->batcher, reload_atom::value);
+      return caf::delegated<bool>{};
+    },
     [self](restart_child_atom, const std::string& model) -> caf::result<bool> {
       if (auto err = controllable(self, model))
         return err;

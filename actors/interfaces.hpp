@@ -29,6 +29,10 @@ using batcher_actor = caf::typed_actor<
   caf::reacts_to<tick_atom>,
   // a worker leaving: no new batches for it; answers once its batches are done and it is removed
   caf::replies_to<drain_atom, caf::actor>::with<bool>,
+  // its ready workers on this node, one at a time: drained, stopped, started again (loading the
+  // model file anew); answers once all are back (true), or when one does not come back (which
+  // stays down); false when it has no worker ready to reload
+  caf::replies_to<reload_atom>::with<bool>,
   caf::replies_to<fault_atom, fault_spec>::with<std::string>>; // arms a worker; names it
 
 /// Routes requests by model, assigns ids and deadlines, validates, and knows readiness.
@@ -41,6 +45,8 @@ using gateway_actor = caf::typed_actor<
   // Model control (Triton's load/unload), by model name:
   caf::replies_to<unload_atom, std::string>::with<bool>,          // refuse its new requests
   caf::replies_to<terminate_child_atom, std::string>::with<bool>, // stop its subtree
-  caf::replies_to<restart_child_atom, std::string>::with<bool>>;  // start it again, take requests
+  caf::replies_to<restart_child_atom, std::string>::with<bool>,   // start it again, take requests
+  caf::replies_to<reload_atom, std::string>::with<bool>>;         // its batcher's reload; false:
+                                                                  // nothing to reload, start it
 
 } // namespace actorserve

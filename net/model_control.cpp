@@ -126,6 +126,50 @@ void stop_when_drained(self_ptr self, proc_ptr p) {
       });
 }
 
+/// Unloads the model: its new requests are refused, those it holds are answered, then its
+/// subtree is stopped (and started again for a load).
+void unload_then_stop(self_ptr self, proc_ptr p) {
+  auto gw = gateway_of(self, p);
+  if (!gw)
+    return;
+  self->request(gw, std::chrono::seconds(5), unload_atom::value, p->model)
+    .then(
+      [self, p](bool) {
+        p->until = clock::now()
+                   + std::chrono::milliseconds(p->infer->config()->server.http.drain_timeout_ms);
+        stop_when_drained(self, p);
+      },
+      [self, p](caf::error& e) { finish(self, p, std::move(e)); });
+}
+
+/// A load: a model that serves is reloaded in place, one worker at a time, so that it never
+/// stops serving; one that does not is started (after its subtree is stopped, if it runs).
+void reload_or_restart(self_ptr self, proc_ptr p) {
+  auto gw = gateway_of(self, p);
+  if (!gw)
+    return;
+  auto wait = std::chrono::milliseconds(p->infer->config()->server.http.model_load_wait_ms);
+  self->request(gw, wait, reload_atom::value, p->model)
+    .then(
+      [self, p](bool reloaded) {
+        if (!reloaded)
+          return unload_then_stop(self, p);
+        p->infer->clear_cache(p->model); // (answers of the model as it was)
+        logging::info({"repository", p->model}, "model '{}' reloaded on request", p->model);
+        finish(self, p, std::string("READY"));
+      },
+      [self, p](caf::error& e) {
+        p->infer->clear_cache(p->model);
+        if (error_code(e) == errc::deadline_exceeded)
+          e = make_error(errc::not_ready,
+                         "model '" + p->model + "' is still being reloaded after "
+                           + std::to_string(p->infer->config()->server.http.model_load_wait_ms)
+                           + " ms (http.model_load_wait_ms); its workers go on, one at a time, "
+                             "and it serves meanwhile");
+        finish(self, p, std::move(e));
+      });
+}
+
 caf::behavior run(self_ptr self, proc_ptr p) {
   if (auto gw = gateway_of(self, p)) {
     // A gateway that stops (the node shutting down, or its crash) ends the procedure: nothing
@@ -138,14 +182,10 @@ caf::behavior run(self_ptr self, proc_ptr p) {
                                            + "' was being " + doing
                                            + "; its state is in the repository index"));
     });
-    self->request(gw, std::chrono::seconds(5), unload_atom::value, p->model)
-      .then(
-        [self, p](bool) {
-          p->until = clock::now()
-                     + std::chrono::milliseconds(p->infer->config()->server.http.drain_timeout_ms);
-          stop_when_drained(self, p);
-        },
-        [self, p](caf::error& e) { finish(self, p, std::move(e)); });
+    if (p->load)
+      reload_or_restart(self, p);
+    else
+      unload_then_stop(self, p);
   }
   return {[p](tick_atom) {
     auto step = std::move(p->on_tick);

@@ -2,9 +2,13 @@
 // (every model's state) and unloading or loading a model while the node serves. Unload: the
 // model's new requests are refused ("unloaded"), those it holds are answered (for up to
 // server.http.drain_timeout_ms), then its subtree (batcher and workers) is stopped, which frees
-// its memory. Load: the same, then the subtree starts again, so that its workers load the model
-// file anew and warm up; done once it is ready (or 503 after server.http.model_load_wait_ms).
-// Its response cache is emptied either way. Thread-safe; answers come on CAF threads.
+// its memory. Load of a model that serves: its workers are reloaded one at a time (each drained,
+// stopped, started again: it loads the model file anew and warms up), so the model never stops
+// serving; a worker that does not come back is kept down and the load fails, the others serving
+// as before. Load of a model that does not serve (unloaded, stopped): its subtree is started
+// (stopped first if it runs). Either is done once the model is ready (or 503 after
+// server.http.model_load_wait_ms). Its response cache is emptied either way. Thread-safe;
+// answers come on CAF threads.
 #pragma once
 
 #include <atomic>
@@ -38,7 +42,7 @@ public:
   /// Unloads `model` (see above); `done` is called once.
   void unload(const std::string& model, done_fn done) const;
 
-  /// Unloads `model` and starts it again; `done` is called once it is ready or has failed.
+  /// Reloads `model`, or starts it (see above); `done` is called once it is ready or has failed.
   void load(const std::string& model, done_fn done) const;
 
   /// The node is stopping: loads and unloads in progress end at their next step, answered

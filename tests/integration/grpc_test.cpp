@@ -84,16 +84,17 @@ TEST_CASE("gRPC over TLS serves clients whose certificate the client CA signed, 
 
 TEST_CASE("a model load over gRPC in progress at SIGTERM is answered and does not hold the node",
           "[integration][grpc][control]") {
-  // The load waits for the model's slow request to drain (2 s) when SIGTERM comes; the node
-  // drains that request, answers the load "shutting down" and exits, long before the load's
-  // own limit (60 s) would have ended it.
+  // The load (a reload of the serving model) waits for the model's slow request to drain (2 s)
+  // when SIGTERM comes, then for the worker started again to warm up (2 s more); the node drains
+  // that request, answers the load "shutting down" and exits, long before the load's own limit
+  // (60 s) would have ended it.
   auto grpc_port = free_port();
   auto config = R"({"server": {"http": {"port": 0, "model_load_wait_ms": 60000}, "grpc": {"port": )"
                 + std::to_string(grpc_port) + R"(}}, "models": [{"name": "slow", "backend": "scale",
       "max_batch_size": 8, "inputs": [{"name": "x", "datatype": "FP32", "dims": [4]}],
       "outputs": [{"name": "y", "datatype": "FP32", "dims": [4]}],
       "parameters": {"factor": 2, "bias": 1, "delay_us": 2000000},
-      "warmup": {"batch_sizes": [1], "iterations": 0}}]})";
+      "warmup": {"batch_sizes": [1], "iterations": 1}}]})";
   server_process srv{write_temp_file("grpc_load_stop.json", config)};
   REQUIRE(srv.wait_ready());
   auto out = run_command({std::string(ACTORSERVE_SOURCE_DIR) + "/.venv/bin/python",

@@ -1558,6 +1558,94 @@ TEST_CASE("isolated workers take batch inputs through shared memory, a batch too
   CHECK(occurrences(log, "shared memory") == 0);
 }
 
+TEST_CASE("model control: load of a serving model reloads its workers one at a time, refusing "
+          "nothing meanwhile",
+          "[integration][control]") {
+  // Each worker warms up for 10 x 20 ms when it starts, so a reload takes a while per worker.
+  auto model = [](const std::string& name, int instances) {
+    return R"({"name": ")" + name + R"(", "backend": "scale", "max_batch_size": 8,
+      "instances": )" + std::to_string(instances) + R"(,
+      "inputs": [{"name": "x", "datatype": "FP32", "dims": [4]}],
+      "outputs": [{"name": "y", "datatype": "FP32", "dims": [4]}],
+      "warmup": {"batch_sizes": [1], "iterations": 10},
+      "parameters": {"factor": 2, "bias": 1, "delay_us": 20000}})";
+  };
+  server_process srv{write_temp_file(
+    "reload.json", R"({"server": {"http": {"port": 0}}, "models": [)" + model("two", 2) + ", "
+                     + model("one", 1) + "]}")};
+  REQUIRE(srv.wait_ready());
+  auto body = R"({"inputs": [{"name": "x", "shape": [1, 4], "datatype": "FP32",
+                  "data": [1, 2, 3, 4]}]})";
+
+  for (std::string name : {"two", "one"}) {
+    INFO("model " << name);
+    std::atomic<bool> stop{false};
+    std::mutex lock;
+    std::map<unsigned, int> answers, readiness; // by status
+    std::vector<std::string> refused;
+    std::vector<std::thread> clients;
+    for (int i = 0; i < 4; ++i)
+      clients.emplace_back([&] {
+        http_client own{srv.port()};
+        while (!stop) {
+          auto r = own.post("/v2/models/" + name + "/infer", body);
+          std::lock_guard<std::mutex> guard(lock);
+          ++answers[r.status];
+          if (r.status != 200)
+            refused.push_back(r.body);
+        }
+      });
+    clients.emplace_back([&] {
+      http_client own{srv.port()};
+      while (!stop) {
+        auto status = own.get("/v2/models/" + name + "/ready").status;
+        {
+          std::lock_guard<std::mutex> guard(lock);
+          ++readiness[status];
+        }
+        std::this_thread::sleep_for(std::chrono::milliseconds(5));
+      }
+    });
+    std::this_thread::sleep_for(std::chrono::milliseconds(200));
+    http_client c{srv.port()};
+    // A second load while the first runs is refused by name (503), and changes nothing.
+    http_response second;
+    std::thread again([&] {
+      std::this_thread::sleep_for(std::chrono::milliseconds(60));
+      http_client own{srv.port()};
+      second = own.post("/v2/repository/models/" + name + "/load", "");
+    });
+    auto r = c.post("/v2/repository/models/" + name + "/load", "");
+    again.join();
+    std::this_thread::sleep_for(std::chrono::milliseconds(200));
+    stop = true;
+    for (auto& t : clients)
+      t.join();
+    CHECK(r.status == 200);
+    CHECK(r.body == R"({"name":")" + name + R"(","state":"READY"})");
+    CHECK(second.status == 503);
+    CHECK(second.body.find("is being reloaded") != std::string::npos);
+    INFO((refused.empty() ? std::string() : refused.front()));
+    CHECK(answers.size() == 1); // every request answered 200: none refused or failed
+    CHECK(answers[200] > 20);
+    if (name == "two") // (with two workers one always serves; with one, requests wait for it)
+      CHECK(readiness.size() == 1);
+    CHECK(readiness[200] > 0);
+  }
+  auto log = srv.log();
+  CHECK(log.find("batcher two: reloading 2 worker(s), one at a time") != std::string::npos);
+  CHECK(log.find("batcher one: reloading 1 worker(s), one at a time") != std::string::npos);
+  CHECK(log.find("reload done: every worker loaded the model anew") != std::string::npos);
+  for (std::string w : {"two/cpu/0", "two/cpu/1", "one/cpu/0"})
+    CHECK(log.find("stopping child " + w + " on request") != std::string::npos);
+  http_client c{srv.port()};
+  auto metrics = c.get("/metrics").body;
+  for (std::string w : {"two/cpu/0", "two/cpu/1"})
+    CHECK(series(metrics, R"(actorserve_worker_state{device="cpu",model="two",worker=")" + w
+                            + R"(",state="ready"})")
+          == 1);
+}
+
 TEST_CASE("model control with isolated workers: unload ends their processes, load starts new ones",
           "[integration][isolation][control]") {
   server_process srv{write_temp_file(

@@ -220,6 +220,66 @@ TEST_CASE("a TorchScript file that cannot be loaded keeps the model not ready",
   CHECK(c.post("/v2/repository/index", R"({"ready": true})").body == "[]");
 }
 
+TEST_CASE("a reload with a model file that does not load keeps the other workers serving the "
+          "model as loaded, and one with the file fixed brings every worker back",
+          "[integration][torch][control]") {
+  std::ifstream in(models_dir() + "/mlp.pt", std::ios::binary);
+  REQUIRE(in);
+  std::stringstream good;
+  good << in.rdbuf();
+  auto path = write_temp_file("reload_mlp.pt", good.str());
+  auto cfg = R"({"server": {"http": {"port": 0}}, "models": [{"name": "mlp", "backend": "torchscript",
+    "path": ")" + path + R"(", "max_batch_size": 64, "instances": 2,
+    "inputs": [{"name": "input", "datatype": "FP32", "dims": [64]}],
+    "outputs": [{"name": "logits", "datatype": "FP32", "dims": [10]}],
+    "restart": {"backoff_initial_ms": 10}}]})";
+  server_process srv{write_temp_file("reload_mlp.json", cfg)};
+  REQUIRE(srv.wait_ready());
+  http_client c{srv.port()};
+  auto ref = reference();
+  auto body = R"({"inputs":[{"name":"input","shape":[1,64],"datatype":"FP32","data":)"
+              + json::serialize(ref["input"].as_array()[0]) + "}]}";
+  auto served = [&] {
+    auto r = c.post("/v2/models/mlp/infer", body);
+    REQUIRE(r.status == 200);
+    auto doc = json::parse(r.body).as_object();
+    check_close(flatten(doc["outputs"].as_array()[0].as_object()["data"]),
+                flatten(ref["logits"].as_array()[0]));
+  };
+  auto ready_workers = [&] {
+    auto metrics = c.get("/metrics").body;
+    double n = 0;
+    for (std::string w : {"mlp/cpu/0", "mlp/cpu/1"})
+      n += series(metrics, R"(actorserve_worker_state{device="cpu",model="mlp",worker=")" + w
+                             + R"(",state="ready"})");
+    return n;
+  };
+  served();
+  CHECK(ready_workers() == 2);
+
+  // The file is broken, then a load: the first worker reloaded does not come back and is kept
+  // down (its restarts cannot escalate and take the other down); the other serves as before.
+  write_temp_file("reload_mlp.pt", "not a model");
+  auto r = c.post("/v2/repository/models/mlp/load", "");
+  CHECK(r.status == 500);
+  CHECK(r.body.find("did not come back from its reload") != std::string::npos);
+  CHECK(r.body.find("It is kept down; 1 worker(s) serve the model as before") != std::string::npos);
+  CHECK(c.get("/v2/models/mlp/ready").status == 200);
+  for (int i = 0; i < 5; ++i)
+    served();
+  CHECK(ready_workers() == 1);
+  CHECK(srv.log().find("cannot load TorchScript file") != std::string::npos);
+
+  // Fixed: a load brings the worker kept down back first, then reloads the other.
+  write_temp_file("reload_mlp.pt", good.str());
+  r = c.post("/v2/repository/models/mlp/load", "");
+  CHECK(r.status == 200);
+  CHECK(r.body == R"({"name":"mlp","state":"READY"})");
+  CHECK(ready_workers() == 2);
+  CHECK(srv.log().find("(it was down)") != std::string::npos);
+  served();
+}
+
 TEST_CASE("when the root supervisor gives up the process exits with status 1",
           "[integration][torch]") {
   // A model that cannot load, restarted by nobody: its failure escalates through the workers

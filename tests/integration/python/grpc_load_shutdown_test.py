@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
 """A model load over gRPC (Triton's client) in progress when the node is told to stop: the load
-waits for a slow request of the model to drain when this script sends the node SIGTERM. The load
+(a reload of the serving model) waits for a slow request of the model to drain, then for the
+worker to warm up again, when this script sends the node SIGTERM. The load
 must be answered UNAVAILABLE ("shutting down"), the slow request 200, and the node must exit
 well before the load's own limit. Prints "load: ..." and "infer: ..." and exits non-zero on any
 mismatch.
