@@ -669,7 +669,17 @@ void reload_failed(batcher_ptr self, const std::string& name, const std::string&
     self->request(sup, std::chrono::milliseconds(st.model->restart.shutdown_ms) * 2
                          + std::chrono::seconds(5),
                   terminate_child_atom::value, name)
-      .then([](bool) {}, [](caf::error&) {});
+      .then(
+        [self, name](bool) {
+          // (Down now, whatever its supervisor did meanwhile: a restart it made before this
+          // stop said "starting" again.)
+          auto& st = self->state;
+          st.starting.erase(name);
+          st.held.insert(name);
+          report_status(self);
+          fail_if_no_worker_left(self, "lost its last worker (" + name + ") in a reload");
+        },
+        [](caf::error&) {});
   report_status(self);
   fail_if_no_worker_left(self, "lost its last worker (" + name + ") in a reload");
   reload_end(self, make_error(errc::worker_failed,

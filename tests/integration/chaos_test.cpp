@@ -1,8 +1,10 @@
 // The chaos test (ctest label "chaos", about a minute): concurrent request streams against a model
 // of four isolated workers (child processes) while the test keeps crashing, hanging and slowing
-// workers (the fault endpoint) and SIGKILLs worker processes. Asserted: every request gets a
-// response, no output is wrong (y = 2x + 1 exactly), errors only where a retry budget or a
-// deadline was genuinely used up, and afterwards every worker is back and serving. It prints a
+// workers (the fault endpoint), SIGKILLs worker processes and reloads the model (its workers one
+// at a time). Asserted: every request gets a response, no output is wrong (y = 2x + 1 exactly),
+// errors only where a retry budget or a deadline was genuinely used up, every reload answered
+// (200, or 500 naming a worker the chaos took down while it came back, which a later load brings
+// back), and afterwards every worker is back and serving. It prints a
 // report: requests sent, answered, failed by reason, lost; crash-to-ready times; p99 with and
 // without faults (ACTORSERVE_CHAOS_REPORT=FILE also writes it to a file).
 #include <catch2/catch.hpp>
@@ -113,7 +115,8 @@ std::map<int, long> worker_pids(const std::string& log) {
 
 } // namespace
 
-TEST_CASE("chaos: crashes, hangs, slow workers and SIGKILLed worker processes lose nothing",
+TEST_CASE("chaos: crashes, hangs, slow workers, SIGKILLed worker processes and reloads lose "
+          "nothing",
           "[chaos]") {
   server_process srv{write_temp_file("chaos.json", chaos_config())};
   REQUIRE(srv.wait_ready());
@@ -154,6 +157,23 @@ TEST_CASE("chaos: crashes, hangs, slow workers and SIGKILLed worker processes lo
 
   std::this_thread::sleep_for(std::chrono::seconds(6)); // baseline, no faults
   phase = 1;
+  // Reloads meanwhile, one after another (a load answers once every worker is back).
+  std::map<std::string, int> reloads; // by outcome
+  std::atomic<bool> reloading{true};
+  std::thread reloader([&] {
+    http_client c{srv.port(), std::chrono::seconds(30)};
+    while (reloading) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(2500));
+      auto r = c.post("/v2/repository/models/scale/load", "");
+      std::lock_guard<std::mutex> guard{mtx};
+      if (r.status == 200)
+        ++reloads["200"];
+      else if (r.status == 500 && r.body.find("did not come back from its reload") != std::string::npos)
+        ++reloads["500 (a worker did not come back)"];
+      else
+        ++reloads["other: " + std::to_string(r.status) + " " + r.body.substr(0, 160)];
+    }
+  });
   std::map<std::string, int> faults;
   http_client admin{srv.port(), std::chrono::seconds(5)};
   std::mt19937 rng(42);
@@ -175,7 +195,11 @@ TEST_CASE("chaos: crashes, hangs, slow workers and SIGKILLed worker processes lo
     }
     std::this_thread::sleep_for(std::chrono::milliseconds(1200));
   }
-  // Recovery: every worker is back, and then everything succeeds.
+  reloading = false;
+  reloader.join();
+  // Recovery: a last load brings back any worker a reload kept down; every worker is back, and
+  // then everything succeeds.
+  auto last_load = admin.post("/v2/repository/models/scale/load", "").status;
   eventually([&] { return ready_workers(srv.port()) == workers; }, std::chrono::seconds(15));
   int back = ready_workers(srv.port());
   std::this_thread::sleep_for(std::chrono::seconds(1)); // faults armed but not yet hit drain out
@@ -210,6 +234,10 @@ TEST_CASE("chaos: crashes, hangs, slow workers and SIGKILLed worker processes lo
          << "  faults injected:";
   for (auto& [k, n] : faults)
     report << " " << k << "=" << n;
+  report << "\n  reloads:";
+  for (auto& [k, n] : reloads)
+    report << " " << n << " x " << k << ";";
+  report << " the last load after the chaos: " << last_load;
   report << "\n  requests sent " << results.size() << ", answered " << answered << ", lost " << lost
          << ", wrong outputs " << wrong << "\n  failed:";
   if (failed.empty())
@@ -235,6 +263,10 @@ TEST_CASE("chaos: crashes, hangs, slow workers and SIGKILLed worker processes lo
   CHECK(faults["sigkill"] > 0);
   CHECK(faults["crash"] > 0);
   CHECK(faults["hang"] > 0);
+  CHECK(reloads["200"] > 0);
+  for (auto& [k, n] : reloads)
+    CHECK(k.rfind("other", 0) != 0);
+  CHECK(last_load == 200);
   CHECK(back == workers);
   CHECK(after_total > 0);
   CHECK(after_ok == after_total);
