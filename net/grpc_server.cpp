@@ -69,17 +69,18 @@ std::optional<std::string> read_file(const std::string& path) {
 /// Plaintext, or TLS with the configured certificate and key (and, with a client CA, only
 /// clients whose certificate it signed).
 caf::expected<std::shared_ptr<grpc::ServerCredentials>> credentials(const grpc_config& g) {
-  if (!g.tls())
+  const auto& tls = g.tls;
+  if (!tls.enabled())
     return grpc::InsecureServerCredentials();
-  auto cert = read_file(g.tls_certificate);
-  auto key = read_file(g.tls_key);
-  auto ca = g.tls_client_ca.empty() ? std::optional<std::string>{""} : read_file(g.tls_client_ca);
-  for (auto& [text, path] : {std::pair{&cert, &g.tls_certificate}, {&key, &g.tls_key},
-                             {&ca, &g.tls_client_ca}})
+  auto cert = read_file(tls.certificate);
+  auto key = read_file(tls.key);
+  auto ca = tls.client_ca.empty() ? std::optional<std::string>{""} : read_file(tls.client_ca);
+  for (auto& [text, path] : {std::pair{&cert, &tls.certificate}, {&key, &tls.key},
+                             {&ca, &tls.client_ca}})
     if (!*text)
       return make_error(errc::invalid_config, "server.grpc.tls: cannot read \"" + *path + "\"");
   grpc::SslServerCredentialsOptions opts(
-    g.tls_client_ca.empty() ? GRPC_SSL_DONT_REQUEST_CLIENT_CERTIFICATE
+    tls.client_ca.empty() ? GRPC_SSL_DONT_REQUEST_CLIENT_CERTIFICATE
                             : GRPC_SSL_REQUEST_AND_REQUIRE_CLIENT_CERTIFICATE_AND_VERIFY);
   opts.pem_key_cert_pairs.push_back({*key, *cert});
   opts.pem_root_certs = *ca;
@@ -518,7 +519,7 @@ caf::expected<uint16_t> grpc_server::start() {
   if (!impl_->server || bound == 0)
     return make_error(errc::invalid_config,
                       "cannot serve gRPC on " + g.address + ":" + std::to_string(g.port)
-                        + (g.tls() ? " (address in use, not an address here, or a TLS key that "
+                        + (g.tls.enabled() ? " (address in use, not an address here, or a TLS key that "
                                      "is not the certificate's?)"
                                    : " (address in use, or not an address here?)"));
   return static_cast<uint16_t>(bound);

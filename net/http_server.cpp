@@ -14,6 +14,11 @@
 #include <boost/json.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
+#if ACTORSERVE_WITH_HTTPS
+#include <boost/asio/ssl.hpp>
+#include <boost/beast/core/detect_ssl.hpp>
+#include <boost/beast/ssl.hpp>
+#endif
 #include <caf/all.hpp>
 
 #include "net/actor_bridge.hpp"
@@ -32,6 +37,9 @@ namespace asio = boost::asio;
 namespace beast = boost::beast;
 namespace http = beast::http;
 using tcp = asio::ip::tcp;
+#if ACTORSERVE_WITH_HTTPS
+using tls_stream = beast::ssl_stream<beast::tcp_stream>;
+#endif
 
 namespace actorserve {
 
@@ -194,6 +202,9 @@ struct http_server::impl {
   shm_registry shm; // the clients' shared memory regions (http.allow_shared_memory)
   std::shared_ptr<inference> infer; // the response caches, the way to the gateway
   actorserve::model_control control; // model load, unload and the repository index
+#if ACTORSERVE_WITH_HTTPS
+  std::optional<asio::ssl::context> tls; // server.http.tls: HTTPS
+#endif
 
   explicit impl(std::shared_ptr<inference> i)
     : sys(i->system()), gateway(i->gateway()), cfg(i->config()), stats(i->stats()), infer(i),
@@ -206,10 +217,15 @@ struct http_server::impl {
 
 namespace {
 
-class session : public std::enable_shared_from_this<session> {
+/// One connection: plain TCP (Stream beast::tcp_stream) or TLS (tls_stream), which is
+/// handshaken first.
+template <class Stream>
+class session : public std::enable_shared_from_this<session<Stream>> {
 public:
-  session(tcp::socket&& socket, http_server::impl& srv)
-    : stream_(std::move(socket)), srv_(srv), http_(srv.cfg->server.http) {
+  /// `stream_args`: what Stream is made of (the socket; for TLS also the context).
+  template <class... Args>
+  explicit session(http_server::impl& srv, Args&&... stream_args)
+    : stream_(std::forward<Args>(stream_args)...), srv_(srv), http_(srv.cfg->server.http) {
     buffer_.reserve(read_buffer_bytes);
   }
 
@@ -220,20 +236,69 @@ public:
   }
 
   void start() {
-    asio::dispatch(stream_.get_executor(),
-                   beast::bind_front_handler(&session::read_header, shared_from_this()));
+    if constexpr (std::is_same_v<Stream, beast::tcp_stream>) {
+      asio::dispatch(stream_.get_executor(),
+                     beast::bind_front_handler(&session::read_header, this->shared_from_this()));
+    } else {
+#if ACTORSERVE_WITH_HTTPS
+      // The handshake first, within the header's time. A plaintext request is answered 400 in
+      // plaintext; a client that fails the handshake (an old protocol, no certificate or one the
+      // client CA did not sign) is disconnected.
+      lowest().expires_after(std::chrono::milliseconds(http_.header_timeout_ms));
+      beast::async_detect_ssl(
+        lowest(), buffer_, [self = this->shared_from_this()](beast::error_code ec, bool tls) {
+          if (ec)
+            return self->close_quietly();
+          if (!tls)
+            return self->refuse_plaintext();
+          self->stream_.async_handshake(
+            asio::ssl::stream_base::server, self->buffer_.data(),
+            [self](beast::error_code ec, std::size_t used) {
+              if (ec) {
+                self->srv_.stats->count_tls_handshake_failure();
+                logging::debug({"http"}, "TLS handshake failed: {}", ec.message());
+                return self->close_quietly();
+              }
+              self->buffer_.consume(used);
+              self->read_header();
+            });
+        });
+#endif
+    }
   }
 
 private:
+  beast::tcp_stream& lowest() { return beast::get_lowest_layer(stream_); }
+
+  void close_quietly() {
+    beast::error_code ignored;
+    lowest().socket().close(ignored);
+  }
+
+  /// A plaintext request on the HTTPS port: 400 in plaintext, naming what to do, then close.
+  void refuse_plaintext() {
+    srv_.stats->count_tls_handshake_failure();
+    srv_.stats->count_http_response(400);
+    auto body = kserve::error_body("this port serves HTTPS only (server.http.tls): send the "
+                                   "request over TLS (https://)");
+    auto text = std::make_shared<std::string>(
+      "HTTP/1.1 400 Bad Request\r\nContent-Type: application/json\r\nContent-Length: "
+      + std::to_string(body.size()) + "\r\nConnection: close\r\n\r\n" + body);
+    asio::async_write(lowest(), asio::buffer(*text),
+                      [self = this->shared_from_this(), text](beast::error_code, std::size_t) {
+                        self->linger_close();
+                      });
+  }
+
   void read_header() {
     parser_.emplace();
     parser_->header_limit(header_limit);
     parser_->body_limit(http_.max_body_bytes);
     // The first request of a connection gets the header timeout; later ones the idle timeout.
-    stream_.expires_after(std::chrono::milliseconds(requests_ == 0 ? http_.header_timeout_ms
+    lowest().expires_after(std::chrono::milliseconds(requests_ == 0 ? http_.header_timeout_ms
                                                                    : http_.idle_timeout_ms));
     http::async_read_header(stream_, buffer_, *parser_,
-                            beast::bind_front_handler(&session::on_header, shared_from_this()));
+                            beast::bind_front_handler(&session::on_header, this->shared_from_this()));
   }
 
   void on_header(beast::error_code ec, std::size_t) {
@@ -258,13 +323,13 @@ private:
       keep_alive_ = false; // (its body is not read)
       return send_body_limit_error(*len);
     }
-    stream_.expires_after(std::chrono::milliseconds(http_.body_timeout_ms));
+    lowest().expires_after(std::chrono::milliseconds(http_.body_timeout_ms));
     if (beast::iequals(req[http::field::expect], "100-continue")) {
       // curl and others wait (curl: 1 s) for this before sending a body over 1 KiB.
       auto cont = std::make_shared<http::response<http::empty_body>>(http::status::continue_,
                                                                      req.version());
       return http::async_write(stream_, *cont,
-                               [self = shared_from_this(), cont](beast::error_code ec, std::size_t) {
+                               [self = this->shared_from_this(), cont](beast::error_code ec, std::size_t) {
                                  if (ec)
                                    return self->fail_read(ec);
                                  self->read_body();
@@ -286,10 +351,10 @@ private:
       if (have == n)
         return on_body({}, n);
       return asio::async_read(stream_, asio::buffer(dst + have, n - have),
-                              beast::bind_front_handler(&session::on_body, shared_from_this()));
+                              beast::bind_front_handler(&session::on_body, this->shared_from_this()));
     }
     http::async_read(stream_, buffer_, *parser_,
-                     beast::bind_front_handler(&session::on_body, shared_from_this()));
+                     beast::bind_front_handler(&session::on_body, this->shared_from_this()));
   }
 
   void on_body(beast::error_code ec, std::size_t) {
@@ -309,7 +374,7 @@ private:
     received_ = std::chrono::steady_clock::now();
     auto tp = parser_->get()["traceparent"];
     trace_ = continue_or_start_trace(std::string_view(tp.data(), tp.size()));
-    stream_.expires_never(); // the request's own deadline bounds what follows
+    lowest().expires_never(); // the request's own deadline bounds what follows
     request_ = parser_->release();
     keep_alive_ = request_.keep_alive() && !srv_.draining.load();
     if (coding_ != content_coding::identity && !decode_body())
@@ -341,7 +406,7 @@ private:
         || ec == beast::error::timeout || ec == asio::error::connection_reset
         || ec == asio::error::operation_aborted) {
       beast::error_code ignored;
-      stream_.socket().shutdown(tcp::socket::shutdown_both, ignored);
+      lowest().socket().shutdown(tcp::socket::shutdown_both, ignored);
       return;
     }
     // A malformed request: answer 400 and close, since the stream position is unknown.
@@ -536,7 +601,7 @@ private:
                                       "{\"unload_dependents\": bool}}; ")
                             + actorserve::model_control::parameters_expected);
     }
-    auto done = [self = shared_from_this(), model](caf::expected<std::string> state) {
+    auto done = [self = this->shared_from_this(), model](caf::expected<std::string> state) {
       asio::post(self->stream_.get_executor(), [self, model, state = std::move(state)] {
         if (!state)
           return self->send_error(static_cast<http::status>(http_status(state.error())),
@@ -567,7 +632,7 @@ private:
   }
 
   void ask_ready(std::string model, std::string version) {
-    auto self = shared_from_this();
+    auto self = this->shared_from_this();
     auto done = [self, model](caf::expected<bool> ready) {
       asio::post(self->stream_.get_executor(), [self, model, ready = std::move(ready)] {
         if (!ready)
@@ -599,7 +664,7 @@ private:
                           "expected an empty body or a JSON object with a boolean 'ready'");
       only_ready = ready && ready->get_bool();
     }
-    srv_.control.index(only_ready, [self = shared_from_this()](
+    srv_.control.index(only_ready, [self = this->shared_from_this()](
                                      std::vector<actorserve::model_control::model_state> models) {
       boost::json::array out;
       for (auto& m : models) {
@@ -644,7 +709,7 @@ private:
                                                      + ", got \"" + spec.kind + "\"");
     if (!(spec.probability > 0 && spec.probability <= 1))
       return send_error(http::status::bad_request, "'probability' must be in (0, 1]");
-    auto self = shared_from_this();
+    auto self = this->shared_from_this();
     auto kind = spec.kind;
     auto count = spec.count;
     ask<std::string>(srv_.sys, srv_.gateway->get(), std::chrono::seconds(5),
@@ -696,7 +761,7 @@ private:
     decoded->request.trace_id = trace_.trace_id;
     auto gone = std::make_shared<std::atomic<bool>>(false);
     decoded->request.cancelled = gone;
-    auto self = shared_from_this();
+    auto self = this->shared_from_this();
     srv_.infer->submit(std::move(decoded->request), options,
                        [self, options, mm](caf::expected<infer_response> res) {
                          asio::post(self->stream_.get_executor(),
@@ -735,13 +800,13 @@ private:
   /// and from a stale readiness event (nothing to read: watch on).
   void watch_client(std::shared_ptr<std::atomic<bool>> gone) {
     watching_ = true;
-    stream_.socket().async_wait(tcp::socket::wait_read, [self = shared_from_this(),
+    lowest().socket().async_wait(tcp::socket::wait_read, [self = this->shared_from_this(),
                                                          gone](beast::error_code ec) {
       self->watching_ = false;
       if (ec) // stopped: the answer came first
         return;
       char byte;
-      auto n = ::recv(self->stream_.socket().native_handle(), &byte, 1, MSG_PEEK | MSG_DONTWAIT);
+      auto n = ::recv(self->lowest().socket().native_handle(), &byte, 1, MSG_PEEK | MSG_DONTWAIT);
       if (n > 0)
         return;
       if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR))
@@ -754,7 +819,7 @@ private:
   void stop_watching() {
     if (watching_) {
       beast::error_code ignored;
-      stream_.socket().cancel(ignored);
+      lowest().socket().cancel(ignored);
     }
   }
 
@@ -814,9 +879,9 @@ private:
       res->body().clear();
       res->content_length(n);
     }
-    stream_.expires_after(std::chrono::milliseconds(http_.body_timeout_ms));
+    lowest().expires_after(std::chrono::milliseconds(http_.body_timeout_ms));
     http::async_write(stream_, *res,
-                      [self = shared_from_this(), res](beast::error_code ec, std::size_t) {
+                      [self = this->shared_from_this(), res](beast::error_code ec, std::size_t) {
                         self->on_write(ec);
                       });
   }
@@ -856,7 +921,7 @@ private:
     }
     if (ec) {
       beast::error_code ignored;
-      stream_.socket().shutdown(tcp::socket::shutdown_both, ignored);
+      lowest().socket().shutdown(tcp::socket::shutdown_both, ignored);
       return;
     }
     if (!keep_alive_)
@@ -875,25 +940,25 @@ private:
   /// closes too or for at most linger_ms (as nginx's lingering close does).
   void linger_close() {
     beast::error_code ignored;
-    stream_.socket().shutdown(tcp::socket::shutdown_send, ignored);
-    stream_.expires_after(std::chrono::milliseconds(linger_ms));
+    lowest().socket().shutdown(tcp::socket::shutdown_send, ignored);
+    lowest().expires_after(std::chrono::milliseconds(linger_ms));
     buffer_.clear();
     discard();
   }
 
   void discard() {
-    stream_.async_read_some(buffer_.prepare(read_buffer_bytes),
-                            [self = shared_from_this()](beast::error_code ec, std::size_t) {
+    lowest().async_read_some(buffer_.prepare(read_buffer_bytes), // (bytes dropped: TLS or not)
+                            [self = this->shared_from_this()](beast::error_code ec, std::size_t) {
                               if (ec) { // end of stream, reset or linger_ms over (it closes)
                                 beast::error_code ignored;
-                                self->stream_.socket().close(ignored);
+                                self->lowest().socket().close(ignored);
                                 return;
                               }
                               self->discard();
                             });
   }
 
-  beast::tcp_stream stream_;
+  Stream stream_;
   http_server::impl& srv_;
   const http_config& http_;
   beast::flat_buffer buffer_;
@@ -927,7 +992,12 @@ void http_server::impl::accept() {
       return accept_failed(ec);
     accept_backoff = std::chrono::milliseconds(0);
     socket.set_option(tcp::no_delay(true), ec);
-    std::make_shared<session>(std::move(socket), *this)->start();
+#if ACTORSERVE_WITH_HTTPS
+    if (tls)
+      std::make_shared<session<tls_stream>>(*this, std::move(socket), *tls)->start();
+    else
+#endif
+      std::make_shared<session<beast::tcp_stream>>(*this, std::move(socket))->start();
     accept();
   });
 }
@@ -970,8 +1040,54 @@ http_server::~http_server() {
   stop();
 }
 
+namespace {
+
+#if ACTORSERVE_WITH_HTTPS
+/// server.http.tls's context: TLS 1.2 or later, the certificate (chain) and its key, and with a
+/// client CA only clients presenting a certificate it signed. An error names the file at fault.
+caf::error make_tls_context(const server_tls& t, std::optional<asio::ssl::context>& out) {
+  using ssl = asio::ssl::context;
+  out.emplace(ssl::tls_server);
+  auto& ctx = *out;
+  ctx.set_options(ssl::default_workarounds | ssl::no_sslv2 | ssl::no_sslv3 | ssl::no_tlsv1
+                  | ssl::no_tlsv1_1 | ssl::single_dh_use);
+  beast::error_code ec;
+  auto bad = [&](const std::string& key, const std::string& path, const std::string& why) {
+    out.reset();
+    return make_error(errc::invalid_config,
+                      "server.http.tls." + key + ": cannot use \"" + path + "\": " + why);
+  };
+  ctx.use_certificate_chain_file(t.certificate, ec);
+  if (ec)
+    return bad("certificate", t.certificate, ec.message());
+  ctx.use_private_key_file(t.key, ssl::pem, ec);
+  if (ec)
+    return bad("key", t.key, ec.message());
+  if (SSL_CTX_check_private_key(ctx.native_handle()) != 1)
+    return bad("key", t.key, "it is not the key of the certificate");
+  if (!t.client_ca.empty()) {
+    ctx.load_verify_file(t.client_ca, ec);
+    if (ec)
+      return bad("client_ca", t.client_ca, ec.message());
+    ctx.set_verify_mode(asio::ssl::verify_peer | asio::ssl::verify_fail_if_no_peer_cert);
+  }
+  return {};
+}
+#endif
+
+} // namespace
+
 caf::expected<uint16_t> http_server::start() {
   auto& h = impl_->cfg->server.http;
+  if (h.tls.enabled()) {
+#if ACTORSERVE_WITH_HTTPS
+    if (auto err = make_tls_context(h.tls, impl_->tls))
+      return err;
+#else
+    return make_error(errc::invalid_config, "server.http.tls is set but this build has no HTTPS "
+                                            "(built without OpenSSL: libssl-dev)");
+#endif
+  }
   beast::error_code ec;
   auto address = asio::ip::make_address(h.address, ec);
   if (ec)

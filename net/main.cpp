@@ -52,7 +52,7 @@ const char* usage =
   "  actorserve serve --config FILE [--address IP] [--port N] [--grpc-port N]\n"
   "      Serves the deployment over HTTP (KServe v2), and over gRPC with server.grpc or\n"
   "      --grpc-port. Port 0 picks a free port; the bound addresses are printed as\n"
-  "      'actorserve: listening on http://IP:PORT' and 'actorserve: grpc on IP:PORT'.\n"
+  "      'actorserve: listening on http[s]://IP:PORT' and 'actorserve: grpc on IP:PORT'.\n"
   "      SIGINT/SIGTERM stop it.\n"
   "  actorserve check-config FILE\n"
   "      Validates a deployment file without serving; exit status 0 when valid.\n"
@@ -265,8 +265,8 @@ int serve(int argc, char** argv) {
       }
       std::printf("actorserve: grpc on %s:%u%s\n", cfg->server.grpc.address.c_str(),
                   static_cast<unsigned>(*grpc_bound),
-                  !cfg->server.grpc.tls()                ? ""
-                  : cfg->server.grpc.tls_client_ca.empty() ? " (TLS)"
+                  !cfg->server.grpc.tls.enabled()        ? ""
+                  : cfg->server.grpc.tls.client_ca.empty() ? " (TLS)"
                                                            : " (TLS, client certificates)");
     }
     auto grpc_in_progress = [&] { return grpc ? grpc->requests_in_progress() : std::size_t{0}; };
@@ -293,7 +293,8 @@ int serve(int argc, char** argv) {
     };
     auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(
                 std::chrono::steady_clock::now() - t0).count();
-    std::printf("actorserve: listening on http://%s:%u (%zu models, %lld ms after start)\n",
+    std::printf("actorserve: listening on %s://%s:%u (%zu models, %lld ms after start)\n",
+                cfg->server.http.tls.enabled() ? "https" : "http",
                 cfg->server.http.address.c_str(), static_cast<unsigned>(*bound),
                 cfg->models.size(), static_cast<long long>(ms));
     std::fflush(stdout);

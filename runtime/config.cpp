@@ -327,7 +327,20 @@ void read_queue(reader& q, queue_config& c) {
 }
 
 /// Reads the "server.http" object.
-void read_http(reader& r, http_config& h) {
+/// A front's "tls" object (`path` names it in errors): the files must exist.
+void read_server_tls(reader& r, const std::string& path, server_tls& tls,
+                     const std::string& base_dir) {
+  r.object("tls", [&](reader& t) {
+    t.string("certificate", tls.certificate, true);
+    t.string("key", tls.key, true);
+    t.string("client_ca", tls.client_ca);
+    for (auto* f : {&tls.certificate, &tls.key, &tls.client_ca})
+      if (auto wrong = resolve_file(*f, base_dir))
+        t.fail(path, *wrong);
+  });
+}
+
+void read_http(reader& r, http_config& h, const std::string& base_dir) {
   r.string("address", h.address);
   r.integer("port", h.port, 0, 65535);
   r.integer("io_threads", h.io_threads, 1, 256);
@@ -343,6 +356,7 @@ void read_http(reader& r, http_config& h) {
   r.integer("compression_min_bytes", h.compression_min_bytes, 0);
   r.boolean("allow_shared_memory", h.allow_shared_memory);
   r.integer("model_load_wait_ms", h.model_load_wait_ms, 1, 3'600'000);
+  read_server_tls(r, "server.http.tls", h.tls, base_dir);
 }
 
 /// Reads the "server" object.
@@ -367,21 +381,14 @@ void read_restart(reader& rr, const std::string& path, restart_config& c) {
 }
 
 void read_server(reader& r, server_config& s, const std::string& base_dir) {
-  r.object("http", [&](reader& h) { read_http(h, s.http); });
+  r.object("http", [&](reader& h) { read_http(h, s.http, base_dir); });
   r.object("grpc", [&](reader& g) {
     s.grpc.enabled = true;
     g.boolean("enabled", s.grpc.enabled);
     g.string("address", s.grpc.address);
     g.integer("port", s.grpc.port, 0, 65535);
     g.integer("max_message_bytes", s.grpc.max_message_bytes, 1024, 2'147'483'647);
-    g.object("tls", [&](reader& t) {
-      t.string("certificate", s.grpc.tls_certificate, true);
-      t.string("key", s.grpc.tls_key, true);
-      t.string("client_ca", s.grpc.tls_client_ca);
-      for (auto* f : {&s.grpc.tls_certificate, &s.grpc.tls_key, &s.grpc.tls_client_ca})
-        if (auto wrong = resolve_file(*f, base_dir))
-          t.fail("server.grpc.tls", *wrong);
-    });
+    read_server_tls(g, "server.grpc.tls", s.grpc.tls, base_dir);
   });
   r.integer("scheduler_threads", s.scheduler_threads, 0, 1024);
   r.string("scheduler_policy", s.scheduler_policy);

@@ -13,6 +13,13 @@
 
 namespace actorserve {
 
+/// A front's TLS (server.http.tls, server.grpc.tls): PEM files; a certificate (chain) and its
+/// key, or neither (plaintext); with a client CA, only clients showing a certificate it signed.
+struct server_tls {
+  std::string certificate, key, client_ca;
+  bool enabled() const { return !certificate.empty(); }
+};
+
 struct http_config {
   std::string address = "127.0.0.1";
   uint16_t port = 8000;
@@ -27,6 +34,7 @@ struct http_config {
   uint64_t compression_min_bytes = 1024; // smaller responses go as they are
   bool allow_shared_memory = false; // Triton's system shared memory extension (same-host clients)
   uint32_t model_load_wait_ms = 300'000; // POST .../load answers once the model is ready, or 503
+  server_tls tls; // HTTPS
 };
 
 /// The KServe v2 gRPC endpoint (server.grpc): on when the object is given.
@@ -35,9 +43,7 @@ struct grpc_config {
   std::string address = "127.0.0.1";
   uint16_t port = 8001; // 0 = any free port
   uint64_t max_message_bytes = 64ull << 20; // a larger request gets RESOURCE_EXHAUSTED
-  std::string tls_certificate, tls_key; // both: TLS (PEM files); empty: plaintext
-  std::string tls_client_ca; // with TLS: clients must show a certificate this CA signed
-  bool tls() const { return !tls_certificate.empty(); }
+  server_tls tls;
 };
 
 struct restart_config {

@@ -157,7 +157,7 @@ void model_metrics::count_request(errc outcome) noexcept {
   requests[static_cast<std::size_t>(outcome)].fetch_add(1, std::memory_order_relaxed);
 }
 
-metrics::metrics(const deployment_config& cfg) {
+metrics::metrics(const deployment_config& cfg) : https_(cfg.server.http.tls.enabled()) {
   for (auto& m : cfg.models) {
     models_.emplace(m.name, std::make_unique<model_metrics>(m, cfg.server.cluster.role != "front"));
     order_.push_back(m.name);
@@ -304,6 +304,15 @@ std::string metrics::prometheus_text() const {
       c.counter.value = static_cast<double>(n);
       grpc.metric.push_back(std::move(c));
     }
+  auto tls = family("actorserve_http_tls_handshake_failures_total",
+                    "HTTPS connections whose TLS handshake failed (plaintext, an old protocol, a "
+                    "client certificate missing or not signed by the client CA)",
+                    MetricType::Counter);
+  if (https_) {
+    auto c = with_labels({});
+    c.counter.value = static_cast<double>(load(tls_handshake_failures_));
+    tls.metric.push_back(std::move(c));
+  }
   auto bodies = family("actorserve_http_request_body_bytes",
                        "Request bodies held (read or being read, not yet answered)",
                        MetricType::Gauge);
@@ -374,8 +383,8 @@ std::string metrics::prometheus_text() const {
   }
   for (auto* f : {&requests, &latency, &queue, &compute, &rows, &depth, &in_flight, &batches,
                   &state, &restarts, &retries, &breakers, &cache_hits, &cache_misses,
-                  &cache_bytes, &http, &grpc, &bodies, &gpu_util, &gpu_used, &gpu_total, &q_read,
-                  &q_claimed, &q_given_up, &q_answers, &q_in_flight, &q_errors, &q_up})
+                  &cache_bytes, &http, &grpc, &tls, &bodies, &gpu_util, &gpu_used, &gpu_total,
+                  &q_read, &q_claimed, &q_given_up, &q_answers, &q_in_flight, &q_errors, &q_up})
     if (!f->metric.empty())
       out.push_back(std::move(*f));
   return prometheus::TextSerializer{}.Serialize(out);

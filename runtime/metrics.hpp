@@ -143,6 +143,12 @@ public:
   /// gRPC calls answered, by status code (grpc::StatusCode's numbers, 0 = OK .. 16).
   void count_grpc_response(unsigned code) noexcept;
 
+  /// HTTPS connections whose TLS handshake failed (plaintext, an old protocol, a client
+  /// certificate missing or not signed by the client CA).
+  void count_tls_handshake_failure() noexcept {
+    tls_handshake_failures_.fetch_add(1, std::memory_order_relaxed);
+  }
+
   /// Bytes of the request bodies the HTTP server holds now (read or being read, not yet
   /// answered): what http.max_inflight_body_bytes bounds. The HTTP server keeps it.
   std::atomic<uint64_t> http_body_bytes{0};
@@ -162,6 +168,8 @@ private:
   std::vector<std::unique_ptr<queue_metrics>> queues_;
   std::array<std::atomic<uint64_t>, 600> http_responses_{};
   std::array<std::atomic<uint64_t>, 17> grpc_responses_{};
+  bool https_ = false; // server.http.tls: its handshake failures are a series
+  std::atomic<uint64_t> tls_handshake_failures_{0};
   std::unique_ptr<gpu_monitor> gpu_;
 };
 

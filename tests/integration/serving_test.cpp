@@ -1558,6 +1558,51 @@ TEST_CASE("isolated workers take batch inputs through shared memory, a batch too
   CHECK(occurrences(log, "shared memory") == 0);
 }
 
+TEST_CASE("HTTPS serves Triton's client and Python's over TLS, answers plaintext 400 and refuses "
+          "what the client CA did not sign",
+          "[integration][tls]") {
+  auto dir = make_certificates("https", {"ca", "rogue_ca"},
+                               {{"server", "ca"}, {"client", "ca"}, {"rogue", "rogue_ca"}});
+  // (server.http.tls, spliced into scale_config's http object)
+  auto with_tls = [](const std::string& certificate, const std::string& key,
+                     const std::string& client_ca) {
+    auto config = scale_config();
+    const std::string at = R"("max_body_bytes": 4096)";
+    config.replace(config.find(at), at.size(),
+                   at + R"(, "tls": {"certificate": ")" + certificate + R"(", "key": ")" + key
+                     + "\"" + (client_ca.empty() ? "" : R"(, "client_ca": ")" + client_ca + "\"")
+                     + "}");
+    return config;
+  };
+  auto check = [&](const std::string& name, const std::string& client_ca, const std::string& mode) {
+    server_process srv{write_temp_file(
+      name + ".json", with_tls(dir + "/server.pem", dir + "/server.key", client_ca))};
+    auto out = run_command({std::string(ACTORSERVE_SOURCE_DIR) + "/.venv/bin/python",
+                            std::string(ACTORSERVE_SOURCE_DIR)
+                              + "/tests/integration/python/https_test.py",
+                            "127.0.0.1:" + std::to_string(srv.port()), dir, mode});
+    INFO(out.second);
+    INFO(srv.log());
+    CHECK(out.first == 0);
+    CHECK(out.second.find("https " + mode + ": ok") != std::string::npos);
+  };
+  check("https_plain", "", "plain-clients");
+  check("https_mutual", dir + "/ca.pem", "client-certificates");
+
+  // A key that is not the certificate's, or a certificate file that is not one, stops the start
+  // naming the file.
+  auto wrong = with_tls(dir + "/server.pem", dir + "/client.key", "");
+  auto started = run_command({"timeout", "20", actorserve_binary(), "serve", "--config",
+                              write_temp_file("https_bad.json", wrong), "--port", "0"});
+  CHECK(started.first == 1);
+  CHECK(started.second.find("server.http.tls.key: cannot use") != std::string::npos);
+  auto not_pem = with_tls(dir + "/server.key", dir + "/server.key", "");
+  started = run_command({"timeout", "20", actorserve_binary(), "serve", "--config",
+                         write_temp_file("https_bad2.json", not_pem), "--port", "0"});
+  CHECK(started.first == 1);
+  CHECK(started.second.find("server.http.tls.certificate: cannot use") != std::string::npos);
+}
+
 TEST_CASE("model control: load of a serving model reloads its workers one at a time, refusing "
           "nothing meanwhile",
           "[integration][control]") {

@@ -80,9 +80,9 @@ server_process::server_process(const std::string& config_path, std::chrono::seco
     if (n <= 0)
       break;
     seen.append(buf, static_cast<std::size_t>(n));
-    auto pos = seen.find("listening on http://");
-    if (pos != std::string::npos) {
-      auto colon = seen.find(':', pos + 20);
+    auto pos = seen.find("listening on http"); // (http:// or https://)
+    if (pos != std::string::npos && seen.find("://", pos) != std::string::npos) {
+      auto colon = seen.find(':', seen.find("://", pos) + 3);
       auto end = seen.find(' ', colon);
       if (colon != std::string::npos && end != std::string::npos)
         port_ = static_cast<uint16_t>(std::stoi(seen.substr(colon + 1, end - colon - 1)));

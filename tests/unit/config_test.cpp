@@ -480,6 +480,19 @@ TEST_CASE("server.queues: defaults, and errors that name the queue's key", "[con
   CHECK_THAT(err, Catch::Contains("server.queues[0]: a worker node"));
 }
 
+TEST_CASE("server.http.tls: off unless given, the certificate and key required, files checked",
+          "[config][tls]") {
+  auto cfg = parse_deployment(deployment(model_json()), "", backends);
+  REQUIRE(cfg);
+  CHECK_FALSE(cfg->server.http.tls.enabled());
+  auto err = errors_of(deployment(model_json(), R"({"http": {"tls":
+    {"certificate": "/no/such.pem", "client_ca": "/no/ca.pem", "ciphers": "x"}}})"));
+  CHECK_THAT(err, Catch::Contains("server.http.tls.key: required key is missing"));
+  CHECK_THAT(err, Catch::Contains("server.http.tls: no such file: \"/no/such.pem\""));
+  CHECK_THAT(err, Catch::Contains("server.http.tls: no such file: \"/no/ca.pem\""));
+  CHECK_THAT(err, Catch::Contains("server.http.tls.ciphers"));
+}
+
 TEST_CASE("server.grpc: on when given, Triton's port by default, TLS files checked",
           "[config][grpc]") {
   auto cfg = parse_deployment(deployment(model_json()), "", backends);
@@ -491,7 +504,7 @@ TEST_CASE("server.grpc: on when given, Triton's port by default, TLS files check
   CHECK(cfg->server.grpc.port == 8001);
   CHECK(cfg->server.grpc.address == "127.0.0.1");
   CHECK(cfg->server.grpc.max_message_bytes == 64ull << 20);
-  CHECK_FALSE(cfg->server.grpc.tls());
+  CHECK_FALSE(cfg->server.grpc.tls.enabled());
   cfg = parse_deployment(deployment(model_json(), R"({"grpc": {"enabled": false, "port": 0}})"),
                          "", backends);
   REQUIRE(cfg);
