@@ -1,6 +1,7 @@
 #include "net/http_server.hpp"
 
 #include <sys/socket.h>
+#include <sys/stat.h>
 
 #include <algorithm>
 #include <atomic>
@@ -203,7 +204,12 @@ struct http_server::impl {
   std::shared_ptr<inference> infer; // the response caches, the way to the gateway
   actorserve::model_control control; // model load, unload and the repository index
 #if ACTORSERVE_WITH_HTTPS
-  std::optional<asio::ssl::context> tls; // server.http.tls: HTTPS
+  // server.http.tls: HTTPS. The context new connections get (each session keeps the one it
+  // got), replaced when the files change; it, the timer and the files' stamps: on accept_strand.
+  std::shared_ptr<asio::ssl::context> tls;
+  asio::steady_timer tls_timer{accept_strand};
+  std::vector<std::string> tls_stamps; // of the files the context was made from
+  void watch_tls();
 #endif
 
   explicit impl(std::shared_ptr<inference> i)
@@ -222,10 +228,12 @@ namespace {
 template <class Stream>
 class session : public std::enable_shared_from_this<session<Stream>> {
 public:
-  /// `stream_args`: what Stream is made of (the socket; for TLS also the context).
+  /// `stream_args`: what Stream is made of (the socket; for TLS also the context, which `keep`
+  /// keeps alive as long as the session).
   template <class... Args>
-  explicit session(http_server::impl& srv, Args&&... stream_args)
-    : stream_(std::forward<Args>(stream_args)...), srv_(srv), http_(srv.cfg->server.http) {
+  explicit session(http_server::impl& srv, std::shared_ptr<void> keep, Args&&... stream_args)
+    : keep_(std::move(keep)), stream_(std::forward<Args>(stream_args)...), srv_(srv),
+      http_(srv.cfg->server.http) {
     buffer_.reserve(read_buffer_bytes);
   }
 
@@ -297,8 +305,9 @@ private:
     // The first request of a connection gets the header timeout; later ones the idle timeout.
     lowest().expires_after(std::chrono::milliseconds(requests_ == 0 ? http_.header_timeout_ms
                                                                    : http_.idle_timeout_ms));
-    http::async_read_header(stream_, buffer_, *parser_,
-                            beast::bind_front_handler(&session::on_header, this->shared_from_this()));
+    http::async_read_header(
+      stream_, buffer_, *parser_,
+      beast::bind_front_handler(&session::on_header, this->shared_from_this()));
   }
 
   void on_header(beast::error_code ec, std::size_t) {
@@ -328,12 +337,12 @@ private:
       // curl and others wait (curl: 1 s) for this before sending a body over 1 KiB.
       auto cont = std::make_shared<http::response<http::empty_body>>(http::status::continue_,
                                                                      req.version());
-      return http::async_write(stream_, *cont,
-                               [self = this->shared_from_this(), cont](beast::error_code ec, std::size_t) {
-                                 if (ec)
-                                   return self->fail_read(ec);
-                                 self->read_body();
-                               });
+      return http::async_write(
+        stream_, *cont, [self = this->shared_from_this(), cont](beast::error_code ec, std::size_t) {
+          if (ec)
+            return self->fail_read(ec);
+          self->read_body();
+        });
     }
     read_body();
   }
@@ -350,8 +359,9 @@ private:
       buffer_.consume(have);
       if (have == n)
         return on_body({}, n);
-      return asio::async_read(stream_, asio::buffer(dst + have, n - have),
-                              beast::bind_front_handler(&session::on_body, this->shared_from_this()));
+      return asio::async_read(
+        stream_, asio::buffer(dst + have, n - have),
+        beast::bind_front_handler(&session::on_body, this->shared_from_this()));
     }
     http::async_read(stream_, buffer_, *parser_,
                      beast::bind_front_handler(&session::on_body, this->shared_from_this()));
@@ -958,6 +968,7 @@ private:
                             });
   }
 
+  std::shared_ptr<void> keep_;
   Stream stream_;
   http_server::impl& srv_;
   const http_config& http_;
@@ -994,10 +1005,10 @@ void http_server::impl::accept() {
     socket.set_option(tcp::no_delay(true), ec);
 #if ACTORSERVE_WITH_HTTPS
     if (tls)
-      std::make_shared<session<tls_stream>>(*this, std::move(socket), *tls)->start();
+      std::make_shared<session<tls_stream>>(*this, tls, std::move(socket), *tls)->start();
     else
 #endif
-      std::make_shared<session<beast::tcp_stream>>(*this, std::move(socket))->start();
+      std::make_shared<session<beast::tcp_stream>>(*this, nullptr, std::move(socket))->start();
     accept();
   });
 }
@@ -1029,6 +1040,9 @@ void http_server::impl::close_acceptor() {
     beast::error_code ignored;
     acceptor.close(ignored);
     accept_timer.cancel();
+#if ACTORSERVE_WITH_HTTPS
+    tls_timer.cancel();
+#endif
   });
 }
 
@@ -1045,15 +1059,14 @@ namespace {
 #if ACTORSERVE_WITH_HTTPS
 /// server.http.tls's context: TLS 1.2 or later, the certificate (chain) and its key, and with a
 /// client CA only clients presenting a certificate it signed. An error names the file at fault.
-caf::error make_tls_context(const server_tls& t, std::optional<asio::ssl::context>& out) {
+caf::expected<std::shared_ptr<asio::ssl::context>> make_tls_context(const server_tls& t) {
   using ssl = asio::ssl::context;
-  out.emplace(ssl::tls_server);
+  auto out = std::make_shared<ssl>(ssl::tls_server);
   auto& ctx = *out;
   ctx.set_options(ssl::default_workarounds | ssl::no_sslv2 | ssl::no_sslv3 | ssl::no_tlsv1
                   | ssl::no_tlsv1_1 | ssl::single_dh_use);
   beast::error_code ec;
   auto bad = [&](const std::string& key, const std::string& path, const std::string& why) {
-    out.reset();
     return make_error(errc::invalid_config,
                       "server.http.tls." + key + ": cannot use \"" + path + "\": " + why);
   };
@@ -1071,18 +1084,69 @@ caf::error make_tls_context(const server_tls& t, std::optional<asio::ssl::contex
       return bad("client_ca", t.client_ca, ec.message());
     ctx.set_verify_mode(asio::ssl::verify_peer | asio::ssl::verify_fail_if_no_peer_cert);
   }
-  return {};
+  return out;
+}
+
+/// What tells a file's new contents from its old (size, inode and modification time; a
+/// Kubernetes secret's files change by a symbolic link swap, which stat follows).
+std::vector<std::string> file_stamps(const server_tls& t) {
+  std::vector<std::string> out;
+  for (auto* path : {&t.certificate, &t.key, &t.client_ca}) {
+    struct stat st {};
+    if (path->empty() || ::stat(path->c_str(), &st) != 0) {
+      out.emplace_back();
+      continue;
+    }
+    out.push_back(std::to_string(st.st_size) + "/" + std::to_string(st.st_ino) + "/"
+                  + std::to_string(st.st_mtim.tv_sec) + "." + std::to_string(st.st_mtim.tv_nsec));
+  }
+  return out;
 }
 #endif
 
 } // namespace
 
+#if ACTORSERVE_WITH_HTTPS
+/// Every tls.reload_interval_ms: when the certificate, key or client CA files changed, a new
+/// context for new connections (those open keep theirs). A new set that does not load (a
+/// rotation half written, a key that is not the certificate's) leaves the old in use, and is
+/// tried again when the files change again.
+void http_server::impl::watch_tls() {
+  auto& t = cfg->server.http.tls;
+  if (t.reload_interval_ms == 0 || !acceptor.is_open())
+    return;
+  tls_timer.expires_after(std::chrono::milliseconds(t.reload_interval_ms));
+  tls_timer.async_wait([this](beast::error_code ec) {
+    if (ec)
+      return;
+    auto& t = cfg->server.http.tls;
+    auto stamps = file_stamps(t);
+    if (stamps != tls_stamps) {
+      tls_stamps = std::move(stamps);
+      if (auto ctx = make_tls_context(t)) {
+        tls = std::move(*ctx);
+        stats->count_tls_reload(true);
+        logging::info({"http"}, "TLS certificate files changed: new connections use them");
+      } else {
+        stats->count_tls_reload(false);
+        logging::warn({"http"}, "TLS certificate files changed but do not load ({}); new "
+                                "connections keep the previous ones", error_message(ctx.error()));
+      }
+    }
+    watch_tls();
+  });
+}
+#endif
+
 caf::expected<uint16_t> http_server::start() {
   auto& h = impl_->cfg->server.http;
   if (h.tls.enabled()) {
 #if ACTORSERVE_WITH_HTTPS
-    if (auto err = make_tls_context(h.tls, impl_->tls))
-      return err;
+    impl_->tls_stamps = file_stamps(h.tls);
+    auto ctx = make_tls_context(h.tls);
+    if (!ctx)
+      return std::move(ctx.error());
+    impl_->tls = std::move(*ctx);
 #else
     return make_error(errc::invalid_config, "server.http.tls is set but this build has no HTTPS "
                                             "(built without OpenSSL: libssl-dev)");
@@ -1108,6 +1172,10 @@ caf::expected<uint16_t> http_server::start() {
   auto port = acc.local_endpoint().port();
   impl_->work.emplace(impl_->ioc.get_executor());
   impl_->accept();
+#if ACTORSERVE_WITH_HTTPS
+  if (impl_->tls)
+    asio::post(impl_->accept_strand, [this] { impl_->watch_tls(); });
+#endif
   for (uint32_t i = 0; i < h.io_threads; ++i)
     impl_->threads.emplace_back([this] { impl_->ioc.run(); });
   return port;

@@ -329,11 +329,13 @@ void read_queue(reader& q, queue_config& c) {
 /// Reads the "server.http" object.
 /// A front's "tls" object (`path` names it in errors): the files must exist.
 void read_server_tls(reader& r, const std::string& path, server_tls& tls,
-                     const std::string& base_dir) {
+                     const std::string& base_dir, bool reloads) {
   r.object("tls", [&](reader& t) {
     t.string("certificate", tls.certificate, true);
     t.string("key", tls.key, true);
     t.string("client_ca", tls.client_ca);
+    if (reloads) // (the HTTP front's; gRPC's credentials are fixed at start)
+      t.integer("reload_interval_ms", tls.reload_interval_ms, 0, 86'400'000);
     for (auto* f : {&tls.certificate, &tls.key, &tls.client_ca})
       if (auto wrong = resolve_file(*f, base_dir))
         t.fail(path, *wrong);
@@ -356,7 +358,7 @@ void read_http(reader& r, http_config& h, const std::string& base_dir) {
   r.integer("compression_min_bytes", h.compression_min_bytes, 0);
   r.boolean("allow_shared_memory", h.allow_shared_memory);
   r.integer("model_load_wait_ms", h.model_load_wait_ms, 1, 3'600'000);
-  read_server_tls(r, "server.http.tls", h.tls, base_dir);
+  read_server_tls(r, "server.http.tls", h.tls, base_dir, true);
 }
 
 /// Reads the "server" object.
@@ -388,7 +390,7 @@ void read_server(reader& r, server_config& s, const std::string& base_dir) {
     g.string("address", s.grpc.address);
     g.integer("port", s.grpc.port, 0, 65535);
     g.integer("max_message_bytes", s.grpc.max_message_bytes, 1024, 2'147'483'647);
-    read_server_tls(g, "server.grpc.tls", s.grpc.tls, base_dir);
+    read_server_tls(g, "server.grpc.tls", s.grpc.tls, base_dir, false);
   });
   r.integer("scheduler_threads", s.scheduler_threads, 0, 1024);
   r.string("scheduler_policy", s.scheduler_policy);

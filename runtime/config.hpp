@@ -17,6 +17,7 @@ namespace actorserve {
 /// key, or neither (plaintext); with a client CA, only clients showing a certificate it signed.
 struct server_tls {
   std::string certificate, key, client_ca;
+  uint32_t reload_interval_ms = 10'000; // HTTPS: how often changed files are looked for; 0 = never
   bool enabled() const { return !certificate.empty(); }
 };
 

@@ -308,10 +308,18 @@ std::string metrics::prometheus_text() const {
                     "HTTPS connections whose TLS handshake failed (plaintext, an old protocol, a "
                     "client certificate missing or not signed by the client CA)",
                     MetricType::Counter);
+  auto tls_reloads = family("actorserve_http_tls_reloads_total",
+                            "HTTPS certificate files found changed: loaded for new connections, "
+                            "or failed to load (the previous ones kept)", MetricType::Counter);
   if (https_) {
     auto c = with_labels({});
     c.counter.value = static_cast<double>(load(tls_handshake_failures_));
     tls.metric.push_back(std::move(c));
+    for (int i = 0; i < 2; ++i) {
+      auto r = with_labels({{"outcome", i == 0 ? "loaded" : "failed"}});
+      r.counter.value = static_cast<double>(load(tls_reloads_[i]));
+      tls_reloads.metric.push_back(std::move(r));
+    }
   }
   auto bodies = family("actorserve_http_request_body_bytes",
                        "Request bodies held (read or being read, not yet answered)",
@@ -383,8 +391,8 @@ std::string metrics::prometheus_text() const {
   }
   for (auto* f : {&requests, &latency, &queue, &compute, &rows, &depth, &in_flight, &batches,
                   &state, &restarts, &retries, &breakers, &cache_hits, &cache_misses,
-                  &cache_bytes, &http, &grpc, &tls, &bodies, &gpu_util, &gpu_used, &gpu_total,
-                  &q_read, &q_claimed, &q_given_up, &q_answers, &q_in_flight, &q_errors, &q_up})
+                  &cache_bytes, &http, &grpc, &tls, &tls_reloads, &bodies, &gpu_util, &gpu_used,
+                  &gpu_total, &q_read, &q_claimed, &q_given_up, &q_answers, &q_in_flight, &q_errors, &q_up})
     if (!f->metric.empty())
       out.push_back(std::move(*f));
   return prometheus::TextSerializer{}.Serialize(out);

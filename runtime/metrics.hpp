@@ -149,6 +149,11 @@ public:
     tls_handshake_failures_.fetch_add(1, std::memory_order_relaxed);
   }
 
+  /// HTTPS certificate files that changed: loaded for new connections, or not (kept the old).
+  void count_tls_reload(bool loaded) noexcept {
+    tls_reloads_[loaded ? 0 : 1].fetch_add(1, std::memory_order_relaxed);
+  }
+
   /// Bytes of the request bodies the HTTP server holds now (read or being read, not yet
   /// answered): what http.max_inflight_body_bytes bounds. The HTTP server keeps it.
   std::atomic<uint64_t> http_body_bytes{0};
@@ -170,6 +175,7 @@ private:
   std::array<std::atomic<uint64_t>, 17> grpc_responses_{};
   bool https_ = false; // server.http.tls: its handshake failures are a series
   std::atomic<uint64_t> tls_handshake_failures_{0};
+  std::array<std::atomic<uint64_t>, 2> tls_reloads_{}; // loaded, failed
   std::unique_ptr<gpu_monitor> gpu_;
 };
 

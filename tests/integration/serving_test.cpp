@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <fstream>
 #include <map>
 #include <mutex>
 #include <random>
@@ -1558,11 +1559,12 @@ TEST_CASE("isolated workers take batch inputs through shared memory, a batch too
   CHECK(occurrences(log, "shared memory") == 0);
 }
 
-TEST_CASE("HTTPS serves Triton's client and Python's over TLS, answers plaintext 400 and refuses "
-          "what the client CA did not sign",
+TEST_CASE("HTTPS serves Triton's client and Python's over TLS, answers plaintext 400, refuses "
+          "what the client CA did not sign and takes rotated certificate files",
           "[integration][tls]") {
   auto dir = make_certificates("https", {"ca", "rogue_ca"},
-                               {{"server", "ca"}, {"client", "ca"}, {"rogue", "rogue_ca"}});
+                               {{"server", "ca"}, {"client", "ca"}, {"rogue", "rogue_ca"},
+                                {"rotated", "rogue_ca"}});
   // (server.http.tls, spliced into scale_config's http object)
   auto with_tls = [](const std::string& certificate, const std::string& key,
                      const std::string& client_ca) {
@@ -1588,6 +1590,42 @@ TEST_CASE("HTTPS serves Triton's client and Python's over TLS, answers plaintext
   };
   check("https_plain", "", "plain-clients");
   check("https_mutual", dir + "/ca.pem", "client-certificates");
+
+  // Certificate rotation: the files change under the running node (checked every 100 ms here).
+  // A key alone that is not the certificate's is not taken (the old pair serves on); the new
+  // pair is, for new connections.
+  auto read = [](const std::string& path) {
+    std::ifstream in(path, std::ios::binary);
+    std::stringstream ss;
+    ss << in.rdbuf();
+    return ss.str();
+  };
+  auto live_cert = write_temp_file("https_live/server.pem", read(dir + "/server.pem"));
+  auto live_key = write_temp_file("https_live/server.key", read(dir + "/server.key"));
+  auto rotating = with_tls(live_cert, live_key, "");
+  rotating.replace(rotating.find(R"("key": ")"), 8, R"("reload_interval_ms": 100, "key": ")");
+  server_process srv{write_temp_file("https_rotating.json", rotating)};
+  auto served_by = [&](const std::string& ca) {
+    return run_command({std::string(ACTORSERVE_SOURCE_DIR) + "/.venv/bin/python",
+                        std::string(ACTORSERVE_SOURCE_DIR)
+                          + "/tests/integration/python/https_test.py",
+                        "127.0.0.1:" + std::to_string(srv.port()), dir, "served-by", ca})
+             .first
+           == 0;
+  };
+  CHECK(served_by("ca"));
+  write_temp_file("https_live/server.key", read(dir + "/rotated.key"));
+  eventually([&] { return srv.log().find("do not load") != std::string::npos; },
+             std::chrono::seconds(5));
+  CHECK(srv.log().find("TLS certificate files changed but do not load") != std::string::npos);
+  CHECK(served_by("ca"));
+  write_temp_file("https_live/server.pem", read(dir + "/rotated.pem"));
+  eventually([&] { return served_by("rogue_ca"); }, std::chrono::seconds(10));
+  CHECK(served_by("rogue_ca"));
+  CHECK_FALSE(served_by("ca"));
+  INFO(srv.log());
+  CHECK(srv.log().find("TLS certificate files changed: new connections use them")
+        != std::string::npos);
 
   // A key that is not the certificate's, or a certificate file that is not one, stops the start
   // naming the file.

@@ -7,6 +7,8 @@ certificate and one whose certificate another CA signed are refused. Exits non-z
 mismatch.
 
 usage: https_test.py HOST:PORT DIR MODE (DIR holds ca.pem, client.pem/.key, rogue.pem/.key)
+       https_test.py HOST:PORT DIR served-by CA: exits 0 if a client trusting only DIR/CA.pem
+       is served (for certificate rotation), else prints why and exits 1
 """
 import http.client
 import json
@@ -42,6 +44,11 @@ def main():
     address, d, mode = sys.argv[1], sys.argv[2], sys.argv[3]
     host, port = address.rsplit(":", 1)
     port = int(port)
+    if mode == "served-by":
+        ctx = ssl.create_default_context(cafile=f"{d}/{sys.argv[4]}.pem")
+        got = infer(host, port, ctx)
+        print("served-by", sys.argv[4], got)
+        sys.exit(0 if isinstance(got, tuple) and got[0] == 200 else 1)
     served_as = "client" if mode == "client-certificates" else None
     status, answer = infer(host, port, context(d, served_as))
     assert status == 200, (status, answer)
