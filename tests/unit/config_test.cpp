@@ -491,6 +491,13 @@ TEST_CASE("server.http.tls: off unless given, the certificate and key required, 
   CHECK_THAT(err, Catch::Contains("server.http.tls: no such file: \"/no/such.pem\""));
   CHECK_THAT(err, Catch::Contains("server.http.tls: no such file: \"/no/ca.pem\""));
   CHECK_THAT(err, Catch::Contains("server.http.tls.ciphers"));
+  CHECK(cfg->server.http.tls.reload_interval_ms == 10'000);
+  // (gRPC's credentials are fixed at start: no reload interval there)
+  err = errors_of(deployment(model_json(), R"({"http": {"tls": {"certificate": "/a",
+    "key": "/b", "reload_interval_ms": -1}}, "grpc": {"tls": {"certificate": "/a", "key": "/b",
+    "reload_interval_ms": 100}}})"));
+  CHECK_THAT(err, Catch::Contains("server.http.tls.reload_interval_ms"));
+  CHECK_THAT(err, Catch::Contains("server.grpc.tls.reload_interval_ms"));
 }
 
 TEST_CASE("server.grpc: on when given, Triton's port by default, TLS files checked",
