@@ -44,6 +44,13 @@ grpc::Status status_of(const caf::error& err) {
 }
 
 const grpc::Status shutting_down(grpc::StatusCode::UNAVAILABLE, "the server is shutting down");
+
+/// Ends a call (unary or stream), counted in /metrics by its status code.
+template <class Reactor>
+void end_call(metrics& stats, Reactor* reactor, const grpc::Status& status) {
+  stats.count_grpc_response(static_cast<unsigned>(status.error_code()));
+  reactor->Finish(status);
+}
 constexpr auto readiness_timeout = std::chrono::seconds(2);
 
 /// One inference call: cancellation marks its request (the batcher drops it if it has not run);
@@ -99,7 +106,7 @@ public:
   void open(grpc::ServerUnaryReactor* reactor) {
     std::lock_guard<std::mutex> guard(lock_);
     if (closed_)
-      return end(reactor, shutting_down);
+      return end_call(*stats_, reactor, shutting_down);
     open_.insert(reactor);
   }
 
@@ -112,23 +119,18 @@ public:
       return;
     if (fill)
       fill();
-    end(reactor, status);
+    end_call(*stats_, reactor, status);
   }
 
   void close() {
     std::lock_guard<std::mutex> guard(lock_);
     closed_ = true;
     for (auto* reactor : open_)
-      end(reactor, shutting_down);
+      end_call(*stats_, reactor, shutting_down);
     open_.clear();
   }
 
 private:
-  void end(grpc::ServerUnaryReactor* reactor, const grpc::Status& status) {
-    stats_->count_grpc_response(static_cast<unsigned>(status.error_code()));
-    reactor->Finish(status);
-  }
-
   std::shared_ptr<metrics> stats_;
   std::mutex lock_;
   std::unordered_set<grpc::ServerUnaryReactor*> open_;
@@ -150,8 +152,7 @@ struct grpc_server::impl final : ::inference::GRPCInferenceService::CallbackServ
 
   /// Ends a call, counted in /metrics by its status code.
   void finish(grpc::ServerUnaryReactor* reactor, const grpc::Status& status) {
-    infer->stats()->count_grpc_response(static_cast<unsigned>(status.error_code()));
-    reactor->Finish(status);
+    end_call(*infer->stats(), reactor, status);
   }
 
   /// A call answered at once.
@@ -197,9 +198,8 @@ struct grpc_server::impl final : ::inference::GRPCInferenceService::CallbackServ
   grpc::ServerUnaryReactor* ModelReady(grpc::CallbackServerContext* ctx,
                                        const ::inference::ModelReadyRequest* req,
                                        ::inference::ModelReadyResponse* res) override {
-    if (!infer->config()->find_model(req->name()))
-      return finished(ctx, grpc::Status(grpc::StatusCode::NOT_FOUND,
-                                        "unknown model '" + req->name() + "'"));
+    if (auto m = infer->addressed(req->name(), ""); !m) // (a version: the gateway's to answer)
+      return finished(ctx, status_of(m.error()));
     return readiness(ctx, res, ready_atom::value, req->name(), req->version());
   }
 
@@ -217,14 +217,12 @@ struct grpc_server::impl final : ::inference::GRPCInferenceService::CallbackServ
   /// The model (and version: "" = its only one) a call names, or nullptr with `status` set.
   const model_config* addressed(const std::string& name, const std::string& version,
                                 grpc::Status& status) const {
-    auto* m = infer->config()->find_model(name);
-    if (!m || (!version.empty() && version != m->version)) {
-      status = grpc::Status(grpc::StatusCode::NOT_FOUND,
-                            m ? "model '" + name + "' has no version '" + version + "'"
-                              : "unknown model '" + name + "'");
+    auto m = infer->addressed(name, version);
+    if (!m) {
+      status = status_of(m.error());
       return nullptr;
     }
-    return m;
+    return *m;
   }
 
   grpc::ServerUnaryReactor* ModelMetadata(grpc::CallbackServerContext* ctx,
@@ -484,8 +482,7 @@ struct grpc_server::impl final : ::inference::GRPCInferenceService::CallbackServ
   };
 
   void finish_stream(stream_reactor* r, const grpc::Status& status) {
-    infer->stats()->count_grpc_response(static_cast<unsigned>(status.error_code()));
-    r->Finish(status);
+    end_call(*infer->stats(), r, status);
   }
 
   grpc::ServerBidiReactor<::inference::ModelInferRequest, ::inference::ModelStreamInferResponse>*

@@ -628,17 +628,12 @@ private:
 
   /// The model (and version) a route names, or nullptr after answering 404.
   const model_config* addressed_model(const route& r) {
-    auto* m = srv_.cfg->find_model(r.model);
+    auto m = srv_.infer->addressed(r.model, r.version);
     if (!m) {
-      send_error(http::status::not_found, "unknown model '" + r.model + "'");
+      send_error(static_cast<http::status>(http_status(m.error())), error_message(m.error()));
       return nullptr;
     }
-    if (!r.version.empty() && r.version != m->version) {
-      send_error(http::status::not_found,
-                 "model '" + r.model + "' has no version '" + r.version + "'");
-      return nullptr;
-    }
-    return m;
+    return *m;
   }
 
   void ask_ready(std::string model, std::string version) {

@@ -39,6 +39,17 @@ std::chrono::microseconds inference::timeout_of(const infer_request& req) const 
   return timeout_of(req, cfg_->find_model(req.model));
 }
 
+caf::expected<const model_config*> inference::addressed(const std::string& model,
+                                                        const std::string& version) const {
+  auto* m = cfg_->find_model(model);
+  if (!m)
+    return make_error(errc::model_not_found, "unknown model '" + model + "'");
+  if (!version.empty() && version != m->version)
+    return make_error(errc::model_not_found,
+                      "model '" + model + "' has no version '" + version + "'");
+  return m;
+}
+
 std::chrono::microseconds inference::timeout_of(const infer_request& req, const model_config* m) {
   return std::chrono::microseconds(req.timeout_us > 0
                                      ? req.timeout_us

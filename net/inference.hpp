@@ -46,6 +46,11 @@ public:
   /// gauge counts it meanwhile.
   void submit(infer_request req, const options_ptr& options, done_fn done);
 
+  /// The model (and version: "" = its only one) a call names, or model_not_found naming what
+  /// is unknown: the fronts' answer to a metadata, configuration or statistics request.
+  caf::expected<const model_config*> addressed(const std::string& model,
+                                               const std::string& version) const;
+
   /// The request's timeout: its own, or its model's default.
   std::chrono::microseconds timeout_of(const infer_request& req) const;
 
