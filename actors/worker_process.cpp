@@ -379,9 +379,18 @@ int run_worker_process(const std::string& config_path, const std::string& model_
     return 1;
   }
   logging::setup(cfg->server.log_level, cfg->server.log_format);
+  // The node's broker for its own children: loopback, no TLS, the cluster's heartbeats. The node
+  // drops a connection silent for timeout_ms; without heartbeats from this side an idle worker's
+  // link was dropped after that long (its process then ended and was restarted, again and again,
+  // until the supervisors gave up).
+  auto local = cfg->server.cluster;
+  local.tls_certificate.clear();
+  local.tls_key.clear();
+  local.tls_ca.clear();
   caf::actor_system_config sys_cfg;
   sys_cfg.add_message_types<caf::id_block::actorserve>();
   sys_cfg.load<caf::io::middleman>();
+  configure_cluster(sys_cfg, local);
   sys_cfg.set("logger.verbosity", caf::atom("quiet"));
   sys_cfg.set("scheduler.max-threads", static_cast<size_t>(2));
   caf::actor_system sys{sys_cfg};
@@ -397,10 +406,6 @@ int run_worker_process(const std::string& config_path, const std::string& model_
   }
   // The same joining agent as a cluster's worker nodes, without rejoining: when the worker or
   // the node goes away, this process ends and the node starts a new one.
-  auto local = cfg->server.cluster; // the node's broker for its own children: loopback, no TLS
-  local.tls_certificate.clear();
-  local.tls_key.clear();
-  local.tls_ca.clear();
   auto agent = spawn_join_agent(sys, spec, local, "127.0.0.1:" + std::to_string(port),
                                 token ? token : "", false);
   caf::scoped_actor self{sys};

@@ -1752,3 +1752,36 @@ TEST_CASE("model control with isolated workers: unload ends their processes, loa
   CHECK(second != first);
   CHECK(process_alive(second));
 }
+
+TEST_CASE("isolated workers stay connected through idle periods between bursts of load",
+          "[integration][isolation]") {
+  // The node drops a connection silent for timeout_ms; the worker processes' heartbeats keep
+  // theirs up while no batch crosses it. Short settings here stand for the defaults (500 ms
+  // heartbeats, 3 s timeout): each idle period below is seven timeouts long.
+  server_process srv{write_temp_file(
+    "isolated_idle.json",
+    scale_config(R"(, "isolation": "process", "instances": 2)",
+                 R"(, "cluster": {"heartbeat_ms": 100, "timeout_ms": 300})"))};
+  REQUIRE(srv.wait_ready());
+  REQUIRE(eventually([&] { return ready_workers(srv.port()) == 2; }, std::chrono::seconds(15)));
+  auto pids = [&] {
+    return std::make_pair(isolated_pid(srv.log(), "scale/cpu/0"), isolated_pid(srv.log(), "scale/cpu/1"));
+  };
+  auto before = pids();
+  for (int round = 0; round < 3; ++round) {
+    std::this_thread::sleep_for(std::chrono::seconds(2)); // idle: nothing crosses the links
+    INFO("after idle period " << round + 1);
+    http_client c{srv.port()};
+    CHECK(c.get("/v2/models/scale/ready").status == 200);
+    for (int i = 0; i < 20; ++i) // a burst
+      check_still_serving(srv.port());
+    CHECK(ready_workers(srv.port()) == 2);
+  }
+  auto metrics = http_client{srv.port()}.get("/metrics").body;
+  for (std::string w : {"scale/cpu/0", "scale/cpu/1"})
+    CHECK(series(metrics, R"(actorserve_worker_restarts_total{device="cpu",model="scale",worker=")"
+                            + w + "\"}")
+          == 0);
+  CHECK(pids() == before); // the same processes throughout
+  CHECK(occurrences(srv.log(), "lost its node") == 0);
+}
