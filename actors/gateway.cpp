@@ -1,5 +1,7 @@
 #include "actors/gateway.hpp"
 
+#include <algorithm>
+#include <cstdio>
 #include <unordered_map>
 
 #include <caf/all.hpp>
@@ -24,6 +26,17 @@ using gateway_ptr = gateway_actor::stateful_pointer<gateway_state>;
 caf::error unloaded_error(const std::string& model) {
   return make_error(errc::model_not_found, "model '" + model + "' is unloaded (POST "
                                            "/v2/repository/models/" + model + "/load loads it)");
+}
+
+/// A model waiting out its crash-loop back-off: why, and when it is started again.
+caf::error cooldown_error(const std::string& model, const model_directory::cooldown& c) {
+  auto left = std::chrono::duration<double>(c.retry_at - std::chrono::steady_clock::now()).count();
+  char seconds[32];
+  std::snprintf(seconds, sizeof(seconds), "%.1f", std::max(left, 0.0));
+  return make_error(errc::not_ready, "model '" + model + "' is not available: it is in "
+                                     "crash-loop back-off, its supervisors gave up (" + c.reason
+                                     + "); it is started again in " + seconds + " s (give-up "
+                                     + std::to_string(c.in_a_row) + " in a row)");
 }
 
 /// The model a control request names: one of the deployment's, not a pipeline, with a
@@ -65,6 +78,8 @@ gateway_actor::behavior_type gateway_fn(gateway_ptr self,
                                                    + m.version + "')");
       if (entry && entry->unloaded)
         return unloaded_error(m.name);
+      if (entry && !entry->batcher && entry->cooling_down)
+        return cooldown_error(m.name, *entry->cooling_down);
       if (entry && !entry->batcher)
         return make_error(errc::not_ready, "model '" + m.name + "' is not available: it has no "
                                            "running batcher (starting, or stopped by its "
@@ -125,8 +140,11 @@ gateway_actor::behavior_type gateway_fn(gateway_ptr self,
         return entry && entry->batcher && entry->status.ready_workers > 0;
       };
       if (!m->is_pipeline()) {
-        if (auto entry = st.directory->find(model); entry && entry->unloaded)
+        auto entry = st.directory->find(model);
+        if (entry && entry->unloaded)
           return unloaded_error(model);
+        if (!ready(model) && entry && entry->cooling_down)
+          return cooldown_error(model, *entry->cooling_down);
         return ready(model);
       }
       for (auto& step : m->pipeline) // a pipeline is ready when all its steps' models are

@@ -46,6 +46,12 @@ bool model_directory::set_status(model_status s) {
   return was != (it->second.status.ready_workers > 0);
 }
 
+void model_directory::set_cooldown(const std::string& model, std::optional<cooldown> c) {
+  std::lock_guard<std::mutex> guard{mtx_};
+  if (auto it = models_.find(model); it != models_.end())
+    it->second.cooling_down = std::move(c);
+}
+
 void model_directory::set_unloaded(const std::string& model, bool unloaded) {
   std::lock_guard<std::mutex> guard{mtx_};
   if (auto it = models_.find(model); it != models_.end())

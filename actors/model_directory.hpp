@@ -4,6 +4,7 @@
 #pragma once
 
 #include <atomic>
+#include <chrono>
 #include <mutex>
 #include <optional>
 #include <string>
@@ -18,10 +19,19 @@ class model_directory {
 public:
   explicit model_directory(const deployment_config& cfg);
 
+  /// A model its supervisors gave up, waiting out its crash-loop back-off before it is started
+  /// again.
+  struct cooldown {
+    std::string reason;                          // why it went down
+    std::chrono::steady_clock::time_point retry_at; // when it is started again
+    uint32_t in_a_row = 0;                       // give-ups in a row
+  };
+
   struct entry {
     batcher_actor batcher; // null while the model has no running batcher
     model_status status;
     bool unloaded = false; // unloaded on request (POST .../unload): refused until loaded again
+    std::optional<cooldown> cooling_down;
   };
 
   /// The model's entry; nullopt for a model the deployment does not have.
@@ -33,6 +43,8 @@ public:
   void clear_batcher(const std::string& model, const caf::actor_addr& who);
   /// Stores a batcher's report; true when the model's readiness changed.
   bool set_status(model_status s);
+  /// Records the model's crash-loop back-off, or its end (nullopt) when it starts again.
+  void set_cooldown(const std::string& model, std::optional<cooldown> c);
   /// Marks the model unloaded (its requests are refused) or loaded again.
   void set_unloaded(const std::string& model, bool unloaded);
   /// True when every model that is not unloaded has a ready worker.

@@ -20,6 +20,8 @@ struct child_state {
   uint64_t stop_generation = 0;
   bool held = false; // stopped on request (terminate_child): not restarted until restart_child
   std::vector<caf::response_promise> stopped_waiters; // terminate_child requests: told once down
+  crash_loop_backoff crash_loop{std::chrono::milliseconds(0), std::chrono::milliseconds(0)};
+  uint64_t start_generation = 0; // a cool-down's start is for the generation it was planned in
 };
 
 struct tree_state {
@@ -69,6 +71,8 @@ void start_child(tree_actor* self, std::size_t i) {
   st.linked.insert(child.address());
   st.kids[i].handle = child;
   st.kids[i].stopping = false;
+  st.kids[i].crash_loop.on_start(self->clock().now());
+  ++st.kids[i].start_generation;
   st.index_of[child.address()] = i;
 }
 
@@ -141,6 +145,27 @@ void notify_down(tree_actor* self, std::size_t i, bool will_restart, const std::
     f(will_restart, why);
 }
 
+/// Child `i` failed and nothing restarts it: schedules its start after its crash-loop back-off.
+/// False where it has none (it stays down).
+bool start_after_cooldown(tree_actor* self, std::size_t i, const std::string& why) {
+  auto& st = self->state;
+  auto& k = st.kids[i];
+  auto& spec = st.spec.children[i];
+  auto wait = k.crash_loop.on_given_up(self->clock().now());
+  if (!wait)
+    return false;
+  logging::warn(log_fields(self), "child {} ({}) exited: {}; starting it again in {} ms "
+                                  "(crash-loop back-off, {} in a row)",
+                spec.id, to_string(spec.restart), why, wait->count(), k.crash_loop.in_a_row());
+  if (spec.on_cooldown)
+    spec.on_cooldown(*wait, k.crash_loop.in_a_row(), why);
+  else
+    notify_down(self, i, false, why);
+  self->delayed_send(self, *wait, restart_atom::value, static_cast<uint64_t>(i),
+                     k.start_generation);
+  return true;
+}
+
 void handle_failure(tree_actor* self, std::size_t i, const std::string& why, bool abnormal) {
   auto& st = self->state;
   auto& spec = st.spec.children[i];
@@ -151,6 +176,8 @@ void handle_failure(tree_actor* self, std::size_t i, const std::string& why, boo
     types.push_back(c.restart);
   auto plan = plan_restart(st.spec.strategy, types, i, abnormal);
   if (plan.restart.empty()) {
+    if (abnormal && start_after_cooldown(self, i, why))
+      return;
     logging::info(log_fields(self), "child {} ({}) exited: {}; not restarted", spec.id,
                   to_string(spec.restart), why);
     notify_down(self, i, false, why);
@@ -207,6 +234,9 @@ caf::behavior tree_fn(tree_actor* self, supervisor_spec spec) {
   auto& st = self->state;
   st.tracker = std::make_unique<restart_tracker>(spec.intensity, spec.uniform);
   st.kids.resize(spec.children.size());
+  for (std::size_t i = 0; i < st.kids.size(); ++i)
+    st.kids[i].crash_loop = crash_loop_backoff{spec.children[i].cooldown,
+                                               spec.children[i].cooldown_max};
   st.spec = std::move(spec);
   self->set_down_handler([self](caf::down_msg& dm) {
     auto& st = self->state;
@@ -261,6 +291,18 @@ caf::behavior tree_fn(tree_actor* self, supervisor_spec spec) {
         start_child(self, i);
       }
       stop_next(self);
+    },
+    [self](restart_atom, uint64_t index, uint64_t generation) {
+      // A child's cool-down is over: it starts unless it was started (a load) or stopped on
+      // request meanwhile.
+      auto& st = self->state;
+      auto i = static_cast<std::size_t>(index);
+      if (st.quitting || i >= st.kids.size() || st.kids[i].handle || st.kids[i].held
+          || st.kids[i].start_generation != generation)
+        return;
+      logging::info(log_fields(self), "starting child {} after its cool-down",
+                    st.spec.children[i].id);
+      start_child(self, i);
     },
     [self](terminate_child_atom, const std::string& id) -> caf::result<bool> {
       // As OTP's terminate_child: stop it within its shutdown time and keep it down.

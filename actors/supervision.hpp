@@ -3,7 +3,8 @@
 // intensity (more than max_restarts within period_s: stop every child and exit with
 // errc::escalated, which its own supervisor sees as that child failing) and exponential backoff
 // with jitter between restarts. Supervisors supervise supervisors by a child spec whose start
-// spawns one. The node's tree (actors/node_tree.hpp) is built from these.
+// spawns one; a child may have a crash-loop back-off. The node's tree (actors/supervisor.hpp) is
+// built from these.
 #pragma once
 
 #include <chrono>
@@ -29,6 +30,14 @@ struct child_spec {
   /// Optional: the child is down (it failed, or was stopped by a strategy or at shutdown);
   /// `will_restart` says whether it comes back.
   std::function<void(bool will_restart, const std::string& why)> on_down = {};
+  /// Optional crash-loop back-off (runtime/restart_policy.hpp): a child that failed and that its
+  /// restart type, or its supervisor's strategy, leaves down is started again after `cooldown`,
+  /// doubling with each such failure in a row up to `cooldown_max`. 0: it stays down.
+  std::chrono::milliseconds cooldown{0}, cooldown_max{0};
+  /// Called instead of on_down(false, ...) when the child is down for a cool-down: the wait,
+  /// the give-ups in a row and why it went down.
+  std::function<void(std::chrono::milliseconds wait, uint32_t in_a_row, const std::string& why)>
+    on_cooldown = {};
 };
 
 struct supervisor_spec {
@@ -47,6 +56,8 @@ struct supervisor_spec {
 /// (within its shutdown time) and kept down, whatever its restart type; answered once it is down.
 /// `(restart_child_atom, child id) -> bool`: as OTP's restart_child, a child that is down (stopped
 /// so, or not restarted by its restart type) is started again; an error while it runs.
+/// A child waiting out its cool-down is not started if it was stopped on request (terminate_child)
+/// meanwhile; restart_child starts it at once.
 caf::actor spawn_supervisor_tree(caf::actor_system& sys, supervisor_spec spec);
 
 } // namespace actorserve

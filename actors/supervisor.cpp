@@ -210,13 +210,36 @@ caf::expected<node_handles> spawn_node(caf::actor_system& sys,
     c.id = "model " + m.name;
     c.restart = parse_restart_type(sv.model_restart).value_or(restart_type::temporary);
     c.shutdown = std::chrono::milliseconds(m.restart.shutdown_ms) * 4;
-    c.start = [cfg, model, directory, stats, mc = cells[m.name],
+    auto* mm = stats ? stats->model(m.name) : nullptr;
+    c.start = [cfg, model, directory, stats, mm, mc = cells[m.name],
                iso = *isolation](caf::actor_system& sys, const caf::actor&) {
+      directory->set_cooldown(model->name, std::nullopt); // (over, or cut short by a load)
+      if (mm)
+        mm->crash_loop.store(0, std::memory_order_relaxed);
       return spawn_supervisor_tree(sys, model_spec(cfg, model, directory, stats, mc, iso));
     };
-    c.on_down = [name = m.name](bool will_restart, const std::string& why) {
-      if (!will_restart)
-        logging::critical({"supervisor", name}, "model '{}' is no longer served: {}", name, why);
+    c.on_down = [name = m.name, mm](bool will_restart, const std::string& why) {
+      if (will_restart)
+        return;
+      logging::critical({"supervisor", name}, "model '{}' is no longer served: {}", name, why);
+      if (mm)
+        mm->give_ups.fetch_add(1, std::memory_order_relaxed);
+    };
+    // Crash-loop back-off: a model the root leaves stopped is started again after a cool-down.
+    c.cooldown = std::chrono::milliseconds(sv.model_cooldown_ms);
+    c.cooldown_max = std::chrono::milliseconds(sv.model_cooldown_max_ms);
+    c.on_cooldown = [name = m.name, directory, mm](std::chrono::milliseconds wait, uint32_t in_a_row,
+                                                   const std::string& why) {
+      logging::critical({"supervisor", name},
+                        "model '{}' is no longer served: {}; it is started again in {:.1f} s "
+                        "(crash-loop back-off, give-up {} in a row)",
+                        name, why, std::chrono::duration<double>(wait).count(), in_a_row);
+      directory->set_cooldown(name, model_directory::cooldown{
+                                      why, std::chrono::steady_clock::now() + wait, in_a_row});
+      if (mm) {
+        mm->give_ups.fetch_add(1, std::memory_order_relaxed);
+        mm->crash_loop.store(1, std::memory_order_relaxed);
+      }
     };
     root.children.push_back(std::move(c));
   }

@@ -14,8 +14,9 @@
 // A worker that crashes or hangs is restarted by its workers supervisor after a backoff; past that
 // supervisor's intensity all the model's workers stop and the model supervisor restarts the
 // workers subtree; past the model supervisor's intensity the model stops (its batcher answers
-// what it holds) and the root applies model_restart: by default the model stays down (503,
-// not ready) while the node serves the others. A batcher crash restarts the model's workers
+// what it holds) and the root applies model_restart: by default the model is down (503, not
+// ready) while the node serves the others, and is started again after a crash-loop back-off
+// (model_cooldown_ms, doubling up to model_cooldown_max_ms; 0: it stays down until a load). A batcher crash restarts the model's workers
 // (they talk to it). Past the root's intensity the process exits with status 1.
 #pragma once
 

@@ -461,6 +461,12 @@ void read_server(reader& r, server_config& s, const std::string& base_dir) {
       sv.fail("server.supervision.model_restart",
               "expected \"permanent\", \"transient\" or \"temporary\", got \""
                 + s.supervision.model_restart + "\"");
+    sv.integer("model_cooldown_ms", s.supervision.model_cooldown_ms, 0, 86'400'000);
+    sv.integer("model_cooldown_max_ms", s.supervision.model_cooldown_max_ms, 0, 86'400'000);
+    if (s.supervision.model_cooldown_max_ms < s.supervision.model_cooldown_ms)
+      sv.fail("server.supervision.model_cooldown_max_ms",
+              "must be >= model_cooldown_ms (" + std::to_string(s.supervision.model_cooldown_ms)
+                + "), got " + std::to_string(s.supervision.model_cooldown_max_ms));
   });
 }
 

@@ -62,6 +62,11 @@ struct restart_config {
 struct root_supervision_config {
   restart_config restart{10, 60, 100, 10'000, 2.0, 0.1, "one_for_one", 5000};
   std::string model_restart = "temporary"; // restart type of each model's subtree under the root
+  // A model given up (its supervisors past their intensity, not restarted by model_restart) is
+  // started again after model_cooldown_ms, doubling with each give-up in a row up to
+  // model_cooldown_max_ms (a model that served that long starts over); 0 = it stays down.
+  uint32_t model_cooldown_ms = 10'000;
+  uint32_t model_cooldown_max_ms = 300'000;
 };
 
 /// Several nodes as one service (server.cluster): front nodes serve HTTP and batch; worker nodes

@@ -45,6 +45,13 @@ ClientMetric histogram_metric(const atomic_histogram& h, std::vector<ClientMetri
   return m;
 }
 
+/// Adds one sample of a counter or gauge family.
+void add_sample(MetricFamily& f, std::vector<ClientMetric::Label> labels, double value) {
+  auto m = with_labels(std::move(labels));
+  (f.type == MetricType::Counter ? m.counter.value : m.gauge.value) = value;
+  f.metric.push_back(std::move(m));
+}
+
 MetricFamily family(std::string name, std::string help, MetricType type) {
   MetricFamily f;
   f.name = std::move(name);
@@ -219,6 +226,13 @@ std::string metrics::prometheus_text() const {
   auto breakers = family("actorserve_breaker_transitions_total",
                          "Circuit breaker transitions of each worker, by the state entered",
                          MetricType::Counter);
+  auto crash_loop = family("actorserve_model_crash_loop",
+                           "1 while the model waits out its crash-loop back-off (its supervisors "
+                           "gave up; it is started again after server.supervision.model_cooldown_ms),"
+                           " else 0", MetricType::Gauge);
+  auto give_ups = family("actorserve_model_give_ups_total",
+                         "Times the model's supervisors gave up on it (it stopped)",
+                         MetricType::Counter);
   auto cache_hits = family("actorserve_cache_hits_total",
                            "Requests answered from the model's response cache", MetricType::Counter);
   auto cache_misses = family("actorserve_cache_misses_total",
@@ -238,15 +252,11 @@ std::string metrics::prometheus_text() const {
     latency.metric.push_back(histogram_metric(m.request_seconds, {{"model", m.name}}));
     queue.metric.push_back(histogram_metric(m.queue_seconds, {{"model", m.name}}));
     rows.metric.push_back(histogram_metric(m.batch_rows, {{"model", m.name}}));
-    auto d = with_labels({{"model", m.name}});
-    d.gauge.value = static_cast<double>(m.queue_depth.load(std::memory_order_relaxed));
-    depth.metric.push_back(std::move(d));
-    auto f = with_labels({{"model", m.name}});
-    f.gauge.value = static_cast<double>(m.in_flight.load(std::memory_order_relaxed));
-    in_flight.metric.push_back(std::move(f));
-    auto rt = with_labels({{"model", m.name}});
-    rt.counter.value = static_cast<double>(load(m.retries));
-    retries.metric.push_back(std::move(rt));
+    add_sample(depth, {{"model", m.name}}, m.queue_depth.load(std::memory_order_relaxed));
+    add_sample(in_flight, {{"model", m.name}}, m.in_flight.load(std::memory_order_relaxed));
+    add_sample(retries, {{"model", m.name}}, load(m.retries));
+    add_sample(crash_loop, {{"model", m.name}}, m.crash_loop.load(std::memory_order_relaxed));
+    add_sample(give_ups, {{"model", m.name}}, load(m.give_ups));
     if (m.response_cache) {
       auto h = with_labels({{"model", m.name}});
       h.counter.value = static_cast<double>(load(m.cache_hit.count));
@@ -390,7 +400,7 @@ std::string metrics::prometheus_text() const {
       }
   }
   for (auto* f : {&requests, &latency, &queue, &compute, &rows, &depth, &in_flight, &batches,
-                  &state, &restarts, &retries, &breakers, &cache_hits, &cache_misses,
+                  &state, &restarts, &retries, &crash_loop, &give_ups, &breakers, &cache_hits, &cache_misses,
                   &cache_bytes, &http, &grpc, &tls, &tls_reloads, &bodies, &gpu_util, &gpu_used,
                   &gpu_total, &q_read, &q_claimed, &q_given_up, &q_answers, &q_in_flight, &q_errors, &q_up})
     if (!f->metric.empty())

@@ -86,6 +86,8 @@ struct model_metrics {
   std::atomic<int64_t> queue_depth{0};
   std::atomic<int64_t> in_flight{0}; // accepted over HTTP, not yet answered
   std::atomic<uint64_t> retries{0};  // re-dispatches after worker-caused failures
+  std::atomic<int64_t> crash_loop{0}; // 1 while it waits out its crash-loop back-off
+  std::atomic<uint64_t> give_ups{0};  // its supervisors gave up on it (it stopped)
   // Triton-style statistics
   duration_stat success, fail, queue, compute_input, compute_infer, compute_output;
   duration_stat cache_hit, cache_miss; // response cache: lookup (and on a miss, insert) time

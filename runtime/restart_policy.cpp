@@ -38,4 +38,20 @@ std::optional<std::chrono::milliseconds> restart_tracker::on_failure(time_point 
   return std::chrono::milliseconds(static_cast<int64_t>(delay));
 }
 
+crash_loop_backoff::crash_loop_backoff(std::chrono::milliseconds initial,
+                                       std::chrono::milliseconds max)
+  : initial_(initial), max_(std::max(initial, max)) {}
+
+std::optional<std::chrono::milliseconds> crash_loop_backoff::on_given_up(time_point now) {
+  if (!enabled())
+    return std::nullopt;
+  if (now - started_ >= max_)
+    in_a_row_ = 0; // it served a good while: this is a new crash loop
+  auto wait = initial_;
+  for (uint32_t i = 0; i < in_a_row_ && wait < max_; ++i)
+    wait *= 2;
+  ++in_a_row_;
+  return std::min(wait, max_);
+}
+
 } // namespace actorserve

@@ -929,6 +929,53 @@ TEST_CASE("a worker that crashes too often exhausts its supervisors: the model s
   CHECK(srv.log().find("model 'scale' is no longer served") != std::string::npos);
 }
 
+TEST_CASE("a model its supervisors gave up is started again after a crash-loop back-off that "
+          "doubles", "[integration][supervision]") {
+  server_process srv{write_temp_file(
+    "crashloop.json",
+    scale_config(R"(, "restart": {"max_restarts": 0, "backoff_initial_ms": 10, "model_max_restarts": 0},
+                    "retry": {"max_retries": 0})",
+                 R"(, "fault_injection": true,
+                    "supervision": {"model_cooldown_ms": 1000, "model_cooldown_max_ms": 4000})"))};
+  REQUIRE(srv.wait_ready());
+  http_client c{srv.port()};
+  auto metric = [&](const std::string& name) {
+    return series(c.get("/metrics").body, name + R"({model="scale"})");
+  };
+  auto crash_and_give_up = [&](int in_a_row) {
+    INFO("give-up " << in_a_row);
+    CHECK(c.post("/v2/models/scale/infer", infer_body(R"("actorserve_fault": "crash")")).status == 500);
+    // (no restart left anywhere: the model stops at once, then waits out its cool-down)
+    REQUIRE(eventually([&] { return c.get("/v2/models/scale/ready").status == 503; },
+                       std::chrono::seconds(5)));
+    auto ready = c.get("/v2/models/scale/ready");
+    CHECK(error_of(ready).find("model 'scale' is not available: it is in crash-loop back-off, "
+                               "its supervisors gave up (")
+          == 0);
+    CHECK(error_of(ready).find("(give-up " + std::to_string(in_a_row) + " in a row)")
+          != std::string::npos);
+    auto r = c.post("/v2/models/scale/infer", infer_body());
+    CHECK(r.status == 503);
+    CHECK(error_of(r).find("crash-loop back-off") != std::string::npos);
+    CHECK(c.get("/v2/health/ready").status == 503);
+    CHECK(metric("actorserve_model_crash_loop") == 1);
+    CHECK(metric("actorserve_model_give_ups_total") == in_a_row);
+    // Back after its cool-down, with no request or operator needed.
+    CHECK(eventually([&] { return c.get("/v2/models/scale/ready").status == 200; },
+                     std::chrono::seconds(10)));
+    check_still_serving(srv.port());
+    CHECK(metric("actorserve_model_crash_loop") == 0);
+  };
+  crash_and_give_up(1);
+  CHECK(srv.log().find("model 'scale' is no longer served: ") != std::string::npos);
+  CHECK(srv.log().find("it is started again in 1.0 s (crash-loop back-off, give-up 1 in a row)")
+        != std::string::npos);
+  crash_and_give_up(2); // at once again: the wait doubles
+  CHECK(srv.log().find("it is started again in 2.0 s (crash-loop back-off, give-up 2 in a row)")
+        != std::string::npos);
+  CHECK(c.get("/v2/health/ready").status == 200);
+}
+
 TEST_CASE("check-config validates a deployment file without serving", "[integration]") {
   auto good = run_command({actorserve_binary(), "check-config", write_temp_file("good.json", scale_config())});
   CHECK(good.first == 0);

@@ -192,6 +192,23 @@ TEST_CASE("config checks the scheduler policy", "[config]") {
         == "server.scheduler_policy: expected \"sharing\" or \"stealing\", got \"fifo\"");
 }
 
+TEST_CASE("server.supervision: a crash-loop back-off of 10 s to 5 min unless set, 0 turns it off",
+          "[config]") {
+  auto cfg = parse_deployment(deployment(model_json()), "", backends);
+  REQUIRE(cfg);
+  CHECK(cfg->server.supervision.model_cooldown_ms == 10'000);
+  CHECK(cfg->server.supervision.model_cooldown_max_ms == 300'000);
+  auto off = parse_deployment(deployment(model_json(), R"({"supervision": {"model_cooldown_ms": 0}})"),
+                              "", backends);
+  REQUIRE(off);
+  CHECK(off->server.supervision.model_cooldown_ms == 0);
+  CHECK(errors_of(deployment(model_json(), R"({"supervision": {"model_cooldown_ms": 20000,
+                                               "model_cooldown_max_ms": 5000}})"))
+        == "server.supervision.model_cooldown_max_ms: must be >= model_cooldown_ms (20000), got 5000");
+  CHECK(errors_of(deployment(model_json(), R"({"supervision": {"model_cooldown_ms": "10s"}})"))
+        .find("server.supervision.model_cooldown_ms") == 0);
+}
+
 TEST_CASE("config checks the log format", "[config]") {
   CHECK(errors_of(deployment(model_json(), R"({"log_format": "xml"})"))
         == "server.log_format: expected \"text\" or \"json\", got \"xml\"");

@@ -56,3 +56,40 @@ TEST_CASE("restart delays are jittered within the configured fraction", "[restar
   CHECK(r.on_failure(t0 + 1s) == 2000ms);        // 2000 * 1
   CHECK(r.on_failure(t0 + 2s)->count() == 4799); // 4000 * (1 + 0.2 * 0.999998), truncated
 }
+
+TEST_CASE("crash-loop back-off doubles from its initial wait up to its maximum", "[restart]") {
+  crash_loop_backoff b{10s, 60s};
+  time_point t{};
+  b.on_start(t);
+  std::vector<std::chrono::milliseconds> waits;
+  for (int i = 0; i < 5; ++i) {
+    t += 1s; // each run ends after a second: a crash loop
+    auto w = b.on_given_up(t);
+    REQUIRE(w);
+    waits.push_back(*w);
+    t += *w;
+    b.on_start(t);
+  }
+  CHECK(waits == std::vector<std::chrono::milliseconds>{10s, 20s, 40s, 60s, 60s});
+  CHECK(b.in_a_row() == 5);
+}
+
+TEST_CASE("crash-loop back-off starts over after a run as long as its maximum", "[restart]") {
+  crash_loop_backoff b{10s, 60s};
+  time_point t{};
+  b.on_start(t);
+  CHECK(b.on_given_up(t + 1s) == 10s);
+  b.on_start(t + 11s);
+  CHECK(b.on_given_up(t + 12s) == 20s);
+  b.on_start(t + 32s);
+  CHECK(b.on_given_up(t + 32s + 59s) == 40s); // a minute less a second: still the same loop
+  b.on_start(t + 131s);
+  CHECK(b.on_given_up(t + 131s + 60s) == 10s); // served a full minute: a new loop
+  CHECK(b.in_a_row() == 1);
+}
+
+TEST_CASE("crash-loop back-off with initial wait 0 keeps a given-up child down", "[restart]") {
+  crash_loop_backoff b{0ms, 300s};
+  CHECK_FALSE(b.enabled());
+  CHECK_FALSE(b.on_given_up(time_point{} + 1h));
+}

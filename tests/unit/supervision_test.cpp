@@ -269,3 +269,77 @@ TEST_CASE("terminate_child keeps a child down until restart_child starts it, as 
   caf::anon_send_exit(sup, caf::exit_reason::user_shutdown);
   f.sched->run();
 }
+
+namespace {
+
+/// A temporary child with a crash-loop back-off of 1 s doubling up to 4 s, whose cool-downs are
+/// journaled as "cooldown <id> <ms> <in a row>".
+child_spec cooling_child(std::shared_ptr<journal> j, const std::string& id) {
+  auto c = child(j, id, restart_type::temporary);
+  c.cooldown = 1s;
+  c.cooldown_max = 4s;
+  c.on_cooldown = [j, id](std::chrono::milliseconds wait, uint32_t in_a_row, const std::string&) {
+    j->events.push_back("cooldown " + id + " " + std::to_string(wait.count()) + " "
+                        + std::to_string(in_a_row));
+  };
+  c.on_down = [j, id](bool will_restart, const std::string&) {
+    j->events.push_back(std::string(will_restart ? "restarting " : "down ") + id);
+  };
+  return c;
+}
+
+} // namespace
+
+TEST_CASE("a given-up child with a crash-loop back-off is started again after a growing "
+          "cool-down", "[supervision]") {
+  fixture f;
+  auto sup = f.start(restart_strategy::one_for_one, {child(f.j, "a"), cooling_child(f.j, "m")});
+  f.take();
+  f.crash("m");
+  CHECK(f.take() == events{"stop m", "cooldown m 1000 1"});
+  f.after(999ms);
+  CHECK(f.take().empty());
+  f.after(1ms);
+  CHECK(f.take() == events{"start m"});
+  f.crash("m"); // again at once: the cool-down doubles, up to its maximum
+  CHECK(f.take() == events{"stop m", "cooldown m 2000 2"});
+  f.after(2s);
+  f.crash("m");
+  f.after(4s);
+  f.crash("m");
+  CHECK(f.take() == events{"start m", "stop m", "cooldown m 4000 3", "start m", "stop m",
+                           "cooldown m 4000 4"});
+  f.after(4s);
+  CHECK(f.take() == events{"start m"});
+  f.after(4s); // served as long as the maximum: its next give-up starts a new loop
+  f.crash("m");
+  CHECK(f.take() == events{"stop m", "cooldown m 1000 1"});
+  // A normal exit is no crash: it stays down, as its restart type says.
+  f.after(1s);
+  f.take();
+  caf::anon_send(f.j->current.at("m"), tick_atom::value);
+  f.sched->run();
+  f.after(1h);
+  CHECK(f.take() == events{"stop m", "down m"});
+  caf::anon_send_exit(sup, caf::exit_reason::user_shutdown);
+  f.sched->run();
+}
+
+TEST_CASE("a child in its cool-down stays down when stopped on request and starts at once when "
+          "asked to", "[supervision]") {
+  fixture f;
+  auto sup = f.start(restart_strategy::one_for_one, {cooling_child(f.j, "m")});
+  f.take();
+  f.crash("m");
+  ask(f, sup, caf::make_message(terminate_child_atom::value, std::string("m")), "terminate m");
+  f.after(1h);
+  CHECK(f.take() == events{"stop m", "cooldown m 1000 1", "terminate m ok"});
+  ask(f, sup, caf::make_message(restart_child_atom::value, std::string("m")), "restart m");
+  CHECK(f.take() == events{"start m", "restart m ok"});
+  f.crash("m"); // a load during the cool-down starts it once, not twice
+  ask(f, sup, caf::make_message(restart_child_atom::value, std::string("m")), "restart m");
+  f.after(1h);
+  CHECK(f.take() == events{"stop m", "cooldown m 2000 2", "start m", "restart m ok"});
+  caf::anon_send_exit(sup, caf::exit_reason::user_shutdown);
+  f.sched->run();
+}
