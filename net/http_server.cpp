@@ -48,6 +48,7 @@ namespace {
 
 constexpr std::string_view server_name = "actorserve/0.1";
 constexpr std::size_t header_limit = 64 * 1024;
+constexpr std::size_t header_fields_limit = 100; // as nginx's and Go's defaults are of that order
 constexpr std::size_t read_buffer_bytes = 64 * 1024; // the session's read buffer
 constexpr int linger_ms = 5000; // reading what a client still sends after the last answer
 
@@ -182,6 +183,33 @@ route parse_route(std::string_view target) {
   return r;
 }
 
+/// What makes a request's framing ambiguous or unacceptable (RFC 9112 3.2, 6.1, 6.3), which a
+/// proxy in front could read differently: the status and message to answer (closing the
+/// connection), or nullopt. `chunked`: the parser found Transfer-Encoding ending in chunked.
+std::optional<std::pair<http::status, std::string>>
+framing_error(const http::request_header<>& req, bool chunked) {
+  auto bad = [](std::string what) {
+    return std::make_pair(http::status::bad_request, std::move(what));
+  };
+  if (req.count(http::field::transfer_encoding) > 0) {
+    if (req.count(http::field::content_length) > 0)
+      return bad("a request may not have both Transfer-Encoding and Content-Length (RFC 9112 "
+                 "6.1)");
+    if (!chunked)
+      return bad("Transfer-Encoding '" + std::string(req[http::field::transfer_encoding])
+                 + "' does not end in chunked: the body's length is unknown (RFC 9112 6.3)");
+  }
+  if (req.version() >= 11 && req.count(http::field::host) != 1)
+    return bad(req.count(http::field::host) == 0
+                 ? "an HTTP/1.1 request needs a Host header (RFC 9112 3.2)"
+                 : "a request may have only one Host header (RFC 9112 3.2)");
+  if (std::size_t(std::distance(req.begin(), req.end())) > header_fields_limit)
+    return std::make_pair(http::status::request_header_fields_too_large,
+                          "a request may have at most " + std::to_string(header_fields_limit)
+                            + " header fields");
+  return std::nullopt;
+}
+
 } // namespace
 
 struct http_server::impl {
@@ -314,6 +342,10 @@ private:
     if (ec)
       return fail_read(ec);
     auto& req = parser_->get();
+    if (auto bad = framing_error(req, parser_->chunked())) {
+      keep_alive_ = false; // (where its body ends is unknown: nothing after it is read)
+      return send_error(bad->first, bad->second);
+    }
     if (auto len = parser_->content_length(); len && *len > http_.max_body_bytes) {
       keep_alive_ = false;
       return send_error(http::status::payload_too_large,

@@ -495,6 +495,53 @@ TEST_CASE("a request with a higher priority is queued ahead of those with a lowe
                        "(batching.priority_levels), got 3");
 }
 
+TEST_CASE("requests whose framing a proxy could read differently are refused with 400 and the "
+          "connection closed", "[integration][hardening]") {
+  server_process srv{write_temp_file("framing.json", scale_config())};
+  REQUIRE(srv.wait_ready());
+  // Behind each bad request, a second one that a smuggler would want served: it never is.
+  const std::string smuggled = "GET /v2/health/live HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
+  auto exchange = [&](const std::string& request) {
+    return raw_exchange(srv.port(), {request + smuggled}, std::chrono::milliseconds(0));
+  };
+  auto body = infer_body();
+  auto len = std::to_string(body.size());
+  struct bad_case {
+    std::string request, status, message;
+  };
+  std::vector<bad_case> cases{
+    {"POST /v2/models/scale/infer HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip\r\n\r\n"
+       + body,
+     "400", "does not end in chunked"},
+    {"POST /v2/models/scale/infer HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked, gzip\r\n\r\n"
+       + body,
+     "400", "does not end in chunked"},
+    {"POST /v2/models/scale/infer HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n"
+     "Content-Length: " + len + "\r\n\r\n0\r\n\r\n" + body,
+     "400", "Content-Length"}, // (Beast's parser refuses this one itself)
+    {"POST /v2/models/scale/infer HTTP/1.1\r\nContent-Length: " + len + "\r\n\r\n" + body,
+     "400", "needs a Host header"},
+    {"GET /v2/health/live HTTP/1.1\r\nHost: x\r\nHost: y\r\n\r\n", "400", "only one Host"},
+  };
+  std::string many = "GET /v2/health/live HTTP/1.1\r\nHost: x\r\n";
+  for (int i = 0; i < 100; ++i)
+    many += "X-Field-" + std::to_string(i) + ": 1\r\n";
+  cases.push_back({many + "\r\n", "431", "at most 100 header fields"});
+  for (auto& c : cases) {
+    auto out = exchange(c.request);
+    INFO(c.request << "\n---\n" << out);
+    CHECK(out.rfind("HTTP/1.1 " + c.status, 0) == 0);
+    CHECK(occurrences(out, "HTTP/1.1 200") == 0); // the smuggled request is not answered
+    CHECK(out.find(c.message) != std::string::npos);
+    CHECK(out.find("Connection: close") != std::string::npos);
+  }
+  // HTTP/1.0 needs no Host; 99 extra fields are within the limit.
+  CHECK(exchange("GET /v2/health/live HTTP/1.0\r\n\r\n").rfind("HTTP/1.0 200", 0) == 0);
+  auto fine = exchange(many.substr(0, many.rfind("X-Field-99")) + "\r\n");
+  CHECK(occurrences(fine, "HTTP/1.1 200 OK") == 2);
+  check_still_serving(srv.port());
+}
+
 TEST_CASE("bodies that arrive in pieces, chunked, pipelined or truncated are read right",
           "[integration]") {
   server_process srv{write_temp_file("bodies.json", scale_config())};
