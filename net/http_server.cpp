@@ -360,8 +360,8 @@ private:
     coding_ = *coding;
     if (http_.compression_level > 0)
       answer_coding_ = choose_response_coding(req[http::field::accept_encoding]);
-    if (auto len = parser_->content_length(); len && *len > 0 && !reserve_body(*len)) {
-      keep_alive_ = false; // (its body is not read)
+    if (auto len = parser_->content_length(); len && *len > http_.max_inflight_body_bytes) {
+      keep_alive_ = false; // (its body is not read: it could never fit)
       return send_body_limit_error(*len);
     }
     lowest().expires_after(std::chrono::milliseconds(http_.body_timeout_ms));
@@ -379,40 +379,74 @@ private:
     read_body();
   }
 
+  // Bodies count in http.max_inflight_body_bytes as their bytes arrive (not as they are
+  // declared: clients that declare large bodies and send nothing hold none of the budget). A body
+  // that would pass it is answered 503 there, and the connection closed.
+
   void read_body() {
     // A body of known length goes from the socket straight into the request's buffer (what the
     // header read already took in is moved over first); the parser, which copies every byte
     // from its read buffer, reads only chunked bodies.
     if (auto len = parser_->content_length(); len && *len > 0 && !parser_->is_done()) {
-      auto n = static_cast<std::size_t>(*len);
-      auto* dst = parser_->get().body().fill(n);
-      auto have = std::min(n, buffer_.size());
-      asio::buffer_copy(asio::buffer(dst, have), buffer_.data());
+      body_length_ = static_cast<std::size_t>(*len);
+      body_at_ = parser_->get().body().fill(body_length_);
+      if (!body_at_) {
+        keep_alive_ = false;
+        return send_error(http::status::service_unavailable,
+                          "overloaded: no memory for a request body of "
+                            + std::to_string(body_length_) + " bytes; try again");
+      }
+      auto have = std::min(body_length_, buffer_.size());
+      asio::buffer_copy(asio::buffer(body_at_, have), buffer_.data());
       buffer_.consume(have);
-      if (have == n)
-        return on_body({}, n);
-      return asio::async_read(
-        stream_, asio::buffer(dst + have, n - have),
-        beast::bind_front_handler(&session::on_body, this->shared_from_this()));
+      body_read_ = 0;
+      return on_body_piece({}, have);
     }
-    http::async_read(stream_, buffer_, *parser_,
-                     beast::bind_front_handler(&session::on_body, this->shared_from_this()));
+    if (parser_->is_done()) // (no body)
+      return on_body();
+    read_chunked_piece();
   }
 
-  void on_body(beast::error_code ec, std::size_t) {
+  void on_body_piece(beast::error_code ec, std::size_t n) {
+    if (ec)
+      return fail_read(ec);
+    body_read_ += n;
+    if (!charge_body(n))
+      return refuse_body(body_length_);
+    if (body_read_ == body_length_)
+      return on_body();
+    stream_.async_read_some(
+      asio::buffer(body_at_ + body_read_, body_length_ - body_read_),
+      beast::bind_front_handler(&session::on_body_piece, this->shared_from_this()));
+  }
+
+  void read_chunked_piece() {
+    http::async_read_some(
+      stream_, buffer_, *parser_,
+      beast::bind_front_handler(&session::on_chunked_piece, this->shared_from_this()));
+  }
+
+  void on_chunked_piece(beast::error_code ec, std::size_t) {
     if (ec) // (a chunked body over max_body_bytes too: 413 there)
       return fail_read(ec);
+    auto size = parser_->get().body().size();
+    if (size > reserved_ && !charge_body(size - reserved_))
+      return refuse_body(size);
+    if (!parser_->is_done())
+      return read_chunked_piece();
+    on_body();
+  }
+
+  /// A body that would pass the budget: 503, and the connection closed (the rest is not read).
+  void refuse_body(uint64_t n) {
+    keep_alive_ = false;
+    send_body_limit_error(n);
+  }
+
+  void on_body() {
     ++requests_;
     srv_.in_progress.fetch_add(1);
     counted_ = true;
-    if (!parser_->content_length()) { // chunked: its size is known now
-      auto n = parser_->get().body().size();
-      if (n > 0 && !reserve_body(n)) {
-        request_ = parser_->release();
-        keep_alive_ = request_.keep_alive();
-        return send_body_limit_error(n);
-      }
-    }
     received_ = std::chrono::steady_clock::now();
     auto tp = parser_->get()["traceparent"];
     trace_ = continue_or_start_trace(std::string_view(tp.data(), tp.size()));
@@ -435,7 +469,7 @@ private:
     }
     auto n = decoded->size;
     release_body();
-    if (!reserve_body(n)) {
+    if (!charge_body(n)) {
       send_body_limit_error(n);
       return false;
     }
@@ -925,13 +959,15 @@ private:
 
   /// Takes `n` bytes of the server's budget for request bodies (http.max_inflight_body_bytes)
   /// until this request is answered; false when they would exceed it.
-  bool reserve_body(uint64_t n) {
+  /// Counts `n` more bytes of this request's body in the server's budget; false (nothing
+  /// counted) where they would pass it.
+  bool charge_body(uint64_t n) {
     auto before = srv_.stats->http_body_bytes.fetch_add(n);
     if (before + n > http_.max_inflight_body_bytes) {
       srv_.stats->http_body_bytes.fetch_sub(n);
       return false;
     }
-    reserved_ = n;
+    reserved_ += n;
     return true;
   }
 
@@ -1007,6 +1043,9 @@ private:
   bool watching_ = false; // watch_client's wait is pending
   bool client_gone_ = false; // the client closed the connection while its request waited
   uint64_t reserved_ = 0; // its body's bytes in srv_.stats->http_body_bytes until answered
+  char* body_at_ = nullptr;     // a body of known length: where it goes,
+  std::size_t body_length_ = 0; // how long it is
+  std::size_t body_read_ = 0;   // and how much of it has come
   uint64_t requests_ = 0;
   std::chrono::steady_clock::time_point received_; // when the current request's body was read
   trace_context trace_; // the current request's W3C trace, answered in its traceparent header

@@ -9,6 +9,7 @@
 #include <cstdint>
 #include <cstring>
 #include <memory>
+#include <new>
 #include <string_view>
 
 #include <boost/asio/buffer.hpp>
@@ -27,13 +28,15 @@ struct shared_body {
     /// What keeps view()'s bytes alive (for views of them that outlive this body).
     std::shared_ptr<const void> owner() const { return data_; }
     /// Makes the body `n` bytes long, their values unset, for the caller to write (a body of
-    /// known length read straight from the socket); returns where they start.
+    /// known length read straight from the socket); returns where they start, or nullptr when
+    /// that much memory cannot be had (the body is then empty). Pages not yet written cost no
+    /// memory, so a client that declares a length and sends nothing holds none.
     char* fill(std::size_t n) {
       if (n > capacity_ || data_.use_count() > 1) { // never write bytes a view still reads
-        data_.reset(new char[n]); // uninitialized on purpose
-        capacity_ = n;
+        data_.reset(new (std::nothrow) char[n]); // uninitialized on purpose
+        capacity_ = data_ ? n : 0;
       }
-      size_ = n;
+      size_ = data_ ? n : 0;
       return data_.get();
     }
 

@@ -1208,6 +1208,44 @@ TEST_CASE("request bodies past max_inflight_body_bytes get 503 until the held on
   CHECK(eventually([&] { return held_bytes() == 0; }, std::chrono::seconds(2)));
 }
 
+TEST_CASE("request bodies count in max_inflight_body_bytes as their bytes arrive, not as they are "
+          "declared", "[integration][hardening]") {
+  auto cfg = scale_config();
+  cfg.replace(cfg.find(R"("max_body_bytes": 4096)"), 22,
+              R"("max_body_bytes": 1024, "max_inflight_body_bytes": 1024)");
+  server_process srv{write_temp_file("body_arrival.json", cfg)};
+  REQUIRE(srv.wait_ready());
+  auto held_bytes = [&] {
+    return series(http_client{srv.port()}.get("/metrics").body, "actorserve_http_request_body_bytes");
+  };
+  const std::string head = "POST /v2/models/scale/infer HTTP/1.1\r\nHost: x\r\n";
+  {
+    // Ten clients declare bodies that would fill the budget, and send none of them: they hold
+    // none of it, and real requests are served.
+    std::vector<std::unique_ptr<stalled_connection>> idle;
+    for (int i = 0; i < 10; ++i)
+      idle.push_back(std::make_unique<stalled_connection>(
+        srv.port(), head + "Content-Length: 1000\r\n\r\n"));
+    for (int i = 0; i < 5; ++i)
+      check_still_serving(srv.port());
+    CHECK(held_bytes() == 0);
+    // One sends 600 bytes of its body: those it holds, chunked bodies alike.
+    idle[0]->send(std::string(600, ' '));
+    stalled_connection chunked{srv.port(), head + "Transfer-Encoding: chunked\r\n\r\n12c\r\n"
+                                             + std::string(300, ' ')};
+    REQUIRE(eventually([&] { return held_bytes() == 900; }, std::chrono::seconds(5)));
+    // A request whose body does not fit beside them gets 503; one that does is served.
+    auto r = http_client{srv.port()}.post("/v2/models/scale/infer",
+                                         infer_body() + std::string(200, ' '));
+    CHECK(r.status == 503);
+    CHECK(error_of(r).find("(http.max_inflight_body_bytes)") != std::string::npos);
+    check_still_serving(srv.port());
+  }
+  // The stalled clients gone, their bytes are free again.
+  CHECK(eventually([&] { return held_bytes() == 0; }, std::chrono::seconds(5)));
+  check_still_serving(srv.port());
+}
+
 TEST_CASE("a queued request whose client closes its connection is dropped, not run",
           "[integration]") {
   server_process srv{write_temp_file(

@@ -8,7 +8,9 @@
 #include <fcntl.h>
 #include <filesystem>
 #include <fstream>
+#include <netinet/in.h>
 #include <poll.h>
+#include <sys/socket.h>
 #include <sstream>
 #include <stdexcept>
 #include <sys/wait.h>
@@ -200,6 +202,37 @@ std::string raw_exchange(uint16_t port, const std::vector<std::string>& pieces,
     out.append(buf, n);
   }
   return out;
+}
+
+stalled_connection::stalled_connection(uint16_t port, const std::string& bytes) {
+  fd_ = ::socket(AF_INET, SOCK_STREAM, 0);
+  if (fd_ < 0)
+    throw std::runtime_error(std::string("socket: ") + std::strerror(errno));
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_port = htons(port);
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  if (::connect(fd_, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0) {
+    auto why = std::string("connect: ") + std::strerror(errno);
+    ::close(fd_);
+    throw std::runtime_error(why);
+  }
+  send(bytes);
+}
+
+stalled_connection::~stalled_connection() {
+  if (fd_ >= 0)
+    ::close(fd_);
+}
+
+void stalled_connection::send(const std::string& more) {
+  std::size_t sent = 0;
+  while (sent < more.size()) {
+    auto n = ::send(fd_, more.data() + sent, more.size() - sent, MSG_NOSIGNAL);
+    if (n <= 0)
+      return; // (the server closed it)
+    sent += static_cast<std::size_t>(n);
+  }
 }
 
 struct http_client::impl {

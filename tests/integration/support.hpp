@@ -73,6 +73,20 @@ std::string raw_exchange(uint16_t port, const std::vector<std::string>& pieces,
                          std::chrono::milliseconds pause,
                          std::chrono::milliseconds timeout = std::chrono::seconds(10));
 
+/// A connection to 127.0.0.1:port that sent `bytes` and then stalls: it sends no more (unless
+/// told to) and reads nothing, until destroyed. What slow or hostile clients do.
+class stalled_connection {
+public:
+  stalled_connection(uint16_t port, const std::string& bytes);
+  ~stalled_connection();
+  stalled_connection(const stalled_connection&) = delete;
+  stalled_connection& operator=(const stalled_connection&) = delete;
+  void send(const std::string& more);
+
+private:
+  int fd_ = -1;
+};
+
 /// Another program (e.g. a Prometheus server) run for a test; output to a log file; SIGTERM,
 /// then SIGKILL after 10 s, on destruction.
 class child_process {
