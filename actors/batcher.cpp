@@ -907,7 +907,17 @@ batcher_actor::behavior_type batcher_fn(batcher_ptr self, std::shared_ptr<const 
         reload_next(self);
     },
     [self](batch_done_atom, batch_outputs& out) {
-      finish_batch(self, out.batch_id, &out, caf::none);
+      // A worker of another process or node is checked like a client: what it sent must fit
+      // the batch before any of it is answered.
+      auto& st = self->state;
+      auto it = st.in_flight.find(out.batch_id);
+      auto err = it == st.in_flight.end()
+                   ? caf::error{}
+                   : check_batch_outputs(*st.model, it->second.requests.size(), out);
+      if (err)
+        logging::error({"batcher", st.model->name, 0, {}, it->second.worker_name}, "worker {}: {}",
+                       it->second.worker_name, error_message(err));
+      finish_batch(self, out.batch_id, err ? nullptr : &out, err);
       pump(self);
     },
     [self](batch_failed_atom, uint64_t batch_id, caf::error& err) {

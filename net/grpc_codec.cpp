@@ -174,10 +174,12 @@ caf::expected<infer_request> decode_infer(const ::inference::ModelInferRequest& 
     t.name = in.name();
     t.dtype = *dt;
     t.shape.assign(in.shape().begin(), in.shape().end());
-    auto count = element_count(t.shape);
-    if (!count)
-      return bad(what + ": invalid shape " + shape_to_string(t.shape));
-    auto bytes = static_cast<std::size_t>(*count) * element_size(*dt);
+    auto checked = tensor_bytes(t.shape, t.dtype); // (a multiply that cannot wrap)
+    if (!checked)
+      return bad(what + ": invalid shape " + shape_to_string(t.shape)
+                 + " (non-negative dimensions, at most 2^40 elements in all)");
+    auto bytes = static_cast<std::size_t>(*checked);
+    auto count = bytes / element_size(t.dtype);
     if (raw) {
       if (in.has_contents() && content_values(in.contents()) > 0)
         return bad(what + ": has contents although the request uses raw_input_contents");
@@ -189,7 +191,7 @@ caf::expected<infer_request> decode_infer(const ::inference::ModelInferRequest& 
                    + std::to_string(bytes));
       t.data = std::vector<uint8_t>(data.begin(), data.end());
     } else {
-      auto data = typed_bytes(in, *dt, static_cast<std::size_t>(*count));
+      auto data = typed_bytes(in, *dt, count);
       if (!data)
         return std::move(data.error());
       t.data = std::move(*data);

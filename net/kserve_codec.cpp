@@ -428,8 +428,8 @@ caf::expected<decoded_request> decode_request(std::string_view body,
                    + json::serialize(shape->value()));
       t.shape.push_back(x);
     }
-    auto count = element_count(t.shape);
-    if (!count || static_cast<uint64_t>(*count) > (uint64_t{1} << 40))
+    auto expected_bytes = tensor_bytes(t.shape, t.dtype);
+    if (!expected_bytes)
       return bad("input '" + t.name + "': shape " + shape_to_string(t.shape) + " is too large");
     std::optional<uint64_t> binary_size;
     std::optional<shm_place> in_shm;
@@ -450,15 +450,14 @@ caf::expected<decoded_request> decode_request(std::string_view body,
       in_shm = std::move(*place);
     }
     auto data = io.find("data");
-    auto expected_bytes = static_cast<uint64_t>(*count) * element_size(t.dtype);
     if (in_shm) {
       if (data != io.end() || binary_size)
         return bad(what + ": has shared memory and also "
                    + (binary_size ? "binary_data_size" : "'data'") + "; give one");
-      if (in_shm->byte_size != expected_bytes)
+      if (in_shm->byte_size != *expected_bytes)
         return bad(what + ": shared_memory_byte_size " + std::to_string(in_shm->byte_size)
                    + " does not match shape " + shape_to_string(t.shape) + " of "
-                   + std::string(to_string(t.dtype)) + " (" + std::to_string(expected_bytes)
+                   + std::string(to_string(t.dtype)) + " (" + std::to_string(*expected_bytes)
                    + " bytes)");
       auto bytes = budget && budget->used
                      ? in_shm->region->read(in_shm->offset, in_shm->byte_size, what, budget->used,
@@ -473,10 +472,10 @@ caf::expected<decoded_request> decode_request(std::string_view body,
       if (!json_length)
         return bad("input '" + t.name + "': binary_data_size given but the request has no "
                    "Inference-Header-Content-Length header");
-      if (*binary_size != expected_bytes)
+      if (*binary_size != *expected_bytes)
         return bad("input '" + t.name + "': binary_data_size " + std::to_string(*binary_size)
                    + " does not match shape " + shape_to_string(t.shape) + " of "
-                   + std::string(to_string(t.dtype)) + " (" + std::to_string(expected_bytes)
+                   + std::string(to_string(t.dtype)) + " (" + std::to_string(*expected_bytes)
                    + " bytes)");
       if (binary_offset + *binary_size > binary_part.size())
         return bad("input '" + t.name + "': binary data ends after "

@@ -267,4 +267,29 @@ std::vector<tensor> warmup_inputs(const model_config& model, uint32_t rows) {
   return out;
 }
 
+caf::error check_batch_outputs(const model_config& model, std::size_t requests,
+                               const batch_outputs& out) {
+  auto bad = [&](const std::string& what) {
+    return make_error(errc::worker_failed, "the outputs sent back for a batch of model '"
+                                             + model.name + "' do not fit it: " + what);
+  };
+  if (out.per_request.size() != requests)
+    return bad(std::to_string(out.per_request.size()) + " answers for "
+               + std::to_string(requests) + " requests");
+  for (auto& outputs : out.per_request)
+    for (auto& t : outputs) {
+      auto* spec = model.find_output(t.name);
+      if (!spec)
+        return bad("output '" + t.name + "' is not declared");
+      if (t.dtype != spec->dtype)
+        return bad("output '" + t.name + "' has datatype " + std::string(to_string(t.dtype))
+                   + ", declared " + std::string(to_string(spec->dtype)));
+      if (!t.consistent())
+        return bad("output '" + t.name + "' has " + std::to_string(t.data.size())
+                   + " bytes for shape " + shape_to_string(t.shape) + " of "
+                   + std::string(to_string(t.dtype)));
+    }
+  return caf::none;
+}
+
 } // namespace actorserve

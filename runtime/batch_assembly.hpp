@@ -60,6 +60,13 @@ std::vector<std::vector<tensor>> split_batch(const model_config& model,
                                              const std::vector<infer_request>& requests,
                                              std::vector<tensor>&& outputs);
 
+/// Checks what a worker (perhaps in another process or on another node) sent back for a batch
+/// of `requests` requests before any of it reaches a client: one list of outputs per request,
+/// each a declared output with its declared datatype and bytes that match its shape. The error
+/// (errc::worker_failed) names the first thing that does not fit.
+caf::error check_batch_outputs(const model_config& model, std::size_t requests,
+                               const batch_outputs& out);
+
 /// Zero-filled inputs for a warm-up batch of `rows` (variable dimensions set to 1).
 std::vector<tensor> warmup_inputs(const model_config& model, uint32_t rows);
 

@@ -52,9 +52,16 @@ std::string shape_to_string(const std::vector<int64_t>& shape) {
   return out;
 }
 
-bool tensor::consistent() const {
+std::optional<uint64_t> tensor_bytes(const std::vector<int64_t>& shape, datatype dt) {
   auto n = element_count(shape);
-  return n && static_cast<uint64_t>(*n) * element_size(dtype) == data.size();
+  if (!n || *n > max_tensor_elements)
+    return std::nullopt;
+  return static_cast<uint64_t>(*n) * element_size(dt);
+}
+
+bool tensor::consistent() const {
+  auto bytes = tensor_bytes(shape, dtype);
+  return bytes && *bytes == data.size();
 }
 
 uint16_t float_to_half(float value) {

@@ -30,6 +30,14 @@ std::size_t element_size(datatype x);
 /// Number of elements of `shape`, or nullopt if a dimension is negative or the count overflows.
 std::optional<int64_t> element_count(const std::vector<int64_t>& shape);
 
+/// The most elements one tensor may have (2^40): a request's shape alone may claim any number,
+/// and with this bound a byte count never overflows.
+constexpr int64_t max_tensor_elements = int64_t{1} << 40;
+
+/// The bytes a tensor of `shape` and `dt` takes; nullopt for a negative dimension or more than
+/// max_tensor_elements elements.
+std::optional<uint64_t> tensor_bytes(const std::vector<int64_t>& shape, datatype dt);
+
 /// Formats a shape as "[1, 3, 224, 224]" for error messages.
 std::string shape_to_string(const std::vector<int64_t>& shape);
 

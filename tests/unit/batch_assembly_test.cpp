@@ -196,3 +196,28 @@ TEST_CASE("views of assembled inputs hand over the same tensors", "[assembly]") 
   CHECK(views[0].parts[0] == &in[0]);
   CHECK(views[0].concatenate().data == in[0].data);
 }
+
+TEST_CASE("outputs a worker sends back are checked against the batch and the declaration",
+          "[validation]") {
+  auto m = small_model();
+  auto check = [&](std::size_t requests, const batch_outputs& out) {
+    auto err = check_batch_outputs(m, requests, out);
+    CHECK((!err || error_code(err) == errc::worker_failed));
+    return err ? error_message(err) : std::string();
+  };
+  batch_outputs out;
+  out.per_request = {{fp32("y", {1, 2}, {1, 2})}, {fp32("y", {2, 2}, {1, 2, 3, 4})}};
+  CHECK(check(2, out).empty());
+  const std::string prefix = "the outputs sent back for a batch of model 'm' do not fit it: ";
+  CHECK(check(3, out) == prefix + "2 answers for 3 requests");
+  auto wrong = out;
+  wrong.per_request[1][0].name = "z";
+  CHECK(check(2, wrong) == prefix + "output 'z' is not declared");
+  wrong = out;
+  wrong.per_request[1][0].dtype = datatype::INT32;
+  CHECK(check(2, wrong) == prefix + "output 'y' has datatype INT32, declared FP32");
+  wrong = out;
+  wrong.per_request[0][0].shape = {1, int64_t{1} << 62}; // a byte count that would wrap to 0
+  wrong.per_request[0][0].data = {};
+  CHECK(check(2, wrong) == prefix + "output 'y' has 0 bytes for shape [1, 4611686018427387904] of FP32");
+}

@@ -115,10 +115,20 @@ TEST_CASE("gRPC requests that do not add up are refused naming the input and wha
   msg.mutable_inputs(0)->mutable_contents()->add_int_contents(2);
   CHECK_THAT(error_of(msg), Catch::Contains("input 'x' (FP32): expected 2 values in "
                                             "contents.fp32_contents"));
-  // A shape that claims far more elements than were sent is refused before any allocation.
+  // A shape that claims far more elements than were sent is refused before any allocation
+  // (2^40 elements: the most any tensor may have).
+  msg = request_with_input("FP32", {int64_t{1} << 30, 1024});
+  msg.mutable_inputs(0)->mutable_contents()->add_fp32_contents(1);
+  CHECK_THAT(error_of(msg), Catch::Contains("has 1099511627776 elements, its contents 1 values"));
+  // More than 2^40 elements is refused by the shape alone, raw or typed: [1, 2^62] FP32 once
+  // wrapped its byte count to 0 and passed with no bytes at all.
   msg = request_with_input("FP32", {int64_t{1} << 31, 1024});
   msg.mutable_inputs(0)->mutable_contents()->add_fp32_contents(1);
-  CHECK_THAT(error_of(msg), Catch::Contains("has 2199023255552 elements, its contents 1 values"));
+  CHECK_THAT(error_of(msg), Catch::Contains("invalid shape [2147483648, 1024] (non-negative "
+                                            "dimensions, at most 2^40 elements in all)"));
+  msg = request_with_input("FP32", {1, int64_t{1} << 62});
+  msg.add_raw_input_contents("");
+  CHECK_THAT(error_of(msg), Catch::Contains("invalid shape [1, 4611686018427387904]"));
   msg = request_with_input("INT8", {1});
   msg.mutable_inputs(0)->mutable_contents()->add_int_contents(300);
   CHECK_THAT(error_of(msg), Catch::Contains("value 300 at 0 is out of its datatype's range"));

@@ -37,6 +37,21 @@ TEST_CASE("a tensor is consistent only when its bytes match shape and datatype",
   CHECK(t.consistent());
   t.data.resize(11);
   CHECK_FALSE(t.consistent());
+  // A shape whose byte count would wrap (2^62 FP32 elements: 2^64 bytes, 0 in 64 bits) is never
+  // consistent, not even with no bytes.
+  tensor wrap;
+  wrap.dtype = datatype::FP32;
+  wrap.shape = {1, int64_t{1} << 62};
+  CHECK_FALSE(wrap.consistent());
+}
+
+TEST_CASE("tensor byte counts are checked: at most 2^40 elements, never a wrapped product",
+          "[tensor]") {
+  CHECK(tensor_bytes({2, 3}, datatype::FP32) == 24u);
+  CHECK(tensor_bytes({max_tensor_elements}, datatype::FP64) == uint64_t{8} << 40);
+  CHECK_FALSE(tensor_bytes({max_tensor_elements + 1}, datatype::UINT8));
+  CHECK_FALSE(tensor_bytes({1, int64_t{1} << 62}, datatype::FP32));
+  CHECK_FALSE(tensor_bytes({-1}, datatype::FP32));
 }
 
 TEST_CASE("half precision conversion rounds to nearest even and keeps specials", "[tensor]") {
