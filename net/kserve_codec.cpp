@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <charconv>
 #include <cmath>
+#include <cstdio>
 #include <cstring>
 #include <limits>
 #include <new>
@@ -116,12 +117,30 @@ bool count_leaves(const json::value& v, int64_t& n, int depth) {
   return true;
 }
 
+/// The largest finite magnitude of a narrower floating-point datatype (a JSON number past it
+/// cannot be converted: that is undefined behaviour, not infinity); nullopt for the others.
+std::optional<double> float_limit(datatype dt) {
+  if (dt == datatype::FP32)
+    return static_cast<double>(std::numeric_limits<float>::max());
+  if (dt == datatype::FP16)
+    return 65504.0;
+  return std::nullopt;
+}
+
 caf::error write_leaves(const json::value& v, tensor& t, uint8_t*& p, int64_t& index) {
   if (v.is_array()) {
     for (auto& e : v.get_array())
       if (auto err = write_leaves(e, t, p, index))
         return err;
     return caf::none;
+  }
+  if (auto limit = float_limit(t.dtype); limit && v.is_number()
+                                         && std::abs(v.to_number<double>()) > *limit) {
+    char bound[32];
+    std::snprintf(bound, sizeof bound, "%.8g", *limit);
+    return bad("input '" + t.name + "': data[" + std::to_string(index) + "] = "
+               + json::serialize(v) + " is outside the range of datatype "
+               + std::string(to_string(t.dtype)) + " (magnitude at most " + bound + ")");
   }
   if (!write_element(v, t.dtype, p))
     return bad("input '" + t.name + "': data[" + std::to_string(index) + "] must be "

@@ -87,6 +87,15 @@ TEST_CASE("JSON data errors name the input, the element and what was expected", 
         == "input 'img': data[0] must be true or false for datatype BOOL, got an integer (1)");
   CHECK(decode_error(body("FP32", "[1]", R"(["x"])"))
         == "input 'img': data[0] must be a number for datatype FP32, got a string");
+  // Past the datatype's range: named, never converted (that would be undefined behaviour).
+  CHECK(decode_error(body("FP32", "[2]", "[1, 1e39]"))
+        == "input 'img': data[1] = 1E39 is outside the range of datatype FP32 (magnitude at most "
+           "3.4028235e+38)");
+  CHECK(decode_error(body("FP16", "[1]", "[-70000]"))
+        == "input 'img': data[0] = -70000 is outside the range of datatype FP16 (magnitude at most "
+           "65504)");
+  CHECK(kserve::decode_request(body("FP32", "[2]", "[3.4e38, -65504]"), std::nullopt));
+  CHECK(kserve::decode_request(body("FP64", "[1]", "[1e300]"), std::nullopt));
   CHECK(decode_error(body("UINT8", "[1]", "[1.5]"))
         == "input 'img': data[0] must be an integer in range for datatype UINT8, got a number (1.5E0)");
   CHECK(decode_error(body("BYTES", "[1]", R"(["a"])"))
