@@ -2,6 +2,8 @@
 
 #include <cstring>
 #include <limits>
+#include <string_view>
+#include <unordered_set>
 
 #include <boost/json.hpp>
 #include <google/protobuf/util/json_util.h>
@@ -158,14 +160,15 @@ caf::expected<infer_request> decode_infer(const ::inference::ModelInferRequest& 
     return bad("raw_input_contents has " + std::to_string(msg.raw_input_contents_size())
                + " entries for " + std::to_string(msg.inputs_size())
                + " inputs: give one per input, in their order, or none");
+  std::unordered_set<std::string_view> names; // (a linear check: 40,000 inputs took 6 s)
+  names.reserve(static_cast<std::size_t>(msg.inputs_size()));
   for (int i = 0; i < msg.inputs_size(); ++i) {
     const auto& in = msg.inputs(i);
     auto what = "input '" + in.name() + "'";
     if (in.name().empty())
       return bad("input " + std::to_string(i) + " has no name");
-    for (int j = 0; j < i; ++j)
-      if (msg.inputs(j).name() == in.name())
-        return bad(what + " is given twice");
+    if (!names.insert(in.name()).second)
+      return bad(what + " is given twice");
     auto dt = parse_datatype(in.datatype());
     if (!dt)
       return bad(what + ": unsupported datatype '" + in.datatype()
