@@ -1,7 +1,9 @@
 #include "runtime/log.hpp"
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
+#include <cstdio>
 #include <ctime>
 
 #include <spdlog/sinks/stdout_color_sinks.h>
@@ -24,6 +26,34 @@ std::string now_iso8601() {
   auto n = std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%S", &tm);
   std::snprintf(buf + n, sizeof buf - n, ".%03lldZ", static_cast<long long>(ms));
   return buf;
+}
+
+/// `s` with its control characters written as escapes (nothing copied where there are none).
+std::string escape_controls(std::string s) {
+  auto is_control = [](char c) {
+    return static_cast<unsigned char>(c) < 0x20 || c == 0x7f;
+  };
+  if (std::none_of(s.begin(), s.end(), is_control))
+    return s;
+  std::string out;
+  out.reserve(s.size() + 16);
+  for (char c : s) {
+    if (!is_control(c)) {
+      out += c;
+      continue;
+    }
+    switch (c) {
+      case '\n': out += "\\n"; break;
+      case '\r': out += "\\r"; break;
+      case '\t': out += "\\t"; break;
+      default: {
+        char hex[8];
+        std::snprintf(hex, sizeof hex, "\\x%02x", static_cast<unsigned char>(c));
+        out += hex;
+      }
+    }
+  }
+  return out;
 }
 
 } // namespace
@@ -53,13 +83,7 @@ std::string json_line(std::string_view time, std::string_view level, const field
   return s;
 }
 
-void write(spdlog::level::level_enum level, const fields& f, std::string_view message) {
-  if (json_format) {
-    auto lv = spdlog::level::to_string_view(level);
-    spdlog::log(level, "{}", json_line(now_iso8601(), std::string_view(lv.data(), lv.size()), f,
-                                       message));
-    return;
-  }
+std::string text_line(const fields& f, std::string_view message) {
   std::string line(f.component);
   if (!f.model.empty())
     line += " " + std::string(f.model);
@@ -73,7 +97,17 @@ void write(spdlog::level::level_enum level, const fields& f, std::string_view me
       line += "trace " + std::string(f.trace_id);
     line += ")";
   }
-  spdlog::log(level, "{}", line);
+  return escape_controls(std::move(line));
+}
+
+void write(spdlog::level::level_enum level, const fields& f, std::string_view message) {
+  if (json_format) {
+    auto lv = spdlog::level::to_string_view(level);
+    spdlog::log(level, "{}", json_line(now_iso8601(), std::string_view(lv.data(), lv.size()), f,
+                                       message));
+    return;
+  }
+  spdlog::log(level, "{}", text_line(f, message));
 }
 
 } // namespace actorserve::logging

@@ -25,6 +25,11 @@ void setup(const std::string& level, const std::string& format);
 /// Renders one event (without time and level for text, complete for JSON) and logs it.
 void write(spdlog::level::level_enum level, const fields& f, std::string_view message);
 
+/// The line `write` produces for text output (spdlog adds time and level): control characters
+/// are escaped (\n, \r, \t, \xNN), so a name or value from outside (a region's, a worker's, a
+/// Redis field's) cannot start a forged line.
+std::string text_line(const fields& f, std::string_view message);
+
 /// The line `write` produces for JSON output, for tests: time and level included.
 std::string json_line(std::string_view time, std::string_view level, const fields& f,
                       std::string_view message);

@@ -52,3 +52,15 @@ TEST_CASE("JSON log lines carry component, model, request and trace ids, escaped
   CHECK_FALSE(minimal.contains("model"));
   CHECK_FALSE(minimal.contains("request_id"));
 }
+
+TEST_CASE("text log lines escape control characters, so outside names cannot forge a line",
+          "[trace]") {
+  // A region or worker name from a client with a newline once started a line of its own.
+  CHECK(logging::text_line({"http"}, "registered region 'a\n2026-12-03T00:00:00.000 critical "
+                                     "main: shutting down'")
+        == "http: registered region 'a\\n2026-12-03T00:00:00.000 critical main: shutting down'");
+  CHECK(logging::text_line({"queue", "m\r"}, "field\tx\x1b[31m\x7f")
+        == "queue m\\r: field\\tx\\x1b[31m\\x7f");
+  CHECK(logging::text_line({"batcher", "mlp", 7, "abc"}, "plain")
+        == "batcher mlp: plain (request 7, trace abc)");
+}
