@@ -1622,7 +1622,10 @@ TEST_CASE("isolated workers: a SIGKILLed one is replaced by a new process, a hun
     return eventually(condition, std::chrono::seconds(15));
   };
   auto count = [&](const std::string& what) { return occurrences(srv.log(), what); };
-  REQUIRE(wait_for([&] { return count("worker scale/cpu/1 is ready") == 1; }));
+  // (Both workers first: a kill before cpu/0 joined once would leave its count at 1 below.)
+  REQUIRE(wait_for([&] {
+    return count("worker scale/cpu/0 is ready") == 1 && count("worker scale/cpu/1 is ready") == 1;
+  }));
   auto victim = isolated_pid(srv.log(), "scale/cpu/0");
   REQUIRE(process_alive(victim));
   REQUIRE(::kill(static_cast<pid_t>(victim), SIGKILL) == 0);
@@ -1867,8 +1870,11 @@ TEST_CASE("model control with isolated workers: unload ends their processes, loa
     "isolated_control.json", scale_config(R"(, "isolation": "process", "instances": 2)"))};
   REQUIRE(srv.wait_ready());
   http_client c{srv.port()};
-  REQUIRE(eventually([&] { return occurrences(srv.log(), "worker scale/cpu/1 is ready") == 1; },
-                     std::chrono::seconds(15)));
+  // (Both workers first: an unload before cpu/0 joined once would leave its count at 1 below.)
+  REQUIRE(eventually([&] {
+    return occurrences(srv.log(), "worker scale/cpu/0 is ready") == 1
+           && occurrences(srv.log(), "worker scale/cpu/1 is ready") == 1;
+  }, std::chrono::seconds(15)));
   auto first = isolated_pid(srv.log(), "scale/cpu/0");
   REQUIRE(process_alive(first));
   check_still_serving(srv.port());
