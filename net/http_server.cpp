@@ -24,6 +24,7 @@
 
 #include "net/actor_bridge.hpp"
 #include "net/client_shm.hpp"
+#include "net/connection_limits.hpp"
 #include "net/content_coding.hpp"
 #include "net/http_status.hpp"
 #include "net/inference.hpp"
@@ -226,6 +227,7 @@ struct http_server::impl {
   uint64_t accept_failures = 0; // since the last report
   std::chrono::steady_clock::time_point accept_reported;
   std::vector<std::thread> threads;
+  connection_limits connections; // http.max_connections, .max_connections_per_client
   std::atomic<bool> draining{false};      // begin_drain() was called
   std::atomic<std::size_t> in_progress{0}; // requests read, response not yet written
   shm_registry shm; // the clients' shared memory regions (http.allow_shared_memory)
@@ -241,11 +243,13 @@ struct http_server::impl {
 #endif
 
   explicit impl(std::shared_ptr<inference> i)
-    : sys(i->system()), gateway(i->gateway()), cfg(i->config()), stats(i->stats()), infer(i),
-      control(std::move(i)) {}
+    : sys(i->system()), gateway(i->gateway()), cfg(i->config()), stats(i->stats()),
+      connections(cfg->server.http.max_connections, cfg->server.http.max_connections_per_client),
+      infer(i), control(std::move(i)) {}
 
   void accept();
   void accept_failed(const beast::error_code& ec);
+  void refuse_connection(tcp::socket socket, const std::string& why);
   void close_acceptor();
 };
 
@@ -269,7 +273,12 @@ public:
     if (counted_) // (only when the I/O stopped before its answer was written)
       srv_.in_progress.fetch_sub(1);
     release_body();
+    if (!client_.empty())
+      srv_.connections.release(client_);
   }
+
+  /// The client address whose place in the connection limits this session gives back.
+  void holds_place_of(std::string client) { client_ = std::move(client); }
 
   void start() {
     if constexpr (std::is_same_v<Stream, beast::tcp_stream>) {
@@ -330,9 +339,24 @@ private:
     parser_.emplace();
     parser_->header_limit(header_limit);
     parser_->body_limit(http_.max_body_bytes);
-    // The first request of a connection gets the header timeout; later ones the idle timeout.
-    lowest().expires_after(std::chrono::milliseconds(requests_ == 0 ? http_.header_timeout_ms
-                                                                   : http_.idle_timeout_ms));
+    if (requests_ > 0 && buffer_.size() == 0) {
+      // Between requests of a keep-alive connection: the idle timeout until the next one's first
+      // byte, then the header timeout for its header, as for the first request.
+      lowest().expires_after(std::chrono::milliseconds(http_.idle_timeout_ms));
+      return stream_.async_read_some(
+        buffer_.prepare(read_buffer_bytes),
+        [self = this->shared_from_this()](beast::error_code ec, std::size_t n) {
+          if (ec)
+            return self->fail_read(ec);
+          self->buffer_.commit(n);
+          self->read_header_within_timeout();
+        });
+    }
+    read_header_within_timeout();
+  }
+
+  void read_header_within_timeout() {
+    lowest().expires_after(std::chrono::milliseconds(http_.header_timeout_ms));
     http::async_read_header(
       stream_, buffer_, *parser_,
       beast::bind_front_handler(&session::on_header, this->shared_from_this()));
@@ -1042,6 +1066,7 @@ private:
   bool counted_ = false; // the current request counts in srv_.in_progress until answered
   bool watching_ = false; // watch_client's wait is pending
   bool client_gone_ = false; // the client closed the connection while its request waited
+  std::string client_; // its address, holding a place in srv_.connections
   uint64_t reserved_ = 0; // its body's bytes in srv_.stats->http_body_bytes until answered
   char* body_at_ = nullptr;     // a body of known length: where it goes,
   std::size_t body_length_ = 0; // how long it is
@@ -1069,13 +1094,52 @@ void http_server::impl::accept() {
       return accept_failed(ec);
     accept_backoff = std::chrono::milliseconds(0);
     socket.set_option(tcp::no_delay(true), ec);
+    auto peer = socket.remote_endpoint(ec);
+    auto client = ec ? std::string("unknown") : peer.address().to_string();
+    if (auto why = connections.admit(client)) {
+      refuse_connection(std::move(socket), *why);
+      return accept();
+    }
 #if ACTORSERVE_WITH_HTTPS
-    if (tls)
-      std::make_shared<session<tls_stream>>(*this, tls, std::move(socket), *tls)->start();
-    else
+    if (tls) {
+      auto s = std::make_shared<session<tls_stream>>(*this, tls, std::move(socket), *tls);
+      s->holds_place_of(std::move(client));
+      s->start();
+    } else
 #endif
-      std::make_shared<session<beast::tcp_stream>>(*this, nullptr, std::move(socket))->start();
+    {
+      auto s = std::make_shared<session<beast::tcp_stream>>(*this, nullptr, std::move(socket));
+      s->holds_place_of(std::move(client));
+      s->start();
+    }
     accept();
+  });
+}
+
+/// A connection past http.max_connections or .max_connections_per_client: answered 503 and
+/// closed (over HTTPS only closed: no handshake is spent on it).
+void http_server::impl::refuse_connection(tcp::socket socket, const std::string& why) {
+  stats->count_http_response(503);
+  logging::debug({"http"}, "connection refused: {}", why);
+  auto stream = std::make_shared<beast::tcp_stream>(std::move(socket));
+#if ACTORSERVE_WITH_HTTPS
+  if (tls) {
+    beast::error_code ignored;
+    stream->socket().close(ignored);
+    return;
+  }
+#endif
+  auto res = std::make_shared<response_t>(http::status::service_unavailable, 11);
+  res->set(http::field::server, server_name);
+  res->set(http::field::content_type, "application/json");
+  res->set(http::field::retry_after, "1");
+  res->keep_alive(false);
+  res->body() = kserve::error_body("too many connections: " + why + "; try again");
+  res->prepare_payload();
+  stream->expires_after(std::chrono::seconds(1));
+  http::async_write(*stream, *res, [stream, res](beast::error_code, std::size_t) {
+    beast::error_code ignored;
+    stream->socket().shutdown(tcp::socket::shutdown_both, ignored);
   });
 }
 

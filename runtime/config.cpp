@@ -350,6 +350,8 @@ void read_http(reader& r, http_config& h, const std::string& base_dir) {
   r.integer("header_timeout_ms", h.header_timeout_ms, 1);
   r.integer("body_timeout_ms", h.body_timeout_ms, 1);
   r.integer("idle_timeout_ms", h.idle_timeout_ms, 1);
+  r.integer("max_connections", h.max_connections, 0);
+  r.integer("max_connections_per_client", h.max_connections_per_client, 0);
   r.integer("drain_timeout_ms", h.drain_timeout_ms, 0, 3'600'000);
   r.integer("max_inflight_body_bytes", h.max_inflight_body_bytes, 1024);
   r.not_below("server.http.max_inflight_body_bytes", h.max_inflight_body_bytes, "max_body_bytes",

@@ -29,6 +29,8 @@ struct http_config {
   uint32_t header_timeout_ms = 10'000; // time to receive a request's header
   uint32_t body_timeout_ms = 60'000;   // time to receive its body
   uint32_t idle_timeout_ms = 120'000;  // keep-alive connection without a request
+  uint32_t max_connections = 10'000;   // open at once; more are refused (503); 0 = no bound
+  uint32_t max_connections_per_client = 2'048; // from one client address; 0 = no bound
   uint32_t drain_timeout_ms = 20'000;  // on SIGTERM/SIGINT: how long requests in flight may finish
   uint64_t max_inflight_body_bytes = 2ull << 30; // request bodies held at once (read, not answered)
   uint32_t compression_level = 1;        // responses to clients that accept gzip/deflate; 0 = never

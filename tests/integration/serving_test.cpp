@@ -1246,6 +1246,48 @@ TEST_CASE("request bodies count in max_inflight_body_bytes as their bytes arrive
   check_still_serving(srv.port());
 }
 
+TEST_CASE("every request of a keep-alive connection gets the header timeout once it starts, and "
+          "connections past the bounds are refused", "[integration][hardening]") {
+  auto cfg = scale_config();
+  cfg.replace(cfg.find(R"("max_body_bytes": 4096)"), 22,
+              R"("max_body_bytes": 4096, "header_timeout_ms": 300, "idle_timeout_ms": 60000,
+                 "max_connections": 6, "max_connections_per_client": 4)");
+  server_process srv{write_temp_file("slow_clients.json", cfg)};
+  REQUIRE(srv.wait_ready());
+  const std::string live = "GET /v2/health/live HTTP/1.1\r\nHost: x\r\n\r\n";
+  {
+    // A slowloris: its first request served, the second one's header trickles in. It is closed
+    // after the header timeout, not kept for the idle timeout (a minute).
+    stalled_connection slow{srv.port(), live + "GET /v2/health/live HTTP/1.1\r\nHo"};
+    CHECK(slow.closed_within(std::chrono::seconds(10)));
+    CHECK(occurrences(slow.received(), "HTTP/1.1 200 OK") == 1);
+    // An idle keep-alive connection between requests is kept (the idle timeout).
+    stalled_connection idle{srv.port(), live};
+    CHECK_FALSE(idle.closed_within(std::chrono::milliseconds(1000)));
+    CHECK(occurrences(idle.received(), "HTTP/1.1 200 OK") == 1);
+  }
+  // Four connections from one address are the most it holds; a fifth is refused with 503.
+  std::vector<std::unique_ptr<stalled_connection>> held;
+  for (int i = 0; i < 4; ++i)
+    held.push_back(std::make_unique<stalled_connection>(srv.port(), live));
+  for (auto& h : held) // (each was accepted and answered)
+    REQUIRE(eventually([&] { return !h->closed_within(std::chrono::milliseconds(20))
+                                    && occurrences(h->received(), "200 OK") == 1; },
+                       std::chrono::seconds(5)));
+  stalled_connection fifth{srv.port(), live};
+  REQUIRE(fifth.closed_within(std::chrono::seconds(5)));
+  INFO(fifth.received());
+  CHECK(fifth.received().rfind("HTTP/1.1 503", 0) == 0);
+  CHECK(fifth.received().find("too many connections: client 127.0.0.1 holds 4 connections, the "
+                              "limit for one address (http.max_connections_per_client)")
+        != std::string::npos);
+  CHECK(fifth.received().find("Retry-After: 1") != std::string::npos);
+  held.pop_back(); // one closes: there is room again
+  CHECK(eventually([&] {
+    return http_client{srv.port(), std::chrono::seconds(2)}.get("/v2/health/live").status == 200;
+  }, std::chrono::seconds(5)));
+}
+
 TEST_CASE("a queued request whose client closes its connection is dropped, not run",
           "[integration]") {
   server_process srv{write_temp_file(

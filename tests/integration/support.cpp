@@ -235,6 +235,24 @@ void stalled_connection::send(const std::string& more) {
   }
 }
 
+bool stalled_connection::closed_within(std::chrono::milliseconds limit) {
+  auto until = std::chrono::steady_clock::now() + limit;
+  while (true) {
+    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+      until - std::chrono::steady_clock::now()).count();
+    if (left <= 0)
+      return false;
+    pollfd p{fd_, POLLIN, 0};
+    if (::poll(&p, 1, static_cast<int>(left)) <= 0)
+      continue;
+    char buf[4096];
+    auto n = ::recv(fd_, buf, sizeof buf, 0);
+    if (n <= 0)
+      return true; // closed (or reset)
+    received_.append(buf, static_cast<std::size_t>(n));
+  }
+}
+
 struct http_client::impl {
   asio::io_context ioc;
   beast::tcp_stream stream{ioc};

@@ -82,9 +82,14 @@ public:
   stalled_connection(const stalled_connection&) = delete;
   stalled_connection& operator=(const stalled_connection&) = delete;
   void send(const std::string& more);
+  /// Reads what the server sends until it closes the connection (true) or `limit` passes
+  /// (false); what it read is in received().
+  bool closed_within(std::chrono::milliseconds limit);
+  const std::string& received() const { return received_; }
 
 private:
   int fd_ = -1;
+  std::string received_;
 };
 
 /// Another program (e.g. a Prometheus server) run for a test; output to a log file; SIGTERM,
