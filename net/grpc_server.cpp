@@ -13,6 +13,7 @@
 #include "net/actor_bridge.hpp"
 #include "net/grpc_codec.hpp"
 #include "net/model_control.hpp"
+#include "runtime/api_access.hpp"
 #include "runtime/error.hpp"
 #include "runtime/log.hpp"
 
@@ -150,6 +151,21 @@ struct grpc_server::impl final : ::inference::GRPCInferenceService::CallbackServ
   explicit impl(std::shared_ptr<actorserve::inference> i)
     : infer(i), control(i), control_calls(std::make_shared<late_calls>(i->stats())) {}
 
+  /// PERMISSION_DENIED for a call of group `g` that server.restricted_apis restricts and whose
+  /// metadata lacks the configured value; nullopt where it may go on.
+  std::optional<grpc::Status> refused(const grpc::CallbackServerContext* ctx, api_group g) const {
+    const auto& all = infer->config()->server.restricted_apis;
+    std::optional<std::string_view> presented;
+    if (const auto* r = restriction_of(all, g)) {
+      const auto& md = ctx->client_metadata();
+      if (auto it = md.find(r->header); it != md.end())
+        presented = std::string_view(it->second.data(), it->second.size());
+    }
+    if (auto why = refusal(all, g, presented))
+      return grpc::Status(grpc::StatusCode::PERMISSION_DENIED, *why);
+    return std::nullopt;
+  }
+
   /// Ends a call, counted in /metrics by its status code.
   void finish(grpc::ServerUnaryReactor* reactor, const grpc::Status& status) {
     end_call(*infer->stats(), reactor, status);
@@ -185,6 +201,8 @@ struct grpc_server::impl final : ::inference::GRPCInferenceService::CallbackServ
   grpc::ServerUnaryReactor* ServerLive(grpc::CallbackServerContext* ctx,
                                        const ::inference::ServerLiveRequest*,
                                        ::inference::ServerLiveResponse* res) override {
+    if (auto denied = refused(ctx, api_group::health))
+      return finished(ctx, *denied);
     res->set_live(true);
     return finished(ctx);
   }
@@ -192,12 +210,16 @@ struct grpc_server::impl final : ::inference::GRPCInferenceService::CallbackServ
   grpc::ServerUnaryReactor* ServerReady(grpc::CallbackServerContext* ctx,
                                         const ::inference::ServerReadyRequest*,
                                         ::inference::ServerReadyResponse* res) override {
+    if (auto denied = refused(ctx, api_group::health))
+      return finished(ctx, *denied);
     return readiness(ctx, res, ready_atom::value);
   }
 
   grpc::ServerUnaryReactor* ModelReady(grpc::CallbackServerContext* ctx,
                                        const ::inference::ModelReadyRequest* req,
                                        ::inference::ModelReadyResponse* res) override {
+    if (auto denied = refused(ctx, api_group::health))
+      return finished(ctx, *denied);
     if (auto m = infer->addressed(req->name(), ""); !m) // (a version: the gateway's to answer)
       return finished(ctx, status_of(m.error()));
     return readiness(ctx, res, ready_atom::value, req->name(), req->version());
@@ -206,6 +228,8 @@ struct grpc_server::impl final : ::inference::GRPCInferenceService::CallbackServ
   grpc::ServerUnaryReactor* ServerMetadata(grpc::CallbackServerContext* ctx,
                                            const ::inference::ServerMetadataRequest*,
                                            ::inference::ServerMetadataResponse* res) override {
+    if (auto denied = refused(ctx, api_group::metadata))
+      return finished(ctx, *denied);
     res->set_name("actorserve");
     res->set_version("0.1.0");
     for (const char* e : {"model_configuration", "statistics", "binary_tensor_data",
@@ -228,6 +252,8 @@ struct grpc_server::impl final : ::inference::GRPCInferenceService::CallbackServ
   grpc::ServerUnaryReactor* ModelMetadata(grpc::CallbackServerContext* ctx,
                                           const ::inference::ModelMetadataRequest* req,
                                           ::inference::ModelMetadataResponse* res) override {
+    if (auto denied = refused(ctx, api_group::metadata))
+      return finished(ctx, *denied);
     grpc::Status status;
     auto* m = addressed(req->name(), req->version(), status);
     if (m)
@@ -238,6 +264,8 @@ struct grpc_server::impl final : ::inference::GRPCInferenceService::CallbackServ
   grpc::ServerUnaryReactor* ModelConfig(grpc::CallbackServerContext* ctx,
                                         const ::inference::ModelConfigRequest* req,
                                         ::inference::ModelConfigResponse* res) override {
+    if (auto denied = refused(ctx, api_group::model_config))
+      return finished(ctx, *denied);
     grpc::Status status;
     if (auto* m = addressed(req->name(), req->version(), status))
       if (auto err = grpc_codec::encode_model_config(*m, *res))
@@ -249,6 +277,8 @@ struct grpc_server::impl final : ::inference::GRPCInferenceService::CallbackServ
   grpc::ServerUnaryReactor* ModelStatistics(grpc::CallbackServerContext* ctx,
                                             const ::inference::ModelStatisticsRequest* req,
                                             ::inference::ModelStatisticsResponse* res) override {
+    if (auto denied = refused(ctx, api_group::statistics))
+      return finished(ctx, *denied);
     grpc::Status status;
     if (!req->name().empty() && !addressed(req->name(), req->version(), status))
       return finished(ctx, status);
@@ -270,6 +300,8 @@ struct grpc_server::impl final : ::inference::GRPCInferenceService::CallbackServ
   grpc::ServerUnaryReactor* RepositoryIndex(grpc::CallbackServerContext* ctx,
                                             const ::inference::RepositoryIndexRequest* req,
                                             ::inference::RepositoryIndexResponse* res) override {
+    if (auto denied = refused(ctx, api_group::model_repository))
+      return finished(ctx, *denied);
     if (auto status = check_repository(req->repository_name()); !status.ok())
       return finished(ctx, status);
     auto* reactor = ctx->DefaultReactor();
@@ -294,8 +326,14 @@ struct grpc_server::impl final : ::inference::GRPCInferenceService::CallbackServ
   template <class Request>
   grpc::ServerUnaryReactor* control_model(grpc::CallbackServerContext* ctx, const Request& req,
                                           bool load) {
+    if (auto denied = refused(ctx, api_group::model_repository))
+      return finished(ctx, *denied);
     if (auto status = check_repository(req.repository_name()); !status.ok())
       return finished(ctx, status);
+    if (!infer->config()->server.model_control)
+      return finished(ctx, grpc::Status(grpc::StatusCode::PERMISSION_DENIED,
+                                        "model control is switched off on this server "
+                                        "(server.model_control)"));
     for (const auto& [key, value] : req.parameters())
       if (key != "unload_dependents"
           || value.parameter_choice_case() != ::inference::ModelRepositoryParameter::kBoolParam)
@@ -363,6 +401,10 @@ struct grpc_server::impl final : ::inference::GRPCInferenceService::CallbackServ
                                        const ::inference::ModelInferRequest* msg,
                                        ::inference::ModelInferResponse* res) override {
     auto* reactor = new infer_reactor;
+    if (auto denied = refused(ctx, api_group::inference)) {
+      finish(reactor, *denied);
+      return reactor;
+    }
     if (draining) {
       finish(reactor, shutting_down);
       return reactor;
@@ -389,7 +431,13 @@ struct grpc_server::impl final : ::inference::GRPCInferenceService::CallbackServ
                                      ::inference::ModelStreamInferResponse> {
   public:
     stream_reactor(impl& srv, grpc::CallbackServerContext* ctx)
-      : srv_(srv), deadline_(ctx->deadline()) {
+      : srv_(srv), deadline_(ctx->deadline()),
+        max_pending_(srv.infer->config()->server.grpc.max_stream_pending) {
+      if (auto denied = srv_.refused(ctx, api_group::inference)) {
+        finished_ = true;
+        srv_.finish_stream(this, *denied);
+        return;
+      }
       StartRead(&incoming_);
     }
 
@@ -411,7 +459,7 @@ struct grpc_server::impl final : ::inference::GRPCInferenceService::CallbackServ
         answer(make_error(errc::not_ready, "the server is shutting down"));
       else
         srv_.run(msg, deadline_, gone_, std::move(answer));
-      StartRead(&incoming_); // (reads_done_ is still false: the call cannot have finished)
+      read_more(); // (reads_done_ is still false: the call cannot have finished)
     }
 
     void OnWriteDone(bool ok) override {
@@ -421,6 +469,7 @@ struct grpc_server::impl final : ::inference::GRPCInferenceService::CallbackServ
         broken_ = true;
         writes_.clear();
       }
+      resume_reading(lk);
       if (!writes_.empty()) {
         auto* next = &writes_.front();
         // More answers queued behind it: gRPC may hold this one back to send them together.
@@ -449,8 +498,10 @@ struct grpc_server::impl final : ::inference::GRPCInferenceService::CallbackServ
       }
       std::unique_lock<std::mutex> lk(mtx_);
       --outstanding_;
-      if (broken_)
+      if (broken_) {
+        resume_reading(lk);
         return finish_if_done(lk);
+      }
       writes_.push_back(std::move(out)); // (a deque: the write in flight keeps its address)
       if (writing_)
         return;
@@ -458,6 +509,30 @@ struct grpc_server::impl final : ::inference::GRPCInferenceService::CallbackServ
       auto* next = &writes_.front();
       lk.unlock();
       StartWrite(next);
+    }
+
+    /// Reads the next request, unless max_stream_pending answers are still to run or be written:
+    /// then the stream waits (HTTP/2 flow control holds the client back) until one is written.
+    void read_more() {
+      {
+        std::lock_guard<std::mutex> guard(mtx_);
+        if (outstanding_ + writes_.size() >= max_pending_) {
+          read_paused_ = true;
+          return;
+        }
+      }
+      StartRead(&incoming_);
+    }
+
+    /// Reads again if reading waited and there is room now (or the stream broke: the read then
+    /// ends, so the call can). Unlocks `lk` when it reads.
+    void resume_reading(std::unique_lock<std::mutex>& lk) {
+      if (!read_paused_ || (!broken_ && outstanding_ + writes_.size() >= max_pending_))
+        return;
+      read_paused_ = false;
+      lk.unlock();
+      StartRead(&incoming_);
+      lk.lock();
     }
 
     /// Ends the call once nothing is left to read, run or write. Nothing touches the reactor
@@ -477,8 +552,10 @@ struct grpc_server::impl final : ::inference::GRPCInferenceService::CallbackServ
     ::inference::ModelInferRequest incoming_;
     std::mutex mtx_; // guards what follows
     std::deque<::inference::ModelStreamInferResponse> writes_; // front: being written
+    const std::size_t max_pending_; // answers to run or write before reading waits
     std::size_t outstanding_ = 0; // requests read, not yet answered
     bool reads_done_ = false, writing_ = false, broken_ = false, finished_ = false;
+    bool read_paused_ = false; // max_pending_ reached: the next read waits for a written answer
   };
 
   void finish_stream(stream_reactor* r, const grpc::Status& status) {
@@ -510,6 +587,17 @@ caf::expected<uint16_t> grpc_server::start() {
   // One server per port: gRPC's default SO_REUSEPORT would let a second node share it silently.
   builder.AddChannelArgument(GRPC_ARG_ALLOW_REUSEPORT, 0);
   builder.SetMaxReceiveMessageSize(static_cast<int>(g.max_message_bytes));
+  // Bounds a client or flood cannot pass: streams per connection, header (metadata) size, and
+  // the memory and threads gRPC itself may take (its buffers count in the quota).
+  builder.AddChannelArgument(GRPC_ARG_MAX_CONCURRENT_STREAMS,
+                             static_cast<int>(g.max_concurrent_streams));
+  builder.AddChannelArgument(GRPC_ARG_MAX_METADATA_SIZE, static_cast<int>(g.max_metadata_bytes));
+  // Clients may ping at most every 10 s without data (more is answered with GOAWAY).
+  builder.AddChannelArgument(GRPC_ARG_HTTP2_MIN_RECV_PING_INTERVAL_WITHOUT_DATA_MS, 10'000);
+  builder.AddChannelArgument(GRPC_ARG_HTTP2_MAX_PING_STRIKES, 2);
+  grpc::ResourceQuota quota("actorserve-grpc");
+  quota.Resize(static_cast<std::size_t>(g.memory_quota_bytes));
+  builder.SetResourceQuota(quota);
   builder.SetMaxSendMessageSize(std::numeric_limits<int>::max());
   builder.RegisterService(impl_.get());
   impl_->server = builder.BuildAndStart();

@@ -184,6 +184,37 @@ route parse_route(std::string_view target) {
   return r;
 }
 
+/// The API group a route belongs to (server.restricted_apis); nullopt for no route.
+std::optional<api_group> group_of(route::kind_t kind) {
+  switch (kind) {
+    case route::not_found: return std::nullopt;
+    case route::health_live:
+    case route::health_ready:
+    case route::model_ready: return api_group::health;
+    case route::server_meta:
+    case route::model_meta: return api_group::metadata;
+    case route::model_infer: return api_group::inference;
+    case route::model_config: return api_group::model_config;
+    case route::model_stats:
+    case route::all_stats: return api_group::statistics;
+    case route::prometheus: return api_group::metrics;
+    case route::admin_faults: return api_group::admin;
+    case route::repository_index:
+    case route::model_load:
+    case route::model_unload: return api_group::model_repository;
+    case route::shm_status:
+    case route::shm_register:
+    case route::shm_unregister: return api_group::shared_memory;
+  }
+  return std::nullopt;
+}
+
+/// Routes that change the server's state: what a web page must not make a browser send.
+bool changes_state(route::kind_t kind) {
+  return kind == route::model_load || kind == route::model_unload || kind == route::shm_register
+         || kind == route::shm_unregister || kind == route::admin_faults;
+}
+
 /// What makes a request's framing ambiguous or unacceptable (RFC 9112 3.2, 6.1, 6.3), which a
 /// proxy in front could read differently: the status and message to answer (closing the
 /// connection), or nullopt. `chunked`: the parser found Transfer-Encoding ending in chunked.
@@ -521,6 +552,34 @@ private:
     send_error(http::status::bad_request, "malformed HTTP request: " + ec.message());
   }
 
+  /// Why this request may not reach `kind`'s handler (answered 403), or nullopt: a restricted
+  /// API group without its header's value, a state-changing request from a web page of an origin
+  /// not allowed (browsers send Origin; other clients do not), model control switched off.
+  std::optional<std::string> access_refusal(route::kind_t kind) const {
+    if (auto g = group_of(kind)) {
+      const auto* restriction = restriction_of(srv_.cfg->server.restricted_apis, *g);
+      std::optional<std::string_view> presented;
+      if (restriction)
+        if (auto it = request_.find(restriction->header); it != request_.end())
+          presented = std::string_view(it->value().data(), it->value().size());
+      if (auto why = refusal(srv_.cfg->server.restricted_apis, *g, presented))
+        return why;
+    }
+    if (changes_state(kind)) {
+      if (auto it = request_.find(http::field::origin); it != request_.end()) {
+        std::string origin(it->value());
+        auto& allowed = http_.allowed_origins;
+        if (std::find(allowed.begin(), allowed.end(), origin) == allowed.end())
+          return "a state-changing request from a web page of origin '" + origin
+                 + "' is refused (http.allowed_origins)";
+      }
+    }
+    if (!srv_.cfg->server.model_control
+        && (kind == route::model_load || kind == route::model_unload))
+      return std::string("model control is switched off on this server (server.model_control)");
+    return std::nullopt;
+  }
+
   void handle() {
     auto r = parse_route(request_.target());
     current_model_ = r.model;
@@ -535,6 +594,8 @@ private:
                    + std::string(http::to_string(v)));
       return false;
     };
+    if (auto why = access_refusal(r.kind))
+      return send_error(http::status::forbidden, *why);
     if (srv_.draining.load() && (r.kind == route::model_infer || r.kind == route::health_ready
                                  || r.kind == route::model_ready)) {
       if (r.kind == route::model_infer)

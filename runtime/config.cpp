@@ -1,7 +1,9 @@
 #include "runtime/config.hpp"
 
 #include <algorithm>
+#include <cctype>
 #include <cmath>
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <functional>
@@ -360,7 +362,50 @@ void read_http(reader& r, http_config& h, const std::string& base_dir) {
   r.integer("compression_min_bytes", h.compression_min_bytes, 0);
   r.boolean("allow_shared_memory", h.allow_shared_memory);
   r.integer("model_load_wait_ms", h.model_load_wait_ms, 1, 3'600'000);
+  r.array("allowed_origins", false, [&](const std::string& path, const json::value& v) {
+    if (!v.is_string() || v.get_string().find("://") == json::string::npos)
+      r.fail(path, "expected an origin such as \"https://console.example.com\", got "
+                     + describe(v));
+    else
+      h.allowed_origins.emplace_back(v.get_string());
+  });
   read_server_tls(r, "server.http.tls", h.tls, base_dir, true);
+}
+
+/// Reads one element of "server.restricted_apis": {"groups": [...], "header", "value" or
+/// "value_env"}. A group may be in one element only (checked by the caller).
+void read_restricted_api(reader& r, const std::string& path, api_restriction& out) {
+  r.array("groups", true, [&](const std::string& p, const json::value& v) {
+    auto g = v.is_string() ? parse_api_group(std::string_view(v.get_string())) : std::nullopt;
+    if (!g)
+      r.fail(p, std::string("expected one of ") + api_groups_text + ", got " + describe(v));
+    else
+      out.groups.push_back(*g);
+  });
+  r.string("header", out.header, true);
+  std::transform(out.header.begin(), out.header.end(), out.header.begin(),
+                 [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
+  bool token = !out.header.empty() && std::all_of(out.header.begin(), out.header.end(), [](char c) {
+    return std::isalnum(static_cast<unsigned char>(c)) || c == '-' || c == '_' || c == '.';
+  });
+  if (r.has("header") && !token)
+    r.fail(r.sub("header"), "expected a header name (letters, digits, '-', '_', '.'), got \""
+                              + out.header + "\"");
+  std::string env;
+  r.string("value", out.value);
+  r.string("value_env", env);
+  if (r.has("value") == r.has("value_env"))
+    r.fail(path, "give the header's value as \"value\" or as \"value_env\" (the environment "
+                 "variable that holds it), one of them");
+  else if (!env.empty()) {
+    const char* v = std::getenv(env.c_str());
+    if (!v || !*v)
+      r.fail(r.sub("value_env"), "the environment variable " + env + " is not set");
+    else
+      out.value = v;
+  }
+  if (r.has("value") && out.value.empty())
+    r.fail(r.sub("value"), "must not be empty");
 }
 
 /// Reads the "server" object.
@@ -392,6 +437,10 @@ void read_server(reader& r, server_config& s, const std::string& base_dir) {
     g.string("address", s.grpc.address);
     g.integer("port", s.grpc.port, 0, 65535);
     g.integer("max_message_bytes", s.grpc.max_message_bytes, 1024, 2'147'483'647);
+    g.integer("max_concurrent_streams", s.grpc.max_concurrent_streams, 1, 2'147'483'647);
+    g.integer("max_metadata_bytes", s.grpc.max_metadata_bytes, 1024, 2'147'483'647);
+    g.integer("memory_quota_bytes", s.grpc.memory_quota_bytes, 1ull << 20);
+    g.integer("max_stream_pending", s.grpc.max_stream_pending, 1, 1'000'000);
     read_server_tls(g, "server.grpc.tls", s.grpc.tls, base_dir, false);
   });
   r.integer("scheduler_threads", s.scheduler_threads, 0, 1024);
@@ -456,6 +505,19 @@ void read_server(reader& r, server_config& s, const std::string& base_dir) {
     read_queue(q, c);
     s.queues.push_back(std::move(c));
   });
+  r.array("restricted_apis", false, [&](const std::string& path, const json::value& v) {
+    reader a(r.errors(), path, v);
+    if (!a.ok())
+      return;
+    api_restriction x;
+    read_restricted_api(a, path, x);
+    for (auto g : x.groups)
+      if (restriction_of(s.restricted_apis, g))
+        a.fail(path + ".groups", std::string("group \"") + to_string(g)
+                                   + "\" is restricted twice; name each group once");
+    s.restricted_apis.push_back(std::move(x));
+  });
+  r.boolean("model_control", s.model_control);
   r.object("supervision", [&](reader& sv) {
     read_restart(sv, "server.supervision", s.supervision.restart);
     sv.string("model_restart", s.supervision.model_restart);

@@ -9,6 +9,7 @@
 
 #include <caf/expected.hpp>
 
+#include "runtime/api_access.hpp"
 #include "runtime/tensor.hpp"
 
 namespace actorserve {
@@ -37,6 +38,9 @@ struct http_config {
   uint64_t compression_min_bytes = 1024; // smaller responses go as they are
   bool allow_shared_memory = false; // Triton's system shared memory extension (same-host clients)
   uint32_t model_load_wait_ms = 300'000; // POST .../load answers once the model is ready, or 503
+  // Origins (scheme://host[:port]) whose browser pages may send state-changing requests; a
+  // request with any other Origin header is refused (403), so a web page cannot unload models.
+  std::vector<std::string> allowed_origins;
   server_tls tls; // HTTPS
 };
 
@@ -46,6 +50,11 @@ struct grpc_config {
   std::string address = "127.0.0.1";
   uint16_t port = 8001; // 0 = any free port
   uint64_t max_message_bytes = 64ull << 20; // a larger request gets RESOURCE_EXHAUSTED
+  uint32_t max_concurrent_streams = 1'024; // per connection (HTTP/2 SETTINGS)
+  uint32_t max_metadata_bytes = 16'384;    // a call's metadata (headers)
+  uint64_t memory_quota_bytes = 2ull << 30; // gRPC's own buffers, all calls together
+  uint32_t max_stream_pending = 256; // answers of one ModelStreamInfer to run or write before
+                                     // it reads the next request
   server_tls tls;
 };
 
@@ -124,6 +133,8 @@ struct server_config {
   std::string log_format = "text"; // "text" or "json" (JSON lines)
   bool fault_injection = false;   // honour the test-only "actorserve_fault" request parameter
   root_supervision_config supervision;
+  std::vector<api_restriction> restricted_apis; // groups served only with a header's value
+  bool model_control = true; // false: model load and unload are refused on both fronts
 };
 
 struct tensor_spec {

@@ -17,8 +17,11 @@ std::string grpc_config(uint16_t grpc_port) {
       "outputs": [{"name": "y", "datatype": "FP32", "dims": [4]}],
       "parameters": {"factor": 2, "bias": 1)" + extra + "}}";
   };
+  // (max_stream_pending small: the stream tests' 100 requests on one call wait for answers to be
+  // written before more are read, and must all be answered all the same.)
   return R"({"server": {"http": {"port": 0}, "grpc": {"port": )" + std::to_string(grpc_port)
-         + R"(, "max_message_bytes": 1048576}}, "models": [)" + model("scale", "") + ", "
+         + R"(, "max_message_bytes": 1048576, "max_stream_pending": 4}}, "models": [)"
+         + model("scale", "") + ", "
          + model("slow", R"(, "delay_us": 300000)") + "]}";
 }
 
@@ -108,4 +111,24 @@ TEST_CASE("a model load over gRPC in progress at SIGTERM is answered and does no
   CHECK(out.second.find("grpc load at shutdown: ok") != std::string::npos);
   CHECK(srv.stop() == 0); // (exited by then, or within stop's 10 s; else -1 after SIGKILL)
   CHECK(srv.log().find("actors still running") == std::string::npos);
+}
+
+TEST_CASE("restricted API groups need their header on HTTP and gRPC, with Triton's clients",
+          "[integration][grpc][hardening]") {
+  auto grpc_port = free_port();
+  auto config = grpc_config(grpc_port);
+  config.replace(config.find(R"("server": {)"), 11,
+                 R"("server": {"restricted_apis": [{"groups": ["model-repository", "statistics"],
+                                                    "header": "admin-key", "value": "s3cret"}], )");
+  server_process srv{write_temp_file("restricted.json", config)};
+  REQUIRE(srv.wait_ready());
+  auto out = run_command({std::string(ACTORSERVE_SOURCE_DIR) + "/.venv/bin/python",
+                          std::string(ACTORSERVE_SOURCE_DIR)
+                            + "/tests/integration/python/restricted_api_test.py",
+                          "127.0.0.1:" + std::to_string(grpc_port),
+                          "127.0.0.1:" + std::to_string(srv.port())});
+  INFO(out.second);
+  INFO(srv.log());
+  CHECK(out.first == 0);
+  CHECK(out.second.find("restricted api: ok") != std::string::npos);
 }

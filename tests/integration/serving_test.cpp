@@ -1288,6 +1288,43 @@ TEST_CASE("every request of a keep-alive connection gets the header timeout once
   }, std::chrono::seconds(5)));
 }
 
+TEST_CASE("state-changing requests from a web page of another origin are refused, and model "
+          "control can be switched off", "[integration][hardening]") {
+  auto cfg = scale_config("", R"(, "fault_injection": true)");
+  cfg.replace(cfg.find(R"("max_body_bytes": 4096)"), 22,
+              R"("max_body_bytes": 4096, "allowed_origins": ["https://console.example.com"])");
+  server_process srv{write_temp_file("origins.json", cfg)};
+  REQUIRE(srv.wait_ready());
+  http_client c{srv.port()};
+  // What a page on another site makes a browser send (a "simple" POST: no preflight).
+  const std::map<std::string, std::string> evil{{"Origin", "https://evil.example"},
+                                                {"Content-Type", "text/plain"}};
+  for (auto target : {"/v2/repository/models/scale/unload", "/v2/repository/models/scale/load",
+                      "/v2/systemsharedmemory/region/r/unregister", "/v2/admin/faults"}) {
+    INFO(target);
+    auto r = c.post(target, "", evil);
+    CHECK(r.status == 403);
+    CHECK(error_of(r) == "a state-changing request from a web page of origin "
+                         "'https://evil.example' is refused (http.allowed_origins)");
+  }
+  check_still_serving(srv.port()); // nothing was unloaded
+  CHECK(c.post("/v2/models/scale/infer", infer_body(), evil).status == 200); // (no state change)
+  // The allowed origin, and clients that send none (curl, Triton's clients), are served.
+  CHECK(c.post("/v2/repository/models/scale/unload", "",
+               {{"Origin", "https://console.example.com"}}).status == 200);
+  CHECK(c.post("/v2/repository/models/scale/load", "").status == 200);
+  check_still_serving(srv.port());
+  // Model control switched off: load and unload are refused whoever asks.
+  server_process off{write_temp_file(
+    "control_off.json", scale_config("", R"(, "model_control": false)"))};
+  REQUIRE(off.wait_ready());
+  auto r = http_client{off.port()}.post("/v2/repository/models/scale/unload", "");
+  CHECK(r.status == 403);
+  CHECK(error_of(r) == "model control is switched off on this server (server.model_control)");
+  CHECK(http_client{off.port()}.post("/v2/repository/index", "").status == 200);
+  check_still_serving(off.port());
+}
+
 TEST_CASE("a queued request whose client closes its connection is dropped, not run",
           "[integration]") {
   server_process srv{write_temp_file(
