@@ -20,6 +20,25 @@ std::string shown(const std::string& v) {
   return "\"" + (v.size() > 64 ? v.substr(0, 64) + "..." : v) + "\"";
 }
 
+/// Whether an entry may have its answer added to `stream` (and the stream trimmed).
+bool reply_allowed(const std::string& stream, const queue_config& q) {
+  auto& prefixes = q.reply_to_prefixes;
+  if (prefixes.empty()) // (a queue_config not read from a file: its reply stream)
+    return stream.rfind(q.reply_stream, 0) == 0;
+  return std::any_of(prefixes.begin(), prefixes.end(),
+                     [&](const std::string& p) { return stream.rfind(p, 0) == 0; });
+}
+
+std::string allowed_replies(const queue_config& q) {
+  auto& prefixes = q.reply_to_prefixes;
+  if (prefixes.empty())
+    return shown(q.reply_stream);
+  std::string out;
+  for (std::size_t i = 0; i < prefixes.size(); ++i)
+    out += (i == 0 ? "" : i + 1 == prefixes.size() ? " or " : ", ") + shown(prefixes[i]);
+  return out;
+}
+
 } // namespace
 
 queue_job read_job(stream_entry&& entry, const queue_config& q) {
@@ -59,6 +78,9 @@ queue_job read_job(stream_entry&& entry, const queue_config& q) {
                            "reply_stream)");
       else if (value == q.stream)
         problems.push_back("field \"reply_to\" names the request stream itself");
+      else if (!reply_allowed(value, q))
+        problems.push_back("field \"reply_to\" " + shown(value) + " does not start with "
+                           + allowed_replies(q) + " (the queue's reply_to_prefixes)");
       else
         job.reply_to = std::move(value);
     } else if (key == "header_length") {

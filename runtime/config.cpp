@@ -312,6 +312,12 @@ void read_queue(reader& q, queue_config& c) {
   q.string("consumer", c.consumer);
   q.string("model", c.model);
   q.string("reply_stream", c.reply_stream);
+  q.array("reply_to_prefixes", false, [&](const std::string& path, const json::value& v) {
+    if (!v.is_string())
+      q.fail(path, "expected a string, got " + describe(v));
+    else
+      c.reply_to_prefixes.emplace_back(v.get_string());
+  });
   q.integer("reply_maxlen", c.reply_maxlen, 0);
   q.integer("max_in_flight", c.max_in_flight, 1, 1'000'000);
   q.integer("max_entry_bytes", c.max_entry_bytes, 1024);
@@ -326,6 +332,8 @@ void read_queue(reader& q, queue_config& c) {
     c.reply_stream = c.stream + ":replies";
   if (c.reply_stream == c.stream && !c.stream.empty())
     q.fail(q.sub("reply_stream"), "must differ from the stream requests come from");
+  if (c.reply_to_prefixes.empty())
+    c.reply_to_prefixes.push_back(c.reply_stream);
 }
 
 /// Reads the "server.http" object.

@@ -19,7 +19,9 @@ def main():
     p.add_argument("--model", default="mlp")
     args = p.parse_args()
     r = redis.Redis(port=args.port)
-    reply_to = f"replies:{uuid.uuid4()}"  # a stream of our own: only our answers arrive there
+    # A stream of our own (only our answers arrive there), under the queue's reply stream: a node
+    # takes reply_to streams that start with its reply_to_prefixes (by default, that stream).
+    reply_to = f"{args.stream}:replies:{uuid.uuid4()}"
     body = {"id": "example", "inputs": [{"name": "input", "shape": [1, 64], "datatype": "FP32",
                                          "data": [0.01 * i for i in range(64)]}]}
     entry = r.xadd(args.stream, {"model": args.model, "body": json.dumps(body),

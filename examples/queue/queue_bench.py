@@ -42,7 +42,7 @@ async def closed(args, body):
     stop = time.monotonic() + args.seconds
 
     async def client(i):
-        reply = f"{args.stream}:bench:{i}"
+        reply = f"{args.stream}:replies:bench:{i}"
         await r.delete(reply)
         last = "0-0"
         while time.monotonic() < stop:
@@ -69,7 +69,7 @@ async def closed(args, body):
 
 async def fill(args, body):
     r = aioredis.Redis(port=args.port)
-    reply = f"{args.stream}:bench:backlog"
+    reply = f"{args.stream}:replies:bench:backlog"
     await r.delete(reply)
     for start in range(0, args.count, 1000):
         pipe = r.pipeline(transaction=False)
@@ -82,7 +82,7 @@ async def fill(args, body):
 
 async def drain(args, body):
     r = aioredis.Redis(port=args.port)
-    reply = f"{args.stream}:bench:backlog"
+    reply = f"{args.stream}:replies:bench:backlog"
     last, stamps, statuses = "0-0", [], {}
     while len(stamps) < args.count:
         got = await r.xread({reply: last}, count=1000, block=60000)

@@ -192,7 +192,8 @@ TEST_CASE("entries of a Redis stream are answered on reply streams and acknowled
   auto late = r({"XADD", "jobs", "*", "body", infer_json(), "deadline_ms", "1000"});
   auto bad_shape = r({"XADD", "jobs", "*", "body", infer_json("[1,2,3]")});
 
-  server_process srv{write_temp_file("queue.json", queue_config(rs.port))};
+  server_process srv{write_temp_file(
+    "queue.json", queue_config(rs.port, R"(, "reply_to_prefixes": ["jobs:replies", "mine"])"))};
   REQUIRE(eventually([&] { return r.length("jobs:replies") == 7 && r.length("mine") == 1; }, 20s));
   auto got = answers(r, "jobs:replies");
   INFO(srv.log());

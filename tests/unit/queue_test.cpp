@@ -50,10 +50,28 @@ redis_value integer(int64_t n) {
 
 } // namespace
 
+TEST_CASE("an entry's reply_to must start with one of the queue's reply_to_prefixes",
+          "[queue][hardening]") {
+  // Else any producer could make the node add to, and trim, any stream of the Redis server.
+  auto q = queue("m");
+  auto job = read_job(entry({{"body", "{}"}, {"reply_to", "billing:events"}}), q);
+  REQUIRE(job.problem);
+  CHECK(error_message(job.problem)
+        == "entry 1700000000000-0 of stream 'jobs': field \"reply_to\" \"billing:events\" does "
+           "not start with \"jobs:replies\" (the queue's reply_to_prefixes)");
+  CHECK(job.reply_to == "jobs:replies"); // (the refusal is answered on the queue's own stream)
+  q.reply_to_prefixes = {"jobs:replies", "client:"};
+  CHECK(read_job(entry({{"body", "{}"}, {"reply_to", "client:7"}}), q).reply_to == "client:7");
+  job = read_job(entry({{"body", "{}"}, {"reply_to", "clients"}}), q);
+  REQUIRE(job.problem);
+  CHECK_THAT(error_message(job.problem),
+             Catch::Contains("does not start with \"jobs:replies\" or \"client:\""));
+}
+
 TEST_CASE("a queue entry's fields become a job: model, version, reply stream, binary header, "
           "deadline, trace", "[queue]") {
   auto job = read_job(entry({{"model", "m"}, {"version", "2"}, {"body", "{}"},
-                             {"reply_to", "mine"}, {"header_length", "2"},
+                             {"reply_to", "jobs:replies:mine"}, {"header_length", "2"},
                              {"deadline_ms", "1800000000000"}, {"traceparent", "00-x"}}),
                       queue());
   CHECK_FALSE(job.problem);
@@ -61,7 +79,7 @@ TEST_CASE("a queue entry's fields become a job: model, version, reply stream, bi
   CHECK(job.model == "m");
   CHECK(job.version == "2");
   CHECK(job.body == "{}");
-  CHECK(job.reply_to == "mine");
+  CHECK(job.reply_to == "jobs:replies:mine");
   CHECK(job.header_length == std::optional<std::size_t>{2});
   CHECK(job.deadline_ms == std::optional<int64_t>{1800000000000});
   CHECK(job.traceparent == "00-x");
