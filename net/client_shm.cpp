@@ -1,5 +1,7 @@
 #include "net/client_shm.hpp"
 
+#include <algorithm>
+
 #include <fcntl.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
@@ -175,6 +177,17 @@ caf::expected<std::shared_ptr<const shm_region>>
 shm_registry::add(std::string name, std::string key, uint64_t offset, uint64_t byte_size) {
   if (name.empty() || name.size() > 256 || valid_utf8(name) != name)
     return bad("a shared memory region's name must be 1 to 256 bytes of UTF-8");
+  if (!key_prefixes_.empty()
+      && std::none_of(key_prefixes_.begin(), key_prefixes_.end(),
+                      [&](const std::string& p) { return key.rfind(p, 0) == 0; })) {
+    std::string allowed;
+    for (auto& p : key_prefixes_)
+      allowed += (allowed.empty() ? "" : ", ") + json_quote(p);
+    return make_error(errc::invalid_input,
+                      "shared memory region '" + name + "': key " + json_quote(valid_utf8(key))
+                        + " does not start with one the server takes (" + allowed
+                        + "; http.shared_memory_key_prefixes)");
+  }
   {
     std::lock_guard<std::mutex> guard{mutex_};
     if (regions_.count(name))

@@ -71,6 +71,10 @@ class shm_registry {
 public:
   static constexpr std::size_t max_regions = 1024;
 
+  /// Only keys that start with one of `key_prefixes` may be registered (none: any key).
+  explicit shm_registry(std::vector<std::string> key_prefixes = {})
+    : key_prefixes_(std::move(key_prefixes)) {}
+
   /// Registers a region and returns it; invalid_input when the name is taken or invalid, the
   /// key cannot be opened or the range passes the object's end; overloaded past max_regions.
   caf::expected<std::shared_ptr<const shm_region>> add(std::string name, std::string key,
@@ -87,6 +91,7 @@ public:
   std::vector<std::string> remove(std::string_view name);
 
 private:
+  std::vector<std::string> key_prefixes_;
   mutable std::mutex mutex_;
   std::map<std::string, std::shared_ptr<const shm_region>, std::less<>> regions_;
 };

@@ -276,6 +276,7 @@ struct http_server::impl {
   explicit impl(std::shared_ptr<inference> i)
     : sys(i->system()), gateway(i->gateway()), cfg(i->config()), stats(i->stats()),
       connections(cfg->server.http.max_connections, cfg->server.http.max_connections_per_client),
+      shm(cfg->server.http.shared_memory_key_prefixes),
       infer(i), control(std::move(i)) {}
 
   void accept();

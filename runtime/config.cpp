@@ -369,6 +369,12 @@ void read_http(reader& r, http_config& h, const std::string& base_dir) {
   r.integer("compression_level", h.compression_level, 0, 9);
   r.integer("compression_min_bytes", h.compression_min_bytes, 0);
   r.boolean("allow_shared_memory", h.allow_shared_memory);
+  r.array("shared_memory_key_prefixes", false, [&](const std::string& path, const json::value& v) {
+    if (!v.is_string() || v.get_string().empty() || v.get_string()[0] != '/')
+      r.fail(path, "expected the start of a shared memory name (\"/...\"), got " + describe(v));
+    else
+      h.shared_memory_key_prefixes.emplace_back(v.get_string());
+  });
   r.integer("model_load_wait_ms", h.model_load_wait_ms, 1, 3'600'000);
   r.array("allowed_origins", false, [&](const std::string& path, const json::value& v) {
     if (!v.is_string() || v.get_string().find("://") == json::string::npos)

@@ -98,6 +98,20 @@ TEST_CASE("regions register by name, list, refuse duplicates and bad keys, and u
   CHECK(reg.list().empty());
 }
 
+TEST_CASE("only keys that start with an allowed prefix are registered", "[shm][hardening]") {
+  shm_object obj{64}; // "/actorserve-test-..."
+  shm_registry reg{{"/triton_", "/actorserve-test-"}};
+  CHECK(reg.add("mine", obj.key, 0, 8));
+  shm_registry strict{{"/triton_"}};
+  auto refused = strict.add("other", obj.key, 0, 8);
+  REQUIRE_FALSE(refused);
+  CHECK(error_code(refused.error()) == errc::invalid_input);
+  CHECK(error_message(refused.error())
+        == "shared memory region 'other': key \"" + obj.key + "\" does not start with one the "
+           "server takes (\"/triton_\"; http.shared_memory_key_prefixes)");
+  CHECK(strict.list().empty());
+}
+
 TEST_CASE("an input in shared memory is read from its region at its offset", "[shm]") {
   shm_object obj{256};
   const float x[4] = {1.5f, -2, 3, 4.25f};
