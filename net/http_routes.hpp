@@ -1,0 +1,49 @@
+// net/http_routes.hpp — what an HTTP request asks for, before any handler runs: the route its
+// target names (KServe v2, Triton's extensions, the node's own), the API group that route is in,
+// whether it changes the server's state, and whether the request's framing is acceptable at all
+// (RFC 9112). Pure functions: unit-tested and fuzzed without a server.
+#pragma once
+
+#include <optional>
+#include <string>
+#include <string_view>
+#include <utility>
+
+#include <boost/beast/http/fields.hpp>
+#include <boost/beast/http/message.hpp>
+#include <boost/beast/http/status.hpp>
+
+#include "runtime/api_access.hpp"
+
+namespace actorserve {
+
+/// The most header fields a request may have (nginx's and Go's defaults are of that order).
+constexpr std::size_t header_fields_limit = 100;
+
+struct route {
+  enum kind_t { not_found, health_live, health_ready, server_meta, model_meta, model_ready,
+                model_infer, model_stats, model_config, all_stats, prometheus,
+                admin_faults, repository_index, shm_status, shm_register,
+                shm_unregister, model_load, model_unload } kind = not_found;
+  std::string model;
+  std::string version;
+  std::string region; // a shared memory region's name (percent-decoded); empty: all
+};
+
+/// Splits "/v2/models/{name}[/versions/{v}][/ready|/infer|/stats|/config]", the health,
+/// metadata, statistics, repository and shared memory paths and /metrics (a query is ignored).
+route parse_route(std::string_view target);
+
+/// The API group a route belongs to (server.restricted_apis); nullopt for no route.
+std::optional<api_group> group_of(route::kind_t kind);
+
+/// Routes that change the server's state: what a web page must not make a browser send.
+bool changes_state(route::kind_t kind);
+
+/// What makes a request's framing ambiguous or unacceptable (RFC 9112 3.2, 6.1, 6.3), which a
+/// proxy in front could read differently: the status and message to answer (closing the
+/// connection), or nullopt. `chunked`: the parser found Transfer-Encoding ending in chunked.
+std::optional<std::pair<boost::beast::http::status, std::string>>
+framing_error(const boost::beast::http::request_header<>& req, bool chunked);
+
+} // namespace actorserve
