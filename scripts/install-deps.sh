@@ -8,7 +8,7 @@ debs=(build-essential cmake ccache pkg-config python3-venv
       libcaf-dev libssl-dev libboost1.81-dev libboost-json1.81-dev
       catch2 libspdlog-dev prometheus-cpp-dev curl prometheus openssl
       libhiredis-dev redis-server libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev
-      protobuf-compiler)
+      protobuf-compiler clang libclang-rt-14-dev)
 missing=()
 for p in "${debs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
