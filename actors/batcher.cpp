@@ -631,6 +631,21 @@ void finish_batch(batcher_ptr self, uint64_t batch_id, batch_outputs* outputs,
   }
 }
 
+/// Ends a batch a worker answered. A worker of another process or node is checked like a
+/// client: what it sent must fit the batch before any of it is answered, else the batch fails as
+/// the worker's fault (and is retried elsewhere).
+void finish_checked_batch(batcher_ptr self, batch_outputs& out) {
+  auto& st = self->state;
+  auto it = st.in_flight.find(out.batch_id);
+  auto err = it == st.in_flight.end()
+               ? caf::error{}
+               : check_batch_outputs(*st.model, it->second.requests.size(), out);
+  if (err)
+    logging::error({"batcher", st.model->name, 0, {}, it->second.worker_name}, "worker {}: {}",
+                   it->second.worker_name, error_message(err));
+  finish_batch(self, out.batch_id, err ? nullptr : &out, err);
+}
+
 /// Nothing will ever serve what is queued (no worker ready or coming): it is failed now rather
 /// than at its deadline.
 void fail_if_no_worker_left(batcher_ptr self, const std::string& why) {
@@ -907,17 +922,7 @@ batcher_actor::behavior_type batcher_fn(batcher_ptr self, std::shared_ptr<const 
         reload_next(self);
     },
     [self](batch_done_atom, batch_outputs& out) {
-      // A worker of another process or node is checked like a client: what it sent must fit
-      // the batch before any of it is answered.
-      auto& st = self->state;
-      auto it = st.in_flight.find(out.batch_id);
-      auto err = it == st.in_flight.end()
-                   ? caf::error{}
-                   : check_batch_outputs(*st.model, it->second.requests.size(), out);
-      if (err)
-        logging::error({"batcher", st.model->name, 0, {}, it->second.worker_name}, "worker {}: {}",
-                       it->second.worker_name, error_message(err));
-      finish_batch(self, out.batch_id, err ? nullptr : &out, err);
+      finish_checked_batch(self, out);
       pump(self);
     },
     [self](batch_failed_atom, uint64_t batch_id, caf::error& err) {

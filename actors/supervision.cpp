@@ -230,6 +230,45 @@ caf::expected<std::size_t> child_index(tree_actor* self, const std::string& id) 
                     "supervisor '" + st.spec.name + "' has no child '" + id + "'");
 }
 
+/// The backoff timer of generation `generation` fired: starts what it was set for (a newer
+/// failure sets a newer one), abandoning a child asked to stop that is still not down.
+void restart_scheduled(tree_actor* self, uint64_t generation) {
+  auto& st = self->state;
+  if (generation != st.restart_generation || st.quitting)
+    return;
+  auto targets = std::move(st.to_restart);
+  st.to_restart.clear();
+  for (auto i : targets) {
+    if (st.kids[i].handle) { // asked to stop but still not down: abandon it
+      logging::warn(log_fields(self), "child {} did not stop in time; abandoning it",
+                    st.spec.children[i].id);
+      forget(self, i, true);
+    }
+    st.stop_queue.erase(std::remove(st.stop_queue.begin(), st.stop_queue.end(), i),
+                        st.stop_queue.end());
+  }
+  for (auto i : targets) {
+    if (st.kids[i].held)
+      continue; // (stopped on request meanwhile)
+    logging::info(log_fields(self), "starting child {}", st.spec.children[i].id);
+    start_child(self, i);
+  }
+  stop_next(self);
+}
+
+/// Child `index`'s cool-down is over: it starts unless it was started (a load) or stopped on
+/// request meanwhile.
+void cooldown_over(tree_actor* self, uint64_t index, uint64_t generation) {
+  auto& st = self->state;
+  auto i = static_cast<std::size_t>(index);
+  if (st.quitting || i >= st.kids.size() || st.kids[i].handle || st.kids[i].held
+      || st.kids[i].start_generation != generation)
+    return;
+  logging::info(log_fields(self), "starting child {} after its cool-down",
+                st.spec.children[i].id);
+  start_child(self, i);
+}
+
 caf::behavior tree_fn(tree_actor* self, supervisor_spec spec) {
   auto& st = self->state;
   st.tracker = std::make_unique<restart_tracker>(spec.intensity, spec.uniform);
@@ -269,40 +308,9 @@ caf::behavior tree_fn(tree_actor* self, supervisor_spec spec) {
   for (std::size_t i = 0; i < st.kids.size(); ++i)
     start_child(self, i);
   return {
-    [self](restart_atom, uint64_t generation) {
-      auto& st = self->state;
-      if (generation != st.restart_generation || st.quitting)
-        return;
-      auto targets = std::move(st.to_restart);
-      st.to_restart.clear();
-      for (auto i : targets) {
-        if (st.kids[i].handle) { // asked to stop but still not down: abandon it
-          logging::warn(log_fields(self), "child {} did not stop in time; abandoning it",
-                        st.spec.children[i].id);
-          forget(self, i, true);
-        }
-        st.stop_queue.erase(std::remove(st.stop_queue.begin(), st.stop_queue.end(), i),
-                            st.stop_queue.end());
-      }
-      for (auto i : targets) {
-        if (st.kids[i].held)
-          continue; // (stopped on request meanwhile)
-        logging::info(log_fields(self), "starting child {}", st.spec.children[i].id);
-        start_child(self, i);
-      }
-      stop_next(self);
-    },
+    [self](restart_atom, uint64_t generation) { restart_scheduled(self, generation); },
     [self](restart_atom, uint64_t index, uint64_t generation) {
-      // A child's cool-down is over: it starts unless it was started (a load) or stopped on
-      // request meanwhile.
-      auto& st = self->state;
-      auto i = static_cast<std::size_t>(index);
-      if (st.quitting || i >= st.kids.size() || st.kids[i].handle || st.kids[i].held
-          || st.kids[i].start_generation != generation)
-        return;
-      logging::info(log_fields(self), "starting child {} after its cool-down",
-                    st.spec.children[i].id);
-      start_child(self, i);
+      cooldown_over(self, index, generation);
     },
     [self](terminate_child_atom, const std::string& id) -> caf::result<bool> {
       // As OTP's terminate_child: stop it within its shutdown time and keep it down.

@@ -149,6 +149,51 @@ start_isolation(caf::actor_system& sys, const deployment_config& cfg,
   return std::shared_ptr<const process_endpoint>(ep);
 }
 
+/// The root's child for model `m`: its supervisor tree, which the root leaves stopped when it
+/// gives up (server.supervision.model_restart) and starts again after a crash-loop back-off.
+child_spec model_child(const std::shared_ptr<const deployment_config>& cfg, const model_config& m,
+                       std::shared_ptr<model_directory> directory, std::shared_ptr<metrics> stats,
+                       const model_cells& cells, std::shared_ptr<const process_endpoint> isolation) {
+  const auto& sv = cfg->server.supervision;
+  auto model = std::shared_ptr<const model_config>(cfg, &m); // shares the config's lifetime
+  child_spec c;
+  c.id = "model " + m.name;
+  c.restart = parse_restart_type(sv.model_restart).value_or(restart_type::temporary);
+  c.shutdown = std::chrono::milliseconds(m.restart.shutdown_ms) * 4;
+  auto* mm = stats ? stats->model(m.name) : nullptr;
+  c.start = [cfg, model, directory, stats, mm, mc = cells,
+             iso = isolation](caf::actor_system& sys, const caf::actor&) {
+    directory->set_cooldown(model->name, std::nullopt); // (over, or cut short by a load)
+    if (mm)
+      mm->crash_loop.store(0, std::memory_order_relaxed);
+    return spawn_supervisor_tree(sys, model_spec(cfg, model, directory, stats, mc, iso));
+  };
+  c.on_down = [name = m.name, mm](bool will_restart, const std::string& why) {
+    if (will_restart)
+      return;
+    logging::critical({"supervisor", name}, "model '{}' is no longer served: {}", name, why);
+    if (mm)
+      mm->give_ups.fetch_add(1, std::memory_order_relaxed);
+  };
+  // Crash-loop back-off: a model the root leaves stopped is started again after a cool-down.
+  c.cooldown = std::chrono::milliseconds(sv.model_cooldown_ms);
+  c.cooldown_max = std::chrono::milliseconds(sv.model_cooldown_max_ms);
+  c.on_cooldown = [name = m.name, directory, mm](std::chrono::milliseconds wait, uint32_t in_a_row,
+                                                 const std::string& why) {
+    logging::critical({"supervisor", name},
+                      "model '{}' is no longer served: {}; it is started again in {:.1f} s "
+                      "(crash-loop back-off, give-up {} in a row)",
+                      name, why, std::chrono::duration<double>(wait).count(), in_a_row);
+    directory->set_cooldown(name, model_directory::cooldown{
+                                    why, std::chrono::steady_clock::now() + wait, in_a_row});
+    if (mm) {
+      mm->give_ups.fetch_add(1, std::memory_order_relaxed);
+      mm->crash_loop.store(1, std::memory_order_relaxed);
+    }
+  };
+  return c;
+}
+
 } // namespace
 
 caf::expected<node_handles> spawn_node(caf::actor_system& sys,
@@ -205,43 +250,8 @@ caf::expected<node_handles> spawn_node(caf::actor_system& sys,
   for (auto& m : cfg->models) {
     if (m.is_pipeline())
       continue;
-    auto model = std::shared_ptr<const model_config>(cfg, &m); // shares the config's lifetime
-    child_spec c;
-    c.id = "model " + m.name;
-    c.restart = parse_restart_type(sv.model_restart).value_or(restart_type::temporary);
-    c.shutdown = std::chrono::milliseconds(m.restart.shutdown_ms) * 4;
-    auto* mm = stats ? stats->model(m.name) : nullptr;
-    c.start = [cfg, model, directory, stats, mm, mc = cells[m.name],
-               iso = *isolation](caf::actor_system& sys, const caf::actor&) {
-      directory->set_cooldown(model->name, std::nullopt); // (over, or cut short by a load)
-      if (mm)
-        mm->crash_loop.store(0, std::memory_order_relaxed);
-      return spawn_supervisor_tree(sys, model_spec(cfg, model, directory, stats, mc, iso));
-    };
-    c.on_down = [name = m.name, mm](bool will_restart, const std::string& why) {
-      if (will_restart)
-        return;
-      logging::critical({"supervisor", name}, "model '{}' is no longer served: {}", name, why);
-      if (mm)
-        mm->give_ups.fetch_add(1, std::memory_order_relaxed);
-    };
-    // Crash-loop back-off: a model the root leaves stopped is started again after a cool-down.
-    c.cooldown = std::chrono::milliseconds(sv.model_cooldown_ms);
-    c.cooldown_max = std::chrono::milliseconds(sv.model_cooldown_max_ms);
-    c.on_cooldown = [name = m.name, directory, mm](std::chrono::milliseconds wait, uint32_t in_a_row,
-                                                   const std::string& why) {
-      logging::critical({"supervisor", name},
-                        "model '{}' is no longer served: {}; it is started again in {:.1f} s "
-                        "(crash-loop back-off, give-up {} in a row)",
-                        name, why, std::chrono::duration<double>(wait).count(), in_a_row);
-      directory->set_cooldown(name, model_directory::cooldown{
-                                      why, std::chrono::steady_clock::now() + wait, in_a_row});
-      if (mm) {
-        mm->give_ups.fetch_add(1, std::memory_order_relaxed);
-        mm->crash_loop.store(1, std::memory_order_relaxed);
-      }
-    };
-    root.children.push_back(std::move(c));
+    root.children.push_back(
+      model_child(cfg, m, directory, stats, cells[m.name], *isolation));
   }
   out.root = spawn_supervisor_tree(sys, std::move(root));
   return out;

@@ -336,7 +336,6 @@ void read_queue(reader& q, queue_config& c) {
     c.reply_to_prefixes.push_back(c.reply_stream);
 }
 
-/// Reads the "server.http" object.
 /// A front's "tls" object (`path` names it in errors): the files must exist.
 void read_server_tls(reader& r, const std::string& path, server_tls& tls,
                      const std::string& base_dir, bool reloads) {
@@ -352,6 +351,7 @@ void read_server_tls(reader& r, const std::string& path, server_tls& tls,
   });
 }
 
+/// Reads the "server.http" object.
 void read_http(reader& r, http_config& h, const std::string& base_dir) {
   r.string("address", h.address);
   r.integer("port", h.port, 0, 65535);
@@ -422,7 +422,63 @@ void read_restricted_api(reader& r, const std::string& path, api_restriction& ou
     r.fail(r.sub("value"), "must not be empty");
 }
 
-/// Reads the "server" object.
+/// Reads "server.cluster".
+void read_cluster(reader& c, cluster_config& cl, const std::string& base_dir) {
+  c.string("role", cl.role);
+  if (cl.role != "both" && cl.role != "front" && cl.role != "worker")
+    c.fail("server.cluster.role",
+           "expected \"both\", \"front\" or \"worker\", got \"" + cl.role + "\"");
+  c.string("node_name", cl.node_name);
+  c.object("listen", [&](reader& l) {
+    l.string("address", cl.listen_address);
+    l.integer("port", cl.listen_port, 0, 65535);
+  });
+  c.array("seeds", false, [&](const std::string& p, const json::value& v) {
+    auto text = v.is_string() ? std::string(v.get_string()) : std::string();
+    auto colon = text.rfind(':');
+    bool ok = colon != std::string::npos && colon > 0 && colon + 1 < text.size()
+              && std::all_of(text.begin() + static_cast<std::ptrdiff_t>(colon) + 1, text.end(),
+                             [](char ch) { return ch >= '0' && ch <= '9'; });
+    if (!ok)
+      c.fail(p, "expected \"host:port\", got " + describe(v));
+    else
+      cl.seeds.push_back(text);
+  });
+  c.integer("heartbeat_ms", cl.heartbeat_ms, 10, 600'000);
+  c.integer("timeout_ms", cl.timeout_ms, 10, 3'600'000);
+  c.integer("reconnect_initial_ms", cl.reconnect_initial_ms, 1, 600'000);
+  c.integer("reconnect_max_ms", cl.reconnect_max_ms, 1, 3'600'000);
+  c.integer("drain_timeout_ms", cl.drain_timeout_ms, 0, 3'600'000);
+  c.object("tls", [&](reader& t) {
+    t.string("certificate", cl.tls_certificate, true);
+    t.string("key", cl.tls_key, true);
+    t.string("ca", cl.tls_ca, true);
+    for (auto* f : {&cl.tls_certificate, &cl.tls_key, &cl.tls_ca})
+      if (auto wrong = resolve_file(*f, base_dir))
+        t.fail("server.cluster.tls", *wrong);
+  });
+  if (cl.role == "worker" && cl.seeds.empty())
+    c.fail("server.cluster.seeds", "a worker node needs at least one seed (a front node)");
+  if (cl.role == "front" && cl.listen_port == 0)
+    c.fail("server.cluster.listen.port", "a front node needs a port for worker nodes to join");
+}
+
+/// Reads "server.restricted_apis" (each group in one element at most).
+void read_restricted_apis(reader& r, std::vector<api_restriction>& out) {
+  r.array("restricted_apis", false, [&](const std::string& path, const json::value& v) {
+    reader a(r.errors(), path, v);
+    if (!a.ok())
+      return;
+    api_restriction x;
+    read_restricted_api(a, path, x);
+    for (auto g : x.groups)
+      if (restriction_of(out, g))
+        a.fail(path + ".groups", std::string("group \"") + to_string(g)
+                                   + "\" is restricted twice; name each group once");
+    out.push_back(std::move(x));
+  });
+}
+
 /// The keys of a supervisor: intensity, backoff, strategy, children's shutdown time.
 void read_restart(reader& rr, const std::string& path, restart_config& c) {
   rr.integer("max_restarts", c.max_restarts, 0, 1'000'000);
@@ -443,6 +499,7 @@ void read_restart(reader& rr, const std::string& path, restart_config& c) {
   rr.integer("shutdown_ms", c.shutdown_ms, 1, 3'600'000);
 }
 
+/// Reads the "server" object.
 void read_server(reader& r, server_config& s, const std::string& base_dir) {
   r.object("http", [&](reader& h) { read_http(h, s.http, base_dir); });
   r.object("grpc", [&](reader& g) {
@@ -471,46 +528,7 @@ void read_server(reader& r, server_config& s, const std::string& base_dir) {
   if (s.log_format != "text" && s.log_format != "json")
     r.fail("server.log_format", "expected \"text\" or \"json\", got \"" + s.log_format + "\"");
   r.boolean("fault_injection", s.fault_injection);
-  r.object("cluster", [&](reader& c) {
-    auto& cl = s.cluster;
-    c.string("role", cl.role);
-    if (cl.role != "both" && cl.role != "front" && cl.role != "worker")
-      c.fail("server.cluster.role",
-             "expected \"both\", \"front\" or \"worker\", got \"" + cl.role + "\"");
-    c.string("node_name", cl.node_name);
-    c.object("listen", [&](reader& l) {
-      l.string("address", cl.listen_address);
-      l.integer("port", cl.listen_port, 0, 65535);
-    });
-    c.array("seeds", false, [&](const std::string& p, const json::value& v) {
-      auto text = v.is_string() ? std::string(v.get_string()) : std::string();
-      auto colon = text.rfind(':');
-      bool ok = colon != std::string::npos && colon > 0 && colon + 1 < text.size()
-                && std::all_of(text.begin() + static_cast<std::ptrdiff_t>(colon) + 1, text.end(),
-                               [](char ch) { return ch >= '0' && ch <= '9'; });
-      if (!ok)
-        c.fail(p, "expected \"host:port\", got " + describe(v));
-      else
-        cl.seeds.push_back(text);
-    });
-    c.integer("heartbeat_ms", cl.heartbeat_ms, 10, 600'000);
-    c.integer("timeout_ms", cl.timeout_ms, 10, 3'600'000);
-    c.integer("reconnect_initial_ms", cl.reconnect_initial_ms, 1, 600'000);
-    c.integer("reconnect_max_ms", cl.reconnect_max_ms, 1, 3'600'000);
-    c.integer("drain_timeout_ms", cl.drain_timeout_ms, 0, 3'600'000);
-    c.object("tls", [&](reader& t) {
-      t.string("certificate", cl.tls_certificate, true);
-      t.string("key", cl.tls_key, true);
-      t.string("ca", cl.tls_ca, true);
-      for (auto* f : {&cl.tls_certificate, &cl.tls_key, &cl.tls_ca})
-        if (auto wrong = resolve_file(*f, base_dir))
-          t.fail("server.cluster.tls", *wrong);
-    });
-    if (cl.role == "worker" && cl.seeds.empty())
-      c.fail("server.cluster.seeds", "a worker node needs at least one seed (a front node)");
-    if (cl.role == "front" && cl.listen_port == 0)
-      c.fail("server.cluster.listen.port", "a front node needs a port for worker nodes to join");
-  });
+  r.object("cluster", [&](reader& c) { read_cluster(c, s.cluster, base_dir); });
   r.array("queues", false, [&](const std::string& path, const json::value& v) {
     reader q(r.errors(), path, v);
     if (!q.ok())
@@ -519,18 +537,7 @@ void read_server(reader& r, server_config& s, const std::string& base_dir) {
     read_queue(q, c);
     s.queues.push_back(std::move(c));
   });
-  r.array("restricted_apis", false, [&](const std::string& path, const json::value& v) {
-    reader a(r.errors(), path, v);
-    if (!a.ok())
-      return;
-    api_restriction x;
-    read_restricted_api(a, path, x);
-    for (auto g : x.groups)
-      if (restriction_of(s.restricted_apis, g))
-        a.fail(path + ".groups", std::string("group \"") + to_string(g)
-                                   + "\" is restricted twice; name each group once");
-    s.restricted_apis.push_back(std::move(x));
-  });
+  read_restricted_apis(r, s.restricted_apis);
   r.boolean("model_control", s.model_control);
   r.object("supervision", [&](reader& sv) {
     read_restart(sv, "server.supervision", s.supervision.restart);
