@@ -2,6 +2,8 @@
 
 #include <algorithm>
 #include <charconv>
+#include <string_view>
+#include <unordered_set>
 
 #include "runtime/error.hpp"
 
@@ -48,13 +50,12 @@ queue_job read_job(stream_entry&& entry, const queue_config& q) {
   job.model = q.model;
   std::vector<std::string> problems;
   bool has_body = false, has_model = false;
-  std::vector<std::string> seen;
+  std::unordered_set<std::string_view> seen; // (one pass: an entry may have any number of fields)
   for (auto& [key, value] : entry.fields) {
-    if (std::find(seen.begin(), seen.end(), key) != seen.end()) {
-      problems.push_back("field \"" + key + "\" is given twice");
+    if (!seen.insert(key).second) {
+      problems.push_back("field " + shown(key) + " is given twice");
       continue;
     }
-    seen.push_back(key);
     if (key == "body") {
       has_body = true;
       if (value.size() > q.max_entry_bytes) {
@@ -112,8 +113,11 @@ queue_job read_job(stream_entry&& entry, const queue_config& q) {
                        + "' has no default model)");
   if (!problems.empty() && !job.problem) {
     std::string all = "entry " + job.entry_id + " of stream '" + q.stream + "': ";
-    for (std::size_t i = 0; i < problems.size(); ++i)
+    constexpr std::size_t listed = 8; // (an entry may have thousands of wrong fields)
+    for (std::size_t i = 0; i < std::min(problems.size(), listed); ++i)
       all += (i ? "; " : "") + problems[i];
+    if (problems.size() > listed)
+      all += "; and " + std::to_string(problems.size() - listed) + " more";
     job.problem = make_error(errc::invalid_input, std::move(all));
   }
   return job;

@@ -50,6 +50,20 @@ redis_value integer(int64_t n) {
 
 } // namespace
 
+TEST_CASE("an entry with tens of thousands of fields is read in one pass, its answer bounded",
+          "[queue][hardening]") {
+  std::vector<std::pair<std::string, std::string>> fields{{"body", "{}"}, {"model", "m"}};
+  for (int i = 0; i < 50'000; ++i)
+    fields.emplace_back("body", "x"); // given again and again
+  auto job = read_job(entry(std::move(fields)), queue());
+  REQUIRE(job.problem);
+  auto text = error_message(job.problem);
+  CHECK_THAT(text, Catch::StartsWith("entry 1700000000000-0 of stream 'jobs': field \"body\" is "
+                                     "given twice; field \"body\" is given twice"));
+  CHECK_THAT(text, Catch::EndsWith("; and 49992 more"));
+  CHECK(text.size() < 400);
+}
+
 TEST_CASE("an entry's reply_to must start with one of the queue's reply_to_prefixes",
           "[queue][hardening]") {
   // Else any producer could make the node add to, and trim, any stream of the Redis server.
