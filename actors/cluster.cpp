@@ -201,11 +201,17 @@ caf::expected<uint16_t> publish_front(caf::actor_system& sys, const cluster_conf
   auto addr = cluster.listen_address.c_str();
   const auto& a = cluster.listen_address;
   bool loopback = a == "localhost" || a == "::1" || a.rfind("127.", 0) == 0;
+  if (!loopback && !cluster.tls() && !cluster.insecure)
+    return make_error(errc::invalid_config,
+                      "refusing to open the cluster port on " + a + " without TLS: CAF's binary "
+                      "protocol trusts what arrives on it, so anyone who can connect could take "
+                      "batches or end this node. Set server.cluster.tls (certificate, key and CA "
+                      "on every node), or \"insecure\": true on a network only your nodes reach");
   if (!loopback && !cluster.tls())
     logging::warn({"cluster"},
-                  "the cluster port {}:{} is open beyond this host without TLS: CAF's binary "
-                  "protocol trusts what arrives on it, and a malformed message from anyone who can "
-                  "connect can end this node. Keep the port on a private network, or set "
+                  "the cluster port {}:{} is open beyond this host without TLS (insecure): CAF's "
+                  "binary protocol trusts what arrives on it, and a malformed message from anyone "
+                  "who can connect can end this node. Keep the port on a private network, or set "
                   "server.cluster.tls",
                   a, cluster.listen_port);
 #if ACTORSERVE_WITH_TLS

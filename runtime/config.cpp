@@ -449,6 +449,7 @@ void read_cluster(reader& c, cluster_config& cl, const std::string& base_dir) {
   c.integer("reconnect_initial_ms", cl.reconnect_initial_ms, 1, 600'000);
   c.integer("reconnect_max_ms", cl.reconnect_max_ms, 1, 3'600'000);
   c.integer("drain_timeout_ms", cl.drain_timeout_ms, 0, 3'600'000);
+  c.boolean("insecure", cl.insecure);
   c.object("tls", [&](reader& t) {
     t.string("certificate", cl.tls_certificate, true);
     t.string("key", cl.tls_key, true);

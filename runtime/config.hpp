@@ -95,6 +95,7 @@ struct cluster_config {
   uint32_t reconnect_max_ms = 5000;
   uint32_t drain_timeout_ms = 10'000; // graceful leave: in-flight batches may finish this long
   std::string tls_certificate, tls_key, tls_ca; // all three: TLS with peers signed by tls_ca
+  bool insecure = false; // allow a cluster port beyond loopback without TLS (CAF trusts peers)
   bool tls() const { return !tls_certificate.empty(); }
 };
 

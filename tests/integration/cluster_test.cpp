@@ -290,3 +290,16 @@ TEST_CASE("cluster: a model unloaded and loaded again on the front gets its work
   REQUIRE(r.status == 200);
   CHECK(json::parse(r.body).as_object()["parameters"].as_object()["worker"] == "mlp/wc/cpu/0");
 }
+
+TEST_CASE("a front node refuses a cluster port beyond loopback without TLS unless told insecure",
+          "[cluster][hardening]") {
+  // (Refused before anything binds: nothing listens beyond loopback in this test.)
+  auto cfg = front_config(free_port());
+  cfg.replace(cfg.find(R"("listen": {)"), 11, R"("listen": {"address": "0.0.0.0", )");
+  auto out = run_command({"timeout", "20", ACTORSERVE_BINARY, "serve", "--config",
+                          write_temp_file("open_front.json", cfg), "--port", "0"});
+  INFO(out.second);
+  CHECK(out.first == 1);
+  CHECK(out.second.find("refusing to open the cluster port on 0.0.0.0 without TLS") != std::string::npos);
+  CHECK(out.second.find("\"insecure\": true") != std::string::npos);
+}
