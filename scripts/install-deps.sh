@@ -31,6 +31,10 @@ fi
 if ! .venv/bin/python -c 'import tritonclient.http, tritonclient.grpc' 2>/dev/null; then
   .venv/bin/pip install -q --disable-pip-version-check "tritonclient[http,grpc]"
 fi
+# An HTTP/2 client that can send what gRPC's clients never do (the rapid-reset flood test).
+if ! .venv/bin/python -c 'import h2' 2>/dev/null; then
+  .venv/bin/pip install -q --disable-pip-version-check h2
+fi
 # A Redis client for the event-queue examples and benchmark (examples/queue/).
 if ! .venv/bin/python -c 'import redis' 2>/dev/null; then
   .venv/bin/pip install -q --disable-pip-version-check redis

@@ -132,3 +132,20 @@ TEST_CASE("restricted API groups need their header on HTTP and gRPC, with Triton
   CHECK(out.first == 0);
   CHECK(out.second.find("restricted api: ok") != std::string::npos);
 }
+
+TEST_CASE("an HTTP/2 rapid-reset flood on the gRPC port does not stop the node",
+          "[integration][grpc][hardening]") {
+  auto grpc_port = free_port();
+  server_process srv{write_temp_file("rapid_reset.json", grpc_config(grpc_port))};
+  REQUIRE(srv.wait_ready());
+  auto out = run_command({std::string(ACTORSERVE_SOURCE_DIR) + "/.venv/bin/python",
+                          std::string(ACTORSERVE_SOURCE_DIR)
+                            + "/tests/integration/python/grpc_rapid_reset_test.py",
+                          "127.0.0.1:" + std::to_string(grpc_port),
+                          "127.0.0.1:" + std::to_string(srv.port()), "20000"});
+  INFO(out.second);
+  INFO(srv.log());
+  CHECK(out.first == 0);
+  CHECK(out.second.find("rapid reset: ok") != std::string::npos);
+  CHECK(srv.running());
+}
