@@ -123,6 +123,21 @@ queue_job read_job(stream_entry&& entry, const queue_config& q) {
   return job;
 }
 
+stream_fields dead_letter_fields(const queue_job& job, uint64_t deliveries,
+                                 const std::string& reason) {
+  stream_fields out{{"entry", job.entry_id},
+                    {"deliveries", std::to_string(deliveries)},
+                    {"reason", reason},
+                    {"model", job.model}};
+  if (!job.version.empty())
+    out.emplace_back("version", job.version);
+  out.emplace_back("reply_to", job.reply_to);
+  if (job.header_length)
+    out.emplace_back("header_length", std::to_string(*job.header_length));
+  out.emplace_back("body", job.body);
+  return out;
+}
+
 stream_fields answer_fields(const queue_job& job, unsigned status, std::string body,
                             std::optional<std::size_t> header_length) {
   stream_fields out;

@@ -36,6 +36,11 @@ struct queue_job {
 /// naming the field.
 queue_job read_job(stream_entry&& entry, const queue_config& q);
 
+/// What the dead-letter stream keeps of an entry given up after `deliveries` deliveries: its ID
+/// and stream, why, and its own fields (model, version, reply_to, header_length, body).
+stream_fields dead_letter_fields(const queue_job& job, uint64_t deliveries,
+                                 const std::string& reason);
+
 /// The fields of an answer to `job`: request (the entry's ID), model, status (HTTP's code),
 /// body (the KServe v2 response, or {"error": ...}), header_length when binary data follows the
 /// JSON, traceparent when the request had one.

@@ -62,6 +62,7 @@ struct outgoing {
   std::string reply_to; // empty: acknowledge only
   stream_fields fields;
   unsigned status = 0;
+  stream_fields dead_letter; // an entry given up: what goes to the dead-letter stream, if any
 };
 
 /// One entry from its reading to its answer (only the job thread touches it).
@@ -75,6 +76,7 @@ struct held_entry {
   uint64_t body_bytes = 0; // counted in the node's budget for request bodies
   model_metrics* mm = nullptr;
   std::optional<asio::steady_timer> timer;
+  stream_fields dead_letter; // given up: the entry and why, for the dead-letter stream
 };
 
 } // namespace
@@ -175,7 +177,8 @@ struct redis_ingress::impl : std::enable_shared_from_this<impl> {
   // ---- reader ---------------------------------------------------------------------------------
 
   /// Whether the queue's model (without one: every model) takes requests; waits a little if not.
-  bool ready() {
+  /// Logs when that changes from `was`.
+  bool ready(bool was) {
     bool ok = false;
     if (auto gw = infer->gateway()->get()) {
       caf::scoped_actor self{infer->system()};
@@ -186,11 +189,16 @@ struct redis_ingress::impl : std::enable_shared_from_this<impl> {
         self->request(gw, 1s, ready_atom::value, cfg.model, std::string{})
           .receive([&](bool r) { ok = r; }, on_error);
     }
-    if (ok)
+    if (ok && !was)
       logging::info(log(cfg.model), "queue '{}': reading stream '{}' as consumer '{}' of group "
                                     "'{}' (redis {}:{})", cfg.name, cfg.stream, cfg.consumer,
                     cfg.group, cfg.redis_host, cfg.redis_port);
-    else
+    if (!ok && was)
+      logging::warn(log(cfg.model), "queue '{}': {} not ready: reading of stream '{}' stops until "
+                                    "it is (new entries are left to the group's other consumers)",
+                    cfg.name, cfg.model.empty() ? "the node is" : "model '" + cfg.model + "' is",
+                    cfg.stream);
+    if (!ok)
       pause(200ms);
     return ok;
   }
@@ -224,6 +232,7 @@ struct redis_ingress::impl : std::enable_shared_from_this<impl> {
     auto claim_interval = std::clamp<clock_type::duration>(
       std::chrono::milliseconds(cfg.claim_idle_ms / 4), 250ms, 30s);
     auto next_claim = clock_type::now();
+    auto next_ready_check = clock_type::now();
     while (!stopping && !draining) {
       if (!conn) {
         conn = connect("reader", reported);
@@ -240,9 +249,13 @@ struct redis_ingress::impl : std::enable_shared_from_this<impl> {
         if (stopping)
           break;
       }
-      if (!is_ready) {
-        is_ready = ready();
-        continue;
+      // Readiness again every second: a node whose model went down (its supervisors gave up,
+      // unloaded) stops taking entries it could only fail, and leaves them to healthy nodes.
+      if (!is_ready || clock_type::now() >= next_ready_check) {
+        is_ready = ready(is_ready);
+        next_ready_check = clock_type::now() + 1s;
+        if (!is_ready)
+          continue;
       }
       std::size_t n = 0;
       {
@@ -344,7 +357,7 @@ struct redis_ingress::impl : std::enable_shared_from_this<impl> {
     if (e.deleted) { // pending, but no longer in the stream: nothing to run or answer
       logging::debug(log(), "queue '{}': entry {} was deleted from the stream; acknowledged",
                      cfg.name, e.id);
-      return finish(outgoing{e.id, {}, {}, 0});
+      return finish(outgoing{e.id, {}, {}, 0, {}});
     }
     auto deliveries = e.deliveries;
     auto h = std::make_shared<held_entry>();
@@ -355,13 +368,16 @@ struct redis_ingress::impl : std::enable_shared_from_this<impl> {
     h->mm = infer->stats()->model(h->job.model);
     if (deliveries > cfg.max_deliveries) {
       qm->entries_given_up.fetch_add(1, std::memory_order_relaxed);
-      return answer(h, make_error(errc::inference_failed,
-                                  "entry " + h->job.entry_id + " of stream '" + cfg.stream
-                                    + "' was delivered " + std::to_string(deliveries)
-                                    + " times without an answer (max_deliveries "
-                                    + std::to_string(cfg.max_deliveries)
-                                    + "): each consumer that took it stopped before answering, "
-                                      "so it is not run again"));
+      auto why = make_error(errc::inference_failed,
+                            "entry " + h->job.entry_id + " of stream '" + cfg.stream
+                              + "' was delivered " + std::to_string(deliveries)
+                              + " times without an answer (max_deliveries "
+                              + std::to_string(cfg.max_deliveries)
+                              + "): each consumer that took it stopped before answering, so it "
+                                "is not run again");
+      if (!cfg.dead_letter_stream.empty())
+        h->dead_letter = dead_letter_fields(h->job, deliveries, error_message(why));
+      return answer(h, std::move(why));
     }
     if (h->job.problem)
       return answer(h, h->job.problem);
@@ -453,7 +469,8 @@ struct redis_ingress::impl : std::enable_shared_from_this<impl> {
     }
     inference::account(h->mm, res ? errc::none : error_code(res.error()), h->received);
     finish(outgoing{h->job.entry_id, h->job.reply_to,
-                    answer_fields(h->job, status, std::move(body), header_length), status});
+                    answer_fields(h->job, status, std::move(body), header_length), status,
+                    std::move(h->dead_letter)});
   }
 
   void finish(outgoing o) {
@@ -479,6 +496,14 @@ struct redis_ingress::impl : std::enable_shared_from_this<impl> {
           xadd.insert(xadd.end(), {"MAXLEN", "~", std::to_string(cfg.reply_maxlen)});
         xadd.push_back("*");
         for (auto& [k, v] : o.fields) {
+          xadd.push_back(k);
+          xadd.push_back(v);
+        }
+        cmds.push_back(std::move(xadd));
+      }
+      if (!o.dead_letter.empty()) { // (the entry and why, kept for an operator to look at)
+        std::vector<std::string> xadd{"XADD", cfg.dead_letter_stream, "*"};
+        for (auto& [k, v] : o.dead_letter) {
           xadd.push_back(k);
           xadd.push_back(v);
         }

@@ -318,6 +318,7 @@ void read_queue(reader& q, queue_config& c) {
     else
       c.reply_to_prefixes.emplace_back(v.get_string());
   });
+  q.string("dead_letter_stream", c.dead_letter_stream);
   q.integer("reply_maxlen", c.reply_maxlen, 0);
   q.integer("max_in_flight", c.max_in_flight, 1, 1'000'000);
   q.integer("max_entry_bytes", c.max_entry_bytes, 1024);
@@ -334,6 +335,8 @@ void read_queue(reader& q, queue_config& c) {
     q.fail(q.sub("reply_stream"), "must differ from the stream requests come from");
   if (c.reply_to_prefixes.empty())
     c.reply_to_prefixes.push_back(c.reply_stream);
+  if (!c.dead_letter_stream.empty() && c.dead_letter_stream == c.stream)
+    q.fail(q.sub("dead_letter_stream"), "must differ from the stream requests come from");
 }
 
 /// A front's "tls" object (`path` names it in errors): the files must exist.

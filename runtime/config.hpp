@@ -117,6 +117,7 @@ struct queue_config {
   // What an entry's "reply_to" must start with (one of them); empty: reply_stream. The node adds
   // to (and trims) the streams entries name, so this keeps them to the ones meant for answers.
   std::vector<std::string> reply_to_prefixes;
+  std::string dead_letter_stream; // entries given up (max_deliveries) are kept here too; "" = not
   uint64_t reply_maxlen = 100'000; // reply streams trimmed (approximately) to this; 0 = never
   uint32_t max_in_flight = 128;    // entries read and not yet answered
   uint64_t max_entry_bytes = 64ull << 20; // an entry's body; larger ones are answered 413

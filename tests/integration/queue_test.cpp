@@ -265,8 +265,8 @@ TEST_CASE("an entry whose consumer stopped answering is taken over by another no
   r({"XCLAIM", "jobs", "actorserve", "dead", "0", poison, "RETRYCOUNT", "3"});
   REQUIRE(r.pending("jobs") == 2);
 
-  server_process srv{write_temp_file("claim.json",
-                                     queue_config(rs.port, R"(, "max_deliveries": 3)"))};
+  server_process srv{write_temp_file(
+    "claim.json", queue_config(rs.port, R"(, "max_deliveries": 3, "dead_letter_stream": "jobs:dead")"))};
   REQUIRE(eventually([&] { return r.length("jobs:replies") == 2; }, 20s));
   auto got = answers(r, "jobs:replies");
   INFO(srv.log());
@@ -282,6 +282,45 @@ TEST_CASE("an entry whose consumer stopped answering is taken over by another no
   CHECK(series(metrics, R"(actorserve_queue_entries_given_up_total{queue="jobs"})") == 1);
   // The poison entry never reached the model: one request ran.
   CHECK(series(metrics, R"(actorserve_requests_total{model="scale",outcome="success"})") == 1);
+  // It is kept, with why, on the dead-letter stream.
+  auto dead = r.entries("jobs:dead");
+  REQUIRE(dead.size() == 1);
+  CHECK(dead[0]["entry"] == poison);
+  CHECK(dead[0]["deliveries"] == "4");
+  CHECK_THAT(dead[0]["reason"], Catch::Contains("(max_deliveries 3)"));
+  CHECK(dead[0]["body"] == infer_json("[5,5,5,5]"));
+  CHECK(dead[0]["reply_to"] == "jobs:replies");
+}
+
+TEST_CASE("a node whose model is not ready stops reading its stream until the model is back",
+          "[integration][queue][hardening]") {
+  redis_server rs;
+  redis r{rs.port};
+  server_process srv{write_temp_file("gate.json", queue_config(rs.port))};
+  REQUIRE(srv.wait_ready());
+  auto first = r({"XADD", "jobs", "*", "body", infer_json("[1,2,3,4]")});
+  REQUIRE(eventually([&] { return r.length("jobs:replies") == 1; }, 10s));
+  // The model goes (unloaded here; a model whose supervisors gave up is not ready either): the
+  // node stops taking entries it could only fail, leaving them to other consumers.
+  http_client c{srv.port()};
+  REQUIRE(c.post("/v2/repository/models/scale/unload", "").status == 200);
+  REQUIRE(eventually([&] {
+    return occurrences(srv.log(), "queue 'jobs': model 'scale' is not ready: reading of stream "
+                                  "'jobs' stops until it is") == 1;
+  }, 10s));
+  std::vector<std::string> waiting;
+  for (int i = 0; i < 3; ++i)
+    waiting.push_back(r({"XADD", "jobs", "*", "body", infer_json("[0,0,0,0]")}));
+  std::this_thread::sleep_for(3s); // (three readiness checks: none of them reads)
+  CHECK(r.length("jobs:replies") == 1);
+  CHECK(r.pending("jobs") == 0); // not read: no consumer of the group holds them
+  // Back: they are read and answered.
+  REQUIRE(c.post("/v2/repository/models/scale/load", "").status == 200);
+  REQUIRE(eventually([&] { return r.length("jobs:replies") == 4; }, 20s));
+  auto got = answers(r, "jobs:replies");
+  for (auto& id : waiting)
+    CHECK(got[id]["status"] == "200");
+  CHECK(got[first]["status"] == "200");
 }
 
 TEST_CASE("a node killed with entries in flight loses none: another node of the group "
