@@ -10,7 +10,7 @@
 
 using namespace actorserve;
 
-TEST_CASE("a restricted group is served only with its header's exact value; others are open",
+TEST_CASE("a restricted group is served only with its header's exact value, others are open",
           "[access]") {
   std::vector<api_restriction> all{
     {{api_group::model_repository, api_group::shared_memory}, "admin-key", "s3cret"}};

@@ -27,7 +27,7 @@ TEST_CASE("targets map to routes, with model, version and region", "[http]") {
   CHECK(parse_route("/v3").kind == route::not_found);
 }
 
-TEST_CASE("routes belong to Triton's API groups; state-changing ones are marked", "[http]") {
+TEST_CASE("routes belong to Triton's API groups, and state-changing ones are marked", "[http]") {
   CHECK(group_of(route::model_infer) == api_group::inference);
   CHECK(group_of(route::model_load) == api_group::model_repository);
   CHECK(group_of(route::repository_index) == api_group::model_repository);
