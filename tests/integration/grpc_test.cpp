@@ -25,17 +25,22 @@ std::string grpc_config(uint16_t grpc_port) {
          + model("slow", R"(, "delay_us": 300000)") + "]}";
 }
 
+/// Runs tests/integration/python/SCRIPT with the project's venv (Triton's clients) and `args`.
+std::pair<int, std::string> run_script(const std::string& script, std::vector<std::string> args) {
+  args.insert(args.begin(), {std::string(ACTORSERVE_SOURCE_DIR) + "/.venv/bin/python",
+                             std::string(ACTORSERVE_SOURCE_DIR) + "/tests/integration/python/"
+                               + script});
+  return run_command(args);
+}
+
 } // namespace
 
 TEST_CASE("NVIDIA Triton's Python gRPC client works against actorserve", "[integration][grpc]") {
   auto grpc_port = free_port();
   server_process srv{write_temp_file("grpc.json", grpc_config(grpc_port))};
   REQUIRE(srv.wait_ready());
-  auto out = run_command({std::string(ACTORSERVE_SOURCE_DIR) + "/.venv/bin/python",
-                          std::string(ACTORSERVE_SOURCE_DIR)
-                            + "/tests/integration/python/triton_grpc_test.py",
-                          "127.0.0.1:" + std::to_string(grpc_port),
-                          "127.0.0.1:" + std::to_string(srv.port())});
+  auto out = run_script("triton_grpc_test.py", {"127.0.0.1:" + std::to_string(grpc_port),
+                                                 "127.0.0.1:" + std::to_string(srv.port())});
   INFO(out.second);
   INFO(srv.log());
   CHECK(out.first == 0);
@@ -66,10 +71,7 @@ TEST_CASE("gRPC over TLS serves clients whose certificate the client CA signed, 
                    + R"(/ca.pem"})");
   server_process srv{write_temp_file("grpc_tls.json", config)};
   REQUIRE(srv.wait_ready());
-  auto out = run_command({std::string(ACTORSERVE_SOURCE_DIR) + "/.venv/bin/python",
-                          std::string(ACTORSERVE_SOURCE_DIR)
-                            + "/tests/integration/python/grpc_tls_test.py",
-                          "127.0.0.1:" + std::to_string(grpc_port), dir});
+  auto out = run_script("grpc_tls_test.py", {"127.0.0.1:" + std::to_string(grpc_port), dir});
   INFO(out.second);
   INFO(srv.log());
   CHECK(out.first == 0);
@@ -100,11 +102,8 @@ TEST_CASE("a model load over gRPC in progress at SIGTERM is answered and does no
       "warmup": {"batch_sizes": [1], "iterations": 1}}]})";
   server_process srv{write_temp_file("grpc_load_stop.json", config)};
   REQUIRE(srv.wait_ready());
-  auto out = run_command({std::string(ACTORSERVE_SOURCE_DIR) + "/.venv/bin/python",
-                          std::string(ACTORSERVE_SOURCE_DIR)
-                            + "/tests/integration/python/grpc_load_shutdown_test.py",
-                          "127.0.0.1:" + std::to_string(grpc_port),
-                          "127.0.0.1:" + std::to_string(srv.port()), std::to_string(srv.pid())});
+  auto out = run_script("grpc_load_shutdown_test.py", {"127.0.0.1:" + std::to_string(grpc_port),
+                                                 "127.0.0.1:" + std::to_string(srv.port()), std::to_string(srv.pid())});
   INFO(out.second);
   INFO(srv.log());
   CHECK(out.first == 0);
@@ -122,11 +121,8 @@ TEST_CASE("restricted API groups need their header on HTTP and gRPC, with Triton
                                                     "header": "admin-key", "value": "s3cret"}], )");
   server_process srv{write_temp_file("restricted.json", config)};
   REQUIRE(srv.wait_ready());
-  auto out = run_command({std::string(ACTORSERVE_SOURCE_DIR) + "/.venv/bin/python",
-                          std::string(ACTORSERVE_SOURCE_DIR)
-                            + "/tests/integration/python/restricted_api_test.py",
-                          "127.0.0.1:" + std::to_string(grpc_port),
-                          "127.0.0.1:" + std::to_string(srv.port())});
+  auto out = run_script("restricted_api_test.py", {"127.0.0.1:" + std::to_string(grpc_port),
+                                                 "127.0.0.1:" + std::to_string(srv.port())});
   INFO(out.second);
   INFO(srv.log());
   CHECK(out.first == 0);
@@ -138,11 +134,8 @@ TEST_CASE("an HTTP/2 rapid-reset flood on the gRPC port does not stop the node",
   auto grpc_port = free_port();
   server_process srv{write_temp_file("rapid_reset.json", grpc_config(grpc_port))};
   REQUIRE(srv.wait_ready());
-  auto out = run_command({std::string(ACTORSERVE_SOURCE_DIR) + "/.venv/bin/python",
-                          std::string(ACTORSERVE_SOURCE_DIR)
-                            + "/tests/integration/python/grpc_rapid_reset_test.py",
-                          "127.0.0.1:" + std::to_string(grpc_port),
-                          "127.0.0.1:" + std::to_string(srv.port()), "20000"});
+  auto out = run_script("grpc_rapid_reset_test.py", {"127.0.0.1:" + std::to_string(grpc_port),
+                                                 "127.0.0.1:" + std::to_string(srv.port()), "20000"});
   INFO(out.second);
   INFO(srv.log());
   CHECK(out.first == 0);
