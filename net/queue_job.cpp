@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <charconv>
+#include <optional>
 #include <string_view>
 #include <unordered_set>
 
@@ -41,6 +42,18 @@ std::string allowed_replies(const queue_config& q) {
   return out;
 }
 
+/// What is wrong with an entry's reply_to, or nullopt.
+std::optional<std::string> reply_to_problem(const std::string& value, const queue_config& q) {
+  if (value.empty())
+    return std::string("field \"reply_to\" is empty (leave it out for the queue's reply_stream)");
+  if (value == q.stream)
+    return std::string("field \"reply_to\" names the request stream itself");
+  if (!reply_allowed(value, q))
+    return "field \"reply_to\" " + shown(value) + " does not start with " + allowed_replies(q)
+           + " (the queue's reply_to_prefixes)";
+  return std::nullopt;
+}
+
 } // namespace
 
 queue_job read_job(stream_entry&& entry, const queue_config& q) {
@@ -74,14 +87,8 @@ queue_job read_job(stream_entry&& entry, const queue_config& q) {
     } else if (key == "version") {
       job.version = std::move(value);
     } else if (key == "reply_to") {
-      if (value.empty())
-        problems.push_back("field \"reply_to\" is empty (leave it out for the queue's "
-                           "reply_stream)");
-      else if (value == q.stream)
-        problems.push_back("field \"reply_to\" names the request stream itself");
-      else if (!reply_allowed(value, q))
-        problems.push_back("field \"reply_to\" " + shown(value) + " does not start with "
-                           + allowed_replies(q) + " (the queue's reply_to_prefixes)");
+      if (auto wrong = reply_to_problem(value, q))
+        problems.push_back(std::move(*wrong));
       else
         job.reply_to = std::move(value);
     } else if (key == "header_length") {
