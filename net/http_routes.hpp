@@ -20,6 +20,10 @@ namespace actorserve {
 /// The most header fields a request may have (nginx's and Go's defaults are of that order).
 constexpr std::size_t header_fields_limit = 100;
 
+/// The largest body a request other than inference may have: a control request's JSON is small,
+/// and a large document of small numbers would take many times its size once parsed.
+constexpr std::size_t control_body_limit = 64 * 1024;
+
 struct route {
   enum kind_t { not_found, health_live, health_ready, server_meta, model_meta, model_ready,
                 model_infer, model_stats, model_config, all_stats, prometheus,

@@ -410,6 +410,12 @@ private:
     };
     if (auto why = access_refusal(r.kind))
       return send_error(http::status::forbidden, *why);
+    if (r.kind != route::model_infer && request_.body().size() > control_body_limit)
+      return send_error(http::status::payload_too_large,
+                        "the body of " + std::string(request_.method_string()) + " "
+                          + std::string(request_.target()) + " may be at most "
+                          + std::to_string(control_body_limit) + " bytes, got "
+                          + std::to_string(request_.body().size()));
     if (srv_.draining.load() && (r.kind == route::model_infer || r.kind == route::health_ready
                                  || r.kind == route::model_ready)) {
       if (r.kind == route::model_infer)

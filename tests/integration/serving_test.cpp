@@ -1325,6 +1325,27 @@ TEST_CASE("state-changing requests from a web page of another origin are refused
   check_still_serving(off.port());
 }
 
+TEST_CASE("bodies of requests other than inference are bounded before they are parsed",
+          "[integration][hardening]") {
+  auto cfg = scale_config();
+  cfg.replace(cfg.find(R"("max_body_bytes": 4096)"), 22, R"("max_body_bytes": 1048576)");
+  server_process srv{write_temp_file("control_bodies.json", cfg)};
+  REQUIRE(srv.wait_ready());
+  http_client c{srv.port()};
+  // 100 KB of small numbers: far more memory once parsed than as text.
+  std::string big = R"({"ready": true, "x": [0)";
+  while (big.size() < 100'000)
+    big += ",0";
+  big += "]}";
+  auto r = c.post("/v2/repository/index", big);
+  CHECK(r.status == 413);
+  CHECK(error_of(r) == "the body of POST /v2/repository/index may be at most 65536 bytes, got "
+                         + std::to_string(big.size()));
+  CHECK(c.post("/v2/repository/index", R"({"ready": true})").status == 200);
+  // Inference bodies keep their own bound (max_body_bytes).
+  CHECK(c.post("/v2/models/scale/infer", infer_body() + std::string(100'000, ' ')).status == 200);
+}
+
 TEST_CASE("a queued request whose client closes its connection is dropped, not run",
           "[integration]") {
   server_process srv{write_temp_file(
