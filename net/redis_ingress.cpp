@@ -77,6 +77,8 @@ struct held_entry {
   model_metrics* mm = nullptr;
   std::optional<asio::steady_timer> timer;
   stream_fields dead_letter; // given up: the entry and why, for the dead-letter stream
+  std::shared_ptr<const std::string> body; // the request (binary tensors are views of it)
+  std::string trace_id;
 };
 
 } // namespace
@@ -390,21 +392,64 @@ struct redis_ingress::impl : std::enable_shared_from_this<impl> {
                                     + std::to_string(now_ms - *h->job.deadline_ms)
                                     + " ms before the entry was read"));
     // The body stays where it is: binary tensors are views of it.
-    auto body = std::make_shared<const std::string>(std::move(h->job.body));
+    h->body = std::make_shared<const std::string>(std::move(h->job.body));
+    h->trace_id = trace.trace_id;
+    auto wait_us = infer->config()->find_model(h->job.model)->default_timeout_us;
+    h->give_up = h->received + std::chrono::microseconds(wait_us);
+    if (h->job.deadline_ms)
+      h->give_up = std::min(h->give_up, h->received + std::chrono::milliseconds(
+                                                        *h->job.deadline_ms - now_ms));
+    admit(h);
+  }
+
+  /// Counts the entry's body in the node's budget for request bodies (which HTTP's share), then
+  /// runs it. Where the budget is full it waits (50 ms, doubling to 1 s) until its body fits or
+  /// its time is up, so that queue entries never push HTTP's requests out of the budget.
+  void admit(const std::shared_ptr<held_entry>& h) {
     auto& stats = *infer->stats();
-    h->body_bytes = body->size();
-    stats.http_body_bytes.fetch_add(h->body_bytes);
+    auto limit = infer->config()->server.http.max_inflight_body_bytes;
+    auto n = h->body->size();
+    if (n > limit)
+      return answer(h, make_error(errc::payload_too_large,
+                                  "the entry's body of " + std::to_string(n) + " bytes exceeds "
+                                    "the node's budget for request bodies ("
+                                    + std::to_string(limit) + ", http.max_inflight_body_bytes)"));
+    if (stats.http_body_bytes.fetch_add(n) + n > limit) {
+      stats.http_body_bytes.fetch_sub(n);
+      auto now = clock_type::now();
+      if (now + h->backoff >= h->give_up || stopping)
+        return answer(h, make_error(errc::overloaded,
+                                    "the node's budget for request bodies stayed full "
+                                    "(http.max_inflight_body_bytes) until the entry's timeout"));
+      h->timer.emplace(ioc, h->backoff);
+      h->backoff = std::min<clock_type::duration>(h->backoff * 2, retry_max);
+      h->timer->async_wait([self = shared_from_this(), h](const boost::system::error_code& ec) {
+        if (!ec)
+          self->admit(h);
+      });
+      return;
+    }
+    h->body_bytes = n;
+    h->backoff = retry_initial;
+    run(h);
+  }
+
+  /// Decodes an admitted entry's request and sends it to its model.
+  void run(const std::shared_ptr<held_entry>& h) {
+    auto& stats = *infer->stats();
     const kserve::memory_budget budget{&stats.http_body_bytes,
                                        infer->config()->server.http.max_inflight_body_bytes,
                                        h->body_bytes};
-    auto decoded = kserve::decode_request(*body, h->job.header_length, body, &budget, nullptr);
+    auto decoded = kserve::decode_request(*h->body, h->job.header_length, h->body, &budget,
+                                          nullptr);
     if (!decoded)
       return answer(h, std::move(decoded.error()));
+    auto now_ms = unix_ms_now();
     h->options = infer->take_options(*decoded, h->job.model);
     auto& req = decoded->request;
     req.model = h->job.model;
     req.version = h->job.version;
-    req.trace_id = trace.trace_id;
+    req.trace_id = h->trace_id;
     if (h->job.deadline_ms) { // the request's timeout ends at the deadline at the latest
       auto left_us = (*h->job.deadline_ms - now_ms) * 1000;
       if (req.timeout_us <= 0 || req.timeout_us > left_us)

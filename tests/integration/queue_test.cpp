@@ -292,6 +292,40 @@ TEST_CASE("an entry whose consumer stopped answering is taken over by another no
   CHECK(dead[0]["reply_to"] == "jobs:replies");
 }
 
+TEST_CASE("queue entries wait for room in the body budget instead of pushing HTTP out of it",
+          "[integration][queue][hardening]") {
+  redis_server rs;
+  redis r{rs.port};
+  auto cfg = queue_config(rs.port);
+  cfg.replace(cfg.find(R"("http": {"port": 0})"), 19,
+              R"("http": {"port": 0, "max_body_bytes": 1024, "max_inflight_body_bytes": 1024})");
+  const std::string timeouts = R"("max_timeout_us": 1000000, "default_timeout_us": 1000000)";
+  cfg.replace(cfg.find(timeouts), timeouts.size(),
+              R"("max_timeout_us": 5000000, "default_timeout_us": 5000000)"); // (waits 5 s at most)
+  cfg.replace(cfg.find(R"("claim_idle_ms": 3000)"), 21, R"("claim_idle_ms": 8000)");
+  server_process srv{write_temp_file("budget.json", cfg)};
+  REQUIRE(srv.wait_ready());
+  auto body_bytes = [&] {
+    return series(http_client{srv.port()}.get("/metrics").body, "actorserve_http_request_body_bytes");
+  };
+  std::string id;
+  {
+    // An HTTP client holds 950 bytes of the 1024: an entry of ~100 bytes does not fit beside it.
+    stalled_connection holder{srv.port(), "POST /v2/models/scale/infer HTTP/1.1\r\nHost: x\r\n"
+                                          "Content-Length: 1000\r\n\r\n" + std::string(950, ' ')};
+    REQUIRE(eventually([&] { return body_bytes() == 950; }, 10s));
+    id = r({"XADD", "jobs", "*", "body", infer_json("[1,2,3,4]")});
+    REQUIRE(eventually([&] { return r.pending("jobs") == 1; }, 10s)); // read, and waiting
+    std::this_thread::sleep_for(1s);
+    CHECK(r.length("jobs:replies") == 0); // not run past the budget, not refused either
+    CHECK(body_bytes() == 950);           // (HTTP's share untouched)
+  }
+  // The HTTP client gone, the entry fits: it runs.
+  REQUIRE(eventually([&] { return r.length("jobs:replies") == 1; }, 10s));
+  CHECK(answers(r, "jobs:replies")[id]["status"] == "200");
+  CHECK(eventually([&] { return body_bytes() == 0; }, 5s));
+}
+
 TEST_CASE("a node whose model is not ready stops reading its stream until the model is back",
           "[integration][queue][hardening]") {
   redis_server rs;
