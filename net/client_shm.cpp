@@ -50,7 +50,8 @@ struct held_bytes {
 } // namespace
 
 caf::expected<std::shared_ptr<shm_region>> shm_region::open(std::string name, std::string key,
-                                                            uint64_t offset, uint64_t byte_size) {
+                                                            uint64_t offset, uint64_t byte_size,
+                                                            std::optional<uid_t> owner) {
   if (auto err = check_key(key))
     return err;
   if (byte_size == 0)
@@ -78,6 +79,11 @@ caf::expected<std::shared_ptr<shm_region>> shm_region::open(std::string name, st
   if (!S_ISREG(st.st_mode))
     return bad("shared memory region '" + r->name_ + "': " + json_quote(r->key_)
                + " is not a shared memory object");
+  if (owner && st.st_uid != *owner)
+    return bad("shared memory region '" + r->name_ + "': " + json_quote(r->key_)
+               + " belongs to user " + std::to_string(st.st_uid) + ", not to the client (user "
+               + std::to_string(*owner) + "): a client registers only its own objects "
+               "(http.shared_memory_owner_check)");
   if (offset > size || byte_size > size - offset)
     return bad("shared memory region '" + r->name_ + "': offset " + std::to_string(offset)
                + " + byte_size " + std::to_string(byte_size) + " passes the end of "
@@ -174,7 +180,8 @@ caf::error shm_region::write(uint64_t at, const uint8_t* p, uint64_t n,
 }
 
 caf::expected<std::shared_ptr<const shm_region>>
-shm_registry::add(std::string name, std::string key, uint64_t offset, uint64_t byte_size) {
+shm_registry::add(std::string name, std::string key, uint64_t offset, uint64_t byte_size,
+                  std::optional<uid_t> owner) {
   if (name.empty() || name.size() > 256 || valid_utf8(name) != name)
     return bad("a shared memory region's name must be 1 to 256 bytes of UTF-8");
   if (!key_prefixes_.empty()
@@ -199,7 +206,7 @@ shm_registry::add(std::string name, std::string key, uint64_t offset, uint64_t b
                                             + " regions are registered, the most the server "
                                               "holds; unregister some first");
   }
-  auto region = shm_region::open(name, std::move(key), offset, byte_size);
+  auto region = shm_region::open(name, std::move(key), offset, byte_size, owner);
   if (!region)
     return std::move(region.error());
   std::shared_ptr<const shm_region> added = std::move(*region);

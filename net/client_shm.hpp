@@ -9,11 +9,14 @@
 // then gets an error, where a mapping would have killed the whole node with SIGBUS.
 #pragma once
 
+#include <sys/types.h>
+
 #include <atomic>
 #include <cstdint>
 #include <map>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -32,8 +35,10 @@ public:
   /// Opens `key` ("/name", as shm_open takes it) read-write, or read-only where the server may
   /// only read it (outputs then cannot go there). Errors (invalid_input) say what is wrong:
   /// no such object, no permission, a range past its end.
+  /// With `owner`, an object another user owns is refused.
   static caf::expected<std::shared_ptr<shm_region>> open(std::string name, std::string key,
-                                                         uint64_t offset, uint64_t byte_size);
+                                                         uint64_t offset, uint64_t byte_size,
+                                                         std::optional<uid_t> owner = std::nullopt);
   ~shm_region();
   shm_region(const shm_region&) = delete;
   shm_region& operator=(const shm_region&) = delete;
@@ -77,8 +82,10 @@ public:
 
   /// Registers a region and returns it; invalid_input when the name is taken or invalid, the
   /// key cannot be opened or the range passes the object's end; overloaded past max_regions.
+  /// With `owner`, only an object that user owns is registered (the client's own).
   caf::expected<std::shared_ptr<const shm_region>> add(std::string name, std::string key,
-                                                       uint64_t offset, uint64_t byte_size);
+                                                       uint64_t offset, uint64_t byte_size,
+                                                       std::optional<uid_t> owner = std::nullopt);
 
   /// The region called `name`, or an error (invalid_input) saying it is not registered.
   caf::expected<std::shared_ptr<const shm_region>> find(std::string_view name) const;

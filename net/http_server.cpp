@@ -31,6 +31,7 @@
 #include "net/inference.hpp"
 #include "net/kserve_codec.hpp"
 #include "net/model_control.hpp"
+#include "net/peer_uid.hpp"
 #include "net/shared_body.hpp"
 #include "net/trace_context.hpp"
 #include "runtime/error.hpp"
@@ -539,7 +540,19 @@ private:
                           + "; expected {\"key\": \"/name\", \"offset\": bytes (optional), "
                             "\"byte_size\": bytes}");
     auto& [k, off, n] = *reg;
-    auto region = srv_.shm.add(name, k, off, n);
+    std::optional<uid_t> owner;
+    if (http_.shared_memory_owner_check) { // the client's user, from the kernel's socket table
+      beast::error_code ec1, ec2;
+      auto peer = lowest().socket().remote_endpoint(ec1);
+      auto local = lowest().socket().local_endpoint(ec2);
+      owner = ec1 || ec2 ? std::nullopt : local_peer_uid(peer.port(), local.port());
+      if (!owner)
+        return send_error(http::status::forbidden,
+                          "registering shared memory region '" + name + "': the client's user "
+                          "cannot be told (a client on another host?); shared memory is for "
+                          "clients on this host (http.shared_memory_owner_check)");
+    }
+    auto region = srv_.shm.add(name, k, off, n, owner);
     if (!region)
       return send_error(static_cast<http::status>(http_status(region.error())),
                         error_message(region.error()));

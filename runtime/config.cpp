@@ -372,6 +372,7 @@ void read_http(reader& r, http_config& h, const std::string& base_dir) {
   r.integer("compression_level", h.compression_level, 0, 9);
   r.integer("compression_min_bytes", h.compression_min_bytes, 0);
   r.boolean("allow_shared_memory", h.allow_shared_memory);
+  r.boolean("shared_memory_owner_check", h.shared_memory_owner_check);
   r.array("shared_memory_key_prefixes", false, [&](const std::string& path, const json::value& v) {
     if (!v.is_string() || v.get_string().empty() || v.get_string()[0] != '/')
       r.fail(path, "expected the start of a shared memory name (\"/...\"), got " + describe(v));

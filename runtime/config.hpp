@@ -38,6 +38,7 @@ struct http_config {
   uint64_t compression_min_bytes = 1024; // smaller responses go as they are
   bool allow_shared_memory = false; // Triton's system shared memory extension (same-host clients)
   std::vector<std::string> shared_memory_key_prefixes; // keys clients may register; empty: any
+  bool shared_memory_owner_check = true; // a client registers only objects its own user owns
   uint32_t model_load_wait_ms = 300'000; // POST .../load answers once the model is ready, or 503
   // Origins (scheme://host[:port]) whose browser pages may send state-changing requests; a
   // request with any other Origin header is refused (403), so a web page cannot unload models.

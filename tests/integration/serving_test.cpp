@@ -128,6 +128,34 @@ TEST_CASE("binary tensor data works in both directions", "[integration]") {
     CHECK(y[i] == 2 * in[i] + 1);
 }
 
+TEST_CASE("system shared memory: a client registers only objects its own user owns",
+          "[integration][shm][hardening]") {
+  auto config = scale_config();
+  config.replace(config.find("4096}"), 5, R"(4096, "allow_shared_memory": true})");
+  server_process srv{write_temp_file("shm_owner.json", config)};
+  REQUIRE(srv.wait_ready());
+  http_client c{srv.port()};
+  const std::string key = "/actorserve-itest-owner-" + std::to_string(::getpid());
+  int fd = ::shm_open(key.c_str(), O_CREAT | O_RDWR, 0666);
+  REQUIRE(fd >= 0);
+  REQUIRE(::ftruncate(fd, 64) == 0);
+  auto body = R"({"key": ")" + key + R"(", "byte_size": 64})";
+  CHECK(c.post("/v2/systemsharedmemory/region/mine/register", body).status == 200);
+  REQUIRE(c.post("/v2/systemsharedmemory/region/mine/unregister", "").status == 200);
+  // Another user's object (as another program's, which the server's user could still open).
+  if (::geteuid() == 0 && ::fchown(fd, 65534, 65534) == 0) {
+    auto r = c.post("/v2/systemsharedmemory/region/theirs/register", body);
+    CHECK(r.status == 400);
+    CHECK(error_of(r) == "shared memory region 'theirs': \"" + key + "\" belongs to user 65534, "
+                         "not to the client (user 0): a client registers only its own objects "
+                         "(http.shared_memory_owner_check)");
+  } else {
+    WARN("SKIPPED the other user's object: changing an object's owner needs root");
+  }
+  ::close(fd);
+  ::shm_unlink(key.c_str());
+}
+
 TEST_CASE("system shared memory: inputs read from and outputs written to a client's region, off "
           "unless allowed",
           "[integration][shm]") {

@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "net/client_shm.hpp"
+#include "net/peer_uid.hpp"
 #include "net/kserve_codec.hpp"
 #include "runtime/error.hpp"
 #include "test_support.hpp"
@@ -110,6 +111,34 @@ TEST_CASE("only keys that start with an allowed prefix are registered", "[shm][h
         == "shared memory region 'other': key \"" + obj.key + "\" does not start with one the "
            "server takes (\"/triton_\"; http.shared_memory_key_prefixes)");
   CHECK(strict.list().empty());
+}
+
+TEST_CASE("with an owner, only that user's objects are registered", "[shm][hardening]") {
+  shm_object obj{64}; // made by this test's user
+  shm_registry reg;
+  CHECK(reg.add("mine", obj.key, 0, 8, ::geteuid()));
+  auto other = ::geteuid() + 1000;
+  auto refused = reg.add("theirs", obj.key, 0, 8, other);
+  REQUIRE_FALSE(refused);
+  CHECK(error_message(refused.error())
+        == "shared memory region 'theirs': \"" + obj.key + "\" belongs to user "
+             + std::to_string(::geteuid()) + ", not to the client (user " + std::to_string(other)
+             + "): a client registers only its own objects (http.shared_memory_owner_check)");
+}
+
+TEST_CASE("a connection's client user is found in the kernel's socket table", "[shm][hardening]") {
+  // /proc/net/tcp as the kernel writes it: the client's socket 127.0.0.1:38514 -> :42455 (uid
+  // 1001) and the server's own end of it (uid 0).
+  const std::string table =
+    "  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode\n"
+    "   0: 00000000:A5D7 00000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 197 1\n"
+    "   1: 0100007F:9672 0100007F:A5D7 01 00000000:00000000 00:00000000 00000000  1001        0 5 1\n"
+    "   2: 0100007F:A5D7 0100007F:9672 01 00000000:00000000 00:00000000 00000000     0        0 6 1\n";
+  CHECK(socket_owner_in(table, 0x9672, 0xA5D7) == uid_t{1001});
+  CHECK(socket_owner_in(table, 0xA5D7, 0x9672) == uid_t{0});
+  CHECK_FALSE(socket_owner_in(table, 0x9673, 0xA5D7));
+  CHECK_FALSE(socket_owner_in("", 1, 2));
+  CHECK_FALSE(socket_owner_in("header only", 1, 2));
 }
 
 TEST_CASE("an input in shared memory is read from its region at its offset", "[shm]") {
