@@ -1020,9 +1020,12 @@ TEST_CASE("a model its supervisors gave up is started again after a crash-loop b
   auto crash_and_give_up = [&](int in_a_row) {
     INFO("give-up " << in_a_row);
     CHECK(c.post("/v2/models/scale/infer", infer_body(R"("actorserve_fault": "crash")")).status == 500);
-    // (no restart left anywhere: the model stops at once, then waits out its cool-down)
-    REQUIRE(eventually([&] { return c.get("/v2/models/scale/ready").status == 503; },
-                       std::chrono::seconds(5)));
+    // (no restart left anywhere: the model stops at once, then waits out its cool-down; for a
+    // moment before the root records that, readiness says only "not ready")
+    REQUIRE(eventually([&] {
+      auto r = c.get("/v2/models/scale/ready");
+      return r.status == 503 && r.body.find("crash-loop back-off") != std::string::npos;
+    }, std::chrono::seconds(5)));
     auto ready = c.get("/v2/models/scale/ready");
     CHECK(error_of(ready).find("model 'scale' is not available: it is in crash-loop back-off, "
                                "its supervisors gave up (")
@@ -1688,7 +1691,9 @@ TEST_CASE("a hung worker is detected, its request retried elsewhere and the work
   std::string t;
   while (std::chrono::steady_clock::now() < deadline) {
     t = c.get("/metrics").body;
-    if (series(t, R"(actorserve_worker_state{device="cpu",model="scale",worker="scale/cpu/0",state="ready"})") == 1)
+    // (Both: the state reads "ready" too in the moment before the hang is handled.)
+    if (series(t, R"(actorserve_worker_state{device="cpu",model="scale",worker="scale/cpu/0",state="ready"})") == 1
+        && series(t, R"(actorserve_worker_restarts_total{device="cpu",model="scale",worker="scale/cpu/0"})") == 1)
       break;
     std::this_thread::sleep_for(std::chrono::milliseconds(50));
   }
