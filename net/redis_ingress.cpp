@@ -421,13 +421,7 @@ struct redis_ingress::impl : std::enable_shared_from_this<impl> {
         return answer(h, make_error(errc::overloaded,
                                     "the node's budget for request bodies stayed full "
                                     "(http.max_inflight_body_bytes) until the entry's timeout"));
-      h->timer.emplace(ioc, h->backoff);
-      h->backoff = std::min<clock_type::duration>(h->backoff * 2, retry_max);
-      h->timer->async_wait([self = shared_from_this(), h](const boost::system::error_code& ec) {
-        if (!ec)
-          self->admit(h);
-      });
-      return;
+      return after_backoff(h, &impl::admit);
     }
     h->body_bytes = n;
     h->backoff = retry_initial;
@@ -469,19 +463,25 @@ struct redis_ingress::impl : std::enable_shared_from_this<impl> {
                   });
   }
 
+  /// Calls `next` for the entry after its backoff (50 ms, doubling to 1 s with each wait).
+  void after_backoff(const std::shared_ptr<held_entry>& h,
+                     void (impl::*next)(const std::shared_ptr<held_entry>&)) {
+    h->timer.emplace(ioc, h->backoff);
+    h->backoff = std::min<clock_type::duration>(h->backoff * 2, retry_max);
+    h->timer->async_wait(
+      [self = shared_from_this(), h, next](const boost::system::error_code& ec) {
+        if (!ec)
+          ((*self).*next)(h);
+      });
+  }
+
   void on_result(const std::shared_ptr<held_entry>& h, caf::expected<infer_response> res) {
     if (!res && retriable(error_code(res.error())) && !stopping) {
       auto now = clock_type::now();
       if (now + h->backoff < h->give_up) { // not now: again after a pause, within its timeout
         h->request.timeout_us = std::chrono::duration_cast<std::chrono::microseconds>(
                                   h->give_up - now - h->backoff).count();
-        h->timer.emplace(ioc, h->backoff);
-        h->backoff = std::min<clock_type::duration>(h->backoff * 2, retry_max);
-        h->timer->async_wait([self = shared_from_this(), h](const boost::system::error_code& ec) {
-          if (!ec)
-            self->attempt(h);
-        });
-        return;
+        return after_backoff(h, &impl::attempt);
       }
     }
     answer(h, std::move(res));
