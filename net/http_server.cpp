@@ -234,7 +234,8 @@ private:
       keep_alive_ = false; // (its body is not read: it could never fit)
       return send_body_limit_error(*len);
     }
-    lowest().expires_after(std::chrono::milliseconds(http_.body_timeout_ms));
+    body_started_ = std::chrono::steady_clock::now();
+    lowest().expires_at(body_deadline(0));
     if (beast::iequals(req[http::field::expect], "100-continue")) {
       // curl and others wait (curl: 1 s) for this before sending a body over 1 KiB.
       auto cont = std::make_shared<http::response<http::empty_body>>(http::status::continue_,
@@ -283,6 +284,7 @@ private:
     body_read_ += n;
     if (!charge_body(n))
       return refuse_body(body_length_);
+    lowest().expires_at(body_deadline(body_read_));
     if (body_read_ == body_length_)
       return on_body();
     stream_.async_read_some(
@@ -302,9 +304,22 @@ private:
     auto size = parser_->get().body().size();
     if (size > reserved_ && !charge_body(size - reserved_))
       return refuse_body(size);
+    lowest().expires_at(body_deadline(size));
     if (!parser_->is_done())
       return read_chunked_piece();
     on_body();
+  }
+
+  /// When a body that has brought `received` bytes must have brought more: after
+  /// http.body_grace_ms it must keep up http.min_body_bytes_per_s on average (a client trickling
+  /// a body a byte at a time is closed then), and it must end within http.body_timeout_ms.
+  std::chrono::steady_clock::time_point body_deadline(uint64_t received) const {
+    auto all = body_started_ + std::chrono::milliseconds(http_.body_timeout_ms);
+    if (http_.min_body_bytes_per_s == 0)
+      return all;
+    auto earned = std::chrono::milliseconds(http_.body_grace_ms)
+                  + std::chrono::milliseconds(received * 1000 / http_.min_body_bytes_per_s);
+    return std::min(all, body_started_ + earned);
   }
 
   /// A body that would pass the budget: 503, and the connection closed (the rest is not read).
@@ -962,6 +977,7 @@ private:
   bool client_gone_ = false; // the client closed the connection while its request waited
   std::string client_; // its address, holding a place in srv_.connections
   uint64_t reserved_ = 0; // its body's bytes in srv_.stats->http_body_bytes until answered
+  std::chrono::steady_clock::time_point body_started_; // its header read: the body's clock
   char* body_at_ = nullptr;     // a body of known length: where it goes,
   std::size_t body_length_ = 0; // how long it is
   std::size_t body_read_ = 0;   // and how much of it has come

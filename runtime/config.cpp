@@ -362,6 +362,8 @@ void read_http(reader& r, http_config& h, const std::string& base_dir) {
   r.integer("max_body_bytes", h.max_body_bytes, 1024);
   r.integer("header_timeout_ms", h.header_timeout_ms, 1);
   r.integer("body_timeout_ms", h.body_timeout_ms, 1);
+  r.integer("min_body_bytes_per_s", h.min_body_bytes_per_s, 0);
+  r.integer("body_grace_ms", h.body_grace_ms, 0);
   r.integer("idle_timeout_ms", h.idle_timeout_ms, 1);
   r.integer("max_connections", h.max_connections, 0);
   r.integer("max_connections_per_client", h.max_connections_per_client, 0);

@@ -29,6 +29,8 @@ struct http_config {
   uint64_t max_body_bytes = 64ull << 20;
   uint32_t header_timeout_ms = 10'000; // time to receive a request's header
   uint32_t body_timeout_ms = 60'000;   // time to receive its body
+  uint32_t min_body_bytes_per_s = 1'024; // after body_grace_ms, a body's average rate; 0 = any
+  uint32_t body_grace_ms = 5'000;
   uint32_t idle_timeout_ms = 120'000;  // keep-alive connection without a request
   uint32_t max_connections = 10'000;   // open at once; more are refused (503); 0 = no bound
   uint32_t max_connections_per_client = 2'048; // from one client address; 0 = no bound

@@ -1377,6 +1377,29 @@ TEST_CASE("bodies of requests other than inference are bounded before they are p
   CHECK(c.post("/v2/models/scale/infer", infer_body() + std::string(100'000, ' ')).status == 200);
 }
 
+TEST_CASE("a body that falls behind the minimum data rate is cut off, one that keeps it up is "
+          "served", "[integration][hardening]") {
+  auto cfg = scale_config();
+  cfg.replace(cfg.find(R"("max_body_bytes": 4096)"), 22,
+              R"("max_body_bytes": 8192, "body_timeout_ms": 60000, "body_grace_ms": 500,
+                 "min_body_bytes_per_s": 1000)");
+  server_process srv{write_temp_file("body_rate.json", cfg)};
+  REQUIRE(srv.wait_ready());
+  auto body = infer_body() + std::string(4000 - infer_body().size(), ' ');
+  auto head = "POST /v2/models/scale/infer HTTP/1.1\r\nHost: x\r\nConnection: close\r\n"
+              "Content-Length: " + std::to_string(body.size()) + "\r\n\r\n";
+  // 100 bytes, then nothing: it had 0.6 s (grace + 100 bytes at 1000 B/s), not the 60 s timeout.
+  stalled_connection trickle{srv.port(), head + body.substr(0, 100)};
+  CHECK(trickle.closed_within(std::chrono::seconds(10)));
+  // 1000 bytes every 300 ms keeps ahead of the rate: served.
+  std::vector<std::string> pieces{head + body.substr(0, 1000)};
+  for (std::size_t at = 1000; at < body.size(); at += 1000)
+    pieces.push_back(body.substr(at, 1000));
+  auto out = raw_exchange(srv.port(), pieces, std::chrono::milliseconds(300));
+  CHECK(out.rfind("HTTP/1.1 200 OK", 0) == 0);
+  check_still_serving(srv.port());
+}
+
 TEST_CASE("a queued request whose client closes its connection is dropped, not run",
           "[integration]") {
   server_process srv{write_temp_file(
