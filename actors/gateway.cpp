@@ -55,6 +55,36 @@ caf::error controllable(gateway_ptr self, const std::string& model) {
   return {};
 }
 
+/// Whether `model` (of `version`; "" = its only one) can take requests: a pipeline when all its
+/// steps' models can; an error for an unknown, unloaded or crash-looping model.
+caf::result<bool> model_ready(gateway_ptr self, const std::string& model,
+                              const std::string& version) {
+  auto& st = self->state;
+  auto* m = st.cfg->find_model(model);
+  if (!m)
+    return make_error(errc::model_not_found, "unknown model '" + model + "'");
+  if (!version.empty() && version != m->version)
+    return make_error(errc::model_not_found, "model '" + model + "' has no version '"
+                                               + version + "' (it serves version '"
+                                               + m->version + "')");
+  auto ready = [&](const std::string& name) {
+    auto entry = st.directory->find(name);
+    return entry && entry->batcher && entry->status.ready_workers > 0;
+  };
+  if (!m->is_pipeline()) {
+    auto entry = st.directory->find(model);
+    if (entry && entry->unloaded)
+      return unloaded_error(model);
+    if (!ready(model) && entry && entry->cooling_down)
+      return cooldown_error(model, *entry->cooling_down);
+    return ready(model);
+  }
+  for (auto& step : m->pipeline) // a pipeline is ready when all its steps' models are
+    if (!ready(step.model))
+      return false;
+  return true;
+}
+
 gateway_actor::behavior_type gateway_fn(gateway_ptr self,
                                         std::shared_ptr<const deployment_config> cfg,
                                         std::shared_ptr<model_directory> directory,
@@ -125,32 +155,8 @@ gateway_actor::behavior_type gateway_fn(gateway_ptr self,
       return caf::delegated<infer_response>{};
     },
     [self](ready_atom) -> bool { return self->state.directory->all_ready(); },
-    [self](ready_atom, const std::string& model,
-           const std::string& version) -> caf::result<bool> {
-      auto& st = self->state;
-      auto* m = st.cfg->find_model(model);
-      if (!m)
-        return make_error(errc::model_not_found, "unknown model '" + model + "'");
-      if (!version.empty() && version != m->version)
-        return make_error(errc::model_not_found, "model '" + model + "' has no version '"
-                                                   + version + "' (it serves version '"
-                                                   + m->version + "')");
-      auto ready = [&](const std::string& name) {
-        auto entry = st.directory->find(name);
-        return entry && entry->batcher && entry->status.ready_workers > 0;
-      };
-      if (!m->is_pipeline()) {
-        auto entry = st.directory->find(model);
-        if (entry && entry->unloaded)
-          return unloaded_error(model);
-        if (!ready(model) && entry && entry->cooling_down)
-          return cooldown_error(model, *entry->cooling_down);
-        return ready(model);
-      }
-      for (auto& step : m->pipeline) // a pipeline is ready when all its steps' models are
-        if (!ready(step.model))
-          return false;
-      return true;
+    [self](ready_atom, const std::string& model, const std::string& version) {
+      return model_ready(self, model, version);
     },
     [self](status_atom, const std::string& model) -> caf::result<model_status> {
       auto entry = self->state.directory->find(model);

@@ -410,6 +410,24 @@ private:
     return std::nullopt;
   }
 
+  /// Answers a request that may not reach `kind`'s handler (403: access_refusal; 413: a body
+  /// over control_body_limit for a route other than inference); true when it did.
+  bool refused(route::kind_t kind) {
+    if (auto why = access_refusal(kind)) {
+      send_error(http::status::forbidden, *why);
+      return true;
+    }
+    if (kind != route::model_infer && request_.body().size() > control_body_limit) {
+      send_error(http::status::payload_too_large,
+                 "the body of " + std::string(request_.method_string()) + " "
+                   + std::string(request_.target()) + " may be at most "
+                   + std::to_string(control_body_limit) + " bytes, got "
+                   + std::to_string(request_.body().size()));
+      return true;
+    }
+    return false;
+  }
+
   void handle() {
     auto r = parse_route(request_.target());
     current_model_ = r.model;
@@ -424,14 +442,8 @@ private:
                    + std::string(http::to_string(v)));
       return false;
     };
-    if (auto why = access_refusal(r.kind))
-      return send_error(http::status::forbidden, *why);
-    if (r.kind != route::model_infer && request_.body().size() > control_body_limit)
-      return send_error(http::status::payload_too_large,
-                        "the body of " + std::string(request_.method_string()) + " "
-                          + std::string(request_.target()) + " may be at most "
-                          + std::to_string(control_body_limit) + " bytes, got "
-                          + std::to_string(request_.body().size()));
+    if (refused(r.kind))
+      return;
     if (srv_.draining.load() && (r.kind == route::model_infer || r.kind == route::health_ready
                                  || r.kind == route::model_ready)) {
       if (r.kind == route::model_infer)

@@ -205,6 +205,17 @@ struct redis_ingress::impl : std::enable_shared_from_this<impl> {
     return ok;
   }
 
+  /// Readiness again every second (`is_ready` and `next_check` carry it between calls): a node
+  /// whose model went down (its supervisors gave up, unloaded) stops taking entries it could
+  /// only fail, and leaves them to healthy nodes.
+  bool still_ready(bool& is_ready, clock_type::time_point& next_check) {
+    if (is_ready && clock_type::now() < next_check)
+      return true;
+    is_ready = ready(is_ready);
+    next_check = clock_type::now() + 1s;
+    return is_ready;
+  }
+
   /// Adds each entry's delivery count (XPENDING) to entries that may have been delivered before.
   caf::error fetch_deliveries(redis_connection& conn, std::vector<stream_entry>& entries) {
     std::vector<std::vector<std::string>> cmds;
@@ -251,14 +262,8 @@ struct redis_ingress::impl : std::enable_shared_from_this<impl> {
         if (stopping)
           break;
       }
-      // Readiness again every second: a node whose model went down (its supervisors gave up,
-      // unloaded) stops taking entries it could only fail, and leaves them to healthy nodes.
-      if (!is_ready || clock_type::now() >= next_ready_check) {
-        is_ready = ready(is_ready);
-        next_ready_check = clock_type::now() + 1s;
-        if (!is_ready)
-          continue;
-      }
+      if (!still_ready(is_ready, next_ready_check))
+        continue;
       std::size_t n = 0;
       {
         std::unique_lock<std::mutex> lk(mtx);

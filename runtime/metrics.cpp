@@ -258,15 +258,9 @@ std::string metrics::prometheus_text() const {
     add_sample(crash_loop, {{"model", m.name}}, m.crash_loop.load(std::memory_order_relaxed));
     add_sample(give_ups, {{"model", m.name}}, load(m.give_ups));
     if (m.response_cache) {
-      auto h = with_labels({{"model", m.name}});
-      h.counter.value = static_cast<double>(load(m.cache_hit.count));
-      cache_hits.metric.push_back(std::move(h));
-      auto x = with_labels({{"model", m.name}});
-      x.counter.value = static_cast<double>(load(m.cache_miss.count));
-      cache_misses.metric.push_back(std::move(x));
-      auto cb = with_labels({{"model", m.name}});
-      cb.gauge.value = static_cast<double>(load(m.cache_bytes));
-      cache_bytes.metric.push_back(std::move(cb));
+      add_sample(cache_hits, {{"model", m.name}}, load(m.cache_hit.count));
+      add_sample(cache_misses, {{"model", m.name}}, load(m.cache_miss.count));
+      add_sample(cache_bytes, {{"model", m.name}}, load(m.cache_bytes));
     }
     m.for_each_worker([&](const worker_metrics& w) {
       std::vector<ClientMetric::Label> labels{{"device", w.device}, {"model", m.name},
