@@ -72,12 +72,13 @@ caf::result<bool> model_ready(gateway_ptr self, const std::string& model,
     return entry && entry->batcher && entry->status.ready_workers > 0;
   };
   if (!m->is_pipeline()) {
-    auto entry = st.directory->find(model);
+    auto entry = st.directory->find(model); // (one look-up: the directory takes a lock)
     if (entry && entry->unloaded)
       return unloaded_error(model);
-    if (!ready(model) && entry && entry->cooling_down)
+    bool serving = entry && entry->batcher && entry->status.ready_workers > 0;
+    if (!serving && entry && entry->cooling_down)
       return cooldown_error(model, *entry->cooling_down);
-    return ready(model);
+    return serving;
   }
   for (auto& step : m->pipeline) // a pipeline is ready when all its steps' models are
     if (!ready(step.model))
