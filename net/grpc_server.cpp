@@ -331,9 +331,7 @@ struct grpc_server::impl final : ::inference::GRPCInferenceService::CallbackServ
     if (auto status = check_repository(req.repository_name()); !status.ok())
       return finished(ctx, status);
     if (!infer->config()->server.model_control)
-      return finished(ctx, grpc::Status(grpc::StatusCode::PERMISSION_DENIED,
-                                        "model control is switched off on this server "
-                                        "(server.model_control)"));
+      return finished(ctx, grpc::Status(grpc::StatusCode::PERMISSION_DENIED, model_control_off));
     for (const auto& [key, value] : req.parameters())
       if (key != "unload_dependents"
           || value.parameter_choice_case() != ::inference::ModelRepositoryParameter::kBoolParam)

@@ -406,7 +406,7 @@ private:
     }
     if (!srv_.cfg->server.model_control
         && (kind == route::model_load || kind == route::model_unload))
-      return std::string("model control is switched off on this server (server.model_control)");
+      return std::string(model_control_off);
     return std::nullopt;
   }
 

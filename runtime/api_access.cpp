@@ -31,6 +31,9 @@ const char* const api_groups_text = "\"health\", \"metadata\", \"inference\", \"
                                     "\"model-repository\", \"shared-memory\", \"statistics\", "
                                     "\"metrics\" or \"admin\"";
 
+const char* const model_control_off = "model control is switched off on this server "
+                                      "(server.model_control)";
+
 const char* to_string(api_group g) {
   for (auto& [group, name] : names)
     if (group == g)

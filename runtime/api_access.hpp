@@ -30,6 +30,9 @@ std::optional<api_group> parse_api_group(std::string_view name);
 /// How error messages list them.
 extern const char* const api_groups_text;
 
+/// Why a model load or unload is refused where server.model_control is false (both fronts).
+extern const char* const model_control_off;
+
 /// Groups served only with header `header` (lower case) set to `value`.
 struct api_restriction {
   std::vector<api_group> groups;
