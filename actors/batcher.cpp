@@ -74,6 +74,15 @@ struct in_flight_batch {
   std::optional<time_point> hang_deadline; // dispatched + execution_timeout
 };
 
+/// A rolling reload in progress (reload_atom): its workers one at a time. (At namespace scope:
+/// nested with member initializers, clang 14 finds it not default-constructible in the class.)
+struct reload_run {
+  std::deque<std::string> left; // still to reload, in turn
+  std::string current;          // being reloaded: draining, stopping or starting
+  bool started = false;         // `current` was started again: it comes back ready, or fails
+  caf::typed_response_promise<bool> promise;
+};
+
 struct batcher_state {
   std::shared_ptr<const model_config> model;
   std::shared_ptr<model_directory> directory;
@@ -92,14 +101,7 @@ struct batcher_state {
   model_metrics* mm = nullptr; // this model's entry in `stats`, if any
   std::shared_ptr<handle_cell<caf::actor>> supervisor; // told about hung workers; may be null
   caf::actor_addr self_addr;   // for clearing the directory entry when it stops
-  /// A rolling reload in progress (reload_atom): its workers one at a time.
-  struct reload_run {
-    std::deque<std::string> left; // still to reload, in turn
-    std::string current;          // being reloaded: draining, stopping or starting
-    bool started = false;         // `current` was started again: it comes back ready, or fails
-    caf::typed_response_promise<bool> promise;
-  };
-  std::optional<reload_run> reload;
+  std::optional<reload_run> reload; // a rolling reload in progress
   std::set<std::string> held; // did not come back from a reload: kept down until the next one
   static inline const char* name = "batcher";
 
@@ -347,7 +349,7 @@ void detect_hangs(batcher_ptr self, time_point now) {
                             "execution_timeout_ms "
                             + std::to_string(st.model->execution_timeout_ms));
     auto it = std::find_if(st.workers.begin(), st.workers.end(),
-                           [&](const worker_slot& w) { return w.holds(batch_id); });
+                           [id = batch_id](const worker_slot& w) { return w.holds(id); });
     if (it == st.workers.end()) {
       finish_batch(self, batch_id, nullptr, why);
       continue;

@@ -83,7 +83,7 @@ void step_done(pipeline_ptr self, std::size_t j, infer_response& res) {
   auto& step = st.pipeline->pipeline[j];
   for (auto& [name, target] : step.outputs) {
     auto it = std::find_if(res.outputs.begin(), res.outputs.end(),
-                           [&](const tensor& t) { return t.name == name; });
+                           [&n = name](const tensor& t) { return t.name == n; });
     if (it == res.outputs.end())
       return fail(self, j, make_error(errc::internal, "its answer has no output '" + name + "'"));
     tensor t = std::move(*it); // (its bytes stay where the step's batch left them)
