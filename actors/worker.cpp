@@ -233,7 +233,9 @@ worker_actor::behavior_type worker_fn(worker_ptr self, worker_spec spec, batcher
   if (st.own) {
     st.own->set_phase(worker_phase::ready);
     // Stopped (its model unloaded, or the node stopping) unless its supervisor says it restarts.
-    self->attach_functor([own = st.own](const caf::error&) {
+    // (The functor keeps the registry alive: it runs after the state is gone, and after
+    // await_all_actors_done() has let the node's main thread go on.)
+    self->attach_functor([own = st.own, keep = st.stats](const caf::error&) {
       own->set_phase(worker_phase::stopped);
     });
   }

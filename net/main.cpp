@@ -219,8 +219,10 @@ int serve(int argc, char** argv) {
     return 0;
   }
   {
-    caf::actor_system sys{sys_cfg};
+    // (Before the actor system, so that it outlives every actor: a worker's last words, run as
+    // its thread ends, may still count in it after await_all_actors_done() returned.)
     auto stats = std::make_shared<metrics>(*cfg);
+    caf::actor_system sys{sys_cfg};
     stats->set_gpu_monitor(gpu_monitor::open()); // none where no NVIDIA driver exists
     auto spawned = spawn_node(sys, cfg, stats);
     if (!spawned) {
