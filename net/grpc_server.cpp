@@ -7,6 +7,7 @@
 #include <fstream>
 #include <sstream>
 
+#include <google/protobuf/stubs/logging.h>
 #include <grpcpp/grpcpp.h>
 
 #include "grpc/kserve.grpc.pb.h"
@@ -63,6 +64,23 @@ public:
   void OnCancel() override { gone->store(true, std::memory_order_relaxed); }
   void OnDone() override { delete this; }
 };
+
+/// protobuf's own log lines go through the node's logger (its format and escaping), at most one
+/// a minute as a warning and the rest at debug level: protobuf logs every request whose strings
+/// are not UTF-8 as an error on stderr, so a client could write a line per request into the log.
+void protobuf_log(google::protobuf::LogLevel level, const char*, int, const std::string& message) {
+  if (level == google::protobuf::LOGLEVEL_FATAL)
+    return logging::critical({"grpc"}, "protobuf: {}", message);
+  static std::atomic<int64_t> next_warning{0}; // steady clock, ns
+  auto now = std::chrono::steady_clock::now().time_since_epoch().count();
+  auto next = next_warning.load(std::memory_order_relaxed);
+  if (now >= next
+      && next_warning.compare_exchange_strong(
+        next, now + std::chrono::nanoseconds(std::chrono::minutes(1)).count()))
+    logging::warn({"grpc"}, "protobuf: {} (more within a minute at debug level)", message);
+  else
+    logging::debug({"grpc"}, "protobuf: {}", message);
+}
 
 /// The whole of a (PEM) file, or nothing where it cannot be read.
 std::optional<std::string> read_file(const std::string& path) {
@@ -580,6 +598,7 @@ caf::expected<uint16_t> grpc_server::start() {
   auto creds = credentials(g);
   if (!creds)
     return std::move(creds.error());
+  google::protobuf::SetLogHandler(&protobuf_log); // (before any request is parsed)
   grpc::ServerBuilder builder;
   builder.AddListeningPort(g.address + ":" + std::to_string(g.port), *creds, &bound);
   // One server per port: gRPC's default SO_REUSEPORT would let a second node share it silently.

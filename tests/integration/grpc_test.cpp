@@ -47,6 +47,23 @@ TEST_CASE("NVIDIA Triton's Python gRPC client works against actorserve", "[integ
   CHECK(out.second.find("triton grpc client: ok") != std::string::npos);
 }
 
+TEST_CASE("gRPC requests whose strings are not UTF-8 are refused without a log line each",
+          "[integration][grpc]") {
+  // (protobuf logged each of them on stderr, past the node's logger: a line per request.)
+  auto grpc_port = free_port();
+  server_process srv{write_temp_file("grpc_utf8.json", grpc_config(grpc_port))};
+  REQUIRE(srv.wait_ready());
+  auto out = run_script("grpc_bad_utf8_test.py", {"127.0.0.1:" + std::to_string(grpc_port), "200"});
+  INFO(out.second);
+  CHECK(out.first == 0);
+  CHECK(out.second.find("bad utf8: ok 200 refused") != std::string::npos);
+  auto log = srv.log();
+  CHECK(occurrences(log, "invalid UTF-8") == 1);
+  CHECK(log.find("grpc: protobuf: String field") != std::string::npos);
+  CHECK(log.find("more within a minute at debug level") != std::string::npos);
+  CHECK(http_client{srv.port()}.get("/v2/health/ready").status == 200);
+}
+
 TEST_CASE("a gRPC port already taken is refused at start, naming it", "[integration][grpc]") {
   auto grpc_port = free_port();
   server_process first{write_temp_file("grpc_a.json", grpc_config(grpc_port))};
