@@ -5,7 +5,14 @@
 #include <cstddef>
 #include <cstdint>
 
+#include <google/protobuf/stubs/logging.h>
+
 #include "net/grpc_codec.hpp"
+
+extern "C" int LLVMFuzzerInitialize(int*, char***) {
+  google::protobuf::SetLogHandler(nullptr); // (quiet: it logs every string that is not UTF-8)
+  return 0;
+}
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, std::size_t size) {
   using namespace actorserve;
