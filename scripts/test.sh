@@ -31,7 +31,7 @@ if [ "$dir" = build-sanitize ]; then
   gap=""; command -v nvidia-smi >/dev/null && gap=":protect_shadow_gap=0"
   export ASAN_OPTIONS="log_path=$reports/asan:detect_leaks=1$gap"
   export UBSAN_OPTIONS="log_path=$reports/ubsan:print_stacktrace=1:suppressions=$PWD/tests/sanitizer/ubsan.supp"
-  export LSAN_OPTIONS="suppressions=$PWD/tests/sanitizer/lsan.supp"
+  export LSAN_OPTIONS="suppressions=$PWD/tests/sanitizer/lsan.supp:print_suppressions=0"
 fi
 cd "$dir"
 ctest --output-on-failure --timeout 300 "$@"
