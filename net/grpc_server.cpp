@@ -4,8 +4,6 @@
 #include <deque>
 #include <mutex>
 #include <unordered_set>
-#include <fstream>
-#include <sstream>
 
 #include <google/protobuf/stubs/logging.h>
 #include <grpcpp/grpcpp.h>
@@ -16,6 +14,7 @@
 #include "net/model_control.hpp"
 #include "runtime/api_access.hpp"
 #include "runtime/error.hpp"
+#include "runtime/file_text.hpp"
 #include "runtime/log.hpp"
 
 namespace actorserve {
@@ -80,16 +79,6 @@ void protobuf_log(google::protobuf::LogLevel level, const char*, int, const std:
     logging::warn({"grpc"}, "protobuf: {} (more within a minute at debug level)", message);
   else
     logging::debug({"grpc"}, "protobuf: {}", message);
-}
-
-/// The whole of a (PEM) file, or nothing where it cannot be read.
-std::optional<std::string> read_file(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in)
-    return std::nullopt;
-  std::ostringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
 }
 
 /// Plaintext, or TLS with the configured certificate and key (and, with a client CA, only

@@ -1,9 +1,9 @@
 #include "net/peer_uid.hpp"
 
 #include <charconv>
-#include <fstream>
-#include <sstream>
 #include <vector>
+
+#include "runtime/file_text.hpp"
 
 namespace actorserve {
 namespace {
@@ -19,13 +19,6 @@ std::optional<uint16_t> port_of(std::string_view field) {
   if (r.ec != std::errc{} || r.ptr != p.data() + p.size() || port > 0xffff)
     return std::nullopt;
   return static_cast<uint16_t>(port);
-}
-
-std::string read_all(const char* path) {
-  std::ifstream in(path);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
 }
 
 } // namespace
@@ -59,7 +52,7 @@ std::optional<uid_t> socket_owner_in(std::string_view table, uint16_t client_por
 
 std::optional<uid_t> local_peer_uid(uint16_t client_port, uint16_t server_port) {
   for (const char* path : {"/proc/net/tcp", "/proc/net/tcp6"})
-    if (auto uid = socket_owner_in(read_all(path), client_port, server_port))
+    if (auto uid = socket_owner_in(read_file(path).value_or(""), client_port, server_port))
       return uid;
   return std::nullopt;
 }

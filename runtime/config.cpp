@@ -1,4 +1,5 @@
 #include "runtime/config.hpp"
+#include "runtime/file_text.hpp"
 
 #include <algorithm>
 #include <cctype>
@@ -10,7 +11,6 @@
 #include <limits>
 #include <optional>
 #include <set>
-#include <sstream>
 #include <system_error>
 
 #include <boost/json.hpp>
@@ -1151,13 +1151,11 @@ parse_deployment(const std::string& json_text, const std::string& base_dir,
 
 caf::expected<deployment_config>
 load_deployment(const std::string& path, const std::vector<std::string>& known_backends) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in)
+  auto text = read_file(path);
+  if (!text)
     return make_error(errc::invalid_config, path + ": cannot open the deployment file");
-  std::stringstream ss;
-  ss << in.rdbuf();
   auto dir = std::filesystem::absolute(path).parent_path().string();
-  auto cfg = parse_deployment(ss.str(), dir, known_backends);
+  auto cfg = parse_deployment(*text, dir, known_backends);
   if (cfg)
     cfg->source = std::filesystem::absolute(path).string();
   return cfg;
