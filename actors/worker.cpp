@@ -201,6 +201,15 @@ void load_and_warm_up(worker_state& st) {
                 fmt::join(warmup_sizes(st.spec), ","), st.backend->max_inflight());
 }
 
+/// Once the worker exits (its model unloaded, or the node stopping), its phase in the metrics
+/// says stopped, unless its supervisor says it restarts. The functor keeps the registry alive: it
+/// runs after the state is gone, and after await_all_actors_done() has let main go on.
+void report_stop_on_exit(worker_ptr self) {
+  self->attach_functor([own = self->state.own, keep = self->state.stats](const caf::error&) {
+    own->set_phase(worker_phase::stopped);
+  });
+}
+
 worker_actor::behavior_type worker_fn(worker_ptr self, worker_spec spec, batcher_actor batcher,
                                       std::shared_ptr<metrics> stats) {
   auto& st = self->state;
@@ -232,12 +241,7 @@ worker_actor::behavior_type worker_fn(worker_ptr self, worker_spec spec, batcher
   }
   if (st.own) {
     st.own->set_phase(worker_phase::ready);
-    // Stopped (its model unloaded, or the node stopping) unless its supervisor says it restarts.
-    // (The functor keeps the registry alive: it runs after the state is gone, and after
-    // await_all_actors_done() has let the node's main thread go on.)
-    self->attach_functor([own = st.own, keep = st.stats](const caf::error&) {
-      own->set_phase(worker_phase::stopped);
-    });
+    report_stop_on_exit(self);
   }
   auto capacity = st.backend->max_inflight();
   if (capacity > 1)

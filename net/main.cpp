@@ -219,9 +219,7 @@ int serve(int argc, char** argv) {
     return 0;
   }
   {
-    // (Before the actor system, so that it outlives every actor: a worker's last words, run as
-    // its thread ends, may still count in it after await_all_actors_done() returned.)
-    auto stats = std::make_shared<metrics>(*cfg);
+    auto stats = std::make_shared<metrics>(*cfg); // (before sys: it outlives every actor)
     caf::actor_system sys{sys_cfg};
     stats->set_gpu_monitor(gpu_monitor::open()); // none where no NVIDIA driver exists
     auto spawned = spawn_node(sys, cfg, stats);
