@@ -15,7 +15,7 @@
 
 #include "actors/handle_cell.hpp"
 #include "actors/interfaces.hpp"
-#include "net/kserve_codec.hpp"
+#include "net/kserve/json_codec.hpp"
 #include "runtime/config.hpp"
 #include "runtime/metrics.hpp"
 #include "runtime/response_cache.hpp"

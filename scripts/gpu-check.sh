@@ -75,7 +75,7 @@ wait_ready() { # PORT PID
 }
 
 stamp "actorserve"
-$B/net/actorserve serve --config config/gpu-resnet50.json --port 18300 >"$OUT/actorserve.log" 2>&1 &
+$B/app/actorserve serve --config config/gpu-resnet50.json --port 18300 >"$OUT/actorserve.log" 2>&1 &
 pid=$!
 if wait_ready 18300 $pid; then
   stamp "ready"; grep -E "warmed up|capture|CUDA" "$OUT/actorserve.log" | head -5
@@ -147,7 +147,7 @@ m["path"] = os.path.abspath(os.path.join("config", m["path"]))
 exec(sys.argv[2])
 json.dump(c, open(sys.argv[1], "w"))
 PY
-  $B/net/actorserve serve --config "$file" --port "$port" >"$OUT/variant-$port.log" 2>&1 &
+  $B/app/actorserve serve --config "$file" --port "$port" >"$OUT/variant-$port.log" 2>&1 &
   local vpid=$!
   local ok=1
   for _ in $(seq $(( wait_s * 10 ))); do

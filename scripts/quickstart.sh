@@ -7,9 +7,9 @@ cd "$(dirname "$0")/.."
 scripts/install-deps.sh
 scripts/build.sh
 .venv/bin/python examples/models/make_models.py
-build/net/actorserve check-config config/single-node.json
+build/app/actorserve check-config config/single-node.json
 
-build/net/actorserve serve --config config/single-node.json &
+build/app/actorserve serve --config config/single-node.json &
 server=$!
 trap 'kill $server 2>/dev/null || true' EXIT
 for _ in $(seq 200); do

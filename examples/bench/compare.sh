@@ -50,7 +50,7 @@ PY
   sizes=$(for c in $conc; do echo $(( c < max_batch ? c : max_batch )); done | tr '\n' , | sed 's/,$//')
   build/examples/bench/actorserve-direct config/single-node.json $model "$sizes" 3 | tee -a $out/direct.txt
   echo "=== $model: actorserve"
-  build/net/actorserve serve --config config/single-node.json --port 18200 2>$out/actorserve.log >/dev/null & pids+=($!)
+  build/app/actorserve serve --config config/single-node.json --port 18200 2>$out/actorserve.log >/dev/null & pids+=($!)
   wait_ready http://127.0.0.1:18200/v2/health/ready $!
   sweep actorserve:$model 18200 $path $body $jl
   kill ${pids[-1]}; wait ${pids[-1]} 2>/dev/null || true

@@ -15,7 +15,7 @@ case $model in
   *) echo "no request body for model $model"; exit 1;;
 esac
 start=$(date +%s%N)
-build/net/actorserve serve --config "$config" --port $port --address 127.0.0.1 2>/tmp/http_quick.log >/dev/null &
+build/app/actorserve serve --config "$config" --port $port --address 127.0.0.1 2>/tmp/http_quick.log >/dev/null &
 server=$!
 trap 'kill $server 2>/dev/null || true; rm -f "$body"' EXIT
 until curl -sf localhost:$port/v2/health/ready >/dev/null; do

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Large tensors from a client on the same machine: binary HTTP against system shared memory.
 
-Starts actorserve (build/net/actorserve, loopback) with the `scale` example backend (y = 2x + 1,
+Starts actorserve (build/app/actorserve, loopback) with the `scale` example backend (y = 2x + 1,
 no compute to speak of) on an FP32 input and output of --floats elements, then sends the same
 requests with NVIDIA Triton's Python client (tritonclient) from --clients threads: the tensor in
 the body and the answer in the response (binary tensor data extension), or both in shared
@@ -37,7 +37,7 @@ def serve(floats, port):
     path = os.path.join(tempfile.mkdtemp(), "shm_bench.json")
     with open(path, "w") as f:
         json.dump(cfg, f)
-    proc = subprocess.Popen(["build/net/actorserve", "serve", "--config", path],
+    proc = subprocess.Popen(["build/app/actorserve", "serve", "--config", path],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     for _ in range(1000):
         try:

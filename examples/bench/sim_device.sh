@@ -49,7 +49,7 @@ open(tmp + "/body.bin", "wb").write(h + bytes((i * 7) % 256 for i in range(row))
 open(tmp + "/body.len", "w").write(str(len(h)))
 PY
 ceiling=$($B/examples/bench/actorserve-direct "$tmp/sim.json" sim "$BATCH" 3 | awk 'NR==2 {print $4}')
-$B/net/actorserve serve --config "$tmp/sim.json" --port "$PORT" >"$tmp/server.log" 2>&1 &
+$B/app/actorserve serve --config "$tmp/sim.json" --port "$PORT" >"$tmp/server.log" 2>&1 &
 pid=$!
 for _ in $(seq 200); do
   curl -sf "localhost:$PORT/v2/health/ready" >/dev/null && break

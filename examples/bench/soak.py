@@ -10,7 +10,7 @@ Lost requests (sent, never answered: a connection that broke or timed out) make 
 so does a node that stopped. Memory growth is printed, not judged (it is a benchmark figure;
 the hardening target is < 2% over 30 minutes after warm-up).
 
-usage: soak.py [--binary build/net/actorserve] [--minutes 30] [--idle 60] [--burst 30]
+usage: soak.py [--binary build/app/actorserve] [--minutes 30] [--idle 60] [--burst 30]
                [--clients 8]   (the short form in CI: --minutes 2 --idle 10 --burst 10)
 """
 import argparse

@@ -5,7 +5,7 @@
 #   examples/cluster/bench.sh [SECONDS=5]
 set -euo pipefail
 cd "$(dirname "$0")"
-root=../..; bin=$root/build/net/actorserve; lg=$root/build/examples/bench/actorserve-loadgen
+root=../..; bin=$root/build/app/actorserve; lg=$root/build/examples/bench/actorserve-loadgen
 secs=${1:-5}; logs=$(mktemp -d); pids=()
 cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; }
 trap cleanup EXIT

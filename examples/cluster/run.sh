@@ -7,7 +7,7 @@
 set -euo pipefail
 cd "$(dirname "$0")"
 root=../..
-bin=$root/build/net/actorserve
+bin=$root/build/app/actorserve
 [ -x "$bin" ] || (cd $root && scripts/build.sh)
 [ -f ../models/mlp.pt ] || $root/.venv/bin/python ../models/make_models.py --no-resnet
 logs=$(mktemp -d); pids=()

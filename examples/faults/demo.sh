@@ -11,7 +11,7 @@ port=${1:-18300}
 [ -f examples/models/mlp.pt ] || .venv/bin/python examples/models/make_models.py --no-resnet
 body=$(mktemp)
 python3 -c 'import json; print(json.dumps({"inputs":[{"name":"input","shape":[1,64],"datatype":"FP32","data":[0.5]*64}]}))' > "$body"
-build/net/actorserve serve --config examples/faults/faults.json --port $port 2>/tmp/faults-demo.log >/dev/null &
+build/app/actorserve serve --config examples/faults/faults.json --port $port 2>/tmp/faults-demo.log >/dev/null &
 server=$!
 trap 'kill $server 2>/dev/null || true; rm -f "$body"' EXIT
 until curl -sf localhost:$port/v2/health/ready >/dev/null; do sleep 0.05; done

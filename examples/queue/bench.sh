@@ -26,7 +26,7 @@ json.dump(cfg, open(sys.argv[1], "w"))
 PY
 until redis-cli -p $redis_port ping >/dev/null 2>&1; do sleep 0.05; done
 .venv/bin/python examples/queue/queue_bench.py --port $redis_port --mode fill --count 50000
-build/net/actorserve serve --config "$work/queue.json" --port $http_port 2>"$work/node.log" >/dev/null &
+build/app/actorserve serve --config "$work/queue.json" --port $http_port 2>"$work/node.log" >/dev/null &
 node=$!
 trap 'kill $node $redis 2>/dev/null || true; rm -rf "$work"' EXIT
 until curl -sf localhost:$http_port/v2/health/ready >/dev/null; do

@@ -4,7 +4,7 @@
 #include <cstdint>
 #include <string_view>
 
-#include "net/content_coding.hpp"
+#include "net/http/content_coding.hpp"
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, std::size_t size) {
   using namespace actorserve;

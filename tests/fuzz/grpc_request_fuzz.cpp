@@ -7,7 +7,7 @@
 
 #include <google/protobuf/stubs/logging.h>
 
-#include "net/grpc_codec.hpp"
+#include "net/grpc/codec.hpp"
 
 extern "C" int LLVMFuzzerInitialize(int*, char***) {
   google::protobuf::SetLogHandler(nullptr); // (quiet: it logs every string that is not UTF-8)

@@ -6,7 +6,7 @@
 
 #include <boost/beast/http.hpp>
 
-#include "net/http_routes.hpp"
+#include "net/http/routes.hpp"
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, std::size_t size) {
   namespace http = boost::beast::http;

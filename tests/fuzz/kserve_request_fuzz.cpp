@@ -8,7 +8,7 @@
 #include <optional>
 #include <string_view>
 
-#include "net/kserve_codec.hpp"
+#include "net/kserve/json_codec.hpp"
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, std::size_t size) {
   using namespace actorserve;

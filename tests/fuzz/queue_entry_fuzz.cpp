@@ -4,7 +4,7 @@
 #include <cstdint>
 #include <string>
 
-#include "net/queue_job.hpp"
+#include "net/queue/job.hpp"
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, std::size_t size) {
   using namespace actorserve;

@@ -1,5 +1,5 @@
 // Triton's system shared memory extension: regions, their registry, and requests whose inputs
-// and outputs live in them (net/client_shm, net/kserve_codec).
+// and outputs live in them (net/kserve/client_shm, net/kserve/json_codec).
 #include <catch2/catch.hpp>
 
 #include <fcntl.h>
@@ -12,9 +12,9 @@
 #include <string>
 #include <vector>
 
-#include "net/client_shm.hpp"
-#include "net/peer_uid.hpp"
-#include "net/kserve_codec.hpp"
+#include "net/kserve/client_shm.hpp"
+#include "net/http/peer_uid.hpp"
+#include "net/kserve/json_codec.hpp"
 #include "runtime/error.hpp"
 #include "test_support.hpp"
 

@@ -2,7 +2,7 @@
 
 #include <boost/json.hpp>
 
-#include "net/kserve_codec.hpp"
+#include "net/kserve/json_codec.hpp"
 #include "runtime/error.hpp"
 #include "runtime/json_text.hpp"
 #include "test_support.hpp"

@@ -1,7 +1,7 @@
 // The HTTP front's bounds on connections, in all and per client address.
 #include <catch2/catch.hpp>
 
-#include "net/connection_limits.hpp"
+#include "net/http/connection_limits.hpp"
 
 using namespace actorserve;
 

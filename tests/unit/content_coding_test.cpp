@@ -6,7 +6,7 @@
 #include <boost/beast/zlib/deflate_stream.hpp>
 #include <boost/crc.hpp>
 
-#include "net/content_coding.hpp"
+#include "net/http/content_coding.hpp"
 #include "runtime/error.hpp"
 
 using namespace actorserve;

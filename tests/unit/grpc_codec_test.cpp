@@ -5,7 +5,7 @@
 
 #include <cstring>
 
-#include "net/grpc_codec.hpp"
+#include "net/grpc/codec.hpp"
 #include "runtime/error.hpp"
 #include "runtime/metrics.hpp"
 

@@ -4,7 +4,7 @@
 
 #include <boost/beast/http.hpp>
 
-#include "net/http_routes.hpp"
+#include "net/http/routes.hpp"
 
 using namespace actorserve;
 namespace http = boost::beast::http;

@@ -2,8 +2,8 @@
 // named), answers' fields, and the shapes of Redis's stream replies.
 #include <catch2/catch.hpp>
 
-#include "net/queue_job.hpp"
-#include "net/redis_client.hpp"
+#include "net/queue/job.hpp"
+#include "net/queue/redis_client.hpp"
 #include "runtime/error.hpp"
 
 using namespace actorserve;

@@ -15,28 +15,29 @@
 #include <cstddef>
 #include <memory>
 
+#include "net/front.hpp"
 #include "net/inference.hpp"
 #include "runtime/config.hpp"
 
 namespace actorserve {
 
-class redis_ingress {
+class redis_ingress final : public front {
 public:
   redis_ingress(std::shared_ptr<inference> infer, queue_config cfg);
-  ~redis_ingress(); // stop()
+  ~redis_ingress() override; // stop()
 
   /// Starts its threads; they connect to Redis (and reconnect, with backoff) on their own, and
   /// read entries once the queue's model (or, without one, every model) is ready.
-  void start();
+  caf::expected<std::string> start() override;
 
   /// Reads no more entries; those already read go on to their answers.
-  void begin_drain();
+  void begin_drain() override;
 
   /// Entries read whose answer is not yet written (and acknowledged).
-  std::size_t in_progress() const;
+  std::size_t in_flight() const override;
 
   /// Stops its threads. Entries not yet answered stay pending in Redis for the group.
-  void stop();
+  void stop() override;
 
   struct impl;
 

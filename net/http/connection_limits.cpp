@@ -1,4 +1,4 @@
-#include "net/connection_limits.hpp"
+#include "net/http/connection_limits.hpp"
 
 namespace actorserve {
 

@@ -1,4 +1,4 @@
-#include "net/grpc_server.hpp"
+#include "net/grpc/server.hpp"
 
 #include <atomic>
 #include <deque>
@@ -10,7 +10,7 @@
 
 #include "grpc/kserve.grpc.pb.h"
 #include "net/actor_bridge.hpp"
-#include "net/grpc_codec.hpp"
+#include "net/grpc/codec.hpp"
 #include "net/model_control.hpp"
 #include "runtime/api_access.hpp"
 #include "runtime/error.hpp"
@@ -238,7 +238,7 @@ struct grpc_server::impl final : ::inference::GRPCInferenceService::CallbackServ
     if (auto denied = refused(ctx, api_group::metadata))
       return finished(ctx, *denied);
     res->set_name("actorserve");
-    res->set_version("0.1.0");
+    res->set_version(ACTORSERVE_VERSION);
     for (const char* e : {"model_configuration", "statistics", "binary_tensor_data",
                           "model_repository", "classification"})
       res->add_extensions(e);
@@ -581,7 +581,7 @@ grpc_server::~grpc_server() {
   stop();
 }
 
-caf::expected<uint16_t> grpc_server::start() {
+caf::expected<std::string> grpc_server::start() {
   const auto& g = impl_->infer->config()->server.grpc;
   int bound = 0;
   auto creds = credentials(g);
@@ -613,14 +613,17 @@ caf::expected<uint16_t> grpc_server::start() {
                         + (g.tls.enabled() ? " (address in use, not an address here, or a TLS key that "
                                      "is not the certificate's?)"
                                    : " (address in use, or not an address here?)"));
-  return static_cast<uint16_t>(bound);
+  return "grpc on " + g.address + ":" + std::to_string(bound)
+         + (!g.tls.enabled()           ? ""
+            : g.tls.client_ca.empty() ? " (TLS)"
+                                      : " (TLS, client certificates)");
 }
 
 void grpc_server::begin_drain() {
   impl_->draining = true;
 }
 
-std::size_t grpc_server::requests_in_progress() const {
+std::size_t grpc_server::in_flight() const {
   return impl_->in_progress.load();
 }
 

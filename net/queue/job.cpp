@@ -1,4 +1,4 @@
-#include "net/queue_job.hpp"
+#include "net/queue/job.hpp"
 
 #include <algorithm>
 #include <charconv>

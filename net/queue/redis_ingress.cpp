@@ -1,4 +1,4 @@
-#include "net/redis_ingress.hpp"
+#include "net/queue/redis_ingress.hpp"
 
 #include <pthread.h>
 #include <unistd.h>
@@ -16,9 +16,9 @@
 #include <caf/scoped_actor.hpp>
 
 #include "net/http_status.hpp"
-#include "net/kserve_codec.hpp"
-#include "net/queue_job.hpp"
-#include "net/redis_client.hpp"
+#include "net/kserve/json_codec.hpp"
+#include "net/queue/job.hpp"
+#include "net/queue/redis_client.hpp"
 #include "net/trace_context.hpp"
 #include "runtime/error.hpp"
 #include "runtime/log.hpp"
@@ -662,7 +662,7 @@ redis_ingress::~redis_ingress() {
   stop();
 }
 
-void redis_ingress::start() {
+caf::expected<std::string> redis_ingress::start() {
   auto& d = *impl_;
   d.work.emplace(d.ioc.get_executor());
   // (Named for top -H and debuggers: 15 characters at most.)
@@ -678,6 +678,7 @@ void redis_ingress::start() {
     pthread_setname_np(pthread_self(), "queue.write");
     d.writer_loop();
   });
+  return std::string{}; // (it connects on its own; its log says when)
 }
 
 void redis_ingress::begin_drain() {
@@ -686,7 +687,7 @@ void redis_ingress::begin_drain() {
   impl_->reader_cv.notify_all();
 }
 
-std::size_t redis_ingress::in_progress() const {
+std::size_t redis_ingress::in_flight() const {
   auto& d = *impl_;
   // Draining, a reader still in its last read may yet deliver entries.
   return d.held.load() + (d.draining && d.reader_thread.joinable() && !d.reader_done ? 1 : 0);

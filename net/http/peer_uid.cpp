@@ -1,4 +1,4 @@
-#include "net/peer_uid.hpp"
+#include "net/http/peer_uid.hpp"
 
 #include <charconv>
 #include <vector>

@@ -11,27 +11,29 @@
 
 #include <caf/expected.hpp>
 
+#include "net/front.hpp"
 #include "net/inference.hpp"
 
 namespace actorserve {
 
-class grpc_server {
+class grpc_server final : public front {
 public:
   explicit grpc_server(std::shared_ptr<inference> infer);
-  ~grpc_server(); // stop()
+  ~grpc_server() override; // stop()
 
-  /// Binds server.grpc's address and port (0 = any free one) and starts serving; the bound port.
-  caf::expected<uint16_t> start();
+  /// Binds server.grpc's address and port (0 = any free one) and starts serving. Announces
+  /// "grpc on IP:PORT" (and whether with TLS).
+  caf::expected<std::string> start() override;
 
   /// New calls are answered UNAVAILABLE ("shutting down"), readiness false; calls already
   /// accepted go on to their answers.
-  void begin_drain();
+  void begin_drain() override;
 
   /// Inference calls accepted and not yet answered.
-  std::size_t requests_in_progress() const;
+  std::size_t in_flight() const override;
 
   /// Stops serving (calls still running are cancelled after a short grace).
-  void stop();
+  void stop() override;
 
   struct impl;
 

@@ -1,4 +1,4 @@
-#include "net/http_routes.hpp"
+#include "net/http/routes.hpp"
 
 #include <iterator>
 #include <vector>

@@ -14,7 +14,7 @@
 #include <boost/json/value.hpp>
 #include <caf/expected.hpp>
 
-#include "net/client_shm.hpp"
+#include "net/kserve/client_shm.hpp"
 #include "runtime/config.hpp"
 #include "runtime/messages.hpp"
 

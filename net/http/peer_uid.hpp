@@ -1,4 +1,4 @@
-// net/peer_uid.hpp — which local user owns the other end of a TCP connection on this host, read
+// net/http/peer_uid.hpp — which local user owns the other end of a TCP connection on this host, read
 // from the kernel's socket tables (/proc/net/tcp, tcp6): the client socket is the one whose local
 // end is the connection's remote end and whose remote end is ours. For checks that need a
 // client's identity on the same host (shared memory objects a client may register).

@@ -1,4 +1,4 @@
-#include "net/grpc_codec.hpp"
+#include "net/grpc/codec.hpp"
 
 #include <cstring>
 #include <limits>
@@ -8,7 +8,7 @@
 #include <boost/json.hpp>
 #include <google/protobuf/util/json_util.h>
 
-#include "net/kserve_codec.hpp"
+#include "net/kserve/json_codec.hpp"
 #include "runtime/error.hpp"
 
 namespace actorserve::grpc_codec {

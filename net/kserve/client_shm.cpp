@@ -1,4 +1,4 @@
-#include "net/client_shm.hpp"
+#include "net/kserve/client_shm.hpp"
 
 #include <algorithm>
 

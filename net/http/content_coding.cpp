@@ -1,4 +1,4 @@
-#include "net/content_coding.hpp"
+#include "net/http/content_coding.hpp"
 
 #include <algorithm>
 #include <charconv>

@@ -1,4 +1,4 @@
-// net/connection_limits.hpp — how many connections the HTTP front holds, in all and per client
+// net/http/connection_limits.hpp — how many connections the HTTP front holds, in all and per client
 // address, so that no client (or few) can take every descriptor or thread's attention: a
 // connection past either bound is refused at once. Thread-safe (sessions end on any I/O thread).
 #pragma once

@@ -1,4 +1,4 @@
-#include "net/http_server.hpp"
+#include "net/http/server.hpp"
 
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -23,16 +23,16 @@
 #include <caf/all.hpp>
 
 #include "net/actor_bridge.hpp"
-#include "net/client_shm.hpp"
-#include "net/connection_limits.hpp"
-#include "net/content_coding.hpp"
-#include "net/http_routes.hpp"
+#include "net/kserve/client_shm.hpp"
+#include "net/http/connection_limits.hpp"
+#include "net/http/content_coding.hpp"
+#include "net/http/routes.hpp"
 #include "net/http_status.hpp"
 #include "net/inference.hpp"
-#include "net/kserve_codec.hpp"
+#include "net/kserve/json_codec.hpp"
 #include "net/model_control.hpp"
-#include "net/peer_uid.hpp"
-#include "net/shared_body.hpp"
+#include "net/http/peer_uid.hpp"
+#include "net/http/shared_body.hpp"
 #include "net/trace_context.hpp"
 #include "runtime/error.hpp"
 #include "runtime/log.hpp"
@@ -469,7 +469,7 @@ private:
       case route::server_meta:
         if (want(http::verb::get))
           send_json(http::status::ok,
-                    std::string("{\"name\":\"actorserve\",\"version\":\"0.1.0\",\"extensions\":["
+                    std::string("{\"name\":\"actorserve\",\"version\":\"" ACTORSERVE_VERSION "\",\"extensions\":["
                                 "\"binary_tensor_data\",\"schedule_policy\",\"model_configuration\","
                                 "\"statistics\",\"model_repository\",\"classification\"")
                       + (http_.allow_shared_memory ? ",\"system_shared_memory\"" : "") + "]}");
@@ -1190,7 +1190,7 @@ void http_server::impl::watch_tls() {
 }
 #endif
 
-caf::expected<uint16_t> http_server::start() {
+caf::expected<std::string> http_server::start() {
   auto& h = impl_->cfg->server.http;
   if (h.tls.enabled()) {
 #if ACTORSERVE_WITH_HTTPS
@@ -1230,7 +1230,8 @@ caf::expected<uint16_t> http_server::start() {
 #endif
   for (uint32_t i = 0; i < h.io_threads; ++i)
     impl_->threads.emplace_back([this] { impl_->ioc.run(); });
-  return port;
+  return "listening on " + std::string{h.tls.enabled() ? "https" : "http"} + "://" + h.address
+         + ":" + std::to_string(port);
 }
 
 void http_server::begin_drain() {
@@ -1239,7 +1240,7 @@ void http_server::begin_drain() {
   impl_->close_acceptor();
 }
 
-std::size_t http_server::requests_in_progress() const {
+std::size_t http_server::in_flight() const {
   return impl_ ? impl_->in_progress.load() : 0;
 }
 

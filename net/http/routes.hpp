@@ -1,4 +1,4 @@
-// net/http_routes.hpp — what an HTTP request asks for, before any handler runs: the route its
+// net/http/routes.hpp — what an HTTP request asks for, before any handler runs: the route its
 // target names (KServe v2, Triton's extensions, the node's own), the API group that route is in,
 // whether it changes the server's state, and whether the request's framing is acceptable at all
 // (RFC 9112). Pure functions: unit-tested and fuzzed without a server.

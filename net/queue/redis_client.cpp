@@ -1,4 +1,4 @@
-#include "net/redis_client.hpp"
+#include "net/queue/redis_client.hpp"
 
 #include <sys/socket.h>
 #include <sys/time.h>

@@ -1,4 +1,4 @@
-#include "net/kserve_codec.hpp"
+#include "net/kserve/json_codec.hpp"
 
 #include <algorithm>
 #include <charconv>

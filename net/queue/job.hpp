@@ -10,7 +10,7 @@
 
 #include <caf/error.hpp>
 
-#include "net/redis_client.hpp"
+#include "net/queue/redis_client.hpp"
 #include "runtime/config.hpp"
 
 namespace actorserve {
