@@ -308,44 +308,54 @@ caf::expected<std::optional<shm_place>> shm_params(const json::object& po, const
 
 } // namespace
 
-caf::expected<decoded_request> decode_request(std::string_view body,
-                                              std::optional<std::size_t> json_length,
-                                              std::shared_ptr<const void> body_owner,
-                                              const memory_budget* budget,
-                                              const shm_registry* shm) {
-  std::string_view json_part = body;
-  std::string_view binary_part;
-  if (json_length) {
-    if (*json_length > body.size())
-      return bad("Inference-Header-Content-Length is " + std::to_string(*json_length)
-                 + " but the body has only " + std::to_string(body.size()) + " bytes");
-    json_part = body.substr(0, *json_length);
-    binary_part = body.substr(*json_length);
+namespace {
+
+/// A request's JSON document, parsed within a memory budget (when given one). It lives in its own
+/// buffers and arena, so it stays where it is made: parse, then read `object()`.
+class budgeted_document {
+public:
+  explicit budgeted_document(const memory_budget* budget) : budget_(budget) {
+    if (budget && budget->used) {
+      document_memory_.emplace(*budget, false);
+      parser_memory_.emplace(*budget, true, &*document_memory_);
+    }
+    // A small document is parsed in these buffers; a larger one's arena and the parser's stack
+    // grow from the budgeted resources (declared before them: they outlive what they hold).
+    arena_.emplace(small_document_, sizeof small_document_, counted(document_memory_));
+    doc_ = json::value(&*arena_); // (the parser's result moves in without a copy)
   }
-  json::error_code ec;
-  std::optional<budgeted_resource> document_memory, parser_memory;
-  if (budget && budget->used) {
-    document_memory.emplace(*budget, false);
-    parser_memory.emplace(*budget, true, &*document_memory);
+
+  /// An error when `text` is not a JSON object, or would take more memory than the budget has
+  /// left (overloaded) or could ever give (payload_too_large).
+  caf::error parse(std::string_view text) {
+    json::error_code ec;
+    try {
+      json::parser parser(counted(parser_memory_), {}, small_stack_, sizeof small_stack_);
+      parser.reset(&*arena_);
+      parser.write(text, ec);
+      if (!ec)
+        doc_ = parser.release();
+    } catch (const budgeted_resource::refused& r) {
+      return refusal(r, text.size());
+    }
+    if (ec)
+      return bad("request body is not valid JSON: " + ec.message());
+    if (!doc_.is_object())
+      return bad("request body must be a JSON object, got " + kind_name(doc_));
+    return caf::none;
   }
-  auto counted = [](std::optional<budgeted_resource>& r) {
+
+  const json::object& object() const { return doc_.get_object(); }
+
+private:
+  static json::storage_ptr counted(std::optional<budgeted_resource>& r) {
     return r ? json::storage_ptr(&*r) : json::storage_ptr();
-  };
-  // A small document is parsed in these buffers; a larger one's arena and the parser's stack
-  // grow from the budgeted resources (declared before them: they outlive what they hold).
-  unsigned char small_document[4096], small_stack[4096];
-  json::monotonic_resource mr(small_document, sizeof small_document, counted(document_memory));
-  json::value doc(&mr); // (the parser's result moves in without a copy: the same storage)
-  try {
-    json::parser parser(counted(parser_memory), {}, small_stack, sizeof small_stack);
-    parser.reset(&mr);
-    parser.write(json_part, ec);
-    if (!ec)
-      doc = parser.release();
-  } catch (const budgeted_resource::refused& r) {
-    auto what = "the request's " + std::to_string(json_part.size())
+  }
+
+  caf::error refusal(const budgeted_resource::refused& r, std::size_t text_bytes) const {
+    auto what = "the request's " + std::to_string(text_bytes)
                 + "-byte JSON document takes more memory than the server";
-    auto limit = " (http.max_inflight_body_bytes " + std::to_string(budget->limit) + ")";
+    auto limit = " (http.max_inflight_body_bytes " + std::to_string(budget_->limit) + ")";
     if (r.alone)
       return make_error(errc::payload_too_large,
                         what + " allows for request bodies" + limit
@@ -353,216 +363,325 @@ caf::expected<decoded_request> decode_request(std::string_view body,
     return make_error(errc::overloaded, "overloaded: " + what + " has left for request bodies"
                                           + limit + "; try again");
   }
-  if (ec)
-    return bad("request body is not valid JSON: " + ec.message());
-  if (!doc.is_object())
-    return bad("request body must be a JSON object, got " + kind_name(doc));
-  decoded_request out;
+
+  const memory_budget* budget_;
+  std::optional<budgeted_resource> document_memory_, parser_memory_;
+  unsigned char small_document_[4096], small_stack_[4096];
+  std::optional<json::monotonic_resource> arena_;
+  json::value doc_;
+};
+
+/// An error naming the first key of `obj` not in `known`, worded by `unknown`.
+template <class Describe>
+caf::error check_keys(const json::object& obj, std::initializer_list<std::string_view> known,
+                      Describe unknown) {
+  for (auto& kv : obj)
+    if (std::find(known.begin(), known.end(), kv.key()) == known.end())
+      return bad(unknown(std::string(kv.key())));
+  return caf::none;
+}
+
+caf::error read_boolean(const json::object& params, std::string_view key, bool& out) {
+  auto p = params.find(key);
+  if (p == params.end())
+    return caf::none;
+  if (!p->value().is_bool())
+    return bad("parameter '" + std::string(key) + "' must be true or false, got "
+               + kind_name(p->value()));
+  out = p->value().get_bool();
+  return caf::none;
+}
+
+/// The request's parameters: timeout, priority, binary_data_output, timing, actorserve_fault.
+caf::error read_request_parameters(const json::value& v, decoded_request& out) {
+  if (!v.is_object())
+    return bad("'parameters' must be an object, got " + kind_name(v));
+  auto& params = v.get_object();
   auto& req = out.request;
-  for (auto& kv : doc.get_object()) {
-    auto key = kv.key();
-    if (key != "id" && key != "parameters" && key != "inputs" && key != "outputs")
-      return bad("unknown key '" + std::string(key)
-                 + "' in the request; expected id, parameters, inputs, outputs");
+  if (auto p = params.find("timeout"); p != params.end()) {
+    int64_t t = -1;
+    if (!to_int(p->value(), t) || t < 1)
+      return bad("parameter 'timeout' must be a positive integer (microseconds), got "
+                 + kind_name(p->value()));
+    req.timeout_us = t;
   }
-  auto& obj = doc.get_object();
+  if (auto p = params.find("priority"); p != params.end() && !to_int(p->value(), req.priority))
+    return bad("parameter 'priority' must be a non-negative integer (1 = highest, 0 = the "
+               "model's default), got " + kind_name(p->value()));
+  if (auto err = read_boolean(params, "binary_data_output", out.binary_output_default))
+    return err;
+  if (auto err = read_boolean(params, "timing", out.timing))
+    return err;
+  if (auto p = params.find("actorserve_fault"); p != params.end()) {
+    if (!p->value().is_string())
+      return bad("parameter 'actorserve_fault' must be a string");
+    req.fault = std::string(p->value().get_string());
+    if (!is_fault_kind(req.fault))
+      return bad("parameter 'actorserve_fault' must be " + std::string(fault_kinds_text)
+                 + ", got \"" + req.fault + "\"");
+  }
+  return caf::none;
+}
+
+/// An input's name, datatype and shape; the bytes its shape and datatype take.
+caf::expected<uint64_t> read_input_header(const json::object& io, tensor& t) {
+  auto name = io.find("name");
+  if (name == io.end() || !name->value().is_string())
+    return bad("an input has no string 'name'");
+  t.name = std::string(name->value().get_string());
+  if (auto err = check_keys(io, {"name", "shape", "datatype", "parameters", "data"},
+                            [&](const std::string& key) {
+                              return "input '" + t.name + "': unknown key '" + key + "'";
+                            }))
+    return err;
+  auto dt = io.find("datatype");
+  if (dt == io.end() || !dt->value().is_string())
+    return bad("input '" + t.name + "': missing string 'datatype'");
+  auto dts = std::string(dt->value().get_string());
+  auto parsed = parse_datatype(dts);
+  if (!parsed)
+    return bad("input '" + t.name + "': unsupported datatype '" + dts
+               + "'; expected BOOL, UINT8, INT8, INT16, INT32, INT64, FP16, FP32 or FP64");
+  t.dtype = *parsed;
+  auto shape = io.find("shape");
+  if (shape == io.end() || !shape->value().is_array())
+    return bad("input '" + t.name + "': missing 'shape' array");
+  for (auto& d : shape->value().get_array()) {
+    int64_t x;
+    if (!to_int(d, x) || x < 0)
+      return bad("input '" + t.name + "': shape must hold non-negative integers, got "
+                 + json::serialize(shape->value()));
+    t.shape.push_back(x);
+  }
+  auto bytes = tensor_bytes(t.shape, t.dtype);
+  if (!bytes)
+    return bad("input '" + t.name + "': shape " + shape_to_string(t.shape) + " is too large");
+  return *bytes;
+}
+
+std::string size_mismatch(const tensor& t, const char* what, uint64_t given, uint64_t needed) {
+  return "input '" + t.name + "': " + what + " " + std::to_string(given) + " does not match shape "
+         + shape_to_string(t.shape) + " of " + std::string(to_string(t.dtype)) + " ("
+         + std::to_string(needed) + " bytes)";
+}
+
+/// The binary tensor data of a request: what follows its JSON, taken input by input.
+struct binary_data {
+  std::string_view bytes;
+  std::shared_ptr<const void> owner; // keeps `bytes` alive: inputs are views of it, not copies
+  bool declared = false;             // the request has Inference-Header-Content-Length
+  std::size_t taken = 0;
+};
+
+/// Where an input's bytes are: in a shared memory region, in the binary data, or in 'data'.
+struct input_source {
+  const json::value* data = nullptr;
+  std::optional<uint64_t> binary_size;
+  std::optional<shm_place> shm;
+};
+
+caf::expected<input_source> read_input_source(const json::object& io, const std::string& what,
+                                              const shm_registry* shm) {
+  input_source src;
+  if (auto d = io.find("data"); d != io.end())
+    src.data = &d->value();
+  auto p = io.find("parameters");
+  if (p == io.end())
+    return src;
+  if (!p->value().is_object())
+    return bad(what + ": 'parameters' must be an object");
+  auto& po = p->value().get_object();
+  if (auto b = po.find("binary_data_size"); b != po.end()) {
+    uint64_t x;
+    if (!to_int(b->value(), x))
+      return bad(what + ": binary_data_size must be a non-negative integer");
+    src.binary_size = x;
+  }
+  auto place = shm_params(po, what, shm);
+  if (!place)
+    return std::move(place.error());
+  src.shm = std::move(*place);
+  return src;
+}
+
+caf::error read_shm_input(const shm_place& place, const input_source& src, uint64_t needed,
+                          const memory_budget* budget, tensor& t) {
+  const std::string what = "input '" + t.name + "'";
+  if (src.data || src.binary_size)
+    return bad(what + ": has shared memory and also "
+               + (src.binary_size ? "binary_data_size" : "'data'") + "; give one");
+  if (place.byte_size != needed)
+    return bad(size_mismatch(t, "shared_memory_byte_size", place.byte_size, needed));
+  auto bytes = budget && budget->used
+                 ? place.region->read(place.offset, place.byte_size, what, budget->used,
+                                      budget->limit, budget->own)
+                 : place.region->read(place.offset, place.byte_size, what);
+  if (!bytes)
+    return std::move(bytes.error());
+  t.data = std::move(*bytes);
+  return caf::none;
+}
+
+caf::error read_binary_input(uint64_t size, const input_source& src, uint64_t needed,
+                             binary_data& binary, tensor& t) {
+  if (src.data)
+    return bad("input '" + t.name + "': has both 'data' and binary_data_size");
+  if (!binary.declared)
+    return bad("input '" + t.name + "': binary_data_size given but the request has no "
+               "Inference-Header-Content-Length header");
+  if (size != needed)
+    return bad(size_mismatch(t, "binary_data_size", size, needed));
+  if (binary.taken + size > binary.bytes.size())
+    return bad("input '" + t.name + "': binary data ends after "
+               + std::to_string(binary.bytes.size() - binary.taken) + " of its "
+               + std::to_string(size) + " bytes");
+  auto* p = reinterpret_cast<const uint8_t*>(binary.bytes.data()) + binary.taken;
+  if (binary.owner)
+    t.data = byte_buffer::view(binary.owner, p, size);
+  else
+    t.data.assign(p, p + size);
+  binary.taken += size;
+  return caf::none;
+}
+
+caf::expected<tensor> read_input(const json::value& in, binary_data& binary,
+                                 const memory_budget* budget, const shm_registry* shm) {
+  if (!in.is_object())
+    return bad("each element of 'inputs' must be an object, got " + kind_name(in));
+  auto& io = in.get_object();
+  tensor t;
+  auto needed = read_input_header(io, t);
+  if (!needed)
+    return std::move(needed.error());
+  auto src = read_input_source(io, "input '" + t.name + "'", shm);
+  if (!src)
+    return std::move(src.error());
+  caf::error err;
+  if (src->shm)
+    err = read_shm_input(*src->shm, *src, *needed, budget, t);
+  else if (src->binary_size)
+    err = read_binary_input(*src->binary_size, *src, *needed, binary, t);
+  else if (!src->data)
+    err = bad("input '" + t.name + "': has neither 'data' nor binary_data_size (nor shared memory)");
+  else
+    err = json_data_to_tensor(*src->data, t);
+  if (err)
+    return err;
+  return t;
+}
+
+caf::error read_inputs(const json::object& obj, binary_data& binary, const memory_budget* budget,
+                       const shm_registry* shm, infer_request& req) {
+  auto it = obj.find("inputs");
+  if (it == obj.end())
+    return bad("the request has no 'inputs'");
+  if (!it->value().is_array() || it->value().get_array().empty())
+    return bad("'inputs' must be a non-empty array");
+  for (auto& in : it->value().get_array()) {
+    auto t = read_input(in, binary, budget, shm);
+    if (!t)
+      return std::move(t.error());
+    req.inputs.push_back(std::move(*t));
+  }
+  if (binary.taken != binary.bytes.size())
+    return bad("the body carries " + std::to_string(binary.bytes.size() - binary.taken)
+               + " bytes of binary data that no input's binary_data_size claims");
+  return caf::none;
+}
+
+/// An output's parameters: binary_data, classification, shared memory.
+caf::error read_output_parameters(const json::object& po, const std::string& oname,
+                                  const shm_registry* shm, decoded_request& out) {
+  const std::string what = "output '" + oname + "'";
+  auto b = po.find("binary_data");
+  if (b != po.end()) {
+    if (!b->value().is_bool())
+      return bad(what + ": binary_data must be true or false");
+    (b->value().get_bool() ? out.binary_outputs : out.json_outputs).push_back(oname);
+  }
+  auto place = shm_params(po, what, shm);
+  if (!place)
+    return std::move(place.error());
+  if (auto c = po.find("classification"); c != po.end()) {
+    uint32_t count = 0;
+    if (!to_int(c->value(), count) || count < 1)
+      return bad(what + ": classification must be a positive integer (the classes to "
+                        "return per row), got " + kind_name(c->value()));
+    if (*place)
+      return bad(what + ": classification answers cannot go to shared memory");
+    out.classifications.push_back({oname, count});
+  }
+  if (!*place)
+    return caf::none;
+  if (b != po.end() && b->value().get_bool())
+    return bad(what + ": has shared memory and also binary_data true; give one");
+  if (!(*place)->region->writable())
+    return bad(what + ": shared memory region '" + (*place)->region->name()
+               + "' is read-only for the server");
+  out.shm_outputs.push_back({oname, std::move((*place)->region), (*place)->offset,
+                             (*place)->byte_size});
+  return caf::none;
+}
+
+caf::error read_outputs(const json::value& v, const shm_registry* shm, decoded_request& out) {
+  if (!v.is_array())
+    return bad("'outputs' must be an array");
+  for (auto& o : v.get_array()) {
+    if (!o.is_object())
+      return bad("each element of 'outputs' must be an object");
+    auto& oo = o.get_object();
+    auto name = oo.find("name");
+    if (name == oo.end() || !name->value().is_string())
+      return bad("an output has no string 'name'");
+    auto oname = std::string(name->value().get_string());
+    out.request.outputs.push_back(oname);
+    if (auto p = oo.find("parameters"); p != oo.end() && p->value().is_object())
+      if (auto err = read_output_parameters(p->value().get_object(), oname, shm, out))
+        return err;
+  }
+  return caf::none;
+}
+
+} // namespace
+
+caf::expected<decoded_request> decode_request(std::string_view body,
+                                              std::optional<std::size_t> json_length,
+                                              std::shared_ptr<const void> body_owner,
+                                              const memory_budget* budget,
+                                              const shm_registry* shm) {
+  std::string_view json_part = body;
+  binary_data binary{{}, std::move(body_owner), json_length.has_value()};
+  if (json_length) {
+    if (*json_length > body.size())
+      return bad("Inference-Header-Content-Length is " + std::to_string(*json_length)
+                 + " but the body has only " + std::to_string(body.size()) + " bytes");
+    json_part = body.substr(0, *json_length);
+    binary.bytes = body.substr(*json_length);
+  }
+  budgeted_document doc{budget};
+  if (auto err = doc.parse(json_part))
+    return err;
+  auto& obj = doc.object();
+  if (auto err = check_keys(obj, {"id", "parameters", "inputs", "outputs"},
+                            [](const std::string& key) {
+                              return "unknown key '" + key
+                                     + "' in the request; expected id, parameters, inputs, outputs";
+                            }))
+    return err;
+  decoded_request out;
   if (auto it = obj.find("id"); it != obj.end()) {
     if (!it->value().is_string())
       return bad("'id' must be a string, got " + kind_name(it->value()));
-    req.client_id = std::string(it->value().get_string());
+    out.request.client_id = std::string(it->value().get_string());
   }
-  if (auto it = obj.find("parameters"); it != obj.end()) {
-    if (!it->value().is_object())
-      return bad("'parameters' must be an object, got " + kind_name(it->value()));
-    auto& params = it->value().get_object();
-    if (auto p = params.find("timeout"); p != params.end()) {
-      int64_t t = -1;
-      if (!to_int(p->value(), t) || t < 1)
-        return bad("parameter 'timeout' must be a positive integer (microseconds), got "
-                   + kind_name(p->value()));
-      req.timeout_us = t;
-    }
-    if (auto p = params.find("priority"); p != params.end()) {
-      if (!to_int(p->value(), req.priority))
-        return bad("parameter 'priority' must be a non-negative integer (1 = highest, 0 = the "
-                   "model's default), got " + kind_name(p->value()));
-    }
-    if (auto p = params.find("binary_data_output"); p != params.end()) {
-      if (!p->value().is_bool())
-        return bad("parameter 'binary_data_output' must be true or false, got "
-                   + kind_name(p->value()));
-      out.binary_output_default = p->value().get_bool();
-    }
-    if (auto p = params.find("timing"); p != params.end()) {
-      if (!p->value().is_bool())
-        return bad("parameter 'timing' must be true or false, got " + kind_name(p->value()));
-      out.timing = p->value().get_bool();
-    }
-    if (auto p = params.find("actorserve_fault"); p != params.end()) {
-      if (!p->value().is_string())
-        return bad("parameter 'actorserve_fault' must be a string");
-      req.fault = std::string(p->value().get_string());
-      if (!is_fault_kind(req.fault))
-        return bad("parameter 'actorserve_fault' must be " + std::string(fault_kinds_text)
-                   + ", got \"" + req.fault + "\"");
-    }
-  }
-  auto inputs_it = obj.find("inputs");
-  if (inputs_it == obj.end())
-    return bad("the request has no 'inputs'");
-  if (!inputs_it->value().is_array() || inputs_it->value().get_array().empty())
-    return bad("'inputs' must be a non-empty array");
-  std::size_t binary_offset = 0;
-  for (auto& in : inputs_it->value().get_array()) {
-    if (!in.is_object())
-      return bad("each element of 'inputs' must be an object, got " + kind_name(in));
-    auto& io = in.get_object();
-    tensor t;
-    auto name = io.find("name");
-    if (name == io.end() || !name->value().is_string())
-      return bad("an input has no string 'name'");
-    t.name = std::string(name->value().get_string());
-    for (auto& kv : io) {
-      auto key = kv.key();
-      if (key != "name" && key != "shape" && key != "datatype" && key != "parameters"
-          && key != "data")
-        return bad("input '" + t.name + "': unknown key '" + std::string(key) + "'");
-    }
-    auto dt = io.find("datatype");
-    if (dt == io.end() || !dt->value().is_string())
-      return bad("input '" + t.name + "': missing string 'datatype'");
-    auto dts = std::string(dt->value().get_string());
-    auto parsed = parse_datatype(dts);
-    if (!parsed)
-      return bad("input '" + t.name + "': unsupported datatype '" + dts
-                 + "'; expected BOOL, UINT8, INT8, INT16, INT32, INT64, FP16, FP32 or FP64");
-    t.dtype = *parsed;
-    auto shape = io.find("shape");
-    if (shape == io.end() || !shape->value().is_array())
-      return bad("input '" + t.name + "': missing 'shape' array");
-    for (auto& d : shape->value().get_array()) {
-      int64_t x;
-      if (!to_int(d, x) || x < 0)
-        return bad("input '" + t.name + "': shape must hold non-negative integers, got "
-                   + json::serialize(shape->value()));
-      t.shape.push_back(x);
-    }
-    auto expected_bytes = tensor_bytes(t.shape, t.dtype);
-    if (!expected_bytes)
-      return bad("input '" + t.name + "': shape " + shape_to_string(t.shape) + " is too large");
-    std::optional<uint64_t> binary_size;
-    std::optional<shm_place> in_shm;
-    const std::string what = "input '" + t.name + "'";
-    if (auto p = io.find("parameters"); p != io.end()) {
-      if (!p->value().is_object())
-        return bad(what + ": 'parameters' must be an object");
-      auto& po = p->value().get_object();
-      if (auto b = po.find("binary_data_size"); b != po.end()) {
-        uint64_t x;
-        if (!to_int(b->value(), x))
-          return bad(what + ": binary_data_size must be a non-negative integer");
-        binary_size = x;
-      }
-      auto place = shm_params(po, what, shm);
-      if (!place)
-        return std::move(place.error());
-      in_shm = std::move(*place);
-    }
-    auto data = io.find("data");
-    if (in_shm) {
-      if (data != io.end() || binary_size)
-        return bad(what + ": has shared memory and also "
-                   + (binary_size ? "binary_data_size" : "'data'") + "; give one");
-      if (in_shm->byte_size != *expected_bytes)
-        return bad(what + ": shared_memory_byte_size " + std::to_string(in_shm->byte_size)
-                   + " does not match shape " + shape_to_string(t.shape) + " of "
-                   + std::string(to_string(t.dtype)) + " (" + std::to_string(*expected_bytes)
-                   + " bytes)");
-      auto bytes = budget && budget->used
-                     ? in_shm->region->read(in_shm->offset, in_shm->byte_size, what, budget->used,
-                                            budget->limit, budget->own)
-                     : in_shm->region->read(in_shm->offset, in_shm->byte_size, what);
-      if (!bytes)
-        return std::move(bytes.error());
-      t.data = std::move(*bytes);
-    } else if (binary_size) {
-      if (data != io.end())
-        return bad("input '" + t.name + "': has both 'data' and binary_data_size");
-      if (!json_length)
-        return bad("input '" + t.name + "': binary_data_size given but the request has no "
-                   "Inference-Header-Content-Length header");
-      if (*binary_size != *expected_bytes)
-        return bad("input '" + t.name + "': binary_data_size " + std::to_string(*binary_size)
-                   + " does not match shape " + shape_to_string(t.shape) + " of "
-                   + std::string(to_string(t.dtype)) + " (" + std::to_string(*expected_bytes)
-                   + " bytes)");
-      if (binary_offset + *binary_size > binary_part.size())
-        return bad("input '" + t.name + "': binary data ends after "
-                   + std::to_string(binary_part.size() - binary_offset) + " of its "
-                   + std::to_string(*binary_size) + " bytes");
-      auto* p = reinterpret_cast<const uint8_t*>(binary_part.data()) + binary_offset;
-      if (body_owner)
-        t.data = byte_buffer::view(body_owner, p, *binary_size);
-      else
-        t.data.assign(p, p + *binary_size);
-      binary_offset += *binary_size;
-    } else {
-      if (data == io.end())
-        return bad("input '" + t.name
-                   + "': has neither 'data' nor binary_data_size (nor shared memory)");
-      if (auto err = json_data_to_tensor(data->value(), t))
-        return err;
-    }
-    req.inputs.push_back(std::move(t));
-  }
-  if (binary_offset != binary_part.size())
-    return bad("the body carries " + std::to_string(binary_part.size() - binary_offset)
-               + " bytes of binary data that no input's binary_data_size claims");
-  if (auto it = obj.find("outputs"); it != obj.end()) {
-    if (!it->value().is_array())
-      return bad("'outputs' must be an array");
-    for (auto& o : it->value().get_array()) {
-      if (!o.is_object())
-        return bad("each element of 'outputs' must be an object");
-      auto& oo = o.get_object();
-      auto name = oo.find("name");
-      if (name == oo.end() || !name->value().is_string())
-        return bad("an output has no string 'name'");
-      auto oname = std::string(name->value().get_string());
-      req.outputs.push_back(oname);
-      if (auto p = oo.find("parameters"); p != oo.end() && p->value().is_object()) {
-        auto& po = p->value().get_object();
-        const std::string what = "output '" + oname + "'";
-        auto b = po.find("binary_data");
-        if (b != po.end()) {
-          if (!b->value().is_bool())
-            return bad(what + ": binary_data must be true or false");
-          (b->value().get_bool() ? out.binary_outputs : out.json_outputs).push_back(oname);
-        }
-        auto place = shm_params(po, what, shm);
-        if (!place)
-          return std::move(place.error());
-        if (auto c = po.find("classification"); c != po.end()) {
-          uint32_t count = 0;
-          if (!to_int(c->value(), count) || count < 1)
-            return bad(what + ": classification must be a positive integer (the classes to "
-                              "return per row), got " + kind_name(c->value()));
-          if (*place)
-            return bad(what + ": classification answers cannot go to shared memory");
-          out.classifications.push_back({oname, count});
-        }
-        if (*place) {
-          if (b != po.end() && b->value().get_bool())
-            return bad(what + ": has shared memory and also binary_data true; give one");
-          if (!(*place)->region->writable())
-            return bad(what + ": shared memory region '" + (*place)->region->name()
-                       + "' is read-only for the server");
-          out.shm_outputs.push_back(
-            {oname, std::move((*place)->region), (*place)->offset, (*place)->byte_size});
-        }
-      }
-    }
-  }
+  if (auto it = obj.find("parameters"); it != obj.end())
+    if (auto err = read_request_parameters(it->value(), out))
+      return err;
+  if (auto err = read_inputs(obj, binary, budget, shm, out.request))
+    return err;
+  if (auto it = obj.find("outputs"); it != obj.end())
+    if (auto err = read_outputs(it->value(), shm, out))
+      return err;
   return out;
 }
 
@@ -691,13 +810,9 @@ std::vector<std::string> classify(const tensor& t, const classification& c,
   return out;
 }
 
-} // namespace
-
-encoded_response encode_response(const infer_response& r, const decoded_request& req,
-                                 int64_t total_ns) {
-  encoded_response out;
-  std::string& s = out.body;
-  s.reserve(256);
+/// The response's model, id and parameters (batch, worker, cache hit, timing when asked).
+void append_response_head(std::string& s, const infer_response& r, const decoded_request& req,
+                          int64_t total_ns) {
   s += "{\"model_name\":";
   s += quote(r.model);
   s += ",\"model_version\":";
@@ -723,76 +838,103 @@ encoded_response encode_response(const infer_response& r, const decoded_request&
     append_number(s, total_ns / 1000);
     s += '}';
   }
-  s += "},\"outputs\":[";
-  std::vector<std::string_view> binary;
-  std::vector<std::string> class_bytes; // classification answers sent as binary BYTES
-  class_bytes.reserve(req.classifications.size());
+  s += '}';
+}
+
+/// What follows the JSON of a response: views of the output tensors sent binary, and the
+/// classification answers made for it (kept here, as the views point into them).
+struct binary_tail {
+  std::vector<std::string_view> parts;
+  std::vector<std::string> made;
+};
+
+/// An output asked for as its top classes: BYTES strings, binary (each its uint32 little-endian
+/// length, then its bytes) or JSON.
+void append_classified_output(std::string& s, const tensor& t, const classification& c,
+                              bool want_binary, binary_tail& tail) {
+  std::vector<int64_t> shape;
+  auto classes = classify(t, c, shape);
+  s += ",\"datatype\":\"BYTES\",\"shape\":";
+  s += shape_json(shape);
+  if (!want_binary) {
+    s += ",\"data\":[";
+    for (std::size_t j = 0; j < classes.size(); ++j)
+      s += (j > 0 ? "," : "") + quote(classes[j]);
+    s += "]}";
+    return;
+  }
+  auto& bytes = tail.made.emplace_back();
+  for (auto& x : classes) {
+    auto n = static_cast<uint32_t>(x.size());
+    for (int b = 0; b < 4; ++b)
+      bytes += static_cast<char>(n >> (8 * b));
+    bytes += x;
+  }
+  s += ",\"parameters\":{\"binary_data_size\":";
+  append_number(s, bytes.size());
+  s += "}}";
+  tail.parts.emplace_back(bytes);
+}
+
+/// An output tensor: described where it went to shared memory, else binary or JSON data.
+void append_tensor_output(std::string& s, const tensor& t, const decoded_request& req,
+                          binary_tail& tail) {
+  s += ",\"datatype\":\"";
+  s += to_string(t.dtype);
+  s += "\",\"shape\":";
+  s += shape_json(t.shape);
+  if (auto* shm = req.in_shm(t.name)) {
+    s += ",\"parameters\":{\"shared_memory_region\":";
+    s += quote(shm->region->name());
+    s += ",\"shared_memory_byte_size\":";
+    append_number(s, t.data.size());
+    if (shm->offset > 0) {
+      s += ",\"shared_memory_offset\":";
+      append_number(s, shm->offset);
+    }
+    s += '}';
+  } else if (req.want_binary(t.name)) {
+    s += ",\"parameters\":{\"binary_data_size\":";
+    append_number(s, t.data.size());
+    s += '}';
+    tail.parts.emplace_back(reinterpret_cast<const char*>(t.data.data()), t.data.size());
+  } else {
+    s += ",\"data\":";
+    append_json_data(s, t);
+  }
+  s += '}';
+}
+
+} // namespace
+
+encoded_response encode_response(const infer_response& r, const decoded_request& req,
+                                 int64_t total_ns) {
+  encoded_response out;
+  std::string& s = out.body;
+  s.reserve(256);
+  append_response_head(s, r, req, total_ns);
+  s += ",\"outputs\":[";
+  binary_tail tail;
+  tail.made.reserve(req.classifications.size()); // (no reallocation: parts point into it)
   for (std::size_t i = 0; i < r.outputs.size(); ++i) {
     auto& t = r.outputs[i];
-    if (i > 0)
-      s += ',';
-    s += "{\"name\":";
+    s += i > 0 ? ",{\"name\":" : "{\"name\":";
     s += quote(t.name);
     auto c = std::find_if(req.classifications.begin(), req.classifications.end(),
                           [&](const classification& x) { return x.output == t.name; });
-    if (c != req.classifications.end()) {
-      std::vector<int64_t> shape;
-      auto classes = classify(t, *c, shape);
-      s += ",\"datatype\":\"BYTES\",\"shape\":";
-      s += shape_json(shape);
-      if (req.want_binary(t.name)) { // each string: its length (uint32, little-endian), its bytes
-        auto& bytes = class_bytes.emplace_back();
-        for (auto& x : classes) {
-          auto n = static_cast<uint32_t>(x.size());
-          for (int b = 0; b < 4; ++b)
-            bytes += static_cast<char>(n >> (8 * b));
-          bytes += x;
-        }
-        s += ",\"parameters\":{\"binary_data_size\":";
-        append_number(s, bytes.size());
-        s += "}}";
-        binary.emplace_back(bytes);
-      } else {
-        s += ",\"data\":[";
-        for (std::size_t j = 0; j < classes.size(); ++j)
-          s += (j > 0 ? "," : "") + quote(classes[j]);
-        s += "]}";
-      }
-      continue;
-    }
-    s += ",\"datatype\":\"";
-    s += to_string(t.dtype);
-    s += "\",\"shape\":";
-    s += shape_json(t.shape);
-    if (auto* shm = req.in_shm(t.name)) {
-      s += ",\"parameters\":{\"shared_memory_region\":";
-      s += quote(shm->region->name());
-      s += ",\"shared_memory_byte_size\":";
-      append_number(s, t.data.size());
-      if (shm->offset > 0) {
-        s += ",\"shared_memory_offset\":";
-        append_number(s, shm->offset);
-      }
-      s += '}';
-    } else if (req.want_binary(t.name)) {
-      s += ",\"parameters\":{\"binary_data_size\":";
-      append_number(s, t.data.size());
-      s += '}';
-      binary.emplace_back(reinterpret_cast<const char*>(t.data.data()), t.data.size());
-    } else {
-      s += ",\"data\":";
-      append_json_data(s, t);
-    }
-    s += '}';
+    if (c != req.classifications.end())
+      append_classified_output(s, t, *c, req.want_binary(t.name), tail);
+    else
+      append_tensor_output(s, t, req, tail);
   }
   s += "]}";
-  if (!binary.empty()) {
+  if (!tail.parts.empty()) {
     out.json_length = s.size();
     std::size_t total = s.size();
-    for (auto b : binary)
+    for (auto b : tail.parts)
       total += b.size();
     s.reserve(total);
-    for (auto b : binary)
+    for (auto b : tail.parts)
       s.append(b);
   }
   return out;
