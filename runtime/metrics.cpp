@@ -197,209 +197,213 @@ void metrics::count_grpc_response(unsigned code) noexcept {
     grpc_responses_[code].fetch_add(1, std::memory_order_relaxed);
 }
 
+namespace {
+
+/// Every metric family the node exposes, in the order of the exposition.
+enum class fam : std::size_t {
+  requests, latency, queue, compute, rows, depth, in_flight, batches, state, restarts, retries,
+  crash_loop, give_ups, breakers, cache_hits, cache_misses, cache_bytes, http, grpc, tls,
+  tls_reloads, bodies, gpu_util, gpu_used, gpu_total, q_read, q_claimed, q_given_up, q_answers,
+  q_in_flight, q_errors, q_up, count
+};
+
+struct family_spec {
+  fam id;
+  const char* name;
+  MetricType type;
+  const char* help;
+};
+
+constexpr auto C = MetricType::Counter;
+constexpr auto G = MetricType::Gauge;
+constexpr auto H = MetricType::Histogram;
+
+// (As Envoy declares its stats: one line each, one place to read them all.)
+const family_spec family_specs[] = {
+  {fam::requests, "actorserve_requests_total", C,
+   "Inference requests answered, by model and outcome"},
+  {fam::latency, "actorserve_request_duration_seconds", H,
+   "End-to-end inference latency inside the server (body received to response ready)"},
+  {fam::queue, "actorserve_queue_duration_seconds", H,
+   "Time requests waited in the batcher's queue"},
+  {fam::compute, "actorserve_compute_duration_seconds", H, "Time a worker took for one batch"},
+  {fam::rows, "actorserve_batch_size", H, "Rows per executed batch"},
+  {fam::depth, "actorserve_queue_depth", G, "Requests waiting in the batcher's queue"},
+  {fam::in_flight, "actorserve_requests_in_flight", G,
+   "Requests accepted over HTTP and not yet answered"},
+  {fam::batches, "actorserve_batches_total", C, "Batches executed, by worker"},
+  {fam::state, "actorserve_worker_state", G,
+   "1 for the state each worker is in (starting, ready, restarting, given_up, stopped), else 0"},
+  {fam::restarts, "actorserve_worker_restarts_total", C, "Worker restarts by the supervisor"},
+  {fam::retries, "actorserve_retries_total", C,
+   "Requests re-dispatched to another worker after a worker-caused failure"},
+  {fam::crash_loop, "actorserve_model_crash_loop", G,
+   "1 while the model waits out its crash-loop back-off (its supervisors gave up; it is started "
+   "again after server.supervision.model_cooldown_ms), else 0"},
+  {fam::give_ups, "actorserve_model_give_ups_total", C,
+   "Times the model's supervisors gave up on it (it stopped)"},
+  {fam::breakers, "actorserve_breaker_transitions_total", C,
+   "Circuit breaker transitions of each worker, by the state entered"},
+  {fam::cache_hits, "actorserve_cache_hits_total", C,
+   "Requests answered from the model's response cache"},
+  {fam::cache_misses, "actorserve_cache_misses_total", C,
+   "Requests looked up in the model's response cache and not found"},
+  {fam::cache_bytes, "actorserve_cache_bytes", G, "Bytes the model's response cache holds"},
+  {fam::http, "actorserve_http_responses_total", C, "HTTP responses by status code"},
+  {fam::grpc, "actorserve_grpc_responses_total", C,
+   "gRPC calls answered, by status code (0 OK, 3 INVALID_ARGUMENT, 4 DEADLINE_EXCEEDED, 5 "
+   "NOT_FOUND, 8 RESOURCE_EXHAUSTED, 12 UNIMPLEMENTED, 13 INTERNAL, 14 UNAVAILABLE, ...)"},
+  {fam::tls, "actorserve_http_tls_handshake_failures_total", C,
+   "HTTPS connections whose TLS handshake failed (plaintext, an old protocol, a client "
+   "certificate missing or not signed by the client CA)"},
+  {fam::tls_reloads, "actorserve_http_tls_reloads_total", C,
+   "HTTPS certificate files found changed: loaded for new connections, or failed to load (the "
+   "previous ones kept)"},
+  {fam::bodies, "actorserve_http_request_body_bytes", G,
+   "Request bodies held (read or being read, not yet answered)"},
+  {fam::gpu_util, "actorserve_gpu_utilization_ratio", G,
+   "GPU busy fraction over NVML's last sample period"},
+  {fam::gpu_used, "actorserve_gpu_memory_used_bytes", G, "GPU memory in use (NVML)"},
+  {fam::gpu_total, "actorserve_gpu_memory_total_bytes", G, "GPU memory in all (NVML)"},
+  {fam::q_read, "actorserve_queue_entries_read_total", C,
+   "Entries of an event queue delivered to this node"},
+  {fam::q_claimed, "actorserve_queue_entries_claimed_total", C,
+   "Entries taken over from a consumer that stopped answering them"},
+  {fam::q_given_up, "actorserve_queue_entries_given_up_total", C,
+   "Entries delivered max_deliveries times: answered without running"},
+  {fam::q_answers, "actorserve_queue_answers_total", C,
+   "Answers written to reply streams, by status code"},
+  {fam::q_in_flight, "actorserve_queue_entries_in_flight", G, "Entries read and not yet answered"},
+  {fam::q_errors, "actorserve_queue_redis_errors_total", C,
+   "Failed connections and commands to an event queue's Redis"},
+  {fam::q_up, "actorserve_queue_redis_connections", G,
+   "Connections to an event queue's Redis that are up (a reader and a writer)"},
+};
+static_assert(std::size(family_specs) == static_cast<std::size_t>(fam::count));
+
+using labels = std::vector<ClientMetric::Label>;
+
+/// The families of one scrape, filled sample by sample; those left empty are not written.
+class exposition {
+public:
+  exposition() {
+    for (std::size_t i = 0; i < std::size(family_specs); ++i) {
+      auto& spec = family_specs[i];
+      families_[i] = family(spec.name, spec.help, spec.type);
+    }
+  }
+
+  void add(fam f, labels l, double value) { add_sample(at(f), std::move(l), value); }
+
+  void add(fam f, const atomic_histogram& h, labels l) {
+    at(f).metric.push_back(histogram_metric(h, std::move(l)));
+  }
+
+  /// One sample per nonzero count of `by_code`, labelled with its code.
+  template <std::size_t N>
+  void add_codes(fam f, const std::array<std::atomic<uint64_t>, N>& by_code, const labels& l) {
+    for (std::size_t code = 0; code < N; ++code)
+      if (auto n = load(by_code[code])) {
+        auto with_code = l;
+        with_code.push_back({"code", std::to_string(code)});
+        add(f, std::move(with_code), static_cast<double>(n));
+      }
+  }
+
+  std::string text() {
+    std::vector<MetricFamily> out;
+    for (auto& f : families_)
+      if (!f.metric.empty())
+        out.push_back(std::move(f));
+    return prometheus::TextSerializer{}.Serialize(out);
+  }
+
+private:
+  MetricFamily& at(fam f) { return families_[static_cast<std::size_t>(f)]; }
+
+  std::array<MetricFamily, static_cast<std::size_t>(fam::count)> families_;
+};
+
+void add_worker(exposition& e, const std::string& model, const worker_metrics& w) {
+  labels l{{"device", w.device}, {"model", model}, {"worker", w.name}};
+  e.add(fam::compute, w.compute_seconds, l);
+  e.add(fam::batches, l, static_cast<double>(load(w.batches)));
+  e.add(fam::restarts, l, static_cast<double>(load(w.restarts)));
+  const char* breaker_states[] = {"closed", "open", "half_open"};
+  for (std::size_t k = 0; k < 3; ++k) {
+    auto s = l;
+    s.push_back({"to", breaker_states[k]});
+    e.add(fam::breakers, std::move(s), static_cast<double>(load(w.breaker_transitions[k])));
+  }
+  auto phase = w.phase.load(std::memory_order_relaxed);
+  for (int p = 0; p <= static_cast<int>(worker_phase::stopped); ++p) {
+    auto s = l;
+    s.push_back({"state", to_string(static_cast<worker_phase>(p))});
+    e.add(fam::state, std::move(s), p == phase ? 1 : 0);
+  }
+}
+
+void add_model(exposition& e, const model_metrics& m) {
+  for (std::size_t i = 0; i < outcome_count; ++i)
+    if (static_cast<errc>(i) != errc::invalid_config) // (never the outcome of a request)
+      e.add(fam::requests, {{"model", m.name}, {"outcome", outcome_name(static_cast<errc>(i))}},
+            static_cast<double>(load(m.requests[i])));
+  const labels l{{"model", m.name}};
+  e.add(fam::latency, m.request_seconds, l);
+  e.add(fam::queue, m.queue_seconds, l);
+  e.add(fam::rows, m.batch_rows, l);
+  e.add(fam::depth, l, m.queue_depth.load(std::memory_order_relaxed));
+  e.add(fam::in_flight, l, m.in_flight.load(std::memory_order_relaxed));
+  e.add(fam::retries, l, load(m.retries));
+  e.add(fam::crash_loop, l, m.crash_loop.load(std::memory_order_relaxed));
+  e.add(fam::give_ups, l, load(m.give_ups));
+  if (m.response_cache) {
+    e.add(fam::cache_hits, l, load(m.cache_hit.count));
+    e.add(fam::cache_misses, l, load(m.cache_miss.count));
+    e.add(fam::cache_bytes, l, load(m.cache_bytes));
+  }
+  m.for_each_worker([&](const worker_metrics& w) { add_worker(e, m.name, w); });
+}
+
+void add_gpus(exposition& e, gpu_monitor& gpu) {
+  for (auto& g : gpu.sample()) {
+    labels l{{"device", "cuda:" + std::to_string(g.index)}, {"name", g.name}};
+    e.add(fam::gpu_util, l, g.utilization);
+    e.add(fam::gpu_used, l, static_cast<double>(g.memory_used));
+    e.add(fam::gpu_total, std::move(l), static_cast<double>(g.memory_total));
+  }
+}
+
+void add_queue(exposition& e, const queue_metrics& q) {
+  const labels l{{"queue", q.name}};
+  e.add(fam::q_read, l, load(q.entries_read));
+  e.add(fam::q_claimed, l, load(q.entries_claimed));
+  e.add(fam::q_given_up, l, load(q.entries_given_up));
+  e.add(fam::q_errors, l, load(q.redis_errors));
+  e.add(fam::q_in_flight, l, q.in_flight.load(std::memory_order_relaxed));
+  e.add(fam::q_up, l, q.redis_up.load(std::memory_order_relaxed));
+  e.add_codes(fam::q_answers, q.answers, l);
+}
+
+} // namespace
+
 std::string metrics::prometheus_text() const {
-  std::vector<MetricFamily> out;
-  auto requests = family("actorserve_requests_total",
-                         "Inference requests answered, by model and outcome", MetricType::Counter);
-  auto latency = family("actorserve_request_duration_seconds",
-                        "End-to-end inference latency inside the server (body received to response "
-                        "ready)", MetricType::Histogram);
-  auto queue = family("actorserve_queue_duration_seconds",
-                      "Time requests waited in the batcher's queue", MetricType::Histogram);
-  auto compute = family("actorserve_compute_duration_seconds",
-                        "Time a worker took for one batch", MetricType::Histogram);
-  auto rows = family("actorserve_batch_size", "Rows per executed batch", MetricType::Histogram);
-  auto depth = family("actorserve_queue_depth", "Requests waiting in the batcher's queue",
-                      MetricType::Gauge);
-  auto in_flight = family("actorserve_requests_in_flight",
-                          "Requests accepted over HTTP and not yet answered", MetricType::Gauge);
-  auto batches = family("actorserve_batches_total", "Batches executed, by worker",
-                        MetricType::Counter);
-  auto state = family("actorserve_worker_state",
-                      "1 for the state each worker is in (starting, ready, restarting, given_up, "
-                      "stopped), else 0", MetricType::Gauge);
-  auto restarts = family("actorserve_worker_restarts_total", "Worker restarts by the supervisor",
-                         MetricType::Counter);
-  auto retries = family("actorserve_retries_total",
-                        "Requests re-dispatched to another worker after a worker-caused failure",
-                        MetricType::Counter);
-  auto breakers = family("actorserve_breaker_transitions_total",
-                         "Circuit breaker transitions of each worker, by the state entered",
-                         MetricType::Counter);
-  auto crash_loop = family("actorserve_model_crash_loop",
-                           "1 while the model waits out its crash-loop back-off (its supervisors "
-                           "gave up; it is started again after server.supervision.model_cooldown_ms),"
-                           " else 0", MetricType::Gauge);
-  auto give_ups = family("actorserve_model_give_ups_total",
-                         "Times the model's supervisors gave up on it (it stopped)",
-                         MetricType::Counter);
-  auto cache_hits = family("actorserve_cache_hits_total",
-                           "Requests answered from the model's response cache", MetricType::Counter);
-  auto cache_misses = family("actorserve_cache_misses_total",
-                             "Requests looked up in the model's response cache and not found",
-                             MetricType::Counter);
-  auto cache_bytes = family("actorserve_cache_bytes", "Bytes the model's response cache holds",
-                            MetricType::Gauge);
-  for (auto& name : order_) {
-    auto& m = *models_.at(name);
-    for (std::size_t i = 0; i < outcome_count; ++i) {
-      if (static_cast<errc>(i) == errc::invalid_config)
-        continue; // never the outcome of a request
-      auto c = with_labels({{"model", m.name}, {"outcome", outcome_name(static_cast<errc>(i))}});
-      c.counter.value = static_cast<double>(load(m.requests[i]));
-      requests.metric.push_back(std::move(c));
-    }
-    latency.metric.push_back(histogram_metric(m.request_seconds, {{"model", m.name}}));
-    queue.metric.push_back(histogram_metric(m.queue_seconds, {{"model", m.name}}));
-    rows.metric.push_back(histogram_metric(m.batch_rows, {{"model", m.name}}));
-    add_sample(depth, {{"model", m.name}}, m.queue_depth.load(std::memory_order_relaxed));
-    add_sample(in_flight, {{"model", m.name}}, m.in_flight.load(std::memory_order_relaxed));
-    add_sample(retries, {{"model", m.name}}, load(m.retries));
-    add_sample(crash_loop, {{"model", m.name}}, m.crash_loop.load(std::memory_order_relaxed));
-    add_sample(give_ups, {{"model", m.name}}, load(m.give_ups));
-    if (m.response_cache) {
-      add_sample(cache_hits, {{"model", m.name}}, load(m.cache_hit.count));
-      add_sample(cache_misses, {{"model", m.name}}, load(m.cache_miss.count));
-      add_sample(cache_bytes, {{"model", m.name}}, load(m.cache_bytes));
-    }
-    m.for_each_worker([&](const worker_metrics& w) {
-      std::vector<ClientMetric::Label> labels{{"device", w.device}, {"model", m.name},
-                                              {"worker", w.name}};
-      compute.metric.push_back(histogram_metric(w.compute_seconds, labels));
-      auto b = with_labels(labels);
-      b.counter.value = static_cast<double>(load(w.batches));
-      batches.metric.push_back(std::move(b));
-      auto r = with_labels(labels);
-      r.counter.value = static_cast<double>(load(w.restarts));
-      restarts.metric.push_back(std::move(r));
-      const char* states[] = {"closed", "open", "half_open"};
-      for (std::size_t k = 0; k < 3; ++k) {
-        auto s = labels;
-        s.push_back({"to", states[k]});
-        auto c = with_labels(std::move(s));
-        c.counter.value = static_cast<double>(load(w.breaker_transitions[k]));
-        breakers.metric.push_back(std::move(c));
-      }
-      auto phase = w.phase.load(std::memory_order_relaxed);
-      for (int p = 0; p <= static_cast<int>(worker_phase::stopped); ++p) {
-        auto s = labels;
-        s.push_back({"state", to_string(static_cast<worker_phase>(p))});
-        auto g = with_labels(std::move(s));
-        g.gauge.value = p == phase ? 1 : 0;
-        state.metric.push_back(std::move(g));
-      }
-    });
-  }
-  auto http = family("actorserve_http_responses_total", "HTTP responses by status code",
-                     MetricType::Counter);
-  for (std::size_t code = 0; code < http_responses_.size(); ++code)
-    if (auto n = load(http_responses_[code])) {
-      auto c = with_labels({{"code", std::to_string(code)}});
-      c.counter.value = static_cast<double>(n);
-      http.metric.push_back(std::move(c));
-    }
-  auto grpc = family("actorserve_grpc_responses_total",
-                     "gRPC calls answered, by status code (0 OK, 3 INVALID_ARGUMENT, 4 "
-                     "DEADLINE_EXCEEDED, 5 NOT_FOUND, 8 RESOURCE_EXHAUSTED, 12 UNIMPLEMENTED, 13 "
-                     "INTERNAL, 14 UNAVAILABLE, ...)", MetricType::Counter);
-  for (std::size_t code = 0; code < grpc_responses_.size(); ++code)
-    if (auto n = load(grpc_responses_[code])) {
-      auto c = with_labels({{"code", std::to_string(code)}});
-      c.counter.value = static_cast<double>(n);
-      grpc.metric.push_back(std::move(c));
-    }
-  auto tls = family("actorserve_http_tls_handshake_failures_total",
-                    "HTTPS connections whose TLS handshake failed (plaintext, an old protocol, a "
-                    "client certificate missing or not signed by the client CA)",
-                    MetricType::Counter);
-  auto tls_reloads = family("actorserve_http_tls_reloads_total",
-                            "HTTPS certificate files found changed: loaded for new connections, "
-                            "or failed to load (the previous ones kept)", MetricType::Counter);
+  exposition e;
+  for (auto& name : order_)
+    add_model(e, *models_.at(name));
+  e.add_codes(fam::http, http_responses_, {});
+  e.add_codes(fam::grpc, grpc_responses_, {});
   if (https_) {
-    auto c = with_labels({});
-    c.counter.value = static_cast<double>(load(tls_handshake_failures_));
-    tls.metric.push_back(std::move(c));
-    for (int i = 0; i < 2; ++i) {
-      auto r = with_labels({{"outcome", i == 0 ? "loaded" : "failed"}});
-      r.counter.value = static_cast<double>(load(tls_reloads_[i]));
-      tls_reloads.metric.push_back(std::move(r));
-    }
+    e.add(fam::tls, {}, static_cast<double>(load(tls_handshake_failures_)));
+    e.add(fam::tls_reloads, {{"outcome", "loaded"}}, static_cast<double>(load(tls_reloads_[0])));
+    e.add(fam::tls_reloads, {{"outcome", "failed"}}, static_cast<double>(load(tls_reloads_[1])));
   }
-  auto bodies = family("actorserve_http_request_body_bytes",
-                       "Request bodies held (read or being read, not yet answered)",
-                       MetricType::Gauge);
-  auto b = with_labels({});
-  b.gauge.value = static_cast<double>(load(http_body_bytes));
-  bodies.metric.push_back(std::move(b));
-  auto gpu_util = family("actorserve_gpu_utilization_ratio",
-                         "GPU busy fraction over NVML's last sample period", MetricType::Gauge);
-  auto gpu_used = family("actorserve_gpu_memory_used_bytes", "GPU memory in use (NVML)",
-                         MetricType::Gauge);
-  auto gpu_total = family("actorserve_gpu_memory_total_bytes", "GPU memory in all (NVML)",
-                          MetricType::Gauge);
+  e.add(fam::bodies, {}, static_cast<double>(load(http_body_bytes)));
   if (gpu_)
-    for (auto& g : gpu_->sample()) {
-      std::vector<ClientMetric::Label> labels{{"device", "cuda:" + std::to_string(g.index)},
-                                              {"name", g.name}};
-      auto u = with_labels(labels);
-      u.gauge.value = g.utilization;
-      gpu_util.metric.push_back(std::move(u));
-      auto used = with_labels(labels);
-      used.gauge.value = static_cast<double>(g.memory_used);
-      gpu_used.metric.push_back(std::move(used));
-      auto total = with_labels(labels);
-      total.gauge.value = static_cast<double>(g.memory_total);
-      gpu_total.metric.push_back(std::move(total));
-    }
-  auto q_read = family("actorserve_queue_entries_read_total",
-                       "Entries of an event queue delivered to this node", MetricType::Counter);
-  auto q_claimed = family("actorserve_queue_entries_claimed_total",
-                          "Entries taken over from a consumer that stopped answering them",
-                          MetricType::Counter);
-  auto q_given_up = family("actorserve_queue_entries_given_up_total",
-                           "Entries delivered max_deliveries times: answered without running",
-                           MetricType::Counter);
-  auto q_answers = family("actorserve_queue_answers_total",
-                          "Answers written to reply streams, by status code", MetricType::Counter);
-  auto q_in_flight = family("actorserve_queue_entries_in_flight",
-                            "Entries read and not yet answered", MetricType::Gauge);
-  auto q_errors = family("actorserve_queue_redis_errors_total",
-                         "Failed connections and commands to an event queue's Redis",
-                         MetricType::Counter);
-  auto q_up = family("actorserve_queue_redis_connections",
-                     "Connections to an event queue's Redis that are up (a reader and a writer)",
-                     MetricType::Gauge);
-  for (auto& q : queues_) {
-    auto counter = [&](MetricFamily& f, uint64_t v) {
-      auto c = with_labels({{"queue", q->name}});
-      c.counter.value = static_cast<double>(v);
-      f.metric.push_back(std::move(c));
-    };
-    auto gauge = [&](MetricFamily& f, int64_t v) {
-      auto g = with_labels({{"queue", q->name}});
-      g.gauge.value = static_cast<double>(v);
-      f.metric.push_back(std::move(g));
-    };
-    counter(q_read, load(q->entries_read));
-    counter(q_claimed, load(q->entries_claimed));
-    counter(q_given_up, load(q->entries_given_up));
-    counter(q_errors, load(q->redis_errors));
-    gauge(q_in_flight, q->in_flight.load(std::memory_order_relaxed));
-    gauge(q_up, q->redis_up.load(std::memory_order_relaxed));
-    for (std::size_t code = 0; code < q->answers.size(); ++code)
-      if (auto n = load(q->answers[code])) {
-        auto c = with_labels({{"queue", q->name}, {"code", std::to_string(code)}});
-        c.counter.value = static_cast<double>(n);
-        q_answers.metric.push_back(std::move(c));
-      }
-  }
-  for (auto* f : {&requests, &latency, &queue, &compute, &rows, &depth, &in_flight, &batches,
-                  &state, &restarts, &retries, &crash_loop, &give_ups, &breakers, &cache_hits, &cache_misses,
-                  &cache_bytes, &http, &grpc, &tls, &tls_reloads, &bodies, &gpu_util, &gpu_used,
-                  &gpu_total, &q_read, &q_claimed, &q_given_up, &q_answers, &q_in_flight, &q_errors, &q_up})
-    if (!f->metric.empty())
-      out.push_back(std::move(*f));
-  return prometheus::TextSerializer{}.Serialize(out);
+    add_gpus(e, *gpu_);
+  for (auto& q : queues_)
+    add_queue(e, *q);
+  return e.text();
 }
 
 std::string metrics::statistics_json(const std::string& model) const {
