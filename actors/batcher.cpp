@@ -14,6 +14,7 @@
 #include "runtime/error.hpp"
 #include "runtime/log.hpp"
 #include "runtime/pipeline_estimate.hpp"
+#include "runtime/retry_policy.hpp"
 
 namespace actorserve {
 namespace {
@@ -93,7 +94,7 @@ struct batcher_state {
   std::set<std::string> given_up; // workers the supervisor will not restart
   std::unordered_map<uint64_t, in_flight_batch> in_flight;
   uint64_t next_batch_id = 1;
-  uint64_t next_group = 1; // for the halves of failed batches (split_failed_batch)
+  uint64_t next_group = 1; // for the halves of failed batches (requeue_halves)
   std::size_t next_worker = 0; // round robin: where the search for an idle worker starts
   uint64_t batches = 0;
   std::optional<time_point> tick_at; // when the scheduled tick fires
@@ -359,10 +360,8 @@ void detect_hangs(batcher_ptr self, time_point now) {
   }
 }
 
-/// Expires what is due, dispatches what can go, and schedules the next tick.
-void pump(batcher_ptr self) {
-  auto& st = self->state;
-  auto now = self->clock().now(); // the actor clock: virtual time in tests
+/// Answers the requests whose deadline passed, queued or in a running batch.
+void expire_due(batcher_state& st, time_point now) {
   for (auto id : st.queue->expire(now)) {
     auto it = st.waiting.find(id);
     answer_error(it->second, deadline_error(st, it->second, now, false));
@@ -376,6 +375,84 @@ void pump(batcher_ptr self) {
         answer_error(q, deadline_error(st, q, now, true));
       }
     }
+}
+
+/// What a popped batch plan leaves for worker `w`: the requests it takes; those it already
+/// failed go back to the head of the queue, in order. Requests whose client is gone are
+/// dropped, and those that the batch would not be done for before their deadline are answered
+/// now: then the others all go back, to form a fuller batch with the requests behind them.
+struct plan_outcome {
+  std::vector<request_id> take;
+  bool dropped = false;   // some were answered: the plan is void, try again
+  bool held_back = false; // some went back because this worker had failed them
+};
+
+plan_outcome sort_plan(batcher_state& st, const worker_slot& w, const std::vector<request_id>& ids,
+                       std::optional<time_point> done, time_point now) {
+  plan_outcome out;
+  std::vector<request_id> back;
+  for (auto rid : ids) {
+    auto& q = st.waiting.at(rid);
+    if (cancelled(q)) { // its client is gone: nothing to run it for
+      answer_cancelled(st, q);
+      st.waiting.erase(rid);
+      continue;
+    }
+    if (done && from_ns(q.req.deadline_ns) < *done) {
+      answer_error(q, doomed_error(st, q, now, *done));
+      st.waiting.erase(rid);
+      out.dropped = true;
+      continue;
+    }
+    bool failed_here = std::find(q.excluded.begin(), q.excluded.end(), w.handle.address())
+                       != q.excluded.end();
+    (failed_here ? back : out.take).push_back(rid);
+  }
+  if (out.dropped) {
+    back.insert(back.begin(), out.take.begin(), out.take.end());
+    out.take.clear();
+  }
+  for (auto it = back.rbegin(); it != back.rend(); ++it)
+    st.queue->requeue(st.waiting.at(*it).pending);
+  out.held_back = !out.dropped && !back.empty();
+  return out;
+}
+
+/// One round over the workers from `base` (idle ones, or with `prefetch` busy ones with room),
+/// each offered a due batch. Returns whether another round may find more; `held_back` as
+/// plan_outcome's.
+bool dispatch_round(batcher_ptr self, std::size_t base, bool prefetch, time_point now,
+                    bool& held_back) {
+  auto& st = self->state;
+  auto n = st.workers.size();
+  bool progress = false;
+  for (std::size_t k = 0; k < n; ++k) {
+    auto& w = st.workers[(base + k) % n];
+    if (w.batches.empty() == prefetch || !w.has_room() || !w.breaker.allow(now))
+      continue;
+    auto plan = st.queue->pop_due(now, !w.wants_any(now, st.model->batching.stage_ahead));
+    if (!plan)
+      break;
+    auto sorted = sort_plan(st, w, plan->ids, w.pipeline.finish_if_dispatched(now, plan->rows), now);
+    if (sorted.dropped) { // (each round drops one request at least: the loop ends)
+      progress = true;
+      continue;
+    }
+    held_back = held_back || sorted.held_back;
+    if (!sorted.take.empty()) {
+      dispatch(self, w, sorted.take, now);
+      st.next_worker = (base + k + 1) % n;
+      progress = prefetch; // idle workers get one batch each per pump
+    }
+  }
+  return progress;
+}
+
+/// Expires what is due, dispatches what can go, and schedules the next tick.
+void pump(batcher_ptr self) {
+  auto& st = self->state;
+  auto now = self->clock().now(); // the actor clock: virtual time in tests
+  expire_due(st, now);
   detect_hangs(self, now);
   bool held_back = false; // due requests went back because the idle worker had failed them
   // Round robin over the idle workers first, so that every worker gets work (and a broken one
@@ -383,61 +460,10 @@ void pump(batcher_ptr self) {
   // one computes) gets more, but only full ones until its device is about to run out of work: a
   // partial batch waits and grows meanwhile instead of being locked into a small batch that runs
   // no sooner, and goes just in time to be staged before the device is idle.
-  auto n = st.workers.size();
   auto base = st.next_worker;
-  for (bool prefetch : {false, true}) {
-    bool progress = true;
-    while (progress) {
-      progress = false;
-      for (std::size_t k = 0; k < n; ++k) {
-        auto& w = st.workers[(base + k) % n];
-        if (w.batches.empty() == prefetch || !w.has_room() || !w.breaker.allow(now))
-          continue;
-        auto plan = st.queue->pop_due(now, !w.wants_any(now, st.model->batching.stage_ahead));
-        if (!plan)
-          break;
-        // Requests that this worker already failed go back to the head of the queue, in order.
-        // Those that the batch would not be done for before their deadline are answered now;
-        // then the others go back too, to form a fuller batch with the requests behind them.
-        std::vector<request_id> take, back;
-        auto done = w.pipeline.finish_if_dispatched(now, plan->rows);
-        bool dropped = false;
-        for (auto rid : plan->ids) {
-          auto& q = st.waiting.at(rid);
-          if (cancelled(q)) { // its client is gone: nothing to run it for
-            answer_cancelled(st, q);
-            st.waiting.erase(rid);
-            continue;
-          }
-          if (done && from_ns(q.req.deadline_ns) < *done) {
-            answer_error(q, doomed_error(st, q, now, *done));
-            st.waiting.erase(rid);
-            dropped = true;
-            continue;
-          }
-          bool failed_here = std::find(q.excluded.begin(), q.excluded.end(), w.handle.address())
-                             != q.excluded.end();
-          (failed_here ? back : take).push_back(rid);
-        }
-        if (dropped) { // (each round drops one request at least: the loop ends)
-          back.insert(back.begin(), take.begin(), take.end());
-          take.clear();
-          for (auto it = back.rbegin(); it != back.rend(); ++it)
-            st.queue->requeue(st.waiting.at(*it).pending);
-          progress = true;
-          continue;
-        }
-        for (auto it = back.rbegin(); it != back.rend(); ++it)
-          st.queue->requeue(st.waiting.at(*it).pending);
-        held_back = held_back || !back.empty();
-        if (!take.empty()) {
-          dispatch(self, w, take, now);
-          st.next_worker = (base + k + 1) % n;
-          progress = prefetch; // idle workers get one batch each per pump
-        }
-      }
+  for (bool prefetch : {false, true})
+    while (dispatch_round(self, base, prefetch, now, held_back)) {
     }
-  }
   if (st.mm)
     st.mm->queue_depth.store(static_cast<int64_t>(st.queue->size()), std::memory_order_relaxed);
   schedule_tick(self, now, !held_back);
@@ -464,32 +490,30 @@ void record_batch(model_metrics& mm, const in_flight_batch& b, const batch_outpu
   mm.last_inference_ms.store(static_cast<uint64_t>(wall), std::memory_order_relaxed);
 }
 
-/// After a failed batch: re-dispatch the request to another worker when the failure was the
-/// worker's (it died, hung, or the backend threw) and the request has retries and time left;
-/// otherwise answer it with an error listing every failure it saw. When the backend threw on the
-/// request alone, it is retried once on another worker (where there is one that has not failed
-/// it: the same worker would throw again), and not after a second throw: that is its data.
+/// After a failed batch: re-dispatch the request to another worker, or answer it with an error
+/// listing every failure it saw, as runtime/retry_policy decides.
 void retry_or_fail(batcher_ptr self, queued_request&& q, const in_flight_batch& b,
                    const caf::error& err, time_point now) {
   auto& st = self->state;
-  auto code = error_code(err);
   q.failures.push_back(error_message(err));
-  bool threw = code == errc::inference_failed;
-  auto elsewhere = [&] {
-    return std::any_of(st.workers.begin(), st.workers.end(), [&](const worker_slot& w) {
-      auto a = w.handle.address();
-      return !w.draining && a != b.worker
-             && std::find(q.excluded.begin(), q.excluded.end(), a) == q.excluded.end();
-    });
-  };
-  bool retryable = code == errc::worker_failed || (threw && !q.model_threw && elsewhere());
-  bool budget = q.attempts - q.splits <= st.model->max_retries;
-  bool time_left = from_ns(q.req.deadline_ns) > now;
-  if (retryable && budget && time_left) {
-    q.model_threw = q.model_threw || threw;
+  retry_facts facts;
+  facts.failure = error_code(err);
+  facts.attempts = q.attempts;
+  facts.splits = q.splits;
+  facts.max_retries = st.model->max_retries;
+  facts.deadline_passed = from_ns(q.req.deadline_ns) <= now;
+  facts.threw_alone_before = q.model_threw;
+  facts.other_worker = std::any_of(st.workers.begin(), st.workers.end(), [&](const worker_slot& w) {
+    auto a = w.handle.address();
+    return !w.draining && a != b.worker
+           && std::find(q.excluded.begin(), q.excluded.end(), a) == q.excluded.end();
+  });
+  auto decision = decide_retry(facts);
+  logging::fields ctx{"batcher", st.model->name, q.req.id, q.req.trace_id, b.worker_name};
+  if (decision.retry) {
+    q.model_threw = decision.threw_alone;
     q.excluded.push_back(b.worker);
-    logging::warn({"batcher", st.model->name, q.req.id, q.req.trace_id, b.worker_name},
-                  "retrying (attempt {} of {}) after: {}", q.attempts + 1,
+    logging::warn(ctx, "retrying (attempt {} of {}) after: {}", q.attempts + 1,
                   st.model->max_retries + 1, q.failures.back());
     if (st.mm)
       st.mm->retries.fetch_add(1, std::memory_order_relaxed);
@@ -498,25 +522,11 @@ void retry_or_fail(batcher_ptr self, queued_request&& q, const in_flight_batch& 
     st.waiting.emplace(id, std::move(q));
     return;
   }
-  logging::warn({"batcher", st.model->name, q.req.id, q.req.trace_id, b.worker_name},
-                "request failed: {}", q.failures.back());
-  if (q.failures.size() == 1) {
-    answer_error(q, err);
-    return;
-  }
-  std::string all;
-  for (std::size_t k = 0; k < q.failures.size(); ++k)
-    all += (k ? "; " : "") + std::string("[") + std::to_string(k + 1) + "] " + q.failures[k];
-  auto why = !time_left ? "its deadline passed"
-             : !budget  ? "its retries (retry.max_retries " + std::to_string(st.model->max_retries)
-                            + ") are used up"
-             : q.model_threw ? std::string("the backend failed on it on two workers")
-                             : std::string("the backend failed on it alone");
-  auto final_code = time_left ? code : errc::deadline_exceeded;
-  answer_error(q, make_error(final_code, "request " + std::to_string(q.req.id) + " to model '"
-                                           + st.model->name + "' failed after "
-                                           + std::to_string(q.failures.size()) + " attempts ("
-                                           + why + "): " + all));
+  logging::warn(ctx, "request failed: {}", q.failures.back());
+  if (q.failures.size() == 1)
+    return answer_error(q, err);
+  answer_error(q, make_error(decision.code, failed_attempts_message(q.req.id, st.model->name,
+                                                                     q.failures, decision.reason)));
 }
 
 /// The backend threw on a batch of several requests. One request's data may be the cause (a
@@ -527,8 +537,8 @@ void retry_or_fail(batcher_ptr self, queued_request&& q, const in_flight_batch& 
 /// (retry_or_fail). Splits are not retries: they use up none of retry.max_retries, and there are
 /// at most log2(max_batch_size) of them per request. A worker that throws on everything
 /// (broken) fails the halves too, and its breaker opens as before.
-void split_failed_batch(batcher_ptr self, in_flight_batch& b, const caf::error& err,
-                        time_point now) {
+void requeue_halves(batcher_ptr self, in_flight_batch& b, const caf::error& err,
+                    time_point now) {
   auto& st = self->state;
   std::vector<std::size_t> open;
   for (std::size_t i = 0; i < b.requests.size(); ++i)
@@ -546,8 +556,7 @@ void split_failed_batch(batcher_ptr self, in_flight_batch& b, const caf::error& 
       retry_or_fail(self, std::move(q), b, err, now); // (answers: its deadline passed)
       continue;
     }
-    auto& key = q.pending.shape_key;
-    key = key.substr(0, key.find('#')) + '#' + std::to_string(groups[k < half ? 0 : 1]);
+    q.pending.split_group = groups[k < half ? 0 : 1];
     ++q.splits;
     if (st.mm)
       st.mm->retries.fetch_add(1, std::memory_order_relaxed);
@@ -568,10 +577,10 @@ void finish_batch(batcher_ptr self, uint64_t batch_id, batch_outputs* outputs,
   st.in_flight.erase(it);
   auto now = self->clock().now();
   // The backend threw on a batch of several requests: perhaps because of one request's data, so
-  // the requests are split (split_failed_batch; without retries the batcher keeps no inputs to
-  // run them again), and the failure is no verdict on the worker until a request fails alone.
-  const bool split = !outputs && error_code(err) == errc::inference_failed
-                     && b.requests.size() > 1 && st.model->max_retries > 0;
+  // the requests are split (requeue_halves), and the failure is no verdict on the worker until a
+  // request fails alone.
+  const bool split = !outputs
+                     && split_failed_batch(error_code(err), b.requests.size(), st.model->max_retries);
   bool done_draining = false;
   for (auto& w : st.workers)
     if (w.holds(batch_id)) {
@@ -609,7 +618,7 @@ void finish_batch(batcher_ptr self, uint64_t batch_id, batch_outputs* outputs,
   if (outputs && st.mm)
     record_batch(*st.mm, b, *outputs);
   if (split)
-    return split_failed_batch(self, b, err, now);
+    return requeue_halves(self, b, err, now);
   for (std::size_t i = 0; i < b.requests.size(); ++i) {
     if (b.answered[i])
       continue;
@@ -777,10 +786,9 @@ void reload_next(batcher_ptr self) {
     remove_drained(self); // (which goes on with reload_restart)
 }
 
-batcher_actor::behavior_type batcher_fn(batcher_ptr self, std::shared_ptr<const model_config> model,
-                                        std::shared_ptr<model_directory> directory,
-                                        std::shared_ptr<metrics> stats,
-                                        std::shared_ptr<handle_cell<caf::actor>> supervisor) {
+void init_state(batcher_ptr self, std::shared_ptr<const model_config> model,
+                std::shared_ptr<model_directory> directory, std::shared_ptr<metrics> stats,
+                std::shared_ptr<handle_cell<caf::actor>> supervisor) {
   auto& st = self->state;
   st.supervisor = std::move(supervisor);
   st.model = std::move(model);
@@ -796,132 +804,230 @@ batcher_actor::behavior_type batcher_fn(batcher_ptr self, std::shared_ptr<const 
   opts.preferred_batch_sizes = st.model->batching.preferred_batch_sizes;
   opts.max_queue_size = st.model->batching.max_queue_size;
   st.queue = std::make_unique<batch_queue>(opts);
-  self->set_down_handler([self](caf::down_msg& dm) {
-    auto& st = self->state;
-    auto it = std::find_if(st.workers.begin(), st.workers.end(),
-                           [&](const worker_slot& w) { return w.handle.address() == dm.source; });
-    if (it == st.workers.end())
-      return;
-    auto name = it->name;
-    bool shutdown = dm.reason == caf::exit_reason::user_shutdown;
-    if (shutdown)
-      logging::info({"batcher", st.model->name, 0, {}, name}, "worker stopped");
-    else
-      logging::warn({"batcher", st.model->name, 0, {}, name}, "worker is down: {}",
-                    error_message(dm.reason));
-    // The supervisor restarts a crashed local worker unless it gives it up (and says so again
-    // for an isolated one, whose process it restarts); a worker of another node of the cluster
-    // comes back only if its node rejoins, so requests do not wait for it.
-    bool local = dm.source.node() == self->node();
-    mark_left(*it);
-    drop_worker(self, it, !shutdown && local,
-                make_error(errc::worker_failed, "worker " + name + " of model '"
-                                                  + st.model->name
-                                                  + "' died while running this request's batch: "
-                                                  + error_message(dm.reason)));
-    pump(self);
+}
+
+void on_worker_down(batcher_ptr self, const caf::down_msg& dm) {
+  auto& st = self->state;
+  auto it = std::find_if(st.workers.begin(), st.workers.end(),
+                         [&](const worker_slot& w) { return w.handle.address() == dm.source; });
+  if (it == st.workers.end())
+    return;
+  auto name = it->name;
+  bool shutdown = dm.reason == caf::exit_reason::user_shutdown;
+  if (shutdown)
+    logging::info({"batcher", st.model->name, 0, {}, name}, "worker stopped");
+  else
+    logging::warn({"batcher", st.model->name, 0, {}, name}, "worker is down: {}",
+                  error_message(dm.reason));
+  // The supervisor restarts a crashed local worker unless it gives it up (and says so again
+  // for an isolated one, whose process it restarts); a worker of another node of the cluster
+  // comes back only if its node rejoins, so requests do not wait for it.
+  bool local = dm.source.node() == self->node();
+  mark_left(*it);
+  drop_worker(self, it, !shutdown && local,
+              make_error(errc::worker_failed, "worker " + name + " of model '" + st.model->name
+                                                + "' died while running this request's batch: "
+                                                + error_message(dm.reason)));
+  pump(self);
+}
+
+/// Why the model cannot take a request now (no worker ready or starting, or every worker's
+/// breaker open), or nothing.
+caf::error unavailable(const batcher_state& st, time_point now) {
+  if (st.workers.empty() && st.starting.empty())
+    return make_error(errc::not_ready,
+                      "model '" + st.model->name + "' has no ready worker and none starting");
+  if (!st.starting.empty() || st.workers.empty()
+      || !std::all_of(st.workers.begin(), st.workers.end(), [&](const worker_slot& w) {
+           return w.breaker.state(now) == breaker_state::open;
+         }))
+    return caf::none;
+  auto soonest = st.workers.front().breaker.reopens_at();
+  for (auto& w : st.workers)
+    soonest = std::min(soonest, w.breaker.reopens_at());
+  auto ms = duration_cast<std::chrono::milliseconds>(soonest - now).count();
+  return make_error(errc::not_ready, "every worker of model '" + st.model->name
+                                       + "' has an open circuit breaker; the first probe is "
+                                         "allowed in " + std::to_string(ms) + " ms");
+}
+
+/// Queues a request (or refuses it: unavailable, queue full, too many rows) and pumps.
+caf::result<infer_response> admit(batcher_ptr self, infer_request& req) {
+  auto& st = self->state;
+  auto now = self->clock().now(); // the actor clock: virtual time in tests
+  if (auto err = unavailable(st, now))
+    return err;
+  pending_request p;
+  p.id = req.id;
+  p.shape_key = shape_key(*st.model, req);
+  p.rows = request_rows(*st.model, req);
+  p.enqueued = now;
+  p.deadline = from_ns(req.deadline_ns);
+  p.priority = req.priority > 0 ? req.priority : st.model->batching.default_priority_level;
+  auto pending = p;
+  if (st.queue->size() >= st.model->batching.max_queue_size)
+    purge_cancelled(st);
+  switch (st.queue->push(std::move(p))) {
+    case admission::queue_full:
+      return make_error(errc::overloaded,
+                        "model '" + st.model->name + "' is overloaded: its queue holds "
+                          + std::to_string(st.queue->size()) + " requests (max_queue_size "
+                          + std::to_string(st.model->batching.max_queue_size) + ")");
+    case admission::too_many_rows:
+      return make_error(errc::invalid_input, "request batch dimension exceeds max_batch_size "
+                                               + std::to_string(st.model->max_batch_size));
+    case admission::accepted:
+      break;
+  }
+  if (st.mm)
+    st.mm->queue_depth.store(static_cast<int64_t>(st.queue->size()), std::memory_order_relaxed);
+  auto rp = self->make_response_promise<infer_response>();
+  auto id = req.id;
+  queued_request q;
+  q.req = std::move(req);
+  q.promise = rp;
+  q.enqueued = now;
+  q.dispatched = now;
+  q.pending = std::move(pending);
+  st.waiting.emplace(id, std::move(q));
+  pump(self);
+  return rp;
+}
+
+void on_worker_starting(batcher_ptr self, std::string& name) {
+  auto& st = self->state;
+  // The worker being reloaded, started again, is down again: it did not come back.
+  if (st.reload && st.reload->current == name && st.reload->started)
+    return reload_failed(self, name, "it failed to start");
+  st.given_up.erase(name);
+  st.held.erase(name);
+  st.starting.insert(std::move(name));
+  report_status(self);
+}
+
+void on_given_up(batcher_ptr self, std::string& name) {
+  auto& st = self->state;
+  st.starting.erase(name);
+  st.given_up.insert(name);
+  report_status(self);
+  if (st.reload && st.reload->current == name)
+    reload_end(self, make_error(errc::worker_failed, "worker " + name
+                                                       + " was given up by its supervisor while "
+                                                         "it was being reloaded"));
+  fail_if_no_worker_left(self, "lost its last worker (" + name + ")");
+}
+
+circuit_breaker make_breaker(const model_config& model) {
+  const auto& b = model.breaker;
+  breaker_config bc;
+  bc.failure_threshold = b.failure_threshold;
+  bc.reset_timeout = std::chrono::milliseconds(b.reset_timeout_ms);
+  bc.max_reset_timeout = std::chrono::milliseconds(b.max_reset_timeout_ms);
+  bc.backoff_factor = b.backoff_factor;
+  return circuit_breaker{bc};
+}
+
+void on_worker_ready(batcher_ptr self, caf::actor& handle, std::string& name, uint32_t capacity) {
+  auto w = caf::actor_cast<worker_actor>(handle);
+  auto& st = self->state;
+  st.starting.erase(name);
+  self->monitor(w);
+  // Its series: a local worker's exist from the start; another node's are made as it joins.
+  // (An isolated worker, in its own process, cannot report its state itself.)
+  auto* wm = st.mm ? st.mm->add_worker(name, worker_spec::device_of(name)) : nullptr;
+  if (wm)
+    wm->set_phase(worker_phase::ready);
+  worker_slot slot{std::move(w), name, std::max<uint32_t>(capacity, 1), {}, make_breaker(*st.model),
+                   false, std::nullopt, pipeline_estimate{}, wm};
+  st.workers.push_back(std::move(slot));
+  logging::info({"batcher", st.model->name, 0, {}, name}, "worker {} is ready ({} ready)", name,
+                st.workers.size());
+  report_status(self);
+  pump(self);
+  if (st.reload && st.reload->current == name) // (back: the next one)
+    reload_next(self);
+}
+
+/// A worker leaves: it takes no new batches; the answer comes once its batches are done.
+caf::result<bool> drain_worker(batcher_ptr self, const caf::actor& worker) {
+  auto& st = self->state;
+  auto it = std::find_if(st.workers.begin(), st.workers.end(), [&](const worker_slot& w) {
+    return w.handle.address() == worker.address();
   });
+  if (it == st.workers.end())
+    return true; // not (or no longer) ours
+  it->draining = true;
+  logging::info({"batcher", st.model->name, 0, {}, it->name},
+                "worker {} is leaving: {} batch(es) to finish", it->name, it->batches.size());
+  if (it->batches.empty()) {
+    remove_drained(self);
+    pump(self);
+    return true;
+  }
+  it->drained = self->make_response_promise<bool>();
+  return *it->drained;
+}
+
+/// Starts a rolling reload of this node's workers (those held down first: they add room).
+caf::result<bool> start_reload(batcher_ptr self) {
+  auto& st = self->state;
+  if (st.reload)
+    return make_error(errc::not_ready, "model '" + st.model->name + "' is being reloaded "
+                                       "(worker " + st.reload->current + "); try again once "
+                                       "that is done");
+  if (!st.supervisor || !st.supervisor->get())
+    return make_error(errc::not_ready, "the workers' supervisor of model '" + st.model->name
+                                         + "' is restarting; try again");
+  std::deque<std::string> names(st.held.begin(), st.held.end());
+  for (auto& w : st.workers)
+    if (!w.draining && w.handle.node() == self->node())
+      names.push_back(w.name);
+  if (names.empty()) // (none ready here: starting, given up, or on worker nodes)
+    return false;
+  logging::info({"batcher", st.model->name}, "reloading {} worker(s), one at a time",
+                names.size());
+  st.reload.emplace();
+  st.reload->left = std::move(names);
+  st.reload->promise = self->make_response_promise<bool>();
+  auto rp = st.reload->promise;
+  reload_next(self);
+  pump(self);
+  return rp;
+}
+
+/// Sends a fault to the named worker (or a random one): the chaos tests' way in.
+caf::result<std::string> inject_fault(batcher_ptr self, fault_spec& spec) {
+  auto& st = self->state;
+  if (st.workers.empty())
+    return make_error(errc::not_ready, "model '" + st.model->name + "' has no ready worker");
+  auto it = st.workers.begin();
+  if (spec.worker.empty()) {
+    it += static_cast<std::ptrdiff_t>(std::random_device{}() % st.workers.size());
+  } else {
+    it = std::find_if(st.workers.begin(), st.workers.end(),
+                      [&](const worker_slot& w) { return w.name == spec.worker; });
+    if (it == st.workers.end())
+      return make_error(errc::invalid_input, "model '" + st.model->name
+                                               + "' has no ready worker '" + spec.worker + "'");
+  }
+  spec.worker = it->name;
+  self->send(it->handle, fault_atom::value, spec);
+  return spec.worker;
+}
+
+batcher_actor::behavior_type batcher_fn(batcher_ptr self, std::shared_ptr<const model_config> model,
+                                        std::shared_ptr<model_directory> directory,
+                                        std::shared_ptr<metrics> stats,
+                                        std::shared_ptr<handle_cell<caf::actor>> supervisor) {
+  init_state(self, std::move(model), std::move(directory), std::move(stats),
+             std::move(supervisor));
+  self->set_down_handler([self](caf::down_msg& dm) { on_worker_down(self, dm); });
   return {
-    [self](infer_atom, infer_request& req) -> caf::result<infer_response> {
-      auto& st = self->state;
-      if (st.workers.empty() && st.starting.empty())
-        return make_error(errc::not_ready, "model '" + st.model->name
-                                             + "' has no ready worker and none starting");
-      auto now = self->clock().now(); // the actor clock: virtual time in tests
-      if (st.starting.empty() && !st.workers.empty()
-          && std::all_of(st.workers.begin(), st.workers.end(), [&](const worker_slot& w) {
-               return w.breaker.state(now) == breaker_state::open;
-             })) {
-        auto soonest = st.workers.front().breaker.reopens_at();
-        for (auto& w : st.workers)
-          soonest = std::min(soonest, w.breaker.reopens_at());
-        auto ms = duration_cast<std::chrono::milliseconds>(soonest - now).count();
-        return make_error(errc::not_ready, "every worker of model '" + st.model->name
-                                             + "' has an open circuit breaker; the first probe "
-                                               "is allowed in " + std::to_string(ms) + " ms");
-      }
-      pending_request p;
-      p.id = req.id;
-      p.shape_key = shape_key(*st.model, req);
-      p.rows = request_rows(*st.model, req);
-      p.enqueued = now;
-      p.deadline = from_ns(req.deadline_ns);
-      p.priority = req.priority > 0 ? req.priority : st.model->batching.default_priority_level;
-      auto pending = p;
-      if (st.queue->size() >= st.model->batching.max_queue_size)
-        purge_cancelled(st);
-      switch (st.queue->push(std::move(p))) {
-        case admission::queue_full:
-          return make_error(errc::overloaded,
-                            "model '" + st.model->name + "' is overloaded: its queue holds "
-                              + std::to_string(st.queue->size()) + " requests (max_queue_size "
-                              + std::to_string(st.model->batching.max_queue_size) + ")");
-        case admission::too_many_rows:
-          return make_error(errc::invalid_input, "request batch dimension exceeds max_batch_size "
-                                                   + std::to_string(st.model->max_batch_size));
-        case admission::accepted:
-          break;
-      }
-      if (st.mm)
-        st.mm->queue_depth.store(static_cast<int64_t>(st.queue->size()), std::memory_order_relaxed);
-      auto rp = self->make_response_promise<infer_response>();
-      auto id = req.id;
-      queued_request q;
-      q.req = std::move(req);
-      q.promise = rp;
-      q.enqueued = now;
-      q.dispatched = now;
-      q.pending = std::move(pending);
-      st.waiting.emplace(id, std::move(q));
-      pump(self);
-      return rp;
-    },
-    [self](worker_starting_atom, std::string& name) {
-      auto& st = self->state;
-      // The worker being reloaded, started again, is down again: it did not come back.
-      if (st.reload && st.reload->current == name && st.reload->started)
-        return reload_failed(self, name, "it failed to start");
-      st.given_up.erase(name);
-      st.held.erase(name);
-      st.starting.insert(std::move(name));
-      report_status(self);
-    },
-    [self](given_up_atom, std::string& name) {
-      auto& st = self->state;
-      st.starting.erase(name);
-      st.given_up.insert(name);
-      report_status(self);
-      if (st.reload && st.reload->current == name)
-        reload_end(self, make_error(errc::worker_failed,
-                                    "worker " + name + " was given up by its supervisor while "
-                                      "it was being reloaded"));
-      fail_if_no_worker_left(self, "lost its last worker (" + name + ")");
-    },
+    [self](infer_atom, infer_request& req) { return admit(self, req); },
+    [self](worker_starting_atom, std::string& name) { on_worker_starting(self, name); },
+    [self](given_up_atom, std::string& name) { on_given_up(self, name); },
     [self](worker_ready_atom, caf::actor& handle, std::string& name, uint32_t capacity) {
-      auto w = caf::actor_cast<worker_actor>(handle);
-      auto& st = self->state;
-      st.starting.erase(name);
-      self->monitor(w);
-      const auto& b = st.model->breaker;
-      breaker_config bc;
-      bc.failure_threshold = b.failure_threshold;
-      bc.reset_timeout = std::chrono::milliseconds(b.reset_timeout_ms);
-      bc.max_reset_timeout = std::chrono::milliseconds(b.max_reset_timeout_ms);
-      bc.backoff_factor = b.backoff_factor;
-      // Its series: a local worker's exist from the start; another node's are made as it joins.
-      // (An isolated worker, in its own process, cannot report its state itself.)
-      auto* wm = st.mm ? st.mm->add_worker(name, worker_spec::device_of(name)) : nullptr;
-      if (wm)
-        wm->set_phase(worker_phase::ready);
-      worker_slot slot{std::move(w), name, std::max<uint32_t>(capacity, 1), {}, circuit_breaker{bc},
-                       false, std::nullopt, pipeline_estimate{}, wm};
-      st.workers.push_back(std::move(slot));
-      logging::info({"batcher", st.model->name, 0, {}, name}, "worker {} is ready ({} ready)", name,
-                    st.workers.size());
-      report_status(self);
-      pump(self);
-      if (st.reload && st.reload->current == name) // (back: the next one)
-        reload_next(self);
+      on_worker_ready(self, handle, name, capacity);
     },
     [self](batch_done_atom, batch_outputs& out) {
       finish_checked_batch(self, out);
@@ -931,67 +1037,9 @@ batcher_actor::behavior_type batcher_fn(batcher_ptr self, std::shared_ptr<const 
       finish_batch(self, batch_id, nullptr, err);
       pump(self);
     },
-    [self](drain_atom, caf::actor& worker) -> caf::result<bool> {
-      auto& st = self->state;
-      auto it = std::find_if(st.workers.begin(), st.workers.end(), [&](const worker_slot& w) {
-        return w.handle.address() == worker.address();
-      });
-      if (it == st.workers.end())
-        return true; // not (or no longer) ours
-      it->draining = true;
-      logging::info({"batcher", st.model->name, 0, {}, it->name},
-                    "worker {} is leaving: {} batch(es) to finish", it->name, it->batches.size());
-      if (it->batches.empty()) {
-        remove_drained(self);
-        pump(self);
-        return true;
-      }
-      it->drained = self->make_response_promise<bool>();
-      return *it->drained;
-    },
-    [self](reload_atom) -> caf::result<bool> {
-      auto& st = self->state;
-      if (st.reload)
-        return make_error(errc::not_ready, "model '" + st.model->name + "' is being reloaded "
-                                           "(worker " + st.reload->current + "); try again once "
-                                           "that is done");
-      if (!st.supervisor || !st.supervisor->get())
-        return make_error(errc::not_ready, "the workers' supervisor of model '" + st.model->name
-                                             + "' is restarting; try again");
-      std::deque<std::string> names(st.held.begin(), st.held.end()); // (first: they add room)
-      for (auto& w : st.workers)
-        if (!w.draining && w.handle.node() == self->node())
-          names.push_back(w.name);
-      if (names.empty()) // (none ready here: starting, given up, or on worker nodes)
-        return false;
-      logging::info({"batcher", st.model->name}, "reloading {} worker(s), one at a time",
-                    names.size());
-      st.reload.emplace();
-      st.reload->left = std::move(names);
-      st.reload->promise = self->make_response_promise<bool>();
-      auto rp = st.reload->promise;
-      reload_next(self);
-      pump(self);
-      return rp;
-    },
-    [self](fault_atom, fault_spec& spec) -> caf::result<std::string> {
-      auto& st = self->state;
-      if (st.workers.empty())
-        return make_error(errc::not_ready, "model '" + st.model->name + "' has no ready worker");
-      auto it = st.workers.begin();
-      if (spec.worker.empty()) {
-        it += static_cast<std::ptrdiff_t>(std::random_device{}() % st.workers.size());
-      } else {
-        it = std::find_if(st.workers.begin(), st.workers.end(),
-                          [&](const worker_slot& w) { return w.name == spec.worker; });
-        if (it == st.workers.end())
-          return make_error(errc::invalid_input, "model '" + st.model->name
-                                                   + "' has no ready worker '" + spec.worker + "'");
-      }
-      spec.worker = it->name;
-      self->send(it->handle, fault_atom::value, spec);
-      return spec.worker;
-    },
+    [self](drain_atom, caf::actor& worker) { return drain_worker(self, worker); },
+    [self](reload_atom) { return start_reload(self); },
+    [self](fault_atom, fault_spec& spec) { return inject_fault(self, spec); },
     [self](tick_atom) {
       self->state.tick_at.reset(); // pump schedules the next one if anything is pending
       pump(self);

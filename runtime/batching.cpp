@@ -1,9 +1,14 @@
 #include "runtime/batching.hpp"
 
 #include <algorithm>
+#include <set>
 #include <unordered_map>
 
 namespace actorserve {
+
+bool same_group(const pending_request& a, const pending_request& b) {
+  return a.shape_key == b.shape_key && a.split_group == b.split_group;
+}
 
 batch_queue::batch_queue(batching_options opts) : opts_(std::move(opts)) {
   std::sort(opts_.preferred_batch_sizes.begin(), opts_.preferred_batch_sizes.end());
@@ -50,18 +55,19 @@ std::optional<batch_plan> batch_queue::pop_due(time_point now, bool full_only) {
     queue_.pop_front();
     return plan;
   }
-  // Visit groups in the order of their oldest request; a group is identified by its key.
-  std::unordered_map<std::string, bool> visited;
+  // Visit groups in the order of their oldest request; a group is identified by its key and
+  // split group.
+  std::set<std::pair<std::string, uint64_t>> visited;
   for (std::size_t head = 0; head < queue_.size(); ++head) {
-    const std::string key = queue_[head].shape_key; // a copy: the loop below erases head
-    if (!visited.emplace(key, true).second)
+    const pending_request key = queue_[head]; // a copy: the loop below erases head
+    if (!visited.emplace(key.shape_key, key.split_group).second)
       continue;
     // Rows this group could put in one batch: whole requests, in order, while they fit.
     uint32_t fill = 0;
     bool more = false; // requests of the group that did not fit
     auto oldest = queue_[head].enqueued; // (with priorities, not always the head's)
     for (std::size_t i = head; i < queue_.size(); ++i) {
-      if (queue_[i].shape_key != key)
+      if (!same_group(queue_[i], key))
         continue;
       if (fill + queue_[i].rows > opts_.max_batch_size) {
         more = true; // (due now: how long the others waited does not matter)
@@ -90,7 +96,7 @@ std::optional<batch_plan> batch_queue::pop_due(time_point now, bool full_only) {
       continue;
     batch_plan plan;
     for (auto it = queue_.begin() + static_cast<std::ptrdiff_t>(head); it != queue_.end();) {
-      if (it->shape_key == key && plan.rows + it->rows <= target) {
+      if (same_group(*it, key) && plan.rows + it->rows <= target) {
         plan.rows += it->rows;
         plan.ids.push_back(it->id);
         it = queue_.erase(it);

@@ -30,7 +30,12 @@ struct pending_request {
   time_point enqueued;
   time_point deadline;
   uint32_t priority = 0; // lower numbers first (Triton's priority levels); equal: arrival order
+  /// The half of a failed batch it was requeued in (0: none): it batches only with its half.
+  uint64_t split_group = 0;
 };
+
+/// Whether two requests may share a batch: the same shape key, and the same split group.
+bool same_group(const pending_request& a, const pending_request& b);
 
 enum class admission { accepted, queue_full, too_many_rows };
 

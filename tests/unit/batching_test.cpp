@@ -217,3 +217,23 @@ TEST_CASE("batcher policy serves higher priorities (lower numbers) first, arriva
   REQUIRE(b);
   CHECK(b->ids == std::vector<request_id>{6, 4});
 }
+
+TEST_CASE("the halves of a failed batch batch only within their half", "[batching]") {
+  batch_queue q{opts(4, 1000us)};
+  for (request_id i = 1; i <= 4; ++i) {
+    auto r = req(i, t0);
+    r.split_group = i <= 2 ? 7 : 8;
+    REQUIRE(q.push(std::move(r)) == admission::accepted);
+  }
+  REQUIRE(q.push(req(5, t0)) == admission::accepted); // same shape, no group
+  auto later = t0 + 2ms;                             // every delay over
+  auto first = q.pop_due(later);
+  REQUIRE(first);
+  CHECK(first->ids == std::vector<request_id>{1, 2});
+  auto second = q.pop_due(later);
+  REQUIRE(second);
+  CHECK(second->ids == std::vector<request_id>{3, 4});
+  auto third = q.pop_due(later);
+  REQUIRE(third);
+  CHECK(third->ids == std::vector<request_id>{5});
+}
