@@ -86,6 +86,129 @@ caf::result<bool> model_ready(gateway_ptr self, const std::string& model,
   return true;
 }
 
+/// What a request asks that its model does not allow: the fault parameter, a priority level
+/// outside the model's, a timeout past its max_timeout_us. Otherwise its timeout, in
+/// microseconds.
+caf::expected<int64_t> check_options(const deployment_config& cfg, const model_config& m,
+                                     const infer_request& req) {
+  if (!req.fault.empty() && !cfg.server.fault_injection)
+    return make_error(errc::invalid_input, "request parameter 'actorserve_fault' is only "
+                                           "accepted when server.fault_injection is enabled");
+  if (!req.fault.empty() && m.is_pipeline())
+    return make_error(errc::invalid_input, "request parameter 'actorserve_fault' is not for "
+                                           "pipeline '" + m.name + "'; arm its steps' models "
+                                           "with POST /v2/admin/faults");
+  if (req.priority > 0 && !m.is_pipeline() // (a pipeline's steps check theirs)
+      && req.priority > m.batching.priority_levels)
+    return make_error(errc::invalid_input,
+                      m.batching.priority_levels == 0
+                        ? "model '" + m.name + "' has no priority levels "
+                            "(batching.priority_levels): parameter 'priority' must be 0"
+                        : "parameter 'priority' must be between 1 and "
+                            + std::to_string(m.batching.priority_levels) + " for model '"
+                            + m.name + "' (batching.priority_levels), got "
+                            + std::to_string(req.priority));
+  if (req.timeout_us < 0)
+    return static_cast<int64_t>(m.default_timeout_us);
+  if (req.timeout_us == 0 || static_cast<uint64_t>(req.timeout_us) > m.max_timeout_us)
+    return make_error(errc::invalid_input,
+                      "parameter 'timeout' must be between 1 and "
+                        + std::to_string(m.max_timeout_us) + " microseconds (max_timeout_us "
+                        "of model '" + m.name + "'), got " + std::to_string(req.timeout_us));
+  return req.timeout_us;
+}
+
+/// Why the request's model cannot take it now (unknown, another version, unloaded, cooling
+/// down, no batcher), or nothing.
+caf::error model_unavailable(const model_config* model, const std::optional<model_directory::entry>& entry,
+                             const infer_request& req) {
+  if (!model || (!entry && !model->is_pipeline()))
+    return make_error(errc::model_not_found, "unknown model '" + req.model + "'");
+  auto& m = *model;
+  if (!req.version.empty() && req.version != m.version)
+    return make_error(errc::model_not_found, "model '" + m.name + "' has no version '"
+                                               + req.version + "' (it serves version '"
+                                               + m.version + "')");
+  if (entry && entry->unloaded)
+    return unloaded_error(m.name);
+  if (entry && !entry->batcher && entry->cooling_down)
+    return cooldown_error(m.name, *entry->cooling_down);
+  if (entry && !entry->batcher)
+    return make_error(errc::not_ready, "model '" + m.name + "' is not available: it has no "
+                                       "running batcher (starting, or stopped by its "
+                                       "supervisor)");
+  return caf::none;
+}
+
+/// Validates a request, gives it its id and deadline, and hands it to its model's batcher (or,
+/// for a pipeline, to a run of its own).
+caf::result<infer_response> route_request(gateway_ptr self, infer_request& req) {
+  auto& st = self->state;
+  auto* model = st.cfg->find_model(req.model);
+  // (a pipeline has no batcher, so no directory entry: its steps' models have)
+  auto entry = model && !model->is_pipeline() ? st.directory->find(req.model) : std::nullopt;
+  if (auto err = model_unavailable(model, entry, req))
+    return err;
+  if (auto err = validate_request(*model, req))
+    return err;
+  auto timeout_us = check_options(*st.cfg, *model, req);
+  if (!timeout_us)
+    return std::move(timeout_us.error());
+  req.id = st.directory->next_request_id();
+  req.deadline_ns = std::chrono::duration_cast<std::chrono::nanoseconds>(
+                      self->clock().now().time_since_epoch()).count()
+                    + *timeout_us * 1000;
+  if (model->is_pipeline()) {
+    auto run = spawn_pipeline_run(self->system(), st.cfg, model, self);
+    self->delegate(run, infer_atom::value, std::move(req));
+    return caf::delegated<infer_response>{};
+  }
+  self->delegate(entry->batcher, infer_atom::value, std::move(req));
+  return caf::delegated<infer_response>{};
+}
+
+caf::result<std::string> route_fault(gateway_ptr self, const std::string& model,
+                                     fault_spec& spec) {
+  auto& st = self->state;
+  if (!st.cfg->server.fault_injection)
+    return make_error(errc::model_not_found, "fault injection is disabled "
+                                             "(server.fault_injection)");
+  auto entry = st.directory->find(model);
+  if (!entry)
+    return make_error(errc::model_not_found, "unknown model '" + model + "'");
+  if (!entry->batcher)
+    return make_error(errc::not_ready, "model '" + model + "' is not ready yet");
+  self->delegate(entry->batcher, fault_atom::value, std::move(spec));
+  return caf::delegated<std::string>{};
+}
+
+/// A model that runs is reloaded by its batcher, one worker at a time; false: there is nothing
+/// to roll (unloaded, stopped, or no worker to reload): start it instead.
+caf::result<bool> reload_model(gateway_ptr self, const std::string& model) {
+  if (auto err = controllable(self, model))
+    return err;
+  auto entry = self->state.directory->find(model);
+  if (!entry || entry->unloaded || !entry->batcher)
+    return false;
+  self->delegate(entry->batcher, reload_atom::value);
+  return caf::delegated<bool>{};
+}
+
+caf::result<bool> start_model(gateway_ptr self, const std::string& model) {
+  if (auto err = controllable(self, model))
+    return err;
+  auto rp = self->make_response_promise<bool>();
+  self->request(self->state.root, std::chrono::seconds(30), restart_child_atom::value,
+                "model " + model)
+    .then(
+      [self, rp, model](bool) mutable {
+        self->state.directory->set_unloaded(model, false);
+        rp.deliver(true);
+      },
+      [rp](caf::error& err) mutable { rp.deliver(std::move(err)); });
+  return rp;
+}
+
 gateway_actor::behavior_type gateway_fn(gateway_ptr self,
                                         std::shared_ptr<const deployment_config> cfg,
                                         std::shared_ptr<model_directory> directory,
@@ -95,66 +218,7 @@ gateway_actor::behavior_type gateway_fn(gateway_ptr self,
   st.directory = std::move(directory);
   st.root = std::move(root);
   return {
-    [self](infer_atom, infer_request& req) -> caf::result<infer_response> {
-      auto& st = self->state;
-      auto* model = st.cfg->find_model(req.model);
-      // (a pipeline has no batcher, so no directory entry: its steps' models have)
-      auto entry = model && !model->is_pipeline() ? st.directory->find(req.model) : std::nullopt;
-      if (!model || (!entry && !model->is_pipeline()))
-        return make_error(errc::model_not_found, "unknown model '" + req.model + "'");
-      auto& m = *model;
-      if (!req.version.empty() && req.version != m.version)
-        return make_error(errc::model_not_found, "model '" + m.name + "' has no version '"
-                                                   + req.version + "' (it serves version '"
-                                                   + m.version + "')");
-      if (entry && entry->unloaded)
-        return unloaded_error(m.name);
-      if (entry && !entry->batcher && entry->cooling_down)
-        return cooldown_error(m.name, *entry->cooling_down);
-      if (entry && !entry->batcher)
-        return make_error(errc::not_ready, "model '" + m.name + "' is not available: it has no "
-                                           "running batcher (starting, or stopped by its "
-                                           "supervisor)");
-      if (auto err = validate_request(m, req))
-        return err;
-      if (!req.fault.empty() && !st.cfg->server.fault_injection)
-        return make_error(errc::invalid_input, "request parameter 'actorserve_fault' is only "
-                                               "accepted when server.fault_injection is enabled");
-      if (!req.fault.empty() && m.is_pipeline())
-        return make_error(errc::invalid_input, "request parameter 'actorserve_fault' is not for "
-                                               "pipeline '" + m.name + "'; arm its steps' models "
-                                               "with POST /v2/admin/faults");
-      if (req.priority > 0 && !m.is_pipeline() // (a pipeline's steps check theirs)
-          && req.priority > m.batching.priority_levels)
-        return make_error(errc::invalid_input,
-                          m.batching.priority_levels == 0
-                            ? "model '" + m.name + "' has no priority levels "
-                                "(batching.priority_levels): parameter 'priority' must be 0"
-                            : "parameter 'priority' must be between 1 and "
-                                + std::to_string(m.batching.priority_levels) + " for model '"
-                                + m.name + "' (batching.priority_levels), got "
-                                + std::to_string(req.priority));
-      int64_t timeout_us = static_cast<int64_t>(m.default_timeout_us);
-      if (req.timeout_us >= 0) {
-        if (req.timeout_us == 0 || static_cast<uint64_t>(req.timeout_us) > m.max_timeout_us)
-          return make_error(errc::invalid_input,
-                            "parameter 'timeout' must be between 1 and "
-                              + std::to_string(m.max_timeout_us) + " microseconds (max_timeout_us "
-                              "of model '" + m.name + "'), got " + std::to_string(req.timeout_us));
-        timeout_us = req.timeout_us;
-      }
-      req.id = st.directory->next_request_id();
-      req.deadline_ns = std::chrono::duration_cast<std::chrono::nanoseconds>(
-                          self->clock().now().time_since_epoch()).count()
-                        + timeout_us * 1000;
-      if (m.is_pipeline()) {
-        auto run = spawn_pipeline_run(self->system(), st.cfg, model, self);
-        self->delegate(run, infer_atom::value, std::move(req));
-        return caf::delegated<infer_response>{};
-      }
-      self->delegate(entry->batcher, infer_atom::value, std::move(req));
-      return caf::delegated<infer_response>{};
-    },
+    [self](infer_atom, infer_request& req) { return route_request(self, req); },
     [self](ready_atom) -> bool { return self->state.directory->all_ready(); },
     [self](ready_atom, const std::string& model, const std::string& version) {
       return model_ready(self, model, version);
@@ -165,18 +229,8 @@ gateway_actor::behavior_type gateway_fn(gateway_ptr self,
         return make_error(errc::model_not_found, "unknown model '" + model + "'");
       return entry->status;
     },
-    [self](fault_atom, const std::string& model, fault_spec& spec) -> caf::result<std::string> {
-      auto& st = self->state;
-      if (!st.cfg->server.fault_injection)
-        return make_error(errc::model_not_found, "fault injection is disabled "
-                                                 "(server.fault_injection)");
-      auto entry = st.directory->find(model);
-      if (!entry)
-        return make_error(errc::model_not_found, "unknown model '" + model + "'");
-      if (!entry->batcher)
-        return make_error(errc::not_ready, "model '" + model + "' is not ready yet");
-      self->delegate(entry->batcher, fault_atom::value, std::move(spec));
-      return caf::delegated<std::string>{};
+    [self](fault_atom, const std::string& model, fault_spec& spec) {
+      return route_fault(self, model, spec);
     },
     [self](unload_atom, const std::string& model) -> caf::result<bool> {
       if (auto err = controllable(self, model))
@@ -190,31 +244,8 @@ gateway_actor::behavior_type gateway_fn(gateway_ptr self,
       self->delegate(self->state.root, terminate_child_atom::value, "model " + model);
       return caf::delegated<bool>{};
     },
-    [self](reload_atom, const std::string& model) -> caf::result<bool> {
-      // A model that runs is reloaded by its batcher, one worker at a time; false: there is
-      // nothing to roll (unloaded, stopped, or no worker to reload): start it instead.
-      if (auto err = controllable(self, model))
-        return err;
-      auto entry = self->state.directory->find(model);
-      if (!entry || entry->unloaded || !entry->batcher)
-        return false;
-      self->delegate(entry->batcher, reload_atom::value);
-      return caf::delegated<bool>{};
-    },
-    [self](restart_child_atom, const std::string& model) -> caf::result<bool> {
-      if (auto err = controllable(self, model))
-        return err;
-      auto rp = self->make_response_promise<bool>();
-      self->request(self->state.root, std::chrono::seconds(30), restart_child_atom::value,
-                    "model " + model)
-        .then(
-          [self, rp, model](bool) mutable {
-            self->state.directory->set_unloaded(model, false);
-            rp.deliver(true);
-          },
-          [rp](caf::error& err) mutable { rp.deliver(std::move(err)); });
-      return rp;
-    },
+    [self](reload_atom, const std::string& model) { return reload_model(self, model); },
+    [self](restart_child_atom, const std::string& model) { return start_model(self, model); },
   };
 }
 

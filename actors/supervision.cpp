@@ -269,6 +269,91 @@ void cooldown_over(tree_actor* self, uint64_t index, uint64_t generation) {
   start_child(self, i);
 }
 
+void on_child_down(tree_actor* self, const caf::down_msg& dm) {
+  auto& st = self->state;
+  auto it = st.index_of.find(dm.source);
+  if (it == st.index_of.end())
+    return;
+  auto i = it->second;
+  if (dm.reason == caf::exit_reason::normal) // a normal exit sends no exit message
+    st.linked.erase(dm.source);
+  bool asked = st.kids[i].stopping;
+  forget(self, i, false);
+  if (asked || st.quitting) {
+    if (!st.stop_queue.empty() && st.stop_queue.front() == i)
+      st.stop_queue.pop_front();
+    stop_next(self);
+    return;
+  }
+  bool abnormal = dm.reason && dm.reason != caf::exit_reason::normal
+                  && dm.reason != caf::exit_reason::user_shutdown;
+  handle_failure(self, i, dm.reason ? "exited: " + error_message(dm.reason) : "exited", abnormal);
+}
+
+/// As OTP's terminate_child: stop it within its shutdown time and keep it down.
+caf::result<bool> terminate_child(tree_actor* self, const std::string& id) {
+  auto& st = self->state;
+  auto i = child_index(self, id);
+  if (!i)
+    return std::move(i.error());
+  auto& k = st.kids[*i];
+  k.held = true;
+  unschedule_restart(st, *i);
+  if (!k.handle)
+    return true;
+  logging::info(log_fields(self), "stopping child {} on request", id);
+  auto rp = self->make_response_promise();
+  k.stopped_waiters.push_back(rp);
+  if (!k.stopping
+      && std::find(st.stop_queue.begin(), st.stop_queue.end(), *i) == st.stop_queue.end())
+    st.stop_queue.push_back(*i);
+  stop_next(self);
+  return caf::delegated<bool>{};
+}
+
+/// As OTP's restart_child: start a child that is down (stopped on request, or not restarted by
+/// its restart type) again; no restart intensity is spent.
+caf::result<bool> restart_child(tree_actor* self, const std::string& id) {
+  auto& st = self->state;
+  auto i = child_index(self, id);
+  if (!i)
+    return std::move(i.error());
+  auto& k = st.kids[*i];
+  if (k.handle)
+    return make_error(errc::invalid_input, "child '" + id + "' of supervisor '" + st.spec.name
+                                             + "' is running; stop it first");
+  k.held = false;
+  unschedule_restart(st, *i);
+  logging::info(log_fields(self), "starting child {} on request", id);
+  start_child(self, *i);
+  return true;
+}
+
+/// A child asked to stop did not within its shutdown time: killed and abandoned.
+void child_timeout(tree_actor* self, uint64_t index, uint64_t generation) {
+  auto& st = self->state;
+  auto i = static_cast<std::size_t>(index);
+  if (i >= st.kids.size() || !st.kids[i].stopping || st.kids[i].stop_generation != generation)
+    return;
+  logging::warn(log_fields(self), "child {} did not stop within {} ms; killed and abandoned",
+                st.spec.children[i].id, st.spec.children[i].shutdown.count());
+  forget(self, i, true);
+  if (!st.stop_queue.empty() && st.stop_queue.front() == i)
+    st.stop_queue.pop_front();
+  stop_next(self);
+}
+
+/// A blocked call cannot be cancelled: the hung child's thread is abandoned (it ends when the
+/// call returns, if ever) and the child is handled as failed.
+void child_hung(tree_actor* self, const std::string& id) {
+  auto& st = self->state;
+  for (std::size_t i = 0; i < st.kids.size(); ++i)
+    if (st.spec.children[i].id == id && st.kids[i].handle && !st.quitting) {
+      forget(self, i, true);
+      handle_failure(self, i, "hung: a batch outlived execution_timeout_ms", true);
+    }
+}
+
 caf::behavior tree_fn(tree_actor* self, supervisor_spec spec) {
   auto& st = self->state;
   st.tracker = std::make_unique<restart_tracker>(spec.intensity, spec.uniform);
@@ -277,27 +362,7 @@ caf::behavior tree_fn(tree_actor* self, supervisor_spec spec) {
     st.kids[i].crash_loop = crash_loop_backoff{spec.children[i].cooldown,
                                                spec.children[i].cooldown_max};
   st.spec = std::move(spec);
-  self->set_down_handler([self](caf::down_msg& dm) {
-    auto& st = self->state;
-    auto it = st.index_of.find(dm.source);
-    if (it == st.index_of.end())
-      return;
-    auto i = it->second;
-    if (dm.reason == caf::exit_reason::normal) // a normal exit sends no exit message
-      st.linked.erase(dm.source);
-    bool asked = st.kids[i].stopping;
-    forget(self, i, false);
-    if (asked || st.quitting) {
-      if (!st.stop_queue.empty() && st.stop_queue.front() == i)
-        st.stop_queue.pop_front();
-      stop_next(self);
-      return;
-    }
-    bool abnormal = dm.reason && dm.reason != caf::exit_reason::normal
-                    && dm.reason != caf::exit_reason::user_shutdown;
-    handle_failure(self, i, dm.reason ? "exited: " + error_message(dm.reason) : "exited",
-                   abnormal);
-  });
+  self->set_down_handler([self](caf::down_msg& dm) { on_child_down(self, dm); });
   self->set_exit_handler([self](caf::exit_msg& em) {
     auto& st = self->state;
     if (st.linked.erase(em.source) > 0)
@@ -312,65 +377,12 @@ caf::behavior tree_fn(tree_actor* self, supervisor_spec spec) {
     [self](restart_atom, uint64_t index, uint64_t generation) {
       cooldown_over(self, index, generation);
     },
-    [self](terminate_child_atom, const std::string& id) -> caf::result<bool> {
-      // As OTP's terminate_child: stop it within its shutdown time and keep it down.
-      auto& st = self->state;
-      auto i = child_index(self, id);
-      if (!i)
-        return std::move(i.error());
-      auto& k = st.kids[*i];
-      k.held = true;
-      unschedule_restart(st, *i);
-      if (!k.handle)
-        return true;
-      logging::info(log_fields(self), "stopping child {} on request", id);
-      auto rp = self->make_response_promise();
-      k.stopped_waiters.push_back(rp);
-      if (!k.stopping
-          && std::find(st.stop_queue.begin(), st.stop_queue.end(), *i) == st.stop_queue.end())
-        st.stop_queue.push_back(*i);
-      stop_next(self);
-      return caf::delegated<bool>{};
-    },
-    [self](restart_child_atom, const std::string& id) -> caf::result<bool> {
-      // As OTP's restart_child: start a child that is down (stopped on request, or not restarted
-      // by its restart type) again; no restart intensity is spent.
-      auto& st = self->state;
-      auto i = child_index(self, id);
-      if (!i)
-        return std::move(i.error());
-      auto& k = st.kids[*i];
-      if (k.handle)
-        return make_error(errc::invalid_input, "child '" + id + "' of supervisor '"
-                                                 + st.spec.name + "' is running; stop it first");
-      k.held = false;
-      unschedule_restart(st, *i);
-      logging::info(log_fields(self), "starting child {} on request", id);
-      start_child(self, *i);
-      return true;
-    },
+    [self](terminate_child_atom, const std::string& id) { return terminate_child(self, id); },
+    [self](restart_child_atom, const std::string& id) { return restart_child(self, id); },
     [self](child_timeout_atom, uint64_t index, uint64_t generation) {
-      auto& st = self->state;
-      auto i = static_cast<std::size_t>(index);
-      if (i >= st.kids.size() || !st.kids[i].stopping || st.kids[i].stop_generation != generation)
-        return;
-      logging::warn(log_fields(self), "child {} did not stop within {} ms; killed and abandoned",
-                    st.spec.children[i].id, st.spec.children[i].shutdown.count());
-      forget(self, i, true);
-      if (!st.stop_queue.empty() && st.stop_queue.front() == i)
-        st.stop_queue.pop_front();
-      stop_next(self);
+      child_timeout(self, index, generation);
     },
-    [self](worker_hung_atom, const std::string& id) {
-      // A blocked call cannot be cancelled: the child's thread is abandoned (it ends when the call
-      // returns, if ever) and the child is handled as failed.
-      auto& st = self->state;
-      for (std::size_t i = 0; i < st.kids.size(); ++i)
-        if (st.spec.children[i].id == id && st.kids[i].handle && !st.quitting) {
-          forget(self, i, true);
-          handle_failure(self, i, "hung: a batch outlived execution_timeout_ms", true);
-        }
-    },
+    [self](worker_hung_atom, const std::string& id) { child_hung(self, id); },
   };
 }
 

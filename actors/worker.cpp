@@ -210,6 +210,95 @@ void report_stop_on_exit(worker_ptr self) {
   });
 }
 
+/// Acts on the faults the batch carries (fault injection): an armed fault acts through its first
+/// request. Crashing throws (like any bug, it kills the worker); hanging never returns; slow waits
+/// 300 ms. Returns false when the batch failed ("throw": answered as a backend exception).
+bool inject_faults(worker_ptr self, batch_job& job) {
+  auto& st = self->state;
+  std::string injected;
+  if (st.armed.count > 0) {
+    --st.armed.count;
+    if (std::uniform_real_distribution<double>(0, 1)(st.rng) < st.armed.probability)
+      injected = st.armed.kind;
+  }
+  if (!st.spec.fault_injection)
+    return true;
+  for (auto& r : job.requests) {
+    if (r.fault.empty() && !injected.empty())
+      r.fault = injected;
+    injected.clear();
+    logging::fields ctx{"worker", st.spec.model->name, r.id, r.trace_id, st.label};
+    if (r.fault == "crash") {
+      logging::warn(ctx, "fault injection: crashing");
+      throw std::runtime_error("fault injection: worker " + st.label + " crashed");
+    }
+    if (r.fault == "hang") { // like a stuck kernel: the call never returns
+      logging::warn(ctx, "fault injection: hanging");
+      std::this_thread::sleep_for(std::chrono::hours(1));
+    }
+    if (r.fault == "slow") {
+      logging::warn(ctx, "fault injection: slowing down by 300 ms");
+      std::this_thread::sleep_for(std::chrono::milliseconds(300));
+    }
+    if (r.fault == "throw") {
+      self->send(st.batcher, batch_failed_atom::value, job.batch_id,
+                 make_error(errc::inference_failed,
+                            "worker " + st.label + ": fault injection: backend exception"));
+      return false;
+    }
+  }
+  return true;
+}
+
+/// Runs a batch: its inputs from shared memory where they are there, faults, then the backend;
+/// the answer goes to the batcher when the backend is done (at once, or through the completer).
+void execute(worker_ptr self, batch_job& job) {
+  auto& st = self->state;
+  logging::debug({"worker", st.spec.model->name, 0, {}, st.label}, "batch {} of {} request(s)",
+                 job.batch_id, job.requests.size());
+  if (!job.shm_spans.empty()) {
+    if (auto why = take_from_shared_memory(st.spec.batch_memory, job); !why.empty()) {
+      self->send(st.batcher, batch_failed_atom::value, job.batch_id,
+                 make_error(errc::internal, "worker " + st.label + ": " + why));
+      return;
+    }
+  }
+  auto& m = *st.spec.model;
+  auto t0 = std::chrono::steady_clock::now();
+  if (!inject_faults(self, job))
+    return;
+  started_batch b;
+  b.t0 = t0;
+  try {
+    auto views = gather_batch(m, job.requests);
+    b.pending = st.backend->start(views);
+  } catch (const std::exception& e) {
+    logging::warn({"worker", m.name, 0, {}, st.label}, "batch {} of {} requests failed: {}",
+                  job.batch_id, job.requests.size(), e.what());
+    self->send(st.batcher, batch_failed_atom::value, job.batch_id,
+               make_error(errc::inference_failed, "worker " + st.label + ": " + e.what()));
+    return;
+  }
+  b.t1 = steady_clock::now();
+  b.job = std::move(job);
+  if (st.waiter)
+    st.waiter->push(std::move(b));
+  else
+    answer(st, b, st.last_done);
+}
+
+/// An exception escaping a handler ends this worker (the supervisor restarts it); its text goes
+/// in the exit reason so that the requests it fails say what happened.
+caf::error exit_reason_of(caf::scheduled_actor*, std::exception_ptr& eptr) {
+  try {
+    std::rethrow_exception(eptr);
+  } catch (const std::exception& e) {
+    return make_error(errc::worker_failed, e.what());
+  } catch (...) {
+    return make_error(errc::worker_failed, "unknown exception");
+  }
+}
+
 worker_actor::behavior_type worker_fn(worker_ptr self, worker_spec spec, batcher_actor batcher,
                                       std::shared_ptr<metrics> stats) {
   auto& st = self->state;
@@ -220,17 +309,7 @@ worker_actor::behavior_type worker_fn(worker_ptr self, worker_spec spec, batcher
   if (st.stats)
     if (auto* mm = st.stats->model(st.spec.model->name))
       st.own = mm->worker(st.label);
-  // An exception escaping a handler ends this worker (the supervisor restarts it); keep its
-  // text in the exit reason so that the requests it fails say what happened.
-  self->set_exception_handler([](caf::scheduled_actor*, std::exception_ptr& eptr) -> caf::error {
-    try {
-      std::rethrow_exception(eptr);
-    } catch (const std::exception& e) {
-      return make_error(errc::worker_failed, e.what());
-    } catch (...) {
-      return make_error(errc::worker_failed, "unknown exception");
-    }
-  });
+  self->set_exception_handler(exit_reason_of);
   try {
     load_and_warm_up(st);
   } catch (const std::exception& e) {
@@ -255,72 +334,7 @@ worker_actor::behavior_type worker_fn(worker_ptr self, worker_spec spec, batcher
                     spec.count, spec.probability);
       self->state.armed = std::move(spec);
     },
-    [self](execute_atom, batch_job& job) {
-      auto& st = self->state;
-      logging::debug({"worker", st.spec.model->name, 0, {}, st.label}, "batch {} of {} request(s)",
-                     job.batch_id, job.requests.size());
-      if (!job.shm_spans.empty()) {
-        if (auto why = take_from_shared_memory(st.spec.batch_memory, job); !why.empty()) {
-          self->send(st.batcher, batch_failed_atom::value, job.batch_id,
-                     make_error(errc::internal, "worker " + st.label + ": " + why));
-          return;
-        }
-      }
-      auto& m = *st.spec.model;
-      auto t0 = std::chrono::steady_clock::now();
-      std::string injected;
-      if (st.armed.count > 0) {
-        --st.armed.count;
-        if (std::uniform_real_distribution<double>(0, 1)(st.rng) < st.armed.probability)
-          injected = st.armed.kind;
-      }
-      if (st.spec.fault_injection) {
-        for (auto& r : job.requests) {
-          if (r.fault.empty() && !injected.empty())
-            r.fault = injected; // an armed fault acts through this batch's first request
-          injected.clear();
-          if (r.fault == "crash") {
-            logging::warn({"worker", m.name, r.id, r.trace_id, st.label},
-                          "fault injection: crashing");
-            // An exception escaping a handler kills the actor, like any bug would.
-            throw std::runtime_error("fault injection: worker " + st.label + " crashed");
-          }
-          if (r.fault == "hang") { // like a stuck kernel: the call never returns
-            logging::warn({"worker", m.name, r.id, r.trace_id, st.label}, "fault injection: hanging");
-            std::this_thread::sleep_for(std::chrono::hours(1));
-          }
-          if (r.fault == "slow") {
-            logging::warn({"worker", m.name, r.id, r.trace_id, st.label},
-                          "fault injection: slowing down by 300 ms");
-            std::this_thread::sleep_for(std::chrono::milliseconds(300));
-          }
-          if (r.fault == "throw") {
-            self->send(st.batcher, batch_failed_atom::value, job.batch_id,
-                       make_error(errc::inference_failed,
-                                  "worker " + st.label + ": fault injection: backend exception"));
-            return;
-          }
-        }
-      }
-      started_batch b;
-      b.t0 = t0;
-      try {
-        auto views = gather_batch(m, job.requests);
-        b.pending = st.backend->start(views);
-      } catch (const std::exception& e) {
-        logging::warn({"worker", m.name, 0, {}, st.label}, "batch {} of {} requests failed: {}",
-                      job.batch_id, job.requests.size(), e.what());
-        self->send(st.batcher, batch_failed_atom::value, job.batch_id,
-                   make_error(errc::inference_failed, "worker " + st.label + ": " + e.what()));
-        return;
-      }
-      b.t1 = steady_clock::now();
-      b.job = std::move(job);
-      if (st.waiter)
-        st.waiter->push(std::move(b));
-      else
-        answer(st, b, st.last_done);
-    },
+    [self](execute_atom, batch_job& job) { execute(self, job); },
   };
 }
 

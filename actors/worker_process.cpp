@@ -212,43 +212,49 @@ struct process_state {
 
 using process_actor = caf::stateful_actor<process_state>;
 
-caf::behavior process_fn(process_actor* self, worker_spec spec, process_endpoint ep) {
-  auto& st = self->state;
-  st.label = spec.name();
-  st.shutdown = std::chrono::milliseconds(spec.model->restart.shutdown_ms);
-  std::vector<std::string> args{ep.executable, "worker",
-                                "--config", ep.config_path,
-                                "--model", spec.model->name,
-                                "--device", spec.device,
-                                "--instance", std::to_string(spec.instance),
-                                "--connect", std::to_string(ep.port),
-                                "--parent", std::to_string(::getpid())};
-  // Shared memory for its batches' inputs (the child inherits the descriptor).
-  std::shared_ptr<shared_segment> memory;
-  if (spec.model->isolation_shm_bytes > 0) {
-    try {
-      memory = shared_segment::create(spec.model->isolation_shm_bytes);
-      args.insert(args.end(), {"--shm-fd", std::to_string(child_shm_fd(memory->fd())),
-                               "--shm-bytes", std::to_string(memory->size())});
-    } catch (const std::exception& e) {
-      logging::warn({"supervisor", spec.model->name, 0, {}, st.label},
-                    "no shared memory for worker {} ({}): its batches go over its connection",
-                    st.label, e.what());
-    }
+/// Shared memory for an isolated worker's batch inputs (the child inherits the descriptor),
+/// and the arguments that tell it; none (its batches go over its connection) where it cannot be
+/// made.
+std::shared_ptr<shared_segment> batch_memory(const worker_spec& spec, const std::string& label,
+                                             std::vector<std::string>& args) {
+  if (spec.model->isolation_shm_bytes == 0)
+    return nullptr;
+  try {
+    auto memory = shared_segment::create(spec.model->isolation_shm_bytes);
+    args.insert(args.end(), {"--shm-fd", std::to_string(child_shm_fd(memory->fd())),
+                             "--shm-bytes", std::to_string(memory->size())});
+    return memory;
+  } catch (const std::exception& e) {
+    logging::warn({"supervisor", spec.model->name, 0, {}, label},
+                  "no shared memory for worker {} ({}): its batches go over its connection", label,
+                  e.what());
+    return nullptr;
   }
-  std::vector<char*> argv;
-  for (auto& a : args)
-    argv.push_back(a.data());
-  argv.push_back(nullptr);
-  std::vector<std::string> env_strings;
+}
+
+/// The node's environment, with the worker's token in place of any inherited one.
+std::vector<std::string> child_environment(const std::string& token) {
+  std::vector<std::string> env;
   for (char** e = environ; *e; ++e)
     if (std::strncmp(*e, token_variable, std::strlen(token_variable)) != 0)
-      env_strings.emplace_back(*e);
-  env_strings.push_back(std::string(token_variable) + "=" + ep.token);
-  std::vector<char*> envp;
-  for (auto& e : env_strings)
-    envp.push_back(e.data());
-  envp.push_back(nullptr);
+      env.emplace_back(*e);
+  env.push_back(std::string(token_variable) + "=" + token);
+  return env;
+}
+
+std::vector<char*> c_strings(std::vector<std::string>& xs) {
+  std::vector<char*> out;
+  for (auto& x : xs)
+    out.push_back(x.data());
+  out.push_back(nullptr);
+  return out;
+}
+
+/// Starts the worker process; its pid, or the errno of the failure (negative).
+pid_t spawn_child(const std::string& executable, std::vector<std::string> args,
+                  std::vector<std::string> env, const shared_segment* memory) {
+  auto argv = c_strings(args);
+  auto envp = c_strings(env);
   // The node blocks SIGTERM/SIGINT in all its threads (one thread waits for them); the child
   // must not inherit that mask, or it would ignore the SIGTERM that stops it.
   posix_spawnattr_t attr;
@@ -267,12 +273,44 @@ caf::behavior process_fn(process_actor* self, worker_spec spec, process_endpoint
   if (memory)
     posix_spawn_file_actions_adddup2(&files, memory->fd(), child_shm_fd(memory->fd()));
   pid_t pid = -1;
-  int rc = ::posix_spawn(&pid, ep.executable.c_str(), &files, &attr, argv.data(), envp.data());
+  int rc = ::posix_spawn(&pid, executable.c_str(), &files, &attr, argv.data(), envp.data());
   posix_spawn_file_actions_destroy(&files);
   posix_spawnattr_destroy(&attr);
-  if (rc != 0) {
+  return rc == 0 ? pid : -rc;
+}
+
+/// Polls the child: once it exits, so does this actor, saying how it ended.
+void watch_child(process_actor* self) {
+  auto& st = self->state;
+  int status = 0;
+  if (::waitpid(st.pid, &status, WNOHANG) == st.pid) {
+    st.reaped = true;
+    auto how = describe_status(status);
+    logging::warn({"supervisor", {}, 0, {}, st.label}, "worker process {} (pid {}) {}", st.label,
+                  st.pid, how);
+    self->quit(make_error(errc::worker_failed, "worker process " + st.label + " (pid "
+                                                 + std::to_string(st.pid) + ") " + how));
+    return;
+  }
+  self->delayed_send(self, std::chrono::milliseconds(20), tick_atom::value);
+}
+
+caf::behavior process_fn(process_actor* self, worker_spec spec, process_endpoint ep) {
+  auto& st = self->state;
+  st.label = spec.name();
+  st.shutdown = std::chrono::milliseconds(spec.model->restart.shutdown_ms);
+  std::vector<std::string> args{ep.executable, "worker",
+                                "--config", ep.config_path,
+                                "--model", spec.model->name,
+                                "--device", spec.device,
+                                "--instance", std::to_string(spec.instance),
+                                "--connect", std::to_string(ep.port),
+                                "--parent", std::to_string(::getpid())};
+  auto memory = batch_memory(spec, st.label, args);
+  auto pid = spawn_child(ep.executable, std::move(args), child_environment(ep.token), memory.get());
+  if (pid < 0) {
     self->quit(make_error(errc::worker_failed, "cannot start the process of worker " + st.label
-                                                 + ": " + std::strerror(rc)));
+                                                 + ": " + std::strerror(-pid)));
     return {};
   }
   st.pid = pid;
@@ -290,23 +328,7 @@ caf::behavior process_fn(process_actor* self, worker_spec spec, process_endpoint
     self->quit(em.reason);
   });
   self->send(self, tick_atom::value);
-  return {
-    [self](tick_atom) {
-      auto& st = self->state;
-      int status = 0;
-      if (::waitpid(st.pid, &status, WNOHANG) == st.pid) {
-        st.reaped = true;
-        auto how = describe_status(status);
-        logging::warn({"supervisor", {}, 0, {}, st.label}, "worker process {} (pid {}) {}",
-                      st.label, st.pid, how);
-        self->quit(make_error(errc::worker_failed,
-                              "worker process " + st.label + " (pid " + std::to_string(st.pid)
-                                + ") " + how));
-        return;
-      }
-      self->delayed_send(self, std::chrono::milliseconds(20), tick_atom::value);
-    },
-  };
+  return {[self](tick_atom) { watch_child(self); }};
 }
 
 } // namespace

@@ -251,6 +251,19 @@ private:
   std::vector<at::Tensor> device_inputs(gpu_slot& slot, const std::vector<batch_input>& inputs,
                                         int64_t rows, int64_t bucket, captured_graph* into);
   void capture(int64_t bucket, const std::vector<at::Tensor>& inputs);
+  /// The smallest bucket (a batch size with a CUDA graph) that holds `rows`.
+  int64_t bucket_for(int64_t rows) const;
+  /// Stages the requests' bytes in slot's pinned memory (one copy), then one async copy per
+  /// input to the device, on the copy stream.
+  void stage_inputs(gpu_slot& slot, const std::vector<batch_input>& inputs, int64_t rows,
+                    int64_t bucket);
+  /// Runs the batch on the compute stream: its bucket's CUDA graph where it has one for these
+  /// shapes, else eagerly (capturing the bucket's graph on its first batch).
+  std::vector<at::Tensor> run_on_device(gpu_slot& slot, const std::vector<batch_input>& inputs,
+                                        int64_t rows, int64_t bucket);
+  /// Copies the outputs (without the padding rows, as declared) into slot's pinned memory.
+  void copy_out(gpu_slot& slot, const std::vector<at::Tensor>& outs, int64_t rows,
+                int64_t bucket);
 #endif
 
   model_config model_;
@@ -387,27 +400,17 @@ void torchscript_backend::capture(int64_t bucket, const std::vector<at::Tensor>&
   graphs_.emplace(bucket, std::move(cg));
 }
 
-std::unique_ptr<pending_batch>
-torchscript_backend::start(const std::vector<batch_input>& inputs) {
-  if (!device_.is_cuda())
-    return model_backend::start(inputs);
-  c10::InferenceMode mode;
-  c10::cuda::CUDAGuard device_guard(device_);
-  auto k = next_slot_;
-  auto& slot = slots_[k];
-  if (slot.busy)
-    throw std::logic_error("model '" + model_.name + "': more batches started than "
-                           + std::to_string(slots_.size()) + " in flight");
-  const bool batched = model_.max_batch_size > 0;
-  int64_t rows = batched && !inputs.empty() ? inputs.front().shape.at(0) : 1;
-  int64_t bucket = rows;
-  if (batched)
+int64_t torchscript_backend::bucket_for(int64_t rows) const {
+  if (model_.max_batch_size > 0)
     for (auto b : buckets_)
-      if (b >= rows) {
-        bucket = b;
-        break;
-      }
-  // Stage the requests' bytes in pinned memory (one copy), then one async copy per input.
+      if (b >= rows)
+        return b;
+  return rows;
+}
+
+void torchscript_backend::stage_inputs(gpu_slot& slot, const std::vector<batch_input>& inputs,
+                                       int64_t rows, int64_t bucket) {
+  const bool batched = model_.max_batch_size > 0;
   slot.host_in.resize(inputs.size());
   slot.dev_in.resize(inputs.size());
   for (std::size_t i = 0; i < inputs.size(); ++i) {
@@ -427,18 +430,20 @@ torchscript_backend::start(const std::vector<batch_input>& inputs) {
     // worker thread's main cost per batch, and it must end before the GPU finishes the last one.
     inputs[i].copy_to(static_cast<uint8_t*>(slot.host_in[i].data_ptr()), 4);
   }
-  {
-    c10::cuda::CUDAStreamGuard on_copy(*copy_);
-    slot.consumed.block(*copy_);
-    for (std::size_t i = 0; i < inputs.size(); ++i) {
-      auto bytes = static_cast<int64_t>(inputs[i].bytes());
-      slot.dev_in[i].narrow(0, 0, bytes).copy_(slot.host_in[i].narrow(0, 0, bytes), true);
-    }
-    slot.copied.record(*copy_);
+  c10::cuda::CUDAStreamGuard on_copy(*copy_);
+  slot.consumed.block(*copy_);
+  for (std::size_t i = 0; i < inputs.size(); ++i) {
+    auto bytes = static_cast<int64_t>(inputs[i].bytes());
+    slot.dev_in[i].narrow(0, 0, bytes).copy_(slot.host_in[i].narrow(0, 0, bytes), true);
   }
-  c10::cuda::CUDAStreamGuard on_compute(*compute_);
-  slot.copied.block(*compute_);
-  auto want_graph = model_.gpu.cuda_graphs && batched && !graph_failed_.count(bucket);
+  slot.copied.record(*copy_);
+}
+
+std::vector<at::Tensor> torchscript_backend::run_on_device(gpu_slot& slot,
+                                                           const std::vector<batch_input>& inputs,
+                                                           int64_t rows, int64_t bucket) {
+  auto want_graph = model_.gpu.cuda_graphs && model_.max_batch_size > 0
+                    && !graph_failed_.count(bucket);
   auto git = graphs_.find(bucket);
   captured_graph* graph = want_graph && git != graphs_.end() ? &git->second : nullptr;
   auto args = device_inputs(slot, inputs, rows, bucket, graph);
@@ -449,27 +454,30 @@ torchscript_backend::start(const std::vector<batch_input>& inputs) {
     if (!graph)
       args = device_inputs(slot, inputs, rows, bucket, nullptr);
   }
-  std::vector<at::Tensor> outs;
   if (graph) {
     for (std::size_t i = 0; i < args.size(); ++i)
       if (args[i].defined()) // (undefined: preprocessed straight into the graph's input)
         graph->inputs[i].copy_(args[i]);
     graph->graph->replay();
-    outs = graph->outputs;
-  } else {
-    outs = result_tensors(model_, forward(std::vector<c10::IValue>(args.begin(), args.end())));
-    if (want_graph && git == graphs_.end()) {
-      try {
-        capture(bucket, args); // the first batch of a bucket, which warm-up runs
-      } catch (const std::exception& e) {
-        graph_failed_.insert(bucket);
-        if (warn_)
-          warn_("CUDA graph capture failed for batch bucket " + std::to_string(bucket)
-                + "; that bucket runs eagerly: " + first_line(e.what()));
-      }
+    return graph->outputs;
+  }
+  auto outs = result_tensors(model_, forward(std::vector<c10::IValue>(args.begin(), args.end())));
+  if (want_graph && git == graphs_.end()) {
+    try {
+      capture(bucket, args); // the first batch of a bucket, which warm-up runs
+    } catch (const std::exception& e) {
+      graph_failed_.insert(bucket);
+      if (warn_)
+        warn_("CUDA graph capture failed for batch bucket " + std::to_string(bucket)
+              + "; that bucket runs eagerly: " + first_line(e.what()));
     }
   }
-  slot.consumed.record(*compute_);
+  return outs;
+}
+
+void torchscript_backend::copy_out(gpu_slot& slot, const std::vector<at::Tensor>& outs,
+                                   int64_t rows, int64_t bucket) {
+  const bool batched = model_.max_batch_size > 0;
   slot.host_out.resize(outs.size());
   for (std::size_t o = 0; o < outs.size(); ++o) {
     auto t = batched && outs[o].dim() > 0 && outs[o].size(0) == bucket ? outs[o].narrow(0, 0, rows)
@@ -484,6 +492,27 @@ torchscript_backend::start(const std::vector<batch_input>& inputs) {
       host = at::empty(t.sizes(), at::TensorOptions().dtype(t.scalar_type()).pinned_memory(true));
     host.copy_(t, /*non_blocking=*/true);
   }
+}
+
+std::unique_ptr<pending_batch>
+torchscript_backend::start(const std::vector<batch_input>& inputs) {
+  if (!device_.is_cuda())
+    return model_backend::start(inputs);
+  c10::InferenceMode mode;
+  c10::cuda::CUDAGuard device_guard(device_);
+  auto k = next_slot_;
+  auto& slot = slots_[k];
+  if (slot.busy)
+    throw std::logic_error("model '" + model_.name + "': more batches started than "
+                           + std::to_string(slots_.size()) + " in flight");
+  int64_t rows = model_.max_batch_size > 0 && !inputs.empty() ? inputs.front().shape.at(0) : 1;
+  int64_t bucket = bucket_for(rows);
+  stage_inputs(slot, inputs, rows, bucket);
+  c10::cuda::CUDAStreamGuard on_compute(*compute_);
+  slot.copied.block(*compute_);
+  auto outs = run_on_device(slot, inputs, rows, bucket);
+  slot.consumed.record(*compute_);
+  copy_out(slot, outs, rows, bucket);
   slot.done.record(*compute_);
   slot.busy = true;
   next_slot_ = (next_slot_ + 1) % slots_.size();
