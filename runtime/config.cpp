@@ -832,112 +832,141 @@ void check_queues(const deployment_config& cfg, std::vector<std::string>& errors
   }
 }
 
-void check_pipelines(const deployment_config& cfg, std::vector<std::string>& errors) {
-  for (std::size_t i = 0; i < cfg.models.size(); ++i) {
-    auto& p = cfg.models[i];
-    if (!p.is_pipeline())
+/// The tensors of a pipeline as its steps are checked in order: its inputs, then each step's
+/// outputs.
+struct pipeline_tensors {
+  std::map<std::string, tensor_spec> known; // what exists so far
+  std::set<std::string> made;               // of those, made by a step
+  std::set<std::string> unknown; // made by a step already found wrong: not checked further
+
+  /// A tensor made by a wrong step: it exists, unchecked (one error, not a cascade).
+  void make_unknown(const std::string& name) {
+    if (known.count(name))
+      return;
+    made.insert(name);
+    unknown.insert(name);
+    known[name] = {};
+  }
+};
+
+/// The step's inputs: each of its model's inputs is given a pipeline tensor that exists and
+/// fits it.
+void check_step_inputs(const pipeline_step& step, const model_config& m, const std::string& spath,
+                       const pipeline_tensors& t, std::vector<std::string>& errors) {
+  for (auto& in : m.inputs)
+    if (!step.inputs.count(in.name))
+      errors.push_back(spath + ".inputs: model " + quoted(m.name) + "'s input " + quoted(in.name)
+                       + " is given no pipeline tensor");
+  for (auto& [name, source] : step.inputs) {
+    auto ipath = spath + ".inputs." + name;
+    auto* spec = m.find_input(name);
+    if (!spec) {
+      errors.push_back(ipath + ": model " + quoted(m.name) + " has no input " + quoted(name));
       continue;
-    auto path = "models[" + std::to_string(i) + "]";
-    std::map<std::string, tensor_spec> tensors; // what exists so far
-    std::set<std::string> made;                 // of those, made by a step
-    std::set<std::string> unknown; // made by a step already found wrong: not checked further
-    auto made_unknown = [&](const pipeline_step& step) { // (one error, not a cascade)
-      for (auto& kv : step.outputs)
-        if (!tensors.count(kv.second))
-          made.insert(kv.second), unknown.insert(kv.second), tensors[kv.second] = {};
-    };
-    for (auto& in : p.inputs)
-      tensors[in.name] = in;
-    for (std::size_t j = 0; j < p.pipeline.size(); ++j) {
-      auto& step = p.pipeline[j];
-      auto spath = path + ".pipeline[" + std::to_string(j) + "]";
-      auto* m = cfg.find_model(step.model);
-      if (!m) {
-        errors.push_back(spath + ".model: no model " + quoted(step.model)
-                         + " in this deployment");
-        made_unknown(step);
-        continue;
-      }
-      if (m->is_pipeline()) {
-        errors.push_back(spath + ".model: " + quoted(step.model)
-                         + " is a pipeline; a step runs a model, not a pipeline");
-        made_unknown(step);
-        continue;
-      }
-      if ((p.max_batch_size > 0) != (m->max_batch_size > 0))
-        errors.push_back(spath + ".model: model " + quoted(m->name) + " "
-                         + (m->max_batch_size > 0 ? "batches" : "does not batch")
-                         + " (max_batch_size " + std::to_string(m->max_batch_size)
-                         + ") but the pipeline " + (p.max_batch_size > 0 ? "does" : "does not")
-                         + "; both must take a batch dimension or neither");
-      else if (m->max_batch_size < p.max_batch_size)
-        errors.push_back(spath + ".model: model " + quoted(m->name) + " takes at most "
-                         + std::to_string(m->max_batch_size) + " rows, fewer than the "
-                         "pipeline's max_batch_size " + std::to_string(p.max_batch_size));
-      for (auto& in : m->inputs)
-        if (!step.inputs.count(in.name))
-          errors.push_back(spath + ".inputs: model " + quoted(m->name) + "'s input "
-                           + quoted(in.name) + " is given no pipeline tensor");
-      for (auto& [name, source] : step.inputs) {
-        auto ipath = spath + ".inputs." + name;
-        auto* spec = m->find_input(name);
-        if (!spec) {
-          errors.push_back(ipath + ": model " + quoted(m->name) + " has no input " + quoted(name));
-          continue;
-        }
-        auto it = tensors.find(source);
-        if (it == tensors.end()) {
-          errors.push_back(ipath + ": no pipeline input or earlier step's output is called "
-                           + quoted(source));
-          continue;
-        }
-        if (!unknown.count(source)
-            && (it->second.dtype != spec->dtype || !dims_compatible(it->second.dims, spec->dims)))
-          errors.push_back(ipath + ": " + quoted(source) + " is " + spec_text(it->second)
-                           + " but model " + quoted(m->name) + "'s input " + quoted(name)
-                           + " takes " + spec_text(*spec));
-      }
-      for (auto& [name, target] : step.outputs) {
-        auto opath = spath + ".outputs." + name;
-        auto* spec = m->find_output(name);
-        if (!spec) {
-          errors.push_back(opath + ": model " + quoted(m->name) + " has no output "
-                           + quoted(name));
-          if (!tensors.count(target))
-            made.insert(target), unknown.insert(target), tensors[target] = {};
-          continue;
-        }
-        if (tensors.count(target)) {
-          errors.push_back(opath + ": " + quoted(target)
-                           + " is already a pipeline input or an earlier step's output");
-          continue;
-        }
-        tensor_spec t = *spec;
-        t.name = target;
-        tensors[target] = std::move(t);
-        made.insert(target);
-      }
     }
-    for (std::size_t k = 0; k < p.outputs.size(); ++k) {
-      auto& out = p.outputs[k];
-      auto opath = path + ".outputs[" + std::to_string(k) + "]";
-      auto it = tensors.find(out.name);
-      if (!made.count(out.name))
-        errors.push_back(opath + ": no step makes " + quoted(out.name));
-      else if (!unknown.count(out.name)
-               && (it->second.dtype != out.dtype || !dims_compatible(it->second.dims, out.dims)))
-        errors.push_back(opath + ": " + quoted(out.name) + " is made as "
-                         + spec_text(it->second) + " but declared " + spec_text(out));
+    auto it = t.known.find(source);
+    if (it == t.known.end()) {
+      errors.push_back(ipath + ": no pipeline input or earlier step's output is called "
+                       + quoted(source));
+      continue;
     }
+    if (!t.unknown.count(source)
+        && (it->second.dtype != spec->dtype || !dims_compatible(it->second.dims, spec->dims)))
+      errors.push_back(ipath + ": " + quoted(source) + " is " + spec_text(it->second)
+                       + " but model " + quoted(m.name) + "'s input " + quoted(name) + " takes "
+                       + spec_text(*spec));
   }
 }
 
-void read_model(const std::string& path, const json::value& v, std::vector<std::string>& errors,
-                const std::string& base_dir, const std::vector<std::string>& known_backends,
-                model_config& m) {
-  reader r(errors, path, v);
-  if (!r.ok())
-    return;
+/// The step's outputs: outputs of its model, each made into a new pipeline tensor.
+void check_step_outputs(const pipeline_step& step, const model_config& m,
+                        const std::string& spath, pipeline_tensors& t,
+                        std::vector<std::string>& errors) {
+  for (auto& [name, target] : step.outputs) {
+    auto opath = spath + ".outputs." + name;
+    auto* spec = m.find_output(name);
+    if (!spec) {
+      errors.push_back(opath + ": model " + quoted(m.name) + " has no output " + quoted(name));
+      t.make_unknown(target);
+      continue;
+    }
+    if (t.known.count(target)) {
+      errors.push_back(opath + ": " + quoted(target)
+                       + " is already a pipeline input or an earlier step's output");
+      continue;
+    }
+    tensor_spec made = *spec;
+    made.name = target;
+    t.known[target] = std::move(made);
+    t.made.insert(target);
+  }
+}
+
+/// The model a step runs: one of this deployment's, not a pipeline, batching as the pipeline
+/// does. Null (the error said) when it cannot run the step.
+const model_config* check_step_model(const deployment_config& cfg, const model_config& p,
+                                     const pipeline_step& step, const std::string& spath,
+                                     std::vector<std::string>& errors) {
+  auto* m = cfg.find_model(step.model);
+  if (!m) {
+    errors.push_back(spath + ".model: no model " + quoted(step.model) + " in this deployment");
+    return nullptr;
+  }
+  if (m->is_pipeline()) {
+    errors.push_back(spath + ".model: " + quoted(step.model)
+                     + " is a pipeline; a step runs a model, not a pipeline");
+    return nullptr;
+  }
+  if ((p.max_batch_size > 0) != (m->max_batch_size > 0))
+    errors.push_back(spath + ".model: model " + quoted(m->name) + " "
+                     + (m->max_batch_size > 0 ? "batches" : "does not batch")
+                     + " (max_batch_size " + std::to_string(m->max_batch_size)
+                     + ") but the pipeline " + (p.max_batch_size > 0 ? "does" : "does not")
+                     + "; both must take a batch dimension or neither");
+  else if (m->max_batch_size < p.max_batch_size)
+    errors.push_back(spath + ".model: model " + quoted(m->name) + " takes at most "
+                     + std::to_string(m->max_batch_size) + " rows, fewer than the "
+                     "pipeline's max_batch_size " + std::to_string(p.max_batch_size));
+  return m;
+}
+
+void check_pipeline(const deployment_config& cfg, const model_config& p, const std::string& path,
+                    std::vector<std::string>& errors) {
+  pipeline_tensors t;
+  for (auto& in : p.inputs)
+    t.known[in.name] = in;
+  for (std::size_t j = 0; j < p.pipeline.size(); ++j) {
+    auto& step = p.pipeline[j];
+    auto spath = path + ".pipeline[" + std::to_string(j) + "]";
+    auto* m = check_step_model(cfg, p, step, spath, errors);
+    if (!m) {
+      for (auto& kv : step.outputs)
+        t.make_unknown(kv.second);
+      continue;
+    }
+    check_step_inputs(step, *m, spath, t, errors);
+    check_step_outputs(step, *m, spath, t, errors);
+  }
+  for (std::size_t k = 0; k < p.outputs.size(); ++k) {
+    auto& out = p.outputs[k];
+    auto opath = path + ".outputs[" + std::to_string(k) + "]";
+    auto it = t.known.find(out.name);
+    if (!t.made.count(out.name))
+      errors.push_back(opath + ": no step makes " + quoted(out.name));
+    else if (!t.unknown.count(out.name)
+             && (it->second.dtype != out.dtype || !dims_compatible(it->second.dims, out.dims)))
+      errors.push_back(opath + ": " + quoted(out.name) + " is made as " + spec_text(it->second)
+                       + " but declared " + spec_text(out));
+  }
+}
+
+void check_pipelines(const deployment_config& cfg, std::vector<std::string>& errors) {
+  for (std::size_t i = 0; i < cfg.models.size(); ++i)
+    if (cfg.models[i].is_pipeline())
+      check_pipeline(cfg, cfg.models[i], "models[" + std::to_string(i) + "]", errors);
+}
+
+void read_identity(reader& r, const std::string& path, model_config& m) {
   r.string("name", m.name, true);
   if (auto nv = r.get("name"); nv && nv->is_string()) {
     bool ok = !m.name.empty() && std::all_of(m.name.begin(), m.name.end(), [](char c) {
@@ -950,77 +979,80 @@ void read_model(const std::string& path, const json::value& v, std::vector<std::
   r.string("version", m.version);
   if (m.version.empty() || m.version.find('/') != std::string::npos)
     r.fail(path + ".version", "must be a non-empty string without '/'");
-  if (r.has("pipeline"))
-    return read_pipeline_model(r, path, m);
+}
+
+void read_backend(reader& r, const std::string& path, const std::vector<std::string>& known,
+                  model_config& m) {
   r.string("backend", m.backend);
-  if (std::find(known_backends.begin(), known_backends.end(), m.backend)
-      == known_backends.end()) {
-    std::string names;
-    for (auto& b : known_backends)
-      names += (names.empty() ? "" : ", ") + b;
-    r.fail(path + ".backend", "unknown backend \"" + m.backend + "\"; compiled-in backends: "
-                                + (names.empty() ? "none" : names));
+  if (std::find(known.begin(), known.end(), m.backend) != known.end())
+    return;
+  std::string names;
+  for (auto& b : known)
+    names += (names.empty() ? "" : ", ") + b;
+  r.fail(path + ".backend", "unknown backend \"" + m.backend + "\"; compiled-in backends: "
+                              + (names.empty() ? "none" : names));
+}
+
+void read_devices(reader& r, const std::string& path, model_config& m) {
+  auto dv = r.get("devices");
+  if (!dv)
+    return;
+  if (dv->is_string() && (dv->get_string() == "all" || dv->get_string() == "cpu")) {
+    m.devices = {std::string(dv->get_string())};
+    return;
   }
-  r.string("path", m.path);
-  if (auto wrong = resolve_file(m.path, base_dir))
-    r.fail(path + ".path", *wrong);
-  r.integer("max_batch_size", m.max_batch_size, 0, 1 << 20);
-  read_tensor_specs(r, "inputs", m.inputs);
-  read_tensor_specs(r, "outputs", m.outputs, &base_dir);
-  if (auto dv = r.get("devices")) {
-    const char* expected = "expected \"all\", \"cpu\" or a non-empty array of \"cpu\" / "
-                           "\"cuda:N\" / \"all\", got ";
-    if (dv->is_string() && (dv->get_string() == "all" || dv->get_string() == "cpu")) {
-      m.devices = {std::string(dv->get_string())};
-    } else if (!dv->is_array() || dv->get_array().empty()) {
-      r.fail(path + ".devices", expected + describe(*dv));
-    } else {
-      m.devices.clear();
-      auto& arr = dv->get_array();
-      for (std::size_t i = 0; i < arr.size(); ++i) {
-        auto dpath = path + ".devices[" + std::to_string(i) + "]";
-        if (!arr[i].is_string() || !valid_device(std::string(arr[i].get_string())))
-          r.fail(dpath, "expected \"cpu\", \"cuda:N\" or \"all\", got " + describe(arr[i]));
-        else if (std::count(m.devices.begin(), m.devices.end(), arr[i].get_string()))
-          r.fail(dpath, "duplicate device " + json::serialize(arr[i]));
-        else
-          m.devices.emplace_back(arr[i].get_string());
-      }
-    }
+  if (!dv->is_array() || dv->get_array().empty())
+    return r.fail(path + ".devices", "expected \"all\", \"cpu\" or a non-empty array of \"cpu\" / "
+                                     "\"cuda:N\" / \"all\", got " + describe(*dv));
+  m.devices.clear();
+  auto& arr = dv->get_array();
+  for (std::size_t i = 0; i < arr.size(); ++i) {
+    auto dpath = path + ".devices[" + std::to_string(i) + "]";
+    if (!arr[i].is_string() || !valid_device(std::string(arr[i].get_string())))
+      r.fail(dpath, "expected \"cpu\", \"cuda:N\" or \"all\", got " + describe(arr[i]));
+    else if (std::count(m.devices.begin(), m.devices.end(), arr[i].get_string()))
+      r.fail(dpath, "duplicate device " + json::serialize(arr[i]));
+    else
+      m.devices.emplace_back(arr[i].get_string());
   }
-  r.integer("instances", m.instances, 1, 256);
-  r.object("batching", [&](reader& b) {
-    b.integer("max_queue_delay_us", m.batching.max_queue_delay_us, 0, 60'000'000);
-    b.integer_list("preferred_batch_sizes", m.batching.preferred_batch_sizes, 1);
-    b.integer("max_queue_size", m.batching.max_queue_size, 1, 1 << 24);
-    b.boolean("stage_ahead", m.batching.stage_ahead);
-    b.integer("priority_levels", m.batching.priority_levels, 0, 1024);
-    b.integer("default_priority_level", m.batching.default_priority_level, 0, 1024);
-    if (m.batching.default_priority_level > m.batching.priority_levels)
-      b.fail(path + ".batching.default_priority_level",
-             "must be <= priority_levels (" + std::to_string(m.batching.priority_levels)
-               + "), got " + std::to_string(m.batching.default_priority_level));
-    if (m.batching.default_priority_level == 0)
-      m.batching.default_priority_level = m.batching.priority_levels;
-    for (std::size_t i = 0; i < m.batching.preferred_batch_sizes.size(); ++i) {
-      auto p = m.batching.preferred_batch_sizes[i];
-      if (p > m.max_batch_size)
-        b.fail(path + ".batching.preferred_batch_sizes[" + std::to_string(i) + "]",
-               "must be <= max_batch_size (" + std::to_string(m.max_batch_size) + "), got "
-                 + std::to_string(p));
-    }
-    std::sort(m.batching.preferred_batch_sizes.begin(), m.batching.preferred_batch_sizes.end());
-  });
-  r.object("warmup", [&](reader& w) {
-    w.integer_list("batch_sizes", m.warmup.batch_sizes, 1);
-    w.integer("iterations", m.warmup.iterations, 0, 10'000);
-    auto cap = std::max<uint32_t>(m.max_batch_size, 1);
-    for (std::size_t i = 0; i < m.warmup.batch_sizes.size(); ++i)
-      if (m.warmup.batch_sizes[i] > cap)
-        w.fail(path + ".warmup.batch_sizes[" + std::to_string(i) + "]",
-               "must be <= max(max_batch_size, 1) (" + std::to_string(cap) + "), got "
-                 + std::to_string(m.warmup.batch_sizes[i]));
-  });
+}
+
+void read_batching(reader& b, const std::string& path, model_config& m) {
+  b.integer("max_queue_delay_us", m.batching.max_queue_delay_us, 0, 60'000'000);
+  b.integer_list("preferred_batch_sizes", m.batching.preferred_batch_sizes, 1);
+  b.integer("max_queue_size", m.batching.max_queue_size, 1, 1 << 24);
+  b.boolean("stage_ahead", m.batching.stage_ahead);
+  b.integer("priority_levels", m.batching.priority_levels, 0, 1024);
+  b.integer("default_priority_level", m.batching.default_priority_level, 0, 1024);
+  if (m.batching.default_priority_level > m.batching.priority_levels)
+    b.fail(path + ".batching.default_priority_level",
+           "must be <= priority_levels (" + std::to_string(m.batching.priority_levels)
+             + "), got " + std::to_string(m.batching.default_priority_level));
+  if (m.batching.default_priority_level == 0)
+    m.batching.default_priority_level = m.batching.priority_levels;
+  for (std::size_t i = 0; i < m.batching.preferred_batch_sizes.size(); ++i) {
+    auto p = m.batching.preferred_batch_sizes[i];
+    if (p > m.max_batch_size)
+      b.fail(path + ".batching.preferred_batch_sizes[" + std::to_string(i) + "]",
+             "must be <= max_batch_size (" + std::to_string(m.max_batch_size) + "), got "
+               + std::to_string(p));
+  }
+  std::sort(m.batching.preferred_batch_sizes.begin(), m.batching.preferred_batch_sizes.end());
+}
+
+void read_warmup(reader& w, const std::string& path, model_config& m) {
+  w.integer_list("batch_sizes", m.warmup.batch_sizes, 1);
+  w.integer("iterations", m.warmup.iterations, 0, 10'000);
+  auto cap = std::max<uint32_t>(m.max_batch_size, 1);
+  for (std::size_t i = 0; i < m.warmup.batch_sizes.size(); ++i)
+    if (m.warmup.batch_sizes[i] > cap)
+      w.fail(path + ".warmup.batch_sizes[" + std::to_string(i) + "]",
+             "must be <= max(max_batch_size, 1) (" + std::to_string(cap) + "), got "
+               + std::to_string(m.warmup.batch_sizes[i]));
+}
+
+/// restart, retry and breaker: how the model's workers fail and come back.
+void read_fault_handling(reader& r, const std::string& path, model_config& m) {
   r.object("restart", [&](reader& rr) {
     read_restart(rr, path + ".restart", m.restart);
     rr.integer("model_max_restarts", m.model_max_restarts, 0, 1'000'000);
@@ -1034,6 +1066,48 @@ void read_model(const std::string& path, const json::value& v, std::vector<std::
     b.not_below(path + ".breaker.max_reset_timeout_ms", m.breaker.max_reset_timeout_ms,
                 "reset_timeout_ms", m.breaker.reset_timeout_ms);
   });
+}
+
+/// The backend's own parameters: strings, numbers and booleans, passed on as text.
+void read_parameters(reader& r, const std::string& path, model_config& m) {
+  auto pv = r.get("parameters");
+  if (!pv)
+    return;
+  if (!pv->is_object())
+    return r.fail(path + ".parameters", "expected an object, got " + describe(*pv));
+  for (auto& kv : pv->get_object()) {
+    auto& val = kv.value();
+    if (val.is_string())
+      m.parameters[std::string(kv.key())] = std::string(val.get_string());
+    else if (val.is_number() || val.is_bool())
+      m.parameters[std::string(kv.key())] = json::serialize(val);
+    else
+      r.fail(path + ".parameters." + std::string(kv.key()),
+             "expected a string, number or boolean, got " + describe(val));
+  }
+}
+
+void read_model(const std::string& path, const json::value& v, std::vector<std::string>& errors,
+                const std::string& base_dir, const std::vector<std::string>& known_backends,
+                model_config& m) {
+  reader r(errors, path, v);
+  if (!r.ok())
+    return;
+  read_identity(r, path, m);
+  if (r.has("pipeline"))
+    return read_pipeline_model(r, path, m);
+  read_backend(r, path, known_backends, m);
+  r.string("path", m.path);
+  if (auto wrong = resolve_file(m.path, base_dir))
+    r.fail(path + ".path", *wrong);
+  r.integer("max_batch_size", m.max_batch_size, 0, 1 << 20);
+  read_tensor_specs(r, "inputs", m.inputs);
+  read_tensor_specs(r, "outputs", m.outputs, &base_dir);
+  read_devices(r, path, m);
+  r.integer("instances", m.instances, 1, 256);
+  r.object("batching", [&](reader& b) { read_batching(b, path, m); });
+  r.object("warmup", [&](reader& w) { read_warmup(w, path, m); });
+  read_fault_handling(r, path, m);
   r.string("isolation", m.isolation);
   if (m.isolation != "none" && m.isolation != "process")
     r.fail(path + ".isolation", "expected \"none\" or \"process\", got \"" + m.isolation + "\"");
@@ -1042,22 +1116,7 @@ void read_model(const std::string& path, const json::value& v, std::vector<std::
   read_preprocess(r, path, m);
   r.integer("execution_timeout_ms", m.execution_timeout_ms, 0, 86'400'000);
   read_request_limits(r, path, m);
-  if (auto pv = r.get("parameters")) {
-    if (!pv->is_object()) {
-      r.fail(path + ".parameters", "expected an object, got " + describe(*pv));
-    } else {
-      for (auto& kv : pv->get_object()) {
-        auto& val = kv.value();
-        if (val.is_string())
-          m.parameters[std::string(kv.key())] = std::string(val.get_string());
-        else if (val.is_number() || val.is_bool())
-          m.parameters[std::string(kv.key())] = json::serialize(val);
-        else
-          r.fail(path + ".parameters." + std::string(kv.key()),
-                 "expected a string, number or boolean, got " + describe(val));
-      }
-    }
-  }
+  read_parameters(r, path, m);
 }
 
 } // namespace
