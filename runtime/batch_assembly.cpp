@@ -9,78 +9,105 @@
 
 namespace actorserve {
 
-caf::error validate_request(const model_config& model, infer_request& req) {
-  auto bad = [&](std::string msg) { return make_error(errc::invalid_input, std::move(msg)); };
+namespace {
+
+caf::error bad(std::string msg) {
+  return make_error(errc::invalid_input, std::move(msg));
+}
+
+/// The shape an input of `spec` must have: "[-1, 3, 224, 224]" (-1: the batch dimension).
+std::string expected_shape(const tensor_spec& spec, bool batched) {
+  std::string s = "[";
+  if (batched)
+    s += "-1";
+  for (std::size_t i = 0; i < spec.dims.size(); ++i)
+    s += (i > 0 || batched ? ", " : "") + std::to_string(spec.dims[i]);
+  return s + "]";
+}
+
+/// An input's datatype and shape against its declaration (and an image's size where the model
+/// preprocesses it).
+caf::error check_declared(const model_config& model, const tensor_spec& spec, const tensor& t) {
   const bool batched = model.max_batch_size > 0;
+  if (t.dtype != spec.dtype)
+    return bad("input '" + spec.name + "': expected datatype " + std::string(to_string(spec.dtype))
+               + ", got " + std::string(to_string(t.dtype)));
+  bool shape_ok = t.shape.size() == spec.dims.size() + (batched ? 1 : 0);
+  for (std::size_t i = 0; shape_ok && i < spec.dims.size(); ++i) {
+    auto got = t.shape[i + (batched ? 1 : 0)];
+    shape_ok = got >= 0 && (spec.dims[i] < 0 || spec.dims[i] == got);
+  }
+  if (!shape_ok)
+    return bad("input '" + spec.name + "': expected shape " + expected_shape(spec, batched)
+               + (batched ? " (-1 = batch dimension, 1 to " + std::to_string(model.max_batch_size)
+                              + ")"
+                          : "")
+               + ", got " + shape_to_string(t.shape));
+  if (model.preprocess.enabled && spec.name == model.preprocess.input) {
+    // [batch, height, width, 3] (config.cpp checks the declaration and that it batches)
+    auto h = t.shape[1], w = t.shape[2];
+    if (h < 1 || w < 1)
+      return bad("input '" + spec.name + "': an image must be at least 1x1 pixels, got "
+                 + std::to_string(h) + "x" + std::to_string(w) + " (shape "
+                 + shape_to_string(t.shape) + ")");
+  }
+  return caf::none;
+}
+
+/// An input's batch dimension: within max_batch_size, and the other inputs' (`rows`, -1 before
+/// the first).
+caf::error check_rows(const model_config& model, const tensor_spec& spec, const tensor& t,
+                      int64_t& rows) {
+  auto n = t.shape[0];
+  if (n < 1 || n > static_cast<int64_t>(model.max_batch_size))
+    return bad("input '" + spec.name + "': batch dimension must be between 1 and "
+               + std::to_string(model.max_batch_size) + " (max_batch_size of model '"
+               + model.name + "'), got " + std::to_string(n));
+  if (rows >= 0 && rows != n)
+    return bad("input '" + spec.name + "': batch dimension " + std::to_string(n)
+               + " differs from the other inputs' " + std::to_string(rows));
+  rows = n;
+  return caf::none;
+}
+
+caf::error check_input_names(const model_config& model, const infer_request& req) {
+  for (auto& t : req.inputs)
+    if (!model.find_input(t.name)) {
+      std::string names;
+      for (auto& s : model.inputs)
+        names += (names.empty() ? "'" : ", '") + s.name + "'";
+      return bad("unexpected input '" + t.name + "' for model '" + model.name
+                 + "'; the model's inputs are " + names);
+    }
+  return caf::none;
+}
+
+} // namespace
+
+caf::error validate_request(const model_config& model, infer_request& req) {
+  if (auto err = check_input_names(model, req))
+    return err;
   std::vector<tensor> ordered;
   ordered.reserve(model.inputs.size());
-  for (auto& t : req.inputs)
-    if (!model.find_input(t.name))
-      return bad("unexpected input '" + t.name + "' for model '" + model.name
-                 + "'; the model's inputs are " + [&] {
-                     std::string names;
-                     for (auto& s : model.inputs)
-                       names += (names.empty() ? "'" : ", '") + s.name + "'";
-                     return names;
-                   }());
   int64_t rows = -1;
   for (auto& spec : model.inputs) {
-    auto it = std::find_if(req.inputs.begin(), req.inputs.end(),
-                           [&](const tensor& t) { return t.name == spec.name; });
+    auto named = [&](const tensor& t) { return t.name == spec.name; };
+    auto it = std::find_if(req.inputs.begin(), req.inputs.end(), named);
     if (it == req.inputs.end())
       return bad("missing input '" + spec.name + "' for model '" + model.name + "'");
-    if (std::count_if(req.inputs.begin(), req.inputs.end(),
-                      [&](const tensor& t) { return t.name == spec.name; }) > 1)
+    if (std::count_if(req.inputs.begin(), req.inputs.end(), named) > 1)
       return bad("input '" + spec.name + "' appears more than once");
-    auto& t = *it;
-    if (t.dtype != spec.dtype)
-      return bad("input '" + spec.name + "': expected datatype " + std::string(to_string(spec.dtype))
-                 + ", got " + std::string(to_string(t.dtype)));
-    auto expected_rank = spec.dims.size() + (batched ? 1 : 0);
-    auto expected_shape = [&] {
-      std::string s = "[";
-      if (batched)
-        s += "-1";
-      for (std::size_t i = 0; i < spec.dims.size(); ++i)
-        s += (i > 0 || batched ? ", " : "") + std::to_string(spec.dims[i]);
-      return s + "]";
-    };
-    bool shape_ok = t.shape.size() == expected_rank;
-    for (std::size_t i = 0; shape_ok && i < spec.dims.size(); ++i) {
-      auto got = t.shape[i + (batched ? 1 : 0)];
-      shape_ok = got >= 0 && (spec.dims[i] < 0 || spec.dims[i] == got);
-    }
-    if (!shape_ok)
-      return bad("input '" + spec.name + "': expected shape " + expected_shape()
-                 + (batched ? " (-1 = batch dimension, 1 to " + std::to_string(model.max_batch_size)
-                                + ")"
-                            : "")
-                 + ", got " + shape_to_string(t.shape));
-    if (model.preprocess.enabled && spec.name == model.preprocess.input) {
-      // [batch, height, width, 3] (config.cpp checks the declaration and that it batches)
-      auto h = t.shape[1], w = t.shape[2];
-      if (h < 1 || w < 1)
-        return bad("input '" + spec.name + "': an image must be at least 1x1 pixels, got "
-                   + std::to_string(h) + "x" + std::to_string(w) + " (shape "
-                   + shape_to_string(t.shape) + ")");
-    }
-    if (batched) {
-      auto n = t.shape[0];
-      if (n < 1 || n > static_cast<int64_t>(model.max_batch_size))
-        return bad("input '" + spec.name + "': batch dimension must be between 1 and "
-                   + std::to_string(model.max_batch_size) + " (max_batch_size of model '"
-                   + model.name + "'), got " + std::to_string(n));
-      if (rows >= 0 && rows != n)
-        return bad("input '" + spec.name + "': batch dimension " + std::to_string(n)
-                   + " differs from the other inputs' " + std::to_string(rows));
-      rows = n;
-    }
-    if (!t.consistent())
-      return bad("input '" + spec.name + "': shape " + shape_to_string(t.shape) + " of "
-                 + std::string(to_string(t.dtype)) + " needs "
-                 + std::to_string(element_count(t.shape).value_or(0) * element_size(t.dtype))
-                 + " bytes, got " + std::to_string(t.data.size()));
-    ordered.push_back(std::move(t));
+    if (auto err = check_declared(model, spec, *it))
+      return err;
+    if (model.max_batch_size > 0)
+      if (auto err = check_rows(model, spec, *it, rows))
+        return err;
+    if (!it->consistent())
+      return bad("input '" + spec.name + "': shape " + shape_to_string(it->shape) + " of "
+                 + std::string(to_string(it->dtype)) + " needs "
+                 + std::to_string(element_count(it->shape).value_or(0) * element_size(it->dtype))
+                 + " bytes, got " + std::to_string(it->data.size()));
+    ordered.push_back(std::move(*it));
   }
   for (auto& name : req.outputs)
     if (!model.find_output(name))
