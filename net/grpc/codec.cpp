@@ -35,6 +35,45 @@ std::size_t content_values(const ::inference::InferTensorContents& c) {
                                   + c.fp64_contents_size() + c.bytes_contents_size());
 }
 
+/// The contents field that holds a datatype's values: its number of values and its name.
+std::pair<int, const char*> field_of(const ::inference::InferTensorContents& c, datatype dt) {
+  switch (dt) {
+    case datatype::BOOL: return {c.bool_contents_size(), "bool_contents"};
+    case datatype::INT8:
+    case datatype::INT16:
+    case datatype::INT32: return {c.int_contents_size(), "int_contents"};
+    case datatype::INT64: return {c.int64_contents_size(), "int64_contents"};
+    case datatype::UINT8: return {c.uint_contents_size(), "uint_contents"};
+    case datatype::FP32: return {c.fp32_contents_size(), "fp32_contents"};
+    case datatype::FP64: return {c.fp64_contents_size(), "fp64_contents"};
+    case datatype::FP16: break;
+  }
+  return {0, "(none)"};
+}
+
+/// Writes `values` as T.
+template <class T, class Values>
+void put_all(const Values& values, uint8_t*& p) {
+  for (auto v : values)
+    put(p, static_cast<T>(v));
+}
+
+/// Writes `values` as T, each within [lo, hi]; the error names the first that is not.
+template <class T, class Values>
+caf::error put_in_range(const Values& values, int64_t lo, int64_t hi, const std::string& what,
+                        uint8_t*& p) {
+  int i = 0;
+  for (auto v : values) {
+    auto x = static_cast<int64_t>(v);
+    if (x < lo || x > hi)
+      return bad(what + ": value " + std::to_string(v) + " at " + std::to_string(i)
+                 + " is out of its datatype's range");
+    put(p, static_cast<T>(v));
+    ++i;
+  }
+  return {};
+}
+
 /// The typed contents of `in` (of datatype `dt`, `count` elements) as row-major bytes.
 caf::expected<std::vector<uint8_t>> typed_bytes(const input_tensor& in, datatype dt,
                                                 std::size_t count) {
@@ -47,75 +86,30 @@ caf::expected<std::vector<uint8_t>> typed_bytes(const input_tensor& in, datatype
     return bad(what + ": its shape " + shape_to_string({in.shape().begin(), in.shape().end()})
                + " has " + std::to_string(count) + " elements, its contents "
                + std::to_string(content_values(c)) + " values");
-  // (All values counted above: `have` == count means the field holds them all, no other does.)
-  auto expect = [&](int have, const char* field) -> caf::error {
-    if (static_cast<std::size_t>(have) != count)
-      return bad(what + ": expected " + std::to_string(count) + " values in contents." + field
-                 + " (its shape's elements) and no others, got "
-                 + std::to_string(content_values(c)) + " in all");
-    return {};
-  };
+  // (All values counted above: a field holding `count` holds them all, and no other one does.)
+  auto [have, field] = field_of(c, dt);
+  if (static_cast<std::size_t>(have) != count)
+    return bad(what + ": expected " + std::to_string(count) + " values in contents." + field
+               + " (its shape's elements) and no others, got " + std::to_string(content_values(c))
+               + " in all");
   std::vector<uint8_t> out(count * element_size(dt));
   auto* p = out.data();
-  auto ints = [&](auto tag, int64_t lo, int64_t hi) -> caf::error {
-    using T = decltype(tag);
-    for (int i = 0; i < c.int_contents_size(); ++i) {
-      int64_t v = c.int_contents(i);
-      if (v < lo || v > hi)
-        return bad(what + ": value " + std::to_string(v) + " at " + std::to_string(i)
-                   + " is out of its datatype's range");
-      put(p, static_cast<T>(v));
-    }
-    return {};
-  };
   caf::error err;
+  using lim32 = std::numeric_limits<int32_t>;
   switch (dt) {
-    case datatype::BOOL:
-      if (!(err = expect(c.bool_contents_size(), "bool_contents")))
-        for (bool b : c.bool_contents())
-          put(p, static_cast<uint8_t>(b ? 1 : 0));
-      break;
-    case datatype::INT8:
-      if (!(err = expect(c.int_contents_size(), "int_contents")))
-        err = ints(int8_t{}, -128, 127);
-      break;
+    case datatype::BOOL: put_all<uint8_t>(c.bool_contents(), p); break;
+    case datatype::INT8: err = put_in_range<int8_t>(c.int_contents(), -128, 127, what, p); break;
     case datatype::INT16:
-      if (!(err = expect(c.int_contents_size(), "int_contents")))
-        err = ints(int16_t{}, -32768, 32767);
+      err = put_in_range<int16_t>(c.int_contents(), -32768, 32767, what, p);
       break;
     case datatype::INT32:
-      if (!(err = expect(c.int_contents_size(), "int_contents")))
-        err = ints(int32_t{}, std::numeric_limits<int32_t>::min(),
-                   std::numeric_limits<int32_t>::max());
+      err = put_in_range<int32_t>(c.int_contents(), lim32::min(), lim32::max(), what, p);
       break;
-    case datatype::INT64:
-      if (!(err = expect(c.int64_contents_size(), "int64_contents")))
-        for (auto v : c.int64_contents())
-          put(p, static_cast<int64_t>(v));
-      break;
-    case datatype::UINT8:
-      if (!(err = expect(c.uint_contents_size(), "uint_contents")))
-        for (int i = 0; i < c.uint_contents_size() && !err; ++i) {
-          auto v = c.uint_contents(i);
-          if (v > 255)
-            err = bad(what + ": value " + std::to_string(v) + " at " + std::to_string(i)
-                      + " is out of its datatype's range");
-          else
-            put(p, static_cast<uint8_t>(v));
-        }
-      break;
-    case datatype::FP32:
-      if (!(err = expect(c.fp32_contents_size(), "fp32_contents")))
-        for (float v : c.fp32_contents())
-          put(p, v);
-      break;
-    case datatype::FP64:
-      if (!(err = expect(c.fp64_contents_size(), "fp64_contents")))
-        for (double v : c.fp64_contents())
-          put(p, v);
-      break;
-    case datatype::FP16: // (refused above)
-      break;
+    case datatype::INT64: put_all<int64_t>(c.int64_contents(), p); break;
+    case datatype::UINT8: err = put_in_range<uint8_t>(c.uint_contents(), 0, 255, what, p); break;
+    case datatype::FP32: put_all<float>(c.fp32_contents(), p); break;
+    case datatype::FP64: put_all<double>(c.fp64_contents(), p); break;
+    case datatype::FP16: break; // (refused above)
   }
   if (err)
     return err;
