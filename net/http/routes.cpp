@@ -129,33 +129,50 @@ route parse_route(std::string_view target) {
   return r;
 }
 
+const std::vector<route_spec>& route_table() {
+  using g = api_group;
+  constexpr auto get = http::verb::get;
+  constexpr auto post = http::verb::post;
+  static const std::vector<route_spec> table{
+    {route::health_live, get, "/v2/health/live", g::health},
+    {route::health_ready, get, "/v2/health/ready", g::health},
+    {route::server_meta, get, "/v2", g::metadata},
+    {route::model_meta, get, "/v2/models/{m}[/versions/{v}]", g::metadata},
+    {route::model_ready, get, "/v2/models/{m}[/versions/{v}]/ready", g::health},
+    {route::model_infer, post, "/v2/models/{m}[/versions/{v}]/infer", g::inference},
+    {route::model_stats, get, "/v2/models/{m}[/versions/{v}]/stats", g::statistics},
+    {route::model_config, get, "/v2/models/{m}[/versions/{v}]/config", g::model_config},
+    {route::all_stats, get, "/v2/models/stats", g::statistics},
+    {route::prometheus, get, "/metrics", g::metrics},
+    {route::admin_faults, post, "/v2/admin/faults", g::admin, true},
+    {route::repository_index, post, "/v2/repository/index", g::model_repository},
+    {route::shm_status, get, "/v2/systemsharedmemory[/region/{r}]/status", g::shared_memory},
+    {route::shm_register, post, "/v2/systemsharedmemory/region/{r}/register", g::shared_memory,
+     true},
+    {route::shm_unregister, post, "/v2/systemsharedmemory[/region/{r}]/unregister",
+     g::shared_memory, true},
+    {route::model_load, post, "/v2/repository/models/{m}/load", g::model_repository, true},
+    {route::model_unload, post, "/v2/repository/models/{m}/unload", g::model_repository, true},
+  };
+  return table;
+}
+
+const route_spec* spec_of(route::kind_t kind) {
+  for (auto& spec : route_table())
+    if (spec.kind == kind)
+      return &spec;
+  return nullptr;
+}
+
 std::optional<api_group> group_of(route::kind_t kind) {
-  switch (kind) {
-    case route::not_found: return std::nullopt;
-    case route::health_live:
-    case route::health_ready:
-    case route::model_ready: return api_group::health;
-    case route::server_meta:
-    case route::model_meta: return api_group::metadata;
-    case route::model_infer: return api_group::inference;
-    case route::model_config: return api_group::model_config;
-    case route::model_stats:
-    case route::all_stats: return api_group::statistics;
-    case route::prometheus: return api_group::metrics;
-    case route::admin_faults: return api_group::admin;
-    case route::repository_index:
-    case route::model_load:
-    case route::model_unload: return api_group::model_repository;
-    case route::shm_status:
-    case route::shm_register:
-    case route::shm_unregister: return api_group::shared_memory;
-  }
+  if (auto* spec = spec_of(kind))
+    return spec->group;
   return std::nullopt;
 }
 
 bool changes_state(route::kind_t kind) {
-  return kind == route::model_load || kind == route::model_unload || kind == route::shm_register
-         || kind == route::shm_unregister || kind == route::admin_faults;
+  auto* spec = spec_of(kind);
+  return spec && spec->changes_state;
 }
 
 std::optional<std::pair<http::status, std::string>>

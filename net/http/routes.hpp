@@ -8,6 +8,7 @@
 #include <string>
 #include <string_view>
 #include <utility>
+#include <vector>
 
 #include <boost/beast/http/fields.hpp>
 #include <boost/beast/http/message.hpp>
@@ -33,6 +34,23 @@ struct route {
   std::string version;
   std::string region; // a shared memory region's name (percent-decoded); empty: all
 };
+
+/// One row of the route table: a route's method (GET also answers HEAD), its path pattern, its
+/// API group (server.restricted_apis) and whether it changes the server's state (what a web page
+/// must not make a browser send).
+struct route_spec {
+  route::kind_t kind;
+  boost::beast::http::verb method;
+  std::string_view pattern;
+  api_group group;
+  bool changes_state = false;
+};
+
+/// Every route but not_found, one row each.
+const std::vector<route_spec>& route_table();
+
+/// The row of `kind`; null for not_found.
+const route_spec* spec_of(route::kind_t kind);
 
 /// Splits "/v2/models/{name}[/versions/{v}][/ready|/infer|/stats|/config]", the health,
 /// metadata, statistics, repository and shared memory paths and /metrics (a query is ignored).

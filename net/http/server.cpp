@@ -428,113 +428,131 @@ private:
     return false;
   }
 
+  /// Whether the request's method is the route's (GET's also answers HEAD: send_body); answers
+  /// 405 where it is not.
+  bool method_allowed(const route_spec& spec) {
+    auto method = request_.method();
+    if (method == spec.method || (spec.method == http::verb::get && method == http::verb::head))
+      return true;
+    auto v = spec.method;
+    allow_ = v == http::verb::get ? "GET, HEAD" : std::string(http::to_string(v));
+    send_error(http::status::method_not_allowed,
+               std::string(request_.method_string()) + " is not allowed on "
+                 + std::string(request_.target()) + "; use " + std::string(http::to_string(v)));
+    return false;
+  }
+
+  /// Draining, inference and readiness are answered 503; true when this one was.
+  bool refused_while_draining(const route& r) {
+    if (!srv_.draining.load()
+        || (r.kind != route::model_infer && r.kind != route::health_ready
+            && r.kind != route::model_ready))
+      return false;
+    if (r.kind == route::model_infer)
+      if (auto* mm = srv_.stats->model(r.model))
+        account(*mm, errc::not_ready);
+    send_error(http::status::service_unavailable,
+               "not available: the server is shutting down; send the request to another replica "
+               "or try again");
+    return true;
+  }
+
+  using handler = void (session::*)(route&);
+
+  /// The handler of each route of the route table (net/http/routes).
+  static handler handler_of(route::kind_t kind) {
+    static const std::pair<route::kind_t, handler> handlers[] = {
+      {route::health_live, &session::on_live},
+      {route::health_ready, &session::on_ready},
+      {route::server_meta, &session::on_server_meta},
+      {route::model_meta, &session::on_model_meta},
+      {route::model_ready, &session::on_ready},
+      {route::model_infer, &session::on_infer},
+      {route::model_stats, &session::on_model_stats},
+      {route::model_config, &session::on_model_config},
+      {route::all_stats, &session::on_all_stats},
+      {route::prometheus, &session::on_prometheus},
+      {route::admin_faults, &session::on_fault},
+      {route::repository_index, &session::on_repository_index},
+      {route::shm_status, &session::on_shm},
+      {route::shm_register, &session::on_shm},
+      {route::shm_unregister, &session::on_shm},
+      {route::model_load, &session::on_model_control},
+      {route::model_unload, &session::on_model_control},
+    };
+    for (auto& [k, h] : handlers)
+      if (k == kind)
+        return h;
+    return nullptr;
+  }
+
   void handle() {
     auto r = parse_route(request_.target());
     current_model_ = r.model;
-    auto method = request_.method();
-    auto want = [&](http::verb v) {
-      if (method == v || (v == http::verb::get && method == http::verb::head))
-        return true; // (HEAD: GET's answer without its body; send_body)
-      allow_ = v == http::verb::get ? "GET, HEAD" : std::string(http::to_string(v));
-      send_error(http::status::method_not_allowed,
-                 std::string(request_.method_string()) + " is not allowed on "
-                   + std::string(request_.target()) + "; use "
-                   + std::string(http::to_string(v)));
-      return false;
-    };
-    if (refused(r.kind))
+    if (refused(r.kind) || refused_while_draining(r))
       return;
-    if (srv_.draining.load() && (r.kind == route::model_infer || r.kind == route::health_ready
-                                 || r.kind == route::model_ready)) {
-      if (r.kind == route::model_infer)
-        if (auto* mm = srv_.stats->model(r.model))
-          account(*mm, errc::not_ready);
-      return send_error(http::status::service_unavailable,
-                        "not available: the server is shutting down; send the request to "
-                        "another replica or try again");
-    }
-    switch (r.kind) {
-      case route::not_found:
-        return send_error(http::status::not_found,
-                          "no route for " + std::string(request_.method_string()) + " "
-                            + std::string(request_.target()));
-      case route::health_live:
-        if (want(http::verb::get))
-          send_json(http::status::ok, "{\"live\":true}");
-        return;
-      case route::health_ready:
-        if (want(http::verb::get))
-          ask_ready({}, {});
-        return;
-      case route::server_meta:
-        if (want(http::verb::get))
-          send_json(http::status::ok,
-                    std::string("{\"name\":\"actorserve\",\"version\":\"" ACTORSERVE_VERSION "\",\"extensions\":["
-                                "\"binary_tensor_data\",\"schedule_policy\",\"model_configuration\","
-                                "\"statistics\",\"model_repository\",\"classification\"")
-                      + (http_.allow_shared_memory ? ",\"system_shared_memory\"" : "") + "]}");
-        return;
-      case route::shm_status:
-        if (want(http::verb::get) && shm_allowed())
-          shm_status(r.region);
-        return;
-      case route::shm_register:
-        if (want(http::verb::post) && shm_allowed())
-          shm_register(r.region);
-        return;
-      case route::shm_unregister:
-        if (want(http::verb::post) && shm_allowed())
-          shm_unregister(r.region);
-        return;
-      case route::model_meta:
-        if (!want(http::verb::get))
-          return;
-        if (auto* m = addressed_model(r))
-          send_json(http::status::ok, kserve::encode_model_metadata(*m));
-        return;
-      case route::model_ready:
-        if (want(http::verb::get))
-          ask_ready(r.model, r.version);
-        return;
-      case route::model_config:
-        if (!want(http::verb::get))
-          return;
-        if (auto* m = addressed_model(r))
-          send_json(http::status::ok, kserve::encode_model_config(*m));
-        return;
-      case route::model_infer:
-        if (want(http::verb::post))
-          infer(std::move(r));
-        return;
-      case route::admin_faults:
-        if (want(http::verb::post))
-          arm_fault();
-        return;
-      case route::repository_index:
-        if (want(http::verb::post))
-          repository_index();
-        return;
-      case route::model_load:
-      case route::model_unload:
-        if (want(http::verb::post))
-          model_control(r.model, r.kind == route::model_load);
-        return;
-      case route::prometheus:
-        if (want(http::verb::get))
-          send_body(http::status::ok, srv_.stats->prometheus_text(), std::nullopt,
-                    "text/plain; version=0.0.4; charset=utf-8");
-        return;
-      case route::all_stats:
-        if (want(http::verb::get))
-          send_json(http::status::ok, srv_.stats->statistics_json(""));
-        return;
-      case route::model_stats:
-        if (!want(http::verb::get))
-          return;
-        if (addressed_model(r))
-          send_json(http::status::ok, srv_.stats->statistics_json(r.model));
-        return;
-    }
+    auto* spec = spec_of(r.kind);
+    auto h = handler_of(r.kind);
+    if (!spec || !h)
+      return send_error(http::status::not_found, "no route for "
+                                                   + std::string(request_.method_string()) + " "
+                                                   + std::string(request_.target()));
+    if (method_allowed(*spec))
+      (this->*h)(r);
+  }
+
+  void on_live(route&) { send_json(http::status::ok, "{\"live\":true}"); }
+
+  void on_ready(route& r) { ask_ready(r.model, r.version); } // (no model: the server's)
+
+  void on_server_meta(route&) {
+    send_json(http::status::ok,
+              std::string("{\"name\":\"actorserve\",\"version\":\"" ACTORSERVE_VERSION
+                          "\",\"extensions\":[\"binary_tensor_data\",\"schedule_policy\","
+                          "\"model_configuration\",\"statistics\",\"model_repository\","
+                          "\"classification\"")
+                + (http_.allow_shared_memory ? ",\"system_shared_memory\"" : "") + "]}");
+  }
+
+  void on_model_meta(route& r) {
+    if (auto* m = addressed_model(r))
+      send_json(http::status::ok, kserve::encode_model_metadata(*m));
+  }
+
+  void on_model_config(route& r) {
+    if (auto* m = addressed_model(r))
+      send_json(http::status::ok, kserve::encode_model_config(*m));
+  }
+
+  void on_model_stats(route& r) {
+    if (addressed_model(r))
+      send_json(http::status::ok, srv_.stats->statistics_json(r.model));
+  }
+
+  void on_all_stats(route&) { send_json(http::status::ok, srv_.stats->statistics_json("")); }
+
+  void on_prometheus(route&) {
+    send_body(http::status::ok, srv_.stats->prometheus_text(), std::nullopt,
+              "text/plain; version=0.0.4; charset=utf-8");
+  }
+
+  void on_infer(route& r) { infer(std::move(r)); }
+
+  void on_fault(route&) { arm_fault(); }
+
+  void on_repository_index(route&) { repository_index(); }
+
+  void on_model_control(route& r) { model_control(r.model, r.kind == route::model_load); }
+
+  void on_shm(route& r) {
+    if (!shm_allowed())
+      return;
+    if (r.kind == route::shm_status)
+      shm_status(r.region);
+    else if (r.kind == route::shm_register)
+      shm_register(r.region);
+    else
+      shm_unregister(r.region);
   }
 
   /// Whether the deployment allows shared memory; answers 403 where it does not.

@@ -2,6 +2,8 @@
 // it changes state, and whether its framing is acceptable (RFC 9112).
 #include <catch2/catch.hpp>
 
+#include <set>
+
 #include <boost/beast/http.hpp>
 
 #include "net/http/routes.hpp"
@@ -76,4 +78,35 @@ TEST_CASE("framing a proxy could read differently is refused (RFC 9112)", "[http
   CHECK(verdict(many + "\r\n") == "ok"); // 100 fields
   CHECK(verdict(many + "X-Last: 1\r\n\r\n")
         == "431 a request may have at most 100 header fields");
+}
+
+TEST_CASE("the route table has one row for every route, and each pattern parses to its route",
+          "[http]") {
+  std::set<int> kinds;
+  for (auto& spec : route_table()) {
+    CHECK(kinds.insert(spec.kind).second); // one row each
+    // The pattern with its placeholders filled (and its optional parts left out) is the route.
+    std::string target;
+    std::string_view p = spec.pattern;
+    for (std::size_t i = 0; i < p.size(); ++i) {
+      if (p[i] == '[') { // an optional part: left out
+        i = p.find(']', i);
+        continue;
+      }
+      if (p[i] == '{') {
+        target += "x";
+        i = p.find('}', i);
+        continue;
+      }
+      target += p[i];
+    }
+    INFO(target);
+    CHECK(parse_route(target).kind == spec.kind);
+    CHECK(spec_of(spec.kind) == &spec);
+  }
+  CHECK(kinds.size() == static_cast<std::size_t>(route::model_unload)); // every kind but not_found
+  CHECK(spec_of(route::not_found) == nullptr);
+  CHECK(spec_of(route::model_infer)->method == http::verb::post);
+  CHECK(spec_of(route::prometheus)->method == http::verb::get);
+  CHECK(spec_of(route::shm_register)->method == http::verb::post);
 }
