@@ -113,57 +113,148 @@ caf::expected<content_coding> parse_content_coding(std::string_view header) {
   return coding;
 }
 
+namespace {
+
+/// The framing around a body's deflate stream: where the stream starts, the trailer's length,
+/// and whether it is zlib's (Adler-32) rather than gzip's (CRC-32 and length) or none (raw).
+struct deflate_framing {
+  std::size_t start = 0;
+  std::size_t trailer = 0;
+  bool zlib_format = false;
+};
+
+/// The gzip header's length (RFC 1952: flags, FEXTRA, FNAME, FCOMMENT, FHCRC), or what is wrong.
+caf::expected<deflate_framing> gzip_framing(std::string_view body, const std::string& what) {
+  auto bad = [&](const std::string& msg) { return make_error(errc::invalid_input, what + ": " + msg); };
+  auto u = [&](std::size_t i) { return static_cast<unsigned char>(body[i]); };
+  if (body.size() < 2 || u(0) != 0x1f || u(1) != 0x8b)
+    return bad("not gzip data (it does not start with a gzip header)");
+  if (body.size() < 18)
+    return bad("the gzip data is truncated");
+  if (u(2) != 8)
+    return bad("gzip compression method " + std::to_string(u(2)) + " is not deflate (8)");
+  auto flags = u(3);
+  if (flags & 0xE0)
+    return bad("reserved gzip header flags are set");
+  deflate_framing f;
+  f.start = 10;
+  if (flags & 0x04) { // FEXTRA: a length, then that many bytes
+    if (f.start + 2 > body.size())
+      return bad("the gzip header is truncated");
+    f.start += 2 + (u(f.start) | u(f.start + 1) << 8);
+  }
+  for (unsigned flag : {0x08u, 0x10u}) // FNAME, FCOMMENT: zero-terminated
+    if (flags & flag) {
+      auto zero = f.start < body.size() ? body.find('\0', f.start) : std::string_view::npos;
+      if (zero == std::string_view::npos)
+        return bad("the gzip header is truncated");
+      f.start = zero + 1;
+    }
+  if (flags & 0x02) // FHCRC: the header's own CRC (not checked: the data's CRC is)
+    f.start += 2;
+  if (f.start > body.size())
+    return bad("the gzip header is truncated");
+  f.trailer = 8; // CRC32 and ISIZE, little-endian
+  return f;
+}
+
+/// Deflate's framing: a zlib header (RFC 1950) where the body starts with one, else raw.
+caf::expected<deflate_framing> deflate_framing_of(std::string_view body, const std::string& what) {
+  auto u = [&](std::size_t i) { return static_cast<unsigned char>(body[i]); };
+  deflate_framing f;
+  if (body.size() >= 2 && (u(0) & 0x0f) == 8 && (u(0) >> 4) <= 7 && ((u(0) << 8) | u(1)) % 31 == 0) {
+    if (u(1) & 0x20)
+      return make_error(errc::invalid_input,
+                        what + ": the zlib stream needs a preset dictionary");
+    f.zlib_format = true;
+    f.start = 2;
+    f.trailer = 4; // Adler-32, big-endian
+  }
+  return f;
+}
+
+/// What inflating produced: the bytes, and the input left after the stream's end.
+struct inflated {
+  std::shared_ptr<char[]> out;
+  std::size_t produced = 0;
+  std::size_t left = 0;
+};
+
+/// Inflates `input` into a buffer that grows up to one byte past `limit` (a stream that fills
+/// it is over the limit: payload_too_large).
+caf::expected<inflated> inflate_all(std::string_view input, std::size_t body_size,
+                                    std::size_t limit, const std::string& what) {
+  zlib::inflate_stream inflater;
+  zlib::z_params zs;
+  zs.next_in = input.data();
+  zs.avail_in = input.size();
+  const std::size_t most = limit + 1;
+  std::size_t capacity = std::min(most, std::max<std::size_t>(body_size * 4, 64 * 1024));
+  inflated r;
+  r.out.reset(new char[std::max<std::size_t>(capacity, 1)]);
+  while (true) {
+    zs.next_out = r.out.get() + r.produced;
+    zs.avail_out = capacity - r.produced;
+    const auto in_before = zs.avail_in;
+    boost::beast::error_code ec;
+    inflater.write(zs, zlib::Flush::none, ec);
+    const auto made = capacity - zs.avail_out - r.produced;
+    r.produced += made;
+    if (ec == zlib::error::end_of_stream)
+      break;
+    if (ec && ec != zlib::error::need_buffers)
+      return make_error(errc::invalid_input, what + ": corrupt compressed data (" + ec.message() + ")");
+    if (zs.avail_out > 0) { // room left: it wants more input
+      if (zs.avail_in == 0 || (zs.avail_in == in_before && made == 0))
+        return make_error(errc::invalid_input,
+                          what + ": the compressed data ends before its end of stream");
+      continue;
+    }
+    if (capacity == most)
+      return make_error(errc::payload_too_large, what + ": it decompresses to more than the limit of "
+                                                   + std::to_string(limit) + " bytes (max_body_bytes)");
+    auto bigger = std::min(most, capacity * 2);
+    std::shared_ptr<char[]> grown(new char[bigger]);
+    std::memcpy(grown.get(), r.out.get(), r.produced);
+    r.out = std::move(grown);
+    capacity = bigger;
+  }
+  r.left = zs.avail_in;
+  return r;
+}
+
+/// The trailer's checks of the decompressed data: gzip's CRC-32 and length, zlib's Adler-32.
+caf::error check_trailer(const unsigned char* t, const inflated& r, bool gzip, bool zlib_format,
+                         const std::string& what) {
+  auto bad = [&](const std::string& msg) { return make_error(errc::invalid_input, what + ": " + msg); };
+  if (gzip) {
+    boost::crc_32_type crc;
+    crc.process_bytes(r.out.get(), r.produced);
+    if (crc.checksum() != le32(t))
+      return bad("the CRC-32 of the decompressed data does not match the gzip trailer's");
+    if (static_cast<uint32_t>(r.produced) != le32(t + 4))
+      return bad("the decompressed length does not match the gzip trailer's");
+  } else if (zlib_format) {
+    uint32_t want = uint32_t(t[0]) << 24 | uint32_t(t[1]) << 16 | uint32_t(t[2]) << 8 | t[3];
+    if (adler32(r.out.get(), r.produced) != want)
+      return bad("the Adler-32 of the decompressed data does not match the zlib trailer's");
+  }
+  return caf::none;
+}
+
+} // namespace
+
 caf::expected<decoded_body> decode_content(std::string_view body, content_coding coding,
                                            std::size_t limit) {
   const std::string what = std::string("request body (Content-Encoding ") + to_string(coding) + ")";
   auto bad = [&](const std::string& msg) { return make_error(errc::invalid_input, what + ": " + msg); };
-  auto u = [&](std::size_t i) { return static_cast<unsigned char>(body[i]); };
-  auto too_large = [&] {
-    return make_error(errc::payload_too_large, what + ": it decompresses to more than the limit of "
-                                                 + std::to_string(limit) + " bytes (max_body_bytes)");
-  };
   if (coding == content_coding::identity)
     return make_error(errc::internal, what + ": nothing to decode");
-  // The framing around the deflate stream: where it starts, and the trailer's length.
-  std::size_t start = 0, trailer = 0;
-  bool zlib_format = false;
-  if (coding == content_coding::gzip) {
-    if (body.size() < 2 || u(0) != 0x1f || u(1) != 0x8b)
-      return bad("not gzip data (it does not start with a gzip header)");
-    if (body.size() < 18)
-      return bad("the gzip data is truncated");
-    if (u(2) != 8)
-      return bad("gzip compression method " + std::to_string(u(2)) + " is not deflate (8)");
-    auto flags = u(3);
-    if (flags & 0xE0)
-      return bad("reserved gzip header flags are set");
-    start = 10;
-    if (flags & 0x04) { // FEXTRA: a length, then that many bytes
-      if (start + 2 > body.size())
-        return bad("the gzip header is truncated");
-      start += 2 + (u(start) | u(start + 1) << 8);
-    }
-    for (unsigned flag : {0x08u, 0x10u}) // FNAME, FCOMMENT: zero-terminated
-      if (flags & flag) {
-        auto zero = start < body.size() ? body.find('\0', start) : std::string_view::npos;
-        if (zero == std::string_view::npos)
-          return bad("the gzip header is truncated");
-        start = zero + 1;
-      }
-    if (flags & 0x02) // FHCRC: the header's own CRC (not checked: the data's CRC is)
-      start += 2;
-    if (start > body.size())
-      return bad("the gzip header is truncated");
-    trailer = 8; // CRC32 and ISIZE, little-endian
-  } else if (body.size() >= 2 && (u(0) & 0x0f) == 8 && (u(0) >> 4) <= 7
-             && ((u(0) << 8) | u(1)) % 31 == 0) {
-    if (u(1) & 0x20)
-      return bad("the zlib stream needs a preset dictionary");
-    zlib_format = true;
-    start = 2;
-    trailer = 4; // Adler-32, big-endian
-  } // (else: a raw deflate stream)
-
+  auto framing = coding == content_coding::gzip ? gzip_framing(body, what)
+                                                : deflate_framing_of(body, what);
+  if (!framing)
+    return std::move(framing.error());
+  auto [start, trailer, zlib_format] = *framing;
   // Beast's inflate needs one byte past the end of the deflate stream before it reports the end,
   // and may keep that byte: so the trailer is read from the end of the body, the stream may end
   // one byte into it, and a raw stream (no trailer) gets one byte of padding.
@@ -177,63 +268,23 @@ caf::expected<decoded_body> decode_content(std::string_view body, content_coding
     input = padded;
   }
   const std::size_t after = trailer == 0 ? 1 : trailer; // input after the stream's end
-  zlib::inflate_stream inflater;
-  zlib::z_params zs;
-  zs.next_in = input.data();
-  zs.avail_in = input.size();
-  // Room for one byte past the limit: a stream that fills it is over the limit.
-  const std::size_t most = limit + 1;
-  std::size_t capacity = std::min(most, std::max<std::size_t>(body.size() * 4, 64 * 1024));
-  std::shared_ptr<char[]> out(new char[std::max<std::size_t>(capacity, 1)]);
-  std::size_t produced = 0;
-  while (true) {
-    zs.next_out = out.get() + produced;
-    zs.avail_out = capacity - produced;
-    const auto in_before = zs.avail_in;
-    boost::beast::error_code ec;
-    inflater.write(zs, zlib::Flush::none, ec);
-    const auto made = capacity - zs.avail_out - produced;
-    produced += made;
-    if (ec == zlib::error::end_of_stream)
-      break;
-    if (ec && ec != zlib::error::need_buffers)
-      return bad("corrupt compressed data (" + ec.message() + ")");
-    if (zs.avail_out > 0) { // room left: it wants more input
-      if (zs.avail_in == 0 || (zs.avail_in == in_before && made == 0))
-        return bad("the compressed data ends before its end of stream");
-      continue;
-    }
-    if (capacity == most)
-      return too_large();
-    auto bigger = std::min(most, capacity * 2);
-    std::shared_ptr<char[]> grown(new char[bigger]);
-    std::memcpy(grown.get(), out.get(), produced);
-    out = std::move(grown);
-    capacity = bigger;
-  }
-  if (zs.avail_in + 1 < after) // it ended in the trailer: the body was cut short
+  auto r = inflate_all(input, body.size(), limit, what);
+  if (!r)
+    return std::move(r.error());
+  if (r->left + 1 < after) // it ended in the trailer: the body was cut short
     return bad("the compressed data ends before its end of stream");
-  if (zs.avail_in > after)
+  if (r->left > after)
     return bad("data follows the end of the compressed stream");
-  if (produced > limit) // (it ended exactly at the end of the room given)
-    return too_large();
+  if (r->produced > limit) // (it ended exactly at the end of the room given)
+    return make_error(errc::payload_too_large, what + ": it decompresses to more than the limit of "
+                                                 + std::to_string(limit) + " bytes (max_body_bytes)");
   auto t = reinterpret_cast<const unsigned char*>(body.data() + body.size() - trailer);
-  if (coding == content_coding::gzip) {
-    boost::crc_32_type crc;
-    crc.process_bytes(out.get(), produced);
-    if (crc.checksum() != le32(t))
-      return bad("the CRC-32 of the decompressed data does not match the gzip trailer's");
-    if (static_cast<uint32_t>(produced) != le32(t + 4))
-      return bad("the decompressed length does not match the gzip trailer's");
-  } else if (zlib_format) {
-    uint32_t want = uint32_t(t[0]) << 24 | uint32_t(t[1]) << 16 | uint32_t(t[2]) << 8 | t[3];
-    if (adler32(out.get(), produced) != want)
-      return bad("the Adler-32 of the decompressed data does not match the zlib trailer's");
-  }
-  decoded_body r;
-  r.data = std::move(out);
-  r.size = produced;
-  return r;
+  if (auto err = check_trailer(t, *r, coding == content_coding::gzip, zlib_format, what))
+    return err;
+  decoded_body out;
+  out.data = std::move(r->out);
+  out.size = r->produced;
+  return out;
 }
 
 content_coding choose_response_coding(std::string_view header) {
