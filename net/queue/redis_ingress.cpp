@@ -233,115 +233,144 @@ struct redis_ingress::impl : std::enable_shared_from_this<impl> {
     return {};
   }
 
+  /// Where the reader is: first this consumer's own pending entries (a previous run under the
+  /// same name stopped before answering them), then new ones; every claim_interval, entries
+  /// another consumer left idle for claim_idle_ms.
+  struct read_position {
+    bool history = true;
+    std::string history_cursor = "0";
+    std::string claim_cursor = "0-0";
+    clock_type::duration claim_interval{};
+    clock_type::time_point next_claim = clock_type::now();
+  };
+
+  /// Connects the reader; on failure waits out `backoff` (doubled for the next time) and returns
+  /// false.
+  bool connect_reader(std::unique_ptr<redis_connection>& conn, bool& reported,
+                      clock_type::duration& backoff) {
+    conn = connect("reader", reported);
+    if (!conn) {
+      pause(backoff);
+      backoff = std::min<clock_type::duration>(backoff * 2,
+                                               std::chrono::milliseconds(cfg.reconnect_max_ms));
+      return false;
+    }
+    backoff = reconnect_initial;
+    conn->set_timeout(block_time + std::chrono::milliseconds(cfg.connect_timeout_ms) + 1s);
+    std::lock_guard<std::mutex> guard(mtx);
+    reader_conn = conn.get();
+    return true;
+  }
+
+  /// Waits until entries may be read (credit: fewer than max_in_flight unanswered); how many,
+  /// or 0 when stopping or draining.
+  std::size_t wait_for_credit() {
+    std::unique_lock<std::mutex> lk(mtx);
+    reader_cv.wait(lk, [&] { return stopping || draining || credit > 0; });
+    if (stopping || draining)
+      return 0;
+    return std::min(credit, read_batch);
+  }
+
+  /// XAUTOCLAIM's entries: those another consumer left idle; nullopt for a reply of another shape.
+  std::optional<std::vector<stream_entry>> claimed_entries(const redis_value& reply,
+                                                           read_position& pos) {
+    auto claimed = xautoclaim_entries(reply);
+    if (!claimed)
+      return std::nullopt;
+    pos.claim_cursor = claimed->cursor;
+    // A whole pass of the pending entries done: the next in claim_interval; else go on.
+    pos.next_claim = pos.claim_cursor == "0-0" ? clock_type::now() + pos.claim_interval
+                                               : clock_type::now();
+    if (!claimed->entries.empty()) {
+      qm->entries_claimed.fetch_add(claimed->entries.size(), std::memory_order_relaxed);
+      logging::info(log(), "queue '{}': took over {} entries idle for {} ms or more (their "
+                           "consumer stopped answering)", cfg.name, claimed->entries.size(),
+                    cfg.claim_idle_ms);
+    }
+    return std::move(claimed->entries);
+  }
+
+  /// Reads up to `n` entries from where `pos` is; nullopt when the connection was lost (and
+  /// dropped). `maybe_redelivered`: they may have been delivered before (their counts matter).
+  std::optional<std::vector<stream_entry>> read_entries(std::unique_ptr<redis_connection>& conn,
+                                                        read_position& pos, std::size_t n,
+                                                        bool& maybe_redelivered) {
+    auto count = std::to_string(n);
+    bool claiming = !pos.history && clock_type::now() >= pos.next_claim;
+    maybe_redelivered = pos.history || claiming;
+    auto reply = pos.history ? conn->command({"XREADGROUP", "GROUP", cfg.group, cfg.consumer,
+                                              "COUNT", count, "STREAMS", cfg.stream,
+                                              pos.history_cursor})
+                 : claiming ? conn->command({"XAUTOCLAIM", cfg.stream, cfg.group, cfg.consumer,
+                                             std::to_string(cfg.claim_idle_ms), pos.claim_cursor,
+                                             "COUNT", count})
+                            : conn->command({"XREADGROUP", "GROUP", cfg.group, cfg.consumer,
+                                             "COUNT", count, "BLOCK",
+                                             std::to_string(block_time.count()), "STREAMS",
+                                             cfg.stream, ">"});
+    if (!reply) {
+      lost(conn, "reader", reply.error());
+      return std::nullopt;
+    }
+    if (reply->is_error()) { // e.g. NOGROUP: the stream or group was deleted; a reconnection
+      lost(conn, "reader",   // makes them again
+           make_error(errc::not_ready, "redis refused a read of stream '" + cfg.stream
+                                         + "': " + reply->str));
+      return std::nullopt;
+    }
+    auto entries = claiming ? claimed_entries(*reply, pos) : xreadgroup_entries(*reply);
+    if (!entries) {
+      lost(conn, "reader", make_error(errc::internal, claiming ? "an XAUTOCLAIM reply of unknown shape"
+                                                               : "an XREADGROUP reply of unknown shape"));
+      return std::nullopt;
+    }
+    if (pos.history) {
+      if (entries->empty())
+        pos.history = false;
+      else
+        pos.history_cursor = entries->back().id;
+    }
+    return entries;
+  }
+
   void reader_loop() {
     std::unique_ptr<redis_connection> conn;
     bool reported = false, is_ready = false;
     auto backoff = clock_type::duration(reconnect_initial);
-    // First this consumer's own pending entries (a previous run under the same name stopped
-    // before answering them), then new ones; every claim_interval, entries another consumer
-    // left idle for claim_idle_ms.
-    bool history = true;
-    std::string history_cursor = "0", claim_cursor = "0-0";
-    auto claim_interval = std::clamp<clock_type::duration>(
+    read_position pos;
+    pos.claim_interval = std::clamp<clock_type::duration>(
       std::chrono::milliseconds(cfg.claim_idle_ms / 4), 250ms, 30s);
-    auto next_claim = clock_type::now();
     auto next_ready_check = clock_type::now();
     while (!stopping && !draining) {
       if (!conn) {
-        conn = connect("reader", reported);
-        if (!conn) {
-          pause(backoff);
-          backoff = std::min<clock_type::duration>(backoff * 2,
-                                                   std::chrono::milliseconds(cfg.reconnect_max_ms));
+        if (!connect_reader(conn, reported, backoff))
           continue;
-        }
-        backoff = reconnect_initial;
-        conn->set_timeout(block_time + std::chrono::milliseconds(cfg.connect_timeout_ms) + 1s);
-        std::lock_guard<std::mutex> guard(mtx);
-        reader_conn = conn.get();
         if (stopping)
           break;
       }
       if (!still_ready(is_ready, next_ready_check))
         continue;
-      std::size_t n = 0;
-      {
-        std::unique_lock<std::mutex> lk(mtx);
-        reader_cv.wait(lk, [&] { return stopping || draining || credit > 0; });
-        if (stopping || draining)
-          break;
-        n = std::min(credit, read_batch);
-      }
-      auto count = std::to_string(n);
-      std::vector<stream_entry> entries;
-      bool maybe_redelivered = history;
-      caf::expected<redis_value> reply{redis_value{}};
-      bool claiming = !history && clock_type::now() >= next_claim;
-      if (history)
-        reply = conn->command({"XREADGROUP", "GROUP", cfg.group, cfg.consumer, "COUNT", count,
-                               "STREAMS", cfg.stream, history_cursor});
-      else if (claiming)
-        reply = conn->command({"XAUTOCLAIM", cfg.stream, cfg.group, cfg.consumer,
-                               std::to_string(cfg.claim_idle_ms), claim_cursor, "COUNT", count});
-      else
-        reply = conn->command({"XREADGROUP", "GROUP", cfg.group, cfg.consumer, "COUNT", count,
-                               "BLOCK", std::to_string(block_time.count()), "STREAMS",
-                               cfg.stream, ">"});
-      if (!reply) {
-        lost(conn, "reader", reply.error());
+      auto n = wait_for_credit();
+      if (n == 0)
+        break;
+      bool maybe_redelivered = false;
+      auto entries = read_entries(conn, pos, n, maybe_redelivered);
+      if (!entries)
         continue;
-      }
-      if (reply->is_error()) { // e.g. NOGROUP: the stream or group was deleted; a reconnection
-        lost(conn, "reader",   // makes them again
-             make_error(errc::not_ready, "redis refused a read of stream '" + cfg.stream
-                                           + "': " + reply->str));
-        continue;
-      }
-      if (claiming) {
-        auto claimed = xautoclaim_entries(*reply);
-        if (!claimed) {
-          lost(conn, "reader", make_error(errc::internal, "an XAUTOCLAIM reply of unknown shape"));
-          continue;
-        }
-        claim_cursor = claimed->cursor;
-        // A whole pass of the pending entries done: the next in claim_interval; else go on.
-        next_claim = claim_cursor == "0-0" ? clock_type::now() + claim_interval : clock_type::now();
-        entries = std::move(claimed->entries);
-        maybe_redelivered = true;
-        if (!entries.empty()) {
-          qm->entries_claimed.fetch_add(entries.size(), std::memory_order_relaxed);
-          logging::info(log(), "queue '{}': took over {} entries idle for {} ms or more (their "
-                               "consumer stopped answering)", cfg.name, entries.size(),
-                        cfg.claim_idle_ms);
-        }
-      } else {
-        auto read = xreadgroup_entries(*reply);
-        if (!read) {
-          lost(conn, "reader", make_error(errc::internal, "an XREADGROUP reply of unknown shape"));
-          continue;
-        }
-        entries = std::move(*read);
-        if (history) {
-          if (entries.empty())
-            history = false;
-          else
-            history_cursor = entries.back().id;
-        }
-      }
-      if (maybe_redelivered && !entries.empty())
-        if (auto err = fetch_deliveries(*conn, entries)) {
+      if (maybe_redelivered && !entries->empty())
+        if (auto err = fetch_deliveries(*conn, *entries)) {
           // Without their counts they count as first deliveries: run rather than refused.
           lost(conn, "reader", err);
         }
-      for (auto& e : entries)
+      for (auto& e : *entries)
         dispatch(std::move(e));
     }
     if (conn) {
       std::lock_guard<std::mutex> guard(mtx);
       reader_conn = nullptr;
-    }
-    if (conn)
       qm->redis_up.fetch_sub(1, std::memory_order_relaxed);
+    }
     reader_done = true;
   }
 
