@@ -12,8 +12,9 @@
 #include "runtime/batching.hpp"
 #include "runtime/circuit_breaker.hpp"
 #include "runtime/error.hpp"
+#include "runtime/host.hpp"
 #include "runtime/log.hpp"
-#include "runtime/pipeline_estimate.hpp"
+#include "runtime/staging_estimate.hpp"
 #include "runtime/retry_policy.hpp"
 
 namespace actorserve {
@@ -47,7 +48,7 @@ struct worker_slot {
   circuit_breaker breaker;
   bool draining = false;         // leaving: no new batches; removed when `batches` is empty
   std::optional<caf::typed_response_promise<bool>> drained;
-  pipeline_estimate pipeline;    // capacity > 1: when to stage its next batch
+  staging_estimate staging;     // capacity > 1: when to stage its next batch
   worker_metrics* stats = nullptr; // its series in /metrics (null without metrics)
 
   bool has_room() const { return !draining && batches.size() < capacity; }
@@ -58,7 +59,7 @@ struct worker_slot {
       return true;
     if (!stage_ahead)
       return false;
-    auto at = pipeline.stage_next_at();
+    auto at = staging.stage_next_at();
     return at && now >= *at;
   }
   bool holds(uint64_t batch) const {
@@ -99,7 +100,7 @@ struct batcher_state {
   uint64_t batches = 0;
   std::optional<time_point> tick_at; // when the scheduled tick fires
   std::shared_ptr<metrics> stats;
-  model_metrics* mm = nullptr; // this model's entry in `stats`, if any
+  model_metrics* model_stats = nullptr; // this model's entry in `stats`, if any
   std::shared_ptr<handle_cell<caf::actor>> supervisor; // told about hung workers; may be null
   caf::actor_addr self_addr;   // for clearing the directory entry when it stops
   std::optional<reload_run> reload; // a rolling reload in progress
@@ -184,7 +185,7 @@ void schedule_tick(batcher_ptr self, time_point now, bool batch_triggers = true)
   };
   if (!st.queue->empty() && st.model->batching.stage_ahead) // see worker_slot::wants_any
     for (auto& w : st.workers)
-      if (auto at = w.pipeline.stage_next_at(); at && *at > now && w.has_room())
+      if (auto at = w.staging.stage_next_at(); at && *at > now && w.has_room())
         consider(*at);
   for (auto& kv : st.in_flight) {
     for (std::size_t i = 0; i < kv.second.requests.size(); ++i)
@@ -246,10 +247,10 @@ void dispatch(batcher_ptr self, worker_slot& w, const std::vector<request_id>& i
     auto it = st.waiting.find(rid);
     auto& q = it->second;
     q.dispatched = now;
-    if (st.mm) {
+    if (st.model_stats) {
       auto waited = duration_cast<nanoseconds>(now - q.enqueued).count();
-      st.mm->queue_seconds.observe(static_cast<double>(waited) * 1e-9);
-      st.mm->queue.add(waited);
+      st.model_stats->queue_seconds.observe(static_cast<double>(waited) * 1e-9);
+      st.model_stats->queue.add(waited);
     }
     ++q.attempts;
     b.rows += q.pending.rows;
@@ -270,7 +271,7 @@ void dispatch(batcher_ptr self, worker_slot& w, const std::vector<request_id>& i
   }
   b.answered.assign(b.requests.size(), false);
   w.batches.push_back(id);
-  w.pipeline.on_dispatch(now, id, b.rows);
+  w.staging.on_dispatch(now, id, b.rows);
   w.breaker.on_dispatch(now);
   ++st.batches;
   self->send(w.handle, execute_atom::value, std::move(job));
@@ -433,7 +434,7 @@ bool dispatch_round(batcher_ptr self, std::size_t base, bool prefetch, time_poin
     auto plan = st.queue->pop_due(now, !w.wants_any(now, st.model->batching.stage_ahead));
     if (!plan)
       break;
-    auto sorted = sort_plan(st, w, plan->ids, w.pipeline.finish_if_dispatched(now, plan->rows), now);
+    auto sorted = sort_plan(st, w, plan->ids, w.staging.finish_if_dispatched(now, plan->rows), now);
     if (sorted.dropped) { // (each round drops one request at least: the loop ends)
       progress = true;
       continue;
@@ -464,8 +465,8 @@ void pump(batcher_ptr self) {
   for (bool prefetch : {false, true})
     while (dispatch_round(self, base, prefetch, now, held_back)) {
     }
-  if (st.mm)
-    st.mm->queue_depth.store(static_cast<int64_t>(st.queue->size()), std::memory_order_relaxed);
+  if (st.model_stats)
+    st.model_stats->queue_depth.store(static_cast<int64_t>(st.queue->size()), std::memory_order_relaxed);
   schedule_tick(self, now, !held_back);
 }
 
@@ -485,9 +486,7 @@ void record_batch(model_metrics& mm, const in_flight_batch& b, const batch_outpu
     s.compute_infer.add(out.infer_ns);
     s.compute_output.add(out.output_ns);
   }
-  auto wall = std::chrono::duration_cast<std::chrono::milliseconds>(
-                std::chrono::system_clock::now().time_since_epoch()).count();
-  mm.last_inference_ms.store(static_cast<uint64_t>(wall), std::memory_order_relaxed);
+  mm.last_inference_ms.store(static_cast<uint64_t>(unix_ms_now()), std::memory_order_relaxed);
 }
 
 /// After a failed batch: re-dispatch the request to another worker, or answer it with an error
@@ -515,8 +514,8 @@ void retry_or_fail(batcher_ptr self, queued_request&& q, const in_flight_batch& 
     q.excluded.push_back(b.worker);
     logging::warn(ctx, "retrying (attempt {} of {}) after: {}", q.attempts + 1,
                   st.model->max_retries + 1, q.failures.back());
-    if (st.mm)
-      st.mm->retries.fetch_add(1, std::memory_order_relaxed);
+    if (st.model_stats)
+      st.model_stats->retries.fetch_add(1, std::memory_order_relaxed);
     auto id = q.req.id;
     st.queue->requeue(q.pending);
     st.waiting.emplace(id, std::move(q));
@@ -558,8 +557,8 @@ void requeue_halves(batcher_ptr self, in_flight_batch& b, const caf::error& err,
     }
     q.pending.split_group = groups[k < half ? 0 : 1];
     ++q.splits;
-    if (st.mm)
-      st.mm->retries.fetch_add(1, std::memory_order_relaxed);
+    if (st.model_stats)
+      st.model_stats->retries.fetch_add(1, std::memory_order_relaxed);
     auto id = q.req.id;
     st.queue->requeue(q.pending);
     st.waiting.emplace(id, std::move(q));
@@ -586,14 +585,14 @@ void finish_batch(batcher_ptr self, uint64_t batch_id, batch_outputs* outputs,
     if (w.holds(batch_id)) {
       w.batches.erase(std::find(w.batches.begin(), w.batches.end(), batch_id));
       if (outputs) {
-        w.pipeline.on_done(now, batch_id, nanoseconds{outputs->infer_ns},
+        w.staging.on_done(now, batch_id, nanoseconds{outputs->infer_ns},
                            nanoseconds{outputs->input_ns});
         if (w.stats) { // here rather than on the worker, which may be in another process
           w.stats->batches.fetch_add(1, std::memory_order_relaxed);
           w.stats->compute_seconds.observe(static_cast<double>(outputs->compute_ns) * 1e-9);
         }
       } else
-        w.pipeline.on_done(now, batch_id);
+        w.staging.on_done(now, batch_id);
       if (w.draining && w.batches.empty())
         done_draining = true;
       auto before = w.breaker.state(now);
@@ -615,8 +614,8 @@ void finish_batch(batcher_ptr self, uint64_t batch_id, batch_outputs* outputs,
     }
   if (done_draining)
     remove_drained(self);
-  if (outputs && st.mm)
-    record_batch(*st.mm, b, *outputs);
+  if (outputs && st.model_stats)
+    record_batch(*st.model_stats, b, *outputs);
   if (split)
     return requeue_halves(self, b, err, now);
   for (std::size_t i = 0; i < b.requests.size(); ++i) {
@@ -797,7 +796,7 @@ void init_state(batcher_ptr self, std::shared_ptr<const model_config> model,
   if (st.directory)
     st.directory->set_batcher(st.model->name, caf::actor_cast<batcher_actor>(self));
   st.stats = std::move(stats);
-  st.mm = st.stats ? st.stats->model(st.model->name) : nullptr;
+  st.model_stats = st.stats ? st.stats->model(st.model->name) : nullptr;
   batching_options opts;
   opts.max_batch_size = st.model->max_batch_size;
   opts.max_queue_delay = std::chrono::microseconds(st.model->batching.max_queue_delay_us);
@@ -879,8 +878,8 @@ caf::result<infer_response> admit(batcher_ptr self, infer_request& req) {
     case admission::accepted:
       break;
   }
-  if (st.mm)
-    st.mm->queue_depth.store(static_cast<int64_t>(st.queue->size()), std::memory_order_relaxed);
+  if (st.model_stats)
+    st.model_stats->queue_depth.store(static_cast<int64_t>(st.queue->size()), std::memory_order_relaxed);
   auto rp = self->make_response_promise<infer_response>();
   auto id = req.id;
   queued_request q;
@@ -934,11 +933,11 @@ void on_worker_ready(batcher_ptr self, caf::actor& handle, std::string& name, ui
   self->monitor(w);
   // Its series: a local worker's exist from the start; another node's are made as it joins.
   // (An isolated worker, in its own process, cannot report its state itself.)
-  auto* wm = st.mm ? st.mm->add_worker(name, worker_spec::device_of(name)) : nullptr;
+  auto* wm = st.model_stats ? st.model_stats->add_worker(name, worker_spec::device_of(name)) : nullptr;
   if (wm)
     wm->set_phase(worker_phase::ready);
   worker_slot slot{std::move(w), name, std::max<uint32_t>(capacity, 1), {}, make_breaker(*st.model),
-                   false, std::nullopt, pipeline_estimate{}, wm};
+                   false, std::nullopt, staging_estimate{}, wm};
   st.workers.push_back(std::move(slot));
   logging::info({"batcher", st.model->name, 0, {}, name}, "worker {} is ready ({} ready)", name,
                 st.workers.size());

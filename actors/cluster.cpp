@@ -12,6 +12,7 @@
 #include "actors/supervision.hpp"
 #include "actors/worker.hpp"
 #include "runtime/error.hpp"
+#include "runtime/host.hpp"
 #include "runtime/log.hpp"
 
 namespace actorserve {
@@ -172,9 +173,7 @@ caf::actor spawn_join_agent(caf::actor_system& sys, const worker_spec& spec,
 std::string node_name(const cluster_config& cluster) {
   if (!cluster.node_name.empty())
     return cluster.node_name;
-  char host[256] = {0};
-  ::gethostname(host, sizeof(host) - 1);
-  return std::string(host) + "-" + std::to_string(::getpid());
+  return host_and_pid();
 }
 
 void configure_cluster(caf::actor_system_config& cfg, const cluster_config& cluster) {

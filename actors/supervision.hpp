@@ -3,7 +3,7 @@
 // intensity (more than max_restarts within period_s: stop every child and exit with
 // errc::escalated, which its own supervisor sees as that child failing) and exponential backoff
 // with jitter between restarts. Supervisors supervise supervisors by a child spec whose start
-// spawns one; a child may have a crash-loop back-off. The node's tree (actors/supervisor.hpp) is
+// spawns one; a child may have a crash-loop back-off. The node's tree (actors/node_tree.hpp) is
 // built from these.
 #pragma once
 

@@ -15,7 +15,7 @@
 #include <caf/io/middleman.hpp>
 
 #include "actors/cluster.hpp"
-#include "actors/supervisor.hpp"
+#include "actors/node_tree.hpp"
 #include "net/front.hpp"
 #include "net/inference.hpp"
 #include "runtime/config.hpp"
@@ -90,8 +90,9 @@ void configure_system(caf::actor_system_config& sys_cfg, const deployment_config
   configure_cluster(sys_cfg, cfg.server.cluster);
   if (cfg.server.scheduler_threads > 0)
     sys_cfg.set("scheduler.max-threads", static_cast<size_t>(cfg.server.scheduler_threads));
-  sys_cfg.set("scheduler.policy", cfg.server.scheduler_policy == "sharing" ? caf::atom("sharing")
-                                                                         : caf::atom("stealing"));
+  sys_cfg.set("scheduler.policy", cfg.server.scheduler_policy == caf_scheduler::sharing
+                                    ? caf::atom("sharing")
+                                    : caf::atom("stealing"));
   sys_cfg.set("logger.verbosity", caf::atom("quiet"));
 }
 
@@ -197,7 +198,7 @@ private:
   std::vector<std::unique_ptr<front>> all_;
 };
 
-/// The tree restarts what fails inside it (actors/supervisor.hpp); when the root itself gives up
+/// The tree restarts what fails inside it (actors/node_tree.hpp); when the root itself gives up
 /// (more failures than server.supervision allows) the process exits with status 1 and an
 /// orchestrator restarts it.
 void exit_when_root_gives_up(const caf::actor& root) {
@@ -259,7 +260,7 @@ int serve(const serve_options& opts) {
   auto signals = block_stop_signals();
   caf::actor_system_config sys_cfg;
   configure_system(sys_cfg, **cfg);
-  if ((*cfg)->server.cluster.role == "worker")
+  if ((*cfg)->server.cluster.role == cluster_role::worker)
     return run_worker_node(sys_cfg, *cfg, signals);
   return run_front_node(sys_cfg, *cfg, signals, t0);
 }

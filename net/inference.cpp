@@ -126,4 +126,13 @@ void inference::clear_cache(const std::string& model) {
   }
 }
 
+std::vector<std::string_view> server_extensions(bool shared_memory) {
+  std::vector<std::string_view> names{"binary_tensor_data", "schedule_policy",
+                                      "model_configuration", "statistics",
+                                      "model_repository", "classification"};
+  if (shared_memory)
+    names.push_back("system_shared_memory");
+  return names;
+}
+
 } // namespace actorserve

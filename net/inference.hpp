@@ -8,6 +8,8 @@
 #include <functional>
 #include <memory>
 #include <string>
+#include <string_view>
+#include <vector>
 #include <unordered_map>
 
 #include <caf/actor_system.hpp>
@@ -78,5 +80,9 @@ private:
   std::shared_ptr<metrics> stats_;
   std::unordered_map<std::string, std::unique_ptr<response_cache>> caches_; // fixed after start
 };
+
+/// The KServe v2 and Triton extensions a front announces in its server metadata; the system
+/// shared memory one only where it serves it (HTTP, with http.allow_shared_memory).
+std::vector<std::string_view> server_extensions(bool shared_memory);
 
 } // namespace actorserve

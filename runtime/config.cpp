@@ -93,6 +93,24 @@ std::optional<std::string> resolve_file(std::string& file, const std::string& ba
   return std::nullopt;
 }
 
+/// The names of the closed options, as the deployment file writes them.
+const std::pair<std::string_view, cluster_role> cluster_roles[] = {
+  {"both", cluster_role::both}, {"front", cluster_role::front}, {"worker", cluster_role::worker}};
+const std::pair<std::string_view, caf_scheduler> caf_schedulers[] = {
+  {"sharing", caf_scheduler::sharing}, {"stealing", caf_scheduler::stealing}};
+const std::pair<std::string_view, gpu_precision> gpu_precisions[] = {
+  {"fp32", gpu_precision::fp32}, {"fp16", gpu_precision::fp16}, {"bf16", gpu_precision::bf16}};
+const std::pair<std::string_view, isolation_mode> isolation_modes[] = {
+  {"none", isolation_mode::none}, {"process", isolation_mode::process}};
+
+template <class E, std::size_t N>
+std::string_view name_in(const std::pair<std::string_view, E> (&options)[N], E value) {
+  for (auto& [name, v] : options)
+    if (v == value)
+      return name;
+  return "?";
+}
+
 /// Walks one JSON object, checking keys and types, and collects errors with their paths.
 class reader {
 public:
@@ -144,6 +162,26 @@ public:
       else
         fail(sub(key), "expected a string, got " + describe(*v));
     }
+  }
+
+  /// One of a closed set of names, each standing for a value of `E`; the error lists them.
+  template <class E, std::size_t N>
+  void choice(std::string_view key, E& out, const std::pair<std::string_view, E> (&options)[N]) {
+    auto v = get(key);
+    if (!v)
+      return;
+    if (!v->is_string())
+      return fail(sub(key), "expected a string, got " + describe(*v));
+    for (auto& [name, value] : options)
+      if (v->get_string() == name) {
+        out = value;
+        return;
+      }
+    std::string expected;
+    for (std::size_t i = 0; i < N; ++i)
+      expected += std::string(i == 0 ? "" : i + 1 == N ? " or " : ", ") + "\""
+                  + std::string(options[i].first) + "\"";
+    fail(sub(key), "expected " + expected + ", got \"" + std::string(v->get_string()) + "\"");
   }
 
   void boolean(std::string_view key, bool& out) {
@@ -430,10 +468,7 @@ void read_restricted_api(reader& r, const std::string& path, api_restriction& ou
 
 /// Reads "server.cluster".
 void read_cluster(reader& c, cluster_config& cl, const std::string& base_dir) {
-  c.string("role", cl.role);
-  if (cl.role != "both" && cl.role != "front" && cl.role != "worker")
-    c.fail("server.cluster.role",
-           "expected \"both\", \"front\" or \"worker\", got \"" + cl.role + "\"");
+  c.choice("role", cl.role, cluster_roles);
   c.string("node_name", cl.node_name);
   c.object("listen", [&](reader& l) {
     l.string("address", cl.listen_address);
@@ -464,9 +499,9 @@ void read_cluster(reader& c, cluster_config& cl, const std::string& base_dir) {
       if (auto wrong = resolve_file(*f, base_dir))
         t.fail("server.cluster.tls", *wrong);
   });
-  if (cl.role == "worker" && cl.seeds.empty())
+  if (cl.role == cluster_role::worker && cl.seeds.empty())
     c.fail("server.cluster.seeds", "a worker node needs at least one seed (a front node)");
-  if (cl.role == "front" && cl.listen_port == 0)
+  if (cl.role == cluster_role::front && cl.listen_port == 0)
     c.fail("server.cluster.listen.port", "a front node needs a port for worker nodes to join");
 }
 
@@ -522,10 +557,7 @@ void read_server(reader& r, server_config& s, const std::string& base_dir) {
     read_server_tls(g, "server.grpc.tls", s.grpc.tls, base_dir, false);
   });
   r.integer("scheduler_threads", s.scheduler_threads, 0, 1024);
-  r.string("scheduler_policy", s.scheduler_policy);
-  if (s.scheduler_policy != "sharing" && s.scheduler_policy != "stealing")
-    r.fail("server.scheduler_policy",
-           "expected \"sharing\" or \"stealing\", got \"" + s.scheduler_policy + "\"");
+  r.choice("scheduler_policy", s.scheduler_policy, caf_schedulers);
   r.string("log_level", s.log_level);
   static const std::set<std::string> levels{"trace", "debug", "info", "warn", "error", "off"};
   if (!levels.count(s.log_level))
@@ -641,10 +673,7 @@ bool valid_device(const std::string& d) {
 
 void read_gpu(reader& r, const std::string& path, model_config& m) {
   r.object("gpu", [&](reader& g) {
-    g.string("precision", m.gpu.precision);
-    if (m.gpu.precision != "fp32" && m.gpu.precision != "fp16" && m.gpu.precision != "bf16")
-      g.fail(path + ".gpu.precision",
-             "expected \"fp32\", \"fp16\" or \"bf16\", got \"" + m.gpu.precision + "\"");
+    g.choice("precision", m.gpu.precision, gpu_precisions);
     g.boolean("channels_last", m.gpu.channels_last);
     g.boolean("cudnn_benchmark", m.gpu.cudnn_benchmark);
     g.boolean("cuda_graphs", m.gpu.cuda_graphs);
@@ -802,7 +831,7 @@ void check_queues(const deployment_config& cfg, std::vector<std::string>& errors
   for (std::size_t i = 0; i < cfg.server.queues.size(); ++i) {
     auto& q = cfg.server.queues[i];
     auto path = "server.queues[" + std::to_string(i) + "]";
-    if (cfg.server.cluster.role == "worker")
+    if (cfg.server.cluster.role == cluster_role::worker)
       errors.push_back(path + ": a worker node (server.cluster.role \"worker\") takes no "
                               "requests; configure queues on the front nodes");
     if (!q.model.empty() && !cfg.find_model(q.model))
@@ -1108,9 +1137,7 @@ void read_model(const std::string& path, const json::value& v, std::vector<std::
   r.object("batching", [&](reader& b) { read_batching(b, path, m); });
   r.object("warmup", [&](reader& w) { read_warmup(w, path, m); });
   read_fault_handling(r, path, m);
-  r.string("isolation", m.isolation);
-  if (m.isolation != "none" && m.isolation != "process")
-    r.fail(path + ".isolation", "expected \"none\" or \"process\", got \"" + m.isolation + "\"");
+  r.choice("isolation", m.isolation, isolation_modes);
   r.integer("isolation_shm_bytes", m.isolation_shm_bytes, 0, 64ull << 30);
   read_gpu(r, path, m);
   read_preprocess(r, path, m);
@@ -1120,6 +1147,22 @@ void read_model(const std::string& path, const json::value& v, std::vector<std::
 }
 
 } // namespace
+
+std::string_view to_string(cluster_role r) {
+  return name_in(cluster_roles, r);
+}
+
+std::string_view to_string(caf_scheduler s) {
+  return name_in(caf_schedulers, s);
+}
+
+std::string_view to_string(gpu_precision p) {
+  return name_in(gpu_precisions, p);
+}
+
+std::string_view to_string(isolation_mode m) {
+  return name_in(isolation_modes, m);
+}
 
 std::vector<uint32_t> model_config::gpu_buckets() const {
   if (max_batch_size == 0)

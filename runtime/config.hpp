@@ -84,10 +84,25 @@ struct root_supervision_config {
   uint32_t model_cooldown_max_ms = 300'000;
 };
 
+/// A node's part in a cluster (server.cluster.role): standalone, front or worker.
+enum class cluster_role { both, front, worker };
+/// CAF's scheduler (server.scheduler_policy).
+enum class caf_scheduler { sharing, stealing };
+/// The floating-point type a model runs in on a GPU (models[].gpu.precision).
+enum class gpu_precision { fp32, fp16, bf16 };
+/// Where a model's workers run (models[].isolation): in the node, or each in a child process.
+enum class isolation_mode { none, process };
+
+/// The name each closed option has in the deployment file ("front", "fp16", ...).
+std::string_view to_string(cluster_role r);
+std::string_view to_string(caf_scheduler s);
+std::string_view to_string(gpu_precision p);
+std::string_view to_string(isolation_mode m);
+
 /// Several nodes as one service (server.cluster): front nodes serve HTTP and batch; worker nodes
 /// join them over CAF networking and run workers for their batchers.
 struct cluster_config {
-  std::string role = "both";         // "both" (standalone), "front" or "worker"
+  cluster_role role = cluster_role::both;
   std::string node_name;             // default: the host name and process id
   std::string listen_address = "127.0.0.1"; // front: where worker nodes join
   uint16_t listen_port = 0;          // front: 0 = accept no joins
@@ -137,7 +152,7 @@ struct server_config {
   cluster_config cluster;
   std::vector<queue_config> queues; // event-queue ingress (Redis streams)
   uint32_t scheduler_threads = 0; // CAF worker threads; 0 = CAF's default
-  std::string scheduler_policy = "sharing"; // CAF scheduler: "sharing" or "stealing"
+  caf_scheduler scheduler_policy = caf_scheduler::sharing;
   std::string log_level = "info"; // trace, debug, info, warn, error, off
   std::string log_format = "text"; // "text" or "json" (JSON lines)
   bool fault_injection = false;   // honour the test-only "actorserve_fault" request parameter
@@ -182,7 +197,7 @@ struct breaker_settings {
 
 /// How a model runs on a GPU (ignored on the CPU). config/README.md explains each key.
 struct gpu_settings {
-  std::string precision = "fp32"; // "fp32", "fp16" or "bf16": weights and floating inputs
+  gpu_precision precision = gpu_precision::fp32; // weights and floating inputs
   bool channels_last = false;     // 4-D inputs and weights in NHWC memory order
   bool cudnn_benchmark = true;    // cuDNN autotuner (runs during warm-up, per bucket)
   bool cuda_graphs = false;       // capture the model per batch bucket and replay it
@@ -237,7 +252,7 @@ struct model_config {
   std::map<std::string, std::string> parameters; // backend-specific, values as written
   gpu_settings gpu;
   preprocess_settings preprocess;
-  std::string isolation = "none"; // "process": each worker runs in a child process of the node
+  isolation_mode isolation = isolation_mode::none;
   uint64_t isolation_shm_bytes = 1ull << 30; // per isolated worker: shared memory for batch inputs
   /// Not empty: this model is a pipeline of other models (no backend, no workers of its own);
   /// a step runs as soon as the tensors it takes exist, so independent steps run at once.

@@ -166,7 +166,7 @@ void model_metrics::count_request(errc outcome) noexcept {
 
 metrics::metrics(const deployment_config& cfg) : https_(cfg.server.http.tls.enabled()) {
   for (auto& m : cfg.models) {
-    models_.emplace(m.name, std::make_unique<model_metrics>(m, cfg.server.cluster.role != "front"));
+    models_.emplace(m.name, std::make_unique<model_metrics>(m, cfg.server.cluster.role != cluster_role::front));
     order_.push_back(m.name);
   }
   for (auto& q : cfg.server.queues) {

@@ -41,11 +41,11 @@ std::optional<int64_t> element_count(const std::vector<int64_t>& shape) {
   return n;
 }
 
-std::string shape_to_string(const std::vector<int64_t>& shape) {
+std::string shape_to_string(const std::vector<int64_t>& shape, std::string_view separator) {
   std::string out = "[";
   for (std::size_t i = 0; i < shape.size(); ++i) {
     if (i > 0)
-      out += ", ";
+      out += separator;
     out += std::to_string(shape[i]);
   }
   out += "]";

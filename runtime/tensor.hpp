@@ -38,8 +38,8 @@ constexpr int64_t max_tensor_elements = int64_t{1} << 40;
 /// max_tensor_elements elements.
 std::optional<uint64_t> tensor_bytes(const std::vector<int64_t>& shape, datatype dt);
 
-/// Formats a shape as "[1, 3, 224, 224]" for error messages.
-std::string shape_to_string(const std::vector<int64_t>& shape);
+/// Formats a shape as "[1, 3, 224, 224]" for error messages (`separator` ","  for JSON).
+std::string shape_to_string(const std::vector<int64_t>& shape, std::string_view separator = ", ");
 
 struct tensor {
   std::string name;

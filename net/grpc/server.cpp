@@ -239,9 +239,8 @@ struct grpc_server::impl final : ::inference::GRPCInferenceService::CallbackServ
       return finished(ctx, *denied);
     res->set_name("actorserve");
     res->set_version(ACTORSERVE_VERSION);
-    for (const char* e : {"model_configuration", "statistics", "binary_tensor_data",
-                          "model_repository", "classification"})
-      res->add_extensions(e);
+    for (auto e : server_extensions(false)) // (shared memory: HTTP's only)
+      res->add_extensions(std::string(e));
     return finished(ctx);
   }
 

@@ -506,12 +506,10 @@ private:
   void on_ready(route& r) { ask_ready(r.model, r.version); } // (no model: the server's)
 
   void on_server_meta(route&) {
-    send_json(http::status::ok,
-              std::string("{\"name\":\"actorserve\",\"version\":\"" ACTORSERVE_VERSION
-                          "\",\"extensions\":[\"binary_tensor_data\",\"schedule_policy\","
-                          "\"model_configuration\",\"statistics\",\"model_repository\","
-                          "\"classification\"")
-                + (http_.allow_shared_memory ? ",\"system_shared_memory\"" : "") + "]}");
+    std::string body = "{\"name\":\"actorserve\",\"version\":\"" ACTORSERVE_VERSION "\",\"extensions\":[";
+    for (auto e : server_extensions(http_.allow_shared_memory))
+      body += (body.back() == '[' ? "" : ",") + kserve::quote(e);
+    send_json(http::status::ok, body + "]}");
   }
 
   void on_model_meta(route& r) {

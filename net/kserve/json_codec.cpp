@@ -169,13 +169,7 @@ void append_float(std::string& out, double x, bool single) {
 }
 
 std::string shape_json(const std::vector<int64_t>& shape) {
-  std::string s = "[";
-  for (std::size_t i = 0; i < shape.size(); ++i) {
-    if (i > 0)
-      s += ',';
-    s += std::to_string(shape[i]);
-  }
-  return s + "]";
+  return shape_to_string(shape, ",");
 }
 
 } // namespace

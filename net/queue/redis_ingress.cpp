@@ -21,6 +21,7 @@
 #include "net/queue/redis_client.hpp"
 #include "net/trace_context.hpp"
 #include "runtime/error.hpp"
+#include "runtime/host.hpp"
 #include "runtime/log.hpp"
 
 namespace asio = boost::asio;
@@ -38,21 +39,9 @@ constexpr auto retry_initial = 50ms;     // a request the model could not take y
 constexpr auto retry_max = 1000ms;       // its queue full) is sent again until its timeout
 constexpr auto reconnect_initial = 100ms;
 
-std::string default_consumer() {
-  char host[256] = {};
-  if (::gethostname(host, sizeof(host) - 1) != 0)
-    host[0] = 0;
-  return std::string(host[0] ? host : "node") + "-" + std::to_string(::getpid());
-}
-
 /// Failures that say "not now" rather than "not this request": the entry waits and tries again.
 bool retriable(errc c) {
   return c == errc::not_ready || c == errc::overloaded || c == errc::escalated;
-}
-
-int64_t unix_ms_now() {
-  return std::chrono::duration_cast<std::chrono::milliseconds>(
-           std::chrono::system_clock::now().time_since_epoch()).count();
 }
 
 /// What the writer writes for one entry: its answer (none where the entry is gone from the
@@ -104,7 +93,7 @@ struct redis_ingress::impl : std::enable_shared_from_this<impl> {
   impl(std::shared_ptr<inference> i, queue_config c)
     : infer(std::move(i)), cfg(std::move(c)), credit(cfg.max_in_flight) {
     if (cfg.consumer.empty())
-      cfg.consumer = default_consumer();
+      cfg.consumer = host_and_pid();
     redis_opts.host = cfg.redis_host;
     redis_opts.port = cfg.redis_port;
     redis_opts.db = cfg.redis_db;

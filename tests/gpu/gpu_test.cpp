@@ -24,7 +24,7 @@ std::vector<uint8_t> random_images(int n, int h, int w, unsigned seed) {
   return v;
 }
 
-model_config convnet(const std::string& precision, bool graphs, uint32_t inflight = 1) {
+model_config convnet(gpu_precision precision, bool graphs, uint32_t inflight = 1) {
   model_config m;
   m.name = "convnet";
   m.backend = "torchscript";
@@ -39,7 +39,7 @@ model_config convnet(const std::string& precision, bool graphs, uint32_t infligh
   m.preprocess.mean = {0.485, 0.456, 0.406};
   m.preprocess.stdev = {0.229, 0.224, 0.225};
   m.gpu.precision = precision;
-  m.gpu.channels_last = precision != "fp32";
+  m.gpu.channels_last = precision != gpu_precision::fp32;
   m.gpu.cuda_graphs = graphs;
   m.gpu.inflight_batches = inflight;
   return m;
@@ -118,13 +118,15 @@ TEST_CASE("the preprocessing kernel writes exactly what the CPU transform writes
 
 TEST_CASE("fp16 channels-last outputs on the GPU equal the CPU's within fp16 tolerance",
           "[gpu]") {
-  auto cpu_model = convnet("fp32", false);
+  auto cpu_model = convnet(gpu_precision::fp32, false);
   auto cpu = backend_registry::global().create("torchscript", {cpu_model, "cpu", 0});
-  for (auto precision : {"fp16", "bf16", "fp32"}) {
-    INFO("precision " << precision);
+  for (auto precision : {gpu_precision::fp16, gpu_precision::bf16, gpu_precision::fp32}) {
+    INFO("precision " << to_string(precision));
     auto m = convnet(precision, false);
     auto gpu = backend_registry::global().create("torchscript", {m, "cuda:0", 0});
-    double tol = std::string(precision) == "fp32" ? 1e-4 : std::string(precision) == "fp16" ? 2e-2 : 1e-1;
+    double tol = precision == gpu_precision::fp32   ? 1e-4
+                 : precision == gpu_precision::fp16 ? 2e-2
+                                                    : 1e-1;
     for (int n : {1, 5, 8}) { // 5 is padded to the bucket of 8
       INFO("batch " << n);
       check_close(run_on(*gpu, n, 11u + n), run_on(*cpu, n, 11u + n), tol, tol);
@@ -134,8 +136,8 @@ TEST_CASE("fp16 channels-last outputs on the GPU equal the CPU's within fp16 tol
 
 TEST_CASE("CUDA graph replays give the eager outputs, padded batches included", "[gpu]") {
   warnings w;
-  auto eager_model = convnet("fp16", false);
-  auto graph_model = convnet("fp16", true);
+  auto eager_model = convnet(gpu_precision::fp16, false);
+  auto graph_model = convnet(gpu_precision::fp16, true);
   auto eager = backend_registry::global().create("torchscript", {eager_model, "cuda:0", 0});
   auto graphs = backend_registry::global().create("torchscript",
                                                   {graph_model, "cuda:0", 0, w.sink()});
@@ -150,7 +152,7 @@ TEST_CASE("CUDA graph replays give the eager outputs, padded batches included", 
 }
 
 TEST_CASE("two batches in flight on one GPU instance come back whole and in order", "[gpu]") {
-  auto m = convnet("fp16", true, 2);
+  auto m = convnet(gpu_precision::fp16, true, 2);
   auto gpu = backend_registry::global().create("torchscript", {m, "cuda:0", 0});
   CHECK(gpu->max_inflight() == 2);
   for (auto b : m.gpu_buckets())
@@ -169,7 +171,7 @@ TEST_CASE("two batches in flight on one GPU instance come back whole and in orde
 }
 
 TEST_CASE("a GPU that does not exist is refused with a clear error", "[gpu]") {
-  auto m = convnet("fp16", false);
+  auto m = convnet(gpu_precision::fp16, false);
   CHECK_THROWS_WITH(backend_registry::global().create("torchscript", {m, "cuda:99", 0}),
                     Catch::Contains("device cuda:99 does not exist"));
 }
@@ -184,7 +186,7 @@ TEST_CASE("float inputs are cast to the GPU precision and outputs back to their 
   m.inputs = {tensor_spec{"input", datatype::FP32, {64}}};
   m.outputs = {tensor_spec{"logits", datatype::FP32, {10}}};
   auto cpu = backend_registry::global().create("torchscript", {m, "cpu", 0});
-  m.gpu.precision = "fp16";
+  m.gpu.precision = gpu_precision::fp16;
   m.gpu.cuda_graphs = true;
   auto gpu = backend_registry::global().create("torchscript", {m, "cuda:0", 0});
   for (int n : {8, 3, 1}) {

@@ -186,8 +186,8 @@ TEST_CASE("model paths resolve against the deployment file's folder and must exi
 TEST_CASE("config checks the scheduler policy", "[config]") {
   auto cfg = parse_deployment(deployment(model_json(), R"({"scheduler_policy": "stealing"})"), "", backends);
   REQUIRE(cfg);
-  CHECK(cfg->server.scheduler_policy == "stealing");
-  CHECK(parse_deployment(deployment(model_json()), "", backends)->server.scheduler_policy == "sharing");
+  CHECK(cfg->server.scheduler_policy == caf_scheduler::stealing);
+  CHECK(parse_deployment(deployment(model_json()), "", backends)->server.scheduler_policy == caf_scheduler::sharing);
   CHECK(errors_of(deployment(model_json(), R"({"scheduler_policy": "fifo"})"))
         == "server.scheduler_policy: expected \"sharing\" or \"stealing\", got \"fifo\"");
 }
@@ -234,7 +234,7 @@ TEST_CASE("gpu settings parse with defaults and buckets padded batches use", "[c
   auto cfg = parse_deployment(deployment(model_json()), "", backends);
   REQUIRE(cfg);
   auto& m = cfg->models[0];
-  CHECK(m.gpu.precision == "fp32");
+  CHECK(m.gpu.precision == gpu_precision::fp32);
   CHECK(m.gpu.cudnn_benchmark);
   CHECK_FALSE(m.gpu.cuda_graphs);
   CHECK(m.gpu.inflight_batches == 1);
@@ -250,7 +250,7 @@ TEST_CASE("gpu settings parse with defaults and buckets padded batches use", "[c
             "inflight_batches": 2, "batch_buckets": [4, 1, 4]})")), "", backends);
   REQUIRE(cfg);
   auto& g = cfg->models[0];
-  CHECK(g.gpu.precision == "fp16");
+  CHECK(g.gpu.precision == gpu_precision::fp16);
   CHECK(g.gpu.channels_last);
   CHECK(g.gpu.cuda_graphs);
   CHECK(g.gpu.inflight_batches == 2);

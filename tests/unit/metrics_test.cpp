@@ -62,7 +62,7 @@ TEST_CASE("a cluster front has no local worker series, other nodes' workers are 
           "[metrics]") {
   deployment_config cfg;
   cfg.models.push_back(small_model(4));
-  cfg.server.cluster.role = "front";
+  cfg.server.cluster.role = cluster_role::front;
   metrics stats{cfg};
   auto* mm = stats.model("m");
   REQUIRE(mm);
@@ -81,7 +81,7 @@ TEST_CASE("a cluster front has no local worker series, other nodes' workers are 
   CHECK(text.find("actorserve_worker_state{device=\"cuda:0\",model=\"m\",worker=\"m/w1/cuda:0/0\",state=\"ready\"} 1\n")
         != std::string::npos);
 
-  cfg.server.cluster.role = "both"; // a standalone node: its own workers from the start
+  cfg.server.cluster.role = cluster_role::both; // a standalone node: its own workers from the start
   metrics standalone{cfg};
   REQUIRE(standalone.model("m")->worker("m/cpu/0"));
   CHECK(standalone.model("m")->worker("m/cpu/0")->own); // its supervisor keeps its state

@@ -302,8 +302,9 @@ void torchscript_backend::setup_gpu() {
   compute_ = c10::cuda::getStreamFromPool(/*isHighPriority=*/true, device_.index());
   copy_ = c10::cuda::getStreamFromPool(false, device_.index());
   auto& g = model_.gpu;
-  float_type_ = g.precision == "fp16" ? torch::kHalf
-                : g.precision == "bf16" ? torch::kBFloat16 : torch::kFloat;
+  float_type_ = g.precision == gpu_precision::fp16   ? torch::kHalf
+                : g.precision == gpu_precision::bf16 ? torch::kBFloat16
+                                                     : torch::kFloat;
   if (g.cudnn_benchmark)
     at::globalContext().setBenchmarkCuDNN(true); // process-wide, like PyTorch's flag
   if (float_type_ != torch::kFloat)

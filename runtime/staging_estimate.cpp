@@ -1,4 +1,4 @@
-#include "runtime/pipeline_estimate.hpp"
+#include "runtime/staging_estimate.hpp"
 
 #include <algorithm>
 
@@ -11,14 +11,14 @@ constexpr std::chrono::microseconds margin{300};
 
 } // namespace
 
-void pipeline_estimate::on_dispatch(time_point now, uint64_t batch, uint32_t rows) {
+void staging_estimate::on_dispatch(time_point now, uint64_t batch, uint32_t rows) {
   auto done = finish_if_dispatched(now, rows);
   held_.emplace_back(batch, rows);
   if (done)
     busy_until_ = done;
 }
 
-std::optional<time_point> pipeline_estimate::finish_if_dispatched(time_point now,
+std::optional<time_point> staging_estimate::finish_if_dispatched(time_point now,
                                                                   uint32_t rows) const {
   if (!learned())
     return std::nullopt;
@@ -27,7 +27,7 @@ std::optional<time_point> pipeline_estimate::finish_if_dispatched(time_point now
   return start + batch_time(rows);
 }
 
-void pipeline_estimate::on_done(time_point now, uint64_t batch, std::optional<nanoseconds> device,
+void staging_estimate::on_done(time_point now, uint64_t batch, std::optional<nanoseconds> device,
                                 std::optional<nanoseconds> staging) {
   auto it = std::find_if(held_.begin(), held_.end(),
                          [&](const std::pair<uint64_t, uint32_t>& h) { return h.first == batch; });
@@ -50,7 +50,7 @@ void pipeline_estimate::on_done(time_point now, uint64_t batch, std::optional<na
   replan(now);
 }
 
-void pipeline_estimate::replan(time_point now) {
+void staging_estimate::replan(time_point now) {
   if (held_.empty() || !learned()) {
     busy_until_.reset();
     return;
@@ -62,17 +62,17 @@ void pipeline_estimate::replan(time_point now) {
   busy_until_ = t;
 }
 
-std::optional<time_point> pipeline_estimate::stage_next_at() const {
+std::optional<time_point> staging_estimate::stage_next_at() const {
   if (held_.empty() || !busy_until_)
     return std::nullopt;
   return *busy_until_ - lead();
 }
 
-pipeline_estimate::nanoseconds pipeline_estimate::batch_time(uint32_t rows) const {
+staging_estimate::nanoseconds staging_estimate::batch_time(uint32_t rows) const {
   return nanoseconds{static_cast<int64_t>(ns_per_row_ * rows)};
 }
 
-pipeline_estimate::nanoseconds pipeline_estimate::lead() const {
+staging_estimate::nanoseconds staging_estimate::lead() const {
   return nanoseconds{static_cast<int64_t>(staging_ns_)} + margin;
 }
 

@@ -17,7 +17,7 @@
 
 namespace actorserve {
 
-class pipeline_estimate {
+class staging_estimate {
 public:
   using nanoseconds = std::chrono::nanoseconds;
 

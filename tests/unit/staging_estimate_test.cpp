@@ -1,13 +1,13 @@
 #include <catch2/catch.hpp>
 
-#include "runtime/pipeline_estimate.hpp"
+#include "runtime/staging_estimate.hpp"
 
 using namespace actorserve;
 using namespace std::chrono_literals;
 
 TEST_CASE("the pipeline estimate stages the next batch one lead before the device is free",
           "[pipeline]") {
-  pipeline_estimate p;
+  staging_estimate p;
   time_point t0{};
   CHECK_FALSE(p.stage_next_at()); // idle
   p.on_dispatch(t0, 1, 100);
@@ -38,7 +38,7 @@ TEST_CASE("the pipeline estimate stages the next batch one lead before the devic
 }
 
 TEST_CASE("a worker that reports no device time never gets partial batches early", "[pipeline]") {
-  pipeline_estimate p;
+  staging_estimate p;
   time_point t0{};
   p.on_dispatch(t0, 1, 8);
   p.on_done(t0 + 1ms, 1, 0ns, 0ns);
@@ -48,7 +48,7 @@ TEST_CASE("a worker that reports no device time never gets partial batches early
 }
 
 TEST_CASE("when a batch handed to the worker now would be done", "[pipeline]") {
-  pipeline_estimate p;
+  staging_estimate p;
   time_point t0{};
   CHECK_FALSE(p.finish_if_dispatched(t0, 10)); // nothing learned: no estimate
   p.on_dispatch(t0, 1, 100);

@@ -1,4 +1,4 @@
-// actors/supervisor.hpp — the node's supervision tree, built from generic supervisors
+// actors/node_tree.hpp — the node's supervision tree, built from generic supervisors
 // (actors/supervision.hpp) and the deployment file:
 //
 //   root (server.supervision: one_for_one by default)

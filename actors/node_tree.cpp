@@ -1,4 +1,4 @@
-#include "actors/supervisor.hpp"
+#include "actors/node_tree.hpp"
 
 #include <caf/all.hpp>
 
@@ -45,7 +45,7 @@ child_spec worker_child(const worker_spec& spec, const model_cells& cells,
     caf::anon_send(batcher, worker_starting_atom::value, name);
     if (wm)
       wm->set_phase(worker_phase::starting);
-    if (spec.model->isolation == "process") // a child process; the actor stands for it
+    if (spec.model->isolation == isolation_mode::process) // a child process; the actor stands for it
       return spawn_worker_process(sys, spec, *isolation);
     return caf::actor_cast<caf::actor>(spawn_worker(sys, spec, batcher, stats));
   };
@@ -74,7 +74,7 @@ supervisor_spec workers_spec(const std::shared_ptr<const deployment_config>& cfg
   s.name = "workers " + model->name;
   s.strategy = strategy_of(model->restart);
   s.intensity = model->restart;
-  if (cfg->server.cluster.role == "front")
+  if (cfg->server.cluster.role == cluster_role::front)
     return s; // its workers are remote: worker nodes join the cluster port
   for (auto& device : model->devices)
     for (uint32_t i = 0; i < model->instances; ++i)
@@ -121,7 +121,7 @@ caf::expected<std::shared_ptr<const process_endpoint>>
 start_isolation(caf::actor_system& sys, const deployment_config& cfg,
                 std::shared_ptr<const batcher_cells> batchers, caf::actor& broker) {
   bool any = std::any_of(cfg.models.begin(), cfg.models.end(),
-                         [](const model_config& m) { return m.isolation == "process"; });
+                         [](const model_config& m) { return m.isolation == isolation_mode::process; });
   if (!any)
     return std::shared_ptr<const process_endpoint>{};
   if (cfg.source.empty())
