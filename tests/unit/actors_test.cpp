@@ -11,6 +11,7 @@
 #include "actors/gateway.hpp"
 #include "actors/worker.hpp"
 #include "runtime/error.hpp"
+#include "deterministic_system.hpp"
 #include "test_support.hpp"
 
 using namespace actorserve;
@@ -84,10 +85,7 @@ worker_actor::behavior_type picky_worker(worker_actor::pointer self, batcher_act
   };
 }
 
-struct fixture {
-  caf::actor_system_config cfg;
-  std::unique_ptr<caf::actor_system> sys;
-  caf::scheduler::test_coordinator* sched = nullptr;
+struct fixture : test::deterministic_system {
   std::shared_ptr<deployment_config> deployment = std::make_shared<deployment_config>();
   std::shared_ptr<model_directory> directory;
   gateway_actor gateway;
@@ -96,10 +94,6 @@ struct fixture {
   std::vector<caf::expected<infer_response>> results;
 
   explicit fixture(model_config m) {
-    cfg.set("scheduler.policy", caf::atom("testing"));
-    cfg.add_message_types<caf::id_block::actorserve>();
-    sys = std::make_unique<caf::actor_system>(cfg);
-    sched = &dynamic_cast<caf::scheduler::test_coordinator&>(sys->scheduler());
     deployment->models.push_back(std::move(m));
     directory = std::make_shared<model_directory>(*deployment);
     gateway = spawn_gateway(*sys, deployment, directory);

@@ -9,6 +9,7 @@
 #include "actors/supervision.hpp"
 #include "runtime/error.hpp"
 #include "runtime/messages.hpp"
+#include "deterministic_system.hpp"
 #include "test_support.hpp"
 
 using namespace actorserve;
@@ -50,18 +51,8 @@ restart_config intensity(uint32_t max_restarts, uint32_t backoff_ms = 100) {
   return test::restart_settings(max_restarts, 60, backoff_ms);
 }
 
-struct fixture {
-  caf::actor_system_config cfg;
-  std::unique_ptr<caf::actor_system> sys;
-  caf::scheduler::test_coordinator* sched = nullptr;
+struct fixture : test::deterministic_system {
   std::shared_ptr<journal> j = std::make_shared<journal>();
-
-  fixture() {
-    cfg.set("scheduler.policy", caf::atom("testing"));
-    cfg.add_message_types<caf::id_block::actorserve>();
-    sys = std::make_unique<caf::actor_system>(cfg);
-    sched = &dynamic_cast<caf::scheduler::test_coordinator&>(sys->scheduler());
-  }
 
   caf::actor start(restart_strategy strategy, std::vector<child_spec> children,
                    restart_config r = intensity(5)) {
