@@ -204,10 +204,8 @@ TEST_CASE("a TorchScript file that cannot be loaded keeps the model not ready",
     "restart": {"max_restarts": 1, "backoff_initial_ms": 10}}]})";
   server_process srv{write_temp_file("broken.json", cfg)};
   http_client c{srv.port()};
-  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
-  while (srv.log().find("giving up on worker broken/cpu/0") == std::string::npos
-         && std::chrono::steady_clock::now() < deadline)
-    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  eventually([&] { return srv.log().find("giving up on worker broken/cpu/0") != std::string::npos; },
+             std::chrono::seconds(10));
   CHECK(srv.log().find("cannot load TorchScript file") != std::string::npos);
   CHECK(c.get("/v2/models/broken/ready").status == 503);
   auto r = c.post("/v2/models/broken/infer",
