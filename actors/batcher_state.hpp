@@ -1,0 +1,217 @@
+// actors/batcher_state.hpp — inside the batcher (actors/batcher.hpp): its state and the
+// functions its files share. batcher.cpp admits and dispatches, batcher_workers.cpp follows its
+// workers, batcher_results.cpp answers finished and failed batches, batcher_reload.cpp rolls
+// reloads. Not for use outside the batcher.
+#pragma once
+
+#include <deque>
+#include <optional>
+#include <set>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include <caf/all.hpp>
+
+#include "actors/batcher.hpp"
+#include "actors/worker.hpp"
+#include "runtime/batching.hpp"
+#include "runtime/circuit_breaker.hpp"
+#include "runtime/error.hpp"
+#include "runtime/staging_estimate.hpp"
+
+namespace actorserve::batcher_impl {
+
+using std::chrono::duration_cast;
+using std::chrono::nanoseconds;
+
+inline time_point from_ns(int64_t ns) {
+  return time_point{nanoseconds{ns}};
+}
+
+struct queued_request {
+  infer_request req;
+  caf::typed_response_promise<infer_response> promise;
+  time_point enqueued;
+  time_point dispatched;
+  pending_request pending;                 // how it sits in the batch queue (for requeueing)
+  uint32_t attempts = 0;                   // dispatches so far
+  uint32_t splits = 0;                     // of those, failed batches it shared (not retries)
+  std::vector<std::string> failures;       // what each failed attempt saw
+  std::vector<caf::actor_addr> excluded;   // workers that failed it: never again
+  bool model_threw = false;                // the backend threw on a batch of it alone
+};
+
+struct worker_slot {
+  worker_actor handle;
+  std::string name;
+  uint32_t capacity = 1;        // batches it holds at once
+  std::vector<uint64_t> batches; // the batches in flight on it
+  circuit_breaker breaker;
+  bool draining = false;         // leaving: no new batches; removed when `batches` is empty
+  std::optional<caf::typed_response_promise<bool>> drained;
+  staging_estimate staging;     // capacity > 1: when to stage its next batch
+  worker_metrics* stats = nullptr; // its series in /metrics (null without metrics)
+
+  bool has_room() const { return !draining && batches.size() < capacity; }
+  /// Whether it takes any due batch now, not only a full one: it is idle, or it holds batches
+  /// but its device is about to run out of work (the staging lead before their expected end).
+  bool wants_any(time_point now, bool stage_ahead) const {
+    if (batches.empty())
+      return true;
+    if (!stage_ahead)
+      return false;
+    auto at = staging.stage_next_at();
+    return at && now >= *at;
+  }
+  bool holds(uint64_t batch) const {
+    return std::find(batches.begin(), batches.end(), batch) != batches.end();
+  }
+};
+
+struct in_flight_batch {
+  caf::actor_addr worker;
+  std::string worker_name;
+  std::vector<queued_request> requests; // answered ones are marked in `answered`
+  std::vector<bool> answered;
+  uint32_t rows = 0;
+  std::optional<time_point> hang_deadline; // dispatched + execution_timeout
+};
+
+/// A rolling reload in progress (reload_atom): its workers one at a time. (At namespace scope:
+/// nested with member initializers, clang 14 finds it not default-constructible in the class.)
+struct reload_run {
+  std::deque<std::string> left; // still to reload, in turn
+  std::string current;          // being reloaded: draining, stopping or starting
+  bool started = false;         // `current` was started again: it comes back ready, or fails
+  caf::typed_response_promise<bool> promise;
+};
+
+struct batcher_state {
+  std::shared_ptr<const model_config> model;
+  std::shared_ptr<model_directory> directory;
+  std::unique_ptr<batch_queue> queue;
+  std::unordered_map<request_id, queued_request> waiting;
+  std::vector<worker_slot> workers;
+  std::set<std::string> starting;
+  std::set<std::string> given_up; // workers the supervisor will not restart
+  std::unordered_map<uint64_t, in_flight_batch> in_flight;
+  uint64_t next_batch_id = 1;
+  uint64_t next_group = 1; // for the halves of failed batches (requeue_halves)
+  std::size_t next_worker = 0; // round robin: where the search for an idle worker starts
+  uint64_t batches = 0;
+  std::optional<time_point> tick_at; // when the scheduled tick fires
+  std::shared_ptr<metrics> stats;
+  model_metrics* model_stats = nullptr; // this model's entry in `stats`, if any
+  std::shared_ptr<handle_cell<caf::actor>> supervisor; // told about hung workers; may be null
+  caf::actor_addr self_addr;   // for clearing the directory entry when it stops
+  std::optional<reload_run> reload; // a rolling reload in progress
+  std::set<std::string> held; // did not come back from a reload: kept down until the next one
+  static inline const char* name = "batcher";
+
+  // Every accepted request gets an answer, also when the batcher itself goes away (CAF
+  // destroys the state while the actor terminates, before attached functors run).
+  ~batcher_state() {
+    if (!model)
+      return;
+    if (directory && self_addr)
+      directory->clear_batcher(model->name, self_addr);
+    auto err = make_error(errc::not_ready,
+                          "the batcher of model '" + model->name + "' stopped before answering");
+    for (auto& kv : waiting)
+      kv.second.promise.deliver(err);
+    for (auto& kv : in_flight)
+      for (std::size_t i = 0; i < kv.second.requests.size(); ++i)
+        if (!kv.second.answered[i])
+          kv.second.requests[i].promise.deliver(err);
+    if (reload)
+      reload->promise.deliver(make_error(errc::not_ready, "the batcher of model '" + model->name
+                                                            + "' stopped during its reload"));
+  }
+};
+
+using batcher_ptr = batcher_actor::stateful_pointer<batcher_state>;
+
+// --- batcher.cpp: admission and dispatch
+
+/// Tells the model directory how many workers are ready and starting (its readiness).
+void report_status(batcher_ptr self);
+
+void answer_error(queued_request& q, caf::error err);
+
+/// Whether the request's client went away (its connection closed while it waited).
+bool cancelled(const queued_request& q);
+
+void answer_cancelled(const batcher_state& st, queued_request& q);
+
+/// Schedules the next tick for the earliest deadline, hang deadline or breaker reopening and,
+/// when `batch_triggers`, the batching delay (false when the idle workers could not take what is
+/// due: a tick then would only spin until a busy worker is free, which wakes the batcher anyway).
+void schedule_tick(batcher_ptr self, time_point now, bool batch_triggers = true);
+
+/// Expires what is due, dispatches what can go, and schedules the next tick.
+void pump(batcher_ptr self);
+
+// --- batcher_workers.cpp: the workers' comings and goings
+
+/// Removes the leaving workers that have no batch left, and tells whoever asked (a worker being
+/// reloaded is stopped and started again).
+void remove_drained(batcher_ptr self);
+
+/// A batch that outlived execution_timeout marks its worker hung: the worker takes no more
+/// work, the batch's requests are retried elsewhere, and the supervisor replaces the worker.
+void detect_hangs(batcher_ptr self, time_point now);
+
+/// A monitored worker is down: it stopped, crashed, or its node left; its batches fail over.
+void on_worker_down(batcher_ptr self, const caf::down_msg& dm);
+
+/// The supervisor is (re)starting a worker: requests wait for it rather than fail.
+void on_worker_starting(batcher_ptr self, std::string& name);
+
+/// The supervisor gave a worker up: it will not come back.
+void on_given_up(batcher_ptr self, std::string& name);
+
+/// A worker loaded and warmed up its model and takes batches (`capacity` at once).
+void on_worker_ready(batcher_ptr self, caf::actor& handle, std::string& name, uint32_t capacity);
+
+/// A worker leaves: it takes no new batches; the answer comes once its batches are done.
+caf::result<bool> drain_worker(batcher_ptr self, const caf::actor& worker);
+
+// --- batcher_results.cpp: finished and failed batches
+
+/// Ends an in-flight batch: `outputs` answers its requests, or `err` fails them.
+void finish_batch(batcher_ptr self, uint64_t batch_id, batch_outputs* outputs,
+                  const caf::error& err);
+
+/// Ends a batch a worker answered. A worker of another process or node is checked like a
+/// client: what it sent must fit the batch before any of it is answered, else the batch fails as
+/// the worker's fault (and is retried elsewhere).
+void finish_checked_batch(batcher_ptr self, batch_outputs& out);
+
+/// Nothing will ever serve what is queued (no worker ready or coming): it is failed now rather
+/// than at its deadline.
+void fail_if_no_worker_left(batcher_ptr self, const std::string& why);
+
+// --- batcher_reload.cpp: rolling reloads
+
+/// The worker being reloaded did not come back (it failed to start: a model file that does not
+/// load, say): it is kept down, so that its supervisor's restarts cannot escalate and take the
+/// other workers (which still serve the model as they loaded it) down with it.
+void reload_failed(batcher_ptr self, const std::string& name, const std::string& why);
+
+/// Ends the reload in progress: its promise answers true, or the error.
+void reload_end(batcher_ptr self, caf::error err);
+
+/// Stops the drained worker being reloaded and starts it again: it loads the model file anew,
+/// warms up and reports ready (or fails: reload_failed).
+void reload_restart(batcher_ptr self, bool stop_first);
+
+/// Reloads the next worker: no new batches for it, and once its batches are done it is stopped
+/// and started again. Meanwhile it counts as starting, so that requests wait for it rather than
+/// fail, also when it is the model's only worker.
+void reload_next(batcher_ptr self);
+
+/// Starts a rolling reload of this node's workers (those held down first: they add room).
+caf::result<bool> start_reload(batcher_ptr self);
+
+} // namespace actorserve::batcher_impl
