@@ -1,11 +1,20 @@
-// Rolling reloads: a model's workers loaded anew one at a time (actors/batcher_state.hpp).
+// Rolling reloads: a model's workers loaded anew one at a time. runtime/rolling_reload decides
+// the steps; this carries them out (actors/batcher_state.hpp).
 #include "actors/batcher_state.hpp"
 
 #include "runtime/log.hpp"
 
 namespace actorserve::batcher_impl {
 
-/// Ends the reload in progress: its promise answers true, or the error.
+namespace {
+
+using act = rolling_reload::act;
+
+std::chrono::milliseconds supervisor_wait(const model_config& m) {
+  return std::chrono::milliseconds(m.restart.shutdown_ms) * 2 + std::chrono::seconds(5);
+}
+
+/// Ends the reload in progress: the load answers true, or the error.
 void reload_end(batcher_ptr self, caf::error err) {
   auto& st = self->state;
   auto run = std::move(*st.reload);
@@ -19,27 +28,29 @@ void reload_end(batcher_ptr self, caf::error err) {
   }
 }
 
-/// Stops the drained worker being reloaded and starts it again: it loads the model file anew,
-/// warms up and reports ready (or fails: reload_failed).
-void reload_restart(batcher_ptr self, bool stop_first) {
+/// Feeds a failed supervisor request about `worker` to the reload (if it is still on).
+void request_failed(batcher_ptr self, const std::string& worker, const std::string& why) {
+  if (self->state.reload)
+    carry_out(self, self->state.reload->steps.on_request_failed(worker, why));
+}
+
+/// Stops the drained worker (with `stop_first`) and starts it again: it loads the model file
+/// anew, warms up and reports ready, or fails.
+void restart(batcher_ptr self, const std::string& name, bool stop_first) {
   auto& st = self->state;
-  auto name = st.reload->current;
   auto sup = st.supervisor ? st.supervisor->get() : caf::actor{};
   if (!sup)
-    return reload_failed(self, name, "its supervisor is restarting");
-  auto wait = std::chrono::milliseconds(st.model->restart.shutdown_ms) * 2 + std::chrono::seconds(5);
+    return request_failed(self, name, "its supervisor is restarting");
+  auto wait = supervisor_wait(*st.model);
   auto start = [self, sup, name, wait] {
     self->request(sup, wait, restart_child_atom::value, name)
       .then(
         [self, name](bool) {
-          auto& st = self->state;
-          if (st.reload && st.reload->current == name)
-            st.reload->started = true;
+          if (self->state.reload)
+            self->state.reload->steps.on_started(name);
         },
         [self, name](caf::error& e) {
-          auto& st = self->state;
-          if (st.reload && st.reload->current == name)
-            reload_failed(self, name, "it could not be started: " + error_message(e));
+          request_failed(self, name, "it could not be started: " + error_message(e));
         });
   };
   if (!stop_first)
@@ -47,23 +58,19 @@ void reload_restart(batcher_ptr self, bool stop_first) {
   self->request(sup, wait, terminate_child_atom::value, name)
     .then([start](bool) { start(); },
           [self, name](caf::error& e) {
-            auto& st = self->state;
-            if (st.reload && st.reload->current == name)
-              reload_failed(self, name, "it could not be stopped: " + error_message(e));
+            request_failed(self, name, "it could not be stopped: " + error_message(e));
           });
 }
 
 /// The worker being reloaded did not come back (it failed to start: a model file that does not
 /// load, say): it is kept down, so that its supervisor's restarts cannot escalate and take the
 /// other workers (which still serve the model as they loaded it) down with it.
-void reload_failed(batcher_ptr self, const std::string& name, const std::string& why) {
+void keep_down(batcher_ptr self, const std::string& name, const std::string& why) {
   auto& st = self->state;
   st.starting.erase(name);
   st.held.insert(name);
   if (auto sup = st.supervisor ? st.supervisor->get() : caf::actor{})
-    self->request(sup, std::chrono::milliseconds(st.model->restart.shutdown_ms) * 2
-                         + std::chrono::seconds(5),
-                  terminate_child_atom::value, name)
+    self->request(sup, supervisor_wait(*st.model), terminate_child_atom::value, name)
       .then(
         [self, name](bool) {
           // (Down now, whatever its supervisor did meanwhile: a restart it made before this
@@ -87,45 +94,63 @@ void reload_failed(batcher_ptr self, const std::string& name, const std::string&
                                   "once its file is fixed"));
 }
 
-/// Reloads the next worker: no new batches for it, and once its batches are done it is stopped
-/// and started again. Meanwhile it counts as starting, so that requests wait for it rather than
+/// A serving worker's turn: no new batches for it; once its batches are done it is stopped and
+/// started again. Meanwhile it counts as starting, so that requests wait for it rather than
 /// fail, also when it is the model's only worker.
-void reload_next(batcher_ptr self) {
+void drain_for_reload(batcher_ptr self, const std::string& name) {
   auto& st = self->state;
-  if (st.reload->left.empty())
-    return reload_end(self, caf::none);
-  auto name = st.reload->left.front();
-  st.reload->left.pop_front();
-  st.reload->current = name;
-  st.reload->started = false;
   st.starting.insert(name);
-  if (st.held.erase(name) > 0) { // (down since a failed reload: only started)
-    logging::info({"batcher", st.model->name, 0, {}, name}, "reloading worker {} (it was down)",
-                  name);
-    report_status(self);
-    return reload_restart(self, false);
-  }
   auto it = std::find_if(st.workers.begin(), st.workers.end(),
                          [&](const worker_slot& w) { return w.name == name; });
-  if (it == st.workers.end() || it->draining) {
-    // (Down meanwhile: its supervisor starts it, and it loads the model file anew then.)
-    st.starting.erase(name);
-    return reload_next(self);
-  }
   it->draining = true;
   logging::info({"batcher", st.model->name, 0, {}, name},
                 "reloading worker {}: {} batch(es) to finish first", name, it->batches.size());
   if (it->batches.empty())
-    remove_drained(self); // (which goes on with reload_restart)
+    remove_drained(self); // (which goes on: on_drained)
 }
 
-/// Starts a rolling reload of this node's workers (those held down first: they add room).
+} // namespace
+
+rolling_reload::standing standing_of(const batcher_state& st, const std::string& name) {
+  if (st.held.count(name))
+    return rolling_reload::standing::held;
+  auto it = std::find_if(st.workers.begin(), st.workers.end(),
+                         [&](const worker_slot& w) { return w.name == name; });
+  return it == st.workers.end() || it->draining ? rolling_reload::standing::gone
+                                                : rolling_reload::standing::serving;
+}
+
+void carry_out(batcher_ptr self, rolling_reload::step step) {
+  auto& st = self->state;
+  switch (step.what) {
+    case act::none:
+      return;
+    case act::drain:
+      return drain_for_reload(self, step.worker);
+    case act::start: // (down since a failed reload: only started)
+      st.starting.insert(step.worker);
+      st.held.erase(step.worker);
+      logging::info({"batcher", st.model->name, 0, {}, step.worker},
+                    "reloading worker {} (it was down)", step.worker);
+      report_status(self);
+      return restart(self, step.worker, false);
+    case act::stop_start:
+      return restart(self, step.worker, true);
+    case act::done:
+      return reload_end(self, caf::none);
+    case act::failed:
+      return keep_down(self, step.worker, step.why);
+    case act::abandoned:
+      return reload_end(self, make_error(errc::worker_failed, "worker " + step.worker + " " + step.why));
+  }
+}
+
 caf::result<bool> start_reload(batcher_ptr self) {
   auto& st = self->state;
   if (st.reload)
     return make_error(errc::not_ready, "model '" + st.model->name + "' is being reloaded "
-                                       "(worker " + st.reload->current + "); try again once "
-                                       "that is done");
+                                       "(worker " + st.reload->steps.current() + "); try again "
+                                       "once that is done");
   if (!st.supervisor || !st.supervisor->get())
     return make_error(errc::not_ready, "the workers' supervisor of model '" + st.model->name
                                          + "' is restarting; try again");
@@ -137,11 +162,9 @@ caf::result<bool> start_reload(batcher_ptr self) {
     return false;
   logging::info({"batcher", st.model->name}, "reloading {} worker(s), one at a time",
                 names.size());
-  st.reload.emplace();
-  st.reload->left = std::move(names);
-  st.reload->promise = self->make_response_promise<bool>();
-  auto rp = st.reload->promise;
-  reload_next(self);
+  auto rp = self->make_response_promise<bool>();
+  st.reload.emplace(reload_run{rolling_reload{std::move(names)}, rp});
+  carry_out(self, st.reload->steps.next([&st](const std::string& n) { return standing_of(st, n); }));
   pump(self);
   return rp;
 }

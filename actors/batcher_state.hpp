@@ -18,6 +18,7 @@
 #include "runtime/batching.hpp"
 #include "runtime/circuit_breaker.hpp"
 #include "runtime/error.hpp"
+#include "runtime/rolling_reload.hpp"
 #include "runtime/staging_estimate.hpp"
 
 namespace actorserve::batcher_impl {
@@ -78,12 +79,10 @@ struct in_flight_batch {
   std::optional<time_point> hang_deadline; // dispatched + execution_timeout
 };
 
-/// A rolling reload in progress (reload_atom): its workers one at a time. (At namespace scope:
-/// nested with member initializers, clang 14 finds it not default-constructible in the class.)
+/// A rolling reload in progress (reload_atom): its steps (runtime/rolling_reload), and the
+/// load's answer.
 struct reload_run {
-  std::deque<std::string> left; // still to reload, in turn
-  std::string current;          // being reloaded: draining, stopping or starting
-  bool started = false;         // `current` was started again: it comes back ready, or fails
+  rolling_reload steps;
   caf::typed_response_promise<bool> promise;
 };
 
@@ -194,22 +193,12 @@ void fail_if_no_worker_left(batcher_ptr self, const std::string& why);
 
 // --- batcher_reload.cpp: rolling reloads
 
-/// The worker being reloaded did not come back (it failed to start: a model file that does not
-/// load, say): it is kept down, so that its supervisor's restarts cannot escalate and take the
-/// other workers (which still serve the model as they loaded it) down with it.
-void reload_failed(batcher_ptr self, const std::string& name, const std::string& why);
+/// Where worker `name` stands when its turn to be reloaded comes.
+rolling_reload::standing standing_of(const batcher_state& st, const std::string& name);
 
-/// Ends the reload in progress: its promise answers true, or the error.
-void reload_end(batcher_ptr self, caf::error err);
-
-/// Stops the drained worker being reloaded and starts it again: it loads the model file anew,
-/// warms up and reports ready (or fails: reload_failed).
-void reload_restart(batcher_ptr self, bool stop_first);
-
-/// Reloads the next worker: no new batches for it, and once its batches are done it is stopped
-/// and started again. Meanwhile it counts as starting, so that requests wait for it rather than
-/// fail, also when it is the model's only worker.
-void reload_next(batcher_ptr self);
+/// Carries out a step of the reload in progress: drains, stops and starts workers through their
+/// supervisor, and answers the load when it is over.
+void carry_out(batcher_ptr self, rolling_reload::step step);
 
 /// Starts a rolling reload of this node's workers (those held down first: they add room).
 caf::result<bool> start_reload(batcher_ptr self);

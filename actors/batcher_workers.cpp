@@ -48,7 +48,7 @@ circuit_breaker make_breaker(const model_config& model) {
 /// reloaded is stopped and started again).
 void remove_drained(batcher_ptr self) {
   auto& st = self->state;
-  bool reloaded = false;
+  std::vector<std::string> left;
   for (auto it = st.workers.begin(); it != st.workers.end();) {
     if (!it->draining || !it->batches.empty()) {
       ++it;
@@ -60,12 +60,13 @@ void remove_drained(batcher_ptr self) {
     mark_left(*it);
     if (it->drained)
       it->drained->deliver(true);
-    reloaded = reloaded || (st.reload && st.reload->current == it->name);
+    left.push_back(it->name);
     it = st.workers.erase(it);
   }
   report_status(self);
-  if (reloaded)
-    reload_restart(self, true);
+  for (auto& name : left)
+    if (st.reload)
+      carry_out(self, st.reload->steps.on_drained(name));
 }
 
 /// A batch that outlived execution_timeout marks its worker hung: the worker takes no more
@@ -125,8 +126,9 @@ void on_worker_down(batcher_ptr self, const caf::down_msg& dm) {
 void on_worker_starting(batcher_ptr self, std::string& name) {
   auto& st = self->state;
   // The worker being reloaded, started again, is down again: it did not come back.
-  if (st.reload && st.reload->current == name && st.reload->started)
-    return reload_failed(self, name, "it failed to start");
+  if (st.reload)
+    if (auto step = st.reload->steps.on_starting(name); step.what != rolling_reload::act::none)
+      return carry_out(self, step);
   st.given_up.erase(name);
   st.held.erase(name);
   st.starting.insert(std::move(name));
@@ -138,10 +140,8 @@ void on_given_up(batcher_ptr self, std::string& name) {
   st.starting.erase(name);
   st.given_up.insert(name);
   report_status(self);
-  if (st.reload && st.reload->current == name)
-    reload_end(self, make_error(errc::worker_failed, "worker " + name
-                                                       + " was given up by its supervisor while "
-                                                         "it was being reloaded"));
+  if (st.reload)
+    carry_out(self, st.reload->steps.on_given_up(name));
   fail_if_no_worker_left(self, "lost its last worker (" + name + ")");
 }
 
@@ -162,8 +162,9 @@ void on_worker_ready(batcher_ptr self, caf::actor& handle, std::string& name, ui
                 st.workers.size());
   report_status(self);
   pump(self);
-  if (st.reload && st.reload->current == name) // (back: the next one)
-    reload_next(self);
+  if (st.reload) // (the worker being reloaded is back: the next one)
+    carry_out(self, st.reload->steps.on_ready(
+                      name, [&st](const std::string& n) { return standing_of(st, n); }));
 }
 
 /// A worker leaves: it takes no new batches; the answer comes once its batches are done.
