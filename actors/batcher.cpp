@@ -4,6 +4,7 @@
 
 #include "actors/batcher_state.hpp"
 #include "runtime/batch_assembly.hpp"
+#include "runtime/dispatch_plan.hpp"
 #include "runtime/log.hpp"
 
 namespace actorserve {
@@ -113,50 +114,36 @@ void expire_due(batcher_state& st, time_point now) {
     }
 }
 
-/// What a popped batch plan leaves for worker `w`: the requests it takes; those it already
-/// failed go back to the head of the queue, in order. Requests whose client is gone are
-/// dropped, and those that the batch would not be done for before their deadline are answered
-/// now: then the others all go back, to form a fuller batch with the requests behind them.
-struct plan_outcome {
-  std::vector<request_id> take;
-  bool dropped = false;   // some were answered: the plan is void, try again
-  bool held_back = false; // some went back because this worker had failed them
-};
-
-plan_outcome sort_plan(batcher_state& st, const worker_slot& w, const std::vector<request_id>& ids,
-                       std::optional<time_point> done, time_point now) {
-  plan_outcome out;
-  std::vector<request_id> back;
+/// Carries out what runtime/dispatch_plan says of a batch planned for worker `w`: answers the
+/// requests it drops, puts back those that wait (at the head of the queue, in order), and
+/// returns it.
+dispatch_verdict sort_plan(batcher_state& st, const worker_slot& w, const std::vector<request_id>& ids,
+                           std::optional<time_point> done, time_point now) {
+  std::vector<planned_request> batch;
   for (auto rid : ids) {
     auto& q = st.waiting.at(rid);
-    if (cancelled(q)) { // its client is gone: nothing to run it for
-      answer_cancelled(st, q);
-      st.waiting.erase(rid);
-      continue;
-    }
-    if (done && from_ns(q.req.deadline_ns) < *done) {
-      answer_error(q, doomed_error(st, q, now, *done));
-      st.waiting.erase(rid);
-      out.dropped = true;
-      continue;
-    }
-    bool failed_here = std::find(q.excluded.begin(), q.excluded.end(), w.handle.address())
-                       != q.excluded.end();
-    (failed_here ? back : out.take).push_back(rid);
+    batch.push_back({rid, cancelled(q), from_ns(q.req.deadline_ns),
+                     std::find(q.excluded.begin(), q.excluded.end(), w.handle.address())
+                       != q.excluded.end()});
   }
-  if (out.dropped) {
-    back.insert(back.begin(), out.take.begin(), out.take.end());
-    out.take.clear();
+  auto v = sort_planned(batch, done);
+  for (auto rid : v.cancelled) { // its client is gone: nothing to run it for
+    answer_cancelled(st, st.waiting.at(rid));
+    st.waiting.erase(rid);
   }
-  for (auto it = back.rbegin(); it != back.rend(); ++it)
+  for (auto rid : v.doomed) {
+    auto& q = st.waiting.at(rid);
+    answer_error(q, doomed_error(st, q, now, *done));
+    st.waiting.erase(rid);
+  }
+  for (auto it = v.back.rbegin(); it != v.back.rend(); ++it)
     st.queue->requeue(st.waiting.at(*it).pending);
-  out.held_back = !out.dropped && !back.empty();
-  return out;
+  return v;
 }
 
 /// One round over the workers from `base` (idle ones, or with `prefetch` busy ones with room),
 /// each offered a due batch. Returns whether another round may find more; `held_back` as
-/// plan_outcome's.
+/// dispatch_verdict::held_back.
 bool dispatch_round(batcher_ptr self, std::size_t base, bool prefetch, time_point now,
                     bool& held_back) {
   auto& st = self->state;
@@ -170,11 +157,11 @@ bool dispatch_round(batcher_ptr self, std::size_t base, bool prefetch, time_poin
     if (!plan)
       break;
     auto sorted = sort_plan(st, w, plan->ids, w.staging.finish_if_dispatched(now, plan->rows), now);
-    if (sorted.dropped) { // (each round drops one request at least: the loop ends)
+    if (!sorted.doomed.empty()) { // (each round drops one request at least: the loop ends)
       progress = true;
       continue;
     }
-    held_back = held_back || sorted.held_back;
+    held_back = held_back || sorted.held_back();
     if (!sorted.take.empty()) {
       dispatch(self, w, sorted.take, now);
       st.next_worker = (base + k + 1) % n;
