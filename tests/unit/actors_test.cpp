@@ -653,3 +653,39 @@ TEST_CASE("a partial batch is not staged on a busy worker but waits until one is
   REQUIRE(held.size() == 2); // now full: staged in the worker's second slot
   CHECK(held[1].requests.size() == 3);
 }
+
+TEST_CASE("a request of a higher priority runs before the lower ones queued ahead of it",
+          "[actors][priority]") {
+  auto m = no_delay_model(1);
+  m.batching.priority_levels = 2;
+  m.batching.default_priority_level = 2;
+  fixture f{m};
+  std::vector<batch_job> held;
+  f.add_worker(&held);
+  f.send(request_with_rows(1, 0)); // the blocker: the worker holds it
+  f.run();
+  REQUIRE(held.size() == 1);
+  f.send(request_with_rows(1, 10)); // queued, the default (lowest) level
+  f.run();
+  f.send(request_with_rows(1, 20));
+  f.run();
+  auto high = request_with_rows(1, 30);
+  high.priority = 1;
+  f.send(high); // last to arrive
+  f.run();
+  auto first_value = [](const batch_job& job) { return floats(job.requests.at(0).inputs.at(0))[0]; };
+  std::vector<float> order;
+  for (int i = 0; i < 4; ++i) { // each batch finished in turn: the next one goes to the worker
+    REQUIRE(held.size() == static_cast<std::size_t>(i + 1));
+    order.push_back(first_value(held[i]));
+    batch_outputs out;
+    out.batch_id = held[i].batch_id;
+    auto y = held[i].requests.at(0).inputs.at(0);
+    y.name = "y";
+    out.per_request.push_back({y});
+    caf::anon_send(f.batcher, batch_done_atom::value, std::move(out));
+    f.run();
+  }
+  CHECK(order == std::vector<float>{0, 30, 10, 20});
+  CHECK(f.results.size() == 4);
+}
