@@ -269,10 +269,8 @@ result run(const options& o, const std::string& mode, double load) {
   int threads = mode == "concurrency" ? std::max(1, std::min(o.threads, static_cast<int>(load))) : 1;
   std::vector<result> parts(static_cast<std::size_t>(threads));
   std::vector<std::thread> pool;
-  int given = 0;
   for (int t = 0; t < threads; ++t) {
     int share = static_cast<int>(load) / threads + (t < static_cast<int>(load) % threads ? 1 : 0);
-    given += share;
     pool.emplace_back([&, t, share] { parts[t] = run_one(o, mode, share, t == 0); });
   }
   for (auto& th : pool)
