@@ -1046,38 +1046,18 @@ void read_devices(reader& r, const std::string& path, model_config& m) {
   }
 }
 
-void read_batching(reader& b, const std::string& path, model_config& m) {
+void read_batching(reader& b, model_config& m) {
   b.integer("max_queue_delay_us", m.batching.max_queue_delay_us, 0, 60'000'000);
   b.integer_list("preferred_batch_sizes", m.batching.preferred_batch_sizes, 1);
   b.integer("max_queue_size", m.batching.max_queue_size, 1, 1 << 24);
   b.boolean("stage_ahead", m.batching.stage_ahead);
   b.integer("priority_levels", m.batching.priority_levels, 0, 1024);
   b.integer("default_priority_level", m.batching.default_priority_level, 0, 1024);
-  if (m.batching.default_priority_level > m.batching.priority_levels)
-    b.fail(path + ".batching.default_priority_level",
-           "must be <= priority_levels (" + std::to_string(m.batching.priority_levels)
-             + "), got " + std::to_string(m.batching.default_priority_level));
-  if (m.batching.default_priority_level == 0)
-    m.batching.default_priority_level = m.batching.priority_levels;
-  for (std::size_t i = 0; i < m.batching.preferred_batch_sizes.size(); ++i) {
-    auto p = m.batching.preferred_batch_sizes[i];
-    if (p > m.max_batch_size)
-      b.fail(path + ".batching.preferred_batch_sizes[" + std::to_string(i) + "]",
-             "must be <= max_batch_size (" + std::to_string(m.max_batch_size) + "), got "
-               + std::to_string(p));
-  }
-  std::sort(m.batching.preferred_batch_sizes.begin(), m.batching.preferred_batch_sizes.end());
 }
 
-void read_warmup(reader& w, const std::string& path, model_config& m) {
+void read_warmup(reader& w, model_config& m) {
   w.integer_list("batch_sizes", m.warmup.batch_sizes, 1);
   w.integer("iterations", m.warmup.iterations, 0, 10'000);
-  auto cap = std::max<uint32_t>(m.max_batch_size, 1);
-  for (std::size_t i = 0; i < m.warmup.batch_sizes.size(); ++i)
-    if (m.warmup.batch_sizes[i] > cap)
-      w.fail(path + ".warmup.batch_sizes[" + std::to_string(i) + "]",
-             "must be <= max(max_batch_size, 1) (" + std::to_string(cap) + "), got "
-               + std::to_string(m.warmup.batch_sizes[i]));
 }
 
 /// restart, retry and breaker: how the model's workers fail and come back.
@@ -1092,8 +1072,6 @@ void read_fault_handling(reader& r, const std::string& path, model_config& m) {
     b.integer("reset_timeout_ms", m.breaker.reset_timeout_ms, 1, 3'600'000);
     b.integer("max_reset_timeout_ms", m.breaker.max_reset_timeout_ms, 1, 3'600'000);
     b.number("backoff_factor", m.breaker.backoff_factor, 1.0);
-    b.not_below(path + ".breaker.max_reset_timeout_ms", m.breaker.max_reset_timeout_ms,
-                "reset_timeout_ms", m.breaker.reset_timeout_ms);
   });
 }
 
@@ -1116,6 +1094,43 @@ void read_parameters(reader& r, const std::string& path, model_config& m) {
   }
 }
 
+/// Relations between a model's keys, once all of them are read (each key's own type and bounds
+/// are checked as it is read): errors name the key as the file writes it.
+void check_model(const std::string& path, const model_config& m, std::vector<std::string>& errors) {
+  auto fail = [&](const std::string& key, const std::string& what) {
+    errors.push_back(path + "." + key + ": " + what);
+  };
+  const auto& b = m.batching;
+  if (b.default_priority_level > b.priority_levels)
+    fail("batching.default_priority_level", "must be <= priority_levels ("
+                                              + std::to_string(b.priority_levels) + "), got "
+                                              + std::to_string(b.default_priority_level));
+  for (std::size_t i = 0; i < b.preferred_batch_sizes.size(); ++i)
+    if (b.preferred_batch_sizes[i] > m.max_batch_size)
+      fail("batching.preferred_batch_sizes[" + std::to_string(i) + "]",
+           "must be <= max_batch_size (" + std::to_string(m.max_batch_size) + "), got "
+             + std::to_string(b.preferred_batch_sizes[i]));
+  auto cap = std::max<uint32_t>(m.max_batch_size, 1);
+  for (std::size_t i = 0; i < m.warmup.batch_sizes.size(); ++i)
+    if (m.warmup.batch_sizes[i] > cap)
+      fail("warmup.batch_sizes[" + std::to_string(i) + "]",
+           "must be <= max(max_batch_size, 1) (" + std::to_string(cap) + "), got "
+             + std::to_string(m.warmup.batch_sizes[i]));
+  if (m.breaker.max_reset_timeout_ms < m.breaker.reset_timeout_ms)
+    fail("breaker.max_reset_timeout_ms", "must be >= reset_timeout_ms ("
+                                           + std::to_string(m.breaker.reset_timeout_ms)
+                                           + "), got "
+                                           + std::to_string(m.breaker.max_reset_timeout_ms));
+}
+
+/// What a valid model's keys imply: the default priority level (unset: the lowest), preferred
+/// batch sizes in ascending order.
+void normalize_model(model_config& m) {
+  if (m.batching.default_priority_level == 0)
+    m.batching.default_priority_level = m.batching.priority_levels;
+  std::sort(m.batching.preferred_batch_sizes.begin(), m.batching.preferred_batch_sizes.end());
+}
+
 void read_model(const std::string& path, const json::value& v, std::vector<std::string>& errors,
                 const std::string& base_dir, const std::vector<std::string>& known_backends,
                 model_config& m) {
@@ -1134,8 +1149,8 @@ void read_model(const std::string& path, const json::value& v, std::vector<std::
   read_tensor_specs(r, "outputs", m.outputs, &base_dir);
   read_devices(r, path, m);
   r.integer("instances", m.instances, 1, 256);
-  r.object("batching", [&](reader& b) { read_batching(b, path, m); });
-  r.object("warmup", [&](reader& w) { read_warmup(w, path, m); });
+  r.object("batching", [&](reader& b) { read_batching(b, m); });
+  r.object("warmup", [&](reader& w) { read_warmup(w, m); });
   read_fault_handling(r, path, m);
   r.choice("isolation", m.isolation, isolation_modes);
   r.integer("isolation_shm_bytes", m.isolation_shm_bytes, 0, 64ull << 30);
@@ -1227,8 +1242,12 @@ parse_deployment(const std::string& json_text, const std::string& base_dir,
     if (root.ok()) {
       root.object("server", [&](reader& server) { read_server(server, cfg.server, base_dir); });
       root.array("models", true, [&](const std::string& path, const json::value& v) {
-        model_config m;
+        model_config m; // read, then checked as a whole, then normalized
         read_model(path, v, errors, base_dir, known_backends, m);
+        if (!m.is_pipeline()) {
+          check_model(path, m, errors);
+          normalize_model(m);
+        }
         if (!m.name.empty() && cfg.find_model(m.name))
           errors.push_back(path + ".name: duplicate model name \"" + m.name + "\"");
         cfg.models.push_back(std::move(m));
