@@ -290,16 +290,13 @@ TEST_CASE("a hung worker is detected, its request retried elsewhere and the work
   CHECK(std::chrono::steady_clock::now() - t0 < std::chrono::seconds(5));
   // The supervisor starts a replacement for the hung worker; both are ready again.
   http_client c{srv.port()};
-  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
   std::string t;
-  while (std::chrono::steady_clock::now() < deadline) {
+  eventually([&] {
     t = c.get("/metrics").body;
     // (Both: the state reads "ready" too in the moment before the hang is handled.)
-    if (series(t, R"(actorserve_worker_state{device="cpu",model="scale",worker="scale/cpu/0",state="ready"})") == 1
-        && series(t, R"(actorserve_worker_restarts_total{device="cpu",model="scale",worker="scale/cpu/0"})") == 1)
-      break;
-    std::this_thread::sleep_for(std::chrono::milliseconds(50));
-  }
+    return series(t, R"(actorserve_worker_state{device="cpu",model="scale",worker="scale/cpu/0",state="ready"})") == 1
+           && series(t, R"(actorserve_worker_restarts_total{device="cpu",model="scale",worker="scale/cpu/0"})") == 1;
+  }, std::chrono::seconds(10));
   CHECK(series(t, R"(actorserve_worker_state{device="cpu",model="scale",worker="scale/cpu/0",state="ready"})") == 1);
   CHECK(series(t, R"(actorserve_worker_restarts_total{device="cpu",model="scale",worker="scale/cpu/0"})") == 1);
   CHECK(srv.log().find("worker hung") != std::string::npos);
@@ -323,8 +320,10 @@ TEST_CASE("failing batches open a worker's breaker and the model fails fast with
   CHECK(r.status == 503);
   CHECK(r.headers["retry-after"] == "1");
   CHECK(error_of(r).find("open circuit breaker") != std::string::npos);
-  std::this_thread::sleep_for(std::chrono::milliseconds(450));
-  check_still_serving(srv.port()); // the probe succeeds and closes the breaker
+  // Answered 503 at once until reset_timeout_ms (400) has passed; then a probe goes through,
+  // succeeds and closes the breaker.
+  CHECK(eventually([&] { return c.post("/v2/models/scale/infer", infer_body()).status == 200; },
+                   std::chrono::seconds(5)));
   check_still_serving(srv.port());
   auto t = c.get("/metrics").body;
   CHECK(series(t, R"(actorserve_breaker_transitions_total{device="cpu",model="scale",worker="scale/cpu/0",to="open"})") == 1);

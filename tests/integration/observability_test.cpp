@@ -108,17 +108,14 @@ TEST_CASE("a real Prometheus server scrapes actorserve and answers queries on it
                       "--web.listen-address=127.0.0.1:" + std::to_string(prom_port)}};
   // Ask Prometheus' HTTP API until the scraped value arrives (bounded).
   std::string answer;
-  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(40);
-  while (std::chrono::steady_clock::now() < deadline) {
+  eventually([&] {
     http_client q{prom_port, std::chrono::seconds(2)};
     auto r = q.get("/api/v1/query?query=actorserve_requests_total%7Bmodel%3D%22scale%22%2C"
                    "outcome%3D%22success%22%7D");
-    if (r.status == 200 && r.body.find("\"result\":[{") != std::string::npos) {
+    if (r.status == 200 && r.body.find("\"result\":[{") != std::string::npos)
       answer = r.body;
-      break;
-    }
-    std::this_thread::sleep_for(std::chrono::milliseconds(200));
-  }
+    return !answer.empty();
+  }, std::chrono::seconds(40));
   INFO(prom.log());
   REQUIRE_FALSE(answer.empty());
   auto doc = json::parse(answer).as_object();
