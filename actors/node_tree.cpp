@@ -21,10 +21,6 @@
 namespace actorserve {
 namespace {
 
-restart_strategy strategy_of(const restart_config& c) {
-  return parse_restart_strategy(c.strategy).value_or(restart_strategy::one_for_one);
-}
-
 /// Everything the model's children share: the current batcher and workers supervisor.
 struct model_cells {
   std::shared_ptr<handle_cell<batcher_actor>> batcher = std::make_shared<handle_cell<batcher_actor>>();
@@ -72,7 +68,7 @@ supervisor_spec workers_spec(const std::shared_ptr<const deployment_config>& cfg
                              std::shared_ptr<const process_endpoint> isolation) {
   supervisor_spec s;
   s.name = "workers " + model->name;
-  s.strategy = strategy_of(model->restart);
+  s.strategy = model->restart.strategy;
   s.intensity = model->restart;
   if (cfg->server.cluster.role == cluster_role::front)
     return s; // its workers are remote: worker nodes join the cluster port
@@ -158,7 +154,7 @@ child_spec model_child(const std::shared_ptr<const deployment_config>& cfg, cons
   auto model = std::shared_ptr<const model_config>(cfg, &m); // shares the config's lifetime
   child_spec c;
   c.id = "model " + m.name;
-  c.restart = parse_restart_type(sv.model_restart).value_or(restart_type::temporary);
+  c.restart = sv.model_restart;
   c.shutdown = std::chrono::milliseconds(m.restart.shutdown_ms) * 4;
   auto* mm = stats ? stats->model(m.name) : nullptr;
   c.start = [cfg, model, directory, stats, mm, mc = cells,
@@ -235,7 +231,7 @@ caf::expected<node_handles> spawn_node(caf::actor_system& sys,
   const auto& sv = cfg->server.supervision;
   supervisor_spec root;
   root.name = "root";
-  root.strategy = strategy_of(sv.restart);
+  root.strategy = sv.restart.strategy;
   root.intensity = sv.restart;
   child_spec gateway;
   gateway.id = "gateway";

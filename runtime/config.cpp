@@ -111,6 +111,13 @@ std::string_view name_in(const std::pair<std::string_view, E> (&options)[N], E v
   return "?";
 }
 
+/// What is wrong with a value that must not be below another key's: "must be >= OTHER (bound),
+/// got value".
+std::string below_text(const char* other, uint64_t bound, uint64_t value) {
+  return "must be >= " + std::string(other) + " (" + std::to_string(bound) + "), got "
+         + std::to_string(value);
+}
+
 /// Walks one JSON object, checking keys and types, and collects errors with their paths.
 class reader {
 public:
@@ -314,8 +321,7 @@ public:
   /// Records "must be >= OTHER (bound), got value" at `path` when value < bound.
   void not_below(const std::string& path, uint64_t value, const char* other, uint64_t bound) {
     if (value < bound)
-      fail(path, "must be >= " + std::string(other) + " (" + std::to_string(bound) + "), got "
-                   + std::to_string(value));
+      fail(path, below_text(other, bound, value));
   }
 
   std::vector<std::string>& errors() { return errors_; }
@@ -534,10 +540,7 @@ void read_restart(reader& rr, const std::string& path, restart_config& c) {
             "must be <= 1, got " + json::serialize(json::value(c.backoff_jitter)));
   rr.not_below(path + ".backoff_max_ms", c.backoff_max_ms, "backoff_initial_ms",
                c.backoff_initial_ms);
-  rr.string("strategy", c.strategy);
-  if (!parse_restart_strategy(c.strategy))
-    rr.fail(path + ".strategy", "expected \"one_for_one\", \"one_for_all\" or \"rest_for_one\", "
-                                "got \"" + c.strategy + "\"");
+  rr.choice("strategy", c.strategy, restart_strategy_names);
   rr.integer("shutdown_ms", c.shutdown_ms, 1, 3'600'000);
 }
 
@@ -580,17 +583,11 @@ void read_server(reader& r, server_config& s, const std::string& base_dir) {
   r.boolean("model_control", s.model_control);
   r.object("supervision", [&](reader& sv) {
     read_restart(sv, "server.supervision", s.supervision.restart);
-    sv.string("model_restart", s.supervision.model_restart);
-    if (!parse_restart_type(s.supervision.model_restart))
-      sv.fail("server.supervision.model_restart",
-              "expected \"permanent\", \"transient\" or \"temporary\", got \""
-                + s.supervision.model_restart + "\"");
+    sv.choice("model_restart", s.supervision.model_restart, restart_type_names);
     sv.integer("model_cooldown_ms", s.supervision.model_cooldown_ms, 0, 86'400'000);
     sv.integer("model_cooldown_max_ms", s.supervision.model_cooldown_max_ms, 0, 86'400'000);
-    if (s.supervision.model_cooldown_max_ms < s.supervision.model_cooldown_ms)
-      sv.fail("server.supervision.model_cooldown_max_ms",
-              "must be >= model_cooldown_ms (" + std::to_string(s.supervision.model_cooldown_ms)
-                + "), got " + std::to_string(s.supervision.model_cooldown_max_ms));
+    sv.not_below("server.supervision.model_cooldown_max_ms", s.supervision.model_cooldown_max_ms,
+                 "model_cooldown_ms", s.supervision.model_cooldown_ms);
   });
 }
 
@@ -1117,10 +1114,8 @@ void check_model(const std::string& path, const model_config& m, std::vector<std
            "must be <= max(max_batch_size, 1) (" + std::to_string(cap) + "), got "
              + std::to_string(m.warmup.batch_sizes[i]));
   if (m.breaker.max_reset_timeout_ms < m.breaker.reset_timeout_ms)
-    fail("breaker.max_reset_timeout_ms", "must be >= reset_timeout_ms ("
-                                           + std::to_string(m.breaker.reset_timeout_ms)
-                                           + "), got "
-                                           + std::to_string(m.breaker.max_reset_timeout_ms));
+    fail("breaker.max_reset_timeout_ms",
+         below_text("reset_timeout_ms", m.breaker.reset_timeout_ms, m.breaker.max_reset_timeout_ms));
 }
 
 /// What a valid model's keys imply: the default priority level (unset: the lowest), preferred

@@ -10,6 +10,7 @@
 #include <caf/expected.hpp>
 
 #include "runtime/api_access.hpp"
+#include "runtime/supervision_policy.hpp"
 #include "runtime/tensor.hpp"
 
 namespace actorserve {
@@ -69,14 +70,14 @@ struct restart_config {
   uint32_t backoff_max_ms = 10'000;
   double backoff_factor = 2.0;
   double backoff_jitter = 0.1; // each delay is scaled by a random factor in [1 - j, 1 + j]
-  std::string strategy = "one_for_one"; // one_for_one, one_for_all, rest_for_one
+  restart_strategy strategy = restart_strategy::one_for_one;
   uint32_t shutdown_ms = 5000;          // a child asked to stop is killed after this long
 };
 
 /// The root of the supervision tree (server.supervision); see config/README.md for the tree.
 struct root_supervision_config {
-  restart_config restart{10, 60, 100, 10'000, 2.0, 0.1, "one_for_one", 5000};
-  std::string model_restart = "temporary"; // restart type of each model's subtree under the root
+  restart_config restart{10, 60, 100, 10'000, 2.0, 0.1, restart_strategy::one_for_one, 5000};
+  restart_type model_restart = restart_type::temporary; // of each model's subtree under the root
   // A model given up (its supervisors past their intensity, not restarted by model_restart) is
   // started again after model_cooldown_ms, doubling with each give-up in a row up to
   // model_cooldown_max_ms (a model that served that long starts over); 0 = it stays down.

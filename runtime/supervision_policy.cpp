@@ -2,42 +2,50 @@
 
 namespace actorserve {
 
-std::optional<restart_type> parse_restart_type(const std::string& s) {
-  if (s == "permanent")
-    return restart_type::permanent;
-  if (s == "transient")
-    return restart_type::transient;
-  if (s == "temporary")
-    return restart_type::temporary;
+const std::pair<std::string_view, restart_type> restart_type_names[3] = {
+  {"permanent", restart_type::permanent},
+  {"transient", restart_type::transient},
+  {"temporary", restart_type::temporary}};
+
+const std::pair<std::string_view, restart_strategy> restart_strategy_names[3] = {
+  {"one_for_one", restart_strategy::one_for_one},
+  {"one_for_all", restart_strategy::one_for_all},
+  {"rest_for_one", restart_strategy::rest_for_one}};
+
+namespace {
+
+template <class E, std::size_t N>
+std::optional<E> parse_name(const std::pair<std::string_view, E> (&names)[N], const std::string& s) {
+  for (auto& [name, value] : names)
+    if (s == name)
+      return value;
   return std::nullopt;
+}
+
+template <class E, std::size_t N>
+std::string name_of(const std::pair<std::string_view, E> (&names)[N], E x) {
+  for (auto& [name, value] : names)
+    if (value == x)
+      return std::string(name);
+  return "?";
+}
+
+} // namespace
+
+std::optional<restart_type> parse_restart_type(const std::string& s) {
+  return parse_name(restart_type_names, s);
 }
 
 std::optional<restart_strategy> parse_restart_strategy(const std::string& s) {
-  if (s == "one_for_one")
-    return restart_strategy::one_for_one;
-  if (s == "one_for_all")
-    return restart_strategy::one_for_all;
-  if (s == "rest_for_one")
-    return restart_strategy::rest_for_one;
-  return std::nullopt;
+  return parse_name(restart_strategy_names, s);
 }
 
 std::string to_string(restart_type x) {
-  switch (x) {
-    case restart_type::permanent: return "permanent";
-    case restart_type::transient: return "transient";
-    case restart_type::temporary: return "temporary";
-  }
-  return "?";
+  return name_of(restart_type_names, x);
 }
 
 std::string to_string(restart_strategy x) {
-  switch (x) {
-    case restart_strategy::one_for_one: return "one_for_one";
-    case restart_strategy::one_for_all: return "one_for_all";
-    case restart_strategy::rest_for_one: return "rest_for_one";
-  }
-  return "?";
+  return name_of(restart_strategy_names, x);
 }
 
 bool should_restart(restart_type type, bool abnormal) {

@@ -6,6 +6,8 @@
 #include <cstddef>
 #include <optional>
 #include <string>
+#include <string_view>
+#include <utility>
 #include <vector>
 
 namespace actorserve {
@@ -18,6 +20,10 @@ enum class restart_type { permanent, transient, temporary };
 /// start order) and restarted (in start order); rest_for_one: the failed child and the children
 /// started after it.
 enum class restart_strategy { one_for_one, one_for_all, rest_for_one };
+
+/// Each restart type and strategy by the name a deployment file gives it.
+extern const std::pair<std::string_view, restart_type> restart_type_names[3];
+extern const std::pair<std::string_view, restart_strategy> restart_strategy_names[3];
 
 std::optional<restart_type> parse_restart_type(const std::string& s);
 std::optional<restart_strategy> parse_restart_strategy(const std::string& s);
