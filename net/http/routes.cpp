@@ -1,5 +1,6 @@
 #include "net/http/routes.hpp"
 
+#include <array>
 #include <iterator>
 #include <vector>
 
@@ -158,10 +159,14 @@ const std::vector<route_spec>& route_table() {
 }
 
 const route_spec* spec_of(route::kind_t kind) {
-  for (auto& spec : route_table())
-    if (spec.kind == kind)
-      return &spec;
-  return nullptr;
+  // (Every request asks: the table's rows indexed by kind, once.)
+  static const auto by_kind = [] {
+    std::array<const route_spec*, route::model_unload + 1> index{};
+    for (auto& spec : route_table())
+      index[spec.kind] = &spec;
+    return index;
+  }();
+  return static_cast<std::size_t>(kind) < by_kind.size() ? by_kind[kind] : nullptr;
 }
 
 std::optional<api_group> group_of(route::kind_t kind) {

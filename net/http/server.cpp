@@ -4,6 +4,7 @@
 #include <sys/stat.h>
 
 #include <algorithm>
+#include <array>
 #include <atomic>
 #include <cerrno>
 #include <charconv>
@@ -461,7 +462,7 @@ private:
 
   /// The handler of each route of the route table (net/http/routes).
   static handler handler_of(route::kind_t kind) {
-    static const std::pair<route::kind_t, handler> handlers[] = {
+    static const std::pair<route::kind_t, handler> rows[] = {
       {route::health_live, &session::on_live},
       {route::health_ready, &session::on_ready},
       {route::server_meta, &session::on_server_meta},
@@ -480,10 +481,13 @@ private:
       {route::model_load, &session::on_model_control},
       {route::model_unload, &session::on_model_control},
     };
-    for (auto& [k, h] : handlers)
-      if (k == kind)
-        return h;
-    return nullptr;
+    static const auto by_kind = [] { // (every request asks: indexed by kind, once)
+      std::array<handler, route::model_unload + 1> index{};
+      for (auto& [k, h] : rows)
+        index[k] = h;
+      return index;
+    }();
+    return static_cast<std::size_t>(kind) < by_kind.size() ? by_kind[kind] : nullptr;
   }
 
   void handle() {
