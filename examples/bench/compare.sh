@@ -15,8 +15,18 @@ py=.venv/bin/python
 [ -f examples/models/mlp.pt ] && [ -f examples/models/resnet18.pt ] || $py examples/models/make_models.py
 lg=build/examples/bench/actorserve-loadgen
 pids=()
-stop_ray() { pkill -f ray_serve_app.py 2>/dev/null || true; .venv/bin/ray stop --force >/dev/null 2>&1 || true; }
-cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; [ -n "${SKIP_RAY:-}" ] || stop_ray; }
+ray_group=""
+# The Ray app leads a process group of its own (setsid): SIGTERM lets it shut down the Serve
+# application and the Ray cluster it started; what is left of the group after 10 s is killed.
+# Nothing else of the user's is touched (no pkill, no `ray stop`).
+stop_ray() {
+  [ -n "$ray_group" ] || return 0
+  kill -TERM -- "-$ray_group" 2>/dev/null || true
+  for _ in $(seq 100); do kill -0 -- "-$ray_group" 2>/dev/null || break; sleep 0.1; done
+  kill -KILL -- "-$ray_group" 2>/dev/null || true
+  ray_group=""
+}
+cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; stop_ray; }
 trap cleanup EXIT
 wait_ready() { # URL PID
   for _ in $(seq 1200); do
@@ -61,10 +71,11 @@ PY
   kill ${pids[-1]}; wait ${pids[-1]} 2>/dev/null || true
   if [ -z "${SKIP_RAY:-}" ]; then
     echo "=== $model: Ray Serve"
-    (cd examples/bench/peers && exec ../../../$py ray_serve_app.py 18202 ../../models/$model.pt $model $out_name $max_batch $window $instances $threads) >$out/ray.log 2>&1 & pids+=($!)
+    (cd examples/bench/peers && exec setsid ../../../$py ray_serve_app.py 18202 ../../models/$model.pt $model $out_name $max_batch $window $instances $threads) >$out/ray.log 2>&1 &
+    ray_group=$!
     for _ in $(seq 1200); do grep -q "ray-serve: ready" $out/ray.log && break; sleep 0.1; done
     sweep ray:$model 18202 $path $body $jl
-    kill ${pids[-1]}; wait ${pids[-1]} 2>/dev/null || true; stop_ray
+    stop_ray
   fi
 done
 echo "=== bare HTTP (fixed answer; MLP-sized request)"

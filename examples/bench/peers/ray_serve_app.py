@@ -4,8 +4,10 @@
 model in each replica. Speaks enough KServe v2 for the benchmark (JSON and binary input).
 
 usage: ray_serve_app.py PORT MODEL_PATH MODEL_NAME OUTPUT_NAME MAX_BATCH WINDOW_US REPLICAS THREADS
-(runs until killed; prints 'ray-serve: ready' once the deployment answers)
+(runs until SIGTERM or SIGINT, then shuts down the Serve application and the local Ray cluster it
+started; prints 'ray-serve: ready' once the deployment answers)
 """
+import signal
 import sys
 import time
 import urllib.request
@@ -62,6 +64,16 @@ def main():
         except Exception:
             time.sleep(0.1)
     print("ray-serve: ready", flush=True)
+
+    def stop(*_):
+        # What this process started, and nothing else of the user's: its Serve application and
+        # the local Ray cluster ray.init() made for it.
+        serve.shutdown()
+        ray.shutdown()
+        sys.exit(0)
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
     while True:
         time.sleep(3600)
 
