@@ -10,6 +10,7 @@
 #include "runtime/batch_assembly.hpp"
 #include "runtime/error.hpp"
 #include "runtime/log.hpp"
+#include "runtime/stage.hpp"
 
 namespace actorserve {
 namespace {
@@ -18,6 +19,10 @@ struct gateway_state {
   std::shared_ptr<const deployment_config> cfg;
   std::shared_ptr<model_directory> directory;
   caf::actor root; // the models' subtrees' supervisor
+  // The pipelines' stage actors, by pipeline, in step order (none for a model step, or for a
+  // stage that could not start: stage_failures says why).
+  std::map<std::string, std::vector<stage_actor>> stages;
+  std::map<const pipeline_step*, std::string> stage_failures;
   static inline const char* name = "gateway";
 };
 
@@ -80,8 +85,9 @@ caf::result<bool> model_ready(gateway_ptr self, const std::string& model,
       return cooldown_error(model, *entry->cooling_down);
     return serving;
   }
-  for (auto& step : m->pipeline) // a pipeline is ready when all its steps' models are
-    if (!ready(step.model))
+  auto& stages = st.stages[m->name];
+  for (std::size_t j = 0; j < m->pipeline.size(); ++j) // ready when all its steps' models and
+    if (m->pipeline[j].is_stage() ? !stages[j] : !ready(m->pipeline[j].model)) // stages are
       return false;
   return true;
 }
@@ -140,6 +146,72 @@ caf::error model_unavailable(const model_config* model, const std::optional<mode
   return caf::none;
 }
 
+/// Starts one stage step's actor, watched: a stage that stops is started again for the next
+/// request. A stage that cannot start is recorded with the reason its requests are told.
+void start_stage(gateway_ptr self, const model_config& pipeline, std::size_t j) {
+  auto& st = self->state;
+  auto& step = pipeline.pipeline[j];
+  auto& slot = st.stages[pipeline.name][j];
+  auto name = pipeline.name + "/" + std::to_string(j) + "/" + step.stage;
+  try {
+    auto* def = stage_registry::global().find(step.stage); // (config validation found it)
+    if (!def)
+      throw std::runtime_error("no stage '" + step.stage + "' is registered");
+    stage_context ctx{name, pipeline, step,
+                      stage_parameters("models." + pipeline.name + ".pipeline["
+                                         + std::to_string(j) + "].parameters",
+                                       step.parameters)};
+    slot = def->spawn(self->system(), ctx);
+    self->monitor(slot);
+    st.stage_failures.erase(&step);
+  } catch (const std::exception& e) {
+    slot = nullptr;
+    st.stage_failures[&step] = e.what();
+    logging::error({"gateway", pipeline.name}, "stage {} could not start: {}", name, e.what());
+  }
+}
+
+void start_stages(gateway_ptr self) {
+  for (auto& m : self->state.cfg->models) {
+    self->state.stages[m.name].resize(m.pipeline.size());
+    for (std::size_t j = 0; j < m.pipeline.size(); ++j)
+      if (m.pipeline[j].is_stage())
+        start_stage(self, m, j);
+  }
+}
+
+/// A stage actor that stopped: started again (a stage's failure is its items' errors, so one
+/// that stops has a bug or was killed; its requests in flight failed with it).
+void stage_down(gateway_ptr self, const caf::down_msg& down) {
+  for (auto& m : self->state.cfg->models)
+    for (std::size_t j = 0; j < m.pipeline.size(); ++j) {
+      auto& slot = self->state.stages[m.name][j];
+      if (slot && slot.address() == down.source) {
+        logging::warn({"gateway", m.name}, "stage {}/{}/{} stopped ({}); starting it again",
+                      m.name, j, m.pipeline[j].stage, caf::to_string(down.reason));
+        start_stage(self, m, j);
+      }
+    }
+}
+
+/// A stage of the pipeline that is not running, with the reason it could not start.
+caf::error stages_missing(gateway_ptr self, const model_config& pipeline) {
+  auto& st = self->state;
+  auto& stages = st.stages[pipeline.name];
+  for (std::size_t j = 0; j < pipeline.pipeline.size(); ++j)
+    if (pipeline.pipeline[j].is_stage() && !stages[j]) {
+      auto it = st.stage_failures.find(&pipeline.pipeline[j]);
+      start_stage(self, pipeline, j); // (tried again: what failed may have been passing)
+      if (stages[j])
+        continue;
+      return make_error(errc::not_ready, "pipeline '" + pipeline.name + "', step "
+                                           + std::to_string(j) + " (stage '"
+                                           + pipeline.pipeline[j].stage + "') is not running: "
+                                           + (it != st.stage_failures.end() ? it->second : "?"));
+    }
+  return caf::none;
+}
+
 /// Validates a request, gives it its id and deadline, and hands it to its model's batcher (or,
 /// for a pipeline, to a run of its own).
 caf::result<infer_response> route_request(gateway_ptr self, infer_request& req) {
@@ -159,7 +231,9 @@ caf::result<infer_response> route_request(gateway_ptr self, infer_request& req) 
                       self->clock().now().time_since_epoch()).count()
                     + *timeout_us * 1000;
   if (model->is_pipeline()) {
-    auto run = spawn_pipeline_run(self->system(), st.cfg, model, self);
+    if (auto err = stages_missing(self, *model))
+      return err;
+    auto run = spawn_pipeline_run(self->system(), st.cfg, model, self, st.stages[model->name]);
     self->delegate(run, infer_atom::value, std::move(req));
     return caf::delegated<infer_response>{};
   }
@@ -217,6 +291,8 @@ gateway_actor::behavior_type gateway_fn(gateway_ptr self,
   st.cfg = std::move(cfg);
   st.directory = std::move(directory);
   st.root = std::move(root);
+  self->set_down_handler([self](caf::down_msg& down) { stage_down(self, down); });
+  start_stages(self);
   return {
     [self](infer_atom, infer_request& req) { return route_request(self, req); },
     [self](ready_atom) -> bool { return self->state.directory->all_ready(); },

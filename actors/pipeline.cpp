@@ -19,6 +19,7 @@ struct pipeline_state {
   std::shared_ptr<const deployment_config> cfg;
   const model_config* pipeline = nullptr;
   gateway_actor gateway;
+  std::vector<stage_actor> stages; // by step (none for a model step)
   caf::typed_response_promise<infer_response> promise;
   infer_request request;                 // the pipeline request (its inputs moved to `tensors`)
   std::map<std::string, tensor> tensors; // pipeline tensors made so far
@@ -45,7 +46,9 @@ void fail(pipeline_ptr self, std::size_t step, const caf::error& err) {
   auto code = error_code(err);
   st.promise.deliver(make_error(code == errc::none ? errc::internal : code,
                                 "pipeline '" + st.pipeline->name + "', step "
-                                  + std::to_string(step) + " (model '" + s.model
+                                  + std::to_string(step)
+                                  + (s.is_stage() ? " (stage '" + s.stage
+                                                  : " (model '" + s.model)
                                   + "'): " + error_message(err)));
   self->quit();
 }
@@ -76,25 +79,72 @@ void finish(pipeline_ptr self) {
 
 void launch_ready(pipeline_ptr self);
 
-void step_done(pipeline_ptr self, std::size_t j, infer_response& res) {
+/// A step's outputs become pipeline tensors; the next steps start.
+void take_outputs(pipeline_ptr self, std::size_t j, std::vector<tensor>& outputs) {
   auto& st = self->state;
-  if (st.answered)
-    return;
   auto& step = st.pipeline->pipeline[j];
   for (auto& [name, target] : step.outputs) {
-    auto it = std::find_if(res.outputs.begin(), res.outputs.end(),
+    auto it = std::find_if(outputs.begin(), outputs.end(),
                            [&n = name](const tensor& t) { return t.name == n; });
-    if (it == res.outputs.end())
+    if (it == outputs.end())
       return fail(self, j, make_error(errc::internal, "its answer has no output '" + name + "'"));
     tensor t = std::move(*it); // (its bytes stay where the step's batch left them)
     t.name = target;
     st.tensors[target] = std::move(t);
   }
-  st.queue_ns += res.queue_ns;
-  st.compute_ns += res.compute_ns;
   if (++st.finished == st.needed)
     return finish(self);
   launch_ready(self);
+}
+
+void step_done(pipeline_ptr self, std::size_t j, infer_response& res) {
+  auto& st = self->state;
+  if (st.answered)
+    return;
+  st.queue_ns += res.queue_ns;
+  st.compute_ns += res.compute_ns;
+  take_outputs(self, j, res.outputs);
+}
+
+/// A stage's answer: its outputs, or the request fails with its first failed item.
+void stage_done(pipeline_ptr self, std::size_t j, stage_output& res, int64_t started_ns) {
+  auto& st = self->state;
+  if (st.answered)
+    return;
+  st.compute_ns += now_ns(self) - started_ns;
+  if (!res.errors.empty()) {
+    auto& e = *std::min_element(res.errors.begin(), res.errors.end(),
+                                [](auto& a, auto& b) { return a.index < b.index; });
+    auto more = res.errors.size() > 1
+                  ? " (and " + std::to_string(res.errors.size() - 1) + " more item"
+                      + (res.errors.size() > 2 ? "s" : "") + ")"
+                  : std::string{};
+    return fail(self, j, make_error(e.code, "item " + std::to_string(e.index) + ": " + e.message
+                                              + more));
+  }
+  take_outputs(self, j, res.tensors);
+}
+
+/// A stage step: the stage actor gets the step's tensors (shared, not copied) and the request's
+/// parameters, deadline and cancellation.
+void launch_stage(pipeline_ptr self, std::size_t j, int64_t left_ns) {
+  auto& st = self->state;
+  auto& step = st.pipeline->pipeline[j];
+  stage_input in;
+  for (auto& [input, source] : step.inputs) {
+    tensor t = st.tensors.at(source);
+    t.name = input;
+    in.tensors.push_back(std::move(t));
+  }
+  in.parameters = st.request.parameters;
+  in.deadline_ns = st.request.deadline_ns;
+  in.trace_id = st.request.trace_id;
+  in.cancelled = st.request.cancelled;
+  auto started = now_ns(self);
+  self->request(st.stages.at(j), std::chrono::nanoseconds(left_ns) + step_grace,
+                stage_atom::value, std::move(in))
+    .then([self, j, started](stage_output& res) { stage_done(self, j, res, started); },
+          [self, j](caf::error& err) { fail(self, j, err); });
 }
 
 void launch(pipeline_ptr self, std::size_t j) {
@@ -105,6 +155,8 @@ void launch(pipeline_ptr self, std::size_t j) {
   if (left_ns <= 0)
     return fail(self, j, make_error(errc::deadline_exceeded,
                                     "the request's deadline passed before the step could start"));
+  if (step.is_stage())
+    return launch_stage(self, j, left_ns);
   infer_request r;
   r.model = step.model;
   r.client_id = st.request.client_id;
@@ -148,11 +200,13 @@ void launch_ready(pipeline_ptr self) {
 pipeline_run_actor::behavior_type pipeline_fn(pipeline_ptr self,
                                               std::shared_ptr<const deployment_config> cfg,
                                               const model_config* pipeline,
-                                              gateway_actor gateway) {
+                                              gateway_actor gateway,
+                                              std::vector<stage_actor> stages) {
   auto& st = self->state;
   st.cfg = std::move(cfg);
   st.pipeline = pipeline;
   st.gateway = std::move(gateway);
+  st.stages = std::move(stages);
   return {
     [self](infer_atom, infer_request& req) -> caf::result<infer_response> {
       auto& st = self->state;
@@ -194,8 +248,9 @@ pipeline_run_actor::behavior_type pipeline_fn(pipeline_ptr self,
 
 pipeline_run_actor spawn_pipeline_run(caf::actor_system& sys,
                                       std::shared_ptr<const deployment_config> cfg,
-                                      const model_config* pipeline, gateway_actor gateway) {
-  return sys.spawn(pipeline_fn, std::move(cfg), pipeline, std::move(gateway));
+                                      const model_config* pipeline, gateway_actor gateway,
+                                      std::vector<stage_actor> stages) {
+  return sys.spawn(pipeline_fn, std::move(cfg), pipeline, std::move(gateway), std::move(stages));
 }
 
 } // namespace actorserve

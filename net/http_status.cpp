@@ -19,6 +19,8 @@ unsigned http_status(const caf::error& err) {
     case errc::cancelled: return 499; // (nginx's "client closed request"; nobody reads it)
     case errc::internal: return 500;
     case errc::escalated: return 503;
+    case errc::forbidden: return 403;
+    case errc::upstream_failed: return 502;
   }
   return 500;
 }

@@ -102,6 +102,10 @@ caf::error validate_request(const model_config& model, infer_request& req) {
     if (model.max_batch_size > 0)
       if (auto err = check_rows(model, spec, *it, rows))
         return err;
+    if (!it->consistent() && it->dtype == datatype::BYTES)
+      return bad("input '" + spec.name + "': its bytes are not "
+                 + std::to_string(element_count(it->shape).value_or(0))
+                 + " BYTES elements (each a 4-byte length and that many bytes)");
     if (!it->consistent())
       return bad("input '" + spec.name + "': shape " + shape_to_string(it->shape) + " of "
                  + std::string(to_string(it->dtype)) + " needs "

@@ -16,6 +16,7 @@
 #include <boost/json.hpp>
 
 #include "runtime/error.hpp"
+#include "runtime/stage.hpp"
 #include "runtime/supervision_policy.hpp"
 
 namespace json = boost::json;
@@ -632,8 +633,8 @@ void read_tensor_specs(reader& m, std::string_view key, std::vector<tensor_spec>
       if (auto parsed = parse_datatype(dt))
         spec.dtype = *parsed;
       else
-        r.fail(path + ".datatype", "expected one of BOOL, UINT8, INT8, INT16, INT32, INT64, "
-                                   "FP16, FP32, FP64, got \"" + dt + "\"");
+        r.fail(path + ".datatype",
+               std::string("expected one of ") + datatype_list + ", got \"" + dt + "\"");
     }
     if (auto dims = r.get("dims", true)) {
       if (!dims->is_array()) {
@@ -724,6 +725,17 @@ void read_preprocess(reader& r, const std::string& path, model_config& m) {
   });
 }
 
+/// A backend batches fixed-size elements: BYTES tensors are for pipelines, whose stages take
+/// and make them.
+void refuse_bytes(reader& r, const std::string& path, const char* key,
+                  const std::vector<tensor_spec>& specs) {
+  for (std::size_t i = 0; i < specs.size(); ++i)
+    if (specs[i].dtype == datatype::BYTES)
+      r.fail(path + "." + key + "[" + std::to_string(i) + "].datatype",
+             "BYTES tensors are taken and made by pipeline stages, not by a backend model; "
+             "make this a pipeline whose first step is a stage (e.g. \"fetch\" or \"decode\")");
+}
+
 /// What every model, pipeline or not, says of its requests: their deadlines and its cache.
 void read_request_limits(reader& r, const std::string& path, model_config& m) {
   r.integer("default_timeout_us", m.default_timeout_us, 1);
@@ -789,7 +801,17 @@ void read_pipeline_model(reader& r, const std::string& path, model_config& m) {
     if (!s.ok())
       continue;
     pipeline_step step;
-    s.string("model", step.model, true);
+    s.string("model", step.model);
+    s.string("stage", step.stage);
+    if (step.model.empty() == step.stage.empty())
+      s.fail(spath, "expected either \"model\" (a model of this deployment) or \"stage\" (a "
+                    "registered stage), not " + std::string(step.model.empty() ? "neither" : "both"));
+    if (auto params = s.get("parameters")) {
+      if (step.model.empty())
+        step.parameters = json::serialize(*params); // (the stage reads and checks them)
+      else
+        s.fail(spath + ".parameters", "a model step takes no parameters (a stage step does)");
+    }
     read_name_map(s, spath + ".inputs", "inputs", step.inputs);
     read_name_map(s, spath + ".outputs", "outputs", step.outputs);
     m.pipeline.push_back(std::move(step));
@@ -875,19 +897,33 @@ struct pipeline_tensors {
   }
 };
 
-/// The step's inputs: each of its model's inputs is given a pipeline tensor that exists and
+/// What a step runs, as the pipeline check sees it: a model or a stage, its name in messages and
+/// the tensors it takes and makes (dims as the pipeline's tensors have them).
+struct step_target {
+  std::string what; // model "m" / stage "fetch"
+  std::vector<tensor_spec> inputs, outputs;
+
+  static const tensor_spec* find(const std::vector<tensor_spec>& specs, const std::string& name) {
+    for (auto& t : specs)
+      if (t.name == name)
+        return &t;
+    return nullptr;
+  }
+};
+
+/// The step's inputs: each of its target's inputs is given a pipeline tensor that exists and
 /// fits it.
-void check_step_inputs(const pipeline_step& step, const model_config& m, const std::string& spath,
+void check_step_inputs(const pipeline_step& step, const step_target& m, const std::string& spath,
                        const pipeline_tensors& t, std::vector<std::string>& errors) {
   for (auto& in : m.inputs)
     if (!step.inputs.count(in.name))
-      errors.push_back(spath + ".inputs: model " + quoted(m.name) + "'s input " + quoted(in.name)
+      errors.push_back(spath + ".inputs: " + m.what + "'s input " + quoted(in.name)
                        + " is given no pipeline tensor");
   for (auto& [name, source] : step.inputs) {
     auto ipath = spath + ".inputs." + name;
-    auto* spec = m.find_input(name);
+    auto* spec = m.find(m.inputs, name);
     if (!spec) {
-      errors.push_back(ipath + ": model " + quoted(m.name) + " has no input " + quoted(name));
+      errors.push_back(ipath + ": " + m.what + " has no input " + quoted(name));
       continue;
     }
     auto it = t.known.find(source);
@@ -898,21 +934,20 @@ void check_step_inputs(const pipeline_step& step, const model_config& m, const s
     }
     if (!t.unknown.count(source)
         && (it->second.dtype != spec->dtype || !dims_compatible(it->second.dims, spec->dims)))
-      errors.push_back(ipath + ": " + quoted(source) + " is " + spec_text(it->second)
-                       + " but model " + quoted(m.name) + "'s input " + quoted(name) + " takes "
-                       + spec_text(*spec));
+      errors.push_back(ipath + ": " + quoted(source) + " is " + spec_text(it->second) + " but "
+                       + m.what + "'s input " + quoted(name) + " takes " + spec_text(*spec));
   }
 }
 
-/// The step's outputs: outputs of its model, each made into a new pipeline tensor.
-void check_step_outputs(const pipeline_step& step, const model_config& m,
+/// The step's outputs: outputs of its target, each made into a new pipeline tensor.
+void check_step_outputs(const pipeline_step& step, const step_target& m,
                         const std::string& spath, pipeline_tensors& t,
                         std::vector<std::string>& errors) {
   for (auto& [name, target] : step.outputs) {
     auto opath = spath + ".outputs." + name;
-    auto* spec = m.find_output(name);
+    auto* spec = m.find(m.outputs, name);
     if (!spec) {
-      errors.push_back(opath + ": model " + quoted(m.name) + " has no output " + quoted(name));
+      errors.push_back(opath + ": " + m.what + " has no output " + quoted(name));
       t.make_unknown(target);
       continue;
     }
@@ -929,19 +964,19 @@ void check_step_outputs(const pipeline_step& step, const model_config& m,
 }
 
 /// The model a step runs: one of this deployment's, not a pipeline, batching as the pipeline
-/// does. Null (the error said) when it cannot run the step.
-const model_config* check_step_model(const deployment_config& cfg, const model_config& p,
-                                     const pipeline_step& step, const std::string& spath,
-                                     std::vector<std::string>& errors) {
+/// does. Nullopt (the error said) when it cannot run the step.
+std::optional<step_target> check_step_model(const deployment_config& cfg, const model_config& p,
+                                            const pipeline_step& step, const std::string& spath,
+                                            std::vector<std::string>& errors) {
   auto* m = cfg.find_model(step.model);
   if (!m) {
     errors.push_back(spath + ".model: no model " + quoted(step.model) + " in this deployment");
-    return nullptr;
+    return std::nullopt;
   }
   if (m->is_pipeline()) {
     errors.push_back(spath + ".model: " + quoted(step.model)
                      + " is a pipeline; a step runs a model, not a pipeline");
-    return nullptr;
+    return std::nullopt;
   }
   if ((p.max_batch_size > 0) != (m->max_batch_size > 0))
     errors.push_back(spath + ".model: model " + quoted(m->name) + " "
@@ -953,7 +988,35 @@ const model_config* check_step_model(const deployment_config& cfg, const model_c
     errors.push_back(spath + ".model: model " + quoted(m->name) + " takes at most "
                      + std::to_string(m->max_batch_size) + " rows, fewer than the "
                      "pipeline's max_batch_size " + std::to_string(p.max_batch_size));
-  return m;
+  return step_target{"model " + quoted(m->name), m->inputs, m->outputs};
+}
+
+/// The stage a step runs: a registered one whose parameters are right. Its tensors are per
+/// item; items are the pipeline's rows, or its tensors' first dimension when it has no rows.
+std::optional<step_target> check_step_stage(const model_config& p, const pipeline_step& step,
+                                            const std::string& spath,
+                                            std::vector<std::string>& errors) {
+  auto* def = stage_registry::global().find(step.stage);
+  if (!def) {
+    std::string known;
+    for (auto& n : stage_registry::global().names())
+      known += (known.empty() ? "\"" : ", \"") + n + "\"";
+    errors.push_back(spath + ".stage: no stage " + quoted(step.stage) + " is registered (known: "
+                     + (known.empty() ? "none" : known) + "; plugins register more)");
+    return std::nullopt;
+  }
+  stage_parameters params(spath + ".parameters", step.parameters);
+  auto sig = def->describe(params);
+  auto wrong = params.errors();
+  errors.insert(errors.end(), wrong.begin(), wrong.end());
+  if (!wrong.empty())
+    return std::nullopt;
+  step_target target{"stage " + quoted(step.stage), std::move(sig.inputs), std::move(sig.outputs)};
+  if (p.max_batch_size == 0) // (the item dimension is the tensors' first)
+    for (auto* specs : {&target.inputs, &target.outputs})
+      for (auto& spec : *specs)
+        spec.dims.insert(spec.dims.begin(), -1);
+  return target;
 }
 
 void check_pipeline(const deployment_config& cfg, const model_config& p, const std::string& path,
@@ -964,7 +1027,8 @@ void check_pipeline(const deployment_config& cfg, const model_config& p, const s
   for (std::size_t j = 0; j < p.pipeline.size(); ++j) {
     auto& step = p.pipeline[j];
     auto spath = path + ".pipeline[" + std::to_string(j) + "]";
-    auto* m = check_step_model(cfg, p, step, spath, errors);
+    auto m = step.is_stage() ? check_step_stage(p, step, spath, errors)
+                             : check_step_model(cfg, p, step, spath, errors);
     if (!m) {
       for (auto& kv : step.outputs)
         t.make_unknown(kv.second);
@@ -1142,6 +1206,8 @@ void read_model(const std::string& path, const json::value& v, std::vector<std::
   r.integer("max_batch_size", m.max_batch_size, 0, 1 << 20);
   read_tensor_specs(r, "inputs", m.inputs);
   read_tensor_specs(r, "outputs", m.outputs, &base_dir);
+  refuse_bytes(r, path, "inputs", m.inputs);
+  refuse_bytes(r, path, "outputs", m.outputs);
   read_devices(r, path, m);
   r.integer("instances", m.instances, 1, 256);
   r.object("batching", [&](reader& b) { read_batching(b, m); });

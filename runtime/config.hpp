@@ -220,13 +220,18 @@ struct preprocess_settings {
   std::vector<double> stdev{1.0, 1.0, 1.0};
 };
 
-/// One step of a pipeline model: a request to another model of the deployment, its inputs taken
-/// from the pipeline's tensors (the pipeline's inputs and earlier steps' outputs), its outputs
-/// added to them (as NVIDIA Triton's ensemble steps map them).
+/// One step of a pipeline model: a request to another model of the deployment, or to a stage
+/// actor (runtime/stage.hpp), its inputs taken from the pipeline's tensors (the pipeline's inputs
+/// and earlier steps' outputs), its outputs added to them (as NVIDIA Triton's ensemble steps map
+/// them).
 struct pipeline_step {
-  std::string model;
+  std::string model;                          // either a model of the deployment,
   std::map<std::string, std::string> inputs;  // the step model's input <- a pipeline tensor
   std::map<std::string, std::string> outputs; // the step model's output -> a pipeline tensor
+  std::string stage{};      // or else a registered stage,
+  std::string parameters{}; // with its "parameters" object as JSON text ("" when none)
+
+  bool is_stage() const { return !stage.empty(); }
 };
 
 struct model_config {

@@ -20,6 +20,8 @@ const char* to_string(errc x) {
     case errc::invalid_config: return "invalid_config";
     case errc::internal: return "internal";
     case errc::escalated: return "escalated";
+    case errc::forbidden: return "forbidden";
+    case errc::upstream_failed: return "upstream_failed";
   }
   return "unknown";
 }

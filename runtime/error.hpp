@@ -25,7 +25,12 @@ enum class errc : uint8_t {
   invalid_config,    // deployment file errors
   internal,          // a bug: should never reach a client
   escalated,         // a supervisor exceeded its restart intensity and stopped its children
+  forbidden,         // the request asks for something the deployment does not allow (a host)
+  upstream_failed,   // a server the node fetched from failed (HTTP error, refused, bad answer)
 };
+
+/// The last code: what tables indexed by code are sized by (add new codes before it changes).
+constexpr errc last_errc = errc::upstream_failed;
 
 /// Short name of a code ("invalid_input").
 const char* to_string(errc x);

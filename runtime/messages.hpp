@@ -4,6 +4,7 @@
 
 #include <atomic>
 #include <cstdint>
+#include <map>
 #include <memory>
 #include <string>
 #include <vector>
@@ -12,6 +13,7 @@
 #include <caf/meta/type_name.hpp>
 #include <caf/type_id.hpp>
 
+#include "runtime/error.hpp"
 #include "runtime/tensor.hpp"
 
 namespace actorserve {
@@ -31,6 +33,9 @@ struct infer_request {
   std::string fault;                  // test-only fault switch; honoured only when enabled
   std::string trace_id;               // W3C trace id (32 hex digits) for logs
   uint32_t priority = 0;              // 1 = highest; 0 = the model's default level
+  // The request's string parameters (KServe v2 "parameters"), which pipeline stages read (e.g.
+  // images_are); the front's own ones (timeout, priority, ...) are read into the fields above.
+  std::map<std::string, std::string> parameters;
   // Set by the HTTP server when the client closes its connection while the request waits: the
   // batcher then drops it instead of running it. In this process only (not serialized).
   std::shared_ptr<std::atomic<bool>> cancelled;
@@ -39,7 +44,8 @@ struct infer_request {
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, infer_request& x) {
   return f(caf::meta::type_name("infer_request"), x.id, x.model, x.version, x.client_id, x.inputs,
-           x.outputs, x.timeout_us, x.deadline_ns, x.fault, x.trace_id, x.priority);
+           x.outputs, x.timeout_us, x.deadline_ns, x.fault, x.trace_id, x.priority,
+           x.parameters);
 }
 
 struct infer_response {
@@ -125,6 +131,53 @@ typename Inspector::result_type inspect(Inspector& f, fault_spec& x) {
   return f(caf::meta::type_name("fault_spec"), x.worker, x.kind, x.count, x.probability);
 }
 
+/// Why one item of a pipeline stage's batch failed: its index, a code (which sets the client's
+/// HTTP or gRPC status) and a message naming the reason.
+struct item_error {
+  uint32_t index = 0;
+  errc code = errc::invalid_input;
+  std::string message;
+};
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, item_error& x) {
+  return f(caf::meta::type_name("item_error"), x.index, x.code, x.message);
+}
+
+/// What a pipeline stage is given (runtime/stage.hpp): one request's tensors for the step, whose
+/// items lie along each tensor's first dimension.
+struct stage_input {
+  std::vector<tensor> tensors;                   // the stage's inputs, in its declared order
+  std::map<std::string, std::string> parameters; // the request's string parameters
+  int64_t deadline_ns = 0;                       // steady clock; past it nobody wants the answer
+  std::string trace_id;
+  // Set when the client leaves. In this process only (not serialized).
+  std::shared_ptr<std::atomic<bool>> cancelled;
+
+  /// Whether the answer is still wanted at steady-clock time `now_ns`.
+  bool wanted(int64_t now_ns) const {
+    return now_ns < deadline_ns && !(cancelled && cancelled->load(std::memory_order_relaxed));
+  }
+};
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, stage_input& x) {
+  return f(caf::meta::type_name("stage_input"), x.tensors, x.parameters, x.deadline_ns,
+           x.trace_id);
+}
+
+/// A pipeline stage's answer: its outputs, items first and in the input's order, or the items
+/// that failed (any failed item fails the request, named by the first).
+struct stage_output {
+  std::vector<tensor> tensors; // the stage's outputs, in its declared order
+  std::vector<item_error> errors;
+};
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, stage_output& x) {
+  return f(caf::meta::type_name("stage_output"), x.tensors, x.errors);
+}
+
 } // namespace actorserve
 
 CAF_BEGIN_TYPE_ID_BLOCK(actorserve, caf::first_custom_type_id)
@@ -157,4 +210,9 @@ CAF_BEGIN_TYPE_ID_BLOCK(actorserve, caf::first_custom_type_id)
   CAF_ADD_ATOM(actorserve, actorserve, restart_child_atom, "restchild")
   CAF_ADD_ATOM(actorserve, actorserve, unload_atom, "unload")
   CAF_ADD_ATOM(actorserve, actorserve, reload_atom, "reload")
+  CAF_ADD_TYPE_ID(actorserve, (actorserve::item_error))
+  CAF_ADD_TYPE_ID(actorserve, (actorserve::stage_input))
+  CAF_ADD_TYPE_ID(actorserve, (actorserve::stage_output))
+  CAF_ADD_ATOM(actorserve, actorserve, stage_atom, "stage")
+  CAF_ADD_ATOM(actorserve, actorserve, stage_items_atom, "stageitems")
 CAF_END_TYPE_ID_BLOCK(actorserve)

@@ -67,7 +67,7 @@ struct worker_metrics {
 };
 
 /// Outcomes a request can end with: success, or the error code it was answered with.
-constexpr std::size_t outcome_count = static_cast<std::size_t>(errc::internal) + 1;
+constexpr std::size_t outcome_count = static_cast<std::size_t>(last_errc) + 1;
 const char* outcome_name(errc code); // errc::none -> "success"
 
 struct batch_size_stat {

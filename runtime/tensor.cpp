@@ -8,11 +8,13 @@ namespace actorserve {
 
 namespace {
 
-constexpr std::array<std::string_view, 9> datatype_names{
-  "BOOL", "UINT8", "INT8", "INT16", "INT32", "INT64", "FP16", "FP32", "FP64"};
-constexpr std::array<std::size_t, 9> datatype_sizes{1, 1, 1, 2, 4, 8, 2, 4, 8};
+constexpr std::array<std::string_view, 10> datatype_names{
+  "BOOL", "UINT8", "INT8", "INT16", "INT32", "INT64", "FP16", "FP32", "FP64", "BYTES"};
+constexpr std::array<std::size_t, 10> datatype_sizes{1, 1, 1, 2, 4, 8, 2, 4, 8, 4};
 
 } // namespace
+
+const char* const datatype_list = "BOOL, UINT8, INT8, INT16, INT32, INT64, FP16, FP32, FP64 or BYTES";
 
 std::optional<datatype> parse_datatype(std::string_view name) {
   for (std::size_t i = 0; i < datatype_names.size(); ++i)
@@ -59,9 +61,46 @@ std::optional<uint64_t> tensor_bytes(const std::vector<int64_t>& shape, datatype
   return static_cast<uint64_t>(*n) * element_size(dt);
 }
 
+std::optional<std::vector<std::string_view>> bytes_elements(std::string_view data, int64_t count) {
+  // (Each element takes at least 4 bytes: a count beyond that cannot be right, and is not
+  // reserved for.)
+  if (count < 0 || static_cast<uint64_t>(count) > data.size() / 4)
+    return std::nullopt;
+  std::vector<std::string_view> out;
+  out.reserve(static_cast<std::size_t>(count));
+  std::size_t at = 0;
+  for (int64_t i = 0; i < count; ++i) {
+    if (data.size() - at < 4)
+      return std::nullopt;
+    uint32_t len;
+    std::memcpy(&len, data.data() + at, 4); // (little-endian hosts only, as the codecs)
+    at += 4;
+    if (data.size() - at < len)
+      return std::nullopt;
+    out.push_back(data.substr(at, len));
+    at += len;
+  }
+  if (at != data.size())
+    return std::nullopt;
+  return out;
+}
+
+void append_bytes_element(std::vector<uint8_t>& out, std::string_view element) {
+  auto len = static_cast<uint32_t>(element.size());
+  auto at = out.size();
+  out.resize(at + 4 + element.size());
+  std::memcpy(out.data() + at, &len, 4);
+  if (!element.empty())
+    std::memcpy(out.data() + at + 4, element.data(), element.size());
+}
+
 bool tensor::consistent() const {
   auto bytes = tensor_bytes(shape, dtype);
-  return bytes && *bytes == data.size();
+  if (!bytes)
+    return false;
+  if (dtype != datatype::BYTES)
+    return *bytes == data.size();
+  return bytes_elements(view(), *element_count(shape)).has_value();
 }
 
 uint16_t float_to_half(float value) {

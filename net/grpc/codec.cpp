@@ -46,6 +46,7 @@ std::pair<int, const char*> field_of(const ::inference::InferTensorContents& c, 
     case datatype::UINT8: return {c.uint_contents_size(), "uint_contents"};
     case datatype::FP32: return {c.fp32_contents_size(), "fp32_contents"};
     case datatype::FP64: return {c.fp64_contents_size(), "fp64_contents"};
+    case datatype::BYTES: return {c.bytes_contents_size(), "bytes_contents"};
     case datatype::FP16: break;
   }
   return {0, "(none)"};
@@ -92,6 +93,12 @@ caf::expected<std::vector<uint8_t>> typed_bytes(const input_tensor& in, datatype
     return bad(what + ": expected " + std::to_string(count) + " values in contents." + field
                + " (its shape's elements) and no others, got " + std::to_string(content_values(c))
                + " in all");
+  if (dt == datatype::BYTES) { // (each value one element: its length, then its bytes)
+    std::vector<uint8_t> out;
+    for (auto& v : c.bytes_contents())
+      append_bytes_element(out, v);
+    return out;
+  }
   std::vector<uint8_t> out(count * element_size(dt));
   auto* p = out.data();
   caf::error err;
@@ -109,7 +116,8 @@ caf::expected<std::vector<uint8_t>> typed_bytes(const input_tensor& in, datatype
     case datatype::UINT8: err = put_in_range<uint8_t>(c.uint_contents(), 0, 255, what, p); break;
     case datatype::FP32: put_all<float>(c.fp32_contents(), p); break;
     case datatype::FP64: put_all<double>(c.fp64_contents(), p); break;
-    case datatype::FP16: break; // (refused above)
+    case datatype::FP16:
+    case datatype::BYTES: break; // (above)
   }
   if (err)
     return err;
@@ -144,6 +152,8 @@ caf::expected<infer_request> decode_infer(const ::inference::ModelInferRequest& 
         return bad("parameter 'priority' must be a non-negative integer (1 = highest, 0 = the "
                    "model's default)");
       req.priority = static_cast<uint32_t>(n);
+    } else if (value.parameter_choice_case() == ::inference::InferParameter::kStringParam) {
+      req.parameters[key] = value.string_param(); // (for pipeline stages, e.g. images_are)
     }
     // (Other parameters, such as Triton's sequence ones, mean nothing here: ignored as over HTTP.)
   }
@@ -165,8 +175,7 @@ caf::expected<infer_request> decode_infer(const ::inference::ModelInferRequest& 
       return bad(what + " is given twice");
     auto dt = parse_datatype(in.datatype());
     if (!dt)
-      return bad(what + ": unsupported datatype '" + in.datatype()
-                 + "' (BOOL, UINT8, INT8, INT16, INT32, INT64, FP16, FP32, FP64)");
+      return bad(what + ": unsupported datatype '" + in.datatype() + "' (" + datatype_list + ")");
     tensor t;
     t.name = in.name();
     t.dtype = *dt;
@@ -181,12 +190,16 @@ caf::expected<infer_request> decode_infer(const ::inference::ModelInferRequest& 
       if (in.has_contents() && content_values(in.contents()) > 0)
         return bad(what + ": has contents although the request uses raw_input_contents");
       const auto& data = msg.raw_input_contents(i);
-      if (data.size() != bytes)
+      if (t.dtype == datatype::BYTES ? data.size() < bytes : data.size() != bytes)
         return bad(what + ": raw_input_contents[" + std::to_string(i) + "] has "
                    + std::to_string(data.size()) + " bytes, its shape "
                    + shape_to_string(t.shape) + " and datatype " + in.datatype() + " take "
                    + std::to_string(bytes));
       t.data = std::vector<uint8_t>(data.begin(), data.end());
+      if (!t.consistent()) // (BYTES: its length prefixes must add up)
+        return bad(what + ": raw_input_contents[" + std::to_string(i) + "] is not "
+                   + std::to_string(count) + " BYTES elements, each a 4-byte little-endian "
+                   "length followed by that many bytes");
     } else {
       auto data = typed_bytes(in, *dt, count);
       if (!data)

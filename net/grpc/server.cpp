@@ -31,6 +31,8 @@ grpc::StatusCode grpc_code(errc c) {
     case errc::overloaded:
     case errc::not_ready:
     case errc::escalated: return grpc::StatusCode::UNAVAILABLE;
+    case errc::forbidden: return grpc::StatusCode::PERMISSION_DENIED;
+    case errc::upstream_failed: return grpc::StatusCode::UNAVAILABLE;
     case errc::deadline_exceeded: return grpc::StatusCode::DEADLINE_EXCEEDED;
     case errc::cancelled: return grpc::StatusCode::CANCELLED;
     case errc::inference_failed:

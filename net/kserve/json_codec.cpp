@@ -89,6 +89,7 @@ bool write_element(const json::value& v, datatype dt, uint8_t*& p) {
         put(p, float_to_half(static_cast<float>(x)));
       return true;
     }
+    case datatype::BYTES: break; // (json_bytes_to_tensor)
   }
   return false;
 }
@@ -193,6 +194,28 @@ bool decoded_request::want_binary(const std::string& output) const {
   return binary_output_default;
 }
 
+namespace {
+
+/// BYTES 'data': strings (nested as the shape is or flat), each element's bytes as written.
+caf::error json_bytes_to_tensor(const json::value& data, tensor& t, std::vector<uint8_t>& out,
+                                int64_t& index) {
+  if (data.is_array()) {
+    for (auto& e : data.get_array())
+      if (auto err = json_bytes_to_tensor(e, t, out, index))
+        return err;
+    return caf::none;
+  }
+  if (!data.is_string())
+    return bad("input '" + t.name + "': data[" + std::to_string(index)
+               + "] must be a string for datatype BYTES, got " + kind_name(data));
+  auto& s = data.get_string();
+  append_bytes_element(out, {s.data(), s.size()});
+  ++index;
+  return caf::none;
+}
+
+} // namespace
+
 caf::error json_data_to_tensor(const json::value& data, tensor& t) {
   auto count = element_count(t.shape);
   if (!count)
@@ -205,9 +228,16 @@ caf::error json_data_to_tensor(const json::value& data, tensor& t) {
   if (n != *count)
     return bad("input '" + t.name + "': shape " + shape_to_string(t.shape) + " needs "
                + std::to_string(*count) + " elements, data has " + std::to_string(n));
+  int64_t index = 0;
+  if (t.dtype == datatype::BYTES) {
+    std::vector<uint8_t> out;
+    if (auto err = json_bytes_to_tensor(data, t, out, index))
+      return err;
+    t.data = std::move(out);
+    return caf::none;
+  }
   t.data.resize(static_cast<std::size_t>(*count) * element_size(t.dtype));
   uint8_t* p = t.data.mutable_data();
-  int64_t index = 0;
   return write_leaves(data, t, p, index);
 }
 
@@ -402,6 +432,9 @@ caf::error read_request_parameters(const json::value& v, decoded_request& out) {
   if (auto p = params.find("priority"); p != params.end() && !to_int(p->value(), req.priority))
     return bad("parameter 'priority' must be a non-negative integer (1 = highest, 0 = the "
                "model's default), got " + kind_name(p->value()));
+  for (auto& kv : params) // (strings for pipeline stages, e.g. images_are)
+    if (kv.value().is_string())
+      req.parameters[std::string(kv.key())] = std::string(kv.value().get_string());
   if (auto err = read_boolean(params, "binary_data_output", out.binary_output_default))
     return err;
   if (auto err = read_boolean(params, "timing", out.timing))
@@ -434,8 +467,8 @@ caf::expected<uint64_t> read_input_header(const json::object& io, tensor& t) {
   auto dts = std::string(dt->value().get_string());
   auto parsed = parse_datatype(dts);
   if (!parsed)
-    return bad("input '" + t.name + "': unsupported datatype '" + dts
-               + "'; expected BOOL, UINT8, INT8, INT16, INT32, INT64, FP16, FP32 or FP64");
+    return bad("input '" + t.name + "': unsupported datatype '" + dts + "'; expected "
+               + datatype_list);
   t.dtype = *parsed;
   auto shape = io.find("shape");
   if (shape == io.end() || !shape->value().is_array())
@@ -454,9 +487,28 @@ caf::expected<uint64_t> read_input_header(const json::object& io, tensor& t) {
 }
 
 std::string size_mismatch(const tensor& t, const char* what, uint64_t given, uint64_t needed) {
+  if (t.dtype == datatype::BYTES)
+    return "input '" + t.name + "': " + what + " " + std::to_string(given) + " is less than "
+           + "shape " + shape_to_string(t.shape) + " of BYTES takes (" + std::to_string(needed)
+           + " bytes: a 4-byte length per element)";
   return "input '" + t.name + "': " + what + " " + std::to_string(given) + " does not match shape "
          + shape_to_string(t.shape) + " of " + std::string(to_string(t.dtype)) + " ("
          + std::to_string(needed) + " bytes)";
+}
+
+/// Whether `given` bytes can hold what `needed` says (for BYTES: at least that many).
+bool size_fits(const tensor& t, uint64_t given, uint64_t needed) {
+  return t.dtype == datatype::BYTES ? given >= needed : given == needed;
+}
+
+/// BYTES data taken whole from a binary source: it must be exactly the shape's elements.
+caf::error check_bytes_elements(const tensor& t, const char* source) {
+  if (t.dtype != datatype::BYTES || t.consistent())
+    return caf::none;
+  return bad("input '" + t.name + "': its " + source + " are not "
+             + std::to_string(element_count(t.shape).value_or(0))
+             + " BYTES elements (shape " + shape_to_string(t.shape)
+             + "), each a 4-byte little-endian length followed by that many bytes");
 }
 
 /// The binary tensor data of a request: what follows its JSON, taken input by input.
@@ -504,7 +556,7 @@ caf::error read_shm_input(const shm_place& place, const input_source& src, uint6
   if (src.data || src.binary_size)
     return bad(what + ": has shared memory and also "
                + (src.binary_size ? "binary_data_size" : "'data'") + "; give one");
-  if (place.byte_size != needed)
+  if (!size_fits(t, place.byte_size, needed))
     return bad(size_mismatch(t, "shared_memory_byte_size", place.byte_size, needed));
   auto bytes = budget && budget->used
                  ? place.region->read(place.offset, place.byte_size, what, budget->used,
@@ -513,7 +565,7 @@ caf::error read_shm_input(const shm_place& place, const input_source& src, uint6
   if (!bytes)
     return std::move(bytes.error());
   t.data = std::move(*bytes);
-  return caf::none;
+  return check_bytes_elements(t, "shared memory bytes");
 }
 
 caf::error read_binary_input(uint64_t size, const input_source& src, uint64_t needed,
@@ -523,7 +575,7 @@ caf::error read_binary_input(uint64_t size, const input_source& src, uint64_t ne
   if (!binary.declared)
     return bad("input '" + t.name + "': binary_data_size given but the request has no "
                "Inference-Header-Content-Length header");
-  if (size != needed)
+  if (!size_fits(t, size, needed))
     return bad(size_mismatch(t, "binary_data_size", size, needed));
   if (binary.taken + size > binary.bytes.size())
     return bad("input '" + t.name + "': binary data ends after "
@@ -535,7 +587,7 @@ caf::error read_binary_input(uint64_t size, const input_source& src, uint64_t ne
   else
     t.data.assign(p, p + size);
   binary.taken += size;
-  return caf::none;
+  return check_bytes_elements(t, "binary data bytes");
 }
 
 caf::expected<tensor> read_input(const json::value& in, binary_data& binary,
@@ -682,6 +734,13 @@ caf::expected<decoded_request> decode_request(std::string_view body,
 void append_json_data(std::string& out, const tensor& t) {
   out += '[';
   auto n = static_cast<std::size_t>(element_count(t.shape).value_or(0));
+  if (t.dtype == datatype::BYTES) { // (as strings: bytes that are not UTF-8 belong in binary)
+    auto elements = bytes_elements(t.view(), static_cast<int64_t>(n));
+    for (std::size_t i = 0; elements && i < elements->size(); ++i)
+      out += (i > 0 ? "," : "") + json_quote((*elements)[i]);
+    out += ']';
+    return;
+  }
   const uint8_t* p = t.data.data();
   for (std::size_t i = 0; i < n; ++i) {
     if (i > 0)
@@ -696,6 +755,7 @@ void append_json_data(std::string& out, const tensor& t) {
       case datatype::FP16: { uint16_t x; std::memcpy(&x, p + 2 * i, 2); append_float(out, half_to_float(x), true); break; }
       case datatype::FP32: { float x; std::memcpy(&x, p + 4 * i, 4); append_float(out, x, true); break; }
       case datatype::FP64: { double x; std::memcpy(&x, p + 8 * i, 8); append_float(out, x, false); break; }
+      case datatype::BYTES: break; // (above)
     }
   }
   out += ']';
@@ -757,6 +817,7 @@ double element_value(const tensor& t, std::size_t i) {
     case datatype::FP16: { uint16_t x; std::memcpy(&x, p + 2 * i, 2); return half_to_float(x); }
     case datatype::FP32: { float x; std::memcpy(&x, p + 4 * i, 4); return x; }
     case datatype::FP64: { double x; std::memcpy(&x, p + 8 * i, 8); return x; }
+    case datatype::BYTES: break; // (classification needs numbers: refused before)
   }
   return 0;
 }

@@ -338,3 +338,32 @@ TEST_CASE("gRPC statistics are Triton's message, with the counts the HTTP front'
   REQUIRE(err);
   CHECK(error_code(err) == errc::internal);
 }
+
+TEST_CASE("gRPC BYTES inputs come from bytes_contents or raw contents with length prefixes",
+          "[grpc][bytes]") {
+  auto msg = request_with_input("BYTES", {2});
+  msg.mutable_inputs(0)->mutable_contents()->add_bytes_contents("http://h/a.jpg");
+  msg.mutable_inputs(0)->mutable_contents()->add_bytes_contents(std::string("\0\1", 2));
+  (*msg.mutable_parameters())["images_are"].set_string_param("urls");
+  auto r = grpc_codec::decode_infer(msg);
+  REQUIRE(r);
+  auto& t = r->inputs.at(0);
+  CHECK(t.consistent());
+  auto e = bytes_elements(t.view(), 2);
+  REQUIRE(e);
+  CHECK((*e)[0] == "http://h/a.jpg");
+  CHECK((*e)[1] == std::string_view("\0\1", 2));
+  CHECK(r->parameters.at("images_are") == "urls");
+
+  auto raw = request_with_input("BYTES", {1});
+  std::vector<uint8_t> one;
+  append_bytes_element(one, "png bytes");
+  raw.add_raw_input_contents(reinterpret_cast<const char*>(one.data()), one.size());
+  auto r2 = grpc_codec::decode_infer(raw);
+  REQUIRE(r2);
+  CHECK(r2->inputs.at(0).view() == std::string_view(reinterpret_cast<const char*>(one.data()),
+                                                     one.size()));
+  raw.set_raw_input_contents(0, std::string("\x09\0\0\0png", 7)); // a length past the end
+  CHECK(error_of(raw) == "input 'x': raw_input_contents[0] is not 1 BYTES elements, each a "
+                         "4-byte little-endian length followed by that many bytes");
+}

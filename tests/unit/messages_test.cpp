@@ -28,7 +28,8 @@ bool operator_eq(const infer_request& a, const infer_request& b) {
   return a.id == b.id && a.model == b.model && a.version == b.version
          && a.client_id == b.client_id && operator_eq(a.inputs, b.inputs)
          && a.outputs == b.outputs && a.timeout_us == b.timeout_us
-         && a.deadline_ns == b.deadline_ns && a.fault == b.fault && a.trace_id == b.trace_id;
+         && a.deadline_ns == b.deadline_ns && a.fault == b.fault && a.trace_id == b.trace_id
+         && a.priority == b.priority && a.parameters == b.parameters;
 }
 
 template <class T>
@@ -53,6 +54,8 @@ infer_request sample_request() {
   r.deadline_ns = 987654321;
   r.fault = "throw";
   r.trace_id = "4bf92f3577b34da6a3ce929d0e0e4736";
+  r.priority = 2;
+  r.parameters["images_are"] = "bytes";
   tensor b;
   b.name = "mask";
   b.dtype = datatype::BOOL;
@@ -69,7 +72,7 @@ TEST_CASE("every registered message type survives CAF's binary serializer", "[me
   cfg.add_message_types<caf::id_block::actorserve>();
   caf::actor_system sys{cfg};
   // Adding a type to the block without adding it here makes this fail.
-  CHECK(caf::id_block::actorserve::end - caf::id_block::actorserve::begin == 8);
+  CHECK(caf::id_block::actorserve::end - caf::id_block::actorserve::begin == 11);
   fault_spec fs{"m/cpu/1", "hang", 3, 0.5};
   auto fs2 = round_trip(sys, fs);
   CHECK(fs2.worker == "m/cpu/1");
@@ -130,6 +133,38 @@ TEST_CASE("every registered message type survives CAF's binary serializer", "[me
 
   std::vector<tensor> ts{fp32("a", {1}, {1}), fp32("b", {2}, {2, 3})};
   CHECK(operator_eq(round_trip(sys, ts), ts));
+
+  stage_input in;
+  tensor urls;
+  urls.name = "urls";
+  urls.dtype = datatype::BYTES;
+  urls.shape = {2};
+  std::vector<uint8_t> bytes;
+  append_bytes_element(bytes, "http://a/1.jpg");
+  append_bytes_element(bytes, "");
+  urls.data = bytes;
+  in.tensors.push_back(urls);
+  in.parameters["images_are"] = "urls";
+  in.deadline_ns = 123;
+  in.trace_id = "t";
+  auto in2 = round_trip(sys, in);
+  REQUIRE(in2.tensors.size() == 1);
+  CHECK(in2.tensors[0].consistent());
+  CHECK(in2.tensors[0].view() == urls.view());
+  CHECK(in2.parameters.at("images_are") == "urls");
+  CHECK(in2.deadline_ns == 123);
+  CHECK(in2.trace_id == "t");
+
+  stage_output out;
+  out.tensors.push_back(fp32("pixels", {1}, {0.5f}));
+  out.errors.push_back({3, errc::upstream_failed, "HTTP 404"});
+  auto out2 = round_trip(sys, out);
+  REQUIRE(out2.errors.size() == 1);
+  CHECK(out2.errors[0].index == 3);
+  CHECK(out2.errors[0].code == errc::upstream_failed);
+  CHECK(out2.errors[0].message == "HTTP 404");
+  CHECK(operator_eq(out2.tensors, out.tensors));
+  CHECK(round_trip(sys, out.errors[0]).message == "HTTP 404");
 }
 
 TEST_CASE("project errors keep their code and message through serialization", "[messages]") {

@@ -46,6 +46,7 @@ c10::ScalarType to_torch(datatype x) {
     case datatype::FP16: return torch::kHalf;
     case datatype::FP32: return torch::kFloat;
     case datatype::FP64: return torch::kDouble;
+    case datatype::BYTES: break; // (config keeps BYTES away from backend models)
   }
   throw std::logic_error("unhandled datatype");
 }
