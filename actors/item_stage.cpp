@@ -73,7 +73,12 @@ stage_output run_item(const item_stage_spec& spec, const stage_input& in, uint32
 item_worker_actor::behavior_type item_worker_fn(std::shared_ptr<const item_stage_spec> spec) {
   return {
     [spec](stage_items_atom, const stage_input& in, uint32_t index) {
-      return run_item(*spec, in, index);
+      auto started = steady_now_ns();
+      auto out = run_item(*spec, in, index);
+      if (spec->metrics)
+        spec->metrics->observe(steady_now_ns() - started, 0,
+                               out.errors.empty() ? errc::none : out.errors.front().code);
+      return out;
     },
   };
 }

@@ -15,6 +15,7 @@
 #include <caf/expected.hpp>
 
 #include "runtime/stage.hpp"
+#include "runtime/stage_metrics.hpp"
 
 namespace actorserve {
 
@@ -32,6 +33,7 @@ struct item_stage_spec {
   std::vector<tensor_spec> outputs; // per item; fixed-size ones have no -1 dims
   uint32_t threads = 1;
   item_function work;
+  stage_metrics* metrics = nullptr; // where items are counted and timed (none: not counted)
 };
 
 /// Spawns the stage (its front and its workers; they end with it).

@@ -1,4 +1,5 @@
 #include "runtime/metrics.hpp"
+#include "runtime/stage_metrics.hpp"
 
 #include <chrono>
 #include <sstream>
@@ -204,7 +205,7 @@ enum class fam : std::size_t {
   requests, latency, queue, compute, rows, depth, in_flight, batches, state, restarts, retries,
   crash_loop, give_ups, breakers, cache_hits, cache_misses, cache_bytes, http, grpc, tls,
   tls_reloads, bodies, gpu_util, gpu_used, gpu_total, q_read, q_claimed, q_given_up, q_answers,
-  q_in_flight, q_errors, q_up, count
+  q_in_flight, q_errors, q_up, stage_seconds, stage_bytes, stage_in_flight, stage_failures, count
 };
 
 struct family_spec {
@@ -278,6 +279,14 @@ const family_spec family_specs[] = {
    "Failed connections and commands to an event queue's Redis"},
   {fam::q_up, "actorserve_queue_redis_connections", G,
    "Connections to an event queue's Redis that are up (a reader and a writer)"},
+  {fam::stage_seconds, "actorserve_stage_item_duration_seconds", H,
+   "Time a pipeline stage took per item (a download, a decode and preprocess), by stage step"},
+  {fam::stage_bytes, "actorserve_stage_bytes_total", C, "Bytes a fetch stage downloaded"},
+  {fam::stage_in_flight, "actorserve_stage_items_in_flight", G,
+   "Items a fetch stage is downloading (or waiting to: connections are bounded)"},
+  {fam::stage_failures, "actorserve_stage_failures_total", C,
+   "Items a pipeline stage failed, by reason (forbidden, upstream_failed, deadline_exceeded, "
+   "payload_too_large, invalid_input, cancelled, ...)"},
 };
 static_assert(std::size(family_specs) == static_cast<std::size_t>(fam::count));
 
@@ -374,6 +383,21 @@ void add_gpus(exposition& e, gpu_monitor& gpu) {
   }
 }
 
+void add_stage(exposition& e, const stage_metrics& s) {
+  const labels l{{"kind", s.kind}, {"stage", s.name}};
+  e.add(fam::stage_seconds, s.seconds, l);
+  if (s.kind == "fetch") {
+    e.add(fam::stage_bytes, l, static_cast<double>(load(s.bytes)));
+    e.add(fam::stage_in_flight, l, static_cast<double>(s.in_flight.load(std::memory_order_relaxed)));
+  }
+  for (std::size_t i = 1; i < s.failures.size(); ++i)
+    if (auto n = load(s.failures[i])) {
+      auto with = l;
+      with.push_back({"reason", to_string(static_cast<errc>(i))});
+      e.add(fam::stage_failures, std::move(with), static_cast<double>(n));
+    }
+}
+
 void add_queue(exposition& e, const queue_metrics& q) {
   const labels l{{"queue", q.name}};
   e.add(fam::q_read, l, load(q.entries_read));
@@ -403,6 +427,7 @@ std::string metrics::prometheus_text() const {
     add_gpus(e, *gpu_);
   for (auto& q : queues_)
     add_queue(e, *q);
+  stage_metrics::for_each([&](const stage_metrics& s) { add_stage(e, s); });
   return e.text();
 }
 

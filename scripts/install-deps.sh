@@ -8,7 +8,8 @@ debs=(build-essential cmake ccache pkg-config python3-venv
       libcaf-dev libssl-dev libboost1.81-dev libboost-json1.81-dev
       catch2 libspdlog-dev prometheus-cpp-dev curl prometheus openssl
       libhiredis-dev redis-server libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev
-      protobuf-compiler clang libclang-rt-14-dev)
+      protobuf-compiler clang libclang-rt-14-dev
+      libturbojpeg0-dev libpng-dev libcurl4-openssl-dev)
 missing=()
 for p in "${debs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -38,5 +39,9 @@ fi
 # A Redis client for the event-queue examples and benchmark (examples/queue/).
 if ! .venv/bin/python -c 'import redis' 2>/dev/null; then
   .venv/bin/pip install -q --disable-pip-version-check redis
+fi
+# Photographs (scikit-image's sample images) for the image pipeline's tests and benchmark.
+if ! .venv/bin/python -c 'import skimage.data' 2>/dev/null; then
+  .venv/bin/pip install -q --disable-pip-version-check scikit-image
 fi
 echo "install-deps: done"

@@ -46,6 +46,7 @@ stage_actor spawn_decode(caf::actor_system& sys, stage_context& ctx) {
   auto limits = read_decode_limits(ctx.parameters);
   item_stage_spec spec;
   spec.name = ctx.name;
+  spec.metrics = &stage_metrics::for_stage(ctx.name, "decode");
   spec.outputs = {bytes_spec("images")};
   spec.threads = static_cast<uint32_t>(ctx.parameters.integer("threads", default_threads(), 1, 256));
   spec.work = [limits](const stage_input& item) -> caf::expected<item_parts> {
@@ -118,6 +119,7 @@ stage_actor spawn_preprocess(caf::actor_system& sys, stage_context& ctx) {
   auto limits = read_decode_limits(ctx.parameters);
   item_stage_spec spec;
   spec.name = ctx.name;
+  spec.metrics = &stage_metrics::for_stage(ctx.name, "preprocess");
   spec.outputs = {pixels_spec(prep)};
   spec.threads = static_cast<uint32_t>(ctx.parameters.integer("threads", default_threads(), 1, 256));
   spec.work = [prep, limits](const stage_input& item) {

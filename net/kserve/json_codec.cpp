@@ -1048,7 +1048,9 @@ std::string encode_model_config(const model_config& m) {
         in[k] = v;
       for (auto& [k, v] : s.outputs)
         out[k] = v;
-      steps.emplace_back(json::object{{"model_name", s.model}, {"model_version", -1},
+      // (A stage step has no model: Triton's field names it "stage:NAME".)
+      auto name = s.is_stage() ? "stage:" + s.stage : s.model;
+      steps.emplace_back(json::object{{"model_name", std::move(name)}, {"model_version", -1},
                                       {"input_map", std::move(in)},
                                       {"output_map", std::move(out)}});
     }

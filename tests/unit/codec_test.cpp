@@ -98,9 +98,9 @@ TEST_CASE("JSON data errors name the input, the element and what was expected", 
   CHECK(kserve::decode_request(body("FP64", "[1]", "[1e300]"), std::nullopt));
   CHECK(decode_error(body("UINT8", "[1]", "[1.5]"))
         == "input 'img': data[0] must be an integer in range for datatype UINT8, got a number (1.5E0)");
-  CHECK(decode_error(body("BYTES", "[1]", R"(["a"])"))
-        == "input 'img': unsupported datatype 'BYTES'; expected BOOL, UINT8, INT8, INT16, INT32, "
-           "INT64, FP16, FP32 or FP64");
+  CHECK(decode_error(body("STRING", "[1]", R"(["a"])"))
+        == "input 'img': unsupported datatype 'STRING'; expected BOOL, UINT8, INT8, INT16, INT32, "
+           "INT64, FP16, FP32, FP64 or BYTES");
   CHECK(decode_error(body("FP32", "[-1]", "[]"))
         == "input 'img': shape must hold non-negative integers, got [-1]");
   CHECK(decode_error(body("FP32", "[1]", "3"))

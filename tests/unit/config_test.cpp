@@ -114,7 +114,7 @@ TEST_CASE("config checks datatypes, dims, devices and names", "[config]") {
     "outputs": [{"name": "y", "datatype": "FP32", "dims": [4]}], "devices": ["gpu0"]})";
   CHECK(errors_of(deployment(bad_tensor))
         == "models[0].inputs[0].datatype: expected one of BOOL, UINT8, INT8, INT16, INT32, INT64, "
-           "FP16, FP32, FP64, got \"FLOAT\"\n"
+           "FP16, FP32, FP64 or BYTES, got \"FLOAT\"\n"
            "models[0].inputs[0].dims[0]: must be -1 (variable) or >= 1, got 0\n"
            "models[0].inputs[0].dims[1]: must be >= -1, got -2\n"
            "models[0].devices[0]: expected \"cpu\", \"cuda:N\" or \"all\", got \"gpu0\"");

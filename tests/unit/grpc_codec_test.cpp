@@ -134,8 +134,8 @@ TEST_CASE("gRPC requests that do not add up are refused naming the input and wha
   CHECK_THAT(error_of(msg), Catch::Contains("value 300 at 0 is out of its datatype's range"));
   msg = request_with_input("FP16", {1});
   CHECK_THAT(error_of(msg), Catch::Contains("FP16 has no typed contents"));
-  msg = request_with_input("BYTES", {1});
-  CHECK_THAT(error_of(msg), Catch::Contains("unsupported datatype 'BYTES'"));
+  msg = request_with_input("STRING", {1});
+  CHECK_THAT(error_of(msg), Catch::Contains("unsupported datatype 'STRING'"));
   msg = request_with_input("FP32", {-1});
   CHECK_THAT(error_of(msg), Catch::Contains("invalid shape [-1]"));
   msg = request_with_input("FP32", {1});

@@ -8,12 +8,13 @@
 using namespace actorserve;
 
 TEST_CASE("datatypes parse and print with the protocol's names", "[tensor]") {
-  for (auto name : {"BOOL", "UINT8", "INT8", "INT16", "INT32", "INT64", "FP16", "FP32", "FP64"}) {
+  for (auto name :
+       {"BOOL", "UINT8", "INT8", "INT16", "INT32", "INT64", "FP16", "FP32", "FP64", "BYTES"}) {
     auto dt = parse_datatype(name);
     REQUIRE(dt);
     CHECK(to_string(*dt) == name);
   }
-  CHECK_FALSE(parse_datatype("BYTES"));
+  CHECK_FALSE(parse_datatype("STRING"));
   CHECK_FALSE(parse_datatype("fp32"));
   CHECK(element_size(datatype::BOOL) == 1);
   CHECK(element_size(datatype::FP16) == 2);

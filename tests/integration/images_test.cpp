@@ -1,0 +1,42 @@
+// The image pipeline (fetch, then preprocess) against an origin web server the Python driver
+// runs on loopback (tests/integration/python/image_pipeline_test.py): outputs equal to
+// torchvision's, the per-host connection bound as the origin sees it, every failure's status and
+// message, downloads stopped when their client leaves, and the node serving throughout.
+#include <catch2/catch.hpp>
+
+#include "support.hpp"
+
+using namespace actorserve::itest;
+
+namespace {
+
+std::string image_config() {
+  return R"({"server": {"http": {"port": 0}, "grpc": {"enabled": false}},
+    "models": [{"name": "preprocess", "max_batch_size": 0,
+      "inputs": [{"name": "images", "datatype": "BYTES", "dims": [-1]}],
+      "outputs": [{"name": "pixels", "datatype": "FP32", "dims": [-1, 3, 224, 224]}],
+      "pipeline": [
+        {"stage": "fetch", "parameters": {"allow": ["127.0.0.1/32"], "max_per_host": 4,
+           "timeout_ms": 1500, "retries": 1, "max_bytes": 2097152, "max_redirects": 3},
+         "inputs": {"images": "images"}, "outputs": {"images": "encoded"}},
+        {"stage": "preprocess", "parameters": {"threads": 2, "max_pixels": 50000000},
+         "inputs": {"images": "encoded"}, "outputs": {"pixels": "pixels"}}]}]})";
+}
+
+} // namespace
+
+TEST_CASE("the image pipeline fetches, decodes and preprocesses as torchvision does, and fails "
+          "each bad item clearly",
+          "[integration][images]") {
+  server_process srv{write_temp_file("images.json", image_config())};
+  REQUIRE(srv.wait_ready());
+  auto out = run_command({std::string(ACTORSERVE_SOURCE_DIR) + "/.venv/bin/python",
+                          std::string(ACTORSERVE_SOURCE_DIR)
+                            + "/tests/integration/python/image_pipeline_test.py",
+                          std::to_string(srv.port())});
+  INFO(out.second);
+  INFO(srv.log());
+  CHECK(out.first == 0);
+  CHECK(out.second.find("image pipeline: ok") != std::string::npos);
+  CHECK(srv.running());
+}
