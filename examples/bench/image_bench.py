@@ -128,7 +128,10 @@ async def load(url, make_body, urls, per_request, conc, seconds):
                 batch = [urls[(i + j) % len(urls)] for j in range(per_request)]
                 i += per_request * conc
                 t0 = time.monotonic()
-                async with session.post(url, data=make_body(batch)) as r:
+                # (identity: aiohttp asks for gzip by default, and a node answers it with its
+                # compression_level; float tensors shrink ~7% for ~40 ms per MB of CPU)
+                async with session.post(url, data=make_body(batch),
+                                        headers={"Accept-Encoding": "identity"}) as r:
                     body = await r.read()
                     if r.status != 200 or len(body) < per_request * 3 * 224 * 224 * 4:
                         errors += 1
