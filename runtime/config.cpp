@@ -1302,6 +1302,16 @@ parse_deployment(const std::string& json_text, const std::string& base_dir,
     reader root(errors, "", doc);
     if (root.ok()) {
       root.object("server", [&](reader& server) { read_server(server, cfg.server, base_dir); });
+      root.array("plugins", false, [&](const std::string& path, const json::value& v) {
+        if (!v.is_string()) // (loaded before this check: runtime/plugin.hpp)
+          return errors.push_back(path + ": expected a plugin's file (a shared library), got "
+                                  + describe(v));
+        std::string file(v.get_string());
+        if (auto wrong = resolve_file(file, base_dir))
+          errors.push_back(path + ": " + *wrong);
+        else
+          cfg.plugins.push_back(std::move(file));
+      });
       root.array("models", true, [&](const std::string& path, const json::value& v) {
         model_config m; // read, then checked as a whole, then normalized
         read_model(path, v, errors, base_dir, known_backends, m);

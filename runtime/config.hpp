@@ -280,6 +280,7 @@ struct deployment_config {
   server_config server;
   std::vector<model_config> models;
   std::string source; // the file it was loaded from (isolated workers load it too); may be empty
+  std::vector<std::string> plugins; // shared libraries loaded with it (runtime/plugin.hpp)
 
   const model_config* find_model(const std::string& name) const;
 };

@@ -1,4 +1,5 @@
 #include "runtime/model_backend.hpp"
+#include "runtime/plugin.hpp"
 
 #include <stdexcept>
 
@@ -85,6 +86,8 @@ backend_registrar::backend_registrar(const std::string& name, backend_factory fa
 }
 
 caf::expected<deployment_config> load_deployment_here(const std::string& path) {
+  if (auto err = load_plugins_of(path)) // (first: they add stages and backends it may name)
+    return err;
   auto& registry = backend_registry::global();
   auto cfg = load_deployment(path, registry.names());
   if (!cfg)
