@@ -20,6 +20,12 @@ struct stage_parameters::impl {
 
 namespace {
 
+/// The value of `key`, now counted as read; nullptr when absent.
+const json::value* take(stage_parameters::impl& p, std::string_view key) {
+  p.read.emplace(key);
+  return p.values.if_contains(key);
+}
+
 std::string describe(const json::value& v) {
   auto text = json::serialize(v);
   return text.size() > 60 ? text.substr(0, 57) + "..." : text;
@@ -59,8 +65,7 @@ std::vector<std::string> stage_parameters::errors() const {
 
 std::string stage_parameters::string(std::string_view key, std::string fallback,
                                      const std::vector<std::string>& choices) {
-  impl_->read.emplace(key);
-  auto* v = impl_->values.if_contains(key);
+  auto* v = take(*impl_, key);
   if (!v)
     return fallback;
   if (!v->is_string()) {
@@ -80,8 +85,7 @@ std::string stage_parameters::string(std::string_view key, std::string fallback,
 
 int64_t stage_parameters::integer(std::string_view key, int64_t fallback, int64_t lo,
                                   int64_t hi) {
-  impl_->read.emplace(key);
-  auto* v = impl_->values.if_contains(key);
+  auto* v = take(*impl_, key);
   if (!v)
     return fallback;
   int64_t x = 0;
@@ -103,8 +107,7 @@ int64_t stage_parameters::integer(std::string_view key, int64_t fallback, int64_
 }
 
 double stage_parameters::number(std::string_view key, double fallback, double lo, double hi) {
-  impl_->read.emplace(key);
-  auto* v = impl_->values.if_contains(key);
+  auto* v = take(*impl_, key);
   if (!v)
     return fallback;
   if (!v->is_number() || !(v->to_number<double>() >= lo && v->to_number<double>() <= hi)) {
@@ -116,8 +119,7 @@ double stage_parameters::number(std::string_view key, double fallback, double lo
 }
 
 bool stage_parameters::boolean(std::string_view key, bool fallback) {
-  impl_->read.emplace(key);
-  auto* v = impl_->values.if_contains(key);
+  auto* v = take(*impl_, key);
   if (!v)
     return fallback;
   if (!v->is_bool()) {
@@ -128,8 +130,7 @@ bool stage_parameters::boolean(std::string_view key, bool fallback) {
 }
 
 std::vector<std::string> stage_parameters::strings(std::string_view key) {
-  impl_->read.emplace(key);
-  auto* v = impl_->values.if_contains(key);
+  auto* v = take(*impl_, key);
   std::vector<std::string> out;
   if (!v)
     return out;
@@ -149,8 +150,7 @@ std::vector<std::string> stage_parameters::strings(std::string_view key) {
 
 std::vector<double> stage_parameters::numbers(std::string_view key, std::vector<double> fallback,
                                               std::size_t n) {
-  impl_->read.emplace(key);
-  auto* v = impl_->values.if_contains(key);
+  auto* v = take(*impl_, key);
   if (!v)
     return fallback;
   std::vector<double> out;

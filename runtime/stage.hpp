@@ -56,8 +56,9 @@ public:
   std::vector<std::string> errors() const;
   const std::string& path() const { return path_; }
 
+  struct impl; // (the parsed values and what was read of them)
+
 private:
-  struct impl;
   std::string path_;
   std::unique_ptr<impl> impl_;
 };

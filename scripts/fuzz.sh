@@ -10,7 +10,7 @@ jobs=${JOBS:-$(nproc)}
 CC=clang CXX=clang++ cmake -S . -B build-fuzz -DCMAKE_BUILD_TYPE=RelWithDebInfo \
   -DACTORSERVE_FUZZ=ON -DACTORSERVE_WITH_TORCH=OFF -DACTORSERVE_WITH_CUDA=OFF \
   -DACTORSERVE_WITH_GRPC=OFF -DACTORSERVE_WITH_QUEUES=OFF -DACTORSERVE_BUILD_TESTS=OFF >/dev/null
-targets=(http_request kserve_request grpc_request content_coding deployment queue_entry)
+targets=(http_request kserve_request grpc_request content_coding deployment queue_entry image_decode)
 cmake --build build-fuzz -j"$jobs" --target "${targets[@]/#/fuzz_}"
 export UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
 export ASAN_OPTIONS=detect_leaks=1
