@@ -20,7 +20,8 @@ struct gateway_state {
   std::shared_ptr<model_directory> directory;
   caf::actor root; // the models' subtrees' supervisor
   // The pipelines' stage actors, by pipeline, in step order (none for a model step, or for a
-  // stage that could not start: stage_failures says why).
+  // stage that could not start: stage_failures says why). They end when the last handle goes
+  // (this state's, and the pipeline runs' in flight).
   std::map<std::string, std::vector<stage_actor>> stages;
   std::map<const pipeline_step*, std::string> stage_failures;
   static inline const char* name = "gateway";
@@ -200,10 +201,10 @@ caf::error stages_missing(gateway_ptr self, const model_config& pipeline) {
   auto& stages = st.stages[pipeline.name];
   for (std::size_t j = 0; j < pipeline.pipeline.size(); ++j)
     if (pipeline.pipeline[j].is_stage() && !stages[j]) {
-      auto it = st.stage_failures.find(&pipeline.pipeline[j]);
       start_stage(self, pipeline, j); // (tried again: what failed may have been passing)
       if (stages[j])
         continue;
+      auto it = st.stage_failures.find(&pipeline.pipeline[j]);
       return make_error(errc::not_ready, "pipeline '" + pipeline.name + "', step "
                                            + std::to_string(j) + " (stage '"
                                            + pipeline.pipeline[j].stage + "') is not running: "

@@ -7,6 +7,7 @@
 #include <boost/json.hpp>
 
 #include "runtime/metrics.hpp"
+#include "runtime/stage_metrics.hpp"
 #include "test_support.hpp"
 
 using namespace actorserve;
@@ -132,6 +133,7 @@ TEST_CASE("every series the Grafana dashboard queries is one actorserve exports"
   stats.count_http_response(200);
   stats.count_grpc_response(0);
   stats.queue("jobs")->answers[200] = 1;
+  stage_metrics::for_stage("dashboard/0/fetch", "fetch").observe(1'000'000, 10, errc::forbidden);
   auto text = stats.prometheus_text();
   std::regex name{"actorserve_[a-z_]+"};
   int queries = 0;
@@ -148,6 +150,33 @@ TEST_CASE("every series the Grafana dashboard queries is one actorserve exports"
       }
     }
   CHECK(queries >= 8);
+}
+
+TEST_CASE("stage series: per stage step, item durations, bytes and in flight for fetches, "
+          "failures by reason",
+          "[metrics][stage]") {
+  metrics stats{with_queue()};
+  auto& fetch = stage_metrics::for_stage("p/0/fetch", "fetch");
+  CHECK(&stage_metrics::for_stage("p/0/fetch", "fetch") == &fetch); // (one per stage step)
+  fetch.in_flight = 3;
+  fetch.observe(20'000'000, 1000, errc::none);
+  fetch.observe(5'000'000, 0, errc::upstream_failed);
+  stage_metrics::for_stage("p/1/preprocess", "preprocess").observe(4'000'000, 0, errc::none);
+  auto text = stats.prometheus_text();
+  CHECK(text.find("actorserve_stage_item_duration_seconds_count{kind=\"fetch\",stage=\"p/0/fetch\"} 2")
+        != std::string::npos);
+  CHECK(text.find("actorserve_stage_bytes_total{kind=\"fetch\",stage=\"p/0/fetch\"} 1000")
+        != std::string::npos);
+  CHECK(text.find("actorserve_stage_items_in_flight{kind=\"fetch\",stage=\"p/0/fetch\"} 3")
+        != std::string::npos);
+  CHECK(text.find("actorserve_stage_failures_total{kind=\"fetch\",stage=\"p/0/fetch\","
+                  "reason=\"upstream_failed\"} 1")
+        != std::string::npos);
+  CHECK(text.find("actorserve_stage_item_duration_seconds_count{kind=\"preprocess\","
+                  "stage=\"p/1/preprocess\"} 1")
+        != std::string::npos);
+  // (Bytes and in flight are a fetch stage's only.)
+  CHECK(text.find("actorserve_stage_bytes_total{kind=\"preprocess\"") == std::string::npos);
 }
 
 TEST_CASE("queue and gRPC series: per queue from the start, answers and gRPC codes once seen",
