@@ -20,10 +20,12 @@ struct gateway_state {
   std::shared_ptr<model_directory> directory;
   caf::actor root; // the models' subtrees' supervisor
   // The pipelines' stage actors, by pipeline, in step order (none for a model step, or for a
-  // stage that could not start: stage_failures says why). They end when the last handle goes
-  // (this state's, and the pipeline runs' in flight).
+  // stage that could not start: stage_failures says why).
   std::map<std::string, std::vector<stage_actor>> stages;
   std::map<const pipeline_step*, std::string> stage_failures;
+  // Every stage actor it started, told to stop when the gateway stops (a stage's pending
+  // request timeouts would keep it alive, and the node's shutdown waiting, otherwise).
+  std::shared_ptr<std::vector<stage_actor>> started = std::make_shared<std::vector<stage_actor>>();
   static inline const char* name = "gateway";
 };
 
@@ -164,6 +166,7 @@ void start_stage(gateway_ptr self, const model_config& pipeline, std::size_t j) 
                                        step.parameters)};
     slot = def->spawn(self->system(), ctx);
     self->monitor(slot);
+    st.started->push_back(slot);
     st.stage_failures.erase(&step);
   } catch (const std::exception& e) {
     slot = nullptr;
@@ -293,6 +296,10 @@ gateway_actor::behavior_type gateway_fn(gateway_ptr self,
   st.directory = std::move(directory);
   st.root = std::move(root);
   self->set_down_handler([self](caf::down_msg& down) { stage_down(self, down); });
+  self->attach_functor([started = st.started] {
+    for (auto& s : *started)
+      caf::anon_send_exit(s, caf::exit_reason::user_shutdown);
+  });
   start_stages(self);
   return {
     [self](infer_atom, infer_request& req) { return route_request(self, req); },

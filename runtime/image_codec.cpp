@@ -27,6 +27,14 @@ void put_u32(uint8_t* p, uint32_t x) {
   std::memcpy(p, &x, 4);
 }
 
+/// Makes `out` a packed image of height x width, reusing its memory (only bytes it did not have
+/// before are zeroed: a buffer reused for images of similar sizes costs no memset).
+void repack(std::vector<uint8_t>& out, uint32_t height, uint32_t width) {
+  out.resize(packed_image_header + static_cast<std::size_t>(height) * width * 3);
+  put_u32(out.data(), height);
+  put_u32(out.data() + 4, width);
+}
+
 // --- JPEG -------------------------------------------------------------------------------------
 
 struct tj_closer {
@@ -53,8 +61,8 @@ tjscalingfactor dct_scale(int w, int h, uint32_t min_side) {
   return full;
 }
 
-caf::expected<std::vector<uint8_t>> decode_jpeg(std::string_view data,
-                                                const decode_limits& limits) {
+caf::error decode_jpeg(std::string_view data, const decode_limits& limits,
+                       std::vector<uint8_t>& out) {
   auto* tj = thread_decompressor();
   if (!tj)
     return make_error(errc::internal, "TurboJPEG could not start a decompressor");
@@ -69,14 +77,14 @@ caf::expected<std::vector<uint8_t>> decode_jpeg(std::string_view data,
     return too_many_pixels(static_cast<uint64_t>(w), static_cast<uint64_t>(h), limits.max_pixels);
   auto scale = dct_scale(w, h, limits.min_shorter_side);
   auto sw = TJSCALED(w, scale), sh = TJSCALED(h, scale);
-  auto out = packed_image(static_cast<uint32_t>(sh), static_cast<uint32_t>(sw));
+  repack(out, static_cast<uint32_t>(sh), static_cast<uint32_t>(sw));
   // Truncated or corrupt data makes libjpeg warn and fill in grey: STOPONWARNING makes it an
   // error. LIMITSCANS refuses progressive JPEGs with absurd scan counts (a CPU bomb).
   int flags = TJFLAG_STOPONWARNING | TJFLAG_LIMITSCANS;
   if (tjDecompress2(tj, src, size, out.data() + packed_image_header, sw, 0, sh, TJPF_RGB, flags)
       != 0)
     return bad_image(std::string("the JPEG is corrupt or truncated: ") + tjGetErrorStr2(tj));
-  return out;
+  return caf::none;
 }
 
 // --- PNG --------------------------------------------------------------------------------------
@@ -130,7 +138,7 @@ int read_png(png_structp png, png_infop info, png_source& src, uint64_t max_pixe
   png_read_update_info(png, info);
   if (png_get_rowbytes(png, info) != static_cast<png_size_t>(w) * 3)
     png_error(png, "unsupported PNG layout");
-  *out = packed_image(h, w);
+  repack(*out, h, w);
   rows->resize(h);
   for (uint32_t y = 0; y < h; ++y)
     (*rows)[y] = out->data() + packed_image_header + static_cast<std::size_t>(y) * w * 3;
@@ -139,8 +147,8 @@ int read_png(png_structp png, png_infop info, png_source& src, uint64_t max_pixe
   return 0;
 }
 
-caf::expected<std::vector<uint8_t>> decode_png(std::string_view data,
-                                               const decode_limits& limits) {
+caf::error decode_png(std::string_view data, const decode_limits& limits,
+                      std::vector<uint8_t>& out) {
   png_source src;
   src.data = data;
   auto* png = png_create_read_struct(PNG_LIBPNG_VER_STRING, &src, png_fail, png_warn);
@@ -154,7 +162,6 @@ caf::expected<std::vector<uint8_t>> decode_png(std::string_view data,
   png_set_user_limits(png, 1u << 20, 1u << 20);
   png_set_chunk_malloc_max(png, 8u << 20);
   png_set_chunk_cache_max(png, 128);
-  std::vector<uint8_t> out;
   std::vector<png_bytep> rows;
   uint32_t dims[2] = {0, 0};
   int rc = read_png(png, info, src, limits.max_pixels, &out, &rows, dims);
@@ -165,7 +172,7 @@ caf::expected<std::vector<uint8_t>> decode_png(std::string_view data,
     return bad_image(std::string(dims[0] ? "the PNG is corrupt or truncated: "
                                          : "not a readable PNG: ")
                      + src.message);
-  return out;
+  return caf::none;
 }
 
 } // namespace
@@ -179,21 +186,28 @@ std::string_view image_format(std::string_view data) {
   return "";
 }
 
-caf::expected<std::vector<uint8_t>> decode_image(std::string_view data,
-                                                 const decode_limits& limits) {
+caf::error decode_image_into(std::string_view data, const decode_limits& limits,
+                             std::vector<uint8_t>& out) {
   auto format = image_format(data);
   if (format == "jpeg")
-    return decode_jpeg(data, limits);
+    return decode_jpeg(data, limits, out);
   if (format == "png")
-    return decode_png(data, limits);
+    return decode_png(data, limits, out);
   return bad_image("not a JPEG or PNG image (" + std::to_string(data.size())
                    + " bytes that start with neither's signature)");
 }
 
+caf::expected<std::vector<uint8_t>> decode_image(std::string_view data,
+                                                 const decode_limits& limits) {
+  std::vector<uint8_t> out;
+  if (auto err = decode_image_into(data, limits, out))
+    return err;
+  return out;
+}
+
 std::vector<uint8_t> packed_image(uint32_t height, uint32_t width) {
-  std::vector<uint8_t> out(packed_image_header + static_cast<std::size_t>(height) * width * 3);
-  put_u32(out.data(), height);
-  put_u32(out.data() + 4, width);
+  std::vector<uint8_t> out;
+  repack(out, height, width);
   return out;
 }
 

@@ -41,6 +41,10 @@ constexpr std::size_t packed_image_header = 8;
 caf::expected<std::vector<uint8_t>> decode_image(std::string_view data,
                                                  const decode_limits& limits);
 
+/// The same into `out`, reusing its memory (a thread's buffer for one image after another).
+caf::error decode_image_into(std::string_view data, const decode_limits& limits,
+                             std::vector<uint8_t>& out);
+
 /// An empty packed image of height x width (pixels to be written after the header).
 std::vector<uint8_t> packed_image(uint32_t height, uint32_t width);
 

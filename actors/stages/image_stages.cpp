@@ -96,12 +96,11 @@ stage_signature describe_preprocess(stage_parameters& p) {
 
 caf::expected<item_parts> preprocess_item(const image_prep& prep, const decode_limits& limits,
                                           std::string_view element) {
-  std::vector<uint8_t> decoded; // (only for an encoded image)
+  // (An encoded image is decoded into this thread's buffer, reused image after image.)
+  thread_local std::vector<uint8_t> decoded;
   if (!image_format(element).empty()) {
-    auto d = decode_image(element, limits);
-    if (!d)
-      return std::move(d.error());
-    decoded = std::move(*d);
+    if (auto err = decode_image_into(element, limits, decoded))
+      return err;
     element = {reinterpret_cast<const char*>(decoded.data()), decoded.size()};
   }
   auto img = unpack_image(element);
@@ -109,7 +108,10 @@ caf::expected<item_parts> preprocess_item(const image_prep& prep, const decode_l
     return make_error(errc::invalid_input, "not a JPEG, PNG or decoded image ("
                                              + std::to_string(element.size()) + " bytes)");
   std::vector<uint8_t> out(prepared_bytes(prep));
-  if (auto err = prepare_image(*img, prep, out.data()))
+  auto err = prepare_image(*img, prep, out.data());
+  if (decoded.capacity() > (32u << 20)) // (a huge image's buffer is not kept)
+    std::vector<uint8_t>().swap(decoded);
+  if (err)
     return err;
   return item_parts{std::move(out)};
 }

@@ -1,7 +1,8 @@
 // The image pipeline (fetch, then preprocess) against an origin web server the Python driver
 // runs on loopback (tests/integration/python/image_pipeline_test.py): outputs equal to
 // torchvision's, the per-host connection bound as the origin sees it, every failure's status and
-// message, downloads stopped when their client leaves, and the node serving throughout.
+// message, downloads stopped when their client leaves, the node serving throughout, and stopping
+// cleanly after.
 #include <catch2/catch.hpp>
 
 #include "support.hpp"
@@ -39,4 +40,7 @@ TEST_CASE("the image pipeline fetches, decodes and preprocesses as torchvision d
   CHECK(out.first == 0);
   CHECK(out.second.find("image pipeline: ok") != std::string::npos);
   CHECK(srv.running());
+  // The stages stop with the node (their pending timeouts once held its shutdown for 5 s).
+  CHECK(srv.stop() == 0);
+  CHECK(srv.log().find("actors still running") == std::string::npos);
 }
