@@ -2,7 +2,7 @@
 // runs on loopback (tests/integration/python/image_pipeline_test.py): outputs equal to
 // torchvision's, the per-host connection bound as the origin sees it, every failure's status and
 // message, downloads stopped when their client leaves, the node serving throughout, and stopping
-// cleanly after.
+// cleanly after; with TorchScript, the images fed straight into a model as PyTorch would.
 #include <catch2/catch.hpp>
 
 #include "support.hpp"
@@ -11,9 +11,29 @@ using namespace actorserve::itest;
 
 namespace {
 
+/// With TorchScript: "classify", the same stages feeding the test convnet ([3, 24, 24] -> 10).
+std::string classify_models() {
+  if (!ACTORSERVE_HAVE_TORCH)
+    return "";
+  return R"({"name": "convnet", "backend": "torchscript", "path": ")" + models_dir()
+         + R"(/convnet.pt", "max_batch_size": 8,
+      "inputs": [{"name": "input", "datatype": "FP32", "dims": [3, 24, 24]}],
+      "outputs": [{"name": "logits", "datatype": "FP32", "dims": [10]}]},
+    {"name": "classify", "max_batch_size": 8,
+      "inputs": [{"name": "images", "datatype": "BYTES", "dims": []}],
+      "outputs": [{"name": "logits", "datatype": "FP32", "dims": [10]}],
+      "pipeline": [
+        {"stage": "fetch", "parameters": {"allow": ["127.0.0.1/32"]},
+         "inputs": {"images": "images"}, "outputs": {"images": "encoded"}},
+        {"stage": "preprocess", "parameters": {"resize": 28, "crop_height": 24, "crop_width": 24},
+         "inputs": {"images": "encoded"}, "outputs": {"pixels": "pixels"}},
+        {"model": "convnet", "inputs": {"input": "pixels"}, "outputs": {"logits": "logits"}}]},
+    )";
+}
+
 std::string image_config() {
   return R"({"server": {"http": {"port": 0}, "grpc": {"enabled": false}},
-    "models": [{"name": "preprocess", "max_batch_size": 0,
+    "models": [)" + classify_models() + R"({"name": "preprocess", "max_batch_size": 0,
       "inputs": [{"name": "images", "datatype": "BYTES", "dims": [-1]}],
       "outputs": [{"name": "pixels", "datatype": "FP32", "dims": [-1, 3, 224, 224]}],
       "pipeline": [
@@ -34,7 +54,8 @@ TEST_CASE("the image pipeline fetches, decodes and preprocesses as torchvision d
   auto out = run_command({std::string(ACTORSERVE_SOURCE_DIR) + "/.venv/bin/python",
                           std::string(ACTORSERVE_SOURCE_DIR)
                             + "/tests/integration/python/image_pipeline_test.py",
-                          std::to_string(srv.port())});
+                          std::to_string(srv.port()),
+                          ACTORSERVE_HAVE_TORCH ? models_dir() + "/convnet.pt" : ""});
   INFO(out.second);
   INFO(srv.log());
   CHECK(out.first == 0);

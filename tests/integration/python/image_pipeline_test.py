@@ -1,10 +1,11 @@
 """The image pipeline against an origin web server under this script's control, on loopback.
 
-Usage: image_pipeline_test.py ACTORSERVE_PORT
+Usage: image_pipeline_test.py ACTORSERVE_PORT [CONVNET_PT]
 
 The node serves config written by tests/integration/images_test.cpp: model "preprocess" (fetch,
 then preprocess), allowing 127.0.0.1/32, at most 4 connections per host, 1.5 s per attempt, 2 MB
-per image, 3 redirects. Prints "image pipeline: ok" when every check passed.
+per image, 3 redirects; with CONVNET_PT also "classify" (the same stages with Resize(28) and
+CenterCrop(24), then that TorchScript model). Prints "image pipeline: ok" when every check passed.
 """
 import io
 import json
@@ -24,6 +25,7 @@ import torch
 import torchvision.transforms as T
 
 NODE = int(sys.argv[1])
+CONVNET = sys.argv[2] if len(sys.argv) > 2 and sys.argv[2] else None
 PHOTOS = {name: getattr(skimage.data, name)() for name in ("astronaut", "coffee", "chelsea")}
 
 
@@ -231,7 +233,23 @@ while time.time() < deadline and metric("actorserve_stage_failures_total",
     time.sleep(0.1)
 check(metric("actorserve_stage_items_in_flight") == 0, "downloads still in flight")
 
-# 5. Still serving.
+# 5. Straight into a model: the logits PyTorch gives for torchvision's preprocessing.
+if CONVNET:
+    small = T.Compose([T.Resize(28), T.CenterCrop(24), T.ToTensor(),
+                       T.Normalize([0.485, 0.456, 0.406], [0.229, 0.224, 0.225])])
+    paths = ["/astronaut.jpg", "/coffee.jpg", "/chelsea.png"]
+    x = torch.stack([small(Image.open(io.BytesIO(FILES[p])).convert("RGB")) for p in paths])
+    with torch.no_grad():
+        expected = torch.jit.load(CONVNET)(x).numpy()
+    body = json.dumps({"inputs": [{"name": "images", "datatype": "BYTES", "shape": [3],
+                                   "data": [BASE + p for p in paths]}]}).encode()
+    with urllib.request.urlopen(urllib.request.Request(
+            f"http://127.0.0.1:{NODE}/v2/models/classify/infer", data=body), timeout=30) as r:
+        got = np.array(json.loads(r.read())["outputs"][0]["data"], dtype=np.float32).reshape(3, 10)
+    err = float(np.abs(got - expected).max())
+    check(err < 1e-4, f"classify: logits differ from PyTorch's by {err}")
+
+# 6. Still serving.
 code, out = infer([BASE + "/astronaut.jpg"])
 check(code == 200, f"after all that: {code} {out}")
 print("image pipeline: ok")
