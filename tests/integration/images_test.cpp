@@ -41,7 +41,16 @@ std::string image_config() {
            "timeout_ms": 1500, "retries": 1, "max_bytes": 2097152, "max_redirects": 3},
          "inputs": {"images": "images"}, "outputs": {"images": "encoded"}},
         {"stage": "preprocess", "parameters": {"threads": 2, "max_pixels": 50000000},
-         "inputs": {"images": "encoded"}, "outputs": {"pixels": "pixels"}}]}]})";
+         "inputs": {"images": "encoded"}, "outputs": {"pixels": "pixels"}}]},
+      {"name": "via_decode", "max_batch_size": 0,
+      "inputs": [{"name": "images", "datatype": "BYTES", "dims": [-1]}],
+      "outputs": [{"name": "pixels", "datatype": "FP32", "dims": [-1, 3, 224, 224]}],
+      "pipeline": [
+        {"stage": "fetch", "parameters": {"allow": ["127.0.0.1/32"]},
+         "inputs": {"images": "images"}, "outputs": {"images": "encoded"}},
+        {"stage": "decode", "parameters": {"threads": 2},
+         "inputs": {"images": "encoded"}, "outputs": {"images": "rgb"}},
+        {"stage": "preprocess", "inputs": {"images": "rgb"}, "outputs": {"pixels": "pixels"}}]}]})";
 }
 
 } // namespace

@@ -121,7 +121,7 @@ threading.Thread(target=origin.serve_forever, daemon=True).start()
 BASE = f"http://127.0.0.1:{origin.server_address[1]}"
 
 
-def infer(items, parameters=None, binary=False, timeout=30):
+def infer(items, parameters=None, binary=False, timeout=30, model="preprocess"):
     if binary:
         payload = b"".join(struct.pack("<I", len(e)) + e for e in items)
         header = {"inputs": [{"name": "images", "datatype": "BYTES", "shape": [len(items)],
@@ -134,7 +134,7 @@ def infer(items, parameters=None, binary=False, timeout=30):
     if parameters:
         header["parameters"] = parameters
     head = json.dumps(header).encode()
-    req = urllib.request.Request(f"http://127.0.0.1:{NODE}/v2/models/preprocess/infer",
+    req = urllib.request.Request(f"http://127.0.0.1:{NODE}/v2/models/{model}/infer",
                                  data=head + payload,
                                  headers={"Inference-Header-Content-Length": str(len(head))})
     try:
@@ -187,6 +187,12 @@ check(diff == 0.0, f"outputs differ from torchvision's by up to {diff}")
 code, out = infer([FILES[p] for p in paths[:4]], {"images_are": "bytes"}, binary=True)
 check(code == 200 and float(np.abs(out - reference(paths[:4])).max()) == 0.0,
       f"bytes: {code}")
+code, out = infer([BASE + p for p in paths[:4]], model="via_decode")  # decode, then preprocess
+check(code == 200 and float(np.abs(out - reference(paths[:4])).max()) == 0.0,
+      f"via the decode stage: {code}")
+expect_decode = infer([BASE + "/truncated.jpg"], model="via_decode")
+check(expect_decode[0] == 400 and "step 1 (stage 'decode')" in expect_decode[1]
+      and "corrupt or truncated" in expect_decode[1], f"decode stage error: {expect_decode}")
 code, out = infer([BASE + "/moved"])  # a redirect is followed
 check(code == 200 and float(np.abs(out - reference(["/coffee.jpg"])).max()) == 0.0,
       f"redirect: {code}")
