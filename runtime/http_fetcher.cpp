@@ -181,6 +181,9 @@ bool http_fetcher::impl::start_attempt(transfer& t) {
                    static_cast<long>(std::max<int64_t>(1, std::min<int64_t>(settings.timeout_ms,
                                                                             left_ms))));
   curl_easy_setopt(e, CURLOPT_USERAGENT, "actorserve-fetch");
+  // No proxy from the environment (http_proxy, ...): the connect-time check would see the proxy's
+  // address instead of the origin's, and let an unlisted host through it.
+  curl_easy_setopt(e, CURLOPT_PROXY, "");
   curl_multi_add_handle(multi, e);
   return true;
 }
