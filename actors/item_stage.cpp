@@ -105,23 +105,10 @@ using front_ptr = stage_actor::stateful_pointer<front_state>;
 stage_output join(const item_stage_spec& spec, std::vector<stage_output>& items) {
   stage_output out;
   for (std::size_t k = 0; k < spec.outputs.size(); ++k) {
-    auto& o = spec.outputs[k];
-    std::size_t total = 0;
+    std::vector<const byte_buffer*> parts;
     for (auto& it : items)
-      total += it.tensors[k].data.size();
-    std::vector<uint8_t> bytes;
-    bytes.reserve(total);
-    for (auto& it : items) {
-      auto& d = it.tensors[k].data;
-      bytes.insert(bytes.end(), d.data(), d.data() + d.size());
-    }
-    tensor t;
-    t.name = o.name;
-    t.dtype = o.dtype;
-    t.shape = o.dims;
-    t.shape.insert(t.shape.begin(), static_cast<int64_t>(items.size()));
-    t.data = std::move(bytes);
-    out.tensors.push_back(std::move(t));
+      parts.push_back(&it.tensors[k].data);
+    out.tensors.push_back(join_items(spec.outputs[k], parts));
   }
   return out;
 }

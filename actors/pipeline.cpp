@@ -150,13 +150,13 @@ void launch_stage(pipeline_ptr self, std::size_t j, int64_t left_ns) {
 void launch(pipeline_ptr self, std::size_t j) {
   auto& st = self->state;
   auto& step = st.pipeline->pipeline[j];
-  auto* model = st.cfg->find_model(step.model);
   auto left_ns = st.request.deadline_ns - now_ns(self);
   if (left_ns <= 0)
     return fail(self, j, make_error(errc::deadline_exceeded,
                                     "the request's deadline passed before the step could start"));
   if (step.is_stage())
     return launch_stage(self, j, left_ns);
+  auto* model = st.cfg->find_model(step.model);
   infer_request r;
   r.model = step.model;
   r.client_id = st.request.client_id;

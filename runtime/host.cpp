@@ -19,4 +19,10 @@ int64_t unix_ms_now() {
     .count();
 }
 
+int64_t steady_now_ns() {
+  return std::chrono::duration_cast<std::chrono::nanoseconds>(
+           std::chrono::steady_clock::now().time_since_epoch())
+    .count();
+}
+
 } // namespace actorserve

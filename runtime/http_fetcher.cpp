@@ -1,4 +1,5 @@
 #include "runtime/http_fetcher.hpp"
+#include "runtime/host.hpp"
 
 #include <chrono>
 #include <cstring>
@@ -14,11 +15,6 @@
 
 namespace actorserve {
 namespace {
-
-int64_t now_ns() {
-  return std::chrono::duration_cast<std::chrono::nanoseconds>(
-           std::chrono::steady_clock::now().time_since_epoch()).count();
-}
 
 /// One fetch() from call to result, over its attempts and redirects.
 struct transfer {
@@ -61,6 +57,7 @@ struct http_fetcher::impl {
   impl(fetch_settings s, callback cb)
     : settings(std::move(s)), done(std::move(cb)), allow(settings.allow, allow_errors) {}
 
+  void release(transfer& t);
   void finish(transfer& t, errc code, std::string message, long status = 0);
   bool start_attempt(transfer& t);
   void completed(transfer& t, CURLcode rc);
@@ -121,19 +118,24 @@ std::pair<std::string, std::string> scheme_and_host(const std::string& url) {
 
 } // namespace
 
+/// Ends the transfer's current attempt (its easy handle), if one is running.
+void http_fetcher::impl::release(transfer& t) {
+  if (!t.easy)
+    return;
+  curl_multi_remove_handle(multi, t.easy);
+  curl_easy_cleanup(t.easy);
+  t.easy = nullptr;
+}
+
 void http_fetcher::impl::finish(transfer& t, errc code, std::string message, long status) {
-  if (t.easy) {
-    curl_multi_remove_handle(multi, t.easy);
-    curl_easy_cleanup(t.easy);
-    t.easy = nullptr;
-  }
+  release(t);
   fetch_result r;
   r.id = t.id;
   r.code = code;
   r.message = std::move(message);
   r.http_status = status;
   r.attempts = t.attempts;
-  r.duration_ns = now_ns() - t.started_ns;
+  r.duration_ns = steady_now_ns() - t.started_ns;
   if (code == errc::none) {
     auto len = static_cast<uint32_t>(t.body.size() - 4);
     std::memcpy(t.body.data(), &len, 4);
@@ -163,7 +165,7 @@ bool http_fetcher::impl::start_attempt(transfer& t) {
   t.body.assign(4, 0);
   ++t.attempts;
   t.retry_at_ns = 0;
-  auto left_ms = (t.deadline_ns - now_ns()) / 1'000'000;
+  auto left_ms = (t.deadline_ns - steady_now_ns()) / 1'000'000;
   CURL* e = curl_easy_init();
   t.easy = e;
   curl_easy_setopt(e, CURLOPT_URL, t.current.c_str());
@@ -190,15 +192,13 @@ bool http_fetcher::impl::start_attempt(transfer& t) {
 
 void http_fetcher::impl::retry_or_fail(transfer& t, errc code, const std::string& message,
                                        long status) {
-  curl_multi_remove_handle(multi, t.easy);
-  curl_easy_cleanup(t.easy);
-  t.easy = nullptr;
+  release(t);
   if (t.attempts <= settings.retries && retryable_status(status)) {
     std::uniform_real_distribution<double> unit(0.0, 1.0);
     auto wait = retry_backoff_ns(t.attempts, int64_t{settings.retry_backoff_ms} * 1'000'000,
                                  unit(rng));
-    if (now_ns() + wait < t.deadline_ns) {
-      t.retry_at_ns = now_ns() + wait; // (sweep starts it then)
+    if (steady_now_ns() + wait < t.deadline_ns) {
+      t.retry_at_ns = steady_now_ns() + wait; // (sweep starts it then)
       t.current = t.url;
       t.redirects = 0;
       return;
@@ -224,9 +224,7 @@ bool http_fetcher::impl::follow_redirect(transfer& t, long status) {
                                      + next, status);
     return false;
   }
-  curl_multi_remove_handle(multi, t.easy);
-  curl_easy_cleanup(t.easy);
-  t.easy = nullptr;
+  release(t);
   t.current = next;
   --t.attempts; // (a hop is not a new attempt)
   return start_attempt(t);
@@ -243,7 +241,7 @@ void http_fetcher::impl::completed(transfer& t, CURLcode rc) {
                                               + std::to_string(settings.max_bytes)
                                               + " bytes (parameter max_bytes)", status);
   if (rc == CURLE_OPERATION_TIMEDOUT) {
-    bool deadline = now_ns() >= t.deadline_ns - 1'000'000;
+    bool deadline = steady_now_ns() >= t.deadline_ns - 1'000'000;
     if (deadline)
       return finish(t, errc::deadline_exceeded, where + ": no complete answer before the "
                                                 "request's deadline", 0);
@@ -264,7 +262,7 @@ void http_fetcher::impl::completed(transfer& t, CURLcode rc) {
 
 /// Starts retries that are due; ends transfers whose deadline passed or whose client left.
 void http_fetcher::impl::sweep() {
-  auto now = now_ns();
+  auto now = steady_now_ns();
   for (auto& p : active) {
     auto& t = *p;
     if (t.retry_at_ns < 0)
@@ -361,7 +359,7 @@ void http_fetcher::fetch(uint64_t id, std::string url, int64_t deadline_ns,
   t->current = url;
   t->url = std::move(url);
   t->deadline_ns = deadline_ns;
-  t->started_ns = now_ns();
+  t->started_ns = steady_now_ns();
   t->cancelled = std::move(client_left);
   t->abandoned = std::move(abandoned);
   in_flight_.fetch_add(1, std::memory_order_relaxed);

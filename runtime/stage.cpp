@@ -1,6 +1,5 @@
 #include "runtime/stage.hpp"
 
-#include <chrono>
 #include <cmath>
 #include <set>
 
@@ -232,16 +231,28 @@ std::vector<tensor> split_items(const tensor& t) {
   return out;
 }
 
+tensor join_items(const tensor_spec& spec, const std::vector<const byte_buffer*>& items) {
+  std::size_t total = 0;
+  for (auto* b : items)
+    total += b->size();
+  std::vector<uint8_t> bytes;
+  bytes.reserve(total);
+  for (auto* b : items)
+    bytes.insert(bytes.end(), b->begin(), b->end());
+  tensor t;
+  t.name = spec.name;
+  t.dtype = spec.dtype;
+  t.shape = spec.dims;
+  t.shape.insert(t.shape.begin(), static_cast<int64_t>(items.size()));
+  t.data = std::move(bytes);
+  return t;
+}
+
 std::string_view only_element(const tensor& t) {
   if (t.dtype != datatype::BYTES || t.data.size() < 4)
     return {};
   auto e = bytes_elements(t.view(), 1);
   return e ? e->front() : std::string_view{};
-}
-
-int64_t steady_now_ns() {
-  return std::chrono::duration_cast<std::chrono::nanoseconds>(
-           std::chrono::steady_clock::now().time_since_epoch()).count();
 }
 
 } // namespace actorserve

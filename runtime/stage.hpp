@@ -21,6 +21,7 @@
 #include <caf/typed_actor.hpp>
 
 #include "runtime/config.hpp"
+#include "runtime/host.hpp" // (steady_now_ns: what stage_input::deadline_ns is measured on)
 #include "runtime/messages.hpp"
 
 namespace actorserve {
@@ -116,10 +117,12 @@ int64_t item_count(const stage_input& in);
 /// when `t` has no first dimension or its bytes do not match its shape.
 std::vector<tensor> split_items(const tensor& t);
 
+/// The inverse of split_items: one tensor named and typed as `spec` (dims per item), holding each
+/// item's bytes in order (a fixed-size item's, or a BYTES item's elements with their lengths).
+tensor join_items(const tensor_spec& spec, const std::vector<const byte_buffer*>& items);
+
 /// The element of a BYTES tensor of one item ("" for anything else).
 std::string_view only_element(const tensor& t);
 
-/// The steady clock in nanoseconds, as deadlines are set.
-int64_t steady_now_ns();
 
 } // namespace actorserve

@@ -69,20 +69,11 @@ stage_signature describe_fetch(stage_parameters& p) {
 
 /// All items fetched: one BYTES tensor of their bodies, in order.
 void deliver_all(pending_fetch& p) {
-  std::size_t total = 0;
+  std::vector<const byte_buffer*> parts;
   for (auto& b : p.bodies)
-    total += b.size();
-  std::vector<uint8_t> bytes;
-  bytes.reserve(total);
-  for (auto& b : p.bodies)
-    bytes.insert(bytes.end(), b.begin(), b.end());
+    parts.push_back(&b);
   stage_output out;
-  tensor t;
-  t.name = "images";
-  t.dtype = datatype::BYTES;
-  t.shape = {static_cast<int64_t>(p.bodies.size())};
-  t.data = std::move(bytes);
-  out.tensors.push_back(std::move(t));
+  out.tensors.push_back(join_items(images_spec(), parts));
   p.promise.deliver(std::move(out));
 }
 

@@ -18,6 +18,11 @@ uint32_t default_threads() {
   return std::max(1u, std::thread::hardware_concurrency());
 }
 
+/// The stage's own threads (both stages take the parameter).
+uint32_t read_threads(stage_parameters& p) {
+  return static_cast<uint32_t>(p.integer("threads", default_threads(), 1, 256));
+}
+
 /// The decoding parameters both stages take.
 decode_limits read_decode_limits(stage_parameters& p) {
   decode_limits d;
@@ -38,7 +43,7 @@ tensor_spec bytes_spec(const char* name) {
 
 stage_signature describe_decode(stage_parameters& p) {
   read_decode_limits(p);
-  p.integer("threads", default_threads(), 1, 256);
+  read_threads(p);
   return {{bytes_spec("images")}, {bytes_spec("images")}};
 }
 
@@ -48,7 +53,7 @@ stage_actor spawn_decode(caf::actor_system& sys, stage_context& ctx) {
   spec.name = ctx.name;
   spec.metrics = &stage_metrics::for_stage(ctx.name, "decode");
   spec.outputs = {bytes_spec("images")};
-  spec.threads = static_cast<uint32_t>(ctx.parameters.integer("threads", default_threads(), 1, 256));
+  spec.threads = read_threads(ctx.parameters);
   spec.work = [limits](const stage_input& item) -> caf::expected<item_parts> {
     auto packed = decode_image(only_element(item.tensors.front()), limits);
     if (!packed)
@@ -90,7 +95,7 @@ tensor_spec pixels_spec(const image_prep& r) {
 stage_signature describe_preprocess(stage_parameters& p) {
   auto r = read_prep(p);
   read_decode_limits(p);
-  p.integer("threads", default_threads(), 1, 256);
+  read_threads(p);
   return {{bytes_spec("images")}, {pixels_spec(r)}};
 }
 
@@ -123,7 +128,7 @@ stage_actor spawn_preprocess(caf::actor_system& sys, stage_context& ctx) {
   spec.name = ctx.name;
   spec.metrics = &stage_metrics::for_stage(ctx.name, "preprocess");
   spec.outputs = {pixels_spec(prep)};
-  spec.threads = static_cast<uint32_t>(ctx.parameters.integer("threads", default_threads(), 1, 256));
+  spec.threads = read_threads(ctx.parameters);
   spec.work = [prep, limits](const stage_input& item) {
     return preprocess_item(prep, limits, only_element(item.tensors.front()));
   };
