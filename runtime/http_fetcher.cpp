@@ -9,6 +9,7 @@
 #include <random>
 #include <stdexcept>
 #include <thread>
+#include <unordered_map>
 
 #include <curl/curl.h>
 #include <sys/socket.h>
@@ -25,6 +26,8 @@ struct transfer {
   int64_t deadline_ns = 0;
   int64_t started_ns = 0;
   int64_t retry_at_ns = 0; // > 0: waiting to be tried again (no easy handle meanwhile)
+  bool waiting_slot = false; // waiting for a connection slot to its host (no easy handle)
+  std::string host;          // the running attempt's host (its slot), or the one it waits for
   std::shared_ptr<std::atomic<bool>> cancelled, abandoned;
   uint32_t attempts = 0, redirects = 0;
   bool host_listed = false;
@@ -50,6 +53,12 @@ struct http_fetcher::impl {
   std::deque<std::unique_ptr<transfer>> incoming; // guarded by mtx
   bool stopping = false;                          // guarded by mtx
   std::list<std::unique_ptr<transfer>> active;    // the fetcher thread's own
+  // Attempts running (an easy handle in the multi), in all and per host. An attempt starts only
+  // when both are below their bounds, so that its timeout counts from its start: curl would
+  // queue the rest itself, but its timeout counts the time queued too (a long list of URLs to
+  // one host timed out behind its own first items).
+  uint32_t running = 0;
+  std::unordered_map<std::string, uint32_t> running_per_host;
   std::atomic<int64_t>* in_flight = nullptr;
   std::mt19937_64 rng{std::random_device{}()};
   std::thread thread;
@@ -58,6 +67,7 @@ struct http_fetcher::impl {
     : settings(std::move(s)), done(std::move(cb)), allow(settings.allow, allow_errors) {}
 
   void release(transfer& t);
+  bool slot_free(const std::string& host) const;
   void finish(transfer& t, errc code, std::string message, long status = 0);
   bool start_attempt(transfer& t);
   void completed(transfer& t, CURLcode rc);
@@ -120,11 +130,23 @@ std::pair<std::string, std::string> scheme_and_host(const std::string& url) {
 
 /// Ends the transfer's current attempt (its easy handle), if one is running.
 void http_fetcher::impl::release(transfer& t) {
+  t.waiting_slot = false;
   if (!t.easy)
     return;
   curl_multi_remove_handle(multi, t.easy);
   curl_easy_cleanup(t.easy);
   t.easy = nullptr;
+  --running;
+  auto it = running_per_host.find(t.host);
+  if (it != running_per_host.end() && --it->second == 0)
+    running_per_host.erase(it);
+}
+
+bool http_fetcher::impl::slot_free(const std::string& host) const {
+  if (running >= settings.max_connections)
+    return false;
+  auto it = running_per_host.find(host);
+  return it == running_per_host.end() || it->second < settings.max_per_host;
 }
 
 void http_fetcher::impl::finish(transfer& t, errc code, std::string message, long status) {
@@ -146,8 +168,8 @@ void http_fetcher::impl::finish(transfer& t, errc code, std::string message, lon
   done(std::move(r));
 }
 
-/// Checks the (current) URL against the allow-list and starts an attempt; false when it failed
-/// at once (finished).
+/// Checks the (current) URL against the allow-list and starts an attempt, or leaves it waiting
+/// for a connection slot to its host; false when it failed at once (finished).
 bool http_fetcher::impl::start_attempt(transfer& t) {
   auto [scheme, host] = scheme_and_host(t.current);
   if (scheme != "http" && scheme != "https") {
@@ -159,12 +181,18 @@ bool http_fetcher::impl::start_attempt(transfer& t) {
                                "hosts yet (list them in its parameter \"allow\")");
     return false;
   }
+  t.retry_at_ns = 0;
+  t.host = host;
+  t.waiting_slot = !slot_free(host);
+  if (t.waiting_slot)
+    return true; // (sweep starts it when a slot frees, in the order transfers came)
+  ++running;
+  ++running_per_host[host];
   t.host_listed = allow.host_listed(host);
   t.refused.clear();
   t.too_large = false;
   t.body.assign(4, 0);
   ++t.attempts;
-  t.retry_at_ns = 0;
   auto left_ms = (t.deadline_ns - steady_now_ns()) / 1'000'000;
   CURL* e = curl_easy_init();
   t.easy = e;
@@ -260,7 +288,8 @@ void http_fetcher::impl::completed(transfer& t, CURLcode rc) {
   finish(t, errc::none, "", status);
 }
 
-/// Starts retries that are due; ends transfers whose deadline passed or whose client left.
+/// Starts retries that are due and waiting attempts that now have a slot (in arrival order);
+/// ends transfers whose deadline passed or whose client left.
 void http_fetcher::impl::sweep() {
   auto now = steady_now_ns();
   for (auto& p : active) {
@@ -274,7 +303,7 @@ void http_fetcher::impl::sweep() {
     else if (now >= t.deadline_ns)
       finish(t, errc::deadline_exceeded, t.url + ": the request's deadline passed after "
                                            + ms_text(now - t.started_ns));
-    else if (t.retry_at_ns > 0 && now >= t.retry_at_ns)
+    else if ((t.retry_at_ns > 0 && now >= t.retry_at_ns) || (t.waiting_slot && slot_free(t.host)))
       start_attempt(t);
   }
   active.remove_if([](auto& p) { return p->retry_at_ns < 0; });

@@ -1,11 +1,12 @@
 // Concurrent HTTP/HTTPS downloads on one thread of their own, through libcurl's multi interface:
 // non-blocking I/O for every transfer at once, connections kept and reused per host, at most
-// `max_connections` in all and `max_per_host` per host (curl queues the rest), connect and
-// total timeouts, a byte limit per body, redirects followed by hand (each hop checked against
-// the allow-list), no proxy (the connect-time check must see the origin's address), retries with
-// jittered backoff within the deadline, and cancellation when a
-// transfer's deadline passes or its client leaves. Results come back through a callback on the
-// fetcher's thread; the fetch stage turns them into actor messages.
+// `max_connections` attempts at once in all and `max_per_host` per host (the rest wait their
+// turn, and an attempt's timeout starts when it does), connect and total timeouts, a byte limit
+// per body, redirects followed by hand (each hop checked against the allow-list), no proxy (the
+// connect-time check must see the origin's address), retries with jittered backoff within the
+// deadline, and cancellation when a transfer's deadline passes or its client leaves. Results
+// come back through a callback on the fetcher's thread; the fetch stage turns them into actor
+// messages.
 #pragma once
 
 #include <atomic>

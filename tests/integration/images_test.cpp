@@ -38,7 +38,7 @@ std::string image_config() {
       "outputs": [{"name": "pixels", "datatype": "FP32", "dims": [-1, 3, 224, 224]}],
       "pipeline": [
         {"stage": "fetch", "parameters": {"allow": ["127.0.0.1/32"], "max_per_host": 4,
-           "timeout_ms": 1500, "retries": 1, "max_bytes": 2097152, "max_redirects": 3},
+           "timeout_ms": 1500, "retries": 0, "max_bytes": 2097152, "max_redirects": 3},
          "inputs": {"images": "images"}, "outputs": {"images": "encoded"}},
         {"stage": "preprocess", "parameters": {"threads": 2, "max_pixels": 50000000},
          "inputs": {"images": "encoded"}, "outputs": {"pixels": "pixels"}}]},
