@@ -3,9 +3,11 @@
 #include <algorithm>
 #include <atomic>
 #include <chrono>
+#include <condition_variable>
 #include <csignal>
 #include <cstdio>
 #include <iostream>
+#include <mutex>
 #include <thread>
 
 #include <sys/resource.h>
@@ -97,20 +99,49 @@ void configure_system(caf::actor_system_config& sys_cfg, const deployment_config
 }
 
 /// The actor system's destructor waits for every actor. A worker abandoned as hung may be
-/// blocked in its backend forever: after `grace` the process exits regardless.
-void exit_after(std::chrono::milliseconds grace, const char* what) {
-  std::thread([grace, what] {
-    std::this_thread::sleep_for(grace);
-    logging::warn({"main"}, "{}", what);
-    std::_Exit(core_failed ? 1 : 0);
-  }).detach();
-}
+/// blocked in its backend forever: once armed, after `grace` the process exits regardless.
+/// Declared before the actor system, so that it is disarmed (and its thread joined) only once the
+/// system is gone, and never fires while the process exits normally (its log would write to a
+/// logger that exit has already destroyed).
+class exit_watchdog {
+public:
+  exit_watchdog() = default;
+  exit_watchdog(const exit_watchdog&) = delete;
+  exit_watchdog& operator=(const exit_watchdog&) = delete;
+
+  void arm(std::chrono::milliseconds grace, const char* what) {
+    thread_ = std::thread([this, grace, what] {
+      std::unique_lock<std::mutex> lock{mtx_};
+      if (cv_.wait_for(lock, grace, [this] { return disarmed_; }))
+        return;
+      logging::warn({"main"}, "{}", what);
+      std::_Exit(core_failed ? 1 : 0);
+    });
+  }
+
+  ~exit_watchdog() {
+    {
+      std::lock_guard<std::mutex> guard{mtx_};
+      disarmed_ = true;
+    }
+    cv_.notify_all();
+    if (thread_.joinable())
+      thread_.join();
+  }
+
+private:
+  std::mutex mtx_;
+  std::condition_variable cv_;
+  bool disarmed_ = false;
+  std::thread thread_;
+};
 
 /// A worker node (server.cluster.role "worker"): no fronts, no batchers; workers for the front
 /// nodes it joins, until a signal makes it leave (draining).
 int run_worker_node(caf::actor_system_config& sys_cfg, const config_ptr& cfg,
                     const sigset_t& signals) {
   const auto& cluster = cfg->server.cluster;
+  exit_watchdog watchdog;
   caf::actor_system sys{sys_cfg};
   auto root = spawn_worker_node(sys, cfg);
   std::printf("actorserve: worker node %s joining %zu front node(s)\n",
@@ -120,8 +151,8 @@ int run_worker_node(caf::actor_system_config& sys_cfg, const config_ptr& cfg,
   sigwait(&signals, &sig);
   logging::info({"main"}, "received signal {}: leaving the cluster (draining)", sig);
   caf::anon_send_exit(root, caf::exit_reason::user_shutdown);
-  exit_after(std::chrono::milliseconds(cluster.drain_timeout_ms) + std::chrono::seconds(5),
-             "still running after the drain time: exiting");
+  watchdog.arm(std::chrono::milliseconds(cluster.drain_timeout_ms) + std::chrono::seconds(5),
+               "still running after the drain time: exiting");
   sys.await_all_actors_done();
   return 0;
 }
@@ -216,6 +247,7 @@ void exit_when_root_gives_up(const caf::actor& root) {
 int run_front_node(caf::actor_system_config& sys_cfg, const config_ptr& cfg,
                    const sigset_t& signals, clock_type::time_point t0) {
   auto stats = std::make_shared<metrics>(*cfg); // (before sys: it outlives every actor)
+  exit_watchdog watchdog;
   caf::actor_system sys{sys_cfg};
   stats->set_gpu_monitor(gpu_monitor::open()); // none where no NVIDIA driver exists
   auto node = spawn_node(sys, cfg, stats);
@@ -240,8 +272,8 @@ int run_front_node(caf::actor_system_config& sys_cfg, const config_ptr& cfg,
   logging::info({"main"}, "shutting down");
   serving.stop();
   stop_actors(*node);
-  exit_after(std::chrono::seconds(5), "actors still running 5 s after shutdown began (a hung "
-                                      "worker?): exiting without waiting for them");
+  watchdog.arm(std::chrono::seconds(5), "actors still running 5 s after shutdown began (a hung "
+                                        "worker?): exiting without waiting for them");
   sys.await_all_actors_done();
   return core_failed ? 1 : 0;
 }
