@@ -59,6 +59,7 @@ infer_request hand_over(batcher_state& st, queued_request& q, time_point now) {
     st.model_stats->queue_seconds.observe(static_cast<double>(waited) * 1e-9);
     st.model_stats->queue.add(waited);
   }
+  note_wait(st, now, duration_cast<nanoseconds>(now - q.enqueued));
   ++q.attempts;
   if (st.model->max_retries > 0)
     return q.req; // kept whole: a retry needs the inputs again
@@ -189,6 +190,7 @@ void init_state(batcher_ptr self, std::shared_ptr<const model_config> model,
   opts.preferred_batch_sizes = st.model->batching.preferred_batch_sizes;
   opts.max_queue_size = st.model->batching.max_queue_size;
   st.queue = std::make_unique<batch_queue>(opts);
+  init_scaling(self);
 }
 
 /// Why the model cannot take a request now (no worker ready or starting, or every worker's
@@ -227,6 +229,8 @@ pending_request pending_of(const model_config& model, const infer_request& req, 
 caf::result<infer_response> admit(batcher_ptr self, infer_request& req) {
   auto& st = self->state;
   auto now = self->clock().now(); // the actor clock: virtual time in tests
+  if (st.workers.empty() && st.starting.empty())
+    cold_start(self);
   if (auto err = unavailable(st, now))
     return err;
   auto p = pending_of(*st.model, req, now);
@@ -304,12 +308,29 @@ batcher_actor::behavior_type batcher_fn(batcher_ptr self, std::shared_ptr<const 
     },
     [self](drain_atom, caf::actor& worker) { return drain_worker(self, worker); },
     [self](reload_atom) { return start_reload(self); },
+    [self](scale_atom) { scale_tick(self); },
+    [self](scale_atom, uint32_t min, uint32_t max) { return set_instances(self, min, max); },
     [self](fault_atom, fault_spec& spec) { return inject_fault(self, spec); },
     [self](tick_atom) {
       self->state.tick_at.reset(); // pump schedules the next one if anything is pending
       pump(self);
     },
   };
+}
+
+/// actorserve_instances{state}: this node's instances as the batcher sees them.
+void count_instances(const batcher_state& st) {
+  if (!st.model_stats)
+    return;
+  auto leaving = std::count_if(st.workers.begin(), st.workers.end(),
+                               [](const worker_slot& w) { return w.draining; });
+  int64_t counts[] = {
+    static_cast<int64_t>(st.starting.size()),
+    static_cast<int64_t>(st.workers.size()) - leaving,
+    leaving + static_cast<int64_t>(st.scaling.stopping.size()),
+    static_cast<int64_t>(st.scaling.parked.size() + st.given_up.size() + st.held.size())};
+  for (std::size_t k = 0; k < std::size(counts); ++k)
+    st.model_stats->instances[k].store(counts[k], std::memory_order_relaxed);
 }
 
 } // namespace
@@ -321,6 +342,8 @@ void report_status(batcher_ptr self) {
   s.ready_workers = static_cast<uint32_t>(st.workers.size());
   s.starting_workers = static_cast<uint32_t>(st.starting.size());
   s.batches = st.batches;
+  s.cold_start = st.workers.empty() && st.scaling.policy && !st.scaling.parked.empty();
+  count_instances(st);
   if (st.directory && st.directory->set_status(std::move(s)))
     logging::info({"batcher", st.model->name}, "model is {}",
                   st.workers.empty() ? "NOT ready" : "ready");

@@ -10,10 +10,6 @@ namespace {
 
 using act = rolling_reload::act;
 
-std::chrono::milliseconds supervisor_wait(const model_config& m) {
-  return std::chrono::milliseconds(m.restart.shutdown_ms) * 2 + std::chrono::seconds(5);
-}
-
 /// Ends the reload in progress: the load answers true, or the error.
 void reload_end(batcher_ptr self, caf::error err) {
   auto& st = self->state;

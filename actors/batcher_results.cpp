@@ -181,6 +181,8 @@ void finish_batch(batcher_ptr self, uint64_t batch_id, batch_outputs* outputs,
     remove_drained(self);
   if (outputs && st.model_stats)
     record_batch(*st.model_stats, b, *outputs);
+  if (outputs && !b.requests.empty())
+    note_batch(st, duration_cast<nanoseconds>(now - b.requests.front().dispatched));
   if (split)
     return requeue_halves(self, b, err, now);
   for (std::size_t i = 0; i < b.requests.size(); ++i) {

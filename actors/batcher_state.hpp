@@ -15,6 +15,7 @@
 
 #include "actors/batcher.hpp"
 #include "actors/worker.hpp"
+#include "runtime/autoscale_policy.hpp"
 #include "runtime/batching.hpp"
 #include "runtime/circuit_breaker.hpp"
 #include "runtime/error.hpp"
@@ -28,6 +29,11 @@ using std::chrono::nanoseconds;
 
 inline time_point from_ns(int64_t ns) {
   return time_point{nanoseconds{ns}};
+}
+
+/// How long a request to the model's workers supervisor (stop or start a worker) may take.
+inline std::chrono::milliseconds supervisor_wait(const model_config& m) {
+  return std::chrono::milliseconds(m.restart.shutdown_ms) * 2 + std::chrono::seconds(5);
 }
 
 struct queued_request {
@@ -53,6 +59,7 @@ struct worker_slot {
   std::optional<caf::typed_response_promise<bool>> drained;
   staging_estimate staging;     // capacity > 1: when to stage its next batch
   worker_metrics* stats = nullptr; // its series in /metrics (null without metrics)
+  bool parking = false;          // draining to be stopped: the model is scaled down
 
   bool has_room() const { return !draining && batches.size() < capacity; }
   /// Whether it takes any due batch now, not only a full one: it is idle, or it holds batches
@@ -77,6 +84,19 @@ struct in_flight_batch {
   std::vector<bool> answered;
   uint32_t rows = 0;
   std::optional<time_point> hang_deadline; // dispatched + execution_timeout
+};
+
+/// The model's instances on this node as scaling sees them (models[].autoscaling, and the
+/// count set at run time): which are stopped on purpose, what the autoscaler decides on.
+struct scaling_state {
+  std::vector<std::string> names;    // every instance here, in start order (instance_slots)
+  std::set<std::string> parked;      // stopped on purpose: scaled down, or not started yet
+  std::set<std::string> stopping;    // drained, being stopped by their supervisor
+  std::optional<autoscale_policy> policy; // none: autoscaling off (a count set at run time only)
+  uint32_t min = 0, max = 0;         // bounds (policy's when autoscaling)
+  int64_t desired = -1;              // the count wanted; -1: none set (all instances run)
+  std::deque<std::pair<time_point, double>> waits; // queue waits (ms) of dispatched requests
+  double batch_ms = 0;               // batch durations, smoothed (predicted misses)
 };
 
 /// A rolling reload in progress (reload_atom): its steps (runtime/rolling_reload), and the
@@ -106,6 +126,7 @@ struct batcher_state {
   caf::actor_addr self_addr;   // for clearing the directory entry when it stops
   std::optional<reload_run> reload; // a rolling reload in progress
   std::set<std::string> held; // did not come back from a reload: kept down until the next one
+  scaling_state scaling;
   static inline const char* name = "batcher";
 
   // Every accepted request gets an answer, also when the batcher itself goes away (CAF
@@ -190,6 +211,31 @@ void finish_checked_batch(batcher_ptr self, batch_outputs& out);
 /// Nothing will ever serve what is queued (no worker ready or coming): it is failed now rather
 /// than at its deadline.
 void fail_if_no_worker_left(batcher_ptr self, const std::string& why);
+
+// --- batcher_scaling.cpp: instances added and removed with the load
+
+/// Sets up scaling from the model's config: the instances not started with it are parked, and
+/// with autoscaling the first decision is scheduled.
+void init_scaling(batcher_ptr self);
+
+/// Every autoscaling.interval_ms: reads the figures, decides, and starts or drains instances.
+void scale_tick(batcher_ptr self);
+
+/// The count set at run time (the management endpoint): with autoscaling its bounds, without it
+/// the count itself (min == max). Answers the instances now wanted.
+caf::result<uint32_t> set_instances(batcher_ptr self, uint32_t min, uint32_t max);
+
+/// A request arrives and no instance is ready or starting: with autoscaling down to zero, one
+/// starts now (the request waits for it, bounded by its deadline).
+void cold_start(batcher_ptr self);
+
+/// A drained instance that was leaving because the model scaled down: stopped by its
+/// supervisor and parked.
+void park(batcher_ptr self, const std::string& name);
+
+/// What scaling needs from each dispatch and each finished batch.
+void note_wait(batcher_state& st, time_point now, nanoseconds waited);
+void note_batch(batcher_state& st, nanoseconds took);
 
 // --- batcher_reload.cpp: rolling reloads
 

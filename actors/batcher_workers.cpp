@@ -60,6 +60,8 @@ void remove_drained(batcher_ptr self) {
     mark_left(*it);
     if (it->drained)
       it->drained->deliver(true);
+    if (it->parking)
+      park(self, it->name);
     left.push_back(it->name);
     it = st.workers.erase(it);
   }
@@ -157,6 +159,8 @@ void on_worker_ready(batcher_ptr self, caf::actor& handle, std::string& name, ui
     wm->set_phase(worker_phase::ready);
   worker_slot slot{std::move(w), name, std::max<uint32_t>(capacity, 1), {}, make_breaker(*st.model),
                    false, std::nullopt, staging_estimate{}, wm};
+  // (Scaled down while it was starting: its stop is on the way; it takes no batch meanwhile.)
+  slot.draining = st.scaling.stopping.count(name) > 0;
   st.workers.push_back(std::move(slot));
   logging::info({"batcher", st.model->name, 0, {}, name}, "worker {} is ready ({} ready)", name,
                 st.workers.size());

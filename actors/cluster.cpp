@@ -230,17 +230,20 @@ caf::actor spawn_worker_node(caf::actor_system& sys, std::shared_ptr<const deplo
   for (auto& seed : cl.seeds)
     for (auto& m : cfg->models) {
       auto model = std::shared_ptr<const model_config>(cfg, &m);
-      for (auto& device : m.devices)
-        for (uint32_t i = 0; i < m.instances; ++i) {
-          worker_spec spec{model, device, i, cfg->server.fault_injection, name};
-          child_spec c;
-          c.id = seed + " " + spec.name();
-          c.shutdown = std::chrono::milliseconds(cl.drain_timeout_ms) + std::chrono::seconds(1);
-          c.start = [spec, cl, seed](caf::actor_system& s, const caf::actor&) {
-            return spawn_join_agent(s, spec, cl, seed, "", true);
-          };
-          root.children.push_back(std::move(c));
-        }
+      // (A worker node runs a model's initial instances: in a cluster, capacity grows by worker
+      // nodes, which an orchestrator adds on the front's actorserve_desired_instances.)
+      auto slots = m.instance_slots();
+      slots.resize(m.initial_instances());
+      for (auto& [device, i] : slots) {
+        worker_spec spec{model, device, i, cfg->server.fault_injection, name};
+        child_spec c;
+        c.id = seed + " " + spec.name();
+        c.shutdown = std::chrono::milliseconds(cl.drain_timeout_ms) + std::chrono::seconds(1);
+        c.start = [spec, cl, seed](caf::actor_system& s, const caf::actor&) {
+          return spawn_join_agent(s, spec, cl, seed, "", true);
+        };
+        root.children.push_back(std::move(c));
+      }
     }
   logging::info({"cluster"}, "worker node {}: {} worker(s) for {} front(s)", name,
                 root.children.size(), cl.seeds.size());

@@ -77,13 +77,13 @@ caf::result<bool> model_ready(gateway_ptr self, const std::string& model,
                                                + m->version + "')");
   auto ready = [&](const std::string& name) {
     auto entry = st.directory->find(name);
-    return entry && entry->batcher && entry->status.ready_workers > 0;
+    return entry && entry->batcher && entry->status.serving();
   };
   if (!m->is_pipeline()) {
     auto entry = st.directory->find(model); // (one look-up: the directory takes a lock)
     if (entry && entry->unloaded)
       return unloaded_error(model);
-    bool serving = entry && entry->batcher && entry->status.ready_workers > 0;
+    bool serving = entry && entry->batcher && entry->status.serving();
     if (!serving && entry && entry->cooling_down)
       return cooldown_error(model, *entry->cooling_down);
     return serving;
@@ -272,6 +272,19 @@ caf::result<bool> reload_model(gateway_ptr self, const std::string& model) {
   return caf::delegated<bool>{};
 }
 
+/// The model's instances set at run time: its batcher scales them (actors/batcher.hpp).
+caf::result<uint32_t> scale_model(gateway_ptr self, const std::string& model, uint32_t min,
+                                  uint32_t max) {
+  if (auto err = controllable(self, model))
+    return err;
+  auto entry = self->state.directory->find(model);
+  if (!entry || entry->unloaded || !entry->batcher)
+    return make_error(errc::not_ready, "model '" + model + "' is not running (unloaded, or "
+                                       "starting): load it first");
+  self->delegate(entry->batcher, scale_atom::value, min, max);
+  return caf::delegated<uint32_t>{};
+}
+
 caf::result<bool> start_model(gateway_ptr self, const std::string& model) {
   if (auto err = controllable(self, model))
     return err;
@@ -330,6 +343,9 @@ gateway_actor::behavior_type gateway_fn(gateway_ptr self,
     },
     [self](reload_atom, const std::string& model) { return reload_model(self, model); },
     [self](restart_child_atom, const std::string& model) { return start_model(self, model); },
+    [self](scale_atom, const std::string& model, uint32_t min, uint32_t max) {
+      return scale_model(self, model, min, max);
+    },
   };
 }
 

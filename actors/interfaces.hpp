@@ -33,6 +33,10 @@ using batcher_actor = caf::typed_actor<
   // model file anew); answers once all are back (true), or when one does not come back (which
   // stays down); false when it has no worker ready to reload
   caf::replies_to<reload_atom>::with<bool>,
+  caf::reacts_to<scale_atom>, // its autoscaling decision, every autoscaling.interval_ms
+  // the instances set at run time: min, max (autoscaling bounds; without it min == max, the
+  // count); answers the count now wanted
+  caf::replies_to<scale_atom, uint32_t, uint32_t>::with<uint32_t>,
   caf::replies_to<fault_atom, fault_spec>::with<std::string>>; // arms a worker; names it
 
 /// Routes requests by model, assigns ids and deadlines, validates, and knows readiness.
@@ -46,7 +50,8 @@ using gateway_actor = caf::typed_actor<
   caf::replies_to<unload_atom, std::string>::with<bool>,          // refuse its new requests
   caf::replies_to<terminate_child_atom, std::string>::with<bool>, // stop its subtree
   caf::replies_to<restart_child_atom, std::string>::with<bool>,   // start it again, take requests
-  caf::replies_to<reload_atom, std::string>::with<bool>>;         // its batcher's reload; false:
+  caf::replies_to<reload_atom, std::string>::with<bool>,          // its batcher's reload; false:
                                                                   // nothing to reload, start it
+  caf::replies_to<scale_atom, std::string, uint32_t, uint32_t>::with<uint32_t>>; // its instances
 
 } // namespace actorserve

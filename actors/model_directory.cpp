@@ -41,9 +41,9 @@ bool model_directory::set_status(model_status s) {
   auto it = models_.find(s.model);
   if (it == models_.end())
     return false;
-  bool was = it->second.status.ready_workers > 0;
+  bool was = it->second.status.serving();
   it->second.status = std::move(s);
-  return was != (it->second.status.ready_workers > 0);
+  return was != (it->second.status.serving());
 }
 
 void model_directory::set_cooldown(const std::string& model, std::optional<cooldown> c) {
@@ -61,7 +61,7 @@ void model_directory::set_unloaded(const std::string& model, bool unloaded) {
 bool model_directory::all_ready() const {
   std::lock_guard<std::mutex> guard{mtx_};
   for (auto& kv : models_)
-    if (!kv.second.unloaded && kv.second.status.ready_workers == 0)
+    if (!kv.second.unloaded && !kv.second.status.serving())
       return false;
   return true;
 }

@@ -72,11 +72,15 @@ supervisor_spec workers_spec(const std::shared_ptr<const deployment_config>& cfg
   s.intensity = model->restart;
   if (cfg->server.cluster.role == cluster_role::front)
     return s; // its workers are remote: worker nodes join the cluster port
-  for (auto& device : model->devices)
-    for (uint32_t i = 0; i < model->instances; ++i)
-      s.children.push_back(
-        worker_child(worker_spec{model, device, i, cfg->server.fault_injection}, cells, stats,
-                     isolation));
+  auto slots = model->instance_slots();
+  auto initial = model->initial_instances();
+  for (std::size_t k = 0; k < slots.size(); ++k) {
+    auto& [device, i] = slots[k];
+    s.children.push_back(
+      worker_child(worker_spec{model, device, i, cfg->server.fault_injection}, cells, stats,
+                   isolation));
+    s.children.back().start_held = k >= initial; // (the autoscaler starts it when wanted)
+  }
   return s;
 }
 

@@ -370,8 +370,11 @@ caf::behavior tree_fn(tree_actor* self, supervisor_spec spec) {
     if (!st.quitting)
       stop_all_then_quit(self, em.reason);
   });
-  for (std::size_t i = 0; i < st.kids.size(); ++i)
-    start_child(self, i);
+  for (std::size_t i = 0; i < st.kids.size(); ++i) {
+    st.kids[i].held = st.spec.children[i].start_held;
+    if (!st.kids[i].held)
+      start_child(self, i);
+  }
   return {
     [self](restart_atom, uint64_t generation) { restart_scheduled(self, generation); },
     [self](restart_atom, uint64_t index, uint64_t generation) {

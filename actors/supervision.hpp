@@ -30,6 +30,9 @@ struct child_spec {
   /// Optional: the child is down (it failed, or was stopped by a strategy or at shutdown);
   /// `will_restart` says whether it comes back.
   std::function<void(bool will_restart, const std::string& why)> on_down = {};
+  /// Not started with its supervisor: down, as if stopped on request (terminate_child), until
+  /// restart_child starts it (an instance the autoscaler may add).
+  bool start_held = false;
   /// Optional crash-loop back-off (runtime/restart_policy.hpp): a child that failed and that its
   /// restart type, or its supervisor's strategy, leaves down is started again after `cooldown`,
   /// doubling with each such failure in a row up to `cooldown_max`. 0: it stays down.

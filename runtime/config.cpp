@@ -1116,6 +1116,61 @@ void read_batching(reader& b, model_config& m) {
   b.integer("default_priority_level", m.batching.default_priority_level, 0, 1024);
 }
 
+void read_autoscaling(reader& a, model_config& m) {
+  auto& s = m.autoscaling;
+  s.enabled = true;
+  a.boolean("enabled", s.enabled);
+  a.integer("min_instances", s.min_instances, 0, 4096);
+  a.integer("max_instances", s.max_instances, 1, 4096, true);
+  a.integer("initial_instances", s.initial_instances, 1, 4096);
+  a.integer("max_per_device", s.max_per_device, 1, 4096);
+  a.number("target_ongoing_requests", s.target_ongoing_requests, 0.0);
+  a.number("target_queue_wait_ms", s.target_queue_wait_ms, 0.0);
+  a.number("queue_wait_quantile", s.queue_wait_quantile, 0.0);
+  a.boolean("predicted_misses", s.predicted_misses);
+  a.integer("upscale_delay_ms", s.upscale_delay_ms, 0, 86'400'000);
+  a.integer("downscale_delay_ms", s.downscale_delay_ms, 0, 86'400'000);
+  a.integer("look_back_ms", s.look_back_ms, 0, 86'400'000);
+  a.integer("interval_ms", s.interval_ms, 10, 600'000);
+  a.number("upscaling_factor", s.upscaling_factor, 0.0);
+  a.number("downscaling_factor", s.downscaling_factor, 0.0);
+}
+
+/// How the autoscaling keys relate to each other and to the model's other keys.
+void check_autoscaling(const model_config& m, const std::function<void(const std::string&,
+                                                                          const std::string&)>& fail) {
+  const auto& s = m.autoscaling;
+  if (!s.enabled)
+    return;
+  auto n = [](uint32_t x) { return std::to_string(x); };
+  if (s.min_instances > s.max_instances)
+    fail("autoscaling.min_instances", "must be <= max_instances (" + n(s.max_instances)
+                                        + "), got " + n(s.min_instances));
+  if (s.initial_instances > s.max_instances
+      || (s.initial_instances > 0 && s.initial_instances < s.min_instances))
+    fail("autoscaling.initial_instances", "must be between min_instances (" + n(s.min_instances)
+                                            + ") and max_instances (" + n(s.max_instances)
+                                            + "), got " + n(s.initial_instances));
+  if (s.queue_wait_quantile <= 0 || s.queue_wait_quantile > 1)
+    fail("autoscaling.queue_wait_quantile",
+         "must be in (0, 1], got " + std::to_string(s.queue_wait_quantile));
+  if (s.upscaling_factor <= 0 || s.downscaling_factor <= 0)
+    fail(s.upscaling_factor <= 0 ? "autoscaling.upscaling_factor" : "autoscaling.downscaling_factor",
+         "must be > 0");
+  if (s.target_ongoing_requests <= 0 && s.target_queue_wait_ms <= 0 && !s.predicted_misses)
+    fail("autoscaling", "has nothing to scale on: set target_ongoing_requests or "
+                        "target_queue_wait_ms above 0, or predicted_misses true");
+  bool all = std::count(m.devices.begin(), m.devices.end(), "all") > 0;
+  auto room = static_cast<uint64_t>(m.devices.size())
+              * (s.max_per_device ? s.max_per_device : s.max_instances);
+  if (!all && room < s.max_instances)
+    fail("autoscaling.max_instances", "must be <= devices x max_per_device ("
+                                        + std::to_string(room) + "), got " + n(s.max_instances));
+  if (m.isolation == isolation_mode::process)
+    fail("autoscaling", "not with isolation \"process\" yet: an isolated worker's process "
+                        "cannot be started and stopped by the autoscaler");
+}
+
 void read_warmup(reader& w, model_config& m) {
   w.integer_list("batch_sizes", m.warmup.batch_sizes, 1);
   w.integer("iterations", m.warmup.iterations, 0, 10'000);
@@ -1180,6 +1235,7 @@ void check_model(const std::string& path, const model_config& m, std::vector<std
   if (m.breaker.max_reset_timeout_ms < m.breaker.reset_timeout_ms)
     fail("breaker.max_reset_timeout_ms",
          below_text("reset_timeout_ms", m.breaker.reset_timeout_ms, m.breaker.max_reset_timeout_ms));
+  check_autoscaling(m, fail);
 }
 
 /// What a valid model's keys imply: the default priority level (unset: the lowest), preferred
@@ -1210,6 +1266,10 @@ void read_model(const std::string& path, const json::value& v, std::vector<std::
   refuse_bytes(r, path, "outputs", m.outputs);
   read_devices(r, path, m);
   r.integer("instances", m.instances, 1, 256);
+  if (r.has("instances") && r.has("autoscaling"))
+    r.fail(path + ".instances", "not with \"autoscaling\", whose min_instances, max_instances "
+                                "and initial_instances say how many");
+  r.object("autoscaling", [&](reader& a) { read_autoscaling(a, m); });
   r.object("batching", [&](reader& b) { read_batching(b, m); });
   r.object("warmup", [&](reader& w) { read_warmup(w, m); });
   read_fault_handling(r, path, m);
@@ -1238,6 +1298,32 @@ std::string_view to_string(gpu_precision p) {
 
 std::string_view to_string(isolation_mode m) {
   return name_in(isolation_modes, m);
+}
+
+std::vector<std::pair<std::string, uint32_t>> model_config::instance_slots() const {
+  std::vector<std::pair<std::string, uint32_t>> out;
+  const auto& a = autoscaling;
+  if (!a.enabled) {
+    for (auto& device : devices)
+      for (uint32_t i = 0; i < instances; ++i)
+        out.emplace_back(device, i);
+    return out;
+  }
+  uint32_t per_device = a.max_per_device ? a.max_per_device : a.max_instances;
+  for (uint32_t i = 0; i < per_device; ++i)
+    for (auto& device : devices)
+      if (out.size() < a.max_instances)
+        out.emplace_back(device, i);
+  return out;
+}
+
+uint32_t model_config::initial_instances() const {
+  auto slots = static_cast<uint32_t>(instance_slots().size());
+  if (!autoscaling.enabled)
+    return slots;
+  auto n = autoscaling.initial_instances ? autoscaling.initial_instances
+                                         : std::max<uint32_t>(autoscaling.min_instances, 1);
+  return std::min(n, slots);
 }
 
 std::vector<uint32_t> model_config::gpu_buckets() const {

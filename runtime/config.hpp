@@ -196,6 +196,28 @@ struct breaker_settings {
   double backoff_factor = 2.0;
 };
 
+/// Load-based scaling of a model's worker instances (runtime/autoscale_policy.hpp decides;
+/// config/README.md explains each key). Ray Serve's autoscaling semantics (target ongoing
+/// requests per instance, upscale and downscale delays, a look-back window, smoothing factors),
+/// plus a queue-wait target and scaling up on predicted deadline misses.
+struct autoscaling_settings {
+  bool enabled = false;
+  uint32_t min_instances = 1;     // in all (over the model's devices); 0: scale to zero
+  uint32_t max_instances = 1;
+  uint32_t initial_instances = 0; // at start; 0 (unset): min_instances, at least 1
+  uint32_t max_per_device = 0;    // instances one device holds at most; 0: max_instances
+  double target_ongoing_requests = 2.0; // queued + running requests per instance
+  double target_queue_wait_ms = 0;      // the quantile below kept under this; 0: no such target
+  double queue_wait_quantile = 0.95;
+  bool predicted_misses = true;   // scale up at once when queued requests will miss deadlines
+  uint32_t upscale_delay_ms = 3'000;
+  uint32_t downscale_delay_ms = 30'000;
+  uint32_t look_back_ms = 10'000;       // ongoing requests averaged over this window
+  uint32_t interval_ms = 500;           // how often the figures are read and a decision made
+  double upscaling_factor = 1.0;        // smoothing: the share of the wanted change made at once
+  double downscaling_factor = 1.0;
+};
+
 /// How a model runs on a GPU (ignored on the CPU). config/README.md explains each key.
 struct gpu_settings {
   gpu_precision precision = gpu_precision::fp32; // weights and floating inputs
@@ -243,7 +265,8 @@ struct model_config {
   std::vector<tensor_spec> inputs;
   std::vector<tensor_spec> outputs;
   std::vector<std::string> devices{"cpu"};
-  uint32_t instances = 1; // per device
+  uint32_t instances = 1; // per device (with autoscaling: started at first, see there)
+  autoscaling_settings autoscaling;
   batching_config batching;
   warmup_config warmup;
   restart_config restart;             // the model's workers supervisor
@@ -265,6 +288,14 @@ struct model_config {
   std::vector<pipeline_step> pipeline;
 
   bool is_pipeline() const { return !pipeline.empty(); }
+
+  /// The worker instances of this model on a node, as (device, instance index), in the order
+  /// they start (and, reversed, stop when scaled down): device by device without autoscaling;
+  /// with it, spread over the devices (index 0 on each, then 1, ...), at most max_per_device on
+  /// one, max_instances in all.
+  std::vector<std::pair<std::string, uint32_t>> instance_slots() const;
+  /// How many of instance_slots() start with the model (all of them without autoscaling).
+  uint32_t initial_instances() const;
 
   /// The batch sizes a GPU worker pads to and warms up (sorted; the last is max_batch_size).
   /// Empty when the model does not batch.

@@ -103,12 +103,16 @@ struct model_status {
   uint32_t ready_workers = 0;
   uint32_t starting_workers = 0; // spawned but not yet warmed up
   uint64_t batches = 0;
+  bool cold_start = false; // none ready, but autoscaling starts one for the first request
+
+  /// Whether the model takes requests: a worker is ready, or one starts for them.
+  bool serving() const { return ready_workers > 0 || cold_start; }
 };
 
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, model_status& x) {
   return f(caf::meta::type_name("model_status"), x.model, x.ready_workers, x.starting_workers,
-           x.batches);
+           x.batches, x.cold_start);
 }
 
 /// A fault to inject into a worker (only where server.fault_injection is enabled): its next
@@ -215,4 +219,5 @@ CAF_BEGIN_TYPE_ID_BLOCK(actorserve, caf::first_custom_type_id)
   CAF_ADD_TYPE_ID(actorserve, (actorserve::stage_output))
   CAF_ADD_ATOM(actorserve, actorserve, stage_atom, "stage")
   CAF_ADD_ATOM(actorserve, actorserve, stage_items_atom, "stageitems")
+  CAF_ADD_ATOM(actorserve, actorserve, scale_atom, "scale")
 CAF_END_TYPE_ID_BLOCK(actorserve)

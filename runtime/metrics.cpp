@@ -1,7 +1,9 @@
 #include "runtime/metrics.hpp"
+#include "runtime/autoscale_policy.hpp"
 #include "runtime/stage_metrics.hpp"
 
 #include <chrono>
+#include <cstdio>
 #include <sstream>
 
 #include <boost/json.hpp>
@@ -100,6 +102,16 @@ void duration_stat::add(int64_t duration_ns) noexcept {
   ns.fetch_add(static_cast<uint64_t>(std::max<int64_t>(duration_ns, 0)), std::memory_order_relaxed);
 }
 
+const char* to_string(instance_state x) {
+  switch (x) {
+    case instance_state::starting: return "starting";
+    case instance_state::ready: return "ready";
+    case instance_state::draining: return "draining";
+    case instance_state::stopped: return "stopped";
+  }
+  return "?";
+}
+
 const char* to_string(worker_phase x) {
   switch (x) {
     case worker_phase::starting: return "starting";
@@ -128,11 +140,17 @@ model_metrics::model_metrics(const model_config& m, bool local_workers)
     compute_seconds(latency_bounds),
     batch_rows(batch_bounds(m.max_batch_size)),
     by_batch_size(std::max<uint32_t>(m.max_batch_size, 1) + 1) {
-  if (local_workers)
-    for (auto& device : m.devices)
-      for (uint32_t i = 0; i < m.instances; ++i)
-        workers_.push_back(std::make_unique<worker_metrics>(
-          m.name + "/" + device + "/" + std::to_string(i), device));
+  if (!local_workers)
+    return;
+  auto slots = m.instance_slots();
+  auto initial = m.initial_instances();
+  for (std::size_t k = 0; k < slots.size(); ++k) {
+    auto& [device, i] = slots[k];
+    workers_.push_back(std::make_unique<worker_metrics>(
+      m.name + "/" + device + "/" + std::to_string(i), device));
+    if (k >= initial) // (an instance autoscaling may start later)
+      workers_.back()->set_phase(worker_phase::stopped);
+  }
 }
 
 worker_metrics* model_metrics::find_locked(const std::string& worker_name) const {
@@ -205,7 +223,8 @@ enum class fam : std::size_t {
   requests, latency, queue, compute, rows, depth, in_flight, batches, state, restarts, retries,
   crash_loop, give_ups, breakers, cache_hits, cache_misses, cache_bytes, http, grpc, tls,
   tls_reloads, bodies, gpu_util, gpu_used, gpu_total, q_read, q_claimed, q_given_up, q_answers,
-  q_in_flight, q_errors, q_up, stage_seconds, stage_bytes, stage_in_flight, stage_failures, count
+  q_in_flight, q_errors, q_up, stage_seconds, stage_bytes, stage_in_flight, stage_failures,
+  instances, desired, decisions, ongoing, wait_quantile, misses, count
 };
 
 struct family_spec {
@@ -287,6 +306,22 @@ const family_spec family_specs[] = {
   {fam::stage_failures, "actorserve_stage_failures_total", C,
    "Items a pipeline stage failed, by reason (forbidden, upstream_failed, deadline_exceeded, "
    "payload_too_large, invalid_input, cancelled, ...)"},
+  {fam::instances, "actorserve_instances", G,
+   "The model's worker instances on this node by state (starting, ready, draining, stopped)"},
+  {fam::desired, "actorserve_desired_instances", G,
+   "The instances the model's autoscaler wants (models[].autoscaling); on a cluster front, what "
+   "worker nodes should hold in all"},
+  {fam::decisions, "actorserve_autoscaler_decisions_total", C,
+   "Changes of the wanted instances, by direction (up, down) and reason (ongoing_requests, "
+   "queue_wait, predicted_misses, cold_start, bounds)"},
+  {fam::ongoing, "actorserve_ongoing_requests", G,
+   "Requests queued or running, averaged over autoscaling.look_back_ms, as the autoscaler sees "
+   "them"},
+  {fam::wait_quantile, "actorserve_queue_wait_quantile_seconds", G,
+   "The autoscaler's queue-wait quantile (autoscaling.queue_wait_quantile) over its look-back "
+   "window, requests still queued included"},
+  {fam::misses, "actorserve_predicted_deadline_misses", G,
+   "Queued requests that will miss their deadlines at the pace the ready instances keep"},
 };
 static_assert(std::size(family_specs) == static_cast<std::size_t>(fam::count));
 
@@ -352,6 +387,27 @@ void add_worker(exposition& e, const std::string& model, const worker_metrics& w
   }
 }
 
+void add_scaling(exposition& e, const model_metrics& m, const labels& l) {
+  for (std::size_t k = 0; k < m.instances.size(); ++k)
+    e.add(fam::instances, {{"model", m.name}, {"state", to_string(static_cast<instance_state>(k))}},
+          static_cast<double>(m.instances[k].load(std::memory_order_relaxed)));
+  auto desired = m.desired_instances.load(std::memory_order_relaxed);
+  if (desired < 0)
+    return;
+  e.add(fam::desired, l, static_cast<double>(desired));
+  e.add(fam::ongoing, l, m.ongoing_requests.load(std::memory_order_relaxed));
+  char q[32];
+  std::snprintf(q, sizeof q, "%g", m.wait_quantile_level);
+  e.add(fam::wait_quantile, {{"model", m.name}, {"quantile", q}},
+        m.queue_wait_quantile.load(std::memory_order_relaxed));
+  e.add(fam::misses, l, static_cast<double>(m.predicted_misses.load(std::memory_order_relaxed)));
+  for (std::size_t dir = 0; dir < 2; ++dir)
+    for (std::size_t r = 1; r < static_cast<std::size_t>(scale_reason::count); ++r)
+      e.add(fam::decisions, {{"direction", dir == 0 ? "up" : "down"}, {"model", m.name},
+                             {"reason", to_string(static_cast<scale_reason>(r))}},
+            static_cast<double>(load(m.scale_decisions[dir][r])));
+}
+
 void add_model(exposition& e, const model_metrics& m) {
   for (std::size_t i = 0; i < outcome_count; ++i)
     if (static_cast<errc>(i) != errc::invalid_config) // (never the outcome of a request)
@@ -366,6 +422,7 @@ void add_model(exposition& e, const model_metrics& m) {
   e.add(fam::retries, l, load(m.retries));
   e.add(fam::crash_loop, l, m.crash_loop.load(std::memory_order_relaxed));
   e.add(fam::give_ups, l, load(m.give_ups));
+  add_scaling(e, m, l);
   if (m.response_cache) {
     e.add(fam::cache_hits, l, load(m.cache_hit.count));
     e.add(fam::cache_misses, l, load(m.cache_miss.count));

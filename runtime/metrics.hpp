@@ -74,6 +74,10 @@ struct batch_size_stat {
   duration_stat compute_input, compute_infer, compute_output;
 };
 
+/// A worker instance as its batcher sees it (actorserve_instances{state}).
+enum class instance_state { starting, ready, draining, stopped };
+const char* to_string(instance_state x);
+
 struct model_metrics {
   std::string name;
   std::string version;
@@ -88,6 +92,15 @@ struct model_metrics {
   std::atomic<uint64_t> retries{0};  // re-dispatches after worker-caused failures
   std::atomic<int64_t> crash_loop{0}; // 1 while it waits out its crash-loop back-off
   std::atomic<uint64_t> give_ups{0};  // its supervisors gave up on it (it stopped)
+  // Its worker instances as its batcher counts them, by instance_state; and autoscaling's
+  // figures and decisions (desired_instances -1: no autoscaling).
+  std::array<std::atomic<int64_t>, 4> instances{};
+  std::atomic<int64_t> desired_instances{-1};
+  std::atomic<double> ongoing_requests{0};   // averaged over autoscaling.look_back_ms
+  std::atomic<double> queue_wait_quantile{0}; // seconds, at autoscaling.queue_wait_quantile
+  std::atomic<int64_t> predicted_misses{0};
+  std::array<std::array<std::atomic<uint64_t>, 8>, 2> scale_decisions{}; // [up, down][reason]
+  double wait_quantile_level = 0; // (its label)
   // Triton-style statistics
   duration_stat success, fail, queue, compute_input, compute_infer, compute_output;
   duration_stat cache_hit, cache_miss; // response cache: lookup (and on a miss, insert) time

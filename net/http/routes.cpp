@@ -66,6 +66,25 @@ route parse_shm_route(std::string_view target) {
   return r;
 }
 
+/// "/v2/repository/models/{name}/load|unload" (Triton's model repository extension), and
+/// ".../instances" (the instances it runs, as TorchServe's scale-workers API sets them); `rest`
+/// is what follows "/v2/repository/models/".
+route parse_repository_route(std::string_view rest) {
+  route r;
+  auto slash = rest.find('/');
+  if (slash == std::string_view::npos || slash == 0)
+    return r;
+  auto action = rest.substr(slash + 1);
+  r.model = std::string(rest.substr(0, slash));
+  if (action == "load")
+    r.kind = route::model_load;
+  else if (action == "unload")
+    r.kind = route::model_unload;
+  else if (action == "instances")
+    r.kind = route::model_instances;
+  return r;
+}
+
 } // namespace
 
 route parse_route(std::string_view target) {
@@ -82,21 +101,9 @@ route parse_route(std::string_view target) {
       r.kind = kind;
       return r;
     }
-  // "/v2/repository/models/{name}/load|unload" (Triton's model repository extension)
   constexpr std::string_view repository = "/v2/repository/models/";
-  if (target.substr(0, repository.size()) == repository) {
-    auto rest = target.substr(repository.size());
-    auto slash = rest.find('/');
-    if (slash != std::string_view::npos && slash > 0) {
-      auto action = rest.substr(slash + 1);
-      r.model = std::string(rest.substr(0, slash));
-      if (action == "load")
-        r.kind = route::model_load;
-      else if (action == "unload")
-        r.kind = route::model_unload;
-    }
-    return r;
-  }
+  if (target.substr(0, repository.size()) == repository)
+    return parse_repository_route(target.substr(repository.size()));
   constexpr std::string_view prefix = "/v2/models/";
   if (target.substr(0, prefix.size()) != prefix)
     return parse_shm_route(target);
@@ -154,6 +161,8 @@ const std::vector<route_spec>& route_table() {
      g::shared_memory, true},
     {route::model_load, post, "/v2/repository/models/{m}/load", g::model_repository, true},
     {route::model_unload, post, "/v2/repository/models/{m}/unload", g::model_repository, true},
+    {route::model_instances, post, "/v2/repository/models/{m}/instances", g::model_repository,
+     true},
   };
   return table;
 }
@@ -161,7 +170,7 @@ const std::vector<route_spec>& route_table() {
 const route_spec* spec_of(route::kind_t kind) {
   // (Every request asks: the table's rows indexed by kind, once.)
   static const auto by_kind = [] {
-    std::array<const route_spec*, route::model_unload + 1> index{};
+    std::array<const route_spec*, route::model_instances + 1> index{};
     for (auto& spec : route_table())
       index[spec.kind] = &spec;
     return index;

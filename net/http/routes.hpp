@@ -29,7 +29,8 @@ struct route {
   enum kind_t { not_found, health_live, health_ready, server_meta, model_meta, model_ready,
                 model_infer, model_stats, model_config, all_stats, prometheus,
                 admin_faults, repository_index, shm_status, shm_register,
-                shm_unregister, model_load, model_unload /* last: tables index by kind */ }
+                shm_unregister, model_load, model_unload,
+                model_instances /* last: tables index by kind */ }
     kind = not_found;
   std::string model;
   std::string version;

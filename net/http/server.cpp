@@ -406,7 +406,8 @@ private:
       }
     }
     if (!srv_.cfg->server.model_control
-        && (kind == route::model_load || kind == route::model_unload))
+        && (kind == route::model_load || kind == route::model_unload
+            || kind == route::model_instances))
       return std::string(model_control_off);
     return std::nullopt;
   }
@@ -480,9 +481,10 @@ private:
       {route::shm_unregister, &session::on_shm},
       {route::model_load, &session::on_model_control},
       {route::model_unload, &session::on_model_control},
+      {route::model_instances, &session::on_model_instances},
     };
     static const auto by_kind = [] { // (every request asks: indexed by kind, once)
-      std::array<handler, route::model_unload + 1> index{};
+      std::array<handler, route::model_instances + 1> index{};
       for (auto& [k, h] : rows)
         index[k] = h;
       return index;
@@ -545,6 +547,7 @@ private:
   void on_repository_index(route&) { repository_index(); }
 
   void on_model_control(route& r) { model_control(r.model, r.kind == route::model_load); }
+  void on_model_instances(route& r) { model_instances(r.model); }
 
   void on_shm(route& r) {
     if (!shm_allowed())
@@ -655,6 +658,29 @@ private:
       srv_.control.load(model, std::move(done));
     else
       srv_.control.unload(model, std::move(done));
+  }
+
+  /// POST /v2/repository/models/{m}/instances with {"instances": n} (with autoscaling: pinned
+  /// there), or with autoscaling {"min_instances": a, "max_instances": b}: the model's batcher
+  /// starts or drains instances to match (actors/batcher.hpp). Answered with the count now
+  /// wanted.
+  void model_instances(const std::string& model) {
+    auto bounds = kserve::parse_instances_request(request_.body().view());
+    if (!bounds)
+      return send_error(http::status::bad_request, error_message(bounds.error()));
+    auto self = this->shared_from_this();
+    auto done = [self, model](caf::expected<uint32_t> desired) {
+      asio::post(self->stream_.get_executor(), [self, model, desired = std::move(desired)] {
+        if (!desired)
+          return self->send_error(static_cast<http::status>(http_status(desired.error())),
+                                  error_message(desired.error()));
+        self->send_json(http::status::ok, "{\"name\":" + kserve::quote(model)
+                                            + ",\"desired_instances\":"
+                                            + std::to_string(*desired) + "}");
+      });
+    };
+    ask<uint32_t>(srv_.sys, srv_.gateway->get(), std::chrono::seconds(10), done,
+                  scale_atom::value, model, bounds->first, bounds->second);
   }
 
   /// The model (and version) a route names, or nullptr after answering 404.

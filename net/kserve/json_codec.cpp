@@ -786,6 +786,42 @@ caf::expected<shm_registration> decode_shm_registration(std::string_view body) {
   return r;
 }
 
+caf::expected<std::pair<uint32_t, uint32_t>> parse_instances_request(std::string_view body) {
+  json::error_code ec;
+  auto doc = json::parse(body, ec);
+  if (ec || !doc.is_object())
+    return bad("expected a JSON object: {\"instances\": n} or {\"min_instances\": a, "
+               "\"max_instances\": b}");
+  auto& o = doc.get_object();
+  for (auto& kv : o)
+    if (kv.key() != "instances" && kv.key() != "min_instances" && kv.key() != "max_instances")
+      return bad("unknown key '" + std::string(kv.key()) + "' (instances, or min_instances and "
+                 "max_instances)");
+  auto read = [&](const char* key, uint32_t& out) -> caf::error {
+    uint64_t v = 0;
+    if (!to_int(o.at(key), v) || v > 4096)
+      return bad(std::string("'") + key + "' must be an integer from 0 to 4096");
+    out = static_cast<uint32_t>(v);
+    return {};
+  };
+  std::pair<uint32_t, uint32_t> r;
+  if (o.contains("instances")) {
+    if (o.size() != 1)
+      return bad("'instances' goes alone (min_instances and max_instances are for autoscaling)");
+    if (auto err = read("instances", r.first))
+      return err;
+    r.second = r.first;
+    return r;
+  }
+  if (!o.contains("min_instances") || !o.contains("max_instances"))
+    return bad("expected {\"instances\": n} or both min_instances and max_instances");
+  if (auto err = read("min_instances", r.first))
+    return err;
+  if (auto err = read("max_instances", r.second))
+    return err;
+  return r;
+}
+
 caf::error write_shm_outputs(const infer_response& r, const decoded_request& req) {
   for (auto& t : r.outputs) {
     auto* shm = req.in_shm(t.name);

@@ -86,6 +86,10 @@ struct shm_registration {
 /// (invalid_input) says what is wrong with it.
 caf::expected<shm_registration> decode_shm_registration(std::string_view body);
 
+/// Decodes a model's instances set at run time: {"instances": n} (min = max = n), or
+/// {"min_instances": a, "max_instances": b}; the error (invalid_input) says what is wrong.
+caf::expected<std::pair<uint32_t, uint32_t>> parse_instances_request(std::string_view body);
+
 /// Writes the response's outputs that `req` asked for in shared memory into their regions; an
 /// error (invalid_input) names an output larger than the room its request gave it, or a region
 /// that can no longer take it.

@@ -539,3 +539,43 @@ TEST_CASE("server.grpc: on when given, Triton's port by default, TLS files check
   CHECK_THAT(err, Catch::Contains("server.grpc.tls.key: required key is missing"));
   CHECK_THAT(err, Catch::Contains("server.grpc.tls: no such file: \"/no/such.pem\""));
 }
+
+TEST_CASE("autoscaling spreads its instance slots over the devices and starts the initial ones",
+          "[config][autoscale]") {
+  auto cfg = parse_deployment(deployment(model_json(R"(, "devices": ["cpu", "cuda:0"],
+    "autoscaling": {"min_instances": 1, "max_instances": 5, "max_per_device": 3,
+                    "initial_instances": 2})")), "", backends);
+  REQUIRE(cfg);
+  auto& m = cfg->models[0];
+  CHECK(m.autoscaling.enabled);
+  using slot = std::pair<std::string, uint32_t>;
+  CHECK(m.instance_slots() == std::vector<slot>{{"cpu", 0}, {"cuda:0", 0}, {"cpu", 1},
+                                                {"cuda:0", 1}, {"cpu", 2}});
+  CHECK(m.initial_instances() == 2);
+  // Without autoscaling: every instance of every device, device by device, all started.
+  auto fixed = parse_deployment(deployment(model_json(R"(, "devices": ["cpu", "cuda:0"],
+    "instances": 2)")), "", backends);
+  REQUIRE(fixed);
+  CHECK(fixed->models[0].instance_slots()
+        == std::vector<slot>{{"cpu", 0}, {"cpu", 1}, {"cuda:0", 0}, {"cuda:0", 1}});
+  CHECK(fixed->models[0].initial_instances() == 4);
+}
+
+TEST_CASE("autoscaling keys that do not fit together are refused, each named",
+          "[config][autoscale]") {
+  auto e = errors_of(deployment(model_json(R"(, "instances": 2,
+    "autoscaling": {"max_instances": 2})")));
+  CHECK(e.find("models[0].instances: not with \"autoscaling\"") != std::string::npos);
+  e = errors_of(deployment(model_json(R"(, "autoscaling": {"min_instances": 2})")));
+  CHECK(e.find("models[0].autoscaling.max_instances") != std::string::npos);
+  e = errors_of(deployment(model_json(R"(, "devices": ["cpu"],
+    "autoscaling": {"max_instances": 4, "max_per_device": 2, "initial_instances": 5})")));
+  CHECK(e.find("models[0].autoscaling.max_instances: must be <= devices x max_per_device (2)")
+        != std::string::npos);
+  CHECK(e.find("models[0].autoscaling.initial_instances: must be between") != std::string::npos);
+  e = errors_of(deployment(model_json(R"(, "autoscaling": {"max_instances": 2,
+    "target_ongoing_requests": 0, "predicted_misses": false})")));
+  CHECK(e.find("models[0].autoscaling: has nothing to scale on") != std::string::npos);
+  e = errors_of(deployment(model_json(R"(, "autoscaling": {"max_instances": 2, "speed": 3})")));
+  CHECK(e.find("speed") != std::string::npos);
+}

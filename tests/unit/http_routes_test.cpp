@@ -20,6 +20,7 @@ TEST_CASE("targets map to routes, with model, version and region", "[http]") {
   CHECK(parse_route("/v2/models/mlp/ready").kind == route::model_ready);
   CHECK(parse_route("/v2/health/ready").kind == route::health_ready);
   CHECK(parse_route("/v2/repository/models/mlp/unload").kind == route::model_unload);
+  CHECK(parse_route("/v2/repository/models/mlp/instances").kind == route::model_instances);
   auto shm = parse_route("/v2/systemsharedmemory/region/in%2F0/register");
   CHECK(shm.kind == route::shm_register);
   CHECK(shm.region == "in/0");
@@ -32,13 +33,14 @@ TEST_CASE("targets map to routes, with model, version and region", "[http]") {
 TEST_CASE("routes belong to Triton's API groups, and state-changing ones are marked", "[http]") {
   CHECK(group_of(route::model_infer) == api_group::inference);
   CHECK(group_of(route::model_load) == api_group::model_repository);
+  CHECK(group_of(route::model_instances) == api_group::model_repository);
   CHECK(group_of(route::repository_index) == api_group::model_repository);
   CHECK(group_of(route::shm_status) == api_group::shared_memory);
   CHECK(group_of(route::prometheus) == api_group::metrics);
   CHECK(group_of(route::admin_faults) == api_group::admin);
   CHECK_FALSE(group_of(route::not_found));
-  for (auto k : {route::model_load, route::model_unload, route::shm_register,
-                 route::shm_unregister, route::admin_faults})
+  for (auto k : {route::model_load, route::model_unload, route::model_instances,
+                 route::shm_register, route::shm_unregister, route::admin_faults})
     CHECK(changes_state(k));
   for (auto k : {route::model_infer, route::repository_index, route::shm_status})
     CHECK_FALSE(changes_state(k));
@@ -104,7 +106,7 @@ TEST_CASE("the route table has one row for every route, and each pattern parses 
     CHECK(parse_route(target).kind == spec.kind);
     CHECK(spec_of(spec.kind) == &spec);
   }
-  CHECK(kinds.size() == static_cast<std::size_t>(route::model_unload)); // every kind but not_found
+  CHECK(kinds.size() == static_cast<std::size_t>(route::model_instances)); // every kind but not_found
   CHECK(spec_of(route::not_found) == nullptr);
   CHECK(spec_of(route::model_infer)->method == http::verb::post);
   CHECK(spec_of(route::prometheus)->method == http::verb::get);

@@ -6,6 +6,7 @@
 
 #include <boost/json.hpp>
 
+#include "runtime/autoscale_policy.hpp"
 #include "runtime/metrics.hpp"
 #include "runtime/stage_metrics.hpp"
 #include "test_support.hpp"
@@ -133,6 +134,7 @@ TEST_CASE("every series the Grafana dashboard queries is one actorserve exports"
   stats.count_http_response(200);
   stats.count_grpc_response(0);
   stats.queue("jobs")->answers[200] = 1;
+  stats.model("m")->desired_instances = 1; // (its autoscaling series: as with autoscaling on)
   stage_metrics::for_stage("dashboard/0/fetch", "fetch").observe(1'000'000, 10, errc::forbidden);
   auto text = stats.prometheus_text();
   std::regex name{"actorserve_[a-z_]+"};
@@ -228,4 +230,31 @@ TEST_CASE("without an NVIDIA driver there is no GPU monitor", "[metrics][gpu]") 
   } else {
     SUCCEED("no NVML here: GPU series stay absent");
   }
+}
+
+TEST_CASE("instances by state for every model; autoscaling's series only where it is on",
+          "[metrics][autoscale]") {
+  deployment_config cfg;
+  cfg.models.push_back(small_model(4));
+  metrics stats{cfg};
+  auto* m = stats.model("m");
+  m->instances[static_cast<std::size_t>(instance_state::ready)] = 2;
+  m->instances[static_cast<std::size_t>(instance_state::stopped)] = 1;
+  auto text = stats.prometheus_text();
+  CHECK(text.find("actorserve_instances{model=\"m\",state=\"ready\"} 2") != std::string::npos);
+  CHECK(text.find("actorserve_instances{model=\"m\",state=\"stopped\"} 1") != std::string::npos);
+  CHECK(text.find("actorserve_desired_instances") == std::string::npos);
+  m->desired_instances = 3;
+  m->wait_quantile_level = 0.95;
+  m->queue_wait_quantile = 0.25;
+  m->predicted_misses = 4;
+  m->scale_decisions[0][static_cast<std::size_t>(scale_reason::queue_wait)] = 2;
+  text = stats.prometheus_text();
+  CHECK(text.find("actorserve_desired_instances{model=\"m\"} 3") != std::string::npos);
+  CHECK(text.find("actorserve_queue_wait_quantile_seconds{model=\"m\",quantile=\"0.95\"} 0.25")
+        != std::string::npos);
+  CHECK(text.find("actorserve_predicted_deadline_misses{model=\"m\"} 4") != std::string::npos);
+  CHECK(text.find("actorserve_autoscaler_decisions_total{direction=\"up\",model=\"m\","
+                  "reason=\"queue_wait\"} 2")
+        != std::string::npos);
 }

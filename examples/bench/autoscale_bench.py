@@ -1,0 +1,221 @@
+"""Autoscaling under a stepped open-loop load, and cold start from zero instances. One run, one
+machine.
+
+The "scale" example backend with a fixed 20 ms per batch of one request: one instance serves
+~50 requests a second. An open-loop load (requests sent on a schedule, whatever the answers do)
+steps LOW -> HIGH -> LOW requests a second; the same run with autoscaling off (one instance,
+as `instances: 1`) and on (1 to 4). Per second it prints the offered and served load, p99 and the
+instances (from /metrics); then, per run: the time from the step up until p99 is back under
+the objective, requests lost (anything not answered 200), and the time from the step down until
+the extra instances are gone. Then the cold start: a model at zero instances, one request, how
+long its answer took.
+
+    .venv/bin/python examples/bench/autoscale_bench.py [--low 20 --high 150 --step 15
+        --objective-ms 100]
+
+Needs a built tree (build/). Every process it starts is stopped by its own process group.
+"""
+import argparse
+import asyncio
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+
+import aiohttp
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+BODY = json.dumps({"inputs": [{"name": "x", "shape": [1, 4], "datatype": "FP32",
+                               "data": [1, 2, 3, 4]}]}).encode()
+
+
+def config(port, autoscaling):
+    model = {"name": "scale", "backend": "scale", "max_batch_size": 1,
+             "inputs": [{"name": "x", "datatype": "FP32", "dims": [4]}],
+             "outputs": [{"name": "y", "datatype": "FP32", "dims": [4]}],
+             "parameters": {"factor": 2, "bias": 1, "delay_us": 20000},
+             "default_timeout_us": 2_000_000,
+             "batching": {"max_queue_size": 100000}}
+    if autoscaling:
+        model["autoscaling"] = autoscaling
+    return {"server": {"http": {"port": port}, "log_level": "warn"}, "models": [model]}
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start(cfg, folder, name):
+    path = os.path.join(folder, name + ".json")
+    with open(path, "w") as f:
+        json.dump(cfg, f)
+    p = subprocess.Popen([os.path.join(ROOT, "build/app/actorserve"), "serve", "--config", path],
+                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                         start_new_session=True)
+    port = cfg["server"]["http"]["port"]
+    for _ in range(300):
+        try:
+            import urllib.request
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/v2/health/ready", timeout=1):
+                return p
+        except Exception:
+            if p.poll() is not None:
+                sys.exit("autoscale_bench: actorserve exited")
+            time.sleep(0.1)
+    sys.exit("autoscale_bench: actorserve did not become ready")
+
+
+def stop(p):
+    if p.poll() is None:
+        os.killpg(p.pid, signal.SIGTERM)
+        try:
+            p.wait(15)
+        except subprocess.TimeoutExpired:
+            os.killpg(p.pid, signal.SIGKILL)
+            p.wait()
+
+
+async def ready_instances(session, port):
+    async with session.get(f"http://127.0.0.1:{port}/metrics") as r:
+        text = await r.text()
+    for line in text.splitlines():
+        if line.startswith('actorserve_instances{model="scale",state="ready"}'):
+            return int(float(line.rsplit(" ", 1)[1]))
+    return -1
+
+
+async def stepped_load(port, phases):
+    """Sends requests at each phase's rate for its seconds; returns per-second rows."""
+    results = []  # (sent_at, latency_s, status)
+    tasks = set()
+    conn = aiohttp.TCPConnector(limit=0)
+    async with aiohttp.ClientSession(connector=conn, auto_decompress=False) as session:
+        async def one(sent_at):
+            try:
+                async with session.post(f"http://127.0.0.1:{port}/v2/models/scale/infer",
+                                        data=BODY) as r:
+                    await r.read()
+                    results.append((sent_at, time.monotonic() - sent_at, r.status))
+            except Exception:
+                results.append((sent_at, time.monotonic() - sent_at, 0))
+
+        instances = []
+        t0 = time.monotonic()
+        next_probe = t0
+        at = t0
+        for rate, seconds in phases:
+            end = at + seconds
+            while at < end:
+                now = time.monotonic()
+                if now < at:
+                    await asyncio.sleep(at - now)
+                task = asyncio.ensure_future(one(at))
+                tasks.add(task)
+                task.add_done_callback(tasks.discard)
+                at += 1.0 / rate
+                if time.monotonic() >= next_probe:
+                    instances.append((next_probe - t0, await ready_instances(session, port)))
+                    next_probe += 1.0
+        await asyncio.gather(*tasks)
+    return t0, results, instances
+
+
+def per_second(t0, results, instances, total):
+    rows = []
+    inst = dict((int(round(t)), n) for t, n in instances)
+    for s in range(total):
+        window = [r for r in results if s <= r[0] - t0 < s + 1]
+        ok = sorted(r[1] for r in window if r[2] == 200)
+        p99 = ok[int(0.99 * (len(ok) - 1))] * 1e3 if ok else float("nan")
+        rows.append((s, len(window), len(ok), p99, inst.get(s, -1)))
+    return rows
+
+
+def run(label, autoscaling, args, folder):
+    port = free_port()
+    p = start(config(port, autoscaling), folder, label)
+    try:
+        phases = [(args.low, args.step), (args.high, args.step), (args.low, args.step)]
+        t0, results, instances = asyncio.run(stepped_load(port, phases))
+    finally:
+        stop(p)
+    total = 3 * args.step
+    rows = per_second(t0, results, instances, total)
+    print(f"\n== {label}")
+    print(" s  offered  served(200)  p99_ms  ready_instances")
+    for s, offered, served, p99, n in rows:
+        print(f"{s:2d}  {offered:7d}  {served:11d}  {p99:6.1f}  {n}")
+    lost = sum(1 for r in results if r[2] != 200)
+    recovered = None
+    for s, offered, served, p99, n in rows[args.step:2 * args.step]:
+        if p99 == p99 and p99 <= args.objective_ms and served > 0:
+            if recovered is None:
+                recovered = s - args.step
+        else:
+            recovered = None
+    down = None
+    base = rows[args.step - 1][4]
+    for s, _, _, _, n in rows[2 * args.step:]:
+        if 0 <= n <= base:
+            down = s - 2 * args.step
+            break
+    print(f"{label}: requests {len(results)}, not answered 200: {lost}; p99 back under "
+          f"{args.objective_ms} ms {recovered if recovered is not None else 'never'} s after "
+          f"the step up (and stayed); instances back to {base} "
+          f"{down if down is not None else 'not within the run'} s after the step down")
+    return lost, recovered
+
+
+async def cold(port):
+    async with aiohttp.ClientSession() as session:
+        t = time.monotonic()
+        async with session.post(f"http://127.0.0.1:{port}/v2/models/scale/infer",
+                                data=BODY) as r:
+            await r.read()
+            return r.status, time.monotonic() - t
+
+
+def cold_start(folder):
+    port = free_port()
+    p = start(config(port, {"min_instances": 0, "max_instances": 2, "initial_instances": 1,
+                            "downscale_delay_ms": 500, "look_back_ms": 300,
+                            "interval_ms": 100}), folder, "cold")
+    try:
+        import urllib.request
+        for _ in range(100):  # until it is down to zero
+            text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics").read().decode()
+            if 'actorserve_instances{model="scale",state="ready"} 0' in text:
+                break
+            time.sleep(0.1)
+        status, took = asyncio.run(cold(port))
+    finally:
+        stop(p)
+    print(f"\ncold start: at zero instances, the first request answered {status} after "
+          f"{took * 1e3:.1f} ms (an instance started, loaded and warmed up for it)")
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--low", type=float, default=20)
+    ap.add_argument("--high", type=float, default=150)
+    ap.add_argument("--step", type=int, default=15, help="seconds per phase")
+    ap.add_argument("--objective-ms", type=float, default=100)
+    args = ap.parse_args()
+    with tempfile.TemporaryDirectory() as folder:
+        run("autoscaling off (1 instance)", None, args, folder)
+        run("autoscaling on (1..4)", {"min_instances": 1, "max_instances": 4,
+                                      "target_ongoing_requests": 2, "upscale_delay_ms": 1000,
+                                      "downscale_delay_ms": 5000, "look_back_ms": 2000,
+                                      "target_queue_wait_ms": 50, "interval_ms": 250}, args,
+            folder)
+        cold_start(folder)
+
+
+if __name__ == "__main__":
+    main()
