@@ -26,6 +26,14 @@ uint32_t active_instances(const batcher_state& st) {
   return static_cast<uint32_t>(ready) + static_cast<uint32_t>(st.starting.size());
 }
 
+/// Instances busy now: each worker's share of its batch slots in use (the load they carry).
+double busy_instances(const batcher_state& st) {
+  double busy = 0;
+  for (auto& w : st.workers)
+    busy += static_cast<double>(std::min<std::size_t>(w.batches.size(), w.capacity)) / w.capacity;
+  return busy;
+}
+
 double ongoing_requests(const batcher_state& st) {
   std::size_t n = st.waiting.size();
   for (auto& kv : st.in_flight)
@@ -208,6 +216,7 @@ void scale_tick(batcher_ptr self) {
   f.queue_wait_ms = wait_quantile(st, now);
   f.predicted_misses = predicted_misses(st, now);
   f.current = active_instances(st);
+  f.busy = busy_instances(st);
   auto d = sc.policy->decide(f);
   if (d.reason != scale_reason::none && static_cast<int64_t>(d.desired) != sc.desired) {
     count_decision(st, f.current, d.desired, d.reason);

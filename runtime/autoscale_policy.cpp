@@ -64,20 +64,27 @@ scale_decision autoscale_policy::urgent(const load_figures& f) const {
 }
 
 scale_decision autoscale_policy::decide(const load_figures& f) {
-  window_.emplace_back(f.now_ns, f.ongoing);
+  window_.push_back({f.now_ns, f.ongoing, f.busy});
   auto horizon = f.now_ns - int64_t{s_.look_back_ms} * 1'000'000;
-  while (window_.size() > 1 && window_.front().first < horizon)
+  while (window_.size() > 1 && window_.front().at < horizon)
     window_.pop_front();
-  double sum = 0;
-  for (auto& w : window_)
-    sum += w.second;
+  double sum = 0, busy = 0;
+  for (auto& w : window_) {
+    sum += w.ongoing;
+    busy += w.busy;
+  }
   average_ = sum / static_cast<double>(window_.size());
+  average_busy_ = busy / static_cast<double>(window_.size());
 
   if (auto u = urgent(f); u.reason != scale_reason::none) {
     up_since_ = down_since_ = -1;
     return u;
   }
   auto wanted = clamp(by_ongoing(f.current));
+  if (wanted < f.current && s_.max_busy_after_downscale > 0) // (those that stay must cope)
+    wanted = std::max(wanted, std::min(f.current, static_cast<uint32_t>(std::ceil(
+                                                    average_busy_ / s_.max_busy_after_downscale
+                                                    - 1e-9))));
   if (wanted > f.current) {
     down_since_ = -1;
     if (up_since_ < 0)

@@ -10,8 +10,11 @@
 // - the queue-wait quantile above its target: up by the ratio (at least one instance);
 // - queued requests predicted to miss their deadlines with the instances there are: up by one
 //   (before the 504s start, not after);
-// plus: requests waiting with no instance at all start one at once (scale from zero), and
-// bounds changed at run time are applied at once.
+// plus: requests waiting with no instance at all start one at once (scale from zero), bounds
+// changed at run time are applied at once, and a scale-down never leaves the instances that stay
+// busier than max_busy_after_downscale (their busy share averaged over the look-back window): the
+// ongoing figure alone, by Little's law, would let 4 instances that are 75% busy at 20 ms a
+// request and 2 ongoing per instance fall to 2, which cannot keep up, and come straight back.
 #pragma once
 
 #include <cstdint>
@@ -30,6 +33,8 @@ struct load_figures {
   double queue_wait_ms = 0;     // the configured quantile of queue waits lately (see batcher)
   uint32_t predicted_misses = 0; // queued requests that will not make their deadlines
   uint32_t current = 0;         // instances ready or starting (not those leaving)
+  double busy = 0;              // instances busy now (running batches; fractions for those that
+                                // hold several batches at once)
 };
 
 /// Why the wanted count changed (and the direction, from the counts).
@@ -64,6 +69,7 @@ public:
 
   /// The average ongoing requests of the last decision (for the metrics).
   double average_ongoing() const { return average_; }
+  double average_busy() const { return average_busy_; }
 
 private:
   uint32_t clamp(uint32_t n) const;
@@ -74,8 +80,12 @@ private:
 
   autoscaling_settings s_;
   uint32_t min_, max_;
-  std::deque<std::pair<int64_t, double>> window_; // (time, ongoing) within look_back
-  double average_ = 0;
+  struct sample {
+    int64_t at;
+    double ongoing, busy;
+  };
+  std::deque<sample> window_; // within look_back
+  double average_ = 0, average_busy_ = 0;
   int64_t up_since_ = -1, down_since_ = -1; // when the wish to go up (down) began; -1: none
 };
 

@@ -1134,6 +1134,7 @@ void read_autoscaling(reader& a, model_config& m) {
   a.integer("interval_ms", s.interval_ms, 10, 600'000);
   a.number("upscaling_factor", s.upscaling_factor, 0.0);
   a.number("downscaling_factor", s.downscaling_factor, 0.0);
+  a.number("max_busy_after_downscale", s.max_busy_after_downscale, 0.0);
 }
 
 /// How the autoscaling keys relate to each other and to the model's other keys.

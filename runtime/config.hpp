@@ -216,6 +216,7 @@ struct autoscaling_settings {
   uint32_t interval_ms = 500;           // how often the figures are read and a decision made
   double upscaling_factor = 1.0;        // smoothing: the share of the wanted change made at once
   double downscaling_factor = 1.0;
+  double max_busy_after_downscale = 0.8; // the busy share those that stay may reach; 0: off
 };
 
 /// How a model runs on a GPU (ignored on the CPU). config/README.md explains each key.

@@ -95,7 +95,8 @@ async def stepped_load(port, phases):
     results = []  # (sent_at, latency_s, status)
     tasks = set()
     conn = aiohttp.TCPConnector(limit=0)
-    async with aiohttp.ClientSession(connector=conn, auto_decompress=False) as session:
+    async with aiohttp.ClientSession(connector=conn,
+                                     headers={"Accept-Encoding": "identity"}) as session:
         async def one(sent_at):
             try:
                 async with session.post(f"http://127.0.0.1:{port}/v2/models/scale/infer",

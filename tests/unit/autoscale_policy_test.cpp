@@ -143,3 +143,30 @@ TEST_CASE("scale reasons have names for metrics and logs", "[autoscale]") {
   CHECK(std::string(to_string(scale_reason::predicted_misses)) == "predicted_misses");
   CHECK(std::string(to_string(scale_reason::cold_start)) == "cold_start");
 }
+
+TEST_CASE("a scale-down never leaves the instances that stay busier than max_busy_after_downscale",
+          "[autoscale]") {
+  // 4 instances 75% busy (3 busy) with 3 ongoing: 2 wanted by ongoing requests, but 2 would be
+  // 150% busy: at 0.8, 3 busy needs 4.
+  autoscale_policy p{settings(1, 8)};
+  auto f = at(0, 3, 4);
+  f.busy = 3;
+  p.decide(f);
+  f.now_ns = 5000 * 1'000'000LL;
+  CHECK(p.decide(f).desired == 4);
+  CHECK(p.average_busy() == Approx(3.0));
+  // Lightly busy: down it goes, to what keeps the rest under 80% (1.2 busy: 2 instances).
+  autoscale_policy q{settings(1, 8)};
+  auto g = at(0, 1, 4);
+  g.busy = 1.2;
+  q.decide(g);
+  g.now_ns = 5000 * 1'000'000LL;
+  CHECK(q.decide(g).desired == 2);
+  // Off: the ongoing figure alone.
+  auto s = settings(1, 8);
+  s.max_busy_after_downscale = 0;
+  autoscale_policy r{s};
+  r.decide(f);
+  f.now_ns = 10000 * 1'000'000LL;
+  CHECK(r.decide(f).desired == 2);
+}
