@@ -20,14 +20,16 @@ std::string autoscale_config(const std::string& autoscaling) {
       "autoscaling": )" + autoscaling + "}]}";
 }
 
-/// Clients sending requests in a loop until stopped; every answer that is not a 200 counted.
+/// Clients sending requests in a loop until stopped, each pausing `pause` after each answer;
+/// every answer that is not a 200 counted.
 class load {
 public:
-  load(uint16_t port, int clients) {
+  load(uint16_t port, int clients, std::chrono::milliseconds pause = {}) {
     for (int i = 0; i < clients; ++i)
-      threads_.emplace_back([this, port] {
+      threads_.emplace_back([this, port, pause] {
         http_client c{port, std::chrono::seconds(10)};
         while (!stop_) {
+          std::this_thread::sleep_for(pause);
           auto r = c.post("/v2/models/scale/infer", infer_body());
           (r.status == 200 ? ok_ : failed_)++;
           if (r.status != 200 && failed_ == 1)
@@ -88,7 +90,8 @@ TEST_CASE("instances follow the load up and back down, and no request is lost on
   CHECK(metric(port, "actorserve_autoscaler_decisions_total{direction=\"up\",model=\"scale\","
                      "reason=\"ongoing_requests\"}") >= 1);
   {
-    load light{port, 1}; // the way down under a light load: drained, not cut off
+    // The way down under a light load (one instance ~30% busy): drained, not cut off.
+    load light{port, 1, std::chrono::milliseconds(40)};
     CHECK(eventually([&] { return instances(port, "ready") == 1 && instances(port, "stopped") == 3; },
                      std::chrono::seconds(20)));
     light.finish();
