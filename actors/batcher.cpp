@@ -287,7 +287,9 @@ caf::result<std::string> inject_fault(batcher_ptr self, fault_spec& spec) {
 batcher_actor::behavior_type batcher_fn(batcher_ptr self, std::shared_ptr<const model_config> model,
                                         std::shared_ptr<model_directory> directory,
                                         std::shared_ptr<metrics> stats,
-                                        std::shared_ptr<handle_cell<caf::actor>> supervisor) {
+                                        std::shared_ptr<handle_cell<caf::actor>> supervisor,
+                                        bool local_workers) {
+  self->state.scaling.local = local_workers;
   init_state(self, std::move(model), std::move(directory), std::move(stats),
              std::move(supervisor));
   self->set_down_handler([self](caf::down_msg& dm) { on_worker_down(self, dm); });
@@ -427,9 +429,10 @@ void pump(batcher_ptr self) {
 batcher_actor spawn_batcher(caf::actor_system& sys, std::shared_ptr<const model_config> model,
                             std::shared_ptr<model_directory> directory,
                             std::shared_ptr<metrics> stats,
-                            std::shared_ptr<handle_cell<caf::actor>> workers_supervisor) {
+                            std::shared_ptr<handle_cell<caf::actor>> workers_supervisor,
+                            bool local_workers) {
   return sys.spawn(batcher_impl::batcher_fn, std::move(model), std::move(directory), std::move(stats),
-                   std::move(workers_supervisor));
+                   std::move(workers_supervisor), local_workers);
 }
 
 } // namespace actorserve

@@ -22,10 +22,12 @@ namespace actorserve {
 /// (may be null or empty) is told `worker_hung_atom` when a worker's batch outlives
 /// execution_timeout_ms.
 /// Batches that fail because of their worker are retried on another worker (retry.max_retries);
-/// each worker has a circuit breaker (breaker.*).
+/// each worker has a circuit breaker (breaker.*). `local_workers` false: a cluster front, whose
+/// workers all come from worker nodes (autoscaling then only says how many it wants).
 batcher_actor spawn_batcher(caf::actor_system& sys, std::shared_ptr<const model_config> model,
                             std::shared_ptr<model_directory> directory,
                             std::shared_ptr<metrics> stats,
-                            std::shared_ptr<handle_cell<caf::actor>> workers_supervisor = {});
+                            std::shared_ptr<handle_cell<caf::actor>> workers_supervisor = {},
+                            bool local_workers = true);
 
 } // namespace actorserve

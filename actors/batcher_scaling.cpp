@@ -184,8 +184,7 @@ void init_scaling(batcher_ptr self) {
   auto& st = self->state;
   auto& sc = st.scaling;
   const auto& a = st.model->autoscaling;
-  bool local = st.supervisor != nullptr;
-  if (local)
+  if (sc.local && st.supervisor)
     for (auto& [device, i] : st.model->instance_slots())
       sc.names.push_back(st.model->name + "/" + device + "/" + std::to_string(i));
   auto initial = st.model->initial_instances();

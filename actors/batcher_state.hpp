@@ -89,6 +89,7 @@ struct in_flight_batch {
 /// The model's instances on this node as scaling sees them (models[].autoscaling, and the
 /// count set at run time): which are stopped on purpose, what the autoscaler decides on.
 struct scaling_state {
+  bool local = true;                 // the instances run here (not on a cluster front)
   std::vector<std::string> names;    // every instance here, in start order (instance_slots)
   std::set<std::string> parked;      // stopped on purpose: scaled down, or not started yet
   std::set<std::string> stopping;    // drained, being stopped by their supervisor

@@ -98,8 +98,10 @@ supervisor_spec model_spec(const std::shared_ptr<const deployment_config>& cfg,
   child_spec batcher;
   batcher.id = "batcher";
   batcher.shutdown = stop_time;
-  batcher.start = [model, directory, stats, cells](caf::actor_system& sys, const caf::actor&) {
-    auto b = spawn_batcher(sys, model, directory, stats, cells.workers);
+  bool local = cfg->server.cluster.role != cluster_role::front; // (a front's come from workers)
+  batcher.start = [model, directory, stats, cells, local](caf::actor_system& sys,
+                                                          const caf::actor&) {
+    auto b = spawn_batcher(sys, model, directory, stats, cells.workers, local);
     cells.batcher->set(b);
     return caf::actor_cast<caf::actor>(b);
   };
