@@ -44,4 +44,8 @@ fi
 if ! .venv/bin/python -c 'import skimage.data' 2>/dev/null; then
   .venv/bin/pip install -q --disable-pip-version-check scikit-image
 fi
+# Kubernetes' API schemas, offline, for the manifests' check (tests/kubernetes/check_manifests.py).
+if ! .venv/bin/python -c 'import kubernetes_validate' 2>/dev/null; then
+  .venv/bin/pip install -q --disable-pip-version-check kubernetes-validate
+fi
 echo "install-deps: done"
