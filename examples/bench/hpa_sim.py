@@ -1,0 +1,262 @@
+"""A simulation of config/kubernetes/hpa.yaml on this machine, honest about being one: no
+Kubernetes here. Real processes play the parts: an actorserve front node (the model with
+autoscaling, so that it exports actorserve_desired_instances) and actorserve worker nodes that
+join its cluster port, one model instance each, started and stopped (SIGTERM: they leave
+draining) as the "pods". The HPA is this script, applying the Horizontal Pod Autoscaler's
+documented algorithm to the front's real /metrics every SYNC seconds: for an Object metric with
+an AverageValue target, usage = metric / replicas / target; no change while |usage - 1| <= 0.1
+(the tolerance); else desired = ceil(replicas x usage); scale-down takes the highest
+recommendation of the stabilization window; min and max replicas. (Its periods are shorter than
+Kubernetes' defaults, 15 s sync and 300 s down-stabilization, to fit a minute-long run.)
+
+An open-loop load (requests sent on a schedule, whatever the answers do) steps LOW -> HIGH ->
+LOW requests a second against the "scale" example backend at 20 ms per request (one worker node
+serves ~50 a second). It prints a timeline per second (offered and answered load, p99, worker
+nodes running, the front's desired instances), the requests lost (anything not answered 200),
+and draws a PNG (instances, offered and served load, p99 over time).
+
+    .venv/bin/python examples/bench/hpa_sim.py [--low 20 --high 150 --step 25 --png hpa_sim.png]
+
+Needs a built tree (build/) and matplotlib for the PNG (examples/bench/install.sh). Every
+process it starts is stopped by its own process group.
+"""
+import argparse
+import asyncio
+import json
+import math
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+
+import aiohttp
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+BINARY = os.path.join(ROOT, "build/app/actorserve")
+BODY = json.dumps({"inputs": [{"name": "x", "shape": [1, 4], "datatype": "FP32",
+                               "data": [1, 2, 3, 4]}]}).encode()
+
+
+def model(extra):
+    m = {"name": "scale", "backend": "scale", "max_batch_size": 1,
+         "inputs": [{"name": "x", "datatype": "FP32", "dims": [4]}],
+         "outputs": [{"name": "y", "datatype": "FP32", "dims": [4]}],
+         "parameters": {"factor": 2, "bias": 1, "delay_us": 20000},
+         "default_timeout_us": 3_000_000, "batching": {"max_queue_size": 100000}}
+    m.update(extra)
+    return m
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def spawn(cfg, folder, name):
+    path = os.path.join(folder, name + ".json")
+    with open(path, "w") as f:
+        json.dump(cfg, f)
+    log = open(os.path.join(folder, name + ".log"), "w")
+    return subprocess.Popen([BINARY, "serve", "--config", path], stdout=log, stderr=log,
+                            start_new_session=True)
+
+
+def stop(p, wait=30):
+    if p.poll() is None:
+        os.killpg(p.pid, signal.SIGTERM)
+        try:
+            p.wait(wait)
+        except subprocess.TimeoutExpired:
+            os.killpg(p.pid, signal.SIGKILL)
+            p.wait()
+
+
+def scrape(port):
+    text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
+    out = {}
+    for line in text.splitlines():
+        for key in ('actorserve_desired_instances{model="scale"}',
+                    'actorserve_instances{model="scale",state="ready"}'):
+            if line.startswith(key + " "):
+                out[key.split("{")[0]] = float(line.rsplit(" ", 1)[1])
+    return out
+
+
+class Hpa:
+    """The HorizontalPodAutoscaler's algorithm for one Object metric, AverageValue target."""
+
+    def __init__(self, target, lo, hi, tolerance, down_window):
+        self.target, self.lo, self.hi = target, lo, hi
+        self.tolerance, self.down_window = tolerance, down_window
+        self.recommendations = []  # (time, desired)
+
+    def desired(self, now, replicas, metric):
+        usage = metric / replicas / self.target
+        want = replicas if abs(usage - 1) <= self.tolerance else math.ceil(replicas * usage)
+        want = min(max(want, self.lo), self.hi)
+        self.recommendations.append((now, want))
+        self.recommendations = [(t, w) for t, w in self.recommendations
+                                if now - t <= self.down_window]
+        if want < replicas:  # (scale-down stabilization: the highest in the window)
+            want = min(replicas, max(w for _, w in self.recommendations))
+        return want
+
+
+class Pods:
+    def __init__(self, folder, cluster_port):
+        self.folder, self.cluster_port, self.running, self.next = folder, cluster_port, [], 0
+
+    def scale_to(self, n):
+        while len(self.running) < n:
+            name = f"w{self.next}"
+            self.next += 1
+            cfg = {"server": {"cluster": {"role": "worker", "node_name": name,
+                                          "seeds": [f"127.0.0.1:{self.cluster_port}"],
+                                          "drain_timeout_ms": 10000}},
+                   "models": [model({"instances": 1})]}
+            self.running.append(spawn(cfg, self.folder, name))
+        while len(self.running) > n:  # (the newest leaves first, draining, in the background)
+            p = self.running.pop()
+            asyncio.get_running_loop().run_in_executor(None, stop, p)
+
+    def stop_all(self):
+        for p in self.running:
+            stop(p)
+
+
+async def run(args, folder):
+    http, cluster = free_port(), free_port()
+    front_cfg = {"server": {"http": {"port": http}, "log_level": "warn",
+                            "cluster": {"role": "front", "node_name": "front",
+                                        "listen": {"address": "127.0.0.1", "port": cluster}}},
+                 "models": [model({"autoscaling": {
+                     "min_instances": 1, "max_instances": args.max_pods,
+                     "target_ongoing_requests": 2, "target_queue_wait_ms": 50,
+                     "upscale_delay_ms": 1000, "downscale_delay_ms": 5000,
+                     "look_back_ms": 2000, "interval_ms": 250}})]}
+    front = spawn(front_cfg, folder, "front")
+    pods = Pods(folder, cluster)
+    hpa = Hpa(target=1, lo=1, hi=args.max_pods, tolerance=0.1, down_window=args.down_window)
+    results, timeline = [], []  # (sent_at, latency, status); (t, pods, desired, ready)
+    try:
+        pods.scale_to(1)
+        for _ in range(300):
+            try:
+                if scrape(http).get("actorserve_instances", 0) >= 1:
+                    break
+            except OSError:
+                pass
+            time.sleep(0.1)
+        else:
+            sys.exit("hpa_sim: the front did not get its first worker node")
+
+        async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0),
+                                         headers={"Accept-Encoding": "identity"}) as session:
+            async def one(at):
+                try:
+                    async with session.post(f"http://127.0.0.1:{http}/v2/models/scale/infer",
+                                            data=BODY) as r:
+                        await r.read()
+                        results.append((at, time.monotonic() - at, r.status))
+                except aiohttp.ClientError:
+                    results.append((at, time.monotonic() - at, 0))
+
+            async def autoscaler(t0, end):
+                while time.monotonic() < end:
+                    m = await asyncio.get_running_loop().run_in_executor(None, scrape, http)
+                    now = time.monotonic() - t0
+                    desired = m.get("actorserve_desired_instances", 1)
+                    want = hpa.desired(now, len(pods.running), desired)
+                    timeline.append((now, len(pods.running), desired,
+                                     m.get("actorserve_instances", 0)))
+                    pods.scale_to(want)
+                    await asyncio.sleep(args.sync)
+
+            t0 = time.monotonic()
+            phases = [(args.low, args.step), (args.high, args.step), (args.low, args.step * 1.6)]
+            total = sum(s for _, s in phases)
+            scaler = asyncio.ensure_future(autoscaler(t0, t0 + total))
+            tasks, at = [], t0
+            for rate, seconds in phases:
+                end = at + seconds
+                while at < end:
+                    delay = at - time.monotonic()
+                    if delay > 0:
+                        await asyncio.sleep(delay)
+                    tasks.append(asyncio.ensure_future(one(at)))
+                    at += 1.0 / rate
+            await asyncio.gather(*tasks)
+            await scaler
+    finally:
+        pods.stop_all()
+        stop(front)
+    return t0, results, timeline, total
+
+
+def report(t0, results, timeline, total, args):
+    print(" s  offered  answered_200  p99_ms  worker_pods  desired")
+    rows = []
+    for s in range(int(total)):
+        window = [r for r in results if s <= r[0] - t0 < s + 1]
+        ok = sorted(r[1] for r in window if r[2] == 200)
+        p99 = ok[int(0.99 * (len(ok) - 1))] * 1e3 if ok else float("nan")
+        tl = [x for x in timeline if x[0] <= s + 1]
+        pods, desired = (tl[-1][1], tl[-1][2]) if tl else (1, 1)
+        rows.append((s, len(window), len(ok), p99, pods, desired))
+        print(f"{s:3d}  {len(window):7d}  {len(ok):12d}  {p99:6.1f}  {pods:11d}  {desired:7.0f}")
+    lost = sum(1 for r in results if r[2] != 200)
+    most = max(r[4] for r in rows)
+    print(f"hpa_sim: {len(results)} requests, not answered 200: {lost}; worker pods 1 -> {most} "
+          f"-> {rows[-1][4]}")
+    if args.png:
+        try:
+            import matplotlib
+            matplotlib.use("Agg")
+            import matplotlib.pyplot as plt
+        except ImportError:
+            print("hpa_sim: no matplotlib, no PNG (examples/bench/install.sh installs it)")
+            return lost
+        s = [r[0] for r in rows]
+        fig, ax = plt.subplots(3, 1, figsize=(9, 8), sharex=True)
+        ax[0].step(s, [r[4] for r in rows], where="post", label="worker pods")
+        ax[0].plot(s, [r[5] for r in rows], "--", label="front's desired instances")
+        ax[0].set_ylabel("instances")
+        ax[0].legend()
+        ax[1].plot(s, [r[1] for r in rows], label="offered")
+        ax[1].plot(s, [r[2] for r in rows], label="answered 200")
+        ax[1].set_ylabel("requests/s")
+        ax[1].legend()
+        ax[2].plot(s, [r[3] for r in rows])
+        ax[2].set_ylabel("p99 ms")
+        ax[2].set_yscale("log")
+        ax[2].set_xlabel("seconds")
+        fig.suptitle("HPA simulation: real front and worker-node processes, stepped load")
+        fig.savefig(args.png, dpi=100)
+        print(f"hpa_sim: wrote {args.png}")
+    return lost
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--low", type=float, default=20)
+    ap.add_argument("--high", type=float, default=150)
+    ap.add_argument("--step", type=float, default=25, help="seconds per phase")
+    ap.add_argument("--max-pods", type=int, default=6)
+    ap.add_argument("--sync", type=float, default=2.0, help="HPA sync period, s")
+    ap.add_argument("--down-window", type=float, default=10.0,
+                    help="scale-down stabilization window, s")
+    ap.add_argument("--png", default="hpa_sim.png")
+    args = ap.parse_args()
+    with tempfile.TemporaryDirectory() as folder:
+        t0, results, timeline, total = asyncio.run(run(args, folder))
+        lost = report(t0, results, timeline, total, args)
+    sys.exit(1 if lost else 0)
+
+
+if __name__ == "__main__":
+    main()
