@@ -173,3 +173,31 @@ TEST_CASE("autoscaling keys are checked and named in errors", "[integration][aut
   CHECK(out.find("models[0].autoscaling.queue_wait_quantile: must be in (0, 1]")
         != std::string::npos);
 }
+
+TEST_CASE("queued requests that will miss their deadlines scale the model up before the delays",
+          "[integration][autoscale]") {
+  // Ongoing requests alone would wait a minute (upscale_delay_ms) and want one instance per 50
+  // ongoing: only the deadline forecast can add an instance here.
+  server_process srv{write_temp_file("autoscale-misses.json", autoscale_config(R"({
+      "min_instances": 1, "max_instances": 3, "target_ongoing_requests": 50,
+      "upscale_delay_ms": 60000, "interval_ms": 100})"))};
+  REQUIRE(srv.wait_ready());
+  auto port = srv.port();
+  std::atomic<bool> stop{false};
+  std::vector<std::thread> clients;
+  for (int i = 0; i < 8; ++i) // each request may wait 100 ms; 8 at 20 ms each cannot all make it
+    clients.emplace_back([&] {
+      http_client c{port, std::chrono::seconds(10)};
+      while (!stop)
+        c.post("/v2/models/scale/infer", infer_body("\"timeout\": 100000"));
+    });
+  CHECK(eventually([&] { return instances(port, "ready") >= 2; }, std::chrono::seconds(20)));
+  stop = true;
+  for (auto& t : clients)
+    t.join();
+  CHECK(metric(port, "actorserve_autoscaler_decisions_total{direction=\"up\",model=\"scale\","
+                     "reason=\"predicted_misses\"}") >= 1);
+  CHECK(metric(port, "actorserve_autoscaler_decisions_total{direction=\"up\",model=\"scale\","
+                     "reason=\"ongoing_requests\"}") == 0);
+  CHECK(srv.stop() == 0);
+}
