@@ -173,32 +173,59 @@ def run(label, autoscaling, args, folder):
     return lost, recovered
 
 
-async def cold(port):
-    async with aiohttp.ClientSession() as session:
+async def cold(port, name, body):
+    async with aiohttp.ClientSession(headers={"Accept-Encoding": "identity"}) as session:
         t = time.monotonic()
-        async with session.post(f"http://127.0.0.1:{port}/v2/models/scale/infer",
-                                data=BODY) as r:
+        async with session.post(f"http://127.0.0.1:{port}/v2/models/{name}/infer",
+                                data=body) as r:
             await r.read()
             return r.status, time.monotonic() - t
 
 
+# Cold starts: the scale backend (nothing to load), and TorchScript models as the quickstart makes
+# them (examples/models/make_models.py), each loaded and warmed up (batch 1) for the request.
+TORCHSCRIPT = [("mlp", [64], [10]), ("resnet18", [3, 224, 224], [1000])]
+
+
+def cold_models():
+    yield "scale", config(0, None)["models"][0], BODY
+    for name, dims, out in TORCHSCRIPT:
+        path = os.path.join(ROOT, "examples", "models", name + ".pt")
+        if not os.path.exists(path):
+            continue
+        m = {"name": name, "backend": "torchscript", "path": path, "max_batch_size": 8,
+             "inputs": [{"name": "input", "datatype": "FP32", "dims": dims}],
+             "outputs": [{"name": "logits", "datatype": "FP32", "dims": out}],
+             "warmup": {"batch_sizes": [1], "iterations": 1}, "default_timeout_us": 60_000_000}
+        n = 1
+        for d in dims:
+            n *= d
+        body = json.dumps({"inputs": [{"name": "input", "shape": [1] + dims, "datatype": "FP32",
+                                       "data": [0.5] * n}]}).encode()
+        yield name, m, body
+
+
 def cold_start(folder):
-    port = free_port()
-    p = start(config(port, {"min_instances": 0, "max_instances": 2, "initial_instances": 1,
-                            "downscale_delay_ms": 500, "look_back_ms": 300,
-                            "interval_ms": 100}), folder, "cold")
-    try:
-        import urllib.request
-        for _ in range(100):  # until it is down to zero
-            text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics").read().decode()
-            if 'actorserve_instances{model="scale",state="ready"} 0' in text:
-                break
-            time.sleep(0.1)
-        status, took = asyncio.run(cold(port))
-    finally:
-        stop(p)
-    print(f"\ncold start: at zero instances, the first request answered {status} after "
-          f"{took * 1e3:.1f} ms (an instance started, loaded and warmed up for it)")
+    print()
+    for name, m, body in cold_models():
+        port = free_port()
+        m = dict(m, autoscaling={"min_instances": 0, "max_instances": 2, "initial_instances": 1,
+                                 "downscale_delay_ms": 500, "look_back_ms": 300,
+                                 "interval_ms": 100})
+        p = start({"server": {"http": {"port": port, "max_body_bytes": 16 << 20},
+                              "log_level": "warn"}, "models": [m]}, folder, "cold-" + name)
+        try:
+            import urllib.request
+            for _ in range(100):  # until it is down to zero
+                text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics").read().decode()
+                if f'actorserve_instances{{model="{name}",state="ready"}} 0' in text:
+                    break
+                time.sleep(0.1)
+            status, took = asyncio.run(cold(port, name, body))
+        finally:
+            stop(p)
+        print(f"cold start, {name}: at zero instances, the first request answered {status} "
+              f"after {took * 1e3:.1f} ms (an instance started, loaded and warmed up for it)")
 
 
 def main():
