@@ -229,8 +229,7 @@ pending_request pending_of(const model_config& model, const infer_request& req, 
 caf::result<infer_response> admit(batcher_ptr self, infer_request& req) {
   auto& st = self->state;
   auto now = self->clock().now(); // the actor clock: virtual time in tests
-  if (st.workers.empty() && st.starting.empty())
-    cold_start(self);
+  cold_start(self); // (at zero instances: one starts for this request)
   if (auto err = unavailable(st, now))
     return err;
   auto p = pending_of(*st.model, req, now);
@@ -344,7 +343,7 @@ void report_status(batcher_ptr self) {
   s.ready_workers = static_cast<uint32_t>(st.workers.size());
   s.starting_workers = static_cast<uint32_t>(st.starting.size());
   s.batches = st.batches;
-  s.cold_start = st.workers.empty() && st.scaling.policy && !st.scaling.parked.empty();
+  s.cold_start = can_cold_start(st);
   count_instances(st);
   if (st.directory && st.directory->set_status(std::move(s)))
     logging::info({"batcher", st.model->name}, "model is {}",

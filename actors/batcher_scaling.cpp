@@ -258,11 +258,16 @@ caf::result<uint32_t> set_instances(batcher_ptr self, uint32_t min, uint32_t max
   return static_cast<uint32_t>(sc.desired);
 }
 
+bool can_cold_start(const batcher_state& st) {
+  auto& sc = st.scaling;
+  return sc.policy && !sc.names.empty() && sc.max > 0 && active_instances(st) == 0;
+}
+
 void cold_start(batcher_ptr self) {
   auto& st = self->state;
   auto& sc = st.scaling;
-  if (!sc.policy || !st.workers.empty() || !st.starting.empty() || sc.parked.empty()
-      || sc.max == 0)
+  // (The last instance may still be leaving: once it is stopped, apply starts it again.)
+  if (!can_cold_start(st))
     return;
   count_decision(st, 0, 1, scale_reason::cold_start);
   sc.desired = std::max<int64_t>(sc.desired, 1);

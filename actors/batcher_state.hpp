@@ -226,6 +226,10 @@ void scale_tick(batcher_ptr self);
 /// the count itself (min == max). Answers the instances now wanted.
 caf::result<uint32_t> set_instances(batcher_ptr self, uint32_t min, uint32_t max);
 
+/// Whether the model has no instance ready or starting (the last may be leaving) and
+/// autoscaling would start one for a request: the model counts as ready meanwhile.
+bool can_cold_start(const batcher_state& st);
+
 /// A request arrives and no instance is ready or starting: with autoscaling down to zero, one
 /// starts now (the request waits for it, bounded by its deadline).
 void cold_start(batcher_ptr self);

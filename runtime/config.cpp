@@ -1267,10 +1267,10 @@ void read_model(const std::string& path, const json::value& v, std::vector<std::
   refuse_bytes(r, path, "outputs", m.outputs);
   read_devices(r, path, m);
   r.integer("instances", m.instances, 1, 256);
-  if (r.has("instances") && r.has("autoscaling"))
+  r.object("autoscaling", [&](reader& a) { read_autoscaling(a, m); });
+  if (r.has("instances") && m.autoscaling.enabled)
     r.fail(path + ".instances", "not with \"autoscaling\", whose min_instances, max_instances "
                                 "and initial_instances say how many");
-  r.object("autoscaling", [&](reader& a) { read_autoscaling(a, m); });
   r.object("batching", [&](reader& b) { read_batching(b, m); });
   r.object("warmup", [&](reader& w) { read_warmup(w, m); });
   read_fault_handling(r, path, m);

@@ -135,6 +135,7 @@ model_metrics::model_metrics(const model_config& m, bool local_workers)
   : name(m.name),
     version(m.version),
     response_cache(m.response_cache_bytes > 0),
+    pipeline(m.is_pipeline()),
     request_seconds(latency_bounds),
     queue_seconds(latency_bounds),
     compute_seconds(latency_bounds),
@@ -388,6 +389,8 @@ void add_worker(exposition& e, const std::string& model, const worker_metrics& w
 }
 
 void add_scaling(exposition& e, const model_metrics& m, const labels& l) {
+  if (m.pipeline)
+    return;
   for (std::size_t k = 0; k < m.instances.size(); ++k)
     e.add(fam::instances, {{"model", m.name}, {"state", to_string(static_cast<instance_state>(k))}},
           static_cast<double>(m.instances[k].load(std::memory_order_relaxed)));

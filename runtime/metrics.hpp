@@ -82,6 +82,7 @@ struct model_metrics {
   std::string name;
   std::string version;
   bool response_cache = false; // models[].response_cache_bytes > 0: its cache series exist
+  bool pipeline = false;       // a pipeline: no instances of its own (no instance series)
   std::array<std::atomic<uint64_t>, outcome_count> requests{}; // by outcome
   atomic_histogram request_seconds; // HTTP body received -> response ready
   atomic_histogram queue_seconds;   // admitted by the batcher -> dispatched

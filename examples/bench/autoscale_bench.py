@@ -19,66 +19,33 @@ import argparse
 import asyncio
 import json
 import os
-import signal
-import socket
-import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
 
 import aiohttp
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-BODY = json.dumps({"inputs": [{"name": "x", "shape": [1, 4], "datatype": "FP32",
-                               "data": [1, 2, 3, 4]}]}).encode()
+from scale_procs import BODY, ROOT, free_port, scale_model, spawn, stop
 
 
 def config(port, autoscaling):
-    model = {"name": "scale", "backend": "scale", "max_batch_size": 1,
-             "inputs": [{"name": "x", "datatype": "FP32", "dims": [4]}],
-             "outputs": [{"name": "y", "datatype": "FP32", "dims": [4]}],
-             "parameters": {"factor": 2, "bias": 1, "delay_us": 20000},
-             "default_timeout_us": 2_000_000,
-             "batching": {"max_queue_size": 100000}}
-    if autoscaling:
-        model["autoscaling"] = autoscaling
+    model = scale_model({"autoscaling": autoscaling} if autoscaling else None)
     return {"server": {"http": {"port": port}, "log_level": "warn"}, "models": [model]}
 
 
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def start(cfg, folder, name):
-    path = os.path.join(folder, name + ".json")
-    with open(path, "w") as f:
-        json.dump(cfg, f)
-    p = subprocess.Popen([os.path.join(ROOT, "build/app/actorserve"), "serve", "--config", path],
-                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                         start_new_session=True)
+    p = spawn(cfg, folder, name)
     port = cfg["server"]["http"]["port"]
     for _ in range(300):
         try:
-            import urllib.request
             with urllib.request.urlopen(f"http://127.0.0.1:{port}/v2/health/ready", timeout=1):
                 return p
-        except Exception:
+        except OSError:
             if p.poll() is not None:
                 sys.exit("autoscale_bench: actorserve exited")
             time.sleep(0.1)
     sys.exit("autoscale_bench: actorserve did not become ready")
-
-
-def stop(p):
-    if p.poll() is None:
-        os.killpg(p.pid, signal.SIGTERM)
-        try:
-            p.wait(15)
-        except subprocess.TimeoutExpired:
-            os.killpg(p.pid, signal.SIGKILL)
-            p.wait()
 
 
 async def ready_instances(session, port):
@@ -215,7 +182,6 @@ def cold_start(folder):
         p = start({"server": {"http": {"port": port, "max_body_bytes": 16 << 20},
                               "log_level": "warn"}, "models": [m]}, folder, "cold-" + name)
         try:
-            import urllib.request
             for _ in range(100):  # until it is down to zero
                 text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics").read().decode()
                 if f'actorserve_instances{{model="{name}",state="ready"}} 0' in text:

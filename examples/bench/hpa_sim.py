@@ -22,12 +22,7 @@ process it starts is stopped by its own process group.
 """
 import argparse
 import asyncio
-import json
 import math
-import os
-import signal
-import socket
-import subprocess
 import sys
 import tempfile
 import time
@@ -35,45 +30,7 @@ import urllib.request
 
 import aiohttp
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-BINARY = os.path.join(ROOT, "build/app/actorserve")
-BODY = json.dumps({"inputs": [{"name": "x", "shape": [1, 4], "datatype": "FP32",
-                               "data": [1, 2, 3, 4]}]}).encode()
-
-
-def model(extra):
-    m = {"name": "scale", "backend": "scale", "max_batch_size": 1,
-         "inputs": [{"name": "x", "datatype": "FP32", "dims": [4]}],
-         "outputs": [{"name": "y", "datatype": "FP32", "dims": [4]}],
-         "parameters": {"factor": 2, "bias": 1, "delay_us": 20000},
-         "default_timeout_us": 3_000_000, "batching": {"max_queue_size": 100000}}
-    m.update(extra)
-    return m
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def spawn(cfg, folder, name):
-    path = os.path.join(folder, name + ".json")
-    with open(path, "w") as f:
-        json.dump(cfg, f)
-    log = open(os.path.join(folder, name + ".log"), "w")
-    return subprocess.Popen([BINARY, "serve", "--config", path], stdout=log, stderr=log,
-                            start_new_session=True)
-
-
-def stop(p, wait=30):
-    if p.poll() is None:
-        os.killpg(p.pid, signal.SIGTERM)
-        try:
-            p.wait(wait)
-        except subprocess.TimeoutExpired:
-            os.killpg(p.pid, signal.SIGKILL)
-            p.wait()
+from scale_procs import BODY, free_port, scale_model, spawn, stop
 
 
 def scrape(port):
@@ -118,8 +75,8 @@ class Pods:
             cfg = {"server": {"cluster": {"role": "worker", "node_name": name,
                                           "seeds": [f"127.0.0.1:{self.cluster_port}"],
                                           "drain_timeout_ms": 10000}},
-                   "models": [model({"instances": 1})]}
-            self.running.append(spawn(cfg, self.folder, name))
+                   "models": [scale_model({"instances": 1}, timeout_us=3_000_000)]}
+            self.running.append(spawn(cfg, self.folder, name, log=True))
         while len(self.running) > n:  # (the newest leaves first, draining, in the background)
             p = self.running.pop()
             asyncio.get_running_loop().run_in_executor(None, stop, p)
@@ -134,12 +91,12 @@ async def run(args, folder):
     front_cfg = {"server": {"http": {"port": http}, "log_level": "warn",
                             "cluster": {"role": "front", "node_name": "front",
                                         "listen": {"address": "127.0.0.1", "port": cluster}}},
-                 "models": [model({"autoscaling": {
+                 "models": [scale_model(timeout_us=3_000_000, extra={"autoscaling": {
                      "min_instances": 1, "max_instances": args.max_pods,
                      "target_ongoing_requests": 2, "target_queue_wait_ms": 50,
                      "upscale_delay_ms": 1000, "downscale_delay_ms": 5000,
                      "look_back_ms": 2000, "interval_ms": 250}})]}
-    front = spawn(front_cfg, folder, "front")
+    front = spawn(front_cfg, folder, "front", log=True)
     pods = Pods(folder, cluster)
     hpa = Hpa(target=1, lo=1, hi=args.max_pods, tolerance=0.1, down_window=args.down_window)
     results, timeline = [], []  # (sent_at, latency, status); (t, pods, desired, ready)

@@ -559,6 +559,11 @@ TEST_CASE("autoscaling spreads its instance slots over the devices and starts th
   CHECK(fixed->models[0].instance_slots()
         == std::vector<slot>{{"cpu", 0}, {"cpu", 1}, {"cuda:0", 0}, {"cuda:0", 1}});
   CHECK(fixed->models[0].initial_instances() == 4);
+  // "enabled": false: as if there were no autoscaling ("instances" allowed and used).
+  auto off = parse_deployment(deployment(model_json(R"(, "instances": 2,
+    "autoscaling": {"enabled": false, "max_instances": 4})")), "", backends);
+  REQUIRE(off);
+  CHECK(off->models[0].instance_slots().size() == 2);
 }
 
 TEST_CASE("autoscaling keys that do not fit together are refused, each named",

@@ -232,11 +232,16 @@ TEST_CASE("without an NVIDIA driver there is no GPU monitor", "[metrics][gpu]") 
   }
 }
 
-TEST_CASE("instances by state for every model; autoscaling's series only where it is on",
+TEST_CASE("instances by state for every model, and autoscaling's series only where it is on",
           "[metrics][autoscale]") {
   deployment_config cfg;
   cfg.models.push_back(small_model(4));
+  model_config pipe; // (no instances of its own: no series that would say "none ready")
+  pipe.name = "pipe";
+  pipe.pipeline.push_back(pipeline_step{"m", {}, {}});
+  cfg.models.push_back(pipe);
   metrics stats{cfg};
+  CHECK(stats.prometheus_text().find("actorserve_instances{model=\"pipe\"") == std::string::npos);
   auto* m = stats.model("m");
   m->instances[static_cast<std::size_t>(instance_state::ready)] = 2;
   m->instances[static_cast<std::size_t>(instance_state::stopped)] = 1;
