@@ -174,15 +174,19 @@ void finish_batch(batcher_ptr self, uint64_t batch_id, batch_outputs* outputs,
   const bool split = !outputs
                      && split_failed_batch(error_code(err), b.requests.size(), st.model->max_retries);
   bool done_draining = false;
+  uint32_t capacity = 1; // (its worker's batch slots: a batch is that share of the worker busy)
   for (auto& w : st.workers)
-    if (w.holds(batch_id))
+    if (w.holds(batch_id)) {
+      capacity = w.capacity;
       done_draining = settle_worker(st, w, batch_id, outputs, split, now) || done_draining;
+    }
   if (done_draining)
     remove_drained(self);
   if (outputs && st.model_stats)
     record_batch(*st.model_stats, b, *outputs);
-  if (outputs && !b.requests.empty())
-    note_batch(st, duration_cast<nanoseconds>(now - b.requests.front().dispatched));
+  if (!b.requests.empty())
+    note_batch(st, duration_cast<nanoseconds>(now - b.requests.front().dispatched), capacity,
+               outputs != nullptr);
   if (split)
     return requeue_halves(self, b, err, now);
   for (std::size_t i = 0; i < b.requests.size(); ++i) {

@@ -26,11 +26,18 @@ uint32_t active_instances(const batcher_state& st) {
   return static_cast<uint32_t>(ready) + static_cast<uint32_t>(st.starting.size());
 }
 
-/// Instances busy now: each worker's share of its batch slots in use (the load they carry).
-double busy_instances(const batcher_state& st) {
+/// Instances busy since the last decision, on average: the batch time that ended meanwhile
+/// (each batch its worker's share: 1 / its batch slots) over the time passed. (Time-weighted:
+/// a sample of the batches in flight at each tick aliased with a steady load, and read a
+/// fifth-busy instance as always busy.)
+double busy_instances(batcher_state& st, time_point now) {
+  auto& sc = st.scaling;
   double busy = 0;
-  for (auto& w : st.workers)
-    busy += static_cast<double>(std::min<std::size_t>(w.batches.size(), w.capacity)) / w.capacity;
+  if (sc.last_tick && now > *sc.last_tick)
+    busy = (sc.busy_ns - sc.busy_ns_seen)
+           / static_cast<double>(duration_cast<nanoseconds>(now - *sc.last_tick).count());
+  sc.busy_ns_seen = sc.busy_ns;
+  sc.last_tick = now;
   return busy;
 }
 
@@ -215,7 +222,7 @@ void scale_tick(batcher_ptr self) {
   f.queue_wait_ms = wait_quantile(st, now);
   f.predicted_misses = predicted_misses(st, now);
   f.current = active_instances(st);
-  f.busy = busy_instances(st);
+  f.busy = busy_instances(st, now);
   auto d = sc.policy->decide(f);
   if (d.reason != scale_reason::none && static_cast<int64_t>(d.desired) != sc.desired) {
     count_decision(st, f.current, d.desired, d.reason);
@@ -312,9 +319,13 @@ void note_wait(batcher_state& st, time_point now, nanoseconds waited) {
     sc.waits.pop_front();
 }
 
-void note_batch(batcher_state& st, nanoseconds took) {
+void note_batch(batcher_state& st, nanoseconds took, uint32_t capacity, bool succeeded) {
+  auto& sc = st.scaling;
+  sc.busy_ns += static_cast<double>(took.count()) / std::max<uint32_t>(capacity, 1);
+  if (!succeeded) // (a failed batch's time says little of how long batches take)
+    return;
   auto ms = static_cast<double>(took.count()) / 1e6;
-  st.scaling.batch_ms = st.scaling.batch_ms <= 0 ? ms : 0.8 * st.scaling.batch_ms + 0.2 * ms;
+  sc.batch_ms = sc.batch_ms <= 0 ? ms : 0.8 * sc.batch_ms + 0.2 * ms;
 }
 
 } // namespace actorserve::batcher_impl

@@ -98,6 +98,9 @@ struct scaling_state {
   int64_t desired = -1;              // the count wanted; -1: none set (all instances run)
   std::deque<std::pair<time_point, double>> waits; // queue waits (ms) of dispatched requests
   double batch_ms = 0;               // batch durations, smoothed (predicted misses)
+  double busy_ns = 0;                // instance-time busy, summed as batches end
+  double busy_ns_seen = 0;           // ... as of the last decision
+  std::optional<time_point> last_tick;
 };
 
 /// A rolling reload in progress (reload_atom): its steps (runtime/rolling_reload), and the
@@ -240,7 +243,7 @@ void park(batcher_ptr self, const std::string& name);
 
 /// What scaling needs from each dispatch and each finished batch.
 void note_wait(batcher_state& st, time_point now, nanoseconds waited);
-void note_batch(batcher_state& st, nanoseconds took);
+void note_batch(batcher_state& st, nanoseconds took, uint32_t capacity, bool succeeded);
 
 // --- batcher_reload.cpp: rolling reloads
 

@@ -33,8 +33,9 @@ struct load_figures {
   double queue_wait_ms = 0;     // the configured quantile of queue waits lately (see batcher)
   uint32_t predicted_misses = 0; // queued requests that will not make their deadlines
   uint32_t current = 0;         // instances ready or starting (not those leaving)
-  double busy = 0;              // instances busy now (running batches; fractions for those that
-                                // hold several batches at once)
+  double busy = 0;              // instances busy since the last decision, on average (batch
+                                // time over elapsed time; a worker holding several batches at
+                                // once counts each as its share)
 };
 
 /// Why the wanted count changed (and the direction, from the counts).

@@ -31,11 +31,11 @@ from scale_procs import BODY, ROOT, free_port, scale_model, spawn, stop
 
 def config(port, autoscaling):
     model = scale_model({"autoscaling": autoscaling} if autoscaling else None)
-    return {"server": {"http": {"port": port}, "log_level": "warn"}, "models": [model]}
+    return {"server": {"http": {"port": port}, "log_level": "info"}, "models": [model]}
 
 
 def start(cfg, folder, name):
-    p = spawn(cfg, folder, name)
+    p = spawn(cfg, folder, name, log=True)
     port = cfg["server"]["http"]["port"]
     for _ in range(300):
         try:
@@ -115,11 +115,15 @@ def run(label, autoscaling, args, folder):
         stop(p)
     total = 3 * args.step
     rows = per_second(t0, results, instances, total)
+    with open(os.path.join(folder, label + ".log")) as f:  # (the autoscaler's decisions)
+        decisions = [line.split(": ", 1)[-1].strip() for line in f if "scaling " in line]
     print(f"\n== {label}")
     print(" s  offered  served(200)  p99_ms  ready_instances")
     for s, offered, served, p99, n in rows:
         print(f"{s:2d}  {offered:7d}  {served:11d}  {p99:6.1f}  {n}")
     lost = sum(1 for r in results if r[2] != 200)
+    if decisions:
+        print("decisions: " + "; ".join(decisions))
     recovered = None
     for s, offered, served, p99, n in rows[args.step:2 * args.step]:
         if p99 == p99 and p99 <= args.objective_ms and served > 0:
