@@ -26,7 +26,7 @@ import urllib.request
 
 import aiohttp
 
-from scale_procs import BODY, ROOT, free_port, scale_model, spawn, stop
+from scale_procs import BODY, ROOT, free_port, infer_once, scale_model, spawn, stop
 
 
 def config(port, autoscaling):
@@ -64,14 +64,6 @@ async def stepped_load(port, phases):
     conn = aiohttp.TCPConnector(limit=0)
     async with aiohttp.ClientSession(connector=conn,
                                      headers={"Accept-Encoding": "identity"}) as session:
-        async def one(sent_at):
-            try:
-                async with session.post(f"http://127.0.0.1:{port}/v2/models/scale/infer",
-                                        data=BODY) as r:
-                    await r.read()
-                    results.append((sent_at, time.monotonic() - sent_at, r.status))
-            except Exception:
-                results.append((sent_at, time.monotonic() - sent_at, 0))
 
         instances = []
         t0 = time.monotonic()
@@ -83,7 +75,7 @@ async def stepped_load(port, phases):
                 now = time.monotonic()
                 if now < at:
                     await asyncio.sleep(at - now)
-                task = asyncio.ensure_future(one(at))
+                task = asyncio.ensure_future(infer_once(session, port, at, results))
                 tasks.add(task)
                 task.add_done_callback(tasks.discard)
                 at += 1.0 / rate

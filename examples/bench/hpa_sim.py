@@ -30,7 +30,7 @@ import urllib.request
 
 import aiohttp
 
-from scale_procs import BODY, free_port, scale_model, spawn, stop
+from scale_procs import free_port, infer_once, scale_model, spawn, stop
 
 
 def scrape(port):
@@ -114,14 +114,6 @@ async def run(args, folder):
 
         async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0),
                                          headers={"Accept-Encoding": "identity"}) as session:
-            async def one(at):
-                try:
-                    async with session.post(f"http://127.0.0.1:{http}/v2/models/scale/infer",
-                                            data=BODY) as r:
-                        await r.read()
-                        results.append((at, time.monotonic() - at, r.status))
-                except aiohttp.ClientError:
-                    results.append((at, time.monotonic() - at, 0))
 
             async def autoscaler(t0, end):
                 while time.monotonic() < end:
@@ -145,7 +137,7 @@ async def run(args, folder):
                     delay = at - time.monotonic()
                     if delay > 0:
                         await asyncio.sleep(delay)
-                    tasks.append(asyncio.ensure_future(one(at)))
+                    tasks.append(asyncio.ensure_future(infer_once(session, http, at, results)))
                     at += 1.0 / rate
             await asyncio.gather(*tasks)
             await scaler

@@ -6,6 +6,9 @@ import os
 import signal
 import socket
 import subprocess
+import time
+
+import aiohttp
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 BINARY = os.path.join(ROOT, "build/app/actorserve")
@@ -39,6 +42,18 @@ def spawn(cfg, folder, name, log=False):
     out = open(os.path.join(folder, name + ".log"), "w") if log else subprocess.DEVNULL
     return subprocess.Popen([BINARY, "serve", "--config", path], stdout=out, stderr=out,
                             start_new_session=True)
+
+
+async def infer_once(session, port, sent_at, results):
+    """One request to the scale model, sent at `sent_at` (monotonic); appends (sent_at, latency
+    from then in seconds, HTTP status, 0 when no answer came) to `results`."""
+    try:
+        async with session.post(f"http://127.0.0.1:{port}/v2/models/scale/infer",
+                                data=BODY) as r:
+            await r.read()
+            results.append((sent_at, time.monotonic() - sent_at, r.status))
+    except aiohttp.ClientError:
+        results.append((sent_at, time.monotonic() - sent_at, 0))
 
 
 def stop(p, wait=30):

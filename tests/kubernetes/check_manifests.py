@@ -185,12 +185,14 @@ for w in workers:
           "worker: terminationGracePeriodSeconds does not cover cluster.drain_timeout_ms")
 # Ports and Services: probes on the HTTP port; the cluster Service on the front's listen port;
 # workers' seeds name it.
-ports = {p["name"]: p["containerPort"] for p in front["spec"]["template"]["spec"]["containers"][0]["ports"]}
+front_container = front["spec"]["template"]["spec"]["containers"][0]
+ports = {p["name"]: p["containerPort"] for p in front_container["ports"]}
 check(ports["http"] == front_cfg["http"]["port"], "front: containerPort http != http.port")
 check(ports["cluster"] == front_cfg["cluster"]["listen"]["port"],
       "front: containerPort cluster != cluster.listen.port")
 cluster_svc = by_kind["Service"]["actorserve-cluster"][0][1]
-check(worker_cfg["cluster"]["seeds"] == [f"actorserve-cluster:{cluster_svc['spec']['ports'][0]['port']}"],
+cluster_port = cluster_svc["spec"]["ports"][0]["port"]
+check(worker_cfg["cluster"]["seeds"] == [f"actorserve-cluster:{cluster_port}"],
       "worker.json: seeds do not name the actorserve-cluster Service")
 for svc in ("actorserve-front", "actorserve-cluster"):
     sel = by_kind["Service"][svc][0][1]["spec"]["selector"]
