@@ -129,10 +129,10 @@ def run(label, autoscaling, args, folder):
         if 0 <= n <= base:
             down = s - 2 * args.step
             break
+    up = f"{recovered} s after the step up (and stayed)" if recovered is not None else "never"
+    back = f"{down} s after the step down" if down is not None else "not within the run"
     print(f"{label}: requests {len(results)}, not answered 200: {lost}; p99 back under "
-          f"{args.objective_ms} ms {recovered if recovered is not None else 'never'} s after "
-          f"the step up (and stayed); instances back to {base} "
-          f"{down if down is not None else 'not within the run'} s after the step down")
+          f"{args.objective_ms} ms: {up}; instances back to {base}: {back}")
     return lost, recovered
 
 
