@@ -26,7 +26,8 @@ import urllib.request
 
 import aiohttp
 
-from scale_procs import BODY, ROOT, free_port, infer_once, scale_model, spawn, stop
+from scale_procs import (BODY, ROOT, free_port, open_loop, per_second, scale_model, series,
+                         spawn, stop)
 
 
 def config(port, autoscaling):
@@ -48,53 +49,24 @@ def start(cfg, folder, name):
     sys.exit("autoscale_bench: actorserve did not become ready")
 
 
-async def ready_instances(session, port):
-    async with session.get(f"http://127.0.0.1:{port}/metrics") as r:
-        text = await r.text()
-    for line in text.splitlines():
-        if line.startswith('actorserve_instances{model="scale",state="ready"}'):
-            return int(float(line.rsplit(" ", 1)[1]))
-    return -1
+READY = 'actorserve_instances{model="scale",state="ready"}'
 
 
 async def stepped_load(port, phases):
-    """Sends requests at each phase's rate for its seconds; returns per-second rows."""
-    results = []  # (sent_at, latency_s, status)
-    tasks = set()
+    """The open-loop load, with the ready instances read once a second meanwhile."""
+    results, instances = [], []  # (sent_at, latency_s, status); (second, ready)
     conn = aiohttp.TCPConnector(limit=0)
     async with aiohttp.ClientSession(connector=conn,
                                      headers={"Accept-Encoding": "identity"}) as session:
-
-        instances = []
         t0 = time.monotonic()
-        next_probe = t0
-        at = t0
-        for rate, seconds in phases:
-            end = at + seconds
-            while at < end:
-                now = time.monotonic()
-                if now < at:
-                    await asyncio.sleep(at - now)
-                task = asyncio.ensure_future(infer_once(session, port, at, results))
-                tasks.add(task)
-                task.add_done_callback(tasks.discard)
-                at += 1.0 / rate
-                if time.monotonic() >= next_probe:
-                    instances.append((next_probe - t0, await ready_instances(session, port)))
-                    next_probe += 1.0
-        await asyncio.gather(*tasks)
+        load = asyncio.ensure_future(open_loop(session, port, phases, results, t0))
+        loop = asyncio.get_running_loop()
+        while not load.done():
+            n = await loop.run_in_executor(None, series, port, READY)
+            instances.append((int(round(time.monotonic() - t0)), int(n if n is not None else -1)))
+            await asyncio.sleep(1.0)
+        await load
     return t0, results, instances
-
-
-def per_second(t0, results, instances, total):
-    rows = []
-    inst = dict((int(round(t)), n) for t, n in instances)
-    for s in range(total):
-        window = [r for r in results if s <= r[0] - t0 < s + 1]
-        ok = sorted(r[1] for r in window if r[2] == 200)
-        p99 = ok[int(0.99 * (len(ok) - 1))] * 1e3 if ok else float("nan")
-        rows.append((s, len(window), len(ok), p99, inst.get(s, -1)))
-    return rows
 
 
 def run(label, autoscaling, args, folder):
@@ -106,7 +78,9 @@ def run(label, autoscaling, args, folder):
     finally:
         stop(p)
     total = 3 * args.step
-    rows = per_second(t0, results, instances, total)
+    ready = dict(instances)
+    rows = [(sec, offered, served, p99, ready.get(sec, -1))
+            for sec, (offered, served, p99) in enumerate(per_second(t0, results, total))]
     with open(os.path.join(folder, label + ".log")) as f:  # (the autoscaler's decisions)
         decisions = [line.split(": ", 1)[-1].strip() for line in f if "scaling " in line]
     print(f"\n== {label}")
@@ -179,8 +153,7 @@ def cold_start(folder):
                               "log_level": "warn"}, "models": [m]}, folder, "cold-" + name)
         try:
             for _ in range(100):  # until it is down to zero
-                text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics").read().decode()
-                if f'actorserve_instances{{model="{name}",state="ready"}} 0' in text:
+                if series(port, f'actorserve_instances{{model="{name}",state="ready"}}') == 0:
                     break
                 time.sleep(0.1)
             status, took = asyncio.run(cold(port, name, body))

@@ -26,22 +26,14 @@ import math
 import sys
 import tempfile
 import time
-import urllib.request
 
 import aiohttp
 
-from scale_procs import free_port, infer_once, scale_model, spawn, stop
+from scale_procs import free_port, open_loop, per_second, scale_model, series, spawn, stop
 
 
-def scrape(port):
-    text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
-    out = {}
-    for line in text.splitlines():
-        for key in ('actorserve_desired_instances{model="scale"}',
-                    'actorserve_instances{model="scale",state="ready"}'):
-            if line.startswith(key + " "):
-                out[key.split("{")[0]] = float(line.rsplit(" ", 1)[1])
-    return out
+DESIRED = 'actorserve_desired_instances{model="scale"}'
+READY = 'actorserve_instances{model="scale",state="ready"}'
 
 
 class Hpa:
@@ -99,12 +91,12 @@ async def run(args, folder):
     front = spawn(front_cfg, folder, "front", log=True)
     pods = Pods(folder, cluster)
     hpa = Hpa(target=1, lo=1, hi=args.max_pods, tolerance=0.1, down_window=args.down_window)
-    results, timeline = [], []  # (sent_at, latency, status); (t, pods, desired, ready)
+    results, timeline = [], []  # (sent_at, latency, status); (t, pods, desired)
     try:
         pods.scale_to(1)
         for _ in range(300):
             try:
-                if scrape(http).get("actorserve_instances", 0) >= 1:
+                if (series(http, READY) or 0) >= 1:
                     break
             except OSError:
                 pass
@@ -117,12 +109,12 @@ async def run(args, folder):
 
             async def autoscaler(t0, end):
                 while time.monotonic() < end:
-                    m = await asyncio.get_running_loop().run_in_executor(None, scrape, http)
+                    desired = await asyncio.get_running_loop().run_in_executor(
+                        None, series, http, DESIRED)
+                    desired = 1 if desired is None else desired
                     now = time.monotonic() - t0
-                    desired = m.get("actorserve_desired_instances", 1)
                     want = hpa.desired(now, len(pods.running), desired)
-                    timeline.append((now, len(pods.running), desired,
-                                     m.get("actorserve_instances", 0)))
+                    timeline.append((now, len(pods.running), desired))
                     pods.scale_to(want)
                     await asyncio.sleep(args.sync)
 
@@ -130,16 +122,7 @@ async def run(args, folder):
             phases = [(args.low, args.step), (args.high, args.step), (args.low, args.step * 1.6)]
             total = sum(s for _, s in phases)
             scaler = asyncio.ensure_future(autoscaler(t0, t0 + total))
-            tasks, at = [], t0
-            for rate, seconds in phases:
-                end = at + seconds
-                while at < end:
-                    delay = at - time.monotonic()
-                    if delay > 0:
-                        await asyncio.sleep(delay)
-                    tasks.append(asyncio.ensure_future(infer_once(session, http, at, results)))
-                    at += 1.0 / rate
-            await asyncio.gather(*tasks)
+            await open_loop(session, http, phases, results, t0)
             await scaler
     finally:
         pods.stop_all()
@@ -150,14 +133,11 @@ async def run(args, folder):
 def report(t0, results, timeline, total, args):
     print(" s  offered  answered_200  p99_ms  worker_pods  desired")
     rows = []
-    for s in range(int(total)):
-        window = [r for r in results if s <= r[0] - t0 < s + 1]
-        ok = sorted(r[1] for r in window if r[2] == 200)
-        p99 = ok[int(0.99 * (len(ok) - 1))] * 1e3 if ok else float("nan")
+    for s, (offered, served, p99) in enumerate(per_second(t0, results, total)):
         tl = [x for x in timeline if x[0] <= s + 1]
         pods, desired = (tl[-1][1], tl[-1][2]) if tl else (1, 1)
-        rows.append((s, len(window), len(ok), p99, pods, desired))
-        print(f"{s:3d}  {len(window):7d}  {len(ok):12d}  {p99:6.1f}  {pods:11d}  {desired:7.0f}")
+        rows.append((s, offered, served, p99, pods, desired))
+        print(f"{s:3d}  {offered:7d}  {served:12d}  {p99:6.1f}  {pods:11d}  {desired:7.0f}")
     lost = sum(1 for r in results if r[2] != 200)
     most = max(r[4] for r in rows)
     print(f"hpa_sim: {len(results)} requests, not answered 200: {lost}; worker pods 1 -> {most} "

@@ -1,12 +1,15 @@
 """What autoscale_bench.py and hpa_sim.py share: the "scale" example backend as a model with a
 fixed time per request, actorserve processes started from a config and stopped by their own
-process group, free loopback ports."""
+process group, free loopback ports, a node's series, an open-loop load and its per-second
+figures."""
+import asyncio
 import json
 import os
 import signal
 import socket
 import subprocess
 import time
+import urllib.request
 
 import aiohttp
 
@@ -54,6 +57,43 @@ async def infer_once(session, port, sent_at, results):
             results.append((sent_at, time.monotonic() - sent_at, r.status))
     except aiohttp.ClientError:
         results.append((sent_at, time.monotonic() - sent_at, 0))
+
+
+async def open_loop(session, port, phases, results, t0):
+    """Sends requests to the scale model from `t0` on at each (rate, seconds) phase's rate, on a
+    schedule whatever the answers do (open loop); returns once every one is answered."""
+    tasks, at = [], t0
+    for rate, seconds in phases:
+        end = at + seconds
+        while at < end:
+            delay = at - time.monotonic()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            tasks.append(asyncio.ensure_future(infer_once(session, port, at, results)))
+            at += 1.0 / rate
+    await asyncio.gather(*tasks)
+
+
+def per_second(t0, results, seconds):
+    """(requests sent, answered 200, p99 of those in ms) for each second of the load."""
+    rows = []
+    for s in range(int(seconds)):
+        window = [r for r in results if s <= r[0] - t0 < s + 1]
+        ok = sorted(r[1] for r in window if r[2] == 200)
+        p99 = ok[int(0.99 * (len(ok) - 1))] * 1e3 if ok else float("nan")
+        rows.append((len(window), len(ok), p99))
+    return rows
+
+
+def series(port, name_and_labels):
+    """The value of one series of the node's /metrics, written as exposed; None when absent."""
+    req = urllib.request.Request(f"http://127.0.0.1:{port}/metrics",
+                                 headers={"Accept-Encoding": "identity"})
+    text = urllib.request.urlopen(req, timeout=5).read().decode()
+    for line in text.splitlines():
+        if line.startswith(name_and_labels + " "):
+            return float(line.rsplit(" ", 1)[1])
+    return None
 
 
 def stop(p, wait=30):
