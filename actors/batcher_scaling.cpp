@@ -193,18 +193,13 @@ void init_scaling(batcher_ptr self) {
   const auto& a = st.model->autoscaling;
   if (sc.local && st.supervisor)
     for (auto& [device, i] : st.model->instance_slots())
-      sc.names.push_back(st.model->name + "/" + device + "/" + std::to_string(i));
+      sc.names.push_back(worker_spec{st.model, device, i}.name());
   auto initial = st.model->initial_instances();
   for (std::size_t k = initial; k < sc.names.size(); ++k)
     sc.parked.insert(sc.names[k]);
-  sc.max = static_cast<uint32_t>(sc.names.size());
-  if (st.model_stats)
-    st.model_stats->wait_quantile_level = a.queue_wait_quantile;
   if (!a.enabled)
     return;
   sc.policy.emplace(a);
-  sc.min = a.min_instances;
-  sc.max = a.max_instances;
   sc.desired = initial;
   publish(st, 0, 0);
   self->delayed_send(self, std::chrono::milliseconds(a.interval_ms), scale_atom::value);
@@ -249,8 +244,6 @@ caf::result<uint32_t> set_instances(batcher_ptr self, uint32_t min, uint32_t max
                                         : " has no autoscaling: set one count (instances), "
                                           "1 to " + std::to_string(room))
                         + "; got " + std::to_string(min) + ".." + std::to_string(max));
-  sc.min = min;
-  sc.max = max;
   auto before = active_instances(st);
   if (sc.policy) {
     sc.policy->set_bounds(min, max);
@@ -267,7 +260,8 @@ caf::result<uint32_t> set_instances(batcher_ptr self, uint32_t min, uint32_t max
 
 bool can_cold_start(const batcher_state& st) {
   auto& sc = st.scaling;
-  return sc.policy && !sc.names.empty() && sc.max > 0 && active_instances(st) == 0;
+  return sc.policy && !sc.names.empty() && sc.policy->max_instances() > 0
+         && active_instances(st) == 0;
 }
 
 void cold_start(batcher_ptr self) {

@@ -94,7 +94,6 @@ struct scaling_state {
   std::set<std::string> parked;      // stopped on purpose: scaled down, or not started yet
   std::set<std::string> stopping;    // drained, being stopped by their supervisor
   std::optional<autoscale_policy> policy; // none: autoscaling off (a count set at run time only)
-  uint32_t min = 0, max = 0;         // bounds (policy's when autoscaling)
   int64_t desired = -1;              // the count wanted; -1: none set (all instances run)
   std::deque<std::pair<time_point, double>> waits; // queue waits (ms) of dispatched requests
   double batch_ms = 0;               // batch durations, smoothed (predicted misses)

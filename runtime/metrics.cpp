@@ -136,6 +136,7 @@ model_metrics::model_metrics(const model_config& m, bool local_workers)
     version(m.version),
     response_cache(m.response_cache_bytes > 0),
     pipeline(m.is_pipeline()),
+    wait_quantile_level(m.autoscaling.queue_wait_quantile),
     request_seconds(latency_bounds),
     queue_seconds(latency_bounds),
     compute_seconds(latency_bounds),

@@ -83,6 +83,7 @@ struct model_metrics {
   std::string version;
   bool response_cache = false; // models[].response_cache_bytes > 0: its cache series exist
   bool pipeline = false;       // a pipeline: no instances of its own (no instance series)
+  double wait_quantile_level;  // autoscaling.queue_wait_quantile (the label of its series)
   std::array<std::atomic<uint64_t>, outcome_count> requests{}; // by outcome
   atomic_histogram request_seconds; // HTTP body received -> response ready
   atomic_histogram queue_seconds;   // admitted by the batcher -> dispatched
@@ -101,7 +102,6 @@ struct model_metrics {
   std::atomic<double> queue_wait_quantile{0}; // seconds, at autoscaling.queue_wait_quantile
   std::atomic<int64_t> predicted_misses{0};
   std::array<std::array<std::atomic<uint64_t>, 8>, 2> scale_decisions{}; // [up, down][reason]
-  double wait_quantile_level = 0; // (its label)
   // Triton-style statistics
   duration_stat success, fail, queue, compute_input, compute_infer, compute_output;
   duration_stat cache_hit, cache_miss; // response cache: lookup (and on a miss, insert) time
