@@ -204,6 +204,7 @@ caf::expected<node_handles> spawn_node(caf::actor_system& sys,
   node_handles out;
   out.gateway = std::make_shared<handle_cell<gateway_actor>>();
   auto directory = std::make_shared<model_directory>(*cfg);
+  out.directory = directory;
   std::map<std::string, model_cells> cells; // one set per model for the node's lifetime
   auto batchers = std::make_shared<batcher_cells>(); // what the brokers hand out
   for (auto& m : cfg->models) {

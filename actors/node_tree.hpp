@@ -28,6 +28,7 @@
 
 #include "actors/handle_cell.hpp"
 #include "actors/interfaces.hpp"
+#include "actors/model_directory.hpp"
 #include "runtime/config.hpp"
 #include "runtime/metrics.hpp"
 
@@ -36,6 +37,7 @@ namespace actorserve {
 struct node_handles {
   caf::actor root;
   std::shared_ptr<handle_cell<gateway_actor>> gateway; // the current gateway (set once started)
+  std::shared_ptr<model_directory> directory; // each model's current batcher and readiness
   std::vector<caf::actor> brokers; // isolated workers' and worker nodes' brokers: stop with root
 };
 

@@ -257,7 +257,7 @@ int run_front_node(caf::actor_system_config& sys_cfg, const config_ptr& cfg,
   }
   exit_when_root_gives_up(node->root);
   fronts serving;
-  if (auto err = serving.start(std::make_shared<inference>(sys, node->gateway, cfg, stats), t0)) {
+  if (auto err = serving.start(std::make_shared<inference>(sys, node->gateway, node->directory, cfg, stats), t0)) {
     std::cerr << "actorserve: " << error_message(err) << "\n";
     stop_actors(*node);
     return 1;

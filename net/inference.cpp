@@ -1,12 +1,14 @@
 #include "net/inference.hpp"
 
-#include "net/actor_bridge.hpp"
+#include "actors/request_routing.hpp"
 
 namespace actorserve {
 
 inference::inference(caf::actor_system& sys, std::shared_ptr<handle_cell<gateway_actor>> gateway,
+                     std::shared_ptr<model_directory> directory,
                      std::shared_ptr<const deployment_config> cfg, std::shared_ptr<metrics> stats)
-  : sys_(sys), gateway_(std::move(gateway)), cfg_(std::move(cfg)), stats_(std::move(stats)) {
+  : sys_(sys), gateway_(std::move(gateway)), directory_(std::move(directory)),
+    cfg_(std::move(cfg)), stats_(std::move(stats)), asker_(sys) {
   for (auto& model : cfg_->models)
     if (model.response_cache_bytes > 0)
       caches_[model.name] = std::make_unique<response_cache>(model.response_cache_bytes);
@@ -83,28 +85,46 @@ void inference::submit(infer_request req, const options_ptr& options, done_fn do
     }
     cache_key = std::make_shared<const response_cache::key>(std::move(key));
   }
+  auto now = std::chrono::steady_clock::now();
+  auto give_up = now + timeout_of(req, m) + bridge_grace;
+  auto answered = [mm, cache, cache_key, lookup_ns,
+                   done = std::move(done)](caf::expected<infer_response> res) {
+    if (cache_key) {
+      auto t0 = std::chrono::steady_clock::now();
+      if (res)
+        cache->insert(*cache_key, res->outputs);
+      if (mm) {
+        mm->cache_miss.add(lookup_ns
+                           + std::chrono::duration_cast<std::chrono::nanoseconds>(
+                               std::chrono::steady_clock::now() - t0).count());
+        mm->cache_bytes.store(cache->bytes(), std::memory_order_relaxed);
+      }
+    }
+    done(std::move(res));
+  };
+  if (m && m->is_pipeline()) // (the gateway runs its steps)
+    return send(caf::actor_cast<caf::strong_actor_ptr>(gateway_->get()), std::move(req), give_up,
+                mm, std::move(answered));
+  auto route = route_inference(*cfg_, *directory_, req,
+                               std::chrono::duration_cast<std::chrono::nanoseconds>(
+                                 now.time_since_epoch()).count());
+  if (!route)
+    return answered(std::move(route.error()));
+  give_up = std::chrono::steady_clock::time_point(std::chrono::nanoseconds(req.deadline_ns))
+            + bridge_grace;
+  send(caf::actor_cast<caf::strong_actor_ptr>(route->batcher), std::move(req), give_up, mm,
+       std::move(answered));
+}
+
+void inference::send(const caf::strong_actor_ptr& dest, infer_request req,
+                     infer_asker::clock::time_point give_up, model_metrics* mm, done_fn done) {
   if (mm)
     mm->in_flight.fetch_add(1, std::memory_order_relaxed);
-  auto timeout = timeout_of(req, m);
-  ask<infer_response>(
-    sys_, gateway_->get(), timeout + bridge_grace,
-    [mm, cache, cache_key, lookup_ns, done = std::move(done)](caf::expected<infer_response> res) {
-      if (mm)
-        mm->in_flight.fetch_sub(1, std::memory_order_relaxed);
-      if (cache_key) {
-        auto t0 = std::chrono::steady_clock::now();
-        if (res)
-          cache->insert(*cache_key, res->outputs);
-        if (mm) {
-          mm->cache_miss.add(lookup_ns
-                             + std::chrono::duration_cast<std::chrono::nanoseconds>(
-                                 std::chrono::steady_clock::now() - t0).count());
-          mm->cache_bytes.store(cache->bytes(), std::memory_order_relaxed);
-        }
-      }
-      done(std::move(res));
-    },
-    infer_atom::value, std::move(req));
+  asker_.ask(dest, std::move(req), give_up, [mm, done = std::move(done)](auto res) {
+    if (mm)
+      mm->in_flight.fetch_sub(1, std::memory_order_relaxed);
+    done(std::move(res));
+  });
 }
 
 void inference::account(model_metrics* mm, errc outcome,

@@ -17,6 +17,8 @@
 
 #include "actors/handle_cell.hpp"
 #include "actors/interfaces.hpp"
+#include "actors/model_directory.hpp"
+#include "net/infer_asker.hpp"
 #include "net/kserve/json_codec.hpp"
 #include "runtime/config.hpp"
 #include "runtime/metrics.hpp"
@@ -24,13 +26,14 @@
 
 namespace actorserve {
 
-/// Extra time a bridge waits beyond a request's own deadline: the batcher answers at the
+/// Extra time the front waits beyond a request's own deadline: the batcher answers at the
 /// deadline itself, so this only matters if an actor is lost.
 constexpr auto bridge_grace = std::chrono::seconds(2);
 
 class inference {
 public:
   inference(caf::actor_system& sys, std::shared_ptr<handle_cell<gateway_actor>> gateway,
+            std::shared_ptr<model_directory> directory,
             std::shared_ptr<const deployment_config> cfg, std::shared_ptr<metrics> stats);
 
   /// What encoding a request's answer needs: all of its decoded_request but the request.
@@ -43,9 +46,11 @@ public:
 
   /// Answers `req` (its model and version set; version "" = any) and calls `done` exactly once:
   /// right away, on this thread, when the model's response cache has its answer (and then sets
-  /// `options->cache_hit`), else on a CAF thread once the gateway answers or the request's
-  /// timeout (its own, or the model's default) and a grace period pass. The model's in-flight
-  /// gauge counts it meanwhile.
+  /// `options->cache_hit`) or the request cannot go on (actors/request_routing.hpp says why);
+  /// else on a CAF thread once its model's batcher (a pipeline: the gateway) answers, or on the
+  /// asker's timer thread once the request's timeout (its own, or the model's default) and a
+  /// grace period pass. The request goes straight to the batcher's mailbox from this thread. The
+  /// model's in-flight gauge counts it meanwhile.
   void submit(infer_request req, const options_ptr& options, done_fn done);
 
   /// The model (and version: "" = its only one) a call names, or model_not_found naming what
@@ -75,10 +80,16 @@ private:
   response_cache* cache(const std::string& model) const;
 
   caf::actor_system& sys_;
+  /// Sends a routed request on (to `dest`: its batcher, or the gateway) and counts it in flight.
+  void send(const caf::strong_actor_ptr& dest, infer_request req,
+            infer_asker::clock::time_point give_up, model_metrics* mm, done_fn done);
+
   std::shared_ptr<handle_cell<gateway_actor>> gateway_;
+  std::shared_ptr<model_directory> directory_;
   std::shared_ptr<const deployment_config> cfg_;
   std::shared_ptr<metrics> stats_;
   std::unordered_map<std::string, std::unique_ptr<response_cache>> caches_; // fixed after start
+  infer_asker asker_; // (last: destroyed first, answering what is pending while all else is here)
 };
 
 /// The KServe v2 and Triton extensions a front announces in its server metadata; the system
