@@ -64,8 +64,13 @@ struct http_server::impl {
   std::shared_ptr<handle_cell<gateway_actor>> gateway; // replaced when the gateway restarts
   std::shared_ptr<const deployment_config> cfg;
   std::shared_ptr<metrics> stats;
-  asio::io_context ioc;
-  std::optional<asio::executor_work_guard<asio::io_context::executor_type>> work;
+  // One event loop per I/O thread (http.io_threads), each connection on one of them, round
+  // robin: an answer posted from a CAF thread wakes the one thread that owns its connection (one
+  // loop shared by all threads woke two of them per request, and moved connections between them).
+  std::vector<std::unique_ptr<asio::io_context>> loops;
+  std::vector<asio::executor_work_guard<asio::io_context::executor_type>> work;
+  std::size_t next_loop = 0; // (on accept_strand)
+  asio::io_context& ioc; // loops[0]: the acceptor's
   asio::strand<asio::io_context::executor_type> accept_strand{asio::make_strand(ioc)};
   tcp::acceptor acceptor{accept_strand}; // it, its timer and their handlers: on accept_strand
   asio::steady_timer accept_timer{accept_strand};
@@ -90,6 +95,7 @@ struct http_server::impl {
 
   explicit impl(std::shared_ptr<inference> i)
     : sys(i->system()), gateway(i->gateway()), cfg(i->config()), stats(i->stats()),
+      ioc(*loops.emplace_back(std::make_unique<asio::io_context>(1))),
       connections(cfg->server.http.max_connections, cfg->server.http.max_connections_per_client),
       shm(cfg->server.http.shared_memory_key_prefixes),
       infer(i), control(std::move(i)) {}
@@ -1053,7 +1059,8 @@ private:
 void http_server::impl::accept() {
   if (!acceptor.is_open()) // (closed: draining or stopping)
     return;
-  acceptor.async_accept(asio::make_strand(ioc), [this](beast::error_code ec, tcp::socket socket) {
+  auto& loop = *loops[next_loop++ % loops.size()];
+  acceptor.async_accept(asio::make_strand(loop), [this](beast::error_code ec, tcp::socket socket) {
     if (ec == asio::error::operation_aborted)
       return;
     if (ec == asio::error::connection_aborted) // the client gave up before it was accepted
@@ -1268,14 +1275,17 @@ caf::expected<std::string> http_server::start() {
     return make_error(errc::invalid_config, "cannot listen on " + h.address + ":"
                                               + std::to_string(h.port) + ": " + ec.message());
   auto port = acc.local_endpoint().port();
-  impl_->work.emplace(impl_->ioc.get_executor());
+  while (impl_->loops.size() < h.io_threads)
+    impl_->loops.push_back(std::make_unique<asio::io_context>(1));
+  for (auto& loop : impl_->loops)
+    impl_->work.push_back(asio::make_work_guard(*loop));
   impl_->accept();
 #if ACTORSERVE_WITH_HTTPS
   if (impl_->tls)
     asio::post(impl_->accept_strand, [this] { impl_->watch_tls(); });
 #endif
-  for (uint32_t i = 0; i < h.io_threads; ++i)
-    impl_->threads.emplace_back([this] { impl_->ioc.run(); });
+  for (auto& loop : impl_->loops)
+    impl_->threads.emplace_back([&loop = *loop] { loop.run(); });
   return "listening on " + std::string{h.tls.enabled() ? "https" : "http"} + "://" + h.address
          + ":" + std::to_string(port);
 }
@@ -1295,8 +1305,9 @@ void http_server::stop() {
     return;
   impl_->control.stop();
   impl_->close_acceptor();
-  impl_->work.reset();
-  impl_->ioc.stop();
+  impl_->work.clear();
+  for (auto& loop : impl_->loops)
+    loop->stop();
   for (auto& t : impl_->threads)
     t.join();
   impl_->threads.clear();
