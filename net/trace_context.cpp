@@ -1,5 +1,6 @@
 #include "net/trace_context.hpp"
 
+#include <algorithm>
 #include <random>
 
 namespace actorserve {
@@ -20,12 +21,10 @@ bool all_zero(std::string_view s) {
 std::string random_hex(std::size_t digits) {
   thread_local std::mt19937_64 rng{std::random_device{}()};
   static const char* hex = "0123456789abcdef";
-  std::string out;
-  while (out.size() < digits) {
-    auto x = rng();
-    for (int i = 0; i < 16 && out.size() < digits; ++i, x >>= 4)
-      out += hex[x & 0xf];
-  }
+  std::string out(digits, '0'); // (one allocation)
+  for (std::size_t i = 0; i < digits; i += 16)
+    for (auto j = i, x = rng(); j < std::min(digits, i + 16); ++j, x >>= 4)
+      out[j] = hex[x & 0xf];
   if (all_zero(out))
     out.back() = '1';
   return out;
@@ -34,7 +33,10 @@ std::string random_hex(std::size_t digits) {
 } // namespace
 
 std::string trace_context::header() const {
-  return "00-" + trace_id + "-" + span_id + "-" + flags;
+  std::string out;
+  out.reserve(5 + trace_id.size() + span_id.size() + flags.size());
+  out.append("00-").append(trace_id).append(1, '-').append(span_id).append(1, '-').append(flags);
+  return out;
 }
 
 std::optional<trace_context> parse_traceparent(std::string_view v) {
@@ -67,7 +69,7 @@ trace_context continue_or_start_trace(std::string_view header) {
     t->trace_id = random_hex(32);
   }
   t->span_id = random_hex(16);
-  return *t;
+  return std::move(*t);
 }
 
 } // namespace actorserve

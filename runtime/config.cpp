@@ -1428,6 +1428,18 @@ parse_deployment(const std::string& json_text, const std::string& base_dir,
   return cfg;
 }
 
+void share_cpu_threads(deployment_config& cfg, unsigned cores) {
+  std::size_t on_cpu = 0;
+  for (auto& m : cfg.models)
+    if (!m.is_pipeline()) // (its steps' models run it)
+      for (auto& slot : m.instance_slots())
+        on_cpu += slot.first == "cpu";
+  if (on_cpu == 0)
+    return;
+  for (auto& m : cfg.models)
+    m.cpu_threads = std::max<uint32_t>(1, static_cast<uint32_t>(cores / on_cpu));
+}
+
 caf::expected<deployment_config>
 load_deployment(const std::string& path, const std::vector<std::string>& known_backends) {
   auto text = read_file(path);

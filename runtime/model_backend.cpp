@@ -1,7 +1,9 @@
 #include "runtime/model_backend.hpp"
 #include "runtime/plugin.hpp"
 
+#include <algorithm>
 #include <stdexcept>
+#include <thread>
 
 namespace actorserve {
 
@@ -94,6 +96,7 @@ caf::expected<deployment_config> load_deployment_here(const std::string& path) {
     return cfg;
   if (auto err = resolve_devices(*cfg, registry.cuda_devices()))
     return err;
+  share_cpu_threads(*cfg, std::max(1u, std::thread::hardware_concurrency()));
   return cfg;
 }
 

@@ -1060,7 +1060,8 @@ void http_server::impl::accept() {
   if (!acceptor.is_open()) // (closed: draining or stopping)
     return;
   auto& loop = *loops[next_loop++ % loops.size()];
-  acceptor.async_accept(asio::make_strand(loop), [this](beast::error_code ec, tcp::socket socket) {
+  // (no strand: the loop has one thread, so a connection's handlers never run at once)
+  acceptor.async_accept(loop.get_executor(), [this](beast::error_code ec, tcp::socket socket) {
     if (ec == asio::error::operation_aborted)
       return;
     if (ec == asio::error::connection_aborted) // the client gave up before it was accepted

@@ -346,7 +346,6 @@ public:
     // A small document is parsed in these buffers; a larger one's arena and the parser's stack
     // grow from the budgeted resources (declared before them: they outlive what they hold).
     arena_.emplace(small_document_, sizeof small_document_, counted(document_memory_));
-    doc_ = json::value(&*arena_); // (the parser's result moves in without a copy)
   }
 
   /// An error when `text` is not a JSON object, or would take more memory than the budget has
@@ -357,19 +356,19 @@ public:
       json::parser parser(counted(parser_memory_), {}, small_stack_, sizeof small_stack_);
       parser.reset(&*arena_);
       parser.write(text, ec);
-      if (!ec)
-        doc_ = parser.release();
+      if (!ec) // (constructed, not assigned: an assignment keeps the target's storage, so it
+        doc_.emplace(parser.release()); // would copy the whole tree out of the arena)
     } catch (const budgeted_resource::refused& r) {
       return refusal(r, text.size());
     }
     if (ec)
       return bad("request body is not valid JSON: " + ec.message());
-    if (!doc_.is_object())
-      return bad("request body must be a JSON object, got " + kind_name(doc_));
+    if (!doc_->is_object())
+      return bad("request body must be a JSON object, got " + kind_name(*doc_));
     return caf::none;
   }
 
-  const json::object& object() const { return doc_.get_object(); }
+  const json::object& object() const { return doc_->get_object(); }
 
 private:
   static json::storage_ptr counted(std::optional<budgeted_resource>& r) {
@@ -392,7 +391,7 @@ private:
   std::optional<budgeted_resource> document_memory_, parser_memory_;
   unsigned char small_document_[4096], small_stack_[4096];
   std::optional<json::monotonic_resource> arena_;
-  json::value doc_;
+  std::optional<json::value> doc_; // (its storage: the arena)
 };
 
 /// An error naming the first key of `obj` not in `known`, worded by `unknown`.

@@ -306,6 +306,31 @@ TEST_CASE("preprocess settings name a raw image input and check it", "[config][g
         == "models[0].preprocess.resize: expected [height, width], got [24]");
 }
 
+TEST_CASE("the node's cores are shared among the deployment's CPU instances", "[config]") {
+  auto other = model_json(R"(, "devices": ["cpu", "cuda:0"])");
+  other.replace(other.find("\"m\""), 3, "\"g\"");
+  auto two_models = "{\"models\": [" + model_json(R"(, "instances": 2)") + ", " + other + "]}";
+  auto cfg = parse_deployment(two_models, "", backends);
+  REQUIRE(cfg);
+  REQUIRE_FALSE(resolve_devices(*cfg, 1));
+  share_cpu_threads(*cfg, 16); // 3 CPU instances (the GPU one computes on its GPU)
+  CHECK(cfg->models[0].cpu_threads == 5);
+  CHECK(cfg->models[1].cpu_threads == 5);
+  share_cpu_threads(*cfg, 2); // more instances than cores: one thread each
+  CHECK(cfg->models[0].cpu_threads == 1);
+  auto scaled = parse_deployment(deployment(model_json(
+                                   R"(, "autoscaling": {"enabled": true, "max_instances": 4})")),
+                                 "", backends);
+  REQUIRE(scaled);
+  share_cpu_threads(*scaled, 16); // (as many as autoscaling may start)
+  CHECK(scaled->models[0].cpu_threads == 4);
+  auto gpu_only = parse_deployment(deployment(model_json(R"(, "devices": ["cuda:0"])")), "",
+                                   backends);
+  REQUIRE(gpu_only);
+  share_cpu_threads(*gpu_only, 16);
+  CHECK(gpu_only->models[0].cpu_threads == 0); // (no CPU instance: the library's default)
+}
+
 TEST_CASE("devices resolve \"all\" to the GPUs there are and reject missing ones",
           "[config][gpu]") {
   auto parse = [](const std::string& devices) {

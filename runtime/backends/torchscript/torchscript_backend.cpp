@@ -165,9 +165,12 @@ public:
 #endif
       device_ = torch::Device(torch::kCUDA, static_cast<c10::DeviceIndex>(index));
     }
+    // (its own parameter, else its share of the node's cores: runtime/config.hpp)
     auto threads = backend_parameter(model_, "intra_op_threads", "");
     if (!threads.empty())
       at::set_num_threads(std::stoi(threads));
+    else if (device_.is_cpu() && model_.cpu_threads > 0)
+      at::set_num_threads(static_cast<int>(model_.cpu_threads));
     try {
       module_ = torch::jit::load(model_.path, device_);
     } catch (const std::exception& e) {
