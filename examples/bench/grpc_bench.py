@@ -6,9 +6,11 @@ latency percentiles. The client shares the machine with the node: on a small mac
 limit, so compare with a client of the same kind (examples/bench/http_quick.sh uses wrk).
 
 usage: grpc_bench.py HOST:PORT [--model mlp] [--concurrency 64] [--seconds 10] [--stream]
+                     [--label NAME --json FILE]   (appends a record in actorserve-loadgen's format)
 """
 import argparse
 import asyncio
+import json
 import time
 
 import grpc
@@ -50,6 +52,13 @@ async def run(args):
     print(f"RESULT grpc concurrency={args.concurrency} answers_per_s={len(ms) / elapsed:.0f} "
           f"p50_ms={pct(ms, 50):.2f} p90_ms={pct(ms, 90):.2f} p99_ms={pct(ms, 99):.2f} "
           f"errors={errors}")
+    if args.json:
+        with open(args.json, "a") as f:
+            f.write(json.dumps({"label": args.label, "mode": "closed", "load": args.concurrency,
+                                "requests_per_s": len(ms) / elapsed,
+                                "p50_us": pct(ms, 50) * 1000, "p90_us": pct(ms, 90) * 1000,
+                                "p99_us": pct(ms, 99) * 1000,
+                                "errors": {"grpc": errors} if errors else {}}) + "\n")
 
 
 async def stream(args, stub, req, stop):
@@ -93,6 +102,8 @@ def main():
     p.add_argument("--seconds", type=float, default=10)
     p.add_argument("--stream", action="store_true",
                    help="one ModelStreamInfer call with CONCURRENCY requests in flight on it")
+    p.add_argument("--label", default="grpc")
+    p.add_argument("--json", help="append the unary result to this JSONL file")
     asyncio.run(run(p.parse_args()))
 
 

@@ -1,10 +1,17 @@
--- wrk script: POSTs one KServe v2 infer request (body from the file in $BODY, JSON) and tallies
--- the batch sizes the server reports in each response's parameters.batch_requests.
+-- wrk script: POSTs one KServe v2 infer request (body from the file in $BODY: JSON, or with
+-- $JSON_LENGTH set, a JSON header of that many bytes followed by binary tensors) and tallies the
+-- batch sizes the server reports in each response's parameters.batch_requests.
 local f = assert(io.open(os.getenv("BODY"), "rb"))
 wrk.method = "POST"
 wrk.body = f:read("*a")
 f:close()
-wrk.headers["Content-Type"] = "application/json"
+local json_length = os.getenv("JSON_LENGTH")
+if json_length and json_length ~= "" then
+  wrk.headers["Content-Type"] = "application/octet-stream"
+  wrk.headers["Inference-Header-Content-Length"] = json_length
+else
+  wrk.headers["Content-Type"] = "application/json"
+end
 
 local threads = {}
 function setup(thread) table.insert(threads, thread) end
