@@ -27,6 +27,7 @@
 #include "net/kserve/client_shm.hpp"
 #include "net/http/connection_limits.hpp"
 #include "net/http/content_coding.hpp"
+#include "net/http/loop_inbox.hpp"
 #include "net/http/routes.hpp"
 #include "net/http_status.hpp"
 #include "net/inference.hpp"
@@ -68,6 +69,7 @@ struct http_server::impl {
   // robin: an answer posted from a CAF thread wakes the one thread that owns its connection (one
   // loop shared by all threads woke two of them per request, and moved connections between them).
   std::vector<std::unique_ptr<asio::io_context>> loops;
+  std::vector<std::unique_ptr<loop_inbox>> inboxes; // one per loop: answers coming back to it
   std::vector<asio::executor_work_guard<asio::io_context::executor_type>> work;
   std::size_t next_loop = 0; // (on accept_strand)
   asio::io_context& ioc; // loops[0]: the acceptor's
@@ -132,6 +134,9 @@ public:
 
   /// The client address whose place in the connection limits this session gives back.
   void holds_place_of(std::string client) { client_ = std::move(client); }
+
+  /// The inbox of the loop this session runs on: inference answers come back through it.
+  void answers_through(loop_inbox& inbox) { inbox_ = &inbox; }
 
   void start() {
     if constexpr (std::is_same_v<Stream, beast::tcp_stream>) {
@@ -832,11 +837,10 @@ private:
     auto self = this->shared_from_this();
     srv_.infer->submit(std::move(decoded->request), options,
                        [self, options, mm](caf::expected<infer_response> res) {
-                         asio::post(self->stream_.get_executor(),
-                                    [self, options, mm, res = std::move(res)]() mutable {
-                                      self->stop_watching();
-                                      self->answer(std::move(res), *options, mm);
-                                    });
+                         self->inbox_->post([self, options, mm, res = std::move(res)]() mutable {
+                           self->stop_watching();
+                           self->answer(std::move(res), *options, mm);
+                         });
                        });
     if (!options->cache_hit)
       watch_client(std::move(gone));
@@ -1040,6 +1044,7 @@ private:
   bool watching_ = false; // watch_client's wait is pending
   bool client_gone_ = false; // the client closed the connection while its request waited
   std::string client_; // its address, holding a place in srv_.connections
+  loop_inbox* inbox_ = nullptr; // its loop's (answers_through)
   uint64_t reserved_ = 0; // its body's bytes in srv_.stats->http_body_bytes until answered
   std::chrono::steady_clock::time_point body_started_; // its header read: the body's clock
   char* body_at_ = nullptr;     // a body of known length: where it goes,
@@ -1059,9 +1064,10 @@ private:
 void http_server::impl::accept() {
   if (!acceptor.is_open()) // (closed: draining or stopping)
     return;
-  auto& loop = *loops[next_loop++ % loops.size()];
+  auto i = next_loop++ % loops.size();
   // (no strand: the loop has one thread, so a connection's handlers never run at once)
-  acceptor.async_accept(loop.get_executor(), [this](beast::error_code ec, tcp::socket socket) {
+  acceptor.async_accept(loops[i]->get_executor(), [this, i](beast::error_code ec,
+                                                            tcp::socket socket) {
     if (ec == asio::error::operation_aborted)
       return;
     if (ec == asio::error::connection_aborted) // the client gave up before it was accepted
@@ -1080,12 +1086,14 @@ void http_server::impl::accept() {
     if (tls) {
       auto s = std::make_shared<session<tls_stream>>(*this, tls, std::move(socket), *tls);
       s->holds_place_of(std::move(client));
+      s->answers_through(*inboxes[i]);
       s->start();
     } else
 #endif
     {
       auto s = std::make_shared<session<beast::tcp_stream>>(*this, nullptr, std::move(socket));
       s->holds_place_of(std::move(client));
+      s->answers_through(*inboxes[i]);
       s->start();
     }
     accept();
@@ -1278,6 +1286,8 @@ caf::expected<std::string> http_server::start() {
   auto port = acc.local_endpoint().port();
   while (impl_->loops.size() < h.io_threads)
     impl_->loops.push_back(std::make_unique<asio::io_context>(1));
+  for (auto& loop : impl_->loops)
+    impl_->inboxes.push_back(std::make_unique<loop_inbox>(*loop));
   for (auto& loop : impl_->loops)
     impl_->work.push_back(asio::make_work_guard(*loop));
   impl_->accept();

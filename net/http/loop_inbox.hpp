@@ -1,0 +1,53 @@
+// net/http/loop_inbox.hpp — work handed to one HTTP event loop from other threads (CAF threads
+// delivering answers), run on the loop's thread in arrival order. The loop is posted to only when
+// the inbox was empty, so a burst of answers (a batch's, for the connections of this loop) costs
+// one asio post and one wake-up of the loop (a reactor interrupt: an epoll_ctl) instead of one per
+// answer.
+#pragma once
+
+#include <functional>
+#include <mutex>
+#include <utility>
+#include <vector>
+
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/post.hpp>
+
+namespace actorserve {
+
+class loop_inbox {
+public:
+  explicit loop_inbox(boost::asio::io_context& loop) : loop_(loop) {}
+  loop_inbox(const loop_inbox&) = delete;
+  loop_inbox& operator=(const loop_inbox&) = delete;
+
+  /// Runs `fn` on the loop's thread (later, also when called there). Thread-safe.
+  void post(std::function<void()> fn) {
+    bool first = false;
+    {
+      std::lock_guard<std::mutex> guard{mtx_};
+      first = items_.empty();
+      items_.push_back(std::move(fn));
+    }
+    if (first)
+      boost::asio::post(loop_, [this] { drain(); });
+  }
+
+private:
+  void drain() {
+    {
+      std::lock_guard<std::mutex> guard{mtx_};
+      running_.swap(items_);
+    }
+    for (auto& fn : running_)
+      fn();
+    running_.clear(); // (keeps its capacity for the next burst)
+  }
+
+  boost::asio::io_context& loop_;
+  std::mutex mtx_;
+  std::vector<std::function<void()>> items_;   // arrived, not yet run (under mtx_)
+  std::vector<std::function<void()>> running_; // being run (the loop's thread only)
+};
+
+} // namespace actorserve
