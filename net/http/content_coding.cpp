@@ -371,4 +371,9 @@ std::string encode_content(std::string_view body, content_coding coding, int lev
   return out;
 }
 
+bool worth_compressing(std::size_t bytes, bool binary_tensors, uint32_t level,
+                       uint64_t min_bytes) {
+  return level > 0 && !binary_tensors && bytes > 0 && bytes >= min_bytes;
+}
+
 } // namespace actorserve

@@ -7,6 +7,7 @@
 #pragma once
 
 #include <cstddef>
+#include <cstdint>
 #include <memory>
 #include <string>
 #include <string_view>
@@ -41,6 +42,14 @@ caf::expected<decoded_body> decode_content(std::string_view body, content_coding
 /// stands for those not named), or identity: for no header, an empty one, or one that accepts
 /// neither. Malformed entries are skipped rather than refused: identity is always a safe answer.
 content_coding choose_response_coding(std::string_view accept_encoding);
+
+/// Whether an answer of `bytes` is compressed for a client that accepts it: at a `level` above 0,
+/// from `min_bytes` on, and only when it is all text (JSON, metrics): an answer that carries
+/// binary tensor data is not. Float tensors shrink by some 7% at level 1 for about 26 MB/s of
+/// the I/O thread's time: for a 19 MB answer, a third of the request's time, for nothing a
+/// client on a network wants.
+bool worth_compressing(std::size_t bytes, bool binary_tensors, uint32_t level,
+                       uint64_t min_bytes);
 
 /// `body` compressed with `coding` (gzip or deflate, the latter in zlib format as RFC 9110 says)
 /// at zlib `level` 1 (fastest) to 9 (smallest).

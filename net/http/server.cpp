@@ -932,8 +932,8 @@ private:
     if (srv_.draining.load())
       keep_alive_ = false;
     res->keep_alive(keep_alive_);
-    if (http_.compression_level > 0 && body.size() >= http_.compression_min_bytes
-        && !body.empty()) {
+    if (worth_compressing(body.size(), json_length.has_value(), http_.compression_level,
+                          http_.compression_min_bytes)) {
       res->set(http::field::vary, "Accept-Encoding");
       if (answer_coding_ != content_coding::identity) {
         auto packed = encode_content(body, answer_coding_,

@@ -237,3 +237,13 @@ TEST_CASE("Accept-Encoding picks gzip, deflate or identity by q-value", "[conten
   CHECK(pick(",,, ;q=1, gzip") == content_coding::gzip);
   CHECK(pick("gzip;level=3") == content_coding::gzip); // (an unknown parameter is ignored)
 }
+
+TEST_CASE("only text answers are compressed: from the minimum size on, never binary tensors",
+          "[content-coding]") {
+  CHECK(worth_compressing(2048, false, 1, 1024));
+  CHECK(worth_compressing(1024, false, 9, 1024));
+  CHECK_FALSE(worth_compressing(1023, false, 1, 1024)); // too small to gain
+  CHECK_FALSE(worth_compressing(2048, false, 0, 1024)); // compression off
+  CHECK_FALSE(worth_compressing(19 << 20, true, 1, 1024)); // binary tensor data
+  CHECK_FALSE(worth_compressing(0, false, 1, 0));
+}
