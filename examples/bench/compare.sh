@@ -56,6 +56,16 @@ grpc_sweep() { # LABEL HOST:PORT
         --json $out/results.jsonl
   done
 }
+# A peer that leads a process group of its own: started, swept once it prints READY, stopped.
+group_peer() { # TITLE SCRIPT PORT READY LABEL (uses the model loop's variables)
+  echo "=== $model: $1"
+  (cd examples/bench/peers && exec setsid ../../../$py $2 $3 ../../models/$model.pt $model $out_name \
+     $max_batch $window $instances $threads) >$out/$5.log 2>&1 &
+  group=$!
+  for _ in $(seq 1200); do grep -q "$4" $out/$5.log && break; sleep 0.1; done
+  sweep $5:$model $3 $path $body $jl
+  stop_group
+}
 has() { $py -c "import $1" 2>/dev/null || { echo "=== (left out: python package $1 is not installed)"; return 1; }; }
 [ -n "${SKIP_GRPC:-}" ] || [ -x build/examples/bench/actorserve-bare-grpc ] \
   || { echo "=== (gRPC left out: this build has no gRPC front)"; SKIP_GRPC=1; }
@@ -92,20 +102,10 @@ PY
   sweep python:$model 18201 $path $body $jl
   kill ${pids[-1]}; wait ${pids[-1]} 2>/dev/null || true
   if [ -z "${SKIP_RAY:-}" ] && has ray.serve; then
-    echo "=== $model: Ray Serve"
-    (cd examples/bench/peers && exec setsid ../../../$py ray_serve_app.py 18202 ../../models/$model.pt $model $out_name $max_batch $window $instances $threads) >$out/ray.log 2>&1 &
-    group=$!
-    for _ in $(seq 1200); do grep -q "ray-serve: ready" $out/ray.log && break; sleep 0.1; done
-    sweep ray:$model 18202 $path $body $jl
-    stop_group
+    group_peer "Ray Serve" ray_serve_app.py 18202 "ray-serve: ready" ray
   fi
   if [ -z "${SKIP_LITSERVE:-}" ] && [ $model = mlp ] && has litserve; then
-    echo "=== $model: LitServe"
-    (cd examples/bench/peers && exec setsid ../../../$py litserve_app.py 18205 ../../models/$model.pt $model $out_name $max_batch $window $instances $threads) >$out/litserve.log 2>&1 &
-    group=$!
-    for _ in $(seq 1200); do grep -q "litserve: ready" $out/litserve.log && break; sleep 0.1; done
-    sweep litserve:$model 18205 $path $body $jl
-    stop_group
+    group_peer LitServe litserve_app.py 18205 "litserve: ready" litserve
   fi
 done
 echo "=== bare HTTP (fixed answer; MLP-sized request)"
