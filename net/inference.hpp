@@ -79,11 +79,11 @@ private:
   static std::chrono::microseconds timeout_of(const infer_request& req, const model_config* m);
   response_cache* cache(const std::string& model) const;
 
-  caf::actor_system& sys_;
   /// Sends a routed request on (to `dest`: its batcher, or the gateway) and counts it in flight.
   void send(const caf::strong_actor_ptr& dest, infer_request req,
             infer_asker::clock::time_point give_up, model_metrics* mm, done_fn done);
 
+  caf::actor_system& sys_;
   std::shared_ptr<handle_cell<gateway_actor>> gateway_;
   std::shared_ptr<model_directory> directory_;
   std::shared_ptr<const deployment_config> cfg_;

@@ -21,16 +21,28 @@ public:
   loop_inbox(const loop_inbox&) = delete;
   loop_inbox& operator=(const loop_inbox&) = delete;
 
-  /// Runs `fn` on the loop's thread (later, also when called there). Thread-safe.
+  /// Runs `fn` on the loop's thread (later, also when called there); after close(), drops it
+  /// (on this thread). Thread-safe.
   void post(std::function<void()> fn) {
     bool first = false;
     {
       std::lock_guard<std::mutex> guard{mtx_};
+      if (closed_)
+        return; // (`fn` and what it holds go here, while the server is still there)
       first = items_.empty();
       items_.push_back(std::move(fn));
     }
     if (first)
       boost::asio::post(loop_, [this] { drain(); });
+  }
+
+  /// The loop stopped for good: what waits is dropped now (a session it holds ends while the
+  /// server it belongs to is still whole), and what comes later is dropped as it comes.
+  void close() {
+    std::vector<std::function<void()>> dropped;
+    std::lock_guard<std::mutex> guard{mtx_};
+    closed_ = true;
+    dropped.swap(items_);
   }
 
 private:
@@ -48,6 +60,7 @@ private:
   std::mutex mtx_;
   std::vector<std::function<void()>> items_;   // arrived, not yet run (under mtx_)
   std::vector<std::function<void()>> running_; // being run (the loop's thread only)
+  bool closed_ = false;                          // (under mtx_)
 };
 
 } // namespace actorserve

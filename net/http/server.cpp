@@ -1322,6 +1322,8 @@ void http_server::stop() {
   for (auto& t : impl_->threads)
     t.join();
   impl_->threads.clear();
+  for (auto& inbox : impl_->inboxes)
+    inbox->close();
 }
 
 } // namespace actorserve
