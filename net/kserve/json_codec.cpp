@@ -128,6 +128,29 @@ std::optional<double> float_limit(datatype dt) {
   return std::nullopt;
 }
 
+/// The common case, FP32 data as one flat array of numbers in range, written in one loop; false
+/// (`out` partly written) for anything else, which write_leaves then writes or refuses.
+bool flat_fp32(const json::array& data, uint8_t* out) {
+  constexpr double limit = std::numeric_limits<float>::max();
+  for (auto& e : data) {
+    double x = 0;
+    if (e.is_double())
+      x = e.get_double();
+    else if (e.is_int64())
+      x = static_cast<double>(e.get_int64());
+    else if (e.is_uint64())
+      x = static_cast<double>(e.get_uint64());
+    else
+      return false;
+    if (!(std::abs(x) <= limit))
+      return false;
+    auto f = static_cast<float>(x);
+    std::memcpy(out, &f, sizeof f);
+    out += sizeof f;
+  }
+  return true;
+}
+
 caf::error write_leaves(const json::value& v, tensor& t, uint8_t*& p, int64_t& index) {
   if (v.is_array()) {
     for (auto& e : v.get_array())
@@ -238,7 +261,9 @@ caf::error json_data_to_tensor(const json::value& data, tensor& t) {
   }
   t.data.resize(static_cast<std::size_t>(*count) * element_size(t.dtype));
   uint8_t* p = t.data.mutable_data();
-  return write_leaves(data, t, p, index);
+  if (t.dtype == datatype::FP32 && flat_fp32(data.get_array(), p))
+    return caf::none;
+  return write_leaves(data, t, p, index); // (also names the first element that is wrong)
 }
 
 namespace {

@@ -1,5 +1,7 @@
 #include <catch2/catch.hpp>
 
+#include <cstring>
+
 #include <boost/json.hpp>
 
 #include "net/kserve/json_codec.hpp"
@@ -72,6 +74,19 @@ TEST_CASE("JSON data may be nested row-major arrays", "[codec]") {
   CHECK(t.shape == std::vector<int64_t>{2, 2});
   CHECK(t.data.size() == 16);
   CHECK(encode_data(t) == "[1,2,3,4]");
+}
+
+TEST_CASE("flat FP32 data of every JSON number kind decodes as the nested form does", "[codec]") {
+  auto flat = decode_single("FP32", "[4]", "[1, -2, 0.5, 18446744073709551615]");
+  auto nested = decode_single("FP32", "[2,2]", "[[1, -2], [0.5, 18446744073709551615]]");
+  REQUIRE(flat.data.size() == 16);
+  CHECK(std::memcmp(flat.data.data(), nested.data.data(), 16) == 0);
+  float x[4];
+  std::memcpy(x, flat.data.data(), sizeof x);
+  CHECK(x[0] == 1.0f);
+  CHECK(x[1] == -2.0f);
+  CHECK(x[2] == 0.5f);
+  CHECK(x[3] == static_cast<float>(18446744073709551615.0));
 }
 
 TEST_CASE("JSON data errors name the input, the element and what was expected", "[codec]") {
