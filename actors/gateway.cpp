@@ -150,7 +150,8 @@ caf::result<infer_response> route_request(gateway_ptr self, infer_request& req) 
   auto& st = self->state;
   auto now_ns = std::chrono::duration_cast<std::chrono::nanoseconds>(
                   self->clock().now().time_since_epoch()).count();
-  auto route = route_inference(*st.cfg, *st.directory, req, now_ns);
+  auto route =
+    route_inference(*st.cfg, st.cfg->find_model(req.model), *st.directory, req, now_ns);
   if (!route)
     return std::move(route.error());
   if (route->batcher) {

@@ -84,9 +84,9 @@ caf::error model_unavailable(const model_config* model, const std::optional<mode
 } // namespace
 
 caf::expected<request_route> route_inference(const deployment_config& cfg,
+                                             const model_config* model,
                                              model_directory& directory, infer_request& req,
                                              int64_t now_ns) {
-  auto* model = cfg.find_model(req.model);
   // (a pipeline has no batcher, so no directory entry: its steps' models have)
   auto entry = model && !model->is_pipeline() ? directory.find(req.model) : std::nullopt;
   if (auto err = model_unavailable(model, entry, req))

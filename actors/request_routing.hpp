@@ -28,9 +28,11 @@ struct request_route {
 
 /// Checks `req` against the deployment and the directory and, when it may go on, gives it its id
 /// and deadline (`now_ns`, on the steady clock, plus its timeout: its own, else its model's).
+/// `model` is the deployment's model of `req.model` (cfg.find_model; nullptr: none).
 /// Errors name what is wrong: model_not_found (unknown model or version, unloaded), not_ready
 /// (crash-loop back-off, no batcher), invalid_input (inputs, priority, timeout, fault).
 caf::expected<request_route> route_inference(const deployment_config& cfg,
+                                             const model_config* model,
                                              model_directory& directory, infer_request& req,
                                              int64_t now_ns);
 

@@ -85,8 +85,6 @@ void inference::submit(infer_request req, const options_ptr& options, done_fn do
     }
     cache_key = std::make_shared<const response_cache::key>(std::move(key));
   }
-  auto now = std::chrono::steady_clock::now();
-  auto give_up = now + timeout_of(req, m) + bridge_grace;
   auto answered = [mm, cache, cache_key, lookup_ns,
                    done = std::move(done)](caf::expected<infer_response> res) {
     if (cache_key) {
@@ -102,16 +100,17 @@ void inference::submit(infer_request req, const options_ptr& options, done_fn do
     }
     done(std::move(res));
   };
+  auto now = std::chrono::steady_clock::now();
   if (m && m->is_pipeline()) // (the gateway runs its steps)
-    return send(caf::actor_cast<caf::strong_actor_ptr>(gateway_->get()), std::move(req), give_up,
-                mm, std::move(answered));
-  auto route = route_inference(*cfg_, *directory_, req,
+    return send(caf::actor_cast<caf::strong_actor_ptr>(gateway_->get()), std::move(req),
+                now + timeout_of(req, m) + bridge_grace, mm, std::move(answered));
+  auto route = route_inference(*cfg_, m, *directory_, req,
                                std::chrono::duration_cast<std::chrono::nanoseconds>(
                                  now.time_since_epoch()).count());
   if (!route)
     return answered(std::move(route.error()));
-  give_up = std::chrono::steady_clock::time_point(std::chrono::nanoseconds(req.deadline_ns))
-            + bridge_grace;
+  auto give_up = std::chrono::steady_clock::time_point(std::chrono::nanoseconds(req.deadline_ns))
+                 + bridge_grace;
   send(caf::actor_cast<caf::strong_actor_ptr>(route->batcher), std::move(req), give_up, mm,
        std::move(answered));
 }
