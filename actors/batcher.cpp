@@ -61,6 +61,8 @@ infer_request hand_over(batcher_state& st, queued_request& q, time_point now) {
   }
   note_wait(st, now, duration_cast<nanoseconds>(now - q.enqueued));
   ++q.attempts;
+  if (q.req.sampled)
+    span_dispatched(st, q, now);
   if (st.model->max_retries > 0)
     return q.req; // kept whole: a retry needs the inputs again
   infer_request kept;
@@ -68,6 +70,8 @@ infer_request hand_over(batcher_state& st, queued_request& q, time_point now) {
   kept.client_id = q.req.client_id;
   kept.deadline_ns = q.req.deadline_ns;
   kept.trace_id = q.req.trace_id;
+  kept.span_id = q.req.span_id;
+  kept.sampled = q.req.sampled;
   return std::exchange(q.req, std::move(kept));
 }
 
@@ -90,6 +94,8 @@ void dispatch(batcher_ptr self, worker_slot& w, const std::vector<request_id>& i
     st.waiting.erase(it);
   }
   b.answered.assign(b.requests.size(), false);
+  b.remote = w.handle.node() != self->node();
+  span_batch(b, job);
   w.batches.push_back(id);
   w.staging.on_dispatch(now, id, b.rows);
   w.breaker.on_dispatch(now);
@@ -110,6 +116,8 @@ void expire_due(batcher_state& st, time_point now) {
       auto& q = kv.second.requests[i];
       if (!kv.second.answered[i] && from_ns(q.req.deadline_ns) <= now) {
         kv.second.answered[i] = true;
+        if (q.req.sampled)
+          span_attempt(st, kv.second, q, now, attempt_end::deadline, {});
         answer_error(q, deadline_error(st, q, now, true));
       }
     }

@@ -187,6 +187,13 @@ void finish_batch(batcher_ptr self, uint64_t batch_id, batch_outputs* outputs,
   if (!b.requests.empty())
     note_batch(st, duration_cast<nanoseconds>(now - b.requests.front().dispatched), capacity,
                outputs != nullptr);
+  if (!b.span_id.empty()) {
+    span_batch_end(st, b, now, outputs, err);
+    auto how = outputs ? attempt_end::answered : split ? attempt_end::split : attempt_end::failed;
+    for (std::size_t i = 0; i < b.requests.size(); ++i)
+      if (!b.answered[i] && b.requests[i].req.sampled)
+        span_attempt(st, b, b.requests[i], now, how, err);
+  }
   if (split)
     return requeue_halves(self, b, err, now);
   for (std::size_t i = 0; i < b.requests.size(); ++i) {

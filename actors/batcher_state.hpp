@@ -47,6 +47,7 @@ struct queued_request {
   std::vector<std::string> failures;       // what each failed attempt saw
   std::vector<caf::actor_addr> excluded;   // workers that failed it: never again
   bool model_threw = false;                // the backend threw on a batch of it alone
+  std::string attempt_span;                // sampled: the span id of its current attempt
 };
 
 struct worker_slot {
@@ -84,6 +85,10 @@ struct in_flight_batch {
   std::vector<bool> answered;
   uint32_t rows = 0;
   std::optional<time_point> hang_deadline; // dispatched + execution_timeout
+  // Its span, when one of its requests is sampled (batcher_spans.cpp): in the trace of the first
+  // of those, a child of that request's attempt span.
+  std::string trace_id, span_id, parent_span_id;
+  bool remote = false; // its worker is on another node or in another process
 };
 
 /// The model's instances on this node as scaling sees them (models[].autoscaling, and the
@@ -174,6 +179,27 @@ void schedule_tick(batcher_ptr self, time_point now, bool batch_triggers = true)
 
 /// Expires what is due, dispatches what can go, and schedules the next tick.
 void pump(batcher_ptr self);
+
+// --- batcher_spans.cpp: the spans of sampled requests (runtime/tracing.hpp)
+
+/// A request leaves the queue for a worker: its queue span (enqueued to now) is recorded and
+/// its attempt gets a span id.
+void span_dispatched(const batcher_state& st, queued_request& q, time_point now);
+
+/// A batch goes to a worker: when one of its requests is sampled, the batch gets a span, whose
+/// ids `job` carries to the worker (its compute span is that span's child).
+void span_batch(in_flight_batch& b, batch_job& job);
+
+/// How an attempt of a request ended, for its span.
+enum class attempt_end { answered, failed, split, deadline };
+
+/// An attempt of a sampled request ended: its span (dispatch to now), linked to its batch's.
+void span_attempt(const batcher_state& st, const in_flight_batch& b, const queued_request& q,
+                  time_point now, attempt_end how, const caf::error& err);
+
+/// A batch ended: its span, linked to each sampled request's attempt span.
+void span_batch_end(const batcher_state& st, const in_flight_batch& b, time_point now,
+                    const batch_outputs* out, const caf::error& err);
 
 // --- batcher_workers.cpp: the workers' comings and goings
 

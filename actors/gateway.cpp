@@ -8,6 +8,7 @@
 #include "actors/request_routing.hpp"
 #include "runtime/error.hpp"
 #include "runtime/log.hpp"
+#include "runtime/tracing.hpp"
 #include "runtime/stage.hpp"
 
 namespace actorserve {
@@ -150,8 +151,13 @@ caf::result<infer_response> route_request(gateway_ptr self, infer_request& req) 
   auto& st = self->state;
   auto now_ns = std::chrono::duration_cast<std::chrono::nanoseconds>(
                   self->clock().now().time_since_epoch()).count();
+  auto t0 = std::chrono::steady_clock::now();
   auto route =
     route_inference(*st.cfg, st.cfg->find_model(req.model), *st.directory, req, now_ns);
+  if (req.sampled)
+    tracing::record_child(req, "gateway " + req.model, t0, std::chrono::steady_clock::now(),
+                          {{"actorserve.model", req.model},
+                           {"actorserve.routed", static_cast<bool>(route)}});
   if (!route)
     return std::move(route.error());
   if (route->batcher) {

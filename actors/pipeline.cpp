@@ -7,6 +7,7 @@
 
 #include "runtime/error.hpp"
 #include "runtime/log.hpp"
+#include "runtime/tracing.hpp"
 
 namespace actorserve {
 namespace {
@@ -27,6 +28,11 @@ struct pipeline_state {
   std::size_t finished = 0, needed = 0;
   int64_t queue_ns = 0, compute_ns = 0;
   bool answered = false;
+  // A sampled request's spans: the pipeline's (a child of the request's), and each step's.
+  std::string span_id;
+  std::chrono::steady_clock::time_point began;
+  std::vector<std::string> step_spans;
+  std::vector<std::chrono::steady_clock::time_point> step_began;
   static inline const char* name = "pipeline";
 };
 
@@ -37,25 +43,61 @@ int64_t now_ns(pipeline_ptr self) {
            self->clock().now().time_since_epoch()).count();
 }
 
+/// What a step is called in logs, errors and spans: "step 1 (model 'resnet')".
+std::string step_title(const pipeline_step& s, std::size_t j) {
+  return "step " + std::to_string(j) + (s.is_stage() ? " (stage '" + s.stage : " (model '" + s.model)
+         + "')";
+}
+
+/// A sampled request's pipeline span (`step` npos) or step span ends now; `err`: why it failed.
+void end_span(pipeline_ptr self, std::size_t step, const caf::error& err) {
+  auto& st = self->state;
+  if (st.span_id.empty())
+    return;
+  bool whole = step == std::string::npos;
+  if (!whole && st.step_spans[step].empty()) // (not started, or ended already)
+    return;
+  infer_request parent; // (whose span the ended one is a child of)
+  parent.trace_id = st.request.trace_id;
+  parent.sampled = true;
+  parent.span_id = whole ? st.request.span_id : st.span_id;
+  std::vector<tracing::attribute> attrs{{"actorserve.pipeline", st.pipeline->name}};
+  if (!whole) {
+    auto& s = st.pipeline->pipeline[step];
+    attrs.push_back({"actorserve.step", static_cast<int64_t>(step)});
+    attrs.push_back({s.is_stage() ? "actorserve.stage" : "actorserve.model",
+                     s.is_stage() ? s.stage : s.model});
+  }
+  if (err)
+    attrs.push_back({"actorserve.error", error_message(err)});
+  tracing::record_child(parent,
+                        whole ? "pipeline " + st.pipeline->name
+                              : step_title(st.pipeline->pipeline[step], step),
+                        whole ? st.began : st.step_began[step], std::chrono::steady_clock::now(),
+                        std::move(attrs), whole ? st.span_id : st.step_spans[step]);
+  if (!whole)
+    st.step_spans[step].clear();
+}
+
 void fail(pipeline_ptr self, std::size_t step, const caf::error& err) {
   auto& st = self->state;
   if (st.answered)
     return;
   st.answered = true;
-  auto& s = st.pipeline->pipeline[step];
   auto code = error_code(err);
+  end_span(self, step, err);
+  end_span(self, std::string::npos, err);
   st.promise.deliver(make_error(code == errc::none ? errc::internal : code,
-                                "pipeline '" + st.pipeline->name + "', step "
-                                  + std::to_string(step)
-                                  + (s.is_stage() ? " (stage '" + s.stage
-                                                  : " (model '" + s.model)
-                                  + "'): " + error_message(err)));
+                                "pipeline '" + st.pipeline->name + "', "
+                                  + step_title(st.pipeline->pipeline[step], step) + ": "
+                                  + error_message(err)));
   self->quit();
 }
 
 void finish(pipeline_ptr self) {
   auto& st = self->state;
   st.answered = true;
+  end_span(self, std::string::npos, {});
   infer_response res;
   res.id = st.request.id;
   res.model = st.pipeline->name;
@@ -83,6 +125,7 @@ void launch_ready(pipeline_ptr self);
 void take_outputs(pipeline_ptr self, std::size_t j, std::vector<tensor>& outputs) {
   auto& st = self->state;
   auto& step = st.pipeline->pipeline[j];
+  end_span(self, j, {});
   for (auto& [name, target] : step.outputs) {
     auto it = std::find_if(outputs.begin(), outputs.end(),
                            [&n = name](const tensor& t) { return t.name == n; });
@@ -139,6 +182,8 @@ void launch_stage(pipeline_ptr self, std::size_t j, int64_t left_ns) {
   in.parameters = st.request.parameters;
   in.deadline_ns = st.request.deadline_ns;
   in.trace_id = st.request.trace_id;
+  in.span_id = st.span_id.empty() ? std::string{} : st.step_spans[j];
+  in.sampled = !st.span_id.empty();
   in.cancelled = st.request.cancelled;
   auto started = now_ns(self);
   self->request(st.stages.at(j), std::chrono::nanoseconds(left_ns) + step_grace,
@@ -154,6 +199,10 @@ void launch(pipeline_ptr self, std::size_t j) {
   if (left_ns <= 0)
     return fail(self, j, make_error(errc::deadline_exceeded,
                                     "the request's deadline passed before the step could start"));
+  if (!st.span_id.empty()) {
+    st.step_spans[j] = tracing::new_span_id();
+    st.step_began[j] = std::chrono::steady_clock::now();
+  }
   if (step.is_stage())
     return launch_stage(self, j, left_ns);
   auto* model = st.cfg->find_model(step.model);
@@ -161,6 +210,8 @@ void launch(pipeline_ptr self, std::size_t j) {
   r.model = step.model;
   r.client_id = st.request.client_id;
   r.trace_id = st.request.trace_id;
+  r.span_id = st.span_id.empty() ? std::string{} : st.step_spans[j]; // (its spans: the step's)
+  r.sampled = !st.span_id.empty();
   r.priority = st.request.priority;
   r.cancelled = st.request.cancelled; // a client that leaves drops its queued steps too
   for (auto& [input, source] : step.inputs) {
@@ -217,6 +268,12 @@ pipeline_run_actor::behavior_type pipeline_fn(pipeline_ptr self,
       }
       req.inputs.clear();
       st.request = std::move(req);
+      if (st.request.sampled && tracing::on()) {
+        st.span_id = tracing::new_span_id();
+        st.began = std::chrono::steady_clock::now();
+        st.step_spans.resize(st.pipeline->pipeline.size());
+        st.step_began.resize(st.pipeline->pipeline.size());
+      }
       if (st.request.outputs.empty()) // (none asked for: all of them)
         for (auto& o : st.pipeline->outputs)
           st.request.outputs.push_back(o.name);

@@ -14,6 +14,7 @@
 #include "runtime/batch_assembly.hpp"
 #include "runtime/error.hpp"
 #include "runtime/log.hpp"
+#include "runtime/tracing.hpp"
 #include "runtime/model_backend.hpp"
 
 namespace actorserve {
@@ -136,6 +137,35 @@ struct worker_state {
 /// when the backend threw. Runs on the worker's thread or on its completer's (which keeps
 /// `last_done`). The batch's infer time counts from its start or, when it queued behind the
 /// previous batch on the device, from that one's end: what the batch itself cost the device.
+/// The batch's compute span, recorded here (by this node's or process's exporter) as a child of
+/// the batch span the batcher made when one of its requests is sampled: `out` when it ran,
+/// `error` when it failed.
+void record_compute(const worker_state& st, const started_batch& b, const batch_outputs* out,
+                    const char* error) {
+  if (b.job.span_id.empty() || !tracing::on())
+    return;
+  tracing::span s;
+  s.trace_id = b.job.trace_id;
+  s.span_id = tracing::new_span_id();
+  s.parent_span_id = b.job.span_id;
+  s.name = "compute " + st.spec.model->name;
+  s.start_unix_ns = tracing::unix_ns(b.t0);
+  s.end_unix_ns = tracing::unix_ns(steady_clock::now());
+  s.set("actorserve.worker", st.label)
+    .set("actorserve.device", st.spec.device)
+    .set("actorserve.batch.id", static_cast<int64_t>(b.job.batch_id))
+    .set("actorserve.batch.requests", static_cast<int64_t>(b.job.requests.size()));
+  if (out)
+    s.set("actorserve.compute.input_ns", out->input_ns)
+      .set("actorserve.compute.infer_ns", out->infer_ns)
+      .set("actorserve.compute.output_ns", out->output_ns);
+  if (error) {
+    s.error = true;
+    s.status_message = error;
+  }
+  tracing::record(std::move(s));
+}
+
 void answer(const worker_state& st, started_batch& b, steady_clock::time_point& last_done) {
   auto& m = *st.spec.model;
   try {
@@ -154,10 +184,12 @@ void answer(const worker_state& st, started_batch& b, steady_clock::time_point& 
     out.output_ns = ns(t2, t3);
     out.compute_ns = ns(b.t0, t3);
     logging::debug({"worker", m.name, 0, {}, st.label}, "batch {} done", out.batch_id);
+    record_compute(st, b, &out, nullptr);
     caf::anon_send(st.batcher, batch_done_atom::value, std::move(out));
   } catch (const std::exception& e) {
     logging::warn({"worker", m.name, 0, {}, st.label}, "batch {} of {} requests failed: {}",
                   b.job.batch_id, b.job.requests.size(), e.what());
+    record_compute(st, b, nullptr, e.what());
     caf::anon_send(st.batcher, batch_failed_atom::value, b.job.batch_id,
                    make_error(errc::inference_failed, "worker " + st.label + ": " + e.what()));
   }

@@ -18,6 +18,7 @@
 #include "runtime/batch_assembly.hpp"
 #include "runtime/error.hpp"
 #include "runtime/log.hpp"
+#include "runtime/tracing.hpp"
 #include "runtime/model_backend.hpp"
 
 extern char** environ;
@@ -401,6 +402,12 @@ int run_worker_process(const std::string& config_path, const std::string& model_
     return 1;
   }
   logging::setup(cfg->server.log_level, cfg->server.log_format);
+  // Its compute spans are exported from here, as the node's own are from the node.
+  auto traced = tracing::session::start(cfg->server.tracing);
+  if (!traced) {
+    std::fprintf(stderr, "worker: %s\n", error_message(traced.error()).c_str());
+    return 1;
+  }
   // The node's broker for its own children: loopback, no TLS, the cluster's heartbeats. The node
   // drops a connection silent for timeout_ms; without heartbeats from this side an idle worker's
   // link was dropped after that long (its process then ended and was restarted, again and again,
@@ -434,6 +441,8 @@ int run_worker_process(const std::string& config_path, const std::string& model_
   self->monitor(agent);
   int status = 0;
   self->receive([&](caf::down_msg& dm) { status = dm.reason ? 1 : 0; });
+  if (*traced)
+    (*traced)->flush();
   std::fflush(stderr);
   std::_Exit(status); // a worker blocked in its backend would keep the actor system waiting
 }

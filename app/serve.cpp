@@ -26,6 +26,7 @@
 #include "runtime/log.hpp"
 #include "runtime/metrics.hpp"
 #include "runtime/model_backend.hpp"
+#include "runtime/tracing.hpp"
 
 namespace actorserve {
 namespace {
@@ -71,6 +72,10 @@ caf::expected<config_ptr> load_config(const serve_options& opts) {
                       "OpenSSL were not found when it was built)");
   if (auto missing = missing_front(*loaded, front_registry::global()))
     return missing;
+  if (server.tracing.enabled && !tracing::sink_available())
+    return make_error(errc::invalid_config,
+                      "server.tracing is set but this build has no OTLP exporter (built without "
+                      "protobuf: libprotobuf-dev, protobuf-compiler)");
   return std::make_shared<const deployment_config>(std::move(*loaded));
 }
 
@@ -288,6 +293,11 @@ int serve(const serve_options& opts) {
     return 1;
   }
   logging::setup((*cfg)->server.log_level, (*cfg)->server.log_format);
+  auto traced = tracing::session::start((*cfg)->server.tracing); // (exports until serve returns)
+  if (!traced) {
+    std::cerr << "actorserve: " << error_message(traced.error()) << "\n";
+    return 1;
+  }
   raise_open_files_limit();
   auto signals = block_stop_signals();
   caf::actor_system_config sys_cfg;

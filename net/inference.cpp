@@ -1,6 +1,7 @@
 #include "net/inference.hpp"
 
 #include "actors/request_routing.hpp"
+#include "runtime/tracing.hpp"
 
 namespace actorserve {
 
@@ -107,6 +108,10 @@ void inference::submit(infer_request req, const options_ptr& options, done_fn do
   auto route = route_inference(*cfg_, m, *directory_, req,
                                std::chrono::duration_cast<std::chrono::nanoseconds>(
                                  now.time_since_epoch()).count());
+  if (req.sampled) // (the gateway's checks, run here: model, version, readiness, inputs, ...)
+    tracing::record_child(req, "route " + req.model, now, std::chrono::steady_clock::now(),
+                          {{"actorserve.model", req.model},
+                           {"actorserve.routed", static_cast<bool>(route)}});
   if (!route)
     return answered(std::move(route.error()));
   auto give_up = std::chrono::steady_clock::time_point(std::chrono::nanoseconds(req.deadline_ns))

@@ -1,7 +1,6 @@
 #include "net/trace_context.hpp"
 
-#include <algorithm>
-#include <random>
+#include "runtime/tracing.hpp"
 
 namespace actorserve {
 
@@ -16,18 +15,6 @@ bool is_hex(std::string_view s) {
 
 bool all_zero(std::string_view s) {
   return s.find_first_not_of('0') == std::string_view::npos;
-}
-
-std::string random_hex(std::size_t digits) {
-  thread_local std::mt19937_64 rng{std::random_device{}()};
-  static const char* hex = "0123456789abcdef";
-  std::string out(digits, '0'); // (one allocation)
-  for (std::size_t i = 0; i < digits; i += 16)
-    for (auto j = i, x = rng(); j < std::min(digits, i + 16); ++j, x >>= 4)
-      out[j] = hex[x & 0xf];
-  if (all_zero(out))
-    out.back() = '1';
-  return out;
 }
 
 } // namespace
@@ -66,9 +53,9 @@ trace_context continue_or_start_trace(std::string_view header) {
   auto t = parse_traceparent(header);
   if (!t) {
     t.emplace();
-    t->trace_id = random_hex(32);
+    t->trace_id = tracing::new_trace_id();
   }
-  t->span_id = random_hex(16);
+  t->span_id = tracing::new_span_id();
   return std::move(*t);
 }
 

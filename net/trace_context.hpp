@@ -14,6 +14,11 @@ struct trace_context {
   std::string span_id;   // this server's span (16 hex)
   std::string flags = "01";
 
+  /// The caller's sampled flag (bit 0 of the flags).
+  bool sampled() const {
+    return !flags.empty() && ((flags.back() <= '9' ? flags.back() - '0' : flags.back() - 'a') & 1);
+  }
+
   /// The traceparent header value for what this server sends on: version 00, our span.
   std::string header() const;
 };

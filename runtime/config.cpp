@@ -319,6 +319,22 @@ public:
       fn(sub(key) + "[" + std::to_string(i) + "]", arr[i]);
   }
 
+  /// An object of strings at `key` (names to values), when present.
+  void string_map(std::string_view key, std::map<std::string, std::string>& out) {
+    auto v = get(key);
+    if (!v)
+      return;
+    if (!v->is_object())
+      return fail(sub(key), "expected an object of strings, got " + describe(*v));
+    for (auto& kv : v->get_object()) {
+      if (!kv.value().is_string())
+        fail(sub(key) + "." + std::string(kv.key()),
+             "expected a string, got " + describe(kv.value()));
+      else
+        out[std::string(kv.key())] = std::string(kv.value().get_string());
+    }
+  }
+
   /// Records "must be >= OTHER (bound), got value" at `path` when value < bound.
   void not_below(const std::string& path, uint64_t value, const char* other, uint64_t bound) {
     if (value < bound)
@@ -545,6 +561,39 @@ void read_restart(reader& rr, const std::string& path, restart_config& c) {
   rr.integer("shutdown_ms", c.shutdown_ms, 1, 3'600'000);
 }
 
+/// Reads "server.tracing": OpenTelemetry spans exported over OTLP (on when the object is given).
+void read_tracing(reader& t, tracing_config& c) {
+  c.enabled = true;
+  t.boolean("enabled", c.enabled);
+  t.string("protocol", c.protocol);
+  if (c.protocol != "http/protobuf" && c.protocol != "grpc")
+    t.fail("server.tracing.protocol",
+           "expected \"http/protobuf\" or \"grpc\", got \"" + c.protocol + "\"");
+  if (c.protocol == "grpc" && !t.has("endpoint"))
+    c.endpoint = "http://127.0.0.1:4317";
+  t.string("endpoint", c.endpoint);
+  if (c.endpoint.rfind("http://", 0) != 0)
+    t.fail("server.tracing.endpoint",
+           "expected an http:// URL (the exporter speaks plain text: run the collector beside the "
+           "node), got \"" + c.endpoint + "\"");
+  t.string_map("headers", c.headers);
+  t.string("service_name", c.service_name);
+  if (c.service_name.empty())
+    t.fail("server.tracing.service_name", "must not be empty");
+  t.string_map("resource_attributes", c.resource_attributes);
+  t.number("sample_ratio", c.sample_ratio, 0.0);
+  if (c.sample_ratio > 1.0)
+    t.fail("server.tracing.sample_ratio",
+           "must be <= 1, got " + json::serialize(json::value(c.sample_ratio)));
+  t.boolean("parent_based", c.parent_based);
+  t.boolean("sample_errors", c.sample_errors);
+  t.integer("sample_slower_than_ms", c.sample_slower_than_ms, 0, 86'400'000);
+  t.integer("max_queue_spans", c.max_queue_spans, 1, 10'000'000);
+  t.integer("max_export_batch", c.max_export_batch, 1, 100'000);
+  t.integer("export_interval_ms", c.export_interval_ms, 1, 3'600'000);
+  t.integer("export_timeout_ms", c.export_timeout_ms, 1, 600'000);
+}
+
 /// Reads the "server" object.
 void read_server(reader& r, server_config& s, const std::string& base_dir) {
   r.object("http", [&](reader& h) { read_http(h, s.http, base_dir); });
@@ -572,6 +621,7 @@ void read_server(reader& r, server_config& s, const std::string& base_dir) {
     r.fail("server.log_format", "expected \"text\" or \"json\", got \"" + s.log_format + "\"");
   r.boolean("fault_injection", s.fault_injection);
   r.object("cluster", [&](reader& c) { read_cluster(c, s.cluster, base_dir); });
+  r.object("tracing", [&](reader& t) { read_tracing(t, s.tracing); });
   r.array("queues", false, [&](const std::string& path, const json::value& v) {
     reader q(r.errors(), path, v);
     if (!q.ok())

@@ -147,10 +147,32 @@ struct queue_config {
   uint32_t reconnect_max_ms = 5000; // reconnection backoff's ceiling (from 100 ms, doubling)
 };
 
+/// OpenTelemetry tracing (server.tracing; runtime/tracing.hpp): spans of every stage of a
+/// request, exported over OTLP to a collector. Off unless the object is given.
+struct tracing_config {
+  bool enabled = false;
+  std::string protocol = "http/protobuf"; // or "grpc"
+  // OTLP/HTTP: the full URL (http://HOST:PORT/v1/traces); gRPC: http://HOST:PORT. Plain text:
+  // run the collector beside the node or on a trusted network.
+  std::string endpoint = "http://127.0.0.1:4318/v1/traces";
+  std::map<std::string, std::string> headers; // sent with every export (a collector's token)
+  std::string service_name = "actorserve";
+  std::map<std::string, std::string> resource_attributes; // beside service.name
+  double sample_ratio = 1.0;  // of the traces this node starts (and of all, without parent_based)
+  bool parent_based = true;   // follow a caller's traceparent sampled flag
+  bool sample_errors = true;  // failed requests are recorded even when not sampled
+  uint32_t sample_slower_than_ms = 0; // ... and those that took this long; 0: not by latency
+  uint32_t max_queue_spans = 2048;    // spans waiting for export; more are dropped (counted)
+  uint32_t max_export_batch = 512;    // spans per export call
+  uint32_t export_interval_ms = 1000; // the longest a span waits for its export
+  uint32_t export_timeout_ms = 2000;  // one export call, connection included
+};
+
 struct server_config {
   http_config http;
   grpc_config grpc;
   cluster_config cluster;
+  tracing_config tracing;
   std::vector<queue_config> queues; // event-queue ingress (Redis streams)
   uint32_t scheduler_threads = 0; // CAF worker threads; 0 = CAF's default
   caf_scheduler scheduler_policy = caf_scheduler::sharing;

@@ -32,6 +32,8 @@ struct infer_request {
   int64_t deadline_ns = 0;            // set by the gateway
   std::string fault;                  // test-only fault switch; honoured only when enabled
   std::string trace_id;               // W3C trace id (32 hex digits) for logs
+  std::string span_id;                // the span its stages' spans are children of (16 hex)
+  bool sampled = false;               // its stages record spans (runtime/tracing.hpp)
   uint32_t priority = 0;              // 1 = highest; 0 = the model's default level
   // The request's string parameters (KServe v2 "parameters"), which pipeline stages read (e.g.
   // images_are); the front's own ones (timeout, priority, ...) are read into the fields above.
@@ -44,8 +46,8 @@ struct infer_request {
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, infer_request& x) {
   return f(caf::meta::type_name("infer_request"), x.id, x.model, x.version, x.client_id, x.inputs,
-           x.outputs, x.timeout_us, x.deadline_ns, x.fault, x.trace_id, x.priority,
-           x.parameters);
+           x.outputs, x.timeout_us, x.deadline_ns, x.fault, x.trace_id, x.span_id, x.sampled,
+           x.priority, x.parameters);
 }
 
 struct infer_response {
@@ -74,11 +76,16 @@ struct batch_job {
   // For an isolated worker with shared memory: where each input's bytes are in it, as (offset,
   // length) pairs, request by request and input by input; those tensors then carry no bytes.
   std::vector<uint64_t> shm_spans;
+  // The batch's span when one of its requests is sampled (else empty): the worker's compute span
+  // is its child, on whichever node or process the worker runs.
+  std::string trace_id;
+  std::string span_id;
 };
 
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, batch_job& x) {
-  return f(caf::meta::type_name("batch_job"), x.batch_id, x.requests, x.shm_spans);
+  return f(caf::meta::type_name("batch_job"), x.batch_id, x.requests, x.shm_spans, x.trace_id,
+           x.span_id);
 }
 
 /// A worker's answer to a batch_job: outputs split back per request, in the job's order.
@@ -155,6 +162,8 @@ struct stage_input {
   std::map<std::string, std::string> parameters; // the request's string parameters
   int64_t deadline_ns = 0;                       // steady clock; past it nobody wants the answer
   std::string trace_id;
+  std::string span_id; // the step's span, which a stage's own spans are children of
+  bool sampled = false; // the request's spans are recorded (runtime/tracing.hpp)
   // Set when the client leaves. In this process only (not serialized).
   std::shared_ptr<std::atomic<bool>> cancelled;
 
@@ -167,7 +176,7 @@ struct stage_input {
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, stage_input& x) {
   return f(caf::meta::type_name("stage_input"), x.tensors, x.parameters, x.deadline_ns,
-           x.trace_id);
+           x.trace_id, x.span_id, x.sampled);
 }
 
 /// A pipeline stage's answer: its outputs, items first and in the input's order, or the items

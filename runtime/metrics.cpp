@@ -1,6 +1,7 @@
 #include "runtime/metrics.hpp"
 #include "runtime/autoscale_policy.hpp"
 #include "runtime/stage_metrics.hpp"
+#include "runtime/tracing.hpp"
 
 #include <chrono>
 #include <cstdio>
@@ -185,7 +186,8 @@ void model_metrics::count_request(errc outcome) noexcept {
   requests[static_cast<std::size_t>(outcome)].fetch_add(1, std::memory_order_relaxed);
 }
 
-metrics::metrics(const deployment_config& cfg) : https_(cfg.server.http.tls.enabled()) {
+metrics::metrics(const deployment_config& cfg)
+  : https_(cfg.server.http.tls.enabled()), tracing_(cfg.server.tracing.enabled) {
   for (auto& m : cfg.models) {
     models_.emplace(m.name, std::make_unique<model_metrics>(m, cfg.server.cluster.role != cluster_role::front));
     order_.push_back(m.name);
@@ -226,7 +228,8 @@ enum class fam : std::size_t {
   crash_loop, give_ups, breakers, cache_hits, cache_misses, cache_bytes, http, grpc, tls,
   tls_reloads, bodies, gpu_util, gpu_used, gpu_total, q_read, q_claimed, q_given_up, q_answers,
   q_in_flight, q_errors, q_up, stage_seconds, stage_bytes, stage_in_flight, stage_failures,
-  instances, desired, decisions, ongoing, wait_quantile, misses, count
+  instances, desired, decisions, ongoing, wait_quantile, misses, spans, span_queue,
+  span_export_failures, count
 };
 
 struct family_spec {
@@ -324,6 +327,12 @@ const family_spec family_specs[] = {
    "window, requests still queued included"},
   {fam::misses, "actorserve_predicted_deadline_misses", G,
    "Queued requests that will miss their deadlines at the pace the ready instances keep"},
+  {fam::spans, "actorserve_trace_spans_total", C,
+   "Spans recorded for export (server.tracing), by outcome: exported to the collector, or "
+   "dropped because the queue was full or the export failed"},
+  {fam::span_queue, "actorserve_trace_span_queue", G, "Spans waiting for their export"},
+  {fam::span_export_failures, "actorserve_trace_export_failures_total", C,
+   "Export calls to the collector that failed (their spans dropped)"},
 };
 static_assert(std::size(family_specs) == static_cast<std::size_t>(fam::count));
 
@@ -334,8 +343,8 @@ class exposition {
 public:
   exposition() {
     for (std::size_t i = 0; i < std::size(family_specs); ++i) {
-      auto& spec = family_specs[i];
-      families_[i] = family(spec.name, spec.help, spec.type);
+      auto& spec = family_specs[i]; // (placed by its id: the table's order cannot misplace it)
+      families_[static_cast<std::size_t>(spec.id)] = family(spec.name, spec.help, spec.type);
     }
   }
 
@@ -484,6 +493,16 @@ std::string metrics::prometheus_text() const {
     e.add(fam::tls_reloads, {{"outcome", "failed"}}, static_cast<double>(load(tls_reloads_[1])));
   }
   e.add(fam::bodies, {}, static_cast<double>(load(http_body_bytes)));
+  if (tracing_) {
+    auto& t = tracing::stats();
+    e.add(fam::spans, {{"outcome", "exported"}}, static_cast<double>(load(t.exported)));
+    e.add(fam::spans, {{"outcome", "dropped_queue_full"}},
+          static_cast<double>(load(t.dropped_queue_full)));
+    e.add(fam::spans, {{"outcome", "dropped_export_failed"}},
+          static_cast<double>(load(t.dropped_export_failed)));
+    e.add(fam::span_queue, {}, static_cast<double>(load(t.queued)));
+    e.add(fam::span_export_failures, {}, static_cast<double>(load(t.export_failures)));
+  }
   if (gpu_)
     add_gpus(e, *gpu_);
   for (auto& q : queues_)

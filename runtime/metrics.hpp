@@ -190,6 +190,7 @@ private:
   std::array<std::atomic<uint64_t>, 600> http_responses_{};
   std::array<std::atomic<uint64_t>, 17> grpc_responses_{};
   bool https_ = false; // server.http.tls: its handshake failures are a series
+  bool tracing_ = false; // server.tracing: the span recorder's counts are series
   std::atomic<uint64_t> tls_handshake_failures_{0};
   std::array<std::atomic<uint64_t>, 2> tls_reloads_{}; // loaded, failed
   std::unique_ptr<gpu_monitor> gpu_;

@@ -23,7 +23,7 @@
 #include "runtime/messages.hpp"
 
 /// Raised when what a plugin may rely on changes incompatibly.
-#define ACTORSERVE_PLUGIN_ABI 1
+#define ACTORSERVE_PLUGIN_ABI 2
 
 namespace actorserve {
 

@@ -44,6 +44,10 @@ fi
 if ! .venv/bin/python -c 'import skimage.data' 2>/dev/null; then
   .venv/bin/pip install -q --disable-pip-version-check scikit-image
 fi
+# OpenTelemetry's protobuf definitions: the tracing test's collector decodes what the node exports.
+if ! .venv/bin/python -c 'import opentelemetry.proto.collector.trace.v1.trace_service_pb2' 2>/dev/null; then
+  .venv/bin/pip install -q --disable-pip-version-check opentelemetry-proto
+fi
 # Kubernetes' API schemas, offline, for the manifests' check (tests/kubernetes/check_manifests.py).
 if ! .venv/bin/python -c 'import kubernetes_validate' 2>/dev/null; then
   .venv/bin/pip install -q --disable-pip-version-check kubernetes-validate

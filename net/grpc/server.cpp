@@ -12,6 +12,7 @@
 #include "net/actor_bridge.hpp"
 #include "net/grpc/codec.hpp"
 #include "net/model_control.hpp"
+#include "net/request_span.hpp"
 #include "runtime/api_access.hpp"
 #include "runtime/error.hpp"
 #include "runtime/file_text.hpp"
@@ -372,18 +373,61 @@ struct grpc_server::impl final : ::inference::GRPCInferenceService::CallbackServ
     return control_model(ctx, *req, false);
   }
 
+  /// A call's span: the trace its client's traceparent and tracestate metadata name (or a new
+  /// one), started now.
+  static std::shared_ptr<request_span> begin_span(const grpc::CallbackServerContext* ctx) {
+    auto value = [&](const char* key) {
+      auto& md = ctx->client_metadata();
+      auto it = md.find(key);
+      return it == md.end() ? std::string_view{}
+                            : std::string_view(it->second.data(), it->second.size());
+    };
+    auto span = std::make_shared<request_span>();
+    span->begin(value("traceparent"), value("tracestate"), std::chrono::steady_clock::now());
+    return span;
+  }
+
+  /// Ends a ModelInfer call's span (RPC semantic conventions: the codes that are the server's
+  /// fault make its status ERROR).
+  static void end_span(request_span& span, const std::string& model,
+                       const caf::expected<infer_response>& r) {
+    auto code = r ? grpc::StatusCode::OK : status_of(r.error()).error_code();
+    request_span::outcome how;
+    how.failed = !r;
+    how.status_error = code == grpc::StatusCode::UNKNOWN || code == grpc::StatusCode::DEADLINE_EXCEEDED
+                       || code == grpc::StatusCode::UNIMPLEMENTED || code == grpc::StatusCode::INTERNAL
+                       || code == grpc::StatusCode::UNAVAILABLE || code == grpc::StatusCode::DATA_LOSS;
+    if (!r)
+      how.message = error_message(r.error());
+    how.response = r ? &*r : nullptr;
+    span.end(tracing::span_kind::server, "inference.GRPCInferenceService/ModelInfer", how,
+             [&](tracing::span& s) {
+               s.set("rpc.system", std::string("grpc"))
+                 .set("rpc.service", std::string("inference.GRPCInferenceService"))
+                 .set("rpc.method", std::string("ModelInfer"))
+                 .set("rpc.grpc.status_code", static_cast<int64_t>(code))
+                 .set("actorserve.model", model);
+             });
+  }
+
   /// Decodes a call's request and sends it on its way; `done` gets its answer: right away when
   /// it cannot be decoded, else from a CAF thread. `deadline`: the call's (max: none), which
   /// bounds the request's timeout; `gone`: set when the client goes away.
   void run(const ::inference::ModelInferRequest& msg, std::chrono::system_clock::time_point deadline,
-           std::shared_ptr<std::atomic<bool>> gone, inference::done_fn done) {
+           std::shared_ptr<std::atomic<bool>> gone, std::shared_ptr<request_span> span,
+           inference::done_fn done) {
     auto received = std::chrono::steady_clock::now();
     auto* mm = infer->stats()->model(msg.model_name());
+    done = [span, model = msg.model_name(), done = std::move(done)](caf::expected<infer_response> r) {
+      end_span(*span, model, r);
+      done(std::move(r));
+    };
     auto req = grpc_codec::decode_infer(msg);
     if (!req) {
       inference::account(mm, error_code(req.error()), received);
       return done(std::move(req.error()));
     }
+    span->stamp(*req);
     req->model = msg.model_name();
     req->version = msg.model_version();
     // The call's deadline is the request's, unless the request asked for less.
@@ -415,7 +459,11 @@ struct grpc_server::impl final : ::inference::GRPCInferenceService::CallbackServ
       finish(reactor, shutting_down);
       return reactor;
     }
-    run(*msg, ctx->deadline(), reactor->gone,
+    auto span = begin_span(ctx);
+    ctx->AddInitialMetadata("traceparent", span->context().header());
+    if (!span->tracestate().empty())
+      ctx->AddInitialMetadata("tracestate", span->tracestate());
+    run(*msg, ctx->deadline(), reactor->gone, std::move(span),
         [this, reactor, res](caf::expected<infer_response> r) {
           if (r) {
             grpc_codec::encode_infer(*r, *res);
@@ -437,7 +485,7 @@ struct grpc_server::impl final : ::inference::GRPCInferenceService::CallbackServ
                                      ::inference::ModelStreamInferResponse> {
   public:
     stream_reactor(impl& srv, grpc::CallbackServerContext* ctx)
-      : srv_(srv), deadline_(ctx->deadline()),
+      : srv_(srv), ctx_(ctx), deadline_(ctx->deadline()),
         max_pending_(srv.infer->config()->server.grpc.max_stream_pending) {
       if (auto denied = srv_.refused(ctx, api_group::inference)) {
         finished_ = true;
@@ -464,7 +512,7 @@ struct grpc_server::impl final : ::inference::GRPCInferenceService::CallbackServ
       if (srv_.draining)
         answer(make_error(errc::not_ready, "the server is shutting down"));
       else
-        srv_.run(msg, deadline_, gone_, std::move(answer));
+        srv_.run(msg, deadline_, gone_, srv_.begin_span(ctx_), std::move(answer));
       read_more(); // (reads_done_ is still false: the call cannot have finished)
     }
 
@@ -553,6 +601,7 @@ struct grpc_server::impl final : ::inference::GRPCInferenceService::CallbackServ
     }
 
     impl& srv_;
+    grpc::CallbackServerContext* ctx_; // (alive until OnDone: its metadata name each request's trace)
     const std::chrono::system_clock::time_point deadline_;
     std::shared_ptr<std::atomic<bool>> gone_ = std::make_shared<std::atomic<bool>>(false);
     ::inference::ModelInferRequest incoming_;

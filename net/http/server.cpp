@@ -35,7 +35,7 @@
 #include "net/model_control.hpp"
 #include "net/http/peer_uid.hpp"
 #include "net/http/shared_body.hpp"
-#include "net/trace_context.hpp"
+#include "net/request_span.hpp"
 #include "runtime/error.hpp"
 #include "runtime/log.hpp"
 
@@ -345,8 +345,11 @@ private:
     srv_.in_progress.fetch_add(1);
     counted_ = true;
     received_ = std::chrono::steady_clock::now();
-    auto tp = parser_->get()["traceparent"];
-    trace_ = continue_or_start_trace(std::string_view(tp.data(), tp.size()));
+    auto& head = parser_->get();
+    auto tp = head["traceparent"];
+    auto ts = head["tracestate"];
+    span_.begin(std::string_view(tp.data(), tp.size()), std::string_view(ts.data(), ts.size()),
+                received_);
     lowest().expires_never(); // the request's own deadline bounds what follows
     request_ = parser_->release();
     keep_alive_ = request_.keep_alive() && !srv_.draining.load();
@@ -617,7 +620,7 @@ private:
     if (!region)
       return send_error(static_cast<http::status>(http_status(region.error())),
                         error_message(region.error()));
-    logging::info({"http", "", 0, trace_.trace_id},
+    logging::info({"http", "", 0, span_.context().trace_id},
                   "registered shared memory region '{}': {} bytes at {} of {}", name, n, off, k);
     send_json(http::status::ok, shm_status_json({*region}));
   }
@@ -629,7 +632,7 @@ private:
     std::string body = "{\"unregistered\":[";
     for (std::size_t i = 0; i < removed.size(); ++i) {
       body += (i > 0 ? "," : "") + kserve::quote(removed[i]);
-      logging::info({"http", "", 0, trace_.trace_id}, "unregistered shared memory region '{}'",
+      logging::info({"http", "", 0, span_.context().trace_id}, "unregistered shared memory region '{}'",
                     removed[i]);
     }
     send_json(http::status::ok, body + "]}");
@@ -802,6 +805,8 @@ private:
   }
 
   void infer(route r) {
+    span_route_ = r.version.empty() ? "/v2/models/{model_name}/infer"
+                                    : "/v2/models/{model_name}/versions/{model_version}/infer";
     std::optional<std::size_t> json_length;
     if (auto it = request_.find("Inference-Header-Content-Length"); it != request_.end()) {
       std::size_t n = 0;
@@ -831,7 +836,7 @@ private:
     auto options = srv_.infer->take_options(*decoded, r.model);
     decoded->request.model = std::move(r.model);
     decoded->request.version = std::move(r.version);
-    decoded->request.trace_id = trace_.trace_id;
+    span_.stamp(decoded->request);
     auto gone = std::make_shared<std::atomic<bool>>(false);
     decoded->request.cancelled = gone;
     auto self = this->shared_from_this();
@@ -855,15 +860,45 @@ private:
         res = std::move(err);
     if (mm)
       account(*mm, res ? errc::none : error_code(res.error()));
-    if (client_gone_)
-      return; // nobody to answer: the session ends (and closes the socket) here
+    if (client_gone_) { // nobody to answer: the session ends (and closes the socket) here
+      span_error_ = "the client closed its connection before the answer";
+      return end_span(499); // (nginx's code for it; never sent)
+    }
     if (!res)
       return send_error(static_cast<http::status>(http_status(res.error())),
                         error_message(res.error()));
     auto total = std::chrono::duration_cast<std::chrono::nanoseconds>(
                    std::chrono::steady_clock::now() - received_).count();
     auto enc = kserve::encode_response(*res, options, total);
+    span_answer_ = &*res;
     send_body(http::status::ok, std::move(enc.body), enc.json_length);
+    span_answer_ = nullptr;
+  }
+
+  /// Ends an inference request's span with its answer's status (HTTP's semantic conventions:
+  /// a 5xx is the server's error; a 4xx the client's, which fails the request but not the span).
+  void end_span(unsigned status) {
+    if (span_route_.empty())
+      return;
+    request_span::outcome how;
+    how.failed = status >= 400;
+    how.status_error = status >= 500;
+    how.message = std::move(span_error_);
+    how.response = span_answer_;
+    auto route = std::move(span_route_);
+    span_route_.clear();
+    span_.end(tracing::span_kind::server, "POST " + route, how, [&](tracing::span& sp) {
+      sp.set("http.request.method", std::string("POST"))
+        .set("http.route", route)
+        .set("url.path", std::string(request_.target()))
+        .set("url.scheme", std::string(http_.tls.enabled() ? "https" : "http"))
+        .set("network.protocol.version", std::string(request_.version() == 10 ? "1.0" : "1.1"))
+        .set("http.response.status_code", static_cast<int64_t>(status))
+        .set("client.address", client_)
+        .set("actorserve.model", current_model_);
+      if (how.failed)
+        sp.set("error.type", std::to_string(status));
+    });
   }
 
   /// While a request waits for its answer: if the client closes its connection, mark the
@@ -899,11 +934,13 @@ private:
   void account(model_metrics& mm, errc outcome) { inference::account(&mm, outcome, received_); }
 
   void send_error(http::status status, const std::string& message) {
+    if (!span_route_.empty())
+      span_error_ = message;
     if (static_cast<unsigned>(status) >= 500)
-      logging::warn({"http", current_model_, 0, trace_.trace_id}, "{} {}: {}",
+      logging::warn({"http", current_model_, 0, span_.context().trace_id}, "{} {}: {}",
                     static_cast<unsigned>(status), std::string(request_.target()), message);
     else
-      logging::debug({"http", current_model_, 0, trace_.trace_id}, "{} {}: {}",
+      logging::debug({"http", current_model_, 0, span_.context().trace_id}, "{} {}: {}",
                      static_cast<unsigned>(status), std::string(request_.target()), message);
     send_json(status, kserve::error_body(message));
   }
@@ -927,8 +964,12 @@ private:
       res->set(http::field::retry_after, "1");
     if (status == http::status::method_not_allowed && !allow_.empty())
       res->set(http::field::allow, allow_); // (RFC 9110: a 405 names the methods allowed)
-    if (!trace_.trace_id.empty())
-      res->set("traceparent", trace_.header());
+    if (!span_.context().trace_id.empty()) {
+      res->set("traceparent", span_.context().header());
+      if (!span_.tracestate().empty())
+        res->set("tracestate", span_.tracestate());
+    }
+    end_span(static_cast<unsigned>(status));
     if (srv_.draining.load())
       keep_alive_ = false;
     res->keep_alive(keep_alive_);
@@ -1001,7 +1042,8 @@ private:
     if (!keep_alive_)
       return linger_close();
     request_ = {};
-    trace_ = {};
+    span_.clear();
+    span_route_.clear();
     allow_.clear();
     answer_coding_ = content_coding::identity;
     read_header();
@@ -1052,7 +1094,10 @@ private:
   std::size_t body_read_ = 0;   // and how much of it has come
   uint64_t requests_ = 0;
   std::chrono::steady_clock::time_point received_; // when the current request's body was read
-  trace_context trace_; // the current request's W3C trace, answered in its traceparent header
+  request_span span_; // the current request's W3C trace, answered in its traceparent header
+  std::string span_route_; // an inference request's route template while its span is open
+  std::string span_error_; // the error it was answered with, for its span
+  const infer_response* span_answer_ = nullptr; // its answer, while it is being sent
   std::string current_model_; // the model the current request addresses, for logs
   std::string allow_; // the methods a 405 answer names
   content_coding coding_ = content_coding::identity; // the current request body's

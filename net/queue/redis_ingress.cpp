@@ -19,7 +19,7 @@
 #include "net/kserve/json_codec.hpp"
 #include "net/queue/job.hpp"
 #include "net/queue/redis_client.hpp"
-#include "net/trace_context.hpp"
+#include "net/request_span.hpp"
 #include "runtime/error.hpp"
 #include "runtime/host.hpp"
 #include "runtime/log.hpp"
@@ -67,7 +67,7 @@ struct held_entry {
   std::optional<asio::steady_timer> timer;
   stream_fields dead_letter; // given up: the entry and why, for the dead-letter stream
   std::shared_ptr<const std::string> body; // the request (binary tensors are views of it)
-  std::string trace_id;
+  request_span span; // its trace: the entry's traceparent continued, or a new one
 };
 
 } // namespace
@@ -388,8 +388,8 @@ struct redis_ingress::impl : std::enable_shared_from_this<impl> {
     auto h = std::make_shared<held_entry>();
     h->received = clock_type::now();
     h->job = read_job(std::move(e), cfg);
-    auto trace = continue_or_start_trace(h->job.traceparent);
-    h->job.traceparent = trace.header();
+    h->span.begin(h->job.traceparent, {}, h->received);
+    h->job.traceparent = h->span.context().header();
     h->mm = infer->stats()->model(h->job.model);
     if (deliveries > cfg.max_deliveries) {
       qm->entries_given_up.fetch_add(1, std::memory_order_relaxed);
@@ -416,7 +416,6 @@ struct redis_ingress::impl : std::enable_shared_from_this<impl> {
                                     + " ms before the entry was read"));
     // The body stays where it is: binary tensors are views of it.
     h->body = std::make_shared<const std::string>(std::move(h->job.body));
-    h->trace_id = trace.trace_id;
     auto wait_us = infer->config()->find_model(h->job.model)->default_timeout_us;
     h->give_up = h->received + std::chrono::microseconds(wait_us);
     if (h->job.deadline_ms)
@@ -466,7 +465,7 @@ struct redis_ingress::impl : std::enable_shared_from_this<impl> {
     auto& req = decoded->request;
     req.model = h->job.model;
     req.version = h->job.version;
-    req.trace_id = h->trace_id;
+    h->span.stamp(req);
     if (h->job.deadline_ms) { // the request's timeout ends at the deadline at the latest
       auto left_us = (*h->job.deadline_ms - now_ms) * 1000;
       if (req.timeout_us <= 0 || req.timeout_us > left_us)
@@ -536,9 +535,31 @@ struct redis_ingress::impl : std::enable_shared_from_this<impl> {
       body = kserve::error_body(message);
     }
     inference::account(h->mm, res ? errc::none : error_code(res.error()), h->received);
+    end_span(*h, status, res ? nullptr : &body, res ? &*res : nullptr);
     finish(outgoing{h->job.entry_id, h->job.reply_to,
                     answer_fields(h->job, status, std::move(body), header_length), status,
                     std::move(h->dead_letter)});
+  }
+
+  /// Ends the entry's span (messaging semantic conventions: a consumer's "process" span).
+  void end_span(held_entry& h, unsigned status, const std::string* error_body,
+                const infer_response* res) {
+    request_span::outcome how;
+    how.failed = status != 200;
+    how.status_error = status >= 500;
+    if (error_body)
+      how.message = *error_body;
+    how.response = res;
+    h.span.end(tracing::span_kind::consumer, "process " + cfg.stream, how, [&](tracing::span& s) {
+      s.set("messaging.system", std::string("redis"))
+        .set("messaging.operation.type", std::string("process"))
+        .set("messaging.operation.name", std::string("process"))
+        .set("messaging.destination.name", cfg.stream)
+        .set("messaging.consumer.group.name", cfg.group)
+        .set("messaging.message.id", h.job.entry_id)
+        .set("actorserve.model", h.job.model)
+        .set("actorserve.answer_status", static_cast<int64_t>(status));
+    });
   }
 
   void finish(outgoing o) {

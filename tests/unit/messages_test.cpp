@@ -29,7 +29,7 @@ bool operator_eq(const infer_request& a, const infer_request& b) {
          && a.client_id == b.client_id && operator_eq(a.inputs, b.inputs)
          && a.outputs == b.outputs && a.timeout_us == b.timeout_us
          && a.deadline_ns == b.deadline_ns && a.fault == b.fault && a.trace_id == b.trace_id
-         && a.priority == b.priority && a.parameters == b.parameters;
+         && a.span_id == b.span_id && a.sampled == b.sampled && a.priority == b.priority && a.parameters == b.parameters;
 }
 
 template <class T>
@@ -54,6 +54,8 @@ infer_request sample_request() {
   r.deadline_ns = 987654321;
   r.fault = "throw";
   r.trace_id = "4bf92f3577b34da6a3ce929d0e0e4736";
+  r.span_id = "00f067aa0ba902b7";
+  r.sampled = true;
   r.priority = 2;
   r.parameters["images_are"] = "bytes";
   tensor b;
@@ -109,9 +111,11 @@ TEST_CASE("every registered message type survives CAF's binary serializer", "[me
   CHECK(res2.compute_ns == 200);
   CHECK(res2.worker == "m/cpu/0");
 
-  batch_job job{7, {req, req}, {128, 16, 4096, 0}};
+  batch_job job{7, {req, req}, {128, 16, 4096, 0}, std::string(32, 'a'), std::string(16, 'b')};
   auto job2 = round_trip(sys, job);
   CHECK(job2.batch_id == 7);
+  CHECK(job2.trace_id == job.trace_id);
+  CHECK(job2.span_id == job.span_id);
   REQUIRE(job2.requests.size() == 2);
   CHECK(operator_eq(job2.requests[1], req));
   CHECK(job2.shm_spans == std::vector<uint64_t>{128, 16, 4096, 0});
@@ -147,6 +151,8 @@ TEST_CASE("every registered message type survives CAF's binary serializer", "[me
   in.parameters["images_are"] = "urls";
   in.deadline_ns = 123;
   in.trace_id = "t";
+  in.span_id = "s";
+  in.sampled = true;
   auto in2 = round_trip(sys, in);
   REQUIRE(in2.tensors.size() == 1);
   CHECK(in2.tensors[0].consistent());
@@ -154,6 +160,8 @@ TEST_CASE("every registered message type survives CAF's binary serializer", "[me
   CHECK(in2.parameters.at("images_are") == "urls");
   CHECK(in2.deadline_ns == 123);
   CHECK(in2.trace_id == "t");
+  CHECK(in2.span_id == "s");
+  CHECK(in2.sampled);
 
   stage_output out;
   out.tensors.push_back(fp32("pixels", {1}, {0.5f}));

@@ -1,0 +1,72 @@
+#include "net/request_span.hpp"
+
+namespace actorserve {
+
+void request_span::begin(std::string_view traceparent, std::string_view tracestate,
+                         clock_type::time_point received) {
+  received_ = received;
+  ended_ = false;
+  auto parent = parse_traceparent(traceparent);
+  ctx_ = continue_or_start_trace(traceparent);
+  parent_ = ctx_.parent_id;
+  state_ = parent && tracestate.size() <= 512 ? std::string(tracestate) : std::string{};
+  if (!tracing::on()) {
+    sampled_ = false;
+    return;
+  }
+  sampled_ = tracing::sample(ctx_.trace_id,
+                             parent ? std::optional<bool>(parent->sampled()) : std::nullopt);
+  ctx_.flags = sampled_ ? "01" : "00";
+}
+
+void request_span::stamp(infer_request& req) const {
+  req.trace_id = ctx_.trace_id;
+  req.span_id = ctx_.span_id;
+  req.sampled = sampled_;
+}
+
+void request_span::end(tracing::span_kind kind, std::string name, const outcome& how,
+                       const std::function<void(tracing::span&)>& describe) {
+  if (ended_ || ctx_.trace_id.empty() || !tracing::on())
+    return;
+  ended_ = true;
+  auto now = clock_type::now();
+  const char* kept_by = sampled_ ? nullptr : tracing::keep_anyway(how.failed, now - received_);
+  if (!sampled_ && !kept_by)
+    return;
+  tracing::span s;
+  s.trace_id = ctx_.trace_id;
+  s.span_id = ctx_.span_id;
+  s.parent_span_id = parent_;
+  s.name = std::move(name);
+  s.kind = kind;
+  s.start_unix_ns = tracing::unix_ns(received_);
+  s.end_unix_ns = tracing::unix_ns(now);
+  s.error = how.status_error;
+  if (how.failed)
+    s.status_message = how.message;
+  if (kept_by)
+    s.set("actorserve.sampled_by", std::string(kept_by));
+  if (auto* r = how.response) {
+    s.set("actorserve.model_version", r->version);
+    if (!r->worker.empty())
+      s.set("actorserve.worker", r->worker);
+    s.set("actorserve.queue_ns", r->queue_ns).set("actorserve.compute_ns", r->compute_ns);
+    if (r->batch_requests > 0)
+      s.set("actorserve.batch.requests", static_cast<int64_t>(r->batch_requests))
+        .set("actorserve.batch.rows", static_cast<int64_t>(r->batch_rows));
+  }
+  if (describe)
+    describe(s);
+  tracing::record(std::move(s));
+}
+
+void request_span::clear() {
+  ctx_ = {};
+  parent_.clear();
+  state_.clear();
+  sampled_ = false;
+  ended_ = false;
+}
+
+} // namespace actorserve
