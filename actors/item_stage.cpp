@@ -6,6 +6,7 @@
 #include <caf/all.hpp>
 
 #include "runtime/error.hpp"
+#include "runtime/tracing.hpp"
 
 namespace actorserve {
 namespace {
@@ -70,14 +71,35 @@ stage_output run_item(const item_stage_spec& spec, const stage_input& in, uint32
   return out;
 }
 
+/// A sampled request's item: its span, a child of the stage step's.
+void record_item(const item_stage_spec& spec, const stage_input& in, uint32_t index,
+                 std::chrono::steady_clock::time_point started, const stage_output& out) {
+  tracing::span s;
+  s.trace_id = in.trace_id;
+  s.span_id = tracing::new_span_id();
+  s.parent_span_id = in.span_id;
+  s.name = "item " + spec.name; // (spec.name: model/step/stage)
+  s.start_unix_ns = tracing::unix_ns(started);
+  s.end_unix_ns = tracing::unix_ns(std::chrono::steady_clock::now());
+  s.set("actorserve.stage", spec.name).set("actorserve.item", static_cast<int64_t>(index));
+  if (!out.errors.empty()) {
+    s.error = true;
+    s.status_message = out.errors.front().message;
+  }
+  tracing::record(std::move(s));
+}
+
 item_worker_actor::behavior_type item_worker_fn(std::shared_ptr<const item_stage_spec> spec) {
   return {
     [spec](stage_items_atom, const stage_input& in, uint32_t index) {
       auto started = steady_now_ns();
+      auto t0 = std::chrono::steady_clock::now();
       auto out = run_item(*spec, in, index);
       if (spec->metrics)
         spec->metrics->observe(steady_now_ns() - started, 0,
                                out.errors.empty() ? errc::none : out.errors.front().code);
+      if (in.sampled)
+        record_item(*spec, in, index, t0, out);
       return out;
     },
   };
@@ -142,6 +164,8 @@ std::vector<stage_input> split_request(const stage_input& in) {
     item.parameters = in.parameters;
     item.deadline_ns = in.deadline_ns;
     item.trace_id = in.trace_id;
+    item.span_id = in.span_id;
+    item.sampled = in.sampled;
     item.cancelled = in.cancelled;
   }
   for (auto& t : in.tensors) {

@@ -35,6 +35,8 @@ struct transfer {
   bool too_large = false;
   std::vector<uint8_t> body; // a 4-byte length (filled in at the end), then the body
   CURL* easy = nullptr;
+  fetch_trace trace;
+  curl_slist* headers = nullptr; // its traceparent, while an attempt runs
 };
 
 std::string ms_text(int64_t ns) {
@@ -136,6 +138,8 @@ void http_fetcher::impl::release(transfer& t) {
   curl_multi_remove_handle(multi, t.easy);
   curl_easy_cleanup(t.easy);
   t.easy = nullptr;
+  curl_slist_free_all(t.headers);
+  t.headers = nullptr;
   --running;
   auto it = running_per_host.find(t.host);
   if (it != running_per_host.end() && --it->second == 0)
@@ -158,6 +162,8 @@ void http_fetcher::impl::finish(transfer& t, errc code, std::string message, lon
   r.http_status = status;
   r.attempts = t.attempts;
   r.duration_ns = steady_now_ns() - t.started_ns;
+  r.url = t.url;
+  r.trace = std::move(t.trace);
   if (code == errc::none) {
     auto len = static_cast<uint32_t>(t.body.size() - 4);
     std::memcpy(t.body.data(), &len, 4);
@@ -211,6 +217,10 @@ bool http_fetcher::impl::start_attempt(transfer& t) {
                    static_cast<long>(std::max<int64_t>(1, std::min<int64_t>(settings.timeout_ms,
                                                                             left_ms))));
   curl_easy_setopt(e, CURLOPT_USERAGENT, "actorserve-fetch");
+  if (!t.trace.trace_id.empty()) {
+    t.headers = curl_slist_append(nullptr, ("traceparent: " + t.trace.traceparent()).c_str());
+    curl_easy_setopt(e, CURLOPT_HTTPHEADER, t.headers);
+  }
   // No proxy from the environment (http_proxy, ...): the connect-time check would see the proxy's
   // address instead of the origin's, and let an unlisted host through it.
   curl_easy_setopt(e, CURLOPT_PROXY, "");
@@ -381,8 +391,9 @@ http_fetcher::~http_fetcher() {
 
 void http_fetcher::fetch(uint64_t id, std::string url, int64_t deadline_ns,
                          std::shared_ptr<std::atomic<bool>> client_left,
-                         std::shared_ptr<std::atomic<bool>> abandoned) {
+                         std::shared_ptr<std::atomic<bool>> abandoned, fetch_trace trace) {
   auto t = std::make_unique<transfer>();
+  t->trace = std::move(trace);
   t->owner = impl_.get();
   t->id = id;
   t->current = url;

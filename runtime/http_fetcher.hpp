@@ -33,6 +33,20 @@ struct fetch_settings {
   std::vector<std::string> allow; // fetch_allow_list entries
 };
 
+/// The trace a download belongs to (runtime/tracing.hpp): it is sent to the origin as W3C
+/// traceparent naming `span_id`, the download's span, so that an origin that traces joins in.
+struct fetch_trace {
+  std::string trace_id;       // empty: none (no header)
+  std::string parent_span_id; // the span the download's is a child of
+  std::string span_id;
+  bool sampled = false;
+
+  /// The traceparent header's value (version 00).
+  std::string traceparent() const {
+    return "00-" + trace_id + "-" + span_id + (sampled ? "-01" : "-00");
+  }
+};
+
 /// One finished download: its body, or why there is none.
 struct fetch_result {
   uint64_t id = 0;
@@ -42,6 +56,8 @@ struct fetch_result {
   long http_status = 0;
   uint32_t attempts = 0;
   int64_t duration_ns = 0;    // from the fetch call to its end, retries and redirects included
+  std::string url;            // as asked
+  fetch_trace trace;          // as given to fetch()
 };
 
 class http_fetcher {
@@ -58,10 +74,10 @@ public:
 
   /// Downloads `url` before the steady-clock `deadline_ns`; either flag (may be null) stops it
   /// when set: `client_left` (answered errc::cancelled) or `abandoned` (its request failed
-  /// otherwise). Thread-safe.
+  /// otherwise). `trace`: sent as traceparent (none without a trace id). Thread-safe.
   void fetch(uint64_t id, std::string url, int64_t deadline_ns,
              std::shared_ptr<std::atomic<bool>> client_left,
-             std::shared_ptr<std::atomic<bool>> abandoned = nullptr);
+             std::shared_ptr<std::atomic<bool>> abandoned = nullptr, fetch_trace trace = {});
 
   /// Transfers started and not yet reported (for the in-flight gauge).
   int64_t in_flight() const { return in_flight_.load(std::memory_order_relaxed); }

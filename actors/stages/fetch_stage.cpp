@@ -9,6 +9,7 @@
 
 #include "runtime/error.hpp"
 #include "runtime/http_fetcher.hpp"
+#include "runtime/tracing.hpp"
 #include "runtime/stage.hpp"
 #include "runtime/stage_metrics.hpp"
 
@@ -125,14 +126,44 @@ caf::result<stage_output> start_fetches(fetch_ptr self, stage_input& in) {
     return promise;
   }
   st.metrics->in_flight.fetch_add(static_cast<int64_t>(urls->size()), std::memory_order_relaxed);
-  for (std::size_t i = 0; i < urls->size(); ++i)
+  for (std::size_t i = 0; i < urls->size(); ++i) {
+    fetch_trace trace; // (with tracing on, origins get a traceparent, and sampled ones a span)
+    if (tracing::on() && !in.trace_id.empty())
+      trace = {in.trace_id, in.span_id, tracing::new_span_id(), in.sampled};
     st.fetcher->fetch((id << 32) | i, std::string((*urls)[i]), in.deadline_ns, in.cancelled,
-                      p.abandoned);
+                      p.abandoned, std::move(trace));
+  }
   return promise;
+}
+
+/// A sampled download's span (HTTP client semantic conventions), a child of its step's.
+void record_download(const fetch_result& r) {
+  tracing::span s;
+  s.trace_id = r.trace.trace_id;
+  s.span_id = r.trace.span_id;
+  s.parent_span_id = r.trace.parent_span_id;
+  s.name = "GET";
+  s.kind = tracing::span_kind::client;
+  auto end = std::chrono::steady_clock::now();
+  s.start_unix_ns = tracing::unix_ns(end - std::chrono::nanoseconds(r.duration_ns));
+  s.end_unix_ns = tracing::unix_ns(end);
+  s.set("http.request.method", std::string("GET")).set("url.full", r.url);
+  if (r.http_status > 0)
+    s.set("http.response.status_code", static_cast<int64_t>(r.http_status));
+  s.set("actorserve.fetch.attempts", static_cast<int64_t>(r.attempts))
+    .set("actorserve.item", static_cast<int64_t>(r.id & 0xffffffffu));
+  if (r.code != errc::none) {
+    s.error = true;
+    s.status_message = r.message;
+    s.set("error.type", std::string(to_string(r.code)));
+  }
+  tracing::record(std::move(s));
 }
 
 /// What the fetcher's thread sends back for one download (counted in the stage's metrics).
 stage_output item_result(fetch_result& r, stage_metrics* m) {
+  if (r.trace.sampled)
+    record_download(r);
   stage_output out;
   if (m) {
     m->observe(r.duration_ns, r.code == errc::none ? r.body.size() - 4 : 0, r.code);

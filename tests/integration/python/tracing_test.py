@@ -2,13 +2,15 @@
 collector (otlp_receiver.py, in this process) that decodes them with the official definitions
 (PyPI opentelemetry-proto); the checks are on the span trees it received.
 
-Usage: tracing_test.py ACTORSERVE_BINARY
+Usage: tracing_test.py ACTORSERVE_BINARY [images] [queues]
 Prints "tracing: ok" when every check passed (a failed check raises and exits non-zero).
 
 Cases: a request's tree (server span -> route, queue, attempt -> batch -> compute) with W3C
 traceparent and tracestate answered; a batch span linked to several requests; a pipeline's
 steps, each with its model's spans; a retried request's two attempts; a split batch's; gRPC's traceparent metadata and RPC span; sampling (ratio 0 with
-parent-based decisions, errors kept); OTLP over gRPC; a two-node request (the worker node's
+parent-based decisions, errors kept); with "images", the image stages' downloads (client spans,
+traceparent sent to the origin) and items; with "queues", a Redis stream entry's consumer span;
+OTLP over gRPC; a two-node request (the worker node's
 compute span in the front's trace); a dead collector, which costs the node only counted drops.
 """
 import json
@@ -28,6 +30,8 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import otlp_receiver  # noqa: E402
 
 BINARY = sys.argv[1]
+IMAGES = "images" in sys.argv[2:]  # the image stages are built
+QUEUES = "queues" in sys.argv[2:]  # the Redis stream ingress is built (and redis-server is here)
 TMP = tempfile.mkdtemp(prefix="actorserve-tracing-")
 TRACE = "4bf92f3577b34da6a3ce929d0e0e47"  # + 2 hex digits per case
 CALLER_SPAN = "00f067aa0ba902b7"
@@ -54,7 +58,7 @@ def eventually(check, timeout=20.0, what="condition"):
 class Node:
     """An actorserve process on loopback; `port` its HTTP port (None for a worker node)."""
 
-    def __init__(self, name, config, wait_for="listening on http://"):
+    def __init__(self, name, config, wait_for="listening on http://", ready=True):
         path = os.path.join(TMP, name + ".json")
         with open(path, "w") as f:
             json.dump(config, f)
@@ -70,7 +74,17 @@ class Node:
                     self.port = int(m.group(1))
                     break
             assert self.port, "node " + name + " did not start: " + self.text()
+            if ready:  # (a cluster's front is not ready before its workers join)
+                eventually(self.ready, 30, "node " + name + " ready")
         threading.Thread(target=self.proc.stdout.read, daemon=True).start()
+
+    def ready(self):
+        try:
+            with urllib.request.urlopen("http://127.0.0.1:%d/v2/health/ready" % self.port,
+                                        timeout=5) as r:
+                return r.status == 200
+        except (urllib.error.URLError, OSError):
+            return False
 
     def text(self):
         with open(self.log_path) as f:
@@ -90,7 +104,7 @@ def post(port, path, body, headers=None):
                                  headers=dict(headers or {}, **{"Content-Type": "application/json"}))
     try:
         with urllib.request.urlopen(req, timeout=30) as r:
-            return r.status, dict(r.headers), r.read().decode()
+            return r.status, dict(r.headers), r.read().decode(errors="replace")
     except urllib.error.HTTPError as e:
         return e.code, dict(e.headers), e.read().decode()
 
@@ -301,6 +315,114 @@ def check_split(node):
     assert server["status"] == "STATUS_CODE_ERROR" and server["attributes"]["http.response.status_code"] == 500
 
 
+def check_images(endpoint):
+    """The image pipeline's stages: each download a client span whose id the origin received in
+    its traceparent, each preprocessed item a span of its own, under its step's span."""
+    import io
+    from http.server import BaseHTTPRequestHandler
+    import PIL.Image
+
+    b = io.BytesIO()
+    PIL.Image.new("RGB", (64, 48), (200, 30, 90)).save(b, format="JPEG")
+    jpeg = b.getvalue()
+    seen = []
+
+    class Origin(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def log_message(self, *args):
+            pass
+
+        def do_GET(self):
+            seen.append(self.headers.get("traceparent"))
+            self.send_response(200)
+            self.send_header("Content-Type", "image/jpeg")
+            self.send_header("Content-Length", str(len(jpeg)))
+            self.end_headers()
+            self.wfile.write(jpeg)
+
+    origin = ThreadingHTTPServer(("127.0.0.1", 0), Origin)
+    threading.Thread(target=origin.serve_forever, daemon=True).start()
+    node = Node("images", {
+        "server": {"http": {"port": 0}, "tracing": tracing(endpoint, service_name="images")},
+        "models": [{"name": "preprocess", "max_batch_size": 0,
+                    "inputs": [{"name": "images", "datatype": "BYTES", "dims": [-1]}],
+                    "outputs": [{"name": "pixels", "datatype": "FP32", "dims": [-1, 3, 224, 224]}],
+                    "pipeline": [
+                        {"stage": "fetch", "parameters": {"allow": ["127.0.0.1/32"]},
+                         "inputs": {"images": "images"}, "outputs": {"images": "encoded"}},
+                        {"stage": "preprocess", "parameters": {"threads": 2},
+                         "inputs": {"images": "encoded"}, "outputs": {"pixels": "pixels"}}]}]})
+    try:
+        trace = TRACE + "90"
+        urls = ["http://127.0.0.1:%d/%d.jpg" % (origin.server_address[1], i) for i in range(2)]
+        body = json.dumps({"inputs": [{"name": "images", "shape": [2], "datatype": "BYTES",
+                                       "data": urls}],
+                           "outputs": [{"name": "pixels", "parameters": {"binary_data": True}}]})
+        status, _, _ = post(node.port, "/v2/models/preprocess/infer", body,
+                            {"traceparent": "00-%s-%s-01" % (trace, CALLER_SPAN)})
+        assert status == 200, status
+        spans = wait_spans(trace, {"POST": 1, "pipeline": 1, "step": 2, "GET": 2, "item": 2})
+        steps = {s["attributes"]["actorserve.stage"]: s for s in spans if s["name"].startswith("step")}
+        downloads = [s for s in spans if s["name"] == "GET"]
+        items = [s for s in spans if s["name"] == "item preprocess/1/preprocess"]
+        assert all(d["parent_span_id"] == steps["fetch"]["span_id"] for d in downloads), downloads
+        assert all(d["kind"] == "SPAN_KIND_CLIENT" and d["attributes"]["http.response.status_code"] == 200
+                   for d in downloads), downloads
+        assert sorted(d["attributes"]["url.full"] for d in downloads) == urls
+        assert sorted(seen) == sorted("00-%s-%s-01" % (trace, d["span_id"]) for d in downloads), seen
+        assert all(i["parent_span_id"] == steps["preprocess"]["span_id"] for i in items), items
+        assert sorted(i["attributes"]["actorserve.item"] for i in items) == [0, 1]
+    finally:
+        node.stop()
+        origin.shutdown()
+
+
+def check_queue(endpoint):
+    """A request from a Redis stream: its consumer span continues the entry's traceparent, and
+    the answer entry carries this node's span."""
+    import redis
+    port = free_port()
+    server = subprocess.Popen(["redis-server", "--port", str(port), "--bind", "127.0.0.1",
+                               "--save", "", "--appendonly", "no"], stdout=subprocess.DEVNULL)
+    node = None
+    try:
+        r = redis.Redis(port=port)
+        eventually(lambda: _pings(r), 10, "redis-server")
+        node = Node("queue", {
+            "server": {"http": {"port": 0},
+                       "queues": [{"stream": "jobs", "model": "scale",
+                                   "redis": {"host": "127.0.0.1", "port": port}}],
+                       "tracing": tracing(endpoint, service_name="queue")},
+            "models": [scale_model()]})
+        trace = TRACE + "a0"
+        r.xadd("jobs", {"body": infer_body(),
+                        "traceparent": "00-%s-%s-01" % (trace, CALLER_SPAN)})
+        answers = eventually(lambda: r.xrange("jobs:replies"), 20, "the answer entry")
+        fields = {k.decode(): v.decode(errors="replace") for k, v in answers[0][1].items()}
+        assert fields["status"] == "200", fields
+        spans = wait_spans(trace, {"process": 1, "compute": 1})
+        consumer = one(spans, "process")
+        assert consumer["name"] == "process jobs" and consumer["kind"] == "SPAN_KIND_CONSUMER"
+        assert consumer["parent_span_id"] == CALLER_SPAN
+        assert fields["traceparent"] == "00-%s-%s-01" % (trace, consumer["span_id"]), fields
+        a = consumer["attributes"]
+        assert a["messaging.destination.name"] == "jobs" and a["messaging.system"] == "redis", a
+        assert one(spans, "queue")["parent_span_id"] == consumer["span_id"]
+    finally:
+        if node:
+            node.stop()
+        server.terminate()
+        server.wait()
+
+
+def _pings(r):
+    try:
+        return r.ping()
+    except Exception:
+        return False
+
+
 def check_grpc(node, grpc_port):
     import grpc
     import tritonclient.grpc.service_pb2 as pb
@@ -385,7 +507,7 @@ def check_two_nodes(endpoint):
                    "cluster": {"role": "front", "node_name": "front",
                                "listen": {"port": cluster_port}},
                    "tracing": tracing(endpoint, service_name="front")},
-        "models": [scale_model()]})
+        "models": [scale_model()]}, ready=False)
     worker = Node("worker", {
         "server": {"cluster": {"role": "worker", "node_name": "w1",
                                "seeds": ["127.0.0.1:%d" % cluster_port], "heartbeat_ms": 100,
@@ -474,6 +596,12 @@ def main():
         node.stop()
     check_sampling(endpoint)
     print("tracing: sampling: ok", flush=True)
+    if QUEUES:
+        check_queue(endpoint)
+        print("tracing: a Redis stream's entry: ok", flush=True)
+    if IMAGES:
+        check_images(endpoint)
+        print("tracing: the image stages' downloads and items: ok", flush=True)
     check_grpc_export(grpc_collector_port)
     print("tracing: OTLP over gRPC: ok", flush=True)
     check_two_nodes(endpoint)
