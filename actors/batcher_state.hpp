@@ -88,7 +88,8 @@ struct in_flight_batch {
   // Its span, when one of its requests is sampled (batcher_spans.cpp): in the trace of the first
   // of those, a child of that request's attempt span.
   std::string trace_id, span_id, parent_span_id;
-  bool remote = false; // its worker is on another node or in another process
+  bool remote = false; // its worker's actor is on another CAF node: a cluster's worker node (an
+                       // isolated worker with shared memory is reached through a local relay)
 };
 
 /// The model's instances on this node as scaling sees them (models[].autoscaling, and the

@@ -609,3 +609,52 @@ TEST_CASE("autoscaling keys that do not fit together are refused, each named",
   e = errors_of(deployment(model_json(R"(, "autoscaling": {"max_instances": 2, "speed": 3})")));
   CHECK(e.find("speed") != std::string::npos);
 }
+
+TEST_CASE("server.tracing: off by default, on with its object, every key checked", "[config]") {
+  auto off = parse_deployment(deployment(model_json()), "", backends);
+  REQUIRE(off);
+  CHECK_FALSE(off->server.tracing.enabled);
+  auto on = parse_deployment(deployment(model_json(), R"({"tracing": {
+      "endpoint": "http://collector:4318/v1/traces", "headers": {"Authorization": "Bearer x"},
+      "service_name": "edge", "resource_attributes": {"deployment.environment": "prod"},
+      "sample_ratio": 0.01, "parent_based": false, "sample_errors": false,
+      "sample_slower_than_ms": 250, "max_queue_spans": 100, "max_export_batch": 10,
+      "export_interval_ms": 20, "export_timeout_ms": 300}})"), "", backends);
+  REQUIRE(on);
+  auto& t = on->server.tracing;
+  CHECK(t.enabled);
+  CHECK(t.protocol == "http/protobuf");
+  CHECK(t.endpoint == "http://collector:4318/v1/traces");
+  CHECK(t.headers.at("Authorization") == "Bearer x");
+  CHECK(t.service_name == "edge");
+  CHECK(t.resource_attributes.at("deployment.environment") == "prod");
+  CHECK(t.sample_ratio == 0.01);
+  CHECK_FALSE(t.parent_based);
+  CHECK_FALSE(t.sample_errors);
+  CHECK(t.sample_slower_than_ms == 250);
+  CHECK(t.max_queue_spans == 100);
+  CHECK(t.max_export_batch == 10);
+  CHECK(t.export_interval_ms == 20);
+  CHECK(t.export_timeout_ms == 300);
+  auto grpc = parse_deployment(deployment(model_json(), R"({"tracing": {"protocol": "grpc"}})"),
+                               "", backends);
+  REQUIRE(grpc);
+  CHECK(grpc->server.tracing.endpoint == "http://127.0.0.1:4317"); // (gRPC's port by default)
+  auto disabled = parse_deployment(deployment(model_json(), R"({"tracing": {"enabled": false}})"),
+                                   "", backends);
+  REQUIRE(disabled);
+  CHECK_FALSE(disabled->server.tracing.enabled);
+
+  CHECK(errors_of(deployment(model_json(), R"({"tracing": {"protocol": "zipkin"}})"))
+        == "server.tracing.protocol: expected \"http/protobuf\" or \"grpc\", got \"zipkin\"");
+  CHECK(errors_of(deployment(model_json(), R"({"tracing": {"endpoint": "https://c:4318"}})"))
+          .find("server.tracing.endpoint: expected an http:// URL") != std::string::npos);
+  CHECK(errors_of(deployment(model_json(), R"({"tracing": {"sample_ratio": 1.5}})"))
+        == "server.tracing.sample_ratio: must be <= 1, got 1.5E0");
+  CHECK(errors_of(deployment(model_json(), R"({"tracing": {"headers": {"a": 1}}})"))
+        == "server.tracing.headers.a: expected a string, got 1");
+  CHECK(errors_of(deployment(model_json(), R"({"tracing": {"max_queue_spans": 0}})"))
+          .find("server.tracing.max_queue_spans") != std::string::npos);
+  CHECK(errors_of(deployment(model_json(), R"({"tracing": {"sampler": "always"}})"))
+        == "server.tracing.sampler: unknown key");
+}

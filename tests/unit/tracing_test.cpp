@@ -1,6 +1,6 @@
 // runtime/tracing (sampling, the bounded queue, the exporter thread, its counts) with a sink of
-// the test's own, and net/request_span (a front's span). Each test case runs in its own process
-// (catch_discover_tests), so the process's one recorder starts fresh in each.
+// the test's own, and net/request_span (a front's span). The process has one recorder: each case
+// starts and ends its own session, and reads the counters as differences.
 #include <catch2/catch.hpp>
 
 #include <mutex>
@@ -35,7 +35,19 @@ tracing_config test_config() {
   return c;
 }
 
+/// The recorder's counts when a case starts (they only grow).
+struct baseline {
+  uint64_t exported = tracing::stats().exported.load();
+  uint64_t full = tracing::stats().dropped_queue_full.load();
+  uint64_t failed = tracing::stats().dropped_export_failed.load();
+  uint64_t failures = tracing::stats().export_failures.load();
+};
+
 std::unique_ptr<tracing::session> start(const tracing_config& c) {
+  {
+    std::lock_guard<std::mutex> guard{test_sink::mtx};
+    test_sink::got.clear();
+  }
   tracing::register_sink([](const tracing_config&) {
     return caf::expected<std::unique_ptr<tracing::span_sink>>(std::make_unique<test_sink>());
   });
@@ -96,7 +108,7 @@ TEST_CASE("tracing: without parent_based the ratio decides every trace", "[traci
   c.parent_based = false;
   auto s = start(c);
   CHECK_FALSE(tracing::sample("4bf92f3577b34da6a3ce929d0e0e4736", true));
-  c.sample_ratio = 1;
+  CHECK_FALSE(tracing::sample("4bf92f3577b34da6a3ce929d0e0e4736", std::nullopt));
 }
 
 TEST_CASE("tracing: errors and slow requests are kept when not sampled, as configured",
@@ -121,6 +133,7 @@ TEST_CASE("tracing: a full queue drops and counts, the exporter sends in batches
   auto c = test_config();
   c.max_queue_spans = 5;
   c.max_export_batch = 2;
+  baseline b;
   auto s = start(c);
   for (int i = 0; i < 8; ++i)
     tracing::record(named("span " + std::to_string(i)));
@@ -128,26 +141,27 @@ TEST_CASE("tracing: a full queue drops and counts, the exporter sends in batches
   // only if it has not run; what is certain is that nothing is lost uncounted)
   s->flush();
   auto& st = tracing::stats();
-  CHECK(st.exported.load() + st.dropped_queue_full.load() == 8);
-  CHECK(st.exported.load() >= 5);
+  CHECK(st.exported.load() - b.exported + st.dropped_queue_full.load() - b.full == 8);
+  CHECK(st.exported.load() - b.exported >= 5);
   std::lock_guard<std::mutex> guard{test_sink::mtx};
-  CHECK(test_sink::got.size() == st.exported.load());
+  CHECK(test_sink::got.size() == st.exported.load() - b.exported);
   CHECK(test_sink::got.front().name == "span 0");
 }
 
 TEST_CASE("tracing: a sink that fails drops its batch, counted, and recording goes on",
           "[tracing]") {
-  test_sink::fail = true;
+  baseline b;
   auto s = start(test_config());
+  test_sink::fail = true;
   for (int i = 0; i < 3; ++i)
     tracing::record(named("x"));
   s->flush();
-  CHECK(tracing::stats().dropped_export_failed.load() == 3);
-  CHECK(tracing::stats().export_failures.load() == 1);
+  CHECK(tracing::stats().dropped_export_failed.load() - b.failed == 3);
+  CHECK(tracing::stats().export_failures.load() - b.failures == 1);
   test_sink::fail = false;
   tracing::record(named("y"));
   s->flush();
-  CHECK(tracing::stats().exported.load() == 1);
+  CHECK(tracing::stats().exported.load() - b.exported == 1);
 }
 
 TEST_CASE("tracing: stopping exports what is queued, and a second session cannot start meanwhile",

@@ -11,7 +11,8 @@ steps, each with its model's spans; a retried request's two attempts; a split ba
 parent-based decisions, errors kept); with "images", the image stages' downloads (client spans,
 traceparent sent to the origin) and items; with "queues", a Redis stream entry's consumer span;
 OTLP over gRPC; a two-node request (the worker node's
-compute span in the front's trace); a dead collector, which costs the node only counted drops.
+compute span in the front's trace); an isolated worker's process, which exports its own
+compute span; a dead collector, which costs the node only counted drops.
 """
 import json
 import os
@@ -533,6 +534,25 @@ def check_two_nodes(endpoint):
         front.stop()
 
 
+def check_isolated(endpoint):
+    """A worker in a process of its own exports its compute span itself, in the request's trace."""
+    node = Node("isolated", {
+        "server": {"http": {"port": 0}, "tracing": tracing(endpoint, service_name="isolated")},
+        "models": [scale_model(isolation="process")]})
+    try:
+        trace = TRACE + "b0"
+        status, _, _ = post(node.port, "/v2/models/scale/infer", infer_body(),
+                            {"traceparent": "00-%s-%s-01" % (trace, CALLER_SPAN)})
+        assert status == 200
+        spans = wait_spans(trace, {"POST": 1, "batch": 1, "compute": 1})
+        batch, compute = one(spans, "batch"), one(spans, "compute")
+        assert compute["parent_span_id"] == batch["span_id"]
+        assert batch["resource"]["process.pid"] == node.proc.pid
+        assert compute["resource"]["process.pid"] != node.proc.pid, compute["resource"]
+    finally:
+        node.stop()
+
+
 def check_dead_collector():
     dead = free_port()  # nothing listens there
     node = Node("dead", {
@@ -606,6 +626,8 @@ def main():
     print("tracing: OTLP over gRPC: ok", flush=True)
     check_two_nodes(endpoint)
     print("tracing: a two-node request under one trace: ok", flush=True)
+    check_isolated(endpoint)
+    print("tracing: an isolated worker's compute span: ok", flush=True)
     check_dead_collector()
     print("tracing: a dead collector: ok", flush=True)
     with otlp_receiver.LOCK:
