@@ -6,26 +6,28 @@ void request_span::begin(std::string_view traceparent, std::string_view tracesta
                          clock_type::time_point received) {
   received_ = received;
   ended_ = false;
-  auto parent = parse_traceparent(traceparent);
   ctx_ = continue_or_start_trace(traceparent);
-  parent_ = ctx_.parent_id;
-  state_ = parent && tracestate.size() <= 512 ? std::string(tracestate) : std::string{};
+  bool continued = !ctx_.parent_id.empty();
+  state_.clear();
+  if (continued && !tracestate.empty() && tracestate.size() <= 512)
+    state_.assign(tracestate);
   if (!tracing::on()) {
     sampled_ = false;
     return;
   }
   sampled_ = tracing::sample(ctx_.trace_id,
-                             parent ? std::optional<bool>(parent->sampled()) : std::nullopt);
+                             continued ? std::optional<bool>(ctx_.sampled()) : std::nullopt);
   ctx_.flags = sampled_ ? "01" : "00";
 }
 
 void request_span::stamp(infer_request& req) const {
   req.trace_id = ctx_.trace_id;
-  req.span_id = ctx_.span_id;
   req.sampled = sampled_;
+  if (sampled_)
+    req.span_id = ctx_.span_id;
 }
 
-void request_span::end(tracing::span_kind kind, std::string name, const outcome& how,
+void request_span::end(tracing::span_kind kind, std::string_view name, const outcome& how,
                        const std::function<void(tracing::span&)>& describe) {
   if (ended_ || ctx_.trace_id.empty() || !tracing::on())
     return;
@@ -37,8 +39,8 @@ void request_span::end(tracing::span_kind kind, std::string name, const outcome&
   tracing::span s;
   s.trace_id = ctx_.trace_id;
   s.span_id = ctx_.span_id;
-  s.parent_span_id = parent_;
-  s.name = std::move(name);
+  s.parent_span_id = ctx_.parent_id;
+  s.name = std::string(name);
   s.kind = kind;
   s.start_unix_ns = tracing::unix_ns(received_);
   s.end_unix_ns = tracing::unix_ns(now);
@@ -63,7 +65,6 @@ void request_span::end(tracing::span_kind kind, std::string name, const outcome&
 
 void request_span::clear() {
   ctx_ = {};
-  parent_.clear();
   state_.clear();
   sampled_ = false;
   ended_ = false;

@@ -30,7 +30,8 @@ public:
   const std::string& tracestate() const { return state_; }
   bool sampled() const { return sampled_; }
 
-  /// Makes `req` part of this trace: its stages' spans become children of this span.
+  /// Makes `req` part of this trace (its trace id, for logs); when sampled, its stages' spans
+  /// become children of this span.
   void stamp(infer_request& req) const;
 
   /// How the request ended, for its span.
@@ -43,15 +44,14 @@ public:
 
   /// Ends the span now. It is recorded when the request was sampled, or when tracing keeps its
   /// outcome anyway (an error, a slow request); `describe` then adds the front's attributes.
-  void end(tracing::span_kind kind, std::string name, const outcome& how,
+  void end(tracing::span_kind kind, std::string_view name, const outcome& how,
            const std::function<void(tracing::span&)>& describe);
 
   /// Forgets the request (the connection's next one begins afresh).
   void clear();
 
 private:
-  trace_context ctx_;
-  std::string parent_; // the caller's span, when it sent one
+  trace_context ctx_; // (its parent_id: the caller's span, when it sent one)
   std::string state_;
   bool sampled_ = false;
   bool ended_ = false;

@@ -32,7 +32,7 @@ enum class span_kind : uint8_t { internal = 1, server = 2, client = 3, producer 
 using attribute_value = std::variant<std::string, int64_t, double, bool>;
 
 struct attribute {
-  std::string key;
+  const char* key; // a literal: semantic conventions' names and actorserve's own
   attribute_value value;
 };
 
@@ -55,9 +55,12 @@ struct span {
   bool error = false;         // status ERROR (else UNSET)
   std::string status_message; // why, when error
 
-  span& set(std::string key, attribute_value value) {
-    attributes.push_back({std::move(key), std::move(value)});
+  span& set(const char* key, attribute_value value) {
+    attributes.push_back({key, std::move(value)});
     return *this;
+  }
+  span& set(const char* key, const char* value) { // (not the variant's bool)
+    return set(key, attribute_value(std::string(value)));
   }
 };
 

@@ -147,7 +147,7 @@ void record_download(const fetch_result& r) {
   auto end = std::chrono::steady_clock::now();
   s.start_unix_ns = tracing::unix_ns(end - std::chrono::nanoseconds(r.duration_ns));
   s.end_unix_ns = tracing::unix_ns(end);
-  s.set("http.request.method", std::string("GET")).set("url.full", r.url);
+  s.set("http.request.method", "GET").set("url.full", r.url);
   if (r.http_status > 0)
     s.set("http.response.status_code", static_cast<int64_t>(r.http_status));
   s.set("actorserve.fetch.attempts", static_cast<int64_t>(r.attempts))

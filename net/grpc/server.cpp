@@ -402,9 +402,9 @@ struct grpc_server::impl final : ::inference::GRPCInferenceService::CallbackServ
     how.response = r ? &*r : nullptr;
     span.end(tracing::span_kind::server, "inference.GRPCInferenceService/ModelInfer", how,
              [&](tracing::span& s) {
-               s.set("rpc.system", std::string("grpc"))
-                 .set("rpc.service", std::string("inference.GRPCInferenceService"))
-                 .set("rpc.method", std::string("ModelInfer"))
+               s.set("rpc.system", "grpc")
+                 .set("rpc.service", "inference.GRPCInferenceService")
+                 .set("rpc.method", "ModelInfer")
                  .set("rpc.grpc.status_code", static_cast<int64_t>(code))
                  .set("actorserve.model", model);
              });

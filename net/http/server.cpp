@@ -805,8 +805,8 @@ private:
   }
 
   void infer(route r) {
-    span_route_ = r.version.empty() ? "/v2/models/{model_name}/infer"
-                                    : "/v2/models/{model_name}/versions/{model_version}/infer";
+    span_route_ = r.version.empty() ? "POST /v2/models/{model_name}/infer"
+                                    : "POST /v2/models/{model_name}/versions/{model_version}/infer";
     std::optional<std::size_t> json_length;
     if (auto it = request_.find("Inference-Header-Content-Length"); it != request_.end()) {
       std::size_t n = 0;
@@ -878,18 +878,18 @@ private:
   /// Ends an inference request's span with its answer's status (HTTP's semantic conventions:
   /// a 5xx is the server's error; a 4xx the client's, which fails the request but not the span).
   void end_span(unsigned status) {
-    if (span_route_.empty())
+    if (!span_route_)
       return;
     request_span::outcome how;
     how.failed = status >= 400;
     how.status_error = status >= 500;
     how.message = std::move(span_error_);
     how.response = span_answer_;
-    auto route = std::move(span_route_);
-    span_route_.clear();
-    span_.end(tracing::span_kind::server, "POST " + route, how, [&](tracing::span& sp) {
-      sp.set("http.request.method", std::string("POST"))
-        .set("http.route", route)
+    std::string_view name = span_route_; // "POST " and the route: HTTP's span name
+    span_route_ = nullptr;
+    span_.end(tracing::span_kind::server, name, how, [&](tracing::span& sp) {
+      sp.set("http.request.method", "POST")
+        .set("http.route", std::string(name.substr(5)))
         .set("url.path", std::string(request_.target()))
         .set("url.scheme", std::string(http_.tls.enabled() ? "https" : "http"))
         .set("network.protocol.version", std::string(request_.version() == 10 ? "1.0" : "1.1"))
@@ -934,7 +934,7 @@ private:
   void account(model_metrics& mm, errc outcome) { inference::account(&mm, outcome, received_); }
 
   void send_error(http::status status, const std::string& message) {
-    if (!span_route_.empty())
+    if (span_route_)
       span_error_ = message;
     if (static_cast<unsigned>(status) >= 500)
       logging::warn({"http", current_model_, 0, span_.context().trace_id}, "{} {}: {}",
@@ -1043,7 +1043,7 @@ private:
       return linger_close();
     request_ = {};
     span_.clear();
-    span_route_.clear();
+    span_route_ = nullptr;
     allow_.clear();
     answer_coding_ = content_coding::identity;
     read_header();
@@ -1095,7 +1095,7 @@ private:
   uint64_t requests_ = 0;
   std::chrono::steady_clock::time_point received_; // when the current request's body was read
   request_span span_; // the current request's W3C trace, answered in its traceparent header
-  std::string span_route_; // an inference request's route template while its span is open
+  const char* span_route_ = nullptr; // an inference request's span name while its span is open
   std::string span_error_; // the error it was answered with, for its span
   const infer_response* span_answer_ = nullptr; // its answer, while it is being sent
   std::string current_model_; // the model the current request addresses, for logs

@@ -14,6 +14,8 @@
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
 
+#include <google/protobuf/arena.h>
+
 #include "net/otlp/otlp_trace.pb.h"
 #if ACTORSERVE_OTLP_GRPC
 #include <grpcpp/grpcpp.h>
@@ -53,7 +55,8 @@ void set_value(pb::AnyValue& v, const tracing::attribute_value& x) {
     v.set_bool_value(std::get<bool>(x));
 }
 
-void add_attribute(google::protobuf::RepeatedPtrField<pb::KeyValue>& to, const std::string& key,
+template <class Key>
+void add_attribute(google::protobuf::RepeatedPtrField<pb::KeyValue>& to, const Key& key,
                    const tracing::attribute_value& value) {
   auto* kv = to.Add();
   kv->set_key(key);
@@ -103,15 +106,18 @@ pb::ResourceSpans resource_of(const tracing_config& cfg) {
   return rs;
 }
 
-pb::ExportTraceServiceRequest request_of(const pb::ResourceSpans& resource,
-                                         const std::vector<tracing::span>& spans) {
-  pb::ExportTraceServiceRequest req;
-  auto* rs = req.add_resource_spans();
-  *rs = resource;
+/// The export request of `spans`, its messages in `arena` (freed with it, all at once).
+pb::ExportTraceServiceRequest& request_of(google::protobuf::Arena& arena,
+                                          const pb::ResourceSpans& resource,
+                                          const std::vector<tracing::span>& spans) {
+  auto* req = google::protobuf::Arena::CreateMessage<pb::ExportTraceServiceRequest>(&arena);
+  auto* rs = req->add_resource_spans();
+  rs->CopyFrom(resource);
   auto* ss = rs->mutable_scope_spans(0);
+  ss->mutable_spans()->Reserve(static_cast<int>(spans.size()));
   for (auto& s : spans)
     fill_span(*ss->add_spans(), s);
-  return req;
+  return *req;
 }
 
 /// Host, port and path of an "http://HOST[:PORT][/PATH]" endpoint.
@@ -156,7 +162,10 @@ public:
 
   bool send(const std::vector<tracing::span>& spans, std::string& why) override {
     std::string body;
-    request_of(resource_, spans).SerializeToString(&body);
+    {
+      google::protobuf::Arena arena;
+      request_of(arena, resource_, spans).SerializeToString(&body);
+    }
     // A kept connection the collector closed meanwhile fails at once: then once more, afresh.
     for (int attempt = 0; attempt < 2; ++attempt) {
       bool fresh = !stream_;
@@ -245,7 +254,8 @@ public:
       ctx.AddMetadata(key, v);
     }
     pb::ExportTraceServiceResponse res;
-    auto status = stub_->Export(&ctx, request_of(resource_, spans), &res);
+    google::protobuf::Arena arena;
+    auto status = stub_->Export(&ctx, request_of(arena, resource_, spans), &res);
     if (!status.ok()) {
       why = "gRPC status " + std::to_string(status.error_code()) + ": " + status.error_message();
       return false;

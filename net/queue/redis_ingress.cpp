@@ -75,6 +75,7 @@ struct held_entry {
 struct redis_ingress::impl : std::enable_shared_from_this<impl> {
   std::shared_ptr<inference> infer;
   queue_config cfg;
+  std::string span_name = "process " + cfg.stream; // its entries' spans (messaging's convention)
   redis_connection::options redis_opts;
   queue_metrics* qm;
   asio::io_context ioc; // the job thread: entries decoded, retried, answers encoded
@@ -550,10 +551,10 @@ struct redis_ingress::impl : std::enable_shared_from_this<impl> {
     if (error_body)
       how.message = *error_body;
     how.response = res;
-    h.span.end(tracing::span_kind::consumer, "process " + cfg.stream, how, [&](tracing::span& s) {
-      s.set("messaging.system", std::string("redis"))
-        .set("messaging.operation.type", std::string("process"))
-        .set("messaging.operation.name", std::string("process"))
+    h.span.end(tracing::span_kind::consumer, span_name, how, [&](tracing::span& s) {
+      s.set("messaging.system", "redis")
+        .set("messaging.operation.type", "process")
+        .set("messaging.operation.name", "process")
         .set("messaging.destination.name", cfg.stream)
         .set("messaging.consumer.group.name", cfg.group)
         .set("messaging.message.id", h.job.entry_id)

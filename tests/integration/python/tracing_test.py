@@ -68,6 +68,14 @@ class Node:
         self.proc = subprocess.Popen([BINARY, "serve", "--config", path], stdout=subprocess.PIPE,
                                      stderr=self.log, text=True)
         self.port = None
+        try:
+            self.start(name, wait_for, ready)
+        except BaseException:
+            self.stop()
+            raise
+        threading.Thread(target=self.proc.stdout.read, daemon=True).start()
+
+    def start(self, name, wait_for, ready):
         if wait_for:
             for line in self.proc.stdout:
                 m = re.search(r"listening on http://127\.0\.0\.1:(\d+)", line)
@@ -77,7 +85,6 @@ class Node:
             assert self.port, "node " + name + " did not start: " + self.text()
             if ready:  # (a cluster's front is not ready before its workers join)
                 eventually(self.ready, 30, "node " + name + " ready")
-        threading.Thread(target=self.proc.stdout.read, daemon=True).start()
 
     def ready(self):
         try:
@@ -509,14 +516,9 @@ def check_two_nodes(endpoint):
                                "listen": {"port": cluster_port}},
                    "tracing": tracing(endpoint, service_name="front")},
         "models": [scale_model()]}, ready=False)
-    worker = Node("worker", {
-        "server": {"cluster": {"role": "worker", "node_name": "w1",
-                               "seeds": ["127.0.0.1:%d" % cluster_port], "heartbeat_ms": 100,
-                               "timeout_ms": 1000, "reconnect_initial_ms": 100,
-                               "reconnect_max_ms": 500},
-                   "tracing": tracing(endpoint, service_name="worker-node")},
-        "models": [scale_model()]}, wait_for=None)
+    worker = None
     try:
+        worker = start_worker_node(endpoint, cluster_port)
         eventually(lambda: "worker scale/w1/cpu/0 is ready" in front.text(), 30, "the worker node")
         trace = TRACE + "60"
         status, _, body = post(front.port, "/v2/models/scale/infer", infer_body(),
@@ -530,8 +532,19 @@ def check_two_nodes(endpoint):
         assert compute["parent_span_id"] == batch["span_id"]
         assert compute["attributes"]["actorserve.worker"] == "scale/w1/cpu/0"
     finally:
-        worker.stop()
+        if worker:
+            worker.stop()
         front.stop()
+
+
+def start_worker_node(endpoint, cluster_port):
+    return Node("worker", {
+        "server": {"cluster": {"role": "worker", "node_name": "w1",
+                               "seeds": ["127.0.0.1:%d" % cluster_port], "heartbeat_ms": 100,
+                               "timeout_ms": 1000, "reconnect_initial_ms": 100,
+                               "reconnect_max_ms": 500},
+                   "tracing": tracing(endpoint, service_name="worker-node")},
+        "models": [scale_model()]}, wait_for=None)
 
 
 def check_isolated(endpoint):
