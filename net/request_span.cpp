@@ -27,16 +27,17 @@ void request_span::stamp(infer_request& req) const {
     req.span_id = ctx_.span_id;
 }
 
-void request_span::end(tracing::span_kind kind, std::string_view name, const outcome& how,
-                       const std::function<void(tracing::span&)>& describe) {
+std::optional<tracing::span> request_span::end(tracing::span_kind kind, std::string_view name,
+                                               const outcome& how) {
   if (ended_ || ctx_.trace_id.empty() || !tracing::on())
-    return;
+    return std::nullopt;
   ended_ = true;
   auto now = clock_type::now();
   const char* kept_by = sampled_ ? nullptr : tracing::keep_anyway(how.failed, now - received_);
   if (!sampled_ && !kept_by)
-    return;
-  tracing::span s;
+    return std::nullopt;
+  std::optional<tracing::span> out{std::in_place};
+  auto& s = *out;
   s.trace_id = ctx_.trace_id;
   s.span_id = ctx_.span_id;
   s.parent_span_id = ctx_.parent_id;
@@ -58,9 +59,7 @@ void request_span::end(tracing::span_kind kind, std::string_view name, const out
       s.set("actorserve.batch.requests", static_cast<int64_t>(r->batch_requests))
         .set("actorserve.batch.rows", static_cast<int64_t>(r->batch_rows));
   }
-  if (describe)
-    describe(s);
-  tracing::record(std::move(s));
+  return out;
 }
 
 void request_span::clear() {

@@ -4,7 +4,7 @@
 #pragma once
 
 #include <chrono>
-#include <functional>
+#include <optional>
 #include <string>
 #include <string_view>
 
@@ -42,10 +42,11 @@ public:
     const infer_response* response = nullptr; // its answer, when it has one
   };
 
-  /// Ends the span now. It is recorded when the request was sampled, or when tracing keeps its
-  /// outcome anyway (an error, a slow request); `describe` then adds the front's attributes.
-  void end(tracing::span_kind kind, std::string_view name, const outcome& how,
-           const std::function<void(tracing::span&)>& describe);
+  /// Ends the span now. When it is to be recorded (the request was sampled, or tracing keeps
+  /// its outcome anyway: an error, a slow request), returns it with what every front records;
+  /// the front adds its own attributes and records it (tracing::record). Once per request.
+  std::optional<tracing::span> end(tracing::span_kind kind, std::string_view name,
+                                   const outcome& how);
 
   /// Forgets the request (the connection's next one begins afresh).
   void clear();

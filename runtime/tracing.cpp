@@ -66,8 +66,9 @@ uint64_t low_bits(std::string_view trace_id) {
   return x;
 }
 
-/// Sends `batch` in pieces of max_export_batch; counts what was taken and what was lost.
-void deliver(recorder& r, std::vector<span>& batch) {
+/// Sends `batch` in pieces of max_export_batch; counts what was taken and what was lost. While
+/// the process stops, a failed piece drops the rest: a dead collector does not hold up the exit.
+void deliver(recorder& r, std::vector<span>& batch, bool stopping) {
   for (std::size_t at = 0; at < batch.size(); at += r.cfg.max_export_batch) {
     auto end = std::min(batch.size(), at + std::size_t{r.cfg.max_export_batch});
     std::vector<span> part(std::make_move_iterator(batch.begin() + at),
@@ -78,10 +79,15 @@ void deliver(recorder& r, std::vector<span>& batch) {
       continue;
     }
     auto failures = r.stats.export_failures.fetch_add(1, std::memory_order_relaxed);
-    r.stats.dropped_export_failed.fetch_add(part.size(), std::memory_order_relaxed);
+    auto lost = part.size();
+    if (stopping) { // (the process is stopping: one failed call, and the rest is not tried)
+      lost = batch.size() - at;
+      at = batch.size();
+    }
+    r.stats.dropped_export_failed.fetch_add(lost, std::memory_order_relaxed);
     if ((failures & (failures + 1)) == 0) // (the 1st, 2nd, 4th, 8th, ... failure: no log flood)
       logging::warn({"tracing"}, "{} spans not exported to {} ({} failed exports so far): {}",
-                    part.size(), r.cfg.endpoint, failures + 1, why);
+                    lost, r.cfg.endpoint, failures + 1, why);
   }
   batch.clear();
 }
@@ -101,7 +107,7 @@ void export_loop(recorder& r) {
     bool stop = r.stopping;
     lock.unlock();
     if (!batch.empty())
-      deliver(r, batch);
+      deliver(r, batch, stop);
     lock.lock();
     r.flush_done = asked;
     r.flushed.notify_all();
@@ -111,6 +117,15 @@ void export_loop(recorder& r) {
 }
 
 } // namespace
+
+span& span::set(const char* key, attribute_value value) {
+  attributes.push_back({key, std::move(value)});
+  return *this;
+}
+
+span& span::set(const char* key, const char* value) {
+  return set(key, attribute_value(std::string(value)));
+}
 
 void register_sink(sink_factory make) {
   the().make_sink = std::move(make);

@@ -55,13 +55,10 @@ struct span {
   bool error = false;         // status ERROR (else UNSET)
   std::string status_message; // why, when error
 
-  span& set(const char* key, attribute_value value) {
-    attributes.push_back({key, std::move(value)});
-    return *this;
-  }
-  span& set(const char* key, const char* value) { // (not the variant's bool)
-    return set(key, attribute_value(std::string(value)));
-  }
+  span() { attributes.reserve(12); } // (one allocation for a span's usual attributes)
+
+  span& set(const char* key, attribute_value value);
+  span& set(const char* key, const char* value); // (a string: not the variant's bool)
 };
 
 /// Where the exporter thread delivers batches of spans (net/otlp registers one).

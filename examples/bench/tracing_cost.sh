@@ -3,7 +3,8 @@
 # with tracing off, at sample_ratio 0.01 and at 1.0 (server.tracing), exporting over OTLP/HTTP to
 # a collector that takes every export and does nothing with it (actorserve-bare-http: what a
 # collector costs runs on its own machine in production, not on the node's cores). Rounds
-# interleave the three set-ups, so that the machine's drift hits them alike; the table gives each
+# interleave the three set-ups, in turn first, so that the machine's drift hits them alike; the
+# table gives each
 # one's median over the rounds and its throughput as a share of tracing off.
 # Usage: examples/bench/tracing_cost.sh [SECONDS] [ROUNDS]   (defaults 8 3; needs wrk, the MLP
 # from examples/models/make_models.py and the bench programs: scripts/build.sh)
@@ -34,8 +35,10 @@ for name, ratio in (("off", None), ("0.01", 0.01), ("1.0", 1.0)):
     json.dump(c, open(os.path.join(work, name + ".json"), "w"))
 PY
 python3 -c 'import json; print(json.dumps({"inputs":[{"name":"input","shape":[1,64],"datatype":"FP32","data":[round(0.01*i,2) for i in range(64)]}]}))' > "$work/body.json"
+modes=(off 0.01 1.0)
 for round in $(seq "$rounds"); do
-  for mode in off 0.01 1.0; do
+  for k in 0 1 2; do # (each round starts with another set-up: no set-up always runs first)
+    mode=${modes[$(( (round + k) % 3 ))]}
     build/app/actorserve serve --config "$work/$mode.json" --port $port >/dev/null 2>"$work/server.log" &
     server=$!
     pids+=($server)

@@ -400,14 +400,15 @@ struct grpc_server::impl final : ::inference::GRPCInferenceService::CallbackServ
     if (!r)
       how.message = error_message(r.error());
     how.response = r ? &*r : nullptr;
-    span.end(tracing::span_kind::server, "inference.GRPCInferenceService/ModelInfer", how,
-             [&](tracing::span& s) {
-               s.set("rpc.system", "grpc")
-                 .set("rpc.service", "inference.GRPCInferenceService")
-                 .set("rpc.method", "ModelInfer")
-                 .set("rpc.grpc.status_code", static_cast<int64_t>(code))
-                 .set("actorserve.model", model);
-             });
+    auto s = span.end(tracing::span_kind::server, "inference.GRPCInferenceService/ModelInfer", how);
+    if (!s)
+      return;
+    s->set("rpc.system", "grpc")
+      .set("rpc.service", "inference.GRPCInferenceService")
+      .set("rpc.method", "ModelInfer")
+      .set("rpc.grpc.status_code", static_cast<int64_t>(code))
+      .set("actorserve.model", model);
+    tracing::record(std::move(*s));
   }
 
   /// Decodes a call's request and sends it on its way; `done` gets its answer: right away when

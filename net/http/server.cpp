@@ -632,8 +632,8 @@ private:
     std::string body = "{\"unregistered\":[";
     for (std::size_t i = 0; i < removed.size(); ++i) {
       body += (i > 0 ? "," : "") + kserve::quote(removed[i]);
-      logging::info({"http", "", 0, span_.context().trace_id}, "unregistered shared memory region '{}'",
-                    removed[i]);
+      logging::info({"http", "", 0, span_.context().trace_id},
+                    "unregistered shared memory region '{}'", removed[i]);
     }
     send_json(http::status::ok, body + "]}");
   }
@@ -887,18 +887,20 @@ private:
     how.response = span_answer_;
     std::string_view name = span_route_; // "POST " and the route: HTTP's span name
     span_route_ = nullptr;
-    span_.end(tracing::span_kind::server, name, how, [&](tracing::span& sp) {
-      sp.set("http.request.method", "POST")
-        .set("http.route", std::string(name.substr(5)))
-        .set("url.path", std::string(request_.target()))
-        .set("url.scheme", std::string(http_.tls.enabled() ? "https" : "http"))
-        .set("network.protocol.version", std::string(request_.version() == 10 ? "1.0" : "1.1"))
-        .set("http.response.status_code", static_cast<int64_t>(status))
-        .set("client.address", client_)
-        .set("actorserve.model", current_model_);
-      if (how.failed)
-        sp.set("error.type", std::to_string(status));
-    });
+    auto sp = span_.end(tracing::span_kind::server, name, how);
+    if (!sp)
+      return;
+    sp->set("http.request.method", "POST")
+      .set("http.route", std::string(name.substr(5)))
+      .set("url.path", std::string(request_.target()))
+      .set("url.scheme", http_.tls.enabled() ? "https" : "http")
+      .set("network.protocol.version", request_.version() == 10 ? "1.0" : "1.1")
+      .set("http.response.status_code", static_cast<int64_t>(status))
+      .set("client.address", client_)
+      .set("actorserve.model", current_model_);
+    if (how.failed)
+      sp->set("error.type", std::to_string(status));
+    tracing::record(std::move(*sp));
   }
 
   /// While a request waits for its answer: if the client closes its connection, mark the

@@ -551,16 +551,18 @@ struct redis_ingress::impl : std::enable_shared_from_this<impl> {
     if (error_body)
       how.message = *error_body;
     how.response = res;
-    h.span.end(tracing::span_kind::consumer, span_name, how, [&](tracing::span& s) {
-      s.set("messaging.system", "redis")
-        .set("messaging.operation.type", "process")
-        .set("messaging.operation.name", "process")
-        .set("messaging.destination.name", cfg.stream)
-        .set("messaging.consumer.group.name", cfg.group)
-        .set("messaging.message.id", h.job.entry_id)
-        .set("actorserve.model", h.job.model)
-        .set("actorserve.answer_status", static_cast<int64_t>(status));
-    });
+    auto s = h.span.end(tracing::span_kind::consumer, span_name, how);
+    if (!s)
+      return;
+    s->set("messaging.system", "redis")
+      .set("messaging.operation.type", "process")
+      .set("messaging.operation.name", "process")
+      .set("messaging.destination.name", cfg.stream)
+      .set("messaging.consumer.group.name", cfg.group)
+      .set("messaging.message.id", h.job.entry_id)
+      .set("actorserve.model", h.job.model)
+      .set("actorserve.answer_status", static_cast<int64_t>(status));
+    tracing::record(std::move(*s));
   }
 
   void finish(outgoing o) {

@@ -185,8 +185,9 @@ TEST_CASE("tracing: a child span of a sampled request only", "[tracing]") {
   auto t0 = std::chrono::steady_clock::now();
   CHECK(tracing::record_child(req, "queue m", t0, t0).empty()); // (not sampled)
   req.sampled = true;
+  std::vector<tracing::attribute> attrs(1, tracing::attribute{"k", int64_t{7}});
   auto id = tracing::record_child(req, "queue m", t0, t0 + std::chrono::milliseconds(2),
-                                  {{"k", int64_t{7}}});
+                                  std::move(attrs));
   CHECK(id.size() == 16);
   CHECK(tracing::record_child(req, "infer m", t0, t0, {}, "1111111111111111") == "1111111111111111");
   s->flush();
@@ -223,7 +224,7 @@ TEST_CASE("request_span: the caller's trace and tracestate continue, sampling sh
   CHECK(fresh.tracestate().empty()); // (a tracestate means nothing without its traceparent)
   CHECK(fresh.context().flags == "00");
   request_span::outcome ok;
-  fresh.end(tracing::span_kind::server, "quiet", ok, nullptr);
+  CHECK_FALSE(fresh.end(tracing::span_kind::server, "quiet", ok)); // (not to be recorded)
   request_span failed;
   failed.begin("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-00",
                std::string(513, 'x'), now);
@@ -233,10 +234,14 @@ TEST_CASE("request_span: the caller's trace and tracestate continue, sampling sh
   bad.failed = true;
   bad.status_error = true;
   bad.message = "boom";
-  failed.end(tracing::span_kind::server, "loud", bad,
-             [](tracing::span& sp) { sp.set("http.response.status_code", int64_t{500}); });
-  failed.end(tracing::span_kind::server, "loud", bad, nullptr); // (once only)
-  sampled.end(tracing::span_kind::server, "kept", ok, nullptr);
+  auto loud_span = failed.end(tracing::span_kind::server, "loud", bad);
+  REQUIRE(loud_span);
+  loud_span->set("http.response.status_code", int64_t{500});
+  tracing::record(std::move(*loud_span));
+  CHECK_FALSE(failed.end(tracing::span_kind::server, "loud", bad)); // (once only)
+  auto kept = sampled.end(tracing::span_kind::server, "kept", ok);
+  REQUIRE(kept);
+  tracing::record(std::move(*kept));
   s->flush();
   std::lock_guard<std::mutex> guard{test_sink::mtx};
   REQUIRE(test_sink::got.size() == 2);
