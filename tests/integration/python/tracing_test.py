@@ -590,6 +590,13 @@ def check_dead_collector():
         node.stop()
 
 
+def run(cases):
+    """Runs each (label, check, args...) in turn, saying so as each passes."""
+    for label, check, *args in cases:
+        check(*args)
+        print("tracing: %s: ok" % label, flush=True)
+
+
 def main():
     collector = ThreadingHTTPServer(("127.0.0.1", 0), otlp_receiver.Handler)
     threading.Thread(target=collector.serve_forever, daemon=True).start()
@@ -610,39 +617,24 @@ def main():
     try:
         eventually(lambda: "scale/cpu/1 is ready" in node.text() and "scale/cpu/0 is ready"
                    in node.text(), 30, "both workers")
-        check_tree(node)
-        print("tracing: a request's span tree: ok", flush=True)
-        check_batch_links(node)
-        print("tracing: a batch linked to its requests: ok", flush=True)
-        check_pipeline(node)
-        print("tracing: a pipeline's steps: ok", flush=True)
-        check_grpc(node, grpc_port)
-        print("tracing: gRPC traceparent and span: ok", flush=True)
-        check_retry(node)
-        print("tracing: a retried request's two attempts: ok", flush=True)
-        check_split(node)
-        print("tracing: a split batch's attempts: ok", flush=True)
+        run([("a request's span tree", check_tree, node),
+             ("a batch linked to its requests", check_batch_links, node),
+             ("a pipeline's steps", check_pipeline, node),
+             ("gRPC traceparent and span", check_grpc, node, grpc_port),
+             ("a retried request's two attempts", check_retry, node),
+             ("a split batch's attempts", check_split, node)])
     except Exception:
         print(node.text(), file=sys.stderr)
         raise
     finally:
         node.stop()
-    check_sampling(endpoint)
-    print("tracing: sampling: ok", flush=True)
-    if QUEUES:
-        check_queue(endpoint)
-        print("tracing: a Redis stream's entry: ok", flush=True)
-    if IMAGES:
-        check_images(endpoint)
-        print("tracing: the image stages' downloads and items: ok", flush=True)
-    check_grpc_export(grpc_collector_port)
-    print("tracing: OTLP over gRPC: ok", flush=True)
-    check_two_nodes(endpoint)
-    print("tracing: a two-node request under one trace: ok", flush=True)
-    check_isolated(endpoint)
-    print("tracing: an isolated worker's compute span: ok", flush=True)
-    check_dead_collector()
-    print("tracing: a dead collector: ok", flush=True)
+    run([("sampling", check_sampling, endpoint)]
+        + ([("a Redis stream's entry", check_queue, endpoint)] if QUEUES else [])
+        + ([("the image stages' downloads and items", check_images, endpoint)] if IMAGES else [])
+        + [("OTLP over gRPC", check_grpc_export, grpc_collector_port),
+           ("a two-node request under one trace", check_two_nodes, endpoint),
+           ("an isolated worker's compute span", check_isolated, endpoint),
+           ("a dead collector", check_dead_collector)])
     with otlp_receiver.LOCK:
         assert otlp_receiver.STATE["bad"] == 0
     grpc_collector.stop(0)
