@@ -6,11 +6,22 @@ weights are random with a fixed seed, so every run writes the same models.
   mlp_reference.json    inputs and the outputs the model gives for them, run directly in PyTorch
   convnet.pt            a small CNN: "input" FP32 [batch, 3, 24, 24] -> "logits" FP32 [batch, 10]
   convnet_reference.json  raw uint8 images [2, 32, 32, 3], the preprocessing (resize to 24x24,
-                        mean/std) done in PyTorch, and the logits the model gives for them
+                        mean/std) done in PyTorch, its result ("input") and the logits the model
+                        gives for them
   resnet18.pt           torchvision ResNet-18, random weights: "input" FP32 [batch, 3, 224, 224]
                         -> "logits" FP32 [batch, 1000] (skipped with --no-resnet)
 
-usage: make_models.py [--out DIR] [--no-resnet]
+With --aoti, the same models as torch.export + AOTInductor packages for the "aoti" backend (each
+compiles C++ for this machine's CPU: about 40 s apiece on 2 cores), their batch range and input
+dims recorded in the package's metadata (actorserve.batch_min, actorserve.batch_max,
+actorserve.inputs: the dims past the batch dimension, inputs separated by ";"):
+
+  mlp.pt2               the MLP, batch 1..64 (dynamic)
+  mlp_b8.pt2            the MLP compiled for batch 8 only (smaller batches are padded to it)
+  convnet.pt2           the CNN, batch 1..16
+  resnet18.pt2          ResNet-18, batch 1..16 (not with --no-resnet)
+
+usage: make_models.py [--out DIR] [--no-resnet] [--aoti]
 """
 import argparse
 import json
@@ -65,14 +76,35 @@ def make_convnet(out):
         y = net(x)
     with open(os.path.join(out, "convnet_reference.json"), "w") as f:
         json.dump({"image": images.flatten().tolist(), "shape": [2, 32, 32, 3], "resize": [24, 24],
-                   "mean": CONVNET_MEAN, "std": CONVNET_STD, "logits": y.tolist()}, f)
+                   "mean": CONVNET_MEAN, "std": CONVNET_STD, "input": x.tolist(),
+                   "logits": y.tolist()}, f)
     print("wrote", os.path.join(out, "convnet.pt"))
+    return net
+
+
+def make_aoti(model, example, path, batch_min, batch_max):
+    """Exports `model` with a batch dimension from batch_min to batch_max (one size: static) and
+    compiles it into an AOTInductor package at `path`."""
+    if batch_min == batch_max:
+        example = example[:1].expand(batch_min, *example.shape[1:]).contiguous()
+        dynamic = None
+    else:
+        dynamic = ({0: torch.export.Dim("batch", min=batch_min, max=batch_max)},)
+    with torch.no_grad():
+        ep = torch.export.export(model, (example,), dynamic_shapes=dynamic)
+        torch._inductor.aoti_compile_and_package(
+            ep, package_path=path,
+            inductor_configs={"aot_inductor.metadata": {
+                "actorserve.batch_min": str(batch_min), "actorserve.batch_max": str(batch_max),
+                "actorserve.inputs": ",".join(str(d) for d in example.shape[1:])}})
+    print("wrote", path)
 
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--out", default=os.path.dirname(os.path.abspath(__file__)))
     ap.add_argument("--no-resnet", action="store_true")
+    ap.add_argument("--aoti", action="store_true", help="also AOTInductor packages (.pt2)")
     args = ap.parse_args()
     os.makedirs(args.out, exist_ok=True)
     torch.manual_seed(1234)
@@ -86,7 +118,11 @@ def main():
     with open(os.path.join(args.out, "mlp_reference.json"), "w") as f:
         json.dump({"input": x.tolist(), "logits": y.tolist()}, f)
     print("wrote", os.path.join(args.out, "mlp.pt"))
-    make_convnet(args.out)
+    convnet = make_convnet(args.out)
+    if args.aoti:
+        make_aoti(mlp, x, os.path.join(args.out, "mlp.pt2"), 1, 64)
+        make_aoti(mlp, x, os.path.join(args.out, "mlp_b8.pt2"), 8, 8)
+        make_aoti(convnet, torch.randn(2, 3, 24, 24), os.path.join(args.out, "convnet.pt2"), 1, 16)
 
     if not args.no_resnet:
         import torchvision
@@ -95,6 +131,9 @@ def main():
             traced = torch.jit.trace(resnet, torch.randn(1, 3, 224, 224))
         traced.save(os.path.join(args.out, "resnet18.pt"))
         print("wrote", os.path.join(args.out, "resnet18.pt"))
+        if args.aoti:
+            make_aoti(resnet, torch.randn(2, 3, 224, 224), os.path.join(args.out, "resnet18.pt2"),
+                      1, 16)
 
 
 if __name__ == "__main__":

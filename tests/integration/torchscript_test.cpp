@@ -12,6 +12,7 @@
 #include <boost/json.hpp>
 
 #include "support.hpp"
+#include "torch_reference.hpp"
 
 using namespace actorserve::itest;
 namespace json = boost::json;
@@ -26,35 +27,6 @@ std::string mlp_config(const std::string& extra = "") {
     "inputs": [{"name": "input", "datatype": "FP32", "dims": [64]}],
     "outputs": [{"name": "logits", "datatype": "FP32", "dims": [10]}],
     "warmup": {"batch_sizes": [1, 8]})" + extra + "}]}";
-}
-
-json::object reference() {
-  std::ifstream in(models_dir() + "/mlp_reference.json");
-  REQUIRE(in);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return json::parse(ss.str()).as_object();
-}
-
-void check_close(const std::vector<double>& got, const std::vector<double>& want) {
-  REQUIRE(got.size() == want.size());
-  for (std::size_t i = 0; i < got.size(); ++i) {
-    INFO("element " << i);
-    CHECK(std::abs(got[i] - want[i]) <= 1e-5 + 1e-4 * std::abs(want[i]));
-  }
-}
-
-std::vector<double> flatten(const json::value& v) {
-  std::vector<double> out;
-  if (v.is_array()) {
-    for (auto& e : v.as_array()) {
-      auto sub = flatten(e);
-      out.insert(out.end(), sub.begin(), sub.end());
-    }
-  } else {
-    out.push_back(v.to_number<double>());
-  }
-  return out;
 }
 
 } // namespace
@@ -100,11 +72,7 @@ TEST_CASE("MLP outputs over HTTP equal the model run directly in PyTorch", "[int
 
 TEST_CASE("raw uint8 images are resized and normalized by the server as PyTorch does it",
           "[integration][torch][preprocess]") {
-  std::ifstream in(models_dir() + "/convnet_reference.json");
-  REQUIRE(in);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  auto ref = json::parse(ss.str()).as_object();
+  auto ref = reference("convnet");
   auto config = R"({"server": {"http": {"port": 0}}, "models": [{"name": "convnet",
     "backend": "torchscript", "path": ")" + models_dir() + R"(/convnet.pt", "max_batch_size": 4,
     "inputs": [{"name": "image", "datatype": "UINT8", "dims": [32, 32, 3]}],
