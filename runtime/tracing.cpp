@@ -230,7 +230,9 @@ caf::expected<std::unique_ptr<session>> session::start(const tracing_config& cfg
   r.cfg = cfg;
   r.measure_offset();
   r.sample_all = cfg.sample_ratio >= 1.0;
-  r.threshold = static_cast<uint64_t>(cfg.sample_ratio * 18446744073709551616.0);
+  r.threshold = r.sample_all // (2^64 itself is no uint64_t: the ratio 1 is sample_all)
+                  ? 0
+                  : static_cast<uint64_t>(cfg.sample_ratio * 18446744073709551616.0);
   r.sink = std::move(*sink);
   r.stopping = false;
   r.queue.reserve(std::min<std::size_t>(cfg.max_queue_spans, 4096));
