@@ -53,7 +53,7 @@ TEST_CASE("aoti: the MLP and the CNN as AOTInductor packages answer as PyTorch d
                          aoti_model("mlp_b8", "mlp_b8.pt2", "[64]", "[10]", R"(, "max_batch_size": 8)"),
                          aoti_model("convnet", "convnet.pt2", "[3, 24, 24]", "[10]",
                                     R"(, "max_batch_size": 16)")}))};
-  REQUIRE(srv.wait_ready());
+  REQUIRE(srv.wait_ready(std::chrono::seconds(60))); // (three packages to load, under sanitizers)
   http_client c{srv.port()};
   auto mlp = reference("mlp");
   auto& rows = mlp["input"].as_array();
@@ -88,7 +88,7 @@ TEST_CASE("aoti: a package that does not match its declaration is refused at sta
     return log.find("supervisor 'workers wrong_input' gave up") != std::string::npos
            && log.find("supervisor 'workers wrong_output' gave up") != std::string::npos
            && log.find("supervisor 'workers too_large' gave up") != std::string::npos;
-  }, std::chrono::seconds(30)));
+  }, std::chrono::seconds(60)));
   auto log = srv.log();
   INFO(log);
   CHECK(log.find("model 'wrong_input': input 0 ('input') is declared [32]; package '")
