@@ -119,6 +119,7 @@ deployment_config with_queue() {
   queue_config q;
   q.name = q.stream = "jobs";
   cfg.server.queues.push_back(q);
+  cfg.server.tracing.enabled = true; // (the span recorder's series)
   return cfg;
 }
 
