@@ -46,13 +46,8 @@ void span_attempt(const batcher_state& st, const in_flight_batch& b, const queue
                   time_point now, attempt_end how, const caf::error& err) {
   if (q.attempt_span.empty() || !tracing::on())
     return;
-  tracing::span s;
-  s.trace_id = q.req.trace_id;
-  s.span_id = q.attempt_span;
-  s.parent_span_id = q.req.span_id;
-  s.name = "infer " + st.model->name;
-  s.start_unix_ns = tracing::unix_ns(q.dispatched);
-  s.end_unix_ns = tracing::unix_ns(now);
+  auto s = tracing::make_child(q.req.trace_id, q.req.span_id, "infer " + st.model->name,
+                               q.dispatched, now, q.attempt_span);
   s.set("actorserve.attempt", static_cast<int64_t>(q.attempts))
     .set("actorserve.attempt.outcome", std::string(name_of(how)))
     .set("actorserve.worker", b.worker_name)
@@ -72,13 +67,8 @@ void span_batch_end(const batcher_state& st, const in_flight_batch& b, time_poin
                     const batch_outputs* out, const caf::error& err) {
   if (!tracing::on())
     return;
-  tracing::span s;
-  s.trace_id = b.trace_id;
-  s.span_id = b.span_id;
-  s.parent_span_id = b.parent_span_id;
-  s.name = "batch " + st.model->name;
-  s.start_unix_ns = tracing::unix_ns(b.requests.front().dispatched);
-  s.end_unix_ns = tracing::unix_ns(now);
+  auto s = tracing::make_child(b.trace_id, b.parent_span_id, "batch " + st.model->name,
+                               b.requests.front().dispatched, now, b.span_id);
   s.set("actorserve.model", st.model->name)
     .set("actorserve.worker", b.worker_name)
     .set("actorserve.worker.remote", b.remote)

@@ -74,13 +74,8 @@ stage_output run_item(const item_stage_spec& spec, const stage_input& in, uint32
 /// A sampled request's item: its span, a child of the stage step's.
 void record_item(const item_stage_spec& spec, const stage_input& in, uint32_t index,
                  std::chrono::steady_clock::time_point started, const stage_output& out) {
-  tracing::span s;
-  s.trace_id = in.trace_id;
-  s.span_id = tracing::new_span_id();
-  s.parent_span_id = in.span_id;
-  s.name = "item " + spec.name; // (spec.name: model/step/stage)
-  s.start_unix_ns = tracing::unix_ns(started);
-  s.end_unix_ns = tracing::unix_ns(std::chrono::steady_clock::now());
+  auto s = tracing::make_child(in.trace_id, in.span_id, "item " + spec.name, // (model/step/stage)
+                               started, std::chrono::steady_clock::now());
   s.set("actorserve.stage", spec.name).set("actorserve.item", static_cast<int64_t>(index));
   if (!out.errors.empty()) {
     s.error = true;

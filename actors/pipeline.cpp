@@ -45,8 +45,8 @@ int64_t now_ns(pipeline_ptr self) {
 
 /// What a step is called in logs, errors and spans: "step 1 (model 'resnet')".
 std::string step_title(const pipeline_step& s, std::size_t j) {
-  return "step " + std::to_string(j) + (s.is_stage() ? " (stage '" + s.stage : " (model '" + s.model)
-         + "')";
+  return "step " + std::to_string(j)
+         + (s.is_stage() ? " (stage '" + s.stage : " (model '" + s.model) + "')";
 }
 
 /// A sampled request's pipeline span (`step` npos) or step span ends now; `err`: why it failed.
@@ -57,24 +57,23 @@ void end_span(pipeline_ptr self, std::size_t step, const caf::error& err) {
   bool whole = step == std::string::npos;
   if (!whole && st.step_spans[step].empty()) // (not started, or ended already)
     return;
-  infer_request parent; // (whose span the ended one is a child of)
-  parent.trace_id = st.request.trace_id;
-  parent.sampled = true;
-  parent.span_id = whole ? st.request.span_id : st.span_id;
-  std::vector<tracing::attribute> attrs{{"actorserve.pipeline", st.pipeline->name}};
+  // (the pipeline's span is a child of the request's; a step's, of the pipeline's)
+  auto s = tracing::make_child(st.request.trace_id, whole ? st.request.span_id : st.span_id,
+                               whole ? "pipeline " + st.pipeline->name
+                                     : step_title(st.pipeline->pipeline[step], step),
+                               whole ? st.began : st.step_began[step],
+                               std::chrono::steady_clock::now(),
+                               whole ? st.span_id : st.step_spans[step]);
+  s.set("actorserve.pipeline", st.pipeline->name);
   if (!whole) {
-    auto& s = st.pipeline->pipeline[step];
-    attrs.push_back({"actorserve.step", static_cast<int64_t>(step)});
-    attrs.push_back({s.is_stage() ? "actorserve.stage" : "actorserve.model",
-                     s.is_stage() ? s.stage : s.model});
+    auto& p = st.pipeline->pipeline[step];
+    s.set("actorserve.step", static_cast<int64_t>(step))
+      .set(p.is_stage() ? "actorserve.stage" : "actorserve.model",
+           p.is_stage() ? p.stage : p.model);
   }
   if (err)
-    attrs.push_back({"actorserve.error", error_message(err)});
-  tracing::record_child(parent,
-                        whole ? "pipeline " + st.pipeline->name
-                              : step_title(st.pipeline->pipeline[step], step),
-                        whole ? st.began : st.step_began[step], std::chrono::steady_clock::now(),
-                        std::move(attrs), whole ? st.span_id : st.step_spans[step]);
+    s.set("actorserve.error", error_message(err));
+  tracing::record(std::move(s));
   if (!whole)
     st.step_spans[step].clear();
 }

@@ -144,13 +144,8 @@ void record_compute(const worker_state& st, const started_batch& b, const batch_
                     const char* error) {
   if (b.job.span_id.empty() || !tracing::on())
     return;
-  tracing::span s;
-  s.trace_id = b.job.trace_id;
-  s.span_id = tracing::new_span_id();
-  s.parent_span_id = b.job.span_id;
-  s.name = "compute " + st.spec.model->name;
-  s.start_unix_ns = tracing::unix_ns(b.t0);
-  s.end_unix_ns = tracing::unix_ns(steady_clock::now());
+  auto s = tracing::make_child(b.job.trace_id, b.job.span_id, "compute " + st.spec.model->name,
+                               b.t0, steady_clock::now());
   s.set("actorserve.worker", st.label)
     .set("actorserve.device", st.spec.device)
     .set("actorserve.batch.id", static_cast<int64_t>(b.job.batch_id))

@@ -36,15 +36,11 @@ std::optional<tracing::span> request_span::end(tracing::span_kind kind, std::str
   const char* kept_by = sampled_ ? nullptr : tracing::keep_anyway(how.failed, now - received_);
   if (!sampled_ && !kept_by)
     return std::nullopt;
-  std::optional<tracing::span> out{std::in_place};
+  std::optional<tracing::span> out{tracing::make_child(ctx_.trace_id, ctx_.parent_id,
+                                                      std::string(name), received_, now,
+                                                      ctx_.span_id)};
   auto& s = *out;
-  s.trace_id = ctx_.trace_id;
-  s.span_id = ctx_.span_id;
-  s.parent_span_id = ctx_.parent_id;
-  s.name = std::string(name);
   s.kind = kind;
-  s.start_unix_ns = tracing::unix_ns(received_);
-  s.end_unix_ns = tracing::unix_ns(now);
   s.error = how.status_error;
   if (how.failed)
     s.status_message = how.message;

@@ -182,19 +182,26 @@ void record(span&& s) {
     r.wake.notify_one();
 }
 
-std::string record_child(const infer_request& req, std::string name,
-                         std::chrono::steady_clock::time_point start,
-                         std::chrono::steady_clock::time_point end,
-                         std::vector<attribute> attributes, std::string id) {
-  if (!req.sampled || req.span_id.empty() || !on())
-    return {};
+span make_child(std::string trace_id, std::string parent_span_id, std::string name,
+                std::chrono::steady_clock::time_point start,
+                std::chrono::steady_clock::time_point end, std::string id) {
   span s;
-  s.trace_id = req.trace_id;
+  s.trace_id = std::move(trace_id);
   s.span_id = id.empty() ? new_span_id() : std::move(id);
-  s.parent_span_id = req.span_id;
+  s.parent_span_id = std::move(parent_span_id);
   s.name = std::move(name);
   s.start_unix_ns = unix_ns(start);
   s.end_unix_ns = unix_ns(end);
+  return s;
+}
+
+std::string record_child(const infer_request& req, std::string name,
+                         std::chrono::steady_clock::time_point start,
+                         std::chrono::steady_clock::time_point end,
+                         std::vector<attribute> attributes) {
+  if (!req.sampled || req.span_id.empty() || !on())
+    return {};
+  auto s = make_child(req.trace_id, req.span_id, std::move(name), start, end);
   s.attributes = std::move(attributes);
   auto out = s.span_id;
   record(std::move(s));

@@ -104,13 +104,19 @@ const char* keep_anyway(bool failed, std::chrono::nanoseconds took);
 /// Queues a finished span for export (dropped and counted when the queue is full).
 void record(span&& s);
 
+/// A span of trace `trace_id`, a child of span `parent_span_id` (empty: a root), from `start`
+/// to `end` (steady clock), to be filled and recorded. `id`: the span's id when it was chosen
+/// before (others' links, or a traceparent sent on, name it); empty: a fresh one.
+span make_child(std::string trace_id, std::string parent_span_id, std::string name,
+                std::chrono::steady_clock::time_point start,
+                std::chrono::steady_clock::time_point end, std::string id = {});
+
 /// Records a span of `req`'s trace, a child of the request's span, from `start` to `end`
-/// (steady clock), and returns its id; nothing ("") unless the request is sampled. `id`: the
-/// span's id when it was chosen before (others' links point at it); empty: a fresh one.
+/// (steady clock), and returns its id; nothing ("") unless the request is sampled.
 std::string record_child(const infer_request& req, std::string name,
                          std::chrono::steady_clock::time_point start,
                          std::chrono::steady_clock::time_point end,
-                         std::vector<attribute> attributes = {}, std::string id = {});
+                         std::vector<attribute> attributes = {});
 
 /// Fresh random ids: a span's (16 hex digits), a trace's (32), never all zero.
 std::string new_span_id();

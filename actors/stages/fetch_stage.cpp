@@ -138,15 +138,10 @@ caf::result<stage_output> start_fetches(fetch_ptr self, stage_input& in) {
 
 /// A sampled download's span (HTTP client semantic conventions), a child of its step's.
 void record_download(const fetch_result& r) {
-  tracing::span s;
-  s.trace_id = r.trace.trace_id;
-  s.span_id = r.trace.span_id;
-  s.parent_span_id = r.trace.parent_span_id;
-  s.name = "GET";
-  s.kind = tracing::span_kind::client;
   auto end = std::chrono::steady_clock::now();
-  s.start_unix_ns = tracing::unix_ns(end - std::chrono::nanoseconds(r.duration_ns));
-  s.end_unix_ns = tracing::unix_ns(end);
+  auto s = tracing::make_child(r.trace.trace_id, r.trace.parent_span_id, "GET",
+                               end - std::chrono::nanoseconds(r.duration_ns), end, r.trace.span_id);
+  s.kind = tracing::span_kind::client;
   s.set("http.request.method", "GET").set("url.full", r.url);
   if (r.http_status > 0)
     s.set("http.response.status_code", static_cast<int64_t>(r.http_status));

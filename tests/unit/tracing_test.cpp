@@ -189,7 +189,11 @@ TEST_CASE("tracing: a child span of a sampled request only", "[tracing]") {
   auto id = tracing::record_child(req, "queue m", t0, t0 + std::chrono::milliseconds(2),
                                   std::move(attrs));
   CHECK(id.size() == 16);
-  CHECK(tracing::record_child(req, "infer m", t0, t0, {}, "1111111111111111") == "1111111111111111");
+  auto chosen = tracing::make_child(req.trace_id, req.span_id, "infer m", t0, t0,
+                                    "1111111111111111");
+  CHECK(chosen.span_id == "1111111111111111");
+  CHECK(chosen.parent_span_id == req.span_id);
+  tracing::record(std::move(chosen));
   s->flush();
   std::lock_guard<std::mutex> guard{test_sink::mtx};
   REQUIRE(test_sink::got.size() == 2);
