@@ -38,11 +38,15 @@ int64_t metadata_int(const std::unordered_map<std::string, std::string>& md,
   return it == md.end() ? fallback : std::stoll(it->second);
 }
 
-std::string dims_text(const std::vector<int64_t>& dims) {
-  std::string out = "[";
-  for (std::size_t i = 0; i < dims.size(); ++i)
-    out += (i ? ", " : "") + std::to_string(dims[i]);
-  return out + "]";
+/// The parts of `text` between `separator`s (one part, `text`, when there is none).
+std::vector<std::string> split(const std::string& text, char separator) {
+  std::vector<std::string> parts(1);
+  for (char c : text)
+    if (c == separator)
+      parts.emplace_back();
+    else
+      parts.back() += c;
+  return parts;
 }
 
 class aoti_backend : public model_backend {
@@ -147,33 +151,23 @@ private:
     auto it = md.find("actorserve.inputs");
     if (it == md.end())
       return;
-    std::vector<std::string> recorded;
-    std::size_t from = 0;
-    for (auto to = it->second.find(';'); ; to = it->second.find(';', from)) {
-      recorded.push_back(it->second.substr(from, to == std::string::npos ? to : to - from));
-      if (to == std::string::npos)
-        break;
-      from = to + 1;
-    }
+    auto recorded = split(it->second, ';');
     if (recorded.size() != model_.inputs.size())
       throw std::runtime_error("model '" + model_.name + "': package '" + model_.path + "' takes "
                                + std::to_string(recorded.size()) + " inputs; "
                                + std::to_string(model_.inputs.size()) + " are declared");
     for (std::size_t i = 0; i < recorded.size(); ++i) {
-      auto declared = dims_text(model_.inputs[i].dims);
-      if ("[" + replace_commas(recorded[i]) + "]" != declared)
+      std::vector<int64_t> compiled; // (none: an input with only the batch dimension)
+      if (!recorded[i].empty())
+        for (auto& d : split(recorded[i], ','))
+          compiled.push_back(std::stoll(d));
+      if (compiled != model_.inputs[i].dims)
         throw std::runtime_error("model '" + model_.name + "': input " + std::to_string(i) + " ('"
-                                 + model_.inputs[i].name + "') is declared " + declared
-                                 + "; package '" + model_.path + "' was compiled for ["
-                                 + replace_commas(recorded[i]) + "]");
+                                 + model_.inputs[i].name + "') is declared "
+                                 + shape_to_string(model_.inputs[i].dims) + "; package '"
+                                 + model_.path + "' was compiled for "
+                                 + shape_to_string(compiled));
     }
-  }
-
-  static std::string replace_commas(const std::string& dims) {
-    std::string out;
-    for (char c : dims)
-      out += c == ',' ? std::string(", ") : std::string(1, c);
-    return out;
   }
 
   /// One run on zeros of the declared inputs: the package must take them and give the declared
@@ -185,7 +179,7 @@ private:
     std::string shapes;
     for (auto& spec : model_.inputs) {
       auto shape = model_.batched_shape(spec, rows, 1);
-      shapes += (shapes.empty() ? "" : ", ") + spec.name + " " + dims_text(shape);
+      shapes += (shapes.empty() ? "" : ", ") + spec.name + " " + shape_to_string(shape);
       args.push_back(torch::zeros(shape, torch::TensorOptions().dtype(to_torch(spec.dtype))
                                            .device(device_)));
     }
@@ -211,9 +205,11 @@ private:
       if (from_torch(outs[i].scalar_type()) != spec.dtype || !fits)
         throw std::runtime_error("model '" + model_.name + "': output " + std::to_string(i) + " ('"
                                  + spec.name + "') of package '" + model_.path + "' is "
-                                 + c10::toString(outs[i].scalar_type()) + " " + dims_text(dims)
-                                 + " for a batch of " + std::to_string(rows) + "; declared "
-                                 + std::string(to_string(spec.dtype)) + " " + dims_text(want));
+                                 + c10::toString(outs[i].scalar_type()) + " "
+                                 + shape_to_string(dims) + " for a batch of "
+                                 + std::to_string(rows) + "; declared "
+                                 + std::string(to_string(spec.dtype)) + " "
+                                 + shape_to_string(want));
     }
   }
 

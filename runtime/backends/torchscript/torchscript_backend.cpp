@@ -1,6 +1,6 @@
 // The TorchScript backend: loads a scripted/traced module with libtorch and runs batches on the CPU
-// or a CUDA device. The only file of the project that includes torch headers; it registers itself
-// as "torchscript" when linked in. Exceptions from libtorch leave through model_backend::run/start
+// or a CUDA device. Torch headers are included only here, in the aoti backend and in what the two
+// share (../torch_tensors); it registers itself as "torchscript" when linked in. Exceptions from libtorch leave through model_backend::run/start
 // as std::exception with libtorch's message, and the worker turns them into error values.
 //
 // On a GPU each instance has its own compute stream and copy stream, pinned host staging buffers
@@ -15,7 +15,6 @@
 #include <set>
 #include <stdexcept>
 
-#include <ATen/Parallel.h>
 #include <torch/cuda.h>
 #include <torch/script.h>
 
