@@ -10,6 +10,6 @@ apt-get download \
   libboost1.81-dev libboost-json1.81-dev libboost-json1.81.0 \
   libboost-container1.81-dev libboost-container1.81.0 \
   libspdlog-dev libspdlog1.10 libfmt-dev libfmt9 \
-  prometheus-cpp-dev libprometheus-cpp-core1.0 \
+  prometheus-cpp-dev libprometheus-cpp-core1.0 libmimalloc-dev libmimalloc2.0 \
   catch2 wrk libluajit-5.1-2 2>&1 | grep -v "^W: Download is performed unsandboxed" || true
 du -sh .

@@ -9,7 +9,7 @@ debs=(build-essential cmake ccache pkg-config python3-venv
       catch2 libspdlog-dev prometheus-cpp-dev curl prometheus openssl
       libhiredis-dev redis-server libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev
       protobuf-compiler clang libclang-rt-14-dev
-      libturbojpeg0-dev libpng-dev libcurl4-openssl-dev)
+      libturbojpeg0-dev libpng-dev libcurl4-openssl-dev libmimalloc-dev)
 missing=()
 for p in "${debs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
