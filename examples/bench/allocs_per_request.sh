@@ -12,6 +12,14 @@ cd "$(dirname "$0")/../.."
 bin=${1:-build/app/actorserve}; conc=${2:-8}; secs=${3:-4}
 command -v heaptrack >/dev/null && command -v wrk >/dev/null \
   || { echo "needs heaptrack and wrk: apt-get install heaptrack wrk"; exit 1; }
+# A program linked with mimalloc (the default build) allocates through mimalloc's operator new,
+# which heaptrack does not intercept: count with a build of the system allocator.
+if ldd "$bin" | grep -q mimalloc; then
+  echo "$bin uses mimalloc, whose operator new heaptrack does not see; count with a build of the"
+  echo "system allocator: cmake -B build-sysalloc -DACTORSERVE_ALLOCATOR=system <your other options>"
+  echo "&& cmake --build build-sysalloc --target actorserve, then pass build-sysalloc/app/actorserve"
+  exit 1
+fi
 out=$(mktemp -d); port=18127
 trap 'rm -rf "$out"' EXIT
 python3 -c 'import json; print(json.dumps({"inputs":[{"name":"input","shape":[1,64],"datatype":"FP32","data":[round(0.01*i,2) for i in range(64)]}]}))' > "$out/body"

@@ -34,7 +34,9 @@
 #include "net/kserve/json_codec.hpp"
 #include "net/model_control.hpp"
 #include "net/http/peer_uid.hpp"
+#include "net/http/response_head.hpp"
 #include "net/http/shared_body.hpp"
+#include "net/http/waiting_clients.hpp"
 #include "net/request_span.hpp"
 #include "runtime/error.hpp"
 #include "runtime/log.hpp"
@@ -55,6 +57,8 @@ constexpr std::string_view server_name = "actorserve/0.1";
 constexpr std::size_t header_limit = 64 * 1024;
 constexpr std::size_t read_buffer_bytes = 64 * 1024; // the session's read buffer
 constexpr int linger_ms = 5000; // reading what a client still sends after the last answer
+// A request is watched for its client leaving once it has waited this long (waiting_clients.hpp).
+constexpr std::chrono::milliseconds client_watch_after{5};
 
 using response_t = http::response<http::string_body>;
 
@@ -70,6 +74,7 @@ struct http_server::impl {
   // loop shared by all threads woke two of them per request, and moved connections between them).
   std::vector<std::unique_ptr<asio::io_context>> loops;
   std::vector<std::unique_ptr<loop_inbox>> inboxes; // one per loop: answers coming back to it
+  std::vector<std::unique_ptr<waiting_clients>> waiting; // one per loop: whose request waits
   std::vector<asio::executor_work_guard<asio::io_context::executor_type>> work;
   std::size_t next_loop = 0; // (on accept_strand)
   asio::io_context& ioc; // loops[0]: the acceptor's
@@ -113,7 +118,8 @@ namespace {
 /// One connection: plain TCP (Stream beast::tcp_stream) or TLS (tls_stream), which is
 /// handshaken first.
 template <class Stream>
-class session : public std::enable_shared_from_this<session<Stream>> {
+class session : public std::enable_shared_from_this<session<Stream>>,
+                private waiting_clients::entry {
 public:
   /// `stream_args`: what Stream is made of (the socket; for TLS also the context, which `keep`
   /// keeps alive as long as the session).
@@ -135,8 +141,12 @@ public:
   /// The client address whose place in the connection limits this session gives back.
   void holds_place_of(std::string client) { client_ = std::move(client); }
 
-  /// The inbox of the loop this session runs on: inference answers come back through it.
-  void answers_through(loop_inbox& inbox) { inbox_ = &inbox; }
+  /// The inbox of the loop this session runs on, through which inference answers come back,
+  /// and the loop's list of connections whose request waits.
+  void answers_through(loop_inbox& inbox, waiting_clients& waiting) {
+    inbox_ = &inbox;
+    waiting_ = &waiting;
+  }
 
   void start() {
     if constexpr (std::is_same_v<Stream, beast::tcp_stream>) {
@@ -837,8 +847,8 @@ private:
     decoded->request.model = std::move(r.model);
     decoded->request.version = std::move(r.version);
     span_.stamp(decoded->request);
-    auto gone = std::make_shared<std::atomic<bool>>(false);
-    decoded->request.cancelled = gone;
+    gone_ = std::make_shared<std::atomic<bool>>(false);
+    decoded->request.cancelled = gone_;
     auto self = this->shared_from_this();
     srv_.infer->submit(std::move(decoded->request), options,
                        [self, options, mm](caf::expected<infer_response> res) {
@@ -847,8 +857,8 @@ private:
                            self->answer(std::move(res), *options, mm);
                          });
                        });
-    if (!options->cache_hit)
-      watch_client(std::move(gone));
+    if (!options->cache_hit) // (watched if it waits long: waiting_clients.hpp)
+      waiting_->add(*this);
   }
 
   /// Answers an inference request: its shared memory outputs written, the outcome counted, the
@@ -907,6 +917,8 @@ private:
   /// request so that the batcher drops it rather than running it. A peek tells the close (end
   /// of stream, or a broken connection) from bytes (a pipelined request: the client is there)
   /// and from a stale readiness event (nothing to read: watch on).
+  void watch_now() override { watch_client(gone_); }
+
   void watch_client(std::shared_ptr<std::atomic<bool>> gone) {
     watching_ = true;
     lowest().socket().async_wait(tcp::socket::wait_read, [self = this->shared_from_this(),
@@ -926,6 +938,7 @@ private:
   }
 
   void stop_watching() {
+    waiting_->remove(*this);
     if (watching_) {
       beast::error_code ignored;
       lowest().socket().cancel(ignored);
@@ -954,51 +967,49 @@ private:
   void send_body(http::status status, std::string body, std::optional<std::size_t> json_length,
                  const char* content_type = "application/json") {
     srv_.stats->count_http_response(static_cast<unsigned>(status));
-    auto res = std::make_shared<response_t>(status, request_.version() ? request_.version() : 11);
-    res->set(http::field::server, server_name);
-    if (json_length) {
-      res->set(http::field::content_type, "application/octet-stream");
-      res->set("Inference-Header-Content-Length", std::to_string(*json_length));
-    } else {
-      res->set(http::field::content_type, content_type);
-    }
+    response_head head{head_, static_cast<unsigned>(status),
+                       request_.version() ? request_.version() : 11u};
+    head.field("Server", server_name);
+    if (json_length)
+      head.field("Content-Type", "application/octet-stream")
+        .field("Inference-Header-Content-Length", *json_length);
+    else
+      head.field("Content-Type", content_type);
     if (status == http::status::service_unavailable)
-      res->set(http::field::retry_after, "1");
+      head.field("Retry-After", "1");
     if (status == http::status::method_not_allowed && !allow_.empty())
-      res->set(http::field::allow, allow_); // (RFC 9110: a 405 names the methods allowed)
+      head.field("Allow", allow_); // (RFC 9110: a 405 names the methods allowed)
     if (!span_.context().trace_id.empty()) {
-      res->set("traceparent", span_.context().header());
+      head.field("traceparent", span_.context().header());
       if (!span_.tracestate().empty())
-        res->set("tracestate", span_.tracestate());
+        head.field("tracestate", span_.tracestate());
     }
     end_span(static_cast<unsigned>(status));
     if (srv_.draining.load())
       keep_alive_ = false;
-    res->keep_alive(keep_alive_);
     if (worth_compressing(body.size(), json_length.has_value(), http_.compression_level,
                           http_.compression_min_bytes)) {
-      res->set(http::field::vary, "Accept-Encoding");
+      head.field("Vary", "Accept-Encoding");
       if (answer_coding_ != content_coding::identity) {
         auto packed = encode_content(body, answer_coding_,
                                      static_cast<int>(http_.compression_level));
         if (packed.size() < body.size()) { // (binary tensors may not shrink)
           body = std::move(packed);
-          res->set(http::field::content_encoding, to_string(answer_coding_));
+          head.field("Content-Encoding", to_string(answer_coding_));
         }
       }
     }
-    res->body() = std::move(body);
-    res->prepare_payload();
-    if (request_.method() == http::verb::head) { // the same header, Content-Length included
-      auto n = res->body().size();
-      res->body().clear();
-      res->content_length(n);
-    }
+    head.finish(body.size(), keep_alive_); // (a HEAD answer: the same header, Content-Length
+    if (request_.method() == http::verb::head) // included, and no body)
+      body.clear();
+    out_body_ = std::move(body);
     lowest().expires_after(std::chrono::milliseconds(http_.body_timeout_ms));
-    http::async_write(stream_, *res,
-                      [self = this->shared_from_this(), res](beast::error_code ec, std::size_t) {
-                        self->on_write(ec);
-                      });
+    std::array<asio::const_buffer, 2> out{asio::buffer(head_), asio::buffer(out_body_)};
+    asio::async_write(stream_, out, [self = this->shared_from_this()](beast::error_code ec,
+                                                                      std::size_t) {
+      self->out_body_ = std::string{}; // (an answer may be large: not kept by an idle connection)
+      self->on_write(ec);
+    });
   }
 
   /// Takes `n` bytes of the server's budget for request bodies (http.max_inflight_body_bytes)
@@ -1089,6 +1100,10 @@ private:
   bool client_gone_ = false; // the client closed the connection while its request waited
   std::string client_; // its address, holding a place in srv_.connections
   loop_inbox* inbox_ = nullptr; // its loop's (answers_through)
+  waiting_clients* waiting_ = nullptr; // its loop's
+  std::shared_ptr<std::atomic<bool>> gone_; // the waiting request's: its client left
+  std::string head_;     // the answer being written: its head (capacity kept between answers)
+  std::string out_body_; // and its body
   uint64_t reserved_ = 0; // its body's bytes in srv_.stats->http_body_bytes until answered
   std::chrono::steady_clock::time_point body_started_; // its header read: the body's clock
   char* body_at_ = nullptr;     // a body of known length: where it goes,
@@ -1133,14 +1148,14 @@ void http_server::impl::accept() {
     if (tls) {
       auto s = std::make_shared<session<tls_stream>>(*this, tls, std::move(socket), *tls);
       s->holds_place_of(std::move(client));
-      s->answers_through(*inboxes[i]);
+      s->answers_through(*inboxes[i], *waiting[i]);
       s->start();
     } else
 #endif
     {
       auto s = std::make_shared<session<beast::tcp_stream>>(*this, nullptr, std::move(socket));
       s->holds_place_of(std::move(client));
-      s->answers_through(*inboxes[i]);
+      s->answers_through(*inboxes[i], *waiting[i]);
       s->start();
     }
     accept();
@@ -1333,8 +1348,10 @@ caf::expected<std::string> http_server::start() {
   auto port = acc.local_endpoint().port();
   while (impl_->loops.size() < h.io_threads)
     impl_->loops.push_back(std::make_unique<asio::io_context>(1));
-  for (auto& loop : impl_->loops)
+  for (auto& loop : impl_->loops) {
     impl_->inboxes.push_back(std::make_unique<loop_inbox>(*loop));
+    impl_->waiting.push_back(std::make_unique<waiting_clients>(*loop, client_watch_after));
+  }
   for (auto& loop : impl_->loops)
     impl_->work.push_back(asio::make_work_guard(*loop));
   impl_->accept();
@@ -1369,6 +1386,8 @@ void http_server::stop() {
   for (auto& t : impl_->threads)
     t.join();
   impl_->threads.clear();
+  for (auto& w : impl_->waiting) // (before the inboxes drop their answers, and sessions with them)
+    w->close();
   for (auto& inbox : impl_->inboxes)
     inbox->close();
 }
