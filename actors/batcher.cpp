@@ -63,8 +63,18 @@ infer_request hand_over(batcher_state& st, queued_request& q, time_point now) {
   ++q.attempts;
   if (q.req.sampled)
     span_dispatched(st, q, now);
-  if (st.model->max_retries > 0)
-    return q.req; // kept whole: a retry needs the inputs again
+  if (st.model->max_retries > 0) { // kept whole: a retry needs the inputs again; the worker gets
+    infer_request w;                 // what it reads (worker.cpp, batch_assembly.cpp)
+    w.id = q.req.id;
+    w.inputs = q.req.inputs; // (views: the bytes are shared)
+    w.outputs = q.req.outputs;
+    w.deadline_ns = q.req.deadline_ns;
+    w.fault = q.req.fault;
+    w.trace_id = q.req.trace_id;
+    w.span_id = q.req.span_id;
+    w.sampled = q.req.sampled;
+    return w;
+  }
   infer_request kept;
   kept.id = q.req.id;
   kept.client_id = q.req.client_id;
@@ -85,6 +95,8 @@ void dispatch(batcher_ptr self, worker_slot& w, const std::vector<request_id>& i
     b.hang_deadline = now + std::chrono::milliseconds(st.model->execution_timeout_ms);
   batch_job job;
   job.batch_id = id;
+  job.requests.reserve(ids.size());
+  b.requests.reserve(ids.size());
   for (auto rid : ids) {
     auto it = st.waiting.find(rid);
     auto& q = it->second;

@@ -1,6 +1,7 @@
 #include "runtime/batch_assembly.hpp"
 
 #include <algorithm>
+#include <charconv>
 #include <cstring>
 #include <thread>
 #include <stdexcept>
@@ -129,9 +130,10 @@ uint32_t request_rows(const model_config& model, const infer_request& req) {
 std::string shape_key(const model_config& model, const infer_request& req) {
   std::string key;
   std::size_t skip = model.max_batch_size > 0 ? 1 : 0;
+  char digits[24];
   for (auto& t : req.inputs) {
     for (std::size_t i = skip; i < t.shape.size(); ++i) {
-      key += std::to_string(t.shape[i]);
+      key.append(digits, std::to_chars(digits, digits + sizeof digits, t.shape[i]).ptr);
       key += ',';
     }
     key += ';';
