@@ -849,12 +849,18 @@ private:
     span_.stamp(decoded->request);
     gone_ = std::make_shared<std::atomic<bool>>(false);
     decoded->request.cancelled = gone_;
-    auto self = this->shared_from_this();
+    options_ = options;
+    model_stats_ = mm;
+    // (The answer waits in the session, so that both callbacks hold only the session: within
+    // std::function's own storage, no allocation per request for either.)
     srv_.infer->submit(std::move(decoded->request), options,
-                       [self, options, mm](caf::expected<infer_response> res) {
-                         self->inbox_->post([self, options, mm, res = std::move(res)]() mutable {
+                       [self = this->shared_from_this()](caf::expected<infer_response> res) {
+                         self->answer_.emplace(std::move(res));
+                         self->inbox_->post([self] {
                            self->stop_watching();
-                           self->answer(std::move(res), *options, mm);
+                           auto options = std::move(self->options_);
+                           self->answer(std::move(*self->answer_), *options, self->model_stats_);
+                           self->answer_.reset();
                          });
                        });
     if (!options->cache_hit) // (watched if it waits long: waiting_clients.hpp)
@@ -1102,6 +1108,11 @@ private:
   loop_inbox* inbox_ = nullptr; // its loop's (answers_through)
   waiting_clients* waiting_ = nullptr; // its loop's
   std::shared_ptr<std::atomic<bool>> gone_; // the waiting request's: its client left
+  // The waiting inference request's options and model series (set before it is submitted), and
+  // its answer (set on the answering thread, read on the loop's once the inbox hands it over).
+  inference::options_ptr options_;
+  model_metrics* model_stats_ = nullptr;
+  std::optional<caf::expected<infer_response>> answer_;
   std::string head_;     // the answer being written: its head (capacity kept between answers)
   std::string out_body_; // and its body
   uint64_t reserved_ = 0; // its body's bytes in srv_.stats->http_body_bytes until answered
