@@ -49,6 +49,19 @@ caf::error deadline_error(const batcher_state& st, const queued_request& q, time
                                    : "in the queue, before a worker was free"));
 }
 
+/// A request without its data: what the batcher keeps of one it hands over whole (to answer and
+/// trace it), and what a worker's copy of one it keeps starts from.
+infer_request identity_of(const infer_request& r) {
+  infer_request x;
+  x.id = r.id;
+  x.client_id = r.client_id;
+  x.deadline_ns = r.deadline_ns;
+  x.trace_id = r.trace_id;
+  x.span_id = r.span_id;
+  x.sampled = r.sampled;
+  return x;
+}
+
 /// A queued request leaving for a worker: its wait is observed, and the worker gets the request
 /// (a copy sharing the tensors where a retry may need them, else the tensors themselves: the
 /// batcher keeps what it needs to answer).
@@ -64,25 +77,13 @@ infer_request hand_over(batcher_state& st, queued_request& q, time_point now) {
   if (q.req.sampled)
     span_dispatched(st, q, now);
   if (st.model->max_retries > 0) { // kept whole: a retry needs the inputs again; the worker gets
-    infer_request w;                 // what it reads (worker.cpp, batch_assembly.cpp)
-    w.id = q.req.id;
-    w.inputs = q.req.inputs; // (views: the bytes are shared)
+    auto w = identity_of(q.req);     // what it reads (worker.cpp, batch_assembly.cpp)
+    w.inputs = q.req.inputs;         // (views: the bytes are shared)
     w.outputs = q.req.outputs;
-    w.deadline_ns = q.req.deadline_ns;
     w.fault = q.req.fault;
-    w.trace_id = q.req.trace_id;
-    w.span_id = q.req.span_id;
-    w.sampled = q.req.sampled;
     return w;
   }
-  infer_request kept;
-  kept.id = q.req.id;
-  kept.client_id = q.req.client_id;
-  kept.deadline_ns = q.req.deadline_ns;
-  kept.trace_id = q.req.trace_id;
-  kept.span_id = q.req.span_id;
-  kept.sampled = q.req.sampled;
-  return std::exchange(q.req, std::move(kept));
+  return std::exchange(q.req, identity_of(q.req));
 }
 
 void dispatch(batcher_ptr self, worker_slot& w, const std::vector<request_id>& ids, time_point now) {

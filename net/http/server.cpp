@@ -919,12 +919,13 @@ private:
     tracing::record(std::move(*sp));
   }
 
+  /// The request has waited long enough to watch its client (waiting_clients.hpp).
+  void watch_now() override { watch_client(gone_); }
+
   /// While a request waits for its answer: if the client closes its connection, mark the
   /// request so that the batcher drops it rather than running it. A peek tells the close (end
   /// of stream, or a broken connection) from bytes (a pipelined request: the client is there)
   /// and from a stale readiness event (nothing to read: watch on).
-  void watch_now() override { watch_client(gone_); }
-
   void watch_client(std::shared_ptr<std::atomic<bool>> gone) {
     watching_ = true;
     lowest().socket().async_wait(tcp::socket::wait_read, [self = this->shared_from_this(),
