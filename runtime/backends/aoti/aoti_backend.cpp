@@ -101,12 +101,9 @@ public:
     auto outs = call(args);
     std::vector<tensor> out;
     out.reserve(outs.size());
-    for (auto& o : outs) {
-      auto host = o.to(torch::kCPU).contiguous();
-      if (rows >= 0 && rows < batch_min_)
-        host = host.narrow(0, 0, rows).contiguous();
-      out.push_back(to_host_tensor(host));
-    }
+    for (auto& o : outs) // (a padded batch: its own rows only, cut before they are copied)
+      out.push_back(to_host_tensor(
+        (rows >= 0 && rows < batch_min_ ? o.narrow(0, 0, rows) : o).to(torch::kCPU).contiguous()));
     return out;
   }
 

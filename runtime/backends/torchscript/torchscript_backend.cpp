@@ -1,7 +1,8 @@
 // The TorchScript backend: loads a scripted/traced module with libtorch and runs batches on the CPU
 // or a CUDA device. Torch headers are included only here, in the aoti backend and in what the two
-// share (../torch_tensors); it registers itself as "torchscript" when linked in. Exceptions from libtorch leave through model_backend::run/start
-// as std::exception with libtorch's message, and the worker turns them into error values.
+// share (../torch_tensors); it registers itself as "torchscript" when linked in. Exceptions from
+// libtorch leave through model_backend::run/start as std::exception with libtorch's message, and
+// the worker turns them into error values.
 //
 // On a GPU each instance has its own compute stream and copy stream, pinned host staging buffers
 // and device buffers per in-flight slot (allocated once, grown only when a larger shape comes),
