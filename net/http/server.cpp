@@ -65,8 +65,6 @@ constexpr int linger_ms = 5000; // reading what a client still sends after the l
 // A request is watched for its client leaving once it has waited this long (waiting_clients.hpp).
 constexpr std::chrono::milliseconds client_watch_after{5};
 
-using response_t = http::response<http::string_body>;
-
 } // namespace
 
 struct http_server::impl {
@@ -1192,15 +1190,16 @@ void http_server::impl::refuse_connection(loop_socket socket, const std::string&
     return;
   }
 #endif
-  auto res = std::make_shared<response_t>(http::status::service_unavailable, 11);
-  res->set(http::field::server, server_name);
-  res->set(http::field::content_type, "application/json");
-  res->set(http::field::retry_after, "1");
-  res->keep_alive(false);
-  res->body() = kserve::error_body("too many connections: " + why + "; try again");
-  res->prepare_payload();
+  auto body = kserve::error_body("too many connections: " + why + "; try again");
+  auto out = std::make_shared<std::string>(); // the head, then the body
+  response_head{*out, 503, 11}
+    .field("Server", server_name)
+    .field("Content-Type", "application/json")
+    .field("Retry-After", "1")
+    .finish(body.size(), false);
+  *out += body;
   stream->expires_after(std::chrono::seconds(1));
-  http::async_write(*stream, *res, [stream, res](beast::error_code, std::size_t) {
+  asio::async_write(*stream, asio::buffer(*out), [stream, out](beast::error_code, std::size_t) {
     beast::error_code ignored;
     stream->socket().shutdown(tcp::socket::shutdown_both, ignored);
   });
