@@ -54,11 +54,8 @@ public:
     (tail_ ? tail_->next_ : head_) = &e;
     tail_ = &e;
     e.linked_ = true;
-    if (!sweeping_ && !closed_) {
-      sweeping_ = true;
-      timer_.expires_after(after_);
-      timer_.async_wait([this](const boost::system::error_code& ec) { sweep(ec); });
-    }
+    if (!sweeping_ && !closed_)
+      sweep_at(e.since_ + after_);
   }
 
   /// `e`'s answer came (nothing when it is no longer in the list).
@@ -97,11 +94,14 @@ private:
       remove(*e);
       e->watch_now();
     }
-    if (head_) { // the oldest still waiting: next due `after` after it began waiting
-      sweeping_ = true;
-      timer_.expires_at(head_->since_ + after_);
-      timer_.async_wait([this](const boost::system::error_code& ec) { sweep(ec); });
-    }
+    if (head_) // the oldest still waiting: next due `after` after it began waiting
+      sweep_at(head_->since_ + after_);
+  }
+
+  void sweep_at(clock::time_point at) {
+    sweeping_ = true;
+    timer_.expires_at(at);
+    timer_.async_wait([this](const boost::system::error_code& ec) { sweep(ec); });
   }
 
   boost::asio::steady_timer timer_;
