@@ -16,7 +16,7 @@ if [ "$1" = --clear ]; then
 fi
 dir=$1
 shopt -s nullglob
-symbolizer='^==[0-9]+==WARNING: (Can.t (write to|read from) symbolizer|external symbolizer|Symbolizer)'
+symbolizer='^==[0-9]+==WARNING: (Can.t (write to|read from) symbolizer|(external s|S)ymbolizer)'
 reports=0
 for f in "$dir"/*; do
   if [ -s "$f" ] && ! grep -Evq "$symbolizer" "$f"; then
