@@ -100,7 +100,9 @@ TEST_CASE("aoti: a package that does not match its declaration is refused at sta
                  "compiled for (1..64)") != std::string::npos);
   for (auto m : {"wrong_input", "wrong_output", "too_large"})
     CHECK(c.get(std::string("/v2/models/") + m + "/ready").status == 503);
-  CHECK(c.get("/v2/models/good/ready").status == 200); // (the others do not stop it)
+  // (the others do not stop it; it may still be warming up when they have given up)
+  CHECK(eventually([&] { return c.get("/v2/models/good/ready").status == 200; },
+                   std::chrono::seconds(30)));
 }
 
 #else
