@@ -1,5 +1,6 @@
 #include "actors/batcher.hpp"
 
+#include <algorithm>
 #include <random>
 
 #include "actors/batcher_state.hpp"
@@ -86,6 +87,36 @@ infer_request hand_over(batcher_state& st, queued_request& q, time_point now) {
   return std::exchange(q.req, identity_of(q.req));
 }
 
+/// Who answers the batch's requests. Its worker does (batch_answers.hpp) where it is in this
+/// process (an isolated worker's relay is too, but the claims stay here: batch_job crosses to the
+/// worker's process without them), the batch is not traced (its spans end here), and each
+/// request's promise answers a plain request; else the batcher answers them all.
+std::shared_ptr<batch_answers> answers_for(batcher_ptr self, const worker_slot& w,
+                                           in_flight_batch& b) {
+  auto& st = self->state;
+  auto a = std::make_shared<batch_answers>(b.requests.size());
+  auto plain = [](queued_request& q) {
+    caf::response_promise& p = q.promise;
+    return p.pending() && p.stages().empty() && p.id().is_request();
+  };
+  if (b.remote || !b.span_id.empty() || !std::all_of(b.requests.begin(), b.requests.end(), plain))
+    return a;
+  a->replies.reserve(b.requests.size());
+  for (auto& q : b.requests) {
+    caf::response_promise& p = q.promise;
+    a->replies.push_back({p.source(), p.id(), q.req.id, q.req.client_id,
+                          duration_cast<nanoseconds>(q.dispatched - q.enqueued).count()});
+  }
+  a->from = caf::actor_cast<caf::strong_actor_ptr>(self);
+  a->model = st.model->name;
+  a->version = st.model->version;
+  a->worker = b.worker_name;
+  a->rows = b.rows;
+  a->model_stats = st.model_stats;
+  a->worker_stats = w.stats;
+  return a;
+}
+
 void dispatch(batcher_ptr self, worker_slot& w, const std::vector<request_id>& ids, time_point now) {
   auto& st = self->state;
   auto id = st.next_batch_id++;
@@ -106,9 +137,11 @@ void dispatch(batcher_ptr self, worker_slot& w, const std::vector<request_id>& i
     b.requests.push_back(std::move(q));
     st.waiting.erase(it);
   }
-  b.answered.assign(b.requests.size(), false);
   b.remote = w.handle.node() != self->node();
   span_batch(b, job);
+  b.answers = answers_for(self, w, b);
+  if (b.answers->for_worker())
+    job.answers = b.answers;
   w.batches.push_back(id);
   w.staging.on_dispatch(now, id, b.rows);
   w.breaker.on_dispatch(now);
@@ -127,8 +160,7 @@ void expire_due(batcher_state& st, time_point now) {
   for (auto& kv : st.in_flight)
     for (std::size_t i = 0; i < kv.second.requests.size(); ++i) {
       auto& q = kv.second.requests[i];
-      if (!kv.second.answered[i] && from_ns(q.req.deadline_ns) <= now) {
-        kv.second.answered[i] = true;
+      if (from_ns(q.req.deadline_ns) <= now && kv.second.answers->claim(i)) {
         if (q.req.sampled)
           span_attempt(st, kv.second, q, now, attempt_end::deadline, {});
         answer_error(q, deadline_error(st, q, now, true));
@@ -405,7 +437,7 @@ void schedule_tick(batcher_ptr self, time_point now, bool batch_triggers) {
         consider(*at);
   for (auto& kv : st.in_flight) {
     for (std::size_t i = 0; i < kv.second.requests.size(); ++i)
-      if (!kv.second.answered[i])
+      if (!kv.second.answers->claimed(i))
         consider(from_ns(kv.second.requests[i].req.deadline_ns));
     if (kv.second.hang_deadline)
       consider(*kv.second.hang_deadline);

@@ -10,25 +10,6 @@ namespace actorserve::batcher_impl {
 
 namespace {
 
-void record_batch(model_metrics& mm, const in_flight_batch& b, const batch_outputs& out) {
-  mm.execution_count.fetch_add(1, std::memory_order_relaxed);
-  mm.inference_count.fetch_add(b.rows, std::memory_order_relaxed);
-  mm.batch_rows.observe(b.rows);
-  mm.compute_seconds.observe(static_cast<double>(out.compute_ns) * 1e-9);
-  for (std::size_t i = 0; i < b.requests.size(); ++i) { // Triton counts compute per request
-    mm.compute_input.add(out.input_ns);
-    mm.compute_infer.add(out.infer_ns);
-    mm.compute_output.add(out.output_ns);
-  }
-  if (b.rows < mm.by_batch_size.size()) {
-    auto& s = mm.by_batch_size[b.rows];
-    s.compute_input.add(out.input_ns);
-    s.compute_infer.add(out.infer_ns);
-    s.compute_output.add(out.output_ns);
-  }
-  mm.last_inference_ms.store(static_cast<uint64_t>(unix_ms_now()), std::memory_order_relaxed);
-}
-
 /// After a failed batch: re-dispatch the request to another worker, or answer it with an error
 /// listing every failure it saw, as runtime/retry_policy decides.
 void retry_or_fail(batcher_ptr self, queued_request&& q, const in_flight_batch& b,
@@ -81,7 +62,7 @@ void requeue_halves(batcher_ptr self, in_flight_batch& b, const caf::error& err,
   auto& st = self->state;
   std::vector<std::size_t> open;
   for (std::size_t i = 0; i < b.requests.size(); ++i)
-    if (!b.answered[i])
+    if (b.answers->claim(i)) // (its worker failed it: no answer of the worker's can come)
       open.push_back(i);
   logging::warn({"batcher", st.model->name, 0, {}, b.worker_name},
                 "a batch of {} requests failed ({}); retrying them in two halves to find the one "
@@ -112,10 +93,9 @@ bool settle_worker(const batcher_state& st, worker_slot& w, uint64_t batch_id,
   w.batches.erase(std::find(w.batches.begin(), w.batches.end(), batch_id));
   if (outputs) {
     w.staging.on_done(now, batch_id, nanoseconds{outputs->infer_ns}, nanoseconds{outputs->input_ns});
-    if (w.stats) { // here rather than on the worker, which may be in another process
-      w.stats->batches.fetch_add(1, std::memory_order_relaxed);
-      w.stats->compute_seconds.observe(static_cast<double>(outputs->compute_ns) * 1e-9);
-    }
+    // (here rather than on the worker, which may be in another process, unless it answered)
+    if (w.stats && !outputs->answered_by_worker)
+      record_worker_batch(*w.stats, *outputs);
   } else {
     w.staging.on_done(now, batch_id);
   }
@@ -182,8 +162,8 @@ void finish_batch(batcher_ptr self, uint64_t batch_id, batch_outputs* outputs,
     }
   if (done_draining)
     remove_drained(self);
-  if (outputs && st.model_stats)
-    record_batch(*st.model_stats, b, *outputs);
+  if (outputs && st.model_stats && !outputs->answered_by_worker) // (else counted by it)
+    record_batch(*st.model_stats, b.rows, b.requests.size(), *outputs);
   if (!b.requests.empty())
     note_batch(st, duration_cast<nanoseconds>(now - b.requests.front().dispatched), capacity,
                outputs != nullptr);
@@ -191,13 +171,13 @@ void finish_batch(batcher_ptr self, uint64_t batch_id, batch_outputs* outputs,
     span_batch_end(st, b, now, outputs, err);
     auto how = outputs ? attempt_end::answered : split ? attempt_end::split : attempt_end::failed;
     for (std::size_t i = 0; i < b.requests.size(); ++i)
-      if (!b.answered[i] && b.requests[i].req.sampled)
+      if (!b.answers->claimed(i) && b.requests[i].req.sampled)
         span_attempt(st, b, b.requests[i], now, how, err);
   }
   if (split)
     return requeue_halves(self, b, err, now);
   for (std::size_t i = 0; i < b.requests.size(); ++i) {
-    if (b.answered[i])
+    if (!b.answers->claim(i)) // answered: by its worker, or at its deadline
       continue;
     if (outputs)
       answer_request(st, b, i, *outputs);

@@ -44,8 +44,7 @@ double busy_instances(batcher_state& st, time_point now) {
 double ongoing_requests(const batcher_state& st) {
   std::size_t n = st.waiting.size();
   for (auto& kv : st.in_flight)
-    n += static_cast<std::size_t>(std::count(kv.second.answered.begin(),
-                                             kv.second.answered.end(), false));
+    n += kv.second.answers->open();
   return static_cast<double>(n);
 }
 

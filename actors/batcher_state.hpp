@@ -13,6 +13,7 @@
 
 #include <caf/all.hpp>
 
+#include "actors/batch_answers.hpp"
 #include "actors/batcher.hpp"
 #include "actors/worker.hpp"
 #include "runtime/autoscale_policy.hpp"
@@ -81,8 +82,10 @@ struct worker_slot {
 struct in_flight_batch {
   caf::actor_addr worker;
   std::string worker_name;
-  std::vector<queued_request> requests; // answered ones are marked in `answered`
-  std::vector<bool> answered;
+  std::vector<queued_request> requests;
+  // Who answers each request (claimed once answered: by the batcher here, or by the worker that
+  // ran the batch where it is in this process and the batch ran).
+  std::shared_ptr<batch_answers> answers;
   uint32_t rows = 0;
   std::optional<time_point> hang_deadline; // dispatched + execution_timeout
   // Its span, when one of its requests is sampled (batcher_spans.cpp): in the trace of the first
@@ -151,7 +154,7 @@ struct batcher_state {
       kv.second.promise.deliver(err);
     for (auto& kv : in_flight)
       for (std::size_t i = 0; i < kv.second.requests.size(); ++i)
-        if (!kv.second.answered[i])
+        if (kv.second.answers->claim(i)) // (else its worker has answered it)
           kv.second.requests[i].promise.deliver(err);
     if (reload)
       reload->promise.deliver(make_error(errc::not_ready, "the batcher of model '" + model->name

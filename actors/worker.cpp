@@ -11,6 +11,7 @@
 #include <caf/all.hpp>
 #include <fmt/format.h>
 
+#include "actors/batch_answers.hpp"
 #include "runtime/batch_assembly.hpp"
 #include "runtime/error.hpp"
 #include "runtime/log.hpp"
@@ -133,8 +134,9 @@ struct worker_state {
   static inline const char* name = "worker";
 };
 
-/// Waits for a started batch's outputs and answers the batcher: batch_done, or batch_failed
-/// when the backend threw. Runs on the worker's thread or on its completer's (which keeps
+/// Waits for a started batch's outputs and answers the batcher: batch_done (having answered the
+/// requests first where the batcher handed over their answers: batch_answers.hpp), or
+/// batch_failed when the backend threw. Runs on the worker's thread or on its completer's (which keeps
 /// `last_done`). The batch's infer time counts from its start or, when it queued behind the
 /// previous batch on the device, from that one's end: what the batch itself cost the device.
 /// The batch's compute span, recorded here (by this node's or process's exporter) as a child of
@@ -180,6 +182,8 @@ void answer(const worker_state& st, started_batch& b, steady_clock::time_point& 
     out.compute_ns = ns(b.t0, t3);
     logging::debug({"worker", m.name, 0, {}, st.label}, "batch {} done", out.batch_id);
     record_compute(st, b, &out, nullptr);
+    if (b.job.answers) // (a worker in the batcher's process: it answers the requests itself)
+      b.job.answers->answer_all(out);
     caf::anon_send(st.batcher, batch_done_atom::value, std::move(out));
   } catch (const std::exception& e) {
     logging::warn({"worker", m.name, 0, {}, st.label}, "batch {} of {} requests failed: {}",

@@ -20,6 +20,8 @@ namespace actorserve {
 
 using request_id = uint64_t;
 
+class batch_answers; // actors/batch_answers.hpp
+
 /// One inference request as the gateway admits it. Deadlines are steady-clock nanoseconds.
 struct infer_request {
   request_id id = 0;
@@ -80,6 +82,10 @@ struct batch_job {
   // is its child, on whichever node or process the worker runs.
   std::string trace_id;
   std::string span_id;
+  // For a worker in the batcher's process: the requests' reply addresses and claims, so that it
+  // answers them itself (actors/batch_answers.hpp). Never sent to another process or node
+  // (inspect leaves it out): there the worker answers the batcher only.
+  std::shared_ptr<batch_answers> answers;
 };
 
 template <class Inspector>
@@ -96,6 +102,10 @@ struct batch_outputs {
   int64_t input_ns = 0;   // assembling the batch
   int64_t infer_ns = 0;   // the backend on this batch (from the previous batch's end if it queued)
   int64_t output_ns = 0;  // splitting the outputs
+  // The worker answered the requests itself and counted the batch in the metrics (a worker in
+  // the batcher's process: batch_job::answers); per_request then holds only what it could not
+  // answer. Not sent across processes.
+  bool answered_by_worker = false;
 };
 
 template <class Inspector>

@@ -7,6 +7,7 @@
 
 #include <caf/all.hpp>
 
+#include "actors/batch_answers.hpp"
 #include "actors/batcher.hpp"
 #include "actors/gateway.hpp"
 #include "actors/worker.hpp"
@@ -688,4 +689,85 @@ TEST_CASE("a request of a higher priority runs before the lower ones queued ahea
   }
   CHECK(order == std::vector<float>{0, 30, 10, 20});
   CHECK(f.results.size() == 4);
+}
+
+TEST_CASE("a worker in the batcher's process answers its batch itself, each request once",
+          "[actors]") {
+  fixture f{batching_model()}; // batches leave 1 ms after their first request
+  std::vector<batch_job> held;
+  f.add_worker(&held);
+  auto soon = request_with_rows(1, 1.0f);
+  soon.timeout_us = 5000;
+  f.send(soon);
+  f.send(request_with_rows(1, 2.0f)); // (the model's 50 ms)
+  f.sched->run();
+  f.sched->advance_time(1ms);
+  f.sched->run();
+  REQUIRE(held.size() == 1);
+  auto answers = held[0].answers;
+  REQUIRE(answers); // (a worker of this process, no trace: the worker answers)
+  REQUIRE(answers->for_worker());
+  CHECK(answers->open() == 2);
+  // The first request's deadline passes while its batch runs: the batcher answers it.
+  f.sched->advance_time(4ms);
+  f.sched->run();
+  REQUIRE(f.results.size() == 1);
+  REQUIRE_FALSE(f.results[0]);
+  CHECK(error_code(f.results[0].error()) == errc::deadline_exceeded);
+  CHECK(answers->open() == 1);
+  // The batch ends: the worker answers the other request, and only it.
+  batch_outputs out;
+  out.batch_id = held[0].batch_id;
+  out.compute_ns = 1234;
+  for (auto& r : held[0].requests) {
+    auto y = r.inputs.at(0);
+    y.name = "y";
+    out.per_request.push_back({y});
+  }
+  answers->answer_all(out);
+  CHECK(out.answered_by_worker);
+  CHECK(out.per_request[0].size() == 1); // (not its to answer: left)
+  CHECK(out.per_request[1].empty());
+  f.sched->run();
+  REQUIRE(f.results.size() == 2);
+  REQUIRE(f.results[1]);
+  CHECK(floats(f.results[1]->outputs.at(0)).at(0) == 2.0f);
+  CHECK(f.results[1]->batch_requests == 2);
+  CHECK(f.results[1]->compute_ns == 1234);
+  CHECK(f.results[1]->worker == "m/fake/0");
+  CHECK(answers->open() == 0);
+  // The batcher, told the batch is done, answers neither again.
+  caf::anon_send(f.batcher, batch_done_atom::value, std::move(out));
+  f.sched->run();
+  f.sched->advance_time(100ms);
+  f.sched->run();
+  CHECK(f.results.size() == 2);
+}
+
+TEST_CASE("requests a worker answered before it died are neither retried nor answered again",
+          "[actors][retry]") {
+  fixture f{batching_model()}; // (retries on: its requests would go to another worker)
+  std::vector<batch_job> held, held_later;
+  auto doomed = f.add_worker(&held);
+  f.send(request_with_rows(1, 7));
+  f.sched->run();
+  f.sched->advance_time(1ms);
+  f.sched->run();
+  REQUIRE(held.size() == 1);
+  REQUIRE(held[0].answers);
+  batch_outputs out;
+  out.batch_id = held[0].batch_id;
+  auto y = held[0].requests.at(0).inputs.at(0);
+  y.name = "y";
+  out.per_request.push_back({y});
+  held[0].answers->answer_all(out); // answered; then it dies before its batch_done
+  f.add_worker(&held_later);
+  caf::anon_send_exit(doomed, caf::exit_reason::kill);
+  f.sched->run();
+  f.sched->advance_time(10ms);
+  f.sched->run();
+  REQUIRE(f.results.size() == 1);
+  REQUIRE(f.results[0]);
+  CHECK(floats(f.results[0]->outputs.at(0)).at(0) == 7.0f);
+  CHECK(held_later.empty());
 }

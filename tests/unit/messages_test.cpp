@@ -2,6 +2,7 @@
 
 #include <caf/all.hpp>
 
+#include "actors/batch_answers.hpp"
 #include "runtime/error.hpp"
 #include "runtime/messages.hpp"
 #include "test_support.hpp"
@@ -111,8 +112,10 @@ TEST_CASE("every registered message type survives CAF's binary serializer", "[me
   CHECK(res2.compute_ns == 200);
   CHECK(res2.worker == "m/cpu/0");
 
-  batch_job job{7, {req, req}, {128, 16, 4096, 0}, std::string(32, 'a'), std::string(16, 'b')};
+  batch_job job{7, {req, req}, {128, 16, 4096, 0}, std::string(32, 'a'), std::string(16, 'b'),
+                std::make_shared<batch_answers>(2)};
   auto job2 = round_trip(sys, job);
+  CHECK(job2.answers == nullptr); // (a worker in another process answers the batcher only)
   CHECK(job2.batch_id == 7);
   CHECK(job2.trace_id == job.trace_id);
   CHECK(job2.span_id == job.span_id);
@@ -121,7 +124,9 @@ TEST_CASE("every registered message type survives CAF's binary serializer", "[me
   CHECK(job2.shm_spans == std::vector<uint64_t>{128, 16, 4096, 0});
 
   batch_outputs outs{8, {{fp32("y", {1}, {1})}, {}}, 55};
+  outs.answered_by_worker = true;
   auto outs2 = round_trip(sys, outs);
+  CHECK_FALSE(outs2.answered_by_worker);
   CHECK(outs2.batch_id == 8);
   REQUIRE(outs2.per_request.size() == 2);
   CHECK(operator_eq(outs2.per_request[0], outs.per_request[0]));
