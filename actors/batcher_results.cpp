@@ -155,8 +155,10 @@ void finish_batch(batcher_ptr self, uint64_t batch_id, batch_outputs* outputs,
                      && split_failed_batch(error_code(err), b.requests.size(), st.model->max_retries);
   bool done_draining = false;
   uint32_t capacity = 1; // (its worker's batch slots: a batch is that share of the worker busy)
-  for (auto& w : st.workers)
-    if (w.holds(batch_id)) {
+  for (std::size_t j = 0; j < st.workers.size(); ++j)
+    if (auto& w = st.workers[j]; w.holds(batch_id)) {
+      if (outputs && st.model->linger_us > 0) // (it lingers for the next batch: worker.cpp)
+        st.next_worker = j;
       capacity = w.capacity;
       done_draining = settle_worker(st, w, batch_id, outputs, split, now) || done_draining;
     }

@@ -8,6 +8,8 @@
 #include <set>
 #include <thread>
 
+#include <sched.h>
+
 #include <caf/all.hpp>
 #include <fmt/format.h>
 
@@ -281,6 +283,18 @@ bool inject_faults(worker_ptr self, batch_job& job) {
   return true;
 }
 
+/// Stays awake for the next batch up to the model's linger_us (model_config::linger_us), yielding
+/// the core to any thread that can run; any message ends it, and the actor then takes the
+/// message without going to sleep.
+void linger(worker_ptr self) {
+  auto us = self->state.spec.model->linger_us;
+  if (us == 0)
+    return;
+  auto until = steady_clock::now() + std::chrono::microseconds(us);
+  while (self->mailbox().empty() && steady_clock::now() < until)
+    sched_yield();
+}
+
 /// Runs a batch: its inputs from shared memory where they are there, faults, then the backend;
 /// the answer goes to the batcher when the backend is done (at once, or through the completer).
 void execute(worker_ptr self, batch_job& job) {
@@ -312,10 +326,12 @@ void execute(worker_ptr self, batch_job& job) {
   }
   b.t1 = steady_clock::now();
   b.job = std::move(job);
-  if (st.waiter)
+  if (st.waiter) {
     st.waiter->push(std::move(b));
-  else
-    answer(st, b, st.last_done);
+    return;
+  }
+  answer(st, b, st.last_done);
+  linger(self);
 }
 
 /// An exception escaping a handler ends this worker (the supervisor restarts it); its text goes

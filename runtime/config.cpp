@@ -1329,6 +1329,7 @@ void read_model(const std::string& path, const json::value& v, std::vector<std::
   read_gpu(r, path, m);
   read_preprocess(r, path, m);
   r.integer("execution_timeout_ms", m.execution_timeout_ms, 0, 86'400'000);
+  r.integer("linger_us", m.linger_us, 0, 100'000);
   read_request_limits(r, path, m);
   read_parameters(r, path, m);
 }

@@ -305,6 +305,12 @@ struct model_config {
   /// The CPU threads one CPU instance computes with where its backend is not told
   /// (share_cpu_threads); 0: the library's default.
   uint32_t cpu_threads = 0;
+  /// After a batch, a worker that runs one batch at a time stays awake up to this long for its
+  /// next one, yielding its core to any other thread meanwhile (what Linux's guest halt-polling
+  /// does, 200 µs by default, for a whole vCPU), and the batcher gives the next batch to the worker
+  /// that finished last: a request arriving meanwhile does not wait for a halted core to wake.
+  /// 0: a worker sleeps at once, and idle workers take batches in turn.
+  uint32_t linger_us = 200;
   gpu_settings gpu;
   preprocess_settings preprocess;
   isolation_mode isolation = isolation_mode::none;

@@ -771,3 +771,26 @@ TEST_CASE("requests a worker answered before it died are neither retried nor ans
   CHECK(floats(f.results[0]->outputs.at(0)).at(0) == 7.0f);
   CHECK(held_later.empty());
 }
+
+TEST_CASE("the next batch goes to the worker that finished last while workers linger, else in "
+          "turn",
+          "[actors]") {
+  for (uint32_t linger : {200u, 0u}) {
+    INFO("linger_us " << linger);
+    auto m = no_delay_model(4);
+    m.linger_us = linger;
+    fixture f{m};
+    std::vector<std::size_t> first, second;
+    f.add_worker(nullptr, &first);
+    f.add_worker(nullptr, &second);
+    for (int i = 0; i < 4; ++i) { // one at a time: each answered before the next is sent
+      f.send(request_with_rows(1));
+      f.sched->run();
+    }
+    REQUIRE(f.results.size() == 4);
+    if (linger > 0) // (still awake: worker.cpp's linger)
+      CHECK((first.size() + second.size() == 4 && (first.empty() || second.empty())));
+    else
+      CHECK((first.size() == 2 && second.size() == 2));
+  }
+}

@@ -230,6 +230,19 @@ TEST_CASE("config reads retry, breaker and hang-detection settings", "[config]")
         == "models[0].retry.max_retries: must be <= 10, got 11");
 }
 
+TEST_CASE("config reads how long a worker lingers for its next batch", "[config]") {
+  auto cfg = parse_deployment(deployment(model_json()), "", backends);
+  REQUIRE(cfg);
+  CHECK(cfg->models[0].linger_us == 200);
+  cfg = parse_deployment(deployment(model_json(R"(, "linger_us": 0)")), "", backends);
+  REQUIRE(cfg);
+  CHECK(cfg->models[0].linger_us == 0);
+  CHECK(errors_of(deployment(model_json(R"(, "linger_us": 100001)")))
+        == "models[0].linger_us: must be <= 100000, got 100001");
+  CHECK(errors_of(deployment(model_json(R"(, "linger_us": -1)"))).find("models[0].linger_us")
+        != std::string::npos);
+}
+
 TEST_CASE("gpu settings parse with defaults and buckets padded batches use", "[config][gpu]") {
   auto cfg = parse_deployment(deployment(model_json()), "", backends);
   REQUIRE(cfg);
