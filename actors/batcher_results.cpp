@@ -157,7 +157,9 @@ void finish_batch(batcher_ptr self, uint64_t batch_id, batch_outputs* outputs,
   uint32_t capacity = 1; // (its worker's batch slots: a batch is that share of the worker busy)
   for (std::size_t j = 0; j < st.workers.size(); ++j)
     if (auto& w = st.workers[j]; w.holds(batch_id)) {
-      if (outputs && st.model->linger_us > 0) // (it lingers for the next batch: worker.cpp)
+      // (it lingers for the next batch: worker.cpp; a worker of another node is not preferred:
+      // there the network costs more than a wake-up, and its nodes keep taking work in turn)
+      if (outputs && st.model->linger_us > 0 && !b.remote)
         st.next_worker = j;
       capacity = w.capacity;
       done_draining = settle_worker(st, w, batch_id, outputs, split, now) || done_draining;
