@@ -47,7 +47,8 @@ void batch_answers::answer_all(batch_outputs& out) {
   }
 }
 
-void record_batch(model_metrics& mm, uint32_t rows, std::size_t requests, const batch_outputs& out) {
+void record_batch(model_metrics& mm, uint32_t rows, std::size_t requests,
+                  const batch_outputs& out) {
   mm.execution_count.fetch_add(1, std::memory_order_relaxed);
   mm.inference_count.fetch_add(rows, std::memory_order_relaxed);
   mm.batch_rows.observe(rows);

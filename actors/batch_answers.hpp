@@ -66,7 +66,8 @@ private:
 };
 
 /// A finished batch in its model's metrics: executions, inferences, rows, compute times.
-void record_batch(model_metrics& mm, uint32_t rows, std::size_t requests, const batch_outputs& out);
+void record_batch(model_metrics& mm, uint32_t rows, std::size_t requests,
+                  const batch_outputs& out);
 /// ... and in its worker's.
 void record_worker_batch(worker_metrics& wm, const batch_outputs& out);
 

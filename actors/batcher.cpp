@@ -465,8 +465,9 @@ void pump(batcher_ptr self) {
   // Round robin over the idle workers first, so that every worker gets work (and a broken one
   // shows), starting after the last one given a batch or, where workers of this node linger for
   // their next batch (model_config::linger_us), at the one that finished last: it is still awake
-  // (so at a low load one of them takes every batch, as Triton's first free instance does). Then a worker that holds several batches (a GPU worker staging the next batch while
-  // one computes) gets more, but only full ones until its device is about to run out of work: a
+  // (so at a low load one of them takes every batch, as Triton's first free instance does).
+  // Then a worker that holds several batches (a GPU worker staging the next batch while one
+  // computes) gets more, but only full ones until its device is about to run out of work: a
   // partial batch waits and grows meanwhile instead of being locked into a small batch that runs
   // no sooner, and goes just in time to be staged before the device is idle.
   auto base = st.next_worker;

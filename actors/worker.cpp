@@ -138,8 +138,8 @@ struct worker_state {
 
 /// Waits for a started batch's outputs and answers the batcher: batch_done (having answered the
 /// requests first where the batcher handed over their answers: batch_answers.hpp), or
-/// batch_failed when the backend threw. Runs on the worker's thread or on its completer's (which keeps
-/// `last_done`). The batch's infer time counts from its start or, when it queued behind the
+/// batch_failed when the backend threw. Runs on the worker's thread or on its completer's (which
+/// keeps `last_done`). The batch's infer time counts from its start or, when it queued behind the
 /// previous batch on the device, from that one's end: what the batch itself cost the device.
 /// The batch's compute span, recorded here (by this node's or process's exporter) as a child of
 /// the batch span the batcher made when one of its requests is sampled: `out` when it ran,
