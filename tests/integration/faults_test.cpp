@@ -219,7 +219,9 @@ TEST_CASE("the fault endpoint is off unless the deployment enables fault injecti
 TEST_CASE("a worker crash is retried on another worker and the client never sees it",
           "[integration][faults][retry]") {
   server_process srv{write_temp_file(
-    "retry.json", scale_config(R"(, "instances": 2, "max_batch_size": 1, "batching": {"max_queue_delay_us": 0})",
+    // (linger_us 0: batches in turn, so that one lands on the armed worker)
+    "retry.json", scale_config(R"(, "instances": 2, "max_batch_size": 1, "linger_us": 0,
+                                  "batching": {"max_queue_delay_us": 0})",
                                R"(, "fault_injection": true)"))};
   // /v2/health/ready turns true with the first worker; a fault aimed at a named worker needs
   // that worker ready.
@@ -277,7 +279,9 @@ TEST_CASE("a request the model throws on fails alone, the requests batched with 
 TEST_CASE("a hung worker is detected, its request retried elsewhere and the worker replaced",
           "[integration][faults][hang]") {
   server_process srv{write_temp_file(
+    // (linger_us 0: batches in turn, so that one lands on the armed worker)
     "hang.json", scale_config(R"(, "instances": 2, "max_batch_size": 1, "execution_timeout_ms": 300,
+                                 "linger_us": 0,
                                   "batching": {"max_queue_delay_us": 0})",
                               R"(, "fault_injection": true)"))};
   REQUIRE(eventually([&] { return ready_workers(srv.port()) >= 2; }, std::chrono::seconds(20)));
