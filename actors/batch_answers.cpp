@@ -20,6 +20,22 @@ std::size_t batch_answers::open() const {
   return n;
 }
 
+infer_response batch_answers::response(request_id id, std::string client_id, int64_t queue_ns,
+                                       std::vector<tensor> outputs, int64_t compute_ns) const {
+  infer_response res;
+  res.id = id;
+  res.model = model;
+  res.version = version;
+  res.client_id = std::move(client_id);
+  res.outputs = std::move(outputs);
+  res.batch_rows = rows;
+  res.batch_requests = static_cast<uint32_t>(size_);
+  res.queue_ns = queue_ns;
+  res.compute_ns = compute_ns;
+  res.worker = worker;
+  return res;
+}
+
 void batch_answers::answer_all(batch_outputs& out) {
   if (model_stats)
     record_batch(*model_stats, rows, size_, out);
@@ -30,17 +46,8 @@ void batch_answers::answer_all(batch_outputs& out) {
     if (!claim(i)) // (answered by the batcher already: its deadline passed)
       continue;
     auto& r = replies[i];
-    infer_response res;
-    res.id = r.id;
-    res.model = model;
-    res.version = version;
-    res.client_id = std::move(r.client_id);
-    res.outputs = std::move(out.per_request[i]);
-    res.batch_rows = rows;
-    res.batch_requests = static_cast<uint32_t>(size_);
-    res.queue_ns = r.queue_ns;
-    res.compute_ns = out.compute_ns;
-    res.worker = worker;
+    auto res = response(r.id, std::move(r.client_id), r.queue_ns, std::move(out.per_request[i]),
+                        out.compute_ns);
     // What the batcher's response promise would send, from any thread (no execution unit).
     r.to->enqueue(from, r.mid.response_id(), caf::make_message(std::move(res)), nullptr);
     r.to = nullptr;

@@ -42,8 +42,12 @@ public:
   /// True once per request: to the first to claim it, who then answers it.
   bool claim(std::size_t i) { return !claimed_[i].exchange(true, std::memory_order_acq_rel); }
   bool claimed(std::size_t i) const { return claimed_[i].load(std::memory_order_acquire); }
-  std::size_t size() const { return size_; }
   std::size_t open() const; // requests not claimed yet
+
+  /// A request's answer with its outputs, the batch's facts filled in (the one place either side
+  /// makes one).
+  infer_response response(request_id id, std::string client_id, int64_t queue_ns,
+                          std::vector<tensor> outputs, int64_t compute_ns) const;
 
   /// Whether the worker answers: the batcher filled `replies` (one per request).
   bool for_worker() const { return replies.size() == size_; }
@@ -55,7 +59,7 @@ public:
 
   std::vector<reply> replies;
   caf::strong_actor_ptr from; // the batcher: the sender of each answer, as with its promise
-  std::string model, version, worker;
+  std::string model, version, worker; // (these and rows: for every batch, whoever answers)
   uint32_t rows = 0;
   model_metrics* model_stats = nullptr;   // null without metrics
   worker_metrics* worker_stats = nullptr;

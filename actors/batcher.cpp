@@ -95,6 +95,10 @@ std::shared_ptr<batch_answers> answers_for(batcher_ptr self, const worker_slot& 
                                            in_flight_batch& b) {
   auto& st = self->state;
   auto a = std::make_shared<batch_answers>(b.requests.size());
+  a->model = st.model->name;
+  a->version = st.model->version;
+  a->worker = b.worker_name;
+  a->rows = b.rows;
   auto plain = [](queued_request& q) {
     caf::response_promise& p = q.promise;
     return p.pending() && p.stages().empty() && p.id().is_request();
@@ -108,10 +112,6 @@ std::shared_ptr<batch_answers> answers_for(batcher_ptr self, const worker_slot& 
                           duration_cast<nanoseconds>(q.dispatched - q.enqueued).count()});
   }
   a->from = caf::actor_cast<caf::strong_actor_ptr>(self);
-  a->model = st.model->name;
-  a->version = st.model->version;
-  a->worker = b.worker_name;
-  a->rows = b.rows;
   a->model_stats = st.model_stats;
   a->worker_stats = w.stats;
   return a;

@@ -120,21 +120,12 @@ bool settle_worker(const batcher_state& st, worker_slot& w, uint64_t batch_id,
 }
 
 /// Answers request `i` of a batch that ran with its share of the outputs.
-void answer_request(const batcher_state& st, in_flight_batch& b, std::size_t i,
-                    batch_outputs& outputs) {
+void answer_request(in_flight_batch& b, std::size_t i, batch_outputs& outputs) {
   auto& q = b.requests[i];
-  infer_response r;
-  r.id = q.req.id;
-  r.model = st.model->name;
-  r.version = st.model->version;
-  r.client_id = std::move(q.req.client_id);
-  r.outputs = std::move(outputs.per_request[i]);
-  r.batch_rows = b.rows;
-  r.batch_requests = static_cast<uint32_t>(b.requests.size());
-  r.queue_ns = duration_cast<nanoseconds>(q.dispatched - q.enqueued).count();
-  r.compute_ns = outputs.compute_ns;
-  r.worker = b.worker_name;
-  q.promise.deliver(std::move(r));
+  q.promise.deliver(b.answers->response(
+    q.req.id, std::move(q.req.client_id),
+    duration_cast<nanoseconds>(q.dispatched - q.enqueued).count(),
+    std::move(outputs.per_request[i]), outputs.compute_ns));
 }
 
 } // namespace
@@ -184,7 +175,7 @@ void finish_batch(batcher_ptr self, uint64_t batch_id, batch_outputs* outputs,
     if (!b.answers->claim(i)) // answered: by its worker, or at its deadline
       continue;
     if (outputs)
-      answer_request(st, b, i, *outputs);
+      answer_request(b, i, *outputs);
     else
       retry_or_fail(self, std::move(b.requests[i]), b, err, now);
   }
