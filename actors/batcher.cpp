@@ -117,6 +117,16 @@ std::shared_ptr<batch_answers> answers_for(batcher_ptr self, const worker_slot& 
   return a;
 }
 
+/// Whether `w` is to stay awake for its next batch after the one it is given now: only while the
+/// model lingers and no other worker of it on the same node runs a batch (batch_job::linger).
+bool lingers_after(const batcher_state& st, const worker_slot& w) {
+  if (st.model->linger_us == 0)
+    return false;
+  return std::none_of(st.workers.begin(), st.workers.end(), [&](const worker_slot& o) {
+    return &o != &w && !o.batches.empty() && o.handle.node() == w.handle.node();
+  });
+}
+
 void dispatch(batcher_ptr self, worker_slot& w, const std::vector<request_id>& ids, time_point now) {
   auto& st = self->state;
   auto id = st.next_batch_id++;
@@ -138,6 +148,7 @@ void dispatch(batcher_ptr self, worker_slot& w, const std::vector<request_id>& i
     st.waiting.erase(it);
   }
   b.remote = w.handle.node() != self->node();
+  b.linger = job.linger = lingers_after(st, w);
   span_batch(b, job);
   b.answers = answers_for(self, w, b);
   if (b.answers->for_worker())

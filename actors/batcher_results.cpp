@@ -150,7 +150,7 @@ void finish_batch(batcher_ptr self, uint64_t batch_id, batch_outputs* outputs,
     if (auto& w = st.workers[j]; w.holds(batch_id)) {
       // (it lingers for the next batch: worker.cpp; a worker of another node is not preferred:
       // there the network costs more than a wake-up, and its nodes keep taking work in turn)
-      if (outputs && st.model->linger_us > 0 && !b.remote)
+      if (outputs && b.linger && !b.remote)
         st.next_worker = j;
       capacity = w.capacity;
       done_draining = settle_worker(st, w, batch_id, outputs, split, now) || done_draining;

@@ -93,6 +93,7 @@ struct in_flight_batch {
   std::string trace_id, span_id, parent_span_id;
   bool remote = false; // its worker's actor is on another CAF node: a cluster's worker node (an
                        // isolated worker with shared memory is reached through a local relay)
+  bool linger = false; // its worker stays awake for the next batch (batch_job::linger)
 };
 
 /// The model's instances on this node as scaling sees them (models[].autoscaling, and the

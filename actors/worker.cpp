@@ -285,7 +285,7 @@ bool inject_faults(worker_ptr self, batch_job& job) {
 
 /// Stays awake for the next batch up to the model's linger_us (model_config::linger_us), yielding
 /// the core to any thread that can run; any message ends it, and the actor then takes the
-/// message without going to sleep.
+/// message without going to sleep. Only after a batch the batcher says to (batch_job::linger).
 void linger(worker_ptr self) {
   auto us = self->state.spec.model->linger_us;
   if (us == 0)
@@ -330,8 +330,10 @@ void execute(worker_ptr self, batch_job& job) {
     st.waiter->push(std::move(b));
     return;
   }
+  const bool lingers = b.job.linger;
   answer(st, b, st.last_done);
-  linger(self);
+  if (lingers)
+    linger(self);
 }
 
 /// An exception escaping a handler ends this worker (the supervisor restarts it); its text goes

@@ -86,12 +86,16 @@ struct batch_job {
   // answers them itself (actors/batch_answers.hpp). Never sent to another process or node
   // (inspect leaves it out): there the worker answers the batcher only.
   std::shared_ptr<batch_answers> answers;
+  // Whether the worker stays awake for its next batch after this one (model_config::linger_us):
+  // only while the model's other workers on its node are idle. Under load they are not, its node's
+  // cores are busy and do not halt, and a lingering worker would only take a core from them.
+  bool linger = false;
 };
 
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, batch_job& x) {
   return f(caf::meta::type_name("batch_job"), x.batch_id, x.requests, x.shm_spans, x.trace_id,
-           x.span_id);
+           x.span_id, x.linger);
 }
 
 /// A worker's answer to a batch_job: outputs split back per request, in the job's order.

@@ -791,3 +791,36 @@ TEST_CASE("the next batch goes to the worker that finished last while workers li
       CHECK((first.size() == 2 && second.size() == 2));
   }
 }
+
+TEST_CASE("a worker is told to linger after its batch only while the model's other workers are "
+          "idle",
+          "[actors]") {
+  for (uint32_t linger : {200u, 0u}) {
+    INFO("linger_us " << linger);
+    auto m = no_delay_model(1);
+    m.linger_us = linger;
+    fixture f{m};
+    std::vector<batch_job> first, second;
+    f.add_worker(&first);
+    f.add_worker(&second);
+    f.send(request_with_rows(1, 1.0f)); // to one worker while the other is idle
+    f.sched->run();
+    f.send(request_with_rows(1, 2.0f)); // to the other while the first one runs
+    f.sched->run();
+    REQUIRE((first.size() == 1 && second.size() == 1));
+    auto& alone = floats(first[0].requests.at(0).inputs.at(0)).at(0) == 1.0f ? first : second;
+    auto& beside = &alone == &first ? second : first;
+    CHECK(alone[0].linger == (linger > 0));
+    CHECK_FALSE(beside[0].linger);
+    // Both answered: the next one runs alone again.
+    for (auto* held : {&alone, &beside})
+      caf::anon_send(f.batcher, batch_done_atom::value, echo(held->back()));
+    f.sched->run();
+    REQUIRE(f.results.size() == 2);
+    f.send(request_with_rows(1, 3.0f));
+    f.sched->run();
+    REQUIRE(first.size() + second.size() == 3);
+    auto& third = first.size() == 2 ? first[1] : second[1];
+    CHECK(third.linger == (linger > 0));
+  }
+}
