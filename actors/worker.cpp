@@ -131,6 +131,7 @@ struct worker_state {
   std::mt19937 rng{std::random_device{}()};
   worker_metrics* own = nullptr;         // this worker's entry in it, if any
   steady_clock::time_point last_done;    // the previous batch's outputs (without a completer)
+  bool came_soon = false; // this batch came within linger_us of the previous one's outputs
   std::unique_ptr<completer> waiter;      // when the backend holds several batches; last member:
                                           // destroyed (joined) first
   static inline const char* name = "worker";
@@ -285,7 +286,8 @@ bool inject_faults(worker_ptr self, batch_job& job) {
 
 /// Stays awake for the next batch up to the model's linger_us (model_config::linger_us), yielding
 /// the core to any thread that can run; any message ends it, and the actor then takes the
-/// message without going to sleep. Only after a batch the batcher says to (batch_job::linger).
+/// message without going to sleep. Only after a batch the batcher says to (batch_job::linger) and
+/// that came within linger_us of the one before it: at a sparse load every wait would be in vain.
 void linger(worker_ptr self) {
   auto us = self->state.spec.model->linger_us;
   if (us == 0)
@@ -310,6 +312,7 @@ void execute(worker_ptr self, batch_job& job) {
   }
   auto& m = *st.spec.model;
   auto t0 = std::chrono::steady_clock::now();
+  st.came_soon = t0 - st.last_done <= std::chrono::microseconds(m.linger_us);
   if (!inject_faults(self, job))
     return;
   started_batch b;
@@ -330,7 +333,8 @@ void execute(worker_ptr self, batch_job& job) {
     st.waiter->push(std::move(b));
     return;
   }
-  const bool lingers = b.job.linger;
+  // (as a halt-polling guest's vCPU does, it waits awake only where the last wait would have paid)
+  const bool lingers = b.job.linger && st.came_soon;
   answer(st, b, st.last_done);
   if (lingers)
     linger(self);
