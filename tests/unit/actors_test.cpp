@@ -769,14 +769,22 @@ TEST_CASE("requests a worker answered before it died are neither retried nor ans
   CHECK(held_later.empty());
 }
 
+namespace {
+
+model_config lingering_model(uint32_t max_batch, uint32_t linger_us) {
+  auto m = no_delay_model(max_batch);
+  m.linger_us = linger_us;
+  return m;
+}
+
+} // namespace
+
 TEST_CASE("the next batch goes to the worker that finished last while workers linger, else in "
           "turn",
           "[actors]") {
   for (uint32_t linger : {200u, 0u}) {
     INFO("linger_us " << linger);
-    auto m = no_delay_model(4);
-    m.linger_us = linger;
-    fixture f{m};
+    fixture f{lingering_model(4, linger)};
     std::vector<std::size_t> first, second;
     f.add_worker(nullptr, &first);
     f.add_worker(nullptr, &second);
@@ -797,9 +805,7 @@ TEST_CASE("a worker is told to linger after its batch only while the model's oth
           "[actors]") {
   for (uint32_t linger : {200u, 0u}) {
     INFO("linger_us " << linger);
-    auto m = no_delay_model(1);
-    m.linger_us = linger;
-    fixture f{m};
+    fixture f{lingering_model(1, linger)};
     std::vector<batch_job> first, second;
     f.add_worker(&first);
     f.add_worker(&second);
