@@ -131,7 +131,6 @@ struct worker_state {
   std::mt19937 rng{std::random_device{}()};
   worker_metrics* own = nullptr;         // this worker's entry in it, if any
   steady_clock::time_point last_done;    // the previous batch's outputs (without a completer)
-  bool came_soon = false; // this batch came within linger_us of the previous one's outputs
   std::unique_ptr<completer> waiter;      // when the backend holds several batches; last member:
                                           // destroyed (joined) first
   static inline const char* name = "worker";
@@ -312,7 +311,8 @@ void execute(worker_ptr self, batch_job& job) {
   }
   auto& m = *st.spec.model;
   auto t0 = std::chrono::steady_clock::now();
-  st.came_soon = t0 - st.last_done <= std::chrono::microseconds(m.linger_us);
+  // (this batch came within linger_us of the previous one's outputs: a wait would have paid)
+  const bool came_soon = t0 - st.last_done <= std::chrono::microseconds(m.linger_us);
   if (!inject_faults(self, job))
     return;
   started_batch b;
@@ -334,7 +334,7 @@ void execute(worker_ptr self, batch_job& job) {
     return;
   }
   // (as a halt-polling guest's vCPU does, it waits awake only where the last wait would have paid)
-  const bool lingers = b.job.linger && st.came_soon;
+  const bool lingers = b.job.linger && came_soon;
   answer(st, b, st.last_done);
   if (lingers)
     linger(self);
