@@ -105,6 +105,35 @@ TEST_CASE("aoti: a package that does not match its declaration is refused at sta
                    std::chrono::seconds(30)));
 }
 
+TEST_CASE("aoti: packages that workers load at the same time each keep their own metadata",
+          "[integration][torch][aoti]") {
+  // (libtorch's loader parses every package's metadata into one static object: aoti_backend.cpp)
+  std::vector<std::string> models;
+  for (int i = 0; i < 5; ++i) {
+    models.push_back(aoti_model("any_" + std::to_string(i), "mlp.pt2", "[64]", "[10]",
+                                R"(, "max_batch_size": 64)"));
+    models.push_back(aoti_model("eight_" + std::to_string(i), "mlp_b8.pt2", "[64]", "[10]",
+                                R"(, "max_batch_size": 8)"));
+  }
+  server_process srv{write_temp_file("aoti_many.json", config(models))};
+  REQUIRE(srv.wait_ready(std::chrono::seconds(60)));
+  auto log = srv.log();
+  INFO(log);
+  // A package read with the other's metadata fails its worker's start (a batch range of 8..8
+  // for max_batch_size 64, or a batch of 1 run on the package compiled for 8 only).
+  CHECK(log.find("failed to start") == std::string::npos);
+  http_client c{srv.port()};
+  auto mlp = reference("mlp");
+  auto& rows = mlp["input"].as_array();
+  for (int i = 0; i < 5; ++i) {
+    INFO("model " << i);
+    check_close(infer(c, "any_" + std::to_string(i), "[1,64]", json::array{rows[0]}),
+                flatten(mlp["logits"].as_array()[0]));
+    check_close(infer(c, "eight_" + std::to_string(i), "[1,64]", json::array{rows[0]}),
+                flatten(mlp["logits"].as_array()[0]));
+  }
+}
+
 #else
 
 TEST_CASE("aoti integration tests", "[integration][torch][aoti]") {

@@ -13,6 +13,7 @@
 // batch larger than max_batch_size never reaches a backend (the batcher's bound).
 #include <limits>
 #include <memory>
+#include <mutex>
 #include <stdexcept>
 
 #include <torch/csrc/inductor/aoti_package/model_package_loader.h>
@@ -36,6 +37,18 @@ int64_t metadata_int(const std::unordered_map<std::string, std::string>& md,
                      const std::string& key, int64_t fallback) {
   auto it = md.find(key);
   return it == md.end() ? fallback : std::stoll(it->second);
+}
+
+/// Loads a package, one at a time in the process: libtorch's loader (torch 2.11) parses each
+/// package's JSON files into one function-static object (load_json_file's `json_obj` in
+/// model_package_loader.cpp), so two packages loaded at once, as a node's workers load them, can
+/// read each other's metadata (a package for batch 1..64 was once seen as 8..8) or corrupt it.
+std::unique_ptr<torch::inductor::AOTIModelPackageLoader> load_package(const std::string& path,
+                                                                      int device_index) {
+  static std::mutex loading;
+  std::lock_guard<std::mutex> one_at_a_time{loading};
+  return std::make_unique<torch::inductor::AOTIModelPackageLoader>(path, "model", false, 1,
+                                                                   device_index);
 }
 
 /// The parts of `text` between `separator`s (one part, `text`, when there is none).
@@ -62,8 +75,7 @@ public:
                                "pipeline (config/stages.md)");
     set_cpu_threads(model_, device_);
     try {
-      loader_ = std::make_unique<torch::inductor::AOTIModelPackageLoader>(
-        model_.path, "model", false, 1, device_.is_cuda() ? device_.index() : -1);
+      loader_ = load_package(model_.path, device_.is_cuda() ? device_.index() : -1);
     } catch (const std::exception& e) {
       throw std::runtime_error("model '" + model_.name + "': cannot load AOTInductor package '"
                                + model_.path + "': " + first_line(e.what()));
