@@ -125,6 +125,13 @@ struct fixture : test::deterministic_system {
     return w;
   }
 
+  /// Runs what is due, lets `d` of virtual time pass and runs what that made due.
+  void after(std::chrono::milliseconds d) {
+    sched->run();
+    sched->advance_time(d);
+    sched->run();
+  }
+
   /// Sends a request through the gateway from a client actor; the answer lands in `results`.
   void send(infer_request req) {
     auto* out = &results;
@@ -243,9 +250,7 @@ TEST_CASE("without retries, requests in flight on a worker that dies get an erro
   auto w = f.add_worker(&held);
   f.send(request_with_rows(1));
   f.send(request_with_rows(2));
-  f.sched->run();
-  f.sched->advance_time(1ms);
-  f.sched->run();
+  f.after(1ms);
   REQUIRE(held.size() == 1);
   CHECK(f.results.empty());
   caf::anon_send_exit(w, caf::exit_reason::kill);
@@ -266,9 +271,7 @@ TEST_CASE("a failed batch fails exactly its own requests", "[actors]") {
   std::vector<batch_job> held;
   f.add_worker(&held);
   f.send(request_with_rows(1));
-  f.sched->run();
-  f.sched->advance_time(1ms);
-  f.sched->run();
+  f.after(1ms);
   REQUIRE(held.size() == 1);
   caf::anon_send(f.batcher, batch_failed_atom::value, held[0].batch_id,
                  make_error(errc::inference_failed, "boom"));
@@ -329,15 +332,11 @@ TEST_CASE("requests of a worker that dies are retried on another worker", "[acto
   std::vector<batch_job> held;
   auto doomed = f.add_worker(&held);
   f.send(request_with_rows(1, 7));
-  f.sched->run();
-  f.sched->advance_time(1ms);
-  f.sched->run();
+  f.after(1ms);
   REQUIRE(held.size() == 1);
   f.add_worker(); // a healthy second worker
   caf::anon_send_exit(doomed, caf::exit_reason::kill);
-  f.sched->run();
-  f.sched->advance_time(1ms);
-  f.sched->run();
+  f.after(1ms);
   REQUIRE(f.results.size() == 1);
   REQUIRE(f.results[0]);
   CHECK(floats(f.results[0]->outputs.at(0)).at(0) == 7);
@@ -351,16 +350,12 @@ TEST_CASE("a request the backend fails on two workers is not retried again and l
   std::vector<batch_job> held_a, held_b;
   f.add_worker(&held_a);
   f.send(request_with_rows(1));
-  f.sched->run();
-  f.sched->advance_time(1ms);
-  f.sched->run();
+  f.after(1ms);
   REQUIRE(held_a.size() == 1);
   f.add_worker(&held_b);
   caf::anon_send(f.batcher, batch_failed_atom::value, held_a[0].batch_id,
                  make_error(errc::inference_failed, "boom on a"));
-  f.sched->run();
-  f.sched->advance_time(1ms);
-  f.sched->run();
+  f.after(1ms);
   REQUIRE(held_b.size() == 1); // retried on the other worker, never on the one that failed it
   CHECK(held_a.size() == 1);
   caf::anon_send(f.batcher, batch_failed_atom::value, held_b[0].batch_id,
@@ -387,9 +382,7 @@ TEST_CASE("a request the backend throws on fails alone: its batch is split until
   f.sched->run();
   for (float v : {100, 200, 300, 400, 500, 600, 700, 800}) // the fourth is the poison
     f.send(request_with_rows(1, v));
-  f.sched->run();
-  f.sched->advance_time(1ms);
-  f.sched->run();
+  f.after(1ms);
   REQUIRE(f.results.size() == 8);
   std::vector<float> answered;
   std::string poison_error;
@@ -409,9 +402,7 @@ TEST_CASE("a request the backend throws on fails alone: its batch is split until
   // closed, and the next request is served.
   f.results.clear();
   f.send(request_with_rows(1, 5));
-  f.sched->run();
-  f.sched->advance_time(1ms);
-  f.sched->run();
+  f.after(1ms);
   REQUIRE(f.results.size() == 1);
   CHECK(f.results[0]);
 }
@@ -429,9 +420,7 @@ TEST_CASE("a worker that throws on every batch still opens its breaker: lone req
   f.sched->run();
   for (float v : {1, 2, 3, 4})
     f.send(request_with_rows(1, v));
-  f.sched->run();
-  f.sched->advance_time(1ms);
-  f.sched->run();
+  f.after(1ms);
   // 4 (inconclusive), 2 (inconclusive), 1, 1: two failures alone open the breaker; the other
   // half waits for the probe and reaches its deadline.
   CHECK(sizes == std::vector<std::size_t>{4, 2, 1, 1});
@@ -459,9 +448,7 @@ TEST_CASE("a worker whose breaker is open gets no batches until its reset timeou
   f.add_worker(&held);
   for (int i = 0; i < 2; ++i) {
     f.send(request_with_rows(1));
-    f.sched->run();
-    f.sched->advance_time(1ms);
-    f.sched->run();
+    f.after(1ms);
     REQUIRE(held.size() == static_cast<std::size_t>(i + 1));
     caf::anon_send(f.batcher, batch_failed_atom::value, held.back().batch_id,
                    make_error(errc::worker_failed, "flaky"));
@@ -478,9 +465,7 @@ TEST_CASE("a worker whose breaker is open gets no batches until its reset timeou
   f.sched->advance_time(100ms);
   f.results.clear();
   f.send(request_with_rows(1));
-  f.sched->run();
-  f.sched->advance_time(1ms);
-  f.sched->run();
+  f.after(1ms);
   REQUIRE(held.size() == 3);
   batch_outputs ok;
   ok.batch_id = held.back().batch_id;
@@ -500,15 +485,11 @@ TEST_CASE("a batch that outlives execution_timeout marks its worker hung and is 
   std::vector<batch_job> held;
   f.add_worker(&held);
   f.send(request_with_rows(1, 3));
-  f.sched->run();
-  f.sched->advance_time(1ms);
-  f.sched->run();
+  f.after(1ms);
   REQUIRE(held.size() == 1);
   f.add_worker(); // a healthy one to take the retry
   f.sched->advance_time(50ms);
-  f.sched->run();
-  f.sched->advance_time(1ms);
-  f.sched->run();
+  f.after(1ms);
   REQUIRE(f.results.size() == 1);
   REQUIRE(f.results[0]);
   CHECK(floats(f.results[0]->outputs.at(0)).at(0) == 3);
@@ -570,9 +551,7 @@ std::pair<std::size_t, std::size_t> batches_held_while_busy(bool stage_ahead) {
   f.sched->run();
   REQUIRE(held.size() == 2);
   f.send(request_with_rows(2));
-  f.sched->run();
-  f.sched->advance_time(3ms);
-  f.sched->run();
+  f.after(3ms);
   auto after_3ms = held.size();
   f.sched->advance_time(1ms);
   f.sched->run();
@@ -615,9 +594,7 @@ TEST_CASE("a request its batch could not be done for before its deadline is answ
   hurried.timeout_us = 3'000;
   f.send(hurried);
   f.send(request_with_rows(1, 3));
-  f.sched->run();
-  f.sched->advance_time(1ms);
-  f.sched->run();
+  f.after(1ms);
   f.results.clear();
   // The worker is free 1 ms later: a batch of the 2 waiting rows would take 2 ms and staging,
   // past the hurried request's deadline 2 ms away.
@@ -705,9 +682,7 @@ TEST_CASE("a worker in the batcher's process answers its batch itself, each requ
   soon.timeout_us = 5000;
   f.send(soon);
   f.send(request_with_rows(1, 2.0f)); // (the model's 50 ms)
-  f.sched->run();
-  f.sched->advance_time(1ms);
-  f.sched->run();
+  f.after(1ms);
   REQUIRE(held.size() == 1);
   auto answers = held[0].answers;
   REQUIRE(answers); // (a worker of this process, no trace: the worker answers)
@@ -737,9 +712,7 @@ TEST_CASE("a worker in the batcher's process answers its batch itself, each requ
   CHECK(answers->open() == 0);
   // The batcher, told the batch is done, answers neither again.
   caf::anon_send(f.batcher, batch_done_atom::value, std::move(out));
-  f.sched->run();
-  f.sched->advance_time(100ms);
-  f.sched->run();
+  f.after(100ms);
   CHECK(f.results.size() == 2);
 }
 
@@ -749,9 +722,7 @@ TEST_CASE("requests a worker answered before it died are neither retried nor ans
   std::vector<batch_job> held, held_later;
   auto doomed = f.add_worker(&held);
   f.send(request_with_rows(1, 7));
-  f.sched->run();
-  f.sched->advance_time(1ms);
-  f.sched->run();
+  f.after(1ms);
   REQUIRE(held.size() == 1);
   REQUIRE(held[0].answers);
   auto out = echo(held[0]);
@@ -760,9 +731,7 @@ TEST_CASE("requests a worker answered before it died are neither retried nor ans
   REQUIRE(f.results.size() == 1);
   f.add_worker(&held_later); // (where a retry would go)
   caf::anon_send_exit(doomed, caf::exit_reason::kill);
-  f.sched->run();
-  f.sched->advance_time(10ms);
-  f.sched->run();
+  f.after(10ms);
   CHECK(f.results.size() == 1);
   REQUIRE(f.results[0]);
   CHECK(floats(f.results[0]->outputs.at(0)).at(0) == 7.0f);
