@@ -288,10 +288,7 @@ bool inject_faults(worker_ptr self, batch_job& job) {
 /// message without going to sleep. Only after a batch the batcher says to (batch_job::linger) and
 /// that came within linger_us of the one before it: at a sparse load every wait would be in vain.
 void linger(worker_ptr self) {
-  auto us = self->state.spec.model->linger_us;
-  if (us == 0)
-    return;
-  auto until = steady_clock::now() + std::chrono::microseconds(us);
+  auto until = steady_clock::now() + std::chrono::microseconds(self->state.spec.model->linger_us);
   while (self->mailbox().empty() && steady_clock::now() < until)
     sched_yield();
 }
@@ -311,8 +308,6 @@ void execute(worker_ptr self, batch_job& job) {
   }
   auto& m = *st.spec.model;
   auto t0 = std::chrono::steady_clock::now();
-  // (this batch came within linger_us of the previous one's outputs: a wait would have paid)
-  const bool came_soon = t0 - st.last_done <= std::chrono::microseconds(m.linger_us);
   if (!inject_faults(self, job))
     return;
   started_batch b;
@@ -333,8 +328,10 @@ void execute(worker_ptr self, batch_job& job) {
     st.waiter->push(std::move(b));
     return;
   }
-  // (as a halt-polling guest's vCPU does, it waits awake only where the last wait would have paid)
-  const bool lingers = b.job.linger && came_soon;
+  // (as a halt-polling guest's vCPU does, it waits awake only where the last wait would have paid:
+  // this batch came within linger_us of the previous one's outputs)
+  const bool lingers =
+    b.job.linger && b.t0 - st.last_done <= std::chrono::microseconds(m.linger_us);
   answer(st, b, st.last_done);
   if (lingers)
     linger(self);
